@@ -1,0 +1,1 @@
+"""report layer of lmtune (see DESIGN.md)."""

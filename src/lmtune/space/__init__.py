@@ -1,0 +1,1 @@
+"""space layer of lmtune (see DESIGN.md)."""

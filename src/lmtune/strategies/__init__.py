@@ -1,0 +1,1 @@
+"""strategies layer of lmtune (see DESIGN.md)."""

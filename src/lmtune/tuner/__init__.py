@@ -1,0 +1,1 @@
+"""tuner layer of lmtune (see DESIGN.md)."""
