@@ -1,0 +1,205 @@
+"""Search-space parameter types and their mapping to Optuna distributions.
+
+A parameter is a frozen value object. `Space` orders parameters so that a conditional one
+(``when: {optimizer: sgd}``) is always decided after the parameters it depends on, which is what a
+define-by-run sampler (Optuna's ``trial.suggest_*``) needs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+Value = float | int | str | bool | None
+
+
+class SpaceError(ValueError):
+    """An impossible or inconsistent search space. The message names the parameter and the fix."""
+
+
+@dataclass(frozen=True)
+class _Base:
+    name: str
+    when: Mapping[str, tuple[Value, ...]] = field(default_factory=dict)
+    mutable: bool | None = None  # may PBT change it mid-run? None = the parameter's natural default
+    grid: tuple[Value, ...] | None = None
+
+    def active(self, assigned: Mapping[str, Any]) -> bool:
+        """True when every condition in ``when`` holds for the values assigned so far."""
+        return all(assigned.get(k) in allowed for k, allowed in self.when.items())
+
+
+@dataclass(frozen=True)
+class FloatParam(_Base):
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    step: float | None = None
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def grid_values(self) -> tuple[Value, ...] | None:
+        if self.grid is not None:
+            return self.grid
+        if self.step is None:
+            return None
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        return tuple(round(self.low + i * self.step, 12) for i in range(n + 1))
+
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return self.clamp(rng.uniform(self.low, self.high))
+
+    def clamp(self, value: float) -> float:
+        value = min(max(value, self.low), self.high)
+        if self.step is not None:
+            value = self.low + round((value - self.low) / self.step) * self.step
+            value = min(value, self.high)
+        return float(value)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int | float) and self.low <= float(value) <= self.high
+
+
+@dataclass(frozen=True)
+class IntParam(_Base):
+    low: int = 0
+    high: int = 1
+    log: bool = False
+    step: int = 1
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def grid_values(self) -> tuple[Value, ...]:
+        return self.grid if self.grid is not None else tuple(range(self.low, self.high + 1, self.step))
+
+    def sample(self, rng: random.Random) -> int:
+        if self.log:
+            return self.clamp(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self.clamp(rng.randint(self.low, self.high))
+
+    def clamp(self, value: float) -> int:
+        value = min(max(value, self.low), self.high)
+        return int(self.low + round((value - self.low) / self.step) * self.step)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class CategoricalParam(_Base):
+    choices: tuple[Value, ...] = ()
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def grid_values(self) -> tuple[Value, ...]:
+        return self.grid if self.grid is not None else self.choices
+
+    def sample(self, rng: random.Random) -> Value:
+        return rng.choice(self.choices)
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
+
+
+Param = FloatParam | IntParam | CategoricalParam
+
+
+@dataclass(frozen=True)
+class Space:
+    """An ordered set of parameters; conditions may only refer to parameters listed before."""
+
+    params: tuple[Param, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for p in self.params:
+            if p.name in seen:
+                raise SpaceError(f"search.space.{p.name}: listed twice")
+            for dep in p.when:
+                if dep not in seen:
+                    raise SpaceError(
+                        f"search.space.{p.name}: condition on '{dep}', which is not a parameter listed "
+                        f"before it; list '{dep}' in search.space above '{p.name}'"
+                    )
+            seen.add(p.name)
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def get(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def suggest(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for every active parameter, in order. Inactive ones are not suggested at all,
+        so Optuna records only the parameters that took effect."""
+        assigned: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(assigned):
+                assigned[p.name] = _suggest(trial, p)
+        return assigned
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        """A uniform (log-uniform where declared) draw of the active parameters."""
+        assigned: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(assigned):
+                assigned[p.name] = p.sample(rng)
+        return assigned
+
+    def restrict(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The subset of ``config`` that is active and inside the space (used to enqueue defaults)."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(out) and p.name in config and p.contains(config[p.name]):
+                out[p.name] = config[p.name]
+        return out
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every valid combination of grid values; conditional parameters expand only where active.
+
+        Raises SpaceError for a continuous dimension without ``grid`` values or ``step``.
+        """
+        for p in self.params:
+            if p.grid_values() is None:
+                raise SpaceError(
+                    f"search.space.{p.name}: strategy 'grid' needs a finite set of values, but this float "
+                    f"range [{getattr(p, 'low', '?')}, {getattr(p, 'high', '?')}] is continuous; add "
+                    f"'grid: [v1, v2, ...]' or 'step: ...' to it, or use strategy 'random' or 'bayes'"
+                )
+        combos: list[dict[str, Any]] = [{}]
+        for p in self.params:
+            values = p.grid_values() or ()
+            nxt: list[dict[str, Any]] = []
+            for c in combos:
+                if p.active(c):
+                    nxt.extend({**c, p.name: v} for v in values)
+                else:
+                    nxt.append(c)
+            combos = nxt
+        return combos
+
+
+
+def _suggest(trial: optuna.trial.Trial, p: Param) -> Any:
+    if isinstance(p, FloatParam):
+        return trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
+    if isinstance(p, IntParam):
+        return trial.suggest_int(p.name, p.low, p.high, log=p.log, step=p.step)
+    return trial.suggest_categorical(p.name, p.choices)  # type: ignore[arg-type]
