@@ -1,1 +1,5 @@
-"""execution layer of lmtune (see DESIGN.md)."""
+"""Execution: starting/stopping trainer processes and relaying their metric stream."""
+
+from lmtune.execution.local import LocalExecutor, TrialProcess
+
+__all__ = ["LocalExecutor", "TrialProcess"]

@@ -171,6 +171,19 @@ class Space:
                 out[p.name] = config[p.name]
         return out
 
+    def outside(self, config: Mapping[str, Any]) -> list[str]:
+        """Names of parameters active under ``config`` whose value there is missing or out of range."""
+        assigned: dict[str, Any] = {}
+        bad: list[str] = []
+        for p in self.params:
+            if not p.active(assigned):
+                continue
+            if p.name in config and p.contains(config[p.name]):
+                assigned[p.name] = config[p.name]
+            else:
+                bad.append(p.name)
+        return bad
+
     def grid(self) -> list[dict[str, Any]]:
         """Every valid combination of grid values; conditional parameters expand only where active.
 

@@ -1,1 +1,9 @@
-"""strategies layer of lmtune (see DESIGN.md)."""
+"""Strategies: which configuration next (samplers), when to stop (pruners), PBT decisions.
+
+Never imports torch, transformers, subprocess or ray (a test enforces it).
+"""
+
+from lmtune.strategies.pruners import make_pruner, pruner_name
+from lmtune.strategies.samplers import make_sampler
+
+__all__ = ["make_pruner", "make_sampler", "pruner_name"]

@@ -1,1 +1,6 @@
-"""tuner layer of lmtune (see DESIGN.md)."""
+"""The tuner: the one loop connecting strategy, executor and study; budgets; failure policy."""
+
+from lmtune.tuner.loop import RunSummary, Tuner
+from lmtune.tuner.plan import Plan, make_plan, trial_spec
+
+__all__ = ["Plan", "RunSummary", "Tuner", "make_plan", "trial_spec"]

@@ -1,0 +1,79 @@
+"""What the CLI shows: pure functions from a study to rows and documents (no printing here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from lmtune.study import best_trial, default_trial
+
+
+def _metric_at_end(t: FrozenTrial, metric: str) -> float | None:
+    curve = t.user_attrs.get("curve") or []
+    return curve[-1]["metrics"].get(metric) if curve else None
+
+
+def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number, "state": t.state.name,
+            "value": t.value if t.state == TrialState.COMPLETE else _metric_at_end(t, metric),
+            "units": (t.user_attrs.get("curve") or [{}])[-1].get("units"),
+            "train_tokens": t.user_attrs.get("train_tokens"), "wall_time_s": t.user_attrs.get("wall_time_s"),
+            "default": bool(t.user_attrs.get("is_default")), "params": dict(t.params),
+            "reason": t.user_attrs.get("fail_reason", ""),
+        })
+    return rows
+
+
+def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
+    """The best trial (and the default trial for comparison), JSON-ready."""
+    best = best_trial(study)
+    if best is None:
+        return {"study": meta["study_name"], "metric": meta["metric"], "best": None}
+    default = default_trial(study)
+    out: dict[str, Any] = {
+        "study": meta["study_name"], "metric": meta["metric"], "direction": meta["direction"],
+        "trial": best.number, "value": best.value, "params": dict(best.params),
+        "config": best.user_attrs.get("config", {}),
+        "default": None if default is None else {"trial": default.number, "value": default.value},
+    }
+    return out
+
+
+def training_yaml(meta: dict[str, Any], config: dict[str, Any]) -> str:
+    """The best configuration as an lmtune study YAML: the study's config with the best training
+    settings as its defaults and no search (so ``lmtune tune`` of it trains that one configuration)."""
+    full = dict(meta["config"])
+    full["training"] = {k: v for k, v in config.items() if k in full.get("training", config)}
+    full["search"] = {**full.get("search", {}), "space": {}, "preset": None, "n_trials": 1}
+    return yaml.safe_dump(full, sort_keys=False)
+
+
+# lmtune hyperparameter → transformers.TrainingArguments field
+_HF_NAMES = {
+    "learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size", "epochs": "num_train_epochs", "max_steps": "max_steps",
+    "weight_decay": "weight_decay", "warmup_ratio": "warmup_ratio", "lr_scheduler": "lr_scheduler_type",
+    "max_grad_norm": "max_grad_norm", "seed": "seed", "beta1": "adam_beta1", "beta2": "adam_beta2",
+    "eps": "adam_epsilon",
+}
+_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
+
+
+def hf_training_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """TrainingArguments JSON for the best config; settings HF has no field for go under
+    ``lmtune_extra`` (dropout lives in the model config; Adam's L2 vs AdamW's decoupled decay)."""
+    out: dict[str, Any] = {hf: config[k] for k, hf in _HF_NAMES.items() if config.get(k) is not None}
+    out["optim"] = _HF_OPTIM[config.get("optimizer", "adamw")]
+    if config.get("optimizer") == "sgd":
+        out["optim_args"] = f"momentum={config.get('momentum', 0.9)},nesterov={config.get('nesterov', False)}"
+    precision = config.get("precision")
+    out["bf16"], out["fp16"] = precision == "bf16", precision == "fp16"
+    out["lmtune_extra"] = {k: config[k] for k in ("dropout", "attention_dropout", "layer_decay", "optimizer")
+                           if k in config}
+    return out

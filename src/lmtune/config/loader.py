@@ -1,0 +1,147 @@
+"""YAML + ``--set key.path=value`` → a validated, frozen `StudyConfig`.
+
+Every failure raises `ConfigError` whose message names the field, the YAML line where it can, and
+the fix. The CLI turns that into exit code 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lmtune.config.schema import TRAINING_FIELDS, StudyConfig
+from lmtune.errors import ConfigError
+from lmtune.space import Space, SpaceError, build_space, preset
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> StudyConfig:
+    """Read ``path`` (or start from the built-in defaults when None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}; pass the path of a study YAML, e.g. "
+                              "examples/quickstart.yaml")
+        text = p.read_text()
+        try:
+            loaded = yaml.safe_load(text)
+            lines = _line_numbers(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping with sections study/task/training/search/...")
+        raw = loaded or {}
+    raw = apply_overrides(raw, overrides)
+    return validate(raw, source=source, lines=lines)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """``a.b.c=value`` sets raw[a][b][c]; the value is parsed as YAML (numbers, booleans, lists)."""
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-5")
+        node: dict[str, Any] = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = parse_value(value)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    if _FLOAT.match(text.strip()):  # YAML 1.1 reads '1e-5' as a string; users mean a number
+        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def validate(raw: Mapping[str, Any], *, source: str = "<config>",
+             lines: Mapping[tuple[str, ...], int] | None = None) -> StudyConfig:
+    try:
+        cfg = StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source, lines or {})) from None
+    resolved_space(cfg)  # raises on an impossible space
+    return cfg
+
+
+def resolved_space(cfg: StudyConfig) -> Space:
+    """The preset (if any) overlaid with ``search.space``; names must be training fields."""
+    raw: dict[str, Any] = {}
+    try:
+        if cfg.search.preset:
+            raw.update(preset(cfg.search.preset))
+        raw.update(cfg.search.space)
+        unknown = [n for n in raw if n not in TRAINING_FIELDS and not n.startswith("lora_")]
+        if unknown:
+            raise SpaceError(f"search.space.{unknown[0]}: not a training hyperparameter; searchable: "
+                             f"{', '.join(sorted(TRAINING_FIELDS))}")
+        space = build_space(raw)
+        if cfg.search.strategy == "grid":
+            space.grid()
+    except SpaceError as exc:
+        raise ConfigError(str(exc)) from None
+    return space
+
+
+def _format(exc: ValidationError, source: str, lines: Mapping[tuple[str, ...], int]) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = tuple(str(x) for x in err["loc"])
+        field = ".".join(loc) or "config"
+        where = f" (line {lines[loc]})" if loc in lines else ""
+        if err["type"] == "extra_forbidden":
+            section = _section_fields(loc[:-1])
+            hint = f"unknown key; valid keys here: {', '.join(section)}" if section else "unknown key"
+            msgs.append(f"{field}{where}: {hint}")
+        else:
+            got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+            msgs.append(f"{field}{where}: {err['msg']}{got}")
+    return f"invalid config {source}:\n  " + "\n  ".join(msgs)
+
+
+def _section_fields(loc: tuple[str, ...]) -> list[str]:
+    model: Any = StudyConfig
+    for part in loc:
+        info = model.model_fields.get(part)
+        if info is None or not isinstance(info.annotation, type):
+            return []
+        model = info.annotation
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in the YAML to its (1-based) line, for error messages."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                out[sub] = key.start_mark.line + 1
+                walk(value, sub)
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return out

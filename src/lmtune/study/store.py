@@ -1,0 +1,107 @@
+"""The study store: an Optuna RDB study plus ``lmtune.json`` in the study directory.
+
+Only the driver process writes here (trainers stream metrics to it), which is what keeps SQLite
+free of "database is locked" errors. Any SQLAlchemy URL works; the study opens with plain
+``optuna.load_study`` and optuna-dashboard because lmtune's own facts live in trial user attrs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lmtune.errors import StudyError
+
+META_FILE = "lmtune.json"
+INTERRUPTED = "interrupted: the tuning process stopped while this trial ran; its configuration is re-run"
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    root: Path
+
+    @property
+    def meta(self) -> Path:
+        return self.root / META_FILE
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def trial_dir(self, number: int) -> Path:
+        return self.root / "trials" / f"{number:04d}"
+
+    def default_storage(self) -> str:
+        return f"sqlite:///{(self.root / 'study.db').resolve()}"
+
+
+def storage_for(url: str) -> optuna.storages.BaseStorage:
+    """RDB storage; SQLite gets a long busy timeout, servers a bounded connection pool."""
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_size": 2, "max_overflow": 2,
+                                                          "pool_pre_ping": True})
+
+
+def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tmp = paths.meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    tmp.replace(paths.meta)
+
+
+def read_meta(study_dir: str | Path) -> dict[str, Any]:
+    path = Path(study_dir) / META_FILE
+    if not path.is_file():
+        raise StudyError(f"{study_dir}: not an lmtune study directory (no {META_FILE}); run "
+                         "'lmtune tune CONFIG' first, or pass the study.dir of your config")
+    return dict(json.loads(path.read_text()))
+
+
+def load_study(study_dir: str | Path) -> tuple[optuna.Study, dict[str, Any]]:
+    """Open an existing study directory read/write; returns the Optuna study and lmtune.json."""
+    meta = read_meta(study_dir)
+    try:
+        study = optuna.load_study(study_name=meta["study_name"], storage=storage_for(meta["storage"]))
+    except KeyError:
+        raise StudyError(f"{study_dir}: study '{meta['study_name']}' is not in {meta['storage']}") from None
+    return study, meta
+
+
+def recover_interrupted(study: optuna.Study) -> list[FrozenTrial]:
+    """Mark trials left RUNNING by a killed driver as FAIL (with the reason); return them to re-run.
+
+    Call only when no other driver works on this study (local storage).
+    """
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+        study.tell(t.number, state=TrialState.FAIL)
+    return stale
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards n_trials: COMPLETE and PRUNED (failed ones are re-tried)."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def train_tokens_spent(study: optuna.Study) -> int:
+    return sum(int(t.user_attrs.get("train_tokens", 0)) for t in study.get_trials(deepcopy=False))
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def default_trial(study: optuna.Study) -> FrozenTrial | None:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return next((t for t in done if t.user_attrs.get("is_default")), None)

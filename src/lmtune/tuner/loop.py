@@ -1,0 +1,278 @@
+"""The one loop that connects strategy, executor and study.
+
+Contract: only this (driver) process writes the study. Trainer processes stream metrics; each
+evaluation is reported to Optuna as step = evaluation units, and the pruner's answer goes back to the
+trainer before it trains further. A failing trial is recorded with its reason and the study goes on
+until ``n_trials`` trials finished (COMPLETE or PRUNED), a budget runs out, or ``max_failures``
+trials failed in this run.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lmtune.config import StudyConfig
+from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.strategies import make_pruner, make_sampler, pruner_name
+from lmtune.study.store import INTERRUPTED, finished, recover_interrupted, storage_for, train_tokens_spent, write_meta
+from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.progress import PlainReporter, Reporter
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class RunSummary:
+    plan: Plan
+    study: optuna.Study
+    stop_reason: str
+    failures: int = 0
+    wall_time_s: float = 0.0
+    ran: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Running:
+    trial: optuna.trial.Trial
+    proc: TrialProcess
+    slot: int
+    started: float
+    is_default: bool
+
+
+class Tuner:
+    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance."""
+
+    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None) -> None:
+        self.cfg = cfg
+        self.n_trials = n_trials or cfg.search.n_trials
+        self.reporter = reporter or PlainReporter()
+        self._lock = threading.Lock()
+        self._done: queue.Queue[tuple[int, str]] = queue.Queue()
+
+    def run(self) -> RunSummary:
+        t0 = time.monotonic()
+        plan = make_plan(self.cfg)
+        study = self._open_study(plan)
+        executor = LocalExecutor(workers=self.cfg.execution.workers, device=self.cfg.execution.device,
+                                 threads=self.cfg.execution.threads_per_worker)
+        for stale in recover_interrupted(study):
+            study.enqueue_trial(stale.params, user_attrs=_carry_attrs(stale.user_attrs))
+        target = self._seed_queue(study, plan)
+        summary = RunSummary(plan=plan, study=study, stop_reason="")
+        self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
+        running: dict[int, _Running] = {}
+        try:
+            summary.stop_reason = self._loop(study, plan, executor, running, target, summary, t0)
+        except BaseException:
+            self._abandon(study, running)
+            raise
+        finally:
+            summary.wall_time_s = time.monotonic() - t0
+            self.reporter.close()
+        return summary
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _open_study(self, plan: Plan) -> optuna.Study:
+        cfg = self.cfg
+        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units)
+        sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
+                               n_startup_trials=cfg.search.n_startup_trials)
+        study = optuna.create_study(storage=storage_for(plan.storage), study_name=cfg.study.name,
+                                    direction=cfg.study.direction, sampler=sampler, pruner=pruner,
+                                    load_if_exists=True)
+        study.set_user_attr("lmtune.metric", cfg.study.metric)
+        study.set_user_attr("lmtune.direction", cfg.study.direction)
+        write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
+                                "metric": cfg.study.metric, "direction": cfg.study.direction,
+                                "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
+                                "examples_per_unit": plan.examples_per_unit,
+                                "total_examples": plan.total_examples})
+        return study
+
+    def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
+        """Enqueue the default configuration (once per study) and, for grid, the missing points.
+        Returns the number of finished trials to reach."""
+        trials = study.get_trials(deepcopy=False)
+        default = plan.space.restrict(plan.defaults)
+        wants_default = self.cfg.search.include_default and not plan.space.outside(plan.defaults)
+        has_default = any(t.user_attrs.get("is_default") for t in trials)
+        if self.cfg.search.strategy != "grid":
+            if wants_default and not has_default:
+                study.enqueue_trial(default, user_attrs={"is_default": True})
+            return self.n_trials
+        live = [t.params for t in trials if t.state != TrialState.FAIL]
+        points = plan.space.grid()
+        for point in points[: self.n_trials]:
+            if point not in live:
+                is_default = wants_default and not has_default and point == default
+                study.enqueue_trial(point, user_attrs={"is_default": True} if is_default else None)
+        return min(self.n_trials, len(points))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _loop(self, study: optuna.Study, plan: Plan, executor: LocalExecutor, running: dict[int, _Running],
+              target: int, summary: RunSummary, t0: float) -> str:
+        stop = ""
+        while True:
+            with self._lock:
+                done = finished(study)
+            stop = stop or self._budget_stop(study, done, target, summary, t0)
+            while not stop and len(running) < executor.workers and done + len(running) < target:
+                self._launch(study, plan, executor, running)
+            if not running:
+                return stop or "n_trials reached"
+            number, state = self._done.get()
+            item = running.pop(number)
+            executor.release(item.slot)
+            summary.ran.append(number)
+            if state == "FAIL":
+                summary.failures += 1
+
+    def _budget_stop(self, study: optuna.Study, done: int, target: int, summary: RunSummary, t0: float) -> str:
+        b = self.cfg.budget
+        if summary.failures >= self.cfg.search.max_failures:
+            return (f"stopped: {summary.failures} trials failed in this run (search.max_failures="
+                    f"{self.cfg.search.max_failures}); see the reasons with 'lmtune status'")
+        if b.max_wall_time and time.monotonic() - t0 >= b.max_wall_time:
+            return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
+        if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
+            return f"budget: max_trials {b.max_trials} reached"
+        if b.max_train_tokens and train_tokens_spent(study) >= b.max_train_tokens:
+            return f"budget: max_train_tokens {b.max_train_tokens} reached"
+        return ""
+
+    def _launch(self, study: optuna.Study, plan: Plan, executor: LocalExecutor,
+                running: dict[int, _Running]) -> None:
+        with self._lock:
+            trial = study.ask()
+            params = plan.space.suggest(trial)
+            hparams = {**plan.defaults, **params}
+            is_default = bool(trial.user_attrs.get("is_default"))
+            trial.set_user_attr("config", hparams)
+            trial.set_user_attr("is_default", is_default)
+        slot = executor.acquire()
+        spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams,
+                          device=executor.device_for(slot), threads=executor.threads)
+        trial_dir = plan.paths.trial_dir(trial.number)
+        with self._lock:
+            trial.set_user_attr("trial_dir", str(trial_dir))
+        proc = executor.launch(spec, trial_dir, slot)
+        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default)
+        self.reporter.trial_started(trial.number, params, is_default)
+        threading.Thread(target=self._watch, args=(study, running[trial.number], plan), daemon=True).start()
+
+    def _watch(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
+        """Relay one trainer's events into the study; runs in its own thread."""
+        trial, metric = item.trial, self.cfg.study.metric
+        curve: list[dict[str, Any]] = []
+        end: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        timer = self._watchdog(item)
+        for ev in item.proc.events():
+            kind = ev.get("event")
+            if kind == "eval":
+                curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
+                item.proc.send("stop" if self._report(trial, ev, metric, curve) else "continue")
+                self.reporter.trial_progress(trial.number, ev["units"], plan.max_units,
+                                             ev["metrics"].get(metric))
+            elif kind == "start":
+                with self._lock:
+                    trial.set_user_attr("precision", ev.get("precision"))
+            elif kind == "end":
+                end = ev
+            elif kind == "error":
+                error = ev
+        code = item.proc.wait()
+        if timer is not None:
+            timer.cancel()
+        state, value, reason = self._record(study, item, curve, end, error, code)
+        self.reporter.trial_finished(trial.number, state, value, reason, _best_value(study, self._lock))
+        self._done.put((trial.number, state))
+
+    def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
+                curve: list[dict[str, Any]]) -> bool:
+        """Report an evaluation; True when the pruner says stop."""
+        value = ev["metrics"].get(metric)
+        with self._lock:
+            trial.set_user_attr("curve", curve)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(float(value), step=int(ev["units"]))
+            return bool(trial.should_prune())
+
+    def _record(self, study: optuna.Study, item: _Running, curve: list[dict[str, Any]],
+                end: dict[str, Any] | None, error: dict[str, Any] | None,
+                code: int) -> tuple[str, float | None, str]:
+        trial, metric = item.trial, self.cfg.study.metric
+        wall = time.monotonic() - item.started
+        tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
+        attrs: dict[str, Any] = {"curve": curve, "train_tokens": int(tokens), "wall_time_s": wall}
+        if end is not None:
+            busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
+            attrs["overhead_s"] = max(0.0, wall - busy)
+            attrs["stopped_by"] = end.get("stopped_by")
+        state, value, reason = "FAIL", None, ""
+        if error is not None:
+            reason = f"{error.get('kind')}: {error.get('reason')}"
+        elif end is None:
+            reason = (f"trainer exited with code {code} and no result (killed or crashed); "
+                      f"see {item.proc.proc.args[-1].rsplit('/', 1)[0]}/trainer.log")
+        elif end.get("stopped_by") == "pruned":
+            state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
+        else:
+            value = end["metrics"].get(metric)
+            if value is None or not math.isfinite(value):
+                reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end['metrics'])}; "
+                          "set study.metric to one of them")
+            else:
+                state = "COMPLETE"
+        if reason:
+            attrs["fail_reason"] = reason
+        with self._lock:
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        return state, value, reason
+
+    def _watchdog(self, item: _Running) -> threading.Timer | None:
+        limit = self.cfg.execution.trial_timeout
+        if not limit:
+            return None
+        timer = threading.Timer(limit, item.proc.kill)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _abandon(self, study: optuna.Study, running: dict[int, _Running]) -> None:
+        """On Ctrl-C or a crash of the driver: stop trainers, mark their trials failed with the reason
+        and enqueue their configurations again, so the next run redoes exactly that work."""
+        for item in running.values():
+            item.proc.kill()
+        with self._lock:
+            for item in running.values():
+                t = item.trial
+                if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:
+                    continue
+                t.set_user_attr("fail_reason", INTERRUPTED)
+                study.tell(t, state=TrialState.FAIL)
+                study.enqueue_trial(t.params, user_attrs={"is_default": True} if item.is_default else None)
+
+
+def _carry_attrs(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    return {"is_default": True} if attrs.get("is_default") else None
+
+
+def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
+    with lock:
+        try:
+            return float(study.best_value)
+        except ValueError:
+            return None

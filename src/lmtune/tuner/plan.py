@@ -1,0 +1,74 @@
+"""Everything decided once per study before any trial runs: paths, data cache, units, space.
+
+Tokenization happens here, once per study (cached by content hash), never in a trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmtune.config import StudyConfig, resolved_space
+from lmtune.data.sources import DataSpec
+from lmtune.data.tokenized import build_cache, load_meta
+from lmtune.space import Space
+from lmtune.study.store import StudyPaths
+from lmtune.training.models import load_tokenizer, resolve_model
+from lmtune.training.spec import TrialSpec
+
+
+@dataclass(frozen=True)
+class Plan:
+    paths: StudyPaths
+    storage: str
+    model: str
+    data_cache: Path
+    train_rows: int
+    examples_per_unit: int
+    total_examples: int
+    space: Space
+    defaults: dict[str, Any]
+
+    @property
+    def max_units(self) -> int:
+        return max(1, math.ceil(self.total_examples / self.examples_per_unit))
+
+
+def data_spec(cfg: StudyConfig) -> DataSpec:
+    t = cfg.task
+    return DataSpec(dataset=t.dataset, dataset_config=t.dataset_config, text_column=t.text_column,
+                    text_pair_column=t.text_pair_column,
+                    label_column=t.label_column if t.type == "classification" else None,
+                    sizes={"train": t.train_size, "validation": t.validation_size, "test": t.test_size},
+                    seed=cfg.study.seed)
+
+
+def make_plan(cfg: StudyConfig) -> Plan:
+    """Resolve the model, tokenize the data once (cached), and fix the units of fidelity.
+
+    One evaluation unit is ``eval_every`` steps at the *default* batch size, in examples; the
+    training length is ``max_steps`` at the default batch size (or ``epochs`` of the train split).
+    """
+    paths = StudyPaths(Path(cfg.study.dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    model = resolve_model(cfg.task.model)
+    tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
+    cache = build_cache(data_spec(cfg), tokenizer, model, cfg.task.max_length, paths.cache)
+    train_rows = int(load_meta(cache)["splits"]["train"]["rows"])
+    tr = cfg.training
+    per_unit = tr.eval_every * tr.batch_size
+    total = tr.max_steps * tr.batch_size if tr.max_steps else max(1, round(tr.epochs * train_rows))
+    return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
+                data_cache=cache, train_rows=train_rows, examples_per_unit=min(per_unit, total),
+                total_examples=total, space=resolved_space(cfg), defaults=tr.model_dump())
+
+
+def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
+               threads: int | None, **extra: Any) -> TrialSpec:
+    return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type, data_cache=str(plan.data_cache),
+                     hparams=hparams, examples_per_unit=plan.examples_per_unit,
+                     total_examples=plan.total_examples, metric=cfg.study.metric,
+                     direction=cfg.study.direction, output_dir=str(plan.paths.trial_dir(number)),
+                     device=device, threads=threads, trust_remote_code=cfg.task.trust_remote_code, **extra)

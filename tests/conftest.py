@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny random-initialised BERT (2 layers, 64-dim) with a word-level tokenizer,
+and a small learnable sentiment CSV, both built in code so tests run in about a second."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun", "moving", "bright"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "poor", "flat", "tired"]
+FILLER = ["the", "film", "was", "a", "story", "and", "very", "plot", "actors", "really"]
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = rng.choices(FILLER, k=rng.randint(3, 10)) + rng.choices(POSITIVE if label else NEGATIVE, k=2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def build_tiny_model(folder: Path, *, layers: int = 2, hidden: int = 64) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *POSITIVE, *NEGATIVE, *FILLER])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]")
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                        pad_token_id=0)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import csv
+
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(make_rows(400))
+    return path
+
+
+def tiny_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
+    """--set overrides for a study that runs in seconds on the tiny model and data."""
+    return [f"study.dir={study_dir}", f"task.model={model}", f"task.dataset={data}",
+            "task.train_size=96", "task.validation_size=48", "task.test_size=48", "task.max_length=16",
+            "training.batch_size=16", "training.max_steps=6", "training.eval_every=3",
+            "training.learning_rate=1e-3", "search.n_startup_trials=2"]
