@@ -141,3 +141,17 @@ def test_unmappable_model_raises() -> None:
         build_param_groups(model, lr=LR, weight_decay=WD, layer_decay=0.8)
     with pytest.raises(ValueError, match="layer_decay"):
         build_param_groups(tiny_bert(), lr=LR, weight_decay=WD, layer_decay=0.0)
+
+
+def test_lora_wrapped_model_uses_prefixed_names() -> None:
+    from lmtune.training.lora import apply_lora
+
+    model = apply_lora(tiny_bert(), r=2, alpha=4, dropout=0.0, target_modules=None,
+                       task_type="classification")
+    assert count_layers(model) == 2
+    groups = build_param_groups(model, lr=LR, weight_decay=WD, layer_decay=DECAY)
+    assert_each_param_once(model, groups)
+    rates = lr_by_name(model, groups)
+    name = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"
+    assert rates[name] == (pytest.approx(LR * DECAY**2), WD)
+    assert rates["base_model.model.classifier.modules_to_save.default.bias"] == (LR, 0.0)
