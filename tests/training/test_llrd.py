@@ -51,14 +51,14 @@ def assert_each_param_once(model: torch.nn.Module, groups: list[dict]) -> None:
 
 
 def expected_lr(name: str, kinds: dict[str, str], num_layers: int = 2) -> float:
-    """The documented rate: head lr, block i lr*d**(L-i), embeddings lr*d**(L+1)."""
+    """The documented rate: head lr, block i lr*d**(L-1-i), embeddings lr*d**L."""
     kind = next(k for prefix, k in kinds.items() if name.startswith(prefix))
     if kind == "embed":
-        return LR * DECAY ** (num_layers + 1)
+        return LR * DECAY ** num_layers
     if kind == "head":
         return LR
     block = int(re.search(r"\.(\d+)\.", name).group(1))  # type: ignore[union-attr]
-    return LR * DECAY ** (num_layers - block)
+    return LR * DECAY ** (num_layers - 1 - block)
 
 
 def check_rates(model: torch.nn.Module, kinds: dict[str, str]) -> None:
@@ -114,7 +114,7 @@ def test_no_decay_for_biases_and_norms() -> None:
     bert = tiny_bert()
     rates = lr_by_name(bert, build_param_groups(bert, lr=LR, weight_decay=WD, layer_decay=DECAY))
     assert rates["bert.encoder.layer.0.attention.self.query.bias"][1] == 0.0
-    assert rates["bert.embeddings.LayerNorm.weight"] == (pytest.approx(LR * DECAY**3), 0.0)
+    assert rates["bert.embeddings.LayerNorm.weight"] == (pytest.approx(LR * DECAY**2), 0.0)
 
 
 def test_frozen_params_are_left_out() -> None:
@@ -153,5 +153,5 @@ def test_lora_wrapped_model_uses_prefixed_names() -> None:
     assert_each_param_once(model, groups)
     rates = lr_by_name(model, groups)
     name = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"
-    assert rates[name] == (pytest.approx(LR * DECAY**2), WD)
+    assert rates[name] == (pytest.approx(LR * DECAY), WD)
     assert rates["base_model.model.classifier.modules_to_save.default.bias"] == (LR, 0.0)

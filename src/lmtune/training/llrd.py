@@ -3,7 +3,7 @@
 LLRD gives lower learning rates to the layers close to the input, which hold general features, and
 the full rate to the task head. It is a hyperparameter here (``layer_decay``), not a Trainer subclass.
 
-Layer numbering (the ELECTRA / BEiT / timm convention). With ``L`` transformer blocks numbered
+Layer numbering. With ``L`` transformer blocks numbered
 ``0 .. L-1`` from the input, ``lr`` the base rate and ``d`` the ``layer_decay``:
 
 ==================================================  =====================
@@ -11,12 +11,12 @@ parameters                                          learning rate
 ==================================================  =====================
 task head and everything after the blocks           ``lr``
 (classifier, score, pooler, lm_head, final norm)
-block ``i``                                         ``lr * d ** (L - i)``
-embeddings (token, position, type, their norm)      ``lr * d ** (L + 1)``
+block ``i``                                         ``lr * d ** (L - 1 - i)``
+embeddings (token, position, type, their norm)      ``lr * d ** L``
 ==================================================  =====================
 
-So the top block gets ``lr * d``, one step below the head, and the embeddings sit one step below
-block 0. A weight tied between the input embeddings and ``lm_head`` is one parameter object; it is
+So the top block and the head get the base rate ``lr``, each block below it ``× d``, and the
+embeddings sit one step below block 0 (the lowest rate). A weight tied between the input embeddings and ``lm_head`` is one parameter object; it is
 placed once, under the name PyTorch reports first (the embeddings), at the embedding rate.
 
 Weight decay applies to parameters with two or more dimensions; biases and normalisation weights
@@ -141,7 +141,7 @@ def build_param_groups(
         no_decay = _no_decay(param)
         key = f"{_layer_label(layer_id, num_layers)}.{'no_decay' if no_decay else 'decay'}"
         if key not in groups:
-            scale = layer_decay ** (num_layers + 1 - layer_id)
+            scale = layer_decay ** max(0, num_layers - layer_id)
             groups[key] = _Group(key, lr * scale, 0.0 if no_decay else weight_decay)
         groups[key].params.append(param)
     return sorted(_as_dicts(groups), key=lambda g: g["lr"])
