@@ -1,0 +1,88 @@
+import random
+
+import optuna
+import pytest
+
+from lmtune.space import SpaceError, build_space, preset
+
+RAW = {
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+    "optimizer": ["adamw", "sgd"],
+    "momentum": {"type": "float", "low": 0.8, "high": 0.99, "when": {"optimizer": "sgd"}, "grid": [0.9, 0.95]},
+    "epochs": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def test_conditional_parameter_only_suggested_when_active() -> None:
+    space = build_space(RAW)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {"adamw": 0, "sgd": 0}
+    for _ in range(30):
+        trial = study.ask()
+        params = space.suggest(trial)
+        seen[params["optimizer"]] += 1
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+        assert ("momentum" in trial.params) == (params["optimizer"] == "sgd")
+        study.tell(trial, 0.0)
+    assert seen["adamw"] and seen["sgd"]
+
+
+def test_sample_stays_in_bounds() -> None:
+    space = build_space(RAW)
+    rng = random.Random(1)
+    for _ in range(200):
+        s = space.sample(rng)
+        assert 1e-5 <= s["learning_rate"] <= 1e-3 and s["epochs"] in (1, 2, 3)
+        assert ("momentum" in s) == (s["optimizer"] == "sgd")
+
+
+def test_grid_expands_conditionals_without_duplicates() -> None:
+    space = build_space({k: v for k, v in RAW.items() if k != "learning_rate"})
+    grid = space.grid()
+    # adamw × 3 epochs + sgd × 2 momenta × 3 epochs
+    assert len(grid) == 3 + 6
+    assert len({tuple(sorted(g.items())) for g in grid}) == len(grid)
+    assert all("momentum" not in g for g in grid if g["optimizer"] == "adamw")
+
+
+def test_grid_refuses_continuous() -> None:
+    with pytest.raises(SpaceError, match="learning_rate"):
+        build_space(RAW).grid()
+
+
+def test_float_step_gives_grid_values() -> None:
+    space = build_space({"weight_decay": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.05}})
+    assert space.grid() == [{"weight_decay": 0.0}, {"weight_decay": 0.05}, {"weight_decay": 0.1}]
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"type": "float", "low": 1, "high": 0}, "greater than high"),
+    ({"type": "float", "low": 0, "high": 1, "log": True}, "log scale needs low > 0"),
+    ({"type": "categorical", "choices": []}, "non-empty"),
+    ({"type": "normal"}, "expected one of"),
+    ({"type": "float", "low": 0, "high": 1, "lo": 3}, "unknown key"),
+])
+def test_impossible_spaces_are_refused(spec: dict, match: str) -> None:
+    with pytest.raises(SpaceError, match=match):
+        build_space({"x": spec})
+
+
+def test_condition_must_refer_to_an_earlier_parameter() -> None:
+    with pytest.raises(SpaceError, match="listed before"):
+        build_space({"momentum": {"type": "float", "low": 0, "high": 1, "when": {"optimizer": "sgd"}},
+                     "optimizer": ["sgd"]})
+
+
+def test_restrict_and_outside() -> None:
+    space = build_space(RAW)
+    defaults = {"learning_rate": 5e-5, "optimizer": "adamw", "momentum": 0.9, "epochs": 2}
+    assert space.restrict(defaults) == {"learning_rate": 5e-5, "optimizer": "adamw", "epochs": 2}
+    assert space.outside(defaults) == []
+    assert space.outside({**defaults, "learning_rate": 1.0}) == ["learning_rate"]
+
+
+def test_classification_preset_builds() -> None:
+    space = build_space(preset("classification"))
+    assert {"learning_rate", "batch_size", "momentum"} <= set(space.names)
+    with pytest.raises(SpaceError, match="available"):
+        preset("nope")
