@@ -112,6 +112,12 @@ def check_report(
                 f"--virtual-time-budget={budget_ms}",
             ]
             _chromium(chromium, Path(tmp) / "profile-shot", shot, page.resolve().as_uri(), timeout)
+    result = _findings(expected, dom, stderr)
+    return {"html": str(page), **result, "screenshot": str(screenshot) if screenshot is not None else None}
+
+
+def _findings(expected: list[str], dom: str, stderr: str) -> dict[str, Any]:
+    """What the dumped DOM and Chromium's stderr show, and whether that passes (``ok``)."""
     rendered = sorted(
         fig for fig in expected if re.search(rf'<div id="{fig}" class="[^"]*js-plotly-plot[^"]*"', dom)
     )
@@ -119,7 +125,6 @@ def check_report(
     probe = _probe(dom) or {}
     network = [u for u in probe.get("resources", []) if not u.startswith(("file:", "data:", "blob:"))]
     result: dict[str, Any] = {
-        "html": str(page),
         "figures_expected": expected,
         "figures_rendered": rendered,
         "svg_count": dom.count('class="main-svg"'),
@@ -128,7 +133,6 @@ def check_report(
         "uncaught_in_console": [m for m in console if "Uncaught" in m],
         "console_messages": console,
         "network_requests": network,
-        "screenshot": str(screenshot) if screenshot is not None else None,
     }
     result["ok"] = bool(
         expected

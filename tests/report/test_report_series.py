@@ -8,14 +8,17 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lmtune.report.series import importances, learning_curves, pbt_lineage, transfer_summary
 from lmtune.report.stats import average_ranks, spearman
 
-DIST = {"lr": FloatDistribution(1e-5, 1e-2, log=True), "wd": FloatDistribution(0.0, 0.1)}
+DIST: dict[str, BaseDistribution] = {
+    "lr": FloatDistribution(1e-5, 1e-2, log=True),
+    "wd": FloatDistribution(0.0, 0.1),
+}
 
 
 def _trial(number: int, state: TrialState, value: float | None = None, **attrs: Any) -> FrozenTrial:
@@ -135,7 +138,9 @@ def _study(n_complete: int, params: dict[str, FloatDistribution]) -> optuna.Stud
             name: dist.low + (dist.high - dist.low) * ((i * 7 + k * 3) % 10) / 10
             for k, (name, dist) in enumerate(params.items())
         }
-        study.add_trial(optuna.create_trial(value=sum(values.values()), params=values, distributions=params))
+        study.add_trial(
+            optuna.create_trial(value=sum(values.values()), params=values, distributions=dict(params))
+        )
     return study
 
 

@@ -67,7 +67,7 @@ def test_clear_gain_is_a_significant_improvement() -> None:
     assert (row.best_mean, row.best_std) == (pytest.approx(0.86), pytest.approx(0.01))
     assert row.difference == pytest.approx(0.05)
     assert row.p_value == pytest.approx(stats.ttest_ind(default, best, equal_var=False).pvalue)
-    assert row.p_value < 0.01
+    assert row.p_value is not None and row.p_value < 0.01
     assert row.significant and row.improvement and row.exceeds_spread
     assert row.verdict.startswith("better, significant")
 
@@ -164,7 +164,10 @@ def test_trial_table_and_failures() -> None:
 
 
 def test_best_config_yaml_applies_params_to_training_section() -> None:
-    config = {"model": {"name": "m"}, "training": {"learning_rate": 5e-5, "lora": {"r": 8}, "max_steps": 40}}
+    config: dict[str, Any] = {
+        "model": {"name": "m"},
+        "training": {"learning_rate": 5e-5, "lora": {"r": 8}, "max_steps": 40},
+    }
     text = best_config_yaml(config, {"learning_rate": 2e-4, "lora.r": 16, "training.warmup_ratio": 0.1})
     assert yaml.safe_load(text) == {
         "training": {"learning_rate": 2e-4, "lora": {"r": 16}, "max_steps": 40, "warmup_ratio": 0.1}

@@ -37,10 +37,6 @@ class ReportContent:
     lineage: t.Lineage | None  # None unless trials carry `pbt` attrs
     transfer: t.TransferSummary | None  # None unless the study has a proxy stage
 
-    @property
-    def has_default_trial(self) -> bool:
-        return any(row.is_default for row in self.trials)
-
 
 def best_row(rows: list[t.TrialRow], direction: str) -> t.TrialRow | None:
     """The COMPLETE row with the best value for ``direction``; ties go to the lower trial number."""

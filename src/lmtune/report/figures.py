@@ -98,16 +98,8 @@ def _schedule_traces(schedule: list[dict[str, Any]]) -> list[go.Scatter]:
     return traces
 
 
-def _pbt_figure(lin: Lineage) -> go.Figure:
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        vertical_spacing=0.15,
-        subplot_titles=(
-            "Members by generation (edges: continued from)",
-            f"Schedule of best member {lin.best_member}",
-        ),
-    )
+def _lineage_traces(lin: Lineage) -> list[go.Scatter]:
+    """Parent edges as grey segments, then one marker per member-generation coloured by value."""
     where = {n.trial: (n.generation, n.member) for n in lin.nodes}
     ex: list[float | None] = []
     ey: list[float | None] = []
@@ -115,34 +107,32 @@ def _pbt_figure(lin: Lineage) -> go.Figure:
         if parent in where and child in where:
             ex += [where[parent][0], where[child][0], None]
             ey += [where[parent][1], where[child][1], None]
-    fig.add_trace(
-        go.Scatter(
-            x=ex, y=ey, mode="lines", line={"color": "#999", "width": 1}, hoverinfo="skip", showlegend=False
-        ),
-        row=1,
-        col=1,
+    edges = go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#999", "width": 1}, hoverinfo="skip")
+    marker = {
+        "size": 12,
+        "color": [n.value if n.value is not None else float("nan") for n in lin.nodes],
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {"len": 0.45, "y": 0.78, "title": {"text": "value"}},
+        "line": {"width": [3 if n.trial == lin.best_trial else 0 for n in lin.nodes], "color": "red"},
+    }
+    nodes = go.Scatter(
+        x=[n.generation for n in lin.nodes],
+        y=[n.member for n in lin.nodes],
+        mode="markers",
+        marker=marker,
+        text=[f"trial #{n.trial}, value {n.value}" for n in lin.nodes],
+        hoverinfo="text",
     )
-    values = [n.value for n in lin.nodes]
-    fig.add_trace(
-        go.Scatter(
-            x=[n.generation for n in lin.nodes],
-            y=[n.member for n in lin.nodes],
-            mode="markers",
-            marker={
-                "size": 12,
-                "color": [v if v is not None else float("nan") for v in values],
-                "colorscale": "Viridis",
-                "showscale": True,
-                "colorbar": {"len": 0.45, "y": 0.78, "title": {"text": "value"}},
-                "line": {"width": [3 if n.trial == lin.best_trial else 0 for n in lin.nodes], "color": "red"},
-            },
-            text=[f"trial #{n.trial}, value {n.value}" for n in lin.nodes],
-            hoverinfo="text",
-            showlegend=False,
-        ),
-        row=1,
-        col=1,
-    )
+    return [edges, nodes]
+
+
+def _pbt_figure(lin: Lineage) -> go.Figure:
+    """Top: the lineage graph (best trial ringed red). Bottom: the best member's schedule."""
+    titles = ("Members by generation (edges: continued from)", f"Schedule of best member {lin.best_member}")
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.15, subplot_titles=titles)
+    for trace in _lineage_traces(lin):
+        fig.add_trace(trace.update(showlegend=False), row=1, col=1)
     schedule = lin.schedules.get(lin.best_member) if lin.best_member is not None else None
     for trace in _schedule_traces(schedule or []):
         fig.add_trace(trace, row=2, col=1)
