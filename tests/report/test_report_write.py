@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from report_fake_study import STUDY_NAME, make_fake_study
@@ -93,3 +95,24 @@ def test_moved_study_dir_still_loads(tmp_path: Path) -> None:
     assert record.study.study_name == STUDY_NAME and len(record.trials) == 10
     assert record.proxy_trials is not None and len(record.proxy_trials) == 8
     assert record.final is not None and record.metric == "eval_accuracy"
+
+
+def test_report_of_a_study_with_only_a_running_trial(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/study.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="lm", storage=storage, direction="minimize")
+    study.ask().suggest_float("lr", 1e-5, 1e-3, log=True)  # left RUNNING
+    meta = {
+        "study_name": "lm",
+        "storage": storage,
+        "metric": "perplexity",
+        "direction": "minimize",
+        "config": {},
+    }
+    (tmp_path / "lmtune.json").write_text(json.dumps(meta), encoding="utf-8")
+    html_path, md_path = write_report(tmp_path)
+    md = md_path.read_text(encoding="utf-8")
+    assert "No completed trial yet." in md and "No final runs yet" in md
+    assert "needs at least 2 complete trials, found 0" in md
+    assert "| 0 | RUNNING |" in md
+    assert "https://cdn" not in html_path.read_text(encoding="utf-8")

@@ -154,6 +154,8 @@ def _search_plots(c: ReportContent) -> list[Section]:
     curve_text = (
         f"`{c.metric}` against evaluation units (equal amounts of training data across trials); "
         "pruned trials dashed and marked where they stopped, failed trials left out."
+        if c.curves
+        else f"No trial has recorded a `{c.metric}` curve yet."
     )
     return [
         Section("history", "Optimization history", figures=["history"]),
