@@ -1,0 +1,141 @@
+"""Reading a study directory for the report: ``lmtune.json``, the Optuna studies, ``final/results.json``.
+
+Layout read (written by ``lmtune tune`` and ``lmtune final``)::
+
+    <study_dir>/lmtune.json          {"study_name", "storage", "metric", "direction", "config",
+                                      optional "stages": [{"name", "role": "proxy"|"target"}]}
+    <storage>                        Optuna RDB storage, default sqlite:///<study_dir>/study.db
+    <study_dir>/final/results.json   optional: {"metric_names", "seeds", "runs", "machine"}
+
+Loading never writes to the storage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+__all__ = [
+    "META_FILE",
+    "RESULTS_FILE",
+    "StudyDirError",
+    "StudyMetaError",
+    "StudyRecord",
+    "load_study_dir",
+]
+
+META_FILE = "lmtune.json"
+RESULTS_FILE = Path("final") / "results.json"
+_SQLITE = "sqlite:///"
+
+
+class StudyDirError(FileNotFoundError):
+    """The directory is not an lmtune study directory (it has no ``lmtune.json``)."""
+
+
+class StudyMetaError(ValueError):
+    """``lmtune.json`` or ``final/results.json`` exists but cannot be used (bad JSON, missing keys)."""
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """Everything the report reads from one study directory."""
+
+    study_dir: Path
+    meta: dict[str, Any]
+    study: optuna.Study
+    trials: list[FrozenTrial]
+    proxy_trials: list[FrozenTrial] | None  # None when the study has no proxy stage
+    final: dict[str, Any] | None  # None until `lmtune final` has run
+
+    @property
+    def metric(self) -> str:
+        return str(self.meta.get("metric", "value"))
+
+    @property
+    def direction(self) -> str:
+        return str(self.meta.get("direction", "maximize"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = self.meta.get("config")
+        return dict(config) if isinstance(config, Mapping) else {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise StudyMetaError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise StudyMetaError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _storage_url(study_dir: Path, storage: str) -> str:
+    """The storage URL, re-pointed at ``<study_dir>/study.db`` when a moved SQLite file is missing.
+
+    A SQLite file found in neither place raises ``StudyMetaError`` (Optuna would create an empty one).
+    """
+    if not storage.startswith(_SQLITE):
+        return storage
+    recorded = Path(storage[len(_SQLITE) :])
+    if recorded.exists():
+        return storage
+    local = study_dir / "study.db"
+    if local.exists():
+        return _SQLITE + str(local.resolve())
+    raise StudyMetaError(f"the study storage {storage} does not exist (nor does {local})")
+
+
+def _proxy_name(meta: Mapping[str, Any]) -> str | None:
+    for stage in meta.get("stages") or []:
+        if isinstance(stage, Mapping) and stage.get("role") == "proxy" and stage.get("name"):
+            return str(stage["name"])
+    return None
+
+
+def load_study_dir(study_dir: Path | str) -> StudyRecord:
+    """Load the study record of ``study_dir``.
+
+    Raises ``StudyDirError`` (a ``FileNotFoundError``) when ``lmtune.json`` is absent, and
+    ``StudyMetaError`` (a ``ValueError``) when it or ``final/results.json`` is malformed or names a
+    study the storage does not hold.
+    """
+    study_dir = Path(study_dir)
+    meta_path = study_dir / META_FILE
+    if not meta_path.is_file():
+        raise StudyDirError(
+            f"{study_dir} is not an lmtune study directory: no {META_FILE} there. "
+            "Run `lmtune tune <study.yaml>` first, then `lmtune report` on the study directory."
+        )
+    meta = _read_json(meta_path)
+    missing = [k for k in ("study_name", "storage") if not isinstance(meta.get(k), str)]
+    if missing:
+        raise StudyMetaError(f"{meta_path} lacks {', '.join(missing)}; rerun `lmtune tune` to rewrite it")
+    storage = _storage_url(study_dir, meta["storage"])
+    study = _load(meta["study_name"], storage, meta_path)
+    proxy_name = _proxy_name(meta)
+    proxy = _load(proxy_name, storage, meta_path) if proxy_name else None
+    results_path = study_dir / RESULTS_FILE
+    return StudyRecord(
+        study_dir=study_dir,
+        meta=meta,
+        study=study,
+        trials=study.get_trials(deepcopy=False),
+        proxy_trials=proxy.get_trials(deepcopy=False) if proxy else None,
+        final=_read_json(results_path) if results_path.is_file() else None,
+    )
+
+
+def _load(name: str, storage: str, meta_path: Path) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError as exc:  # optuna raises KeyError for an unknown study name
+        raise StudyMetaError(f"{meta_path} names study {name!r}, which {storage} does not hold") from exc

@@ -1,0 +1,235 @@
+"""The report's sections as format-neutral text: titles, paragraphs, string tables, code, figure keys.
+
+Both ``markdown`` and ``html`` render the list that ``sections`` returns, so the two files always say
+the same things in the same order. Paragraph text may hold `inline code` in backticks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmtune.report.content import ReportContent
+from lmtune.report.tables import ALPHA, TrialRow
+
+__all__ = ["Section", "Table", "fmt_mean_std", "fmt_num", "fmt_seconds", "sections"]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One heading's worth of report. ``figures`` name plots built by ``lmtune.report.figures``."""
+
+    key: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    code: str | None = None
+    figures: list[str] = field(default_factory=list)
+
+
+def fmt_num(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def fmt_mean_std(mean: float, std: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _fmt_tokens(tokens: int | None) -> str:
+    return "—" if tokens is None else f"{tokens:,}"
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    parts = []
+    for name, value in params.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+        parts.append(f"{name}={shown}")
+    return ", ".join(parts)
+
+
+def _overview(c: ReportContent) -> Section:
+    paragraphs = [
+        f"Study `{c.study_name}` in `{c.study_dir}`: metric `{c.metric}` ({c.direction}), "
+        f"{c.search_cost['n_trials']} trials.",
+    ]
+    if c.best is not None:
+        paragraphs.append(f"Best trial: #{c.best.number} with {c.metric} = {fmt_num(c.best.value)}.")
+    else:
+        paragraphs.append("No trial has completed yet, so there is no best configuration.")
+    return Section("overview", "Overview", paragraphs)
+
+
+def _comparison(c: ReportContent) -> Section:
+    title = "Default vs optimized (held-out test set)"
+    if c.comparison is None or c.final is None:
+        text = (
+            "No final runs yet: run `lmtune final` on this study directory to retrain the default and "
+            "the best configuration with several seeds and compare them on the test split."
+        )
+        return Section("comparison", title, [text])
+    seeds = c.final.get("seeds", [])
+    intro = (
+        f"Each configuration retrained with seeds {seeds}; cells are mean ± sample std over seeds. "
+        f"A difference is called significant when Welch's t-test gives p < {ALPHA} (needs 2+ seeds per side)."
+    )
+    rows = [
+        [
+            r.metric + ("" if r.higher_is_better else " (lower is better)"),
+            fmt_mean_std(r.default_mean, r.default_std),
+            fmt_mean_std(r.best_mean, r.best_std),
+            f"{r.difference:+.4f}",
+            r.verdict,
+        ]
+        for r in c.comparison
+    ]
+    table = Table(["metric", "default", "optimized", "difference", "verdict"], rows)
+    return Section("comparison", title, [intro], [table])
+
+
+def _cost(c: ReportContent) -> Section:
+    s = c.search_cost
+    states = ", ".join(f"{n} {k.lower()}" for k, n in s["by_state"].items()) or "none"
+    share = s["overhead_share"]
+    rows = [
+        [
+            "search",
+            f"{s['n_trials']} ({states})",
+            _fmt_tokens(int(s["train_tokens"])),
+            fmt_seconds(s["wall_time_s"]),
+            "—" if share is None else f"{100 * share:.1f} %",
+        ],
+    ]
+    if c.final_cost is not None:
+        for which, part in c.final_cost["by_which"].items():
+            rows.append(
+                [
+                    f"final ({which})",
+                    f"{part['runs']} runs",
+                    _fmt_tokens(part["train_tokens"]),
+                    fmt_seconds(part["wall_time_s"]),
+                    "—",
+                ]
+            )
+    paragraphs = []
+    if c.final_cost is not None and c.final_cost.get("machine"):
+        paragraphs.append(f"Final runs measured on: {c.final_cost['machine']}.")
+    table = Table(["stage", "trials / runs", "train tokens", "wall time", "overhead share"], rows)
+    return Section("cost", "Compute cost", paragraphs, [table])
+
+
+def _best_config(c: ReportContent) -> Section:
+    if c.best is None or c.best_yaml is None:
+        return Section("best", "Best configuration", ["No completed trial yet."])
+    text = f"Training settings of trial #{c.best.number} (defaults with the searched values applied):"
+    return Section("best", "Best configuration", [text], code=c.best_yaml)
+
+
+def _search_plots(c: ReportContent) -> list[Section]:
+    imp = c.importances
+    imp_text = (
+        [f"{imp.evaluator} importance of each searched parameter over the completed trials."]
+        if imp.values
+        else [f"No importances: {imp.reason}."]
+    )
+    curve_text = (
+        f"`{c.metric}` against evaluation units (equal amounts of training data across trials); "
+        "pruned trials dashed and marked where they stopped, failed trials left out."
+        if c.curves
+        else f"No trial has recorded a `{c.metric}` curve yet."
+    )
+    return [
+        Section("history", "Optimization history", figures=["history"]),
+        Section(
+            "importances", "Parameter importances", imp_text, figures=["importances"] if imp.values else []
+        ),
+        Section("parallel", "Parallel coordinates", figures=["parallel"]),
+        Section("curves", "Learning curves", [curve_text], figures=["curves"] if c.curves else []),
+    ]
+
+
+def _pbt(c: ReportContent) -> Section | None:
+    lin = c.lineage
+    if lin is None:
+        return None
+    text = f"{len({n.member for n in lin.nodes})} members, {len(lin.nodes)} member-generations."
+    tables = []
+    schedule = lin.schedules.get(lin.best_member) if lin.best_member is not None else None
+    if schedule:
+        text += f" Best member: {lin.best_member} (trial #{lin.best_trial}); its schedule:"
+        rows = [
+            [str(step.get("units", "")), _fmt_params(dict(step.get("config") or {}))] for step in schedule
+        ]
+        tables.append(Table(["from units", "config"], rows))
+    return Section("pbt", "Population-based training lineage", [text], tables, figures=["pbt"])
+
+
+def _transfer(c: ReportContent) -> Section | None:
+    tr = c.transfer
+    if tr is None:
+        return None
+    text = [
+        f"Spearman rank correlation between proxy and target values: rho = {fmt_num(tr.rho, 3)} "
+        f"over {len(tr.pairs)} configurations."
+    ]
+    if tr.warning:
+        text.append(f"Warning: {tr.warning}.")
+    rows = [
+        [stage, str(cost["trials"]), _fmt_tokens(int(cost["train_tokens"])), fmt_seconds(cost["wall_time_s"])]
+        for stage, cost in (("proxy", tr.proxy_cost), ("target", tr.target_cost))
+    ]
+    table = Table(["stage", "trials", "train tokens", "wall time"], rows)
+    return Section(
+        "transfer", "Proxy → target transfer", text, [table], figures=["transfer"] if tr.pairs else []
+    )
+
+
+def _trial_rows(rows: list[TrialRow]) -> list[list[str]]:
+    return [
+        [
+            str(r.number) + (" (default)" if r.is_default else ""),
+            r.state,
+            fmt_num(r.value),
+            _fmt_params(r.params),
+            _fmt_tokens(r.train_tokens),
+            fmt_seconds(r.wall_time_s),
+            r.reason,
+        ]
+        for r in rows
+    ]
+
+
+def _trials(c: ReportContent) -> list[Section]:
+    headers = ["trial", "state", c.metric, "params", "train tokens", "wall time", "reason"]
+    fail_text = [] if c.failures else ["No trial failed."]
+    fail_tables = [Table(headers, _trial_rows(c.failures))] if c.failures else []
+    return [
+        Section("trials", "All trials", tables=[Table(headers, _trial_rows(c.trials))]),
+        Section("failures", "Failures", fail_text, fail_tables),
+    ]
+
+
+def sections(c: ReportContent) -> list[Section]:
+    """The report's sections in reading order; optional ones (PBT, proxy) only when they apply."""
+    out = [_overview(c), _comparison(c), _cost(c), _best_config(c), *_search_plots(c)]
+    out += [s for s in (_pbt(c), _transfer(c)) if s is not None]
+    return out + _trials(c)

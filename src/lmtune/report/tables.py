@@ -1,0 +1,270 @@
+"""Report tables: pure functions from study records (Optuna trials, final results) to rows and dicts.
+
+Nothing here draws or writes files; ``render`` turns these values into HTML and Markdown. The
+series-shaped tables (learning curves, PBT lineage, proxy transfer, importances) live in
+``lmtune.report.series`` and are re-exported here so that one import gives every table.
+
+Default-vs-optimized verdict (``comparison_table``): the final runs train the default and the best
+configuration with the same seeds. For each metric the optimized-minus-default difference is called
+*significant* when Welch's two-sided t-test (unequal variances) gives p < 0.05, which needs at least two
+seeds per side; with fewer, the verdict is "not enough seeds". The verdict also says whether the
+difference goes the metric's good way (lower is better for loss, perplexity and error metrics). The
+row additionally records whether |difference| exceeds the larger of the two seed standard deviations,
+a descriptive check that is shown but not used for the verdict.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from lmtune.report._trials import attr_float, attr_int, cost_totals, finite_value
+from lmtune.report.series import (
+    Curve,
+    Importances,
+    Lineage,
+    LineageNode,
+    TransferPair,
+    TransferSummary,
+    importances,
+    learning_curves,
+    pbt_lineage,
+    transfer_summary,
+)
+from lmtune.report.stats import spearman, summarize, welch_p_value
+
+__all__ = [
+    "ALPHA",
+    "ComparisonRow",
+    "Curve",
+    "Importances",
+    "Lineage",
+    "LineageNode",
+    "TransferPair",
+    "TransferSummary",
+    "TrialRow",
+    "best_config_yaml",
+    "comparison_table",
+    "failures",
+    "final_cost",
+    "higher_is_better_default",
+    "importances",
+    "learning_curves",
+    "pbt_lineage",
+    "search_cost",
+    "spearman",
+    "summarize",
+    "transfer_summary",
+    "trial_table",
+]
+
+ALPHA = 0.05
+"""Significance level of the Welch test behind the comparison verdict."""
+
+_LOWER_IS_BETTER = {"loss", "perplexity", "ppl", "error", "err", "wer", "cer", "mse", "mae", "rmse"}
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One metric of the default-vs-optimized comparison (see the module docstring for the rule)."""
+
+    metric: str
+    higher_is_better: bool
+    default_mean: float
+    default_std: float
+    n_default: int
+    best_mean: float
+    best_std: float
+    n_best: int
+    difference: float  # optimized mean - default mean
+    p_value: float | None  # Welch two-sided; None with fewer than two seeds on a side
+    significant: bool | None  # p_value < ALPHA; None when untestable
+    improvement: bool  # the difference goes the metric's good way (regardless of significance)
+    exceeds_spread: bool  # |difference| > max(default_std, best_std)
+    verdict: str
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the trial table shows it; ``reason`` explains FAIL and PRUNED trials."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    train_tokens: int | None
+    wall_time_s: float | None
+    reason: str
+    is_default: bool = False
+    precision: str | None = None
+
+
+def higher_is_better_default(metric: str) -> bool:
+    """Direction guessed from a metric's name: loss, perplexity, error-like names are lower-is-better."""
+    tokens = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    return not (tokens & _LOWER_IS_BETTER)
+
+
+def _verdict(diff: float, p_value: float | None, improvement: bool, n: tuple[int, int]) -> str:
+    if p_value is None:
+        return f"not enough seeds (n={n[0]} default, n={n[1]} optimized; need 2+ each)"
+    if diff == 0.0:
+        return f"no difference (Welch p={p_value:.3g})"
+    if p_value >= ALPHA:
+        return f"within seed noise (Welch p={p_value:.3g})"
+    return f"{'better' if improvement else 'worse'}, significant (Welch p={p_value:.3g})"
+
+
+def _metric_values(runs: Sequence[Mapping[str, Any]], which: str, metric: str) -> list[float]:
+    return [
+        float(r["metrics"][metric])
+        for r in runs
+        if r.get("which") == which and isinstance(r.get("metrics"), Mapping) and metric in r["metrics"]
+    ]
+
+
+def comparison_table(
+    final: Mapping[str, Any], *, higher_is_better: Mapping[str, bool] | None = None
+) -> list[ComparisonRow]:
+    """Compare the ``default`` and ``best`` runs of ``final/results.json`` metric by metric.
+
+    Metrics come from ``final["metric_names"]`` (else every key seen in the runs, sorted); a metric
+    missing on either side is skipped. ``higher_is_better`` overrides the name-based direction per
+    metric. Raises ``ValueError`` when the results hold no ``default`` or no ``best`` run.
+    """
+    runs = list(final.get("runs", []))
+    for which in ("default", "best"):
+        if not any(r.get("which") == which for r in runs):
+            raise ValueError(f"final results have no {which!r} runs; rerun `lmtune final`")
+    names = final.get("metric_names") or sorted({m for r in runs for m in r.get("metrics", {})})
+    rows = []
+    for metric in names:
+        default, best = _metric_values(runs, "default", metric), _metric_values(runs, "best", metric)
+        if not default or not best:
+            continue
+        hib = (higher_is_better or {}).get(metric, higher_is_better_default(metric))
+        (d_mean, d_std), (b_mean, b_std) = summarize(default), summarize(best)
+        diff = b_mean - d_mean
+        p_value = welch_p_value(default, best)
+        improvement = diff > 0 if hib else diff < 0
+        rows.append(
+            ComparisonRow(
+                metric=metric,
+                higher_is_better=hib,
+                default_mean=d_mean,
+                default_std=d_std,
+                n_default=len(default),
+                best_mean=b_mean,
+                best_std=b_std,
+                n_best=len(best),
+                difference=diff,
+                p_value=p_value,
+                significant=None if p_value is None else p_value < ALPHA,
+                improvement=improvement,
+                exceeds_spread=abs(diff) > max(d_std, b_std),
+                verdict=_verdict(diff, p_value, improvement, (len(default), len(best))),
+            )
+        )
+    return rows
+
+
+def search_cost(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+    """What the search cost: trial counts by state, train tokens, wall time and overhead share.
+
+    Every trial counts, pruned and failed ones too (they consumed compute). ``overhead_share`` is
+    overhead seconds over wall seconds, ``None`` when no wall time was recorded.
+    """
+    by_state = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    totals = cost_totals(trials)
+    wall = float(totals["wall_time_s"])
+    return {
+        "n_trials": len(trials),
+        "by_state": {k: v for k, v in by_state.items() if v},
+        **totals,
+        "overhead_share": float(totals["overhead_s"]) / wall if wall > 0 else None,
+    }
+
+
+def final_cost(final: Mapping[str, Any]) -> dict[str, Any]:
+    """Cost of the final retraining runs, in total and per ``which`` (``default`` first, then ``best``)."""
+    runs = list(final.get("runs", []))
+
+    def totals(selected: list[Mapping[str, Any]]) -> dict[str, Any]:
+        return {
+            "runs": len(selected),
+            "train_tokens": sum(int(r.get("train_tokens", 0)) for r in selected),
+            "wall_time_s": sum(float(r.get("wall_time_s", 0.0)) for r in selected),
+        }
+
+    whiches = sorted({str(r.get("which")) for r in runs}, key=lambda w: (w != "default", w != "best", w))
+    return {
+        **totals(runs),
+        "by_which": {w: totals([r for r in runs if str(r.get("which")) == w]) for w in whiches},
+        "machine": final.get("machine"),
+    }
+
+
+def _reason(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.FAIL:
+        return str(trial.user_attrs.get("fail_reason") or "failed (no reason recorded)")
+    if trial.state == TrialState.PRUNED:
+        units = attr_int(trial, "pruned_at_units")
+        return f"pruned at {units} units" if units is not None else "pruned"
+    return ""
+
+
+def _row(trial: FrozenTrial) -> TrialRow:
+    precision = trial.user_attrs.get("precision")
+    return TrialRow(
+        number=trial.number,
+        state=trial.state.name,
+        value=finite_value(trial),
+        params=dict(trial.params),
+        train_tokens=attr_int(trial, "train_tokens"),
+        wall_time_s=attr_float(trial, "wall_time_s"),
+        reason=_reason(trial),
+        is_default=bool(trial.user_attrs.get("is_default", False)),
+        precision=str(precision) if precision is not None else None,
+    )
+
+
+def trial_table(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
+    """One row per trial, in trial-number order."""
+    return [_row(t) for t in sorted(trials, key=lambda t: t.number)]
+
+
+def failures(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
+    """The FAIL trials' rows; ``reason`` is the trial's ``fail_reason`` attr."""
+    return [row for row in trial_table(trials) if row.state == TrialState.FAIL.name]
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        child = target.get(key)
+        if not isinstance(child, dict):
+            child = target[key] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def best_config_yaml(config: Mapping[str, Any], best_params: Mapping[str, Any]) -> str:
+    """YAML of the training section of ``config`` with ``best_params`` applied, under a ``training`` key.
+
+    The training section is ``config["training"]`` when that is a mapping, else the whole ``config``.
+    Parameter names are paths relative to the training section (``lora.r`` sets ``training.lora.r``;
+    a leading ``training.`` is ignored). The input is not modified. Keys keep their order.
+    """
+    section = config.get("training")
+    training: dict[str, Any] = copy.deepcopy(dict(section if isinstance(section, Mapping) else config))
+    for name, value in best_params.items():
+        path = name.split(".")
+        if path[0] == "training" and len(path) > 1:
+            path = path[1:]
+        _set_path(training, path, value)
+    return yaml.safe_dump({"training": training}, sort_keys=False, default_flow_style=False)
