@@ -12,7 +12,9 @@ def test_quickstart_example_is_valid() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.study.metric == "eval_accuracy"
     assert cfg.search.space["momentum"]["when"] == {"optimizer": "sgd"}
-    with pytest.raises(Exception):  # frozen
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):  # frozen
         cfg.study.seed = 3  # type: ignore[misc]
 
 

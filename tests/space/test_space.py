@@ -86,3 +86,13 @@ def test_classification_preset_builds() -> None:
     assert {"learning_rate", "batch_size", "momentum"} <= set(space.names)
     with pytest.raises(SpaceError, match="available"):
         preset("nope")
+
+
+def test_clamp_and_sample_stay_on_the_step_grid_inside_bounds() -> None:
+    from lmtune.space import FloatParam, IntParam
+
+    p = IntParam(name="x", low=0, high=13, step=5)
+    assert p.clamp(14) == 10 and p.clamp(-3) == 0 and p.clamp(7) == 5
+    assert {p.sample(random.Random(s)) for s in range(50)} == {0, 5, 10}
+    f = FloatParam(name="y", low=0.0, high=0.25, step=0.1)
+    assert f.clamp(0.3) == pytest.approx(0.2) and f.clamp(0.04) == 0.0

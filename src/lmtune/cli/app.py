@@ -15,8 +15,8 @@ from lmtune.errors import LmtuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter optimization for language-model fine-tuning.")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.path=value")]
 StudyDir = Annotated[Path, typer.Argument(help="The study directory (study.dir of the config)")]

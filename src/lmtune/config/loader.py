@@ -7,7 +7,6 @@ the fix. The CLI turns that into exit code 2 without a traceback.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from pydantic import ValidationError
 from lmtune.config.schema import TRAINING_FIELDS, StudyConfig
 from lmtune.errors import ConfigError
 from lmtune.space import Space, SpaceError, build_space, preset
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+from lmtune.yamlio import SafeLoader, safe_load
 
 
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> StudyConfig:
@@ -35,7 +33,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Study
                               "examples/quickstart.yaml")
         text = p.read_text()
         try:
-            loaded = yaml.safe_load(text)
+            loaded = safe_load(text)
             lines = _line_numbers(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
@@ -67,10 +65,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def parse_value(text: str) -> Any:
-    if _FLOAT.match(text.strip()):  # YAML 1.1 reads '1e-5' as a string; users mean a number
-        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError:
         return text
 
@@ -141,7 +137,7 @@ def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
                 out[sub] = key.start_mark.line + 1
                 walk(value, sub)
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=SafeLoader)
     if root is not None:
         walk(root, ())
     return out

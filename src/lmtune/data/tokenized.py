@@ -70,7 +70,7 @@ def build_cache(spec: DataSpec, tokenizer: Any, tokenizer_id: str, max_length: i
         np.save(tmp / f"{name}.offsets.npy", offsets)
         if spec.label_column:
             np.save(tmp / f"{name}.labels.npy", _label_ids(rows, spec.label_column, label_names, name))
-        counts[name] = {"rows": len(rows), "tokens": int(len(ids))}
+        counts[name] = {"rows": len(rows), "tokens": len(ids)}
     meta = {"num_labels": len(label_names), "label_names": label_names, "splits": counts,
             "spec": asdict(spec), "tokenizer": tokenizer_id, "max_length": max_length}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -7,6 +7,7 @@ child whose driver vanished stops at its next evaluation (stdin closes).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -23,16 +24,15 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 class TrialProcess:
     """A running trainer. Iterate `events()`; answer each eval with `send("continue"|"stop")`."""
 
     def __init__(self, spec_path: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
         self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lmtune.training.worker", str(spec_path)],

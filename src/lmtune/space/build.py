@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from lmtune.space.params import CategoricalParam, FloatParam, IntParam, Param, Space, SpaceError
+from lmtune.yamlio import safe_load
 
 # Hyperparameters PBT may change mid-run unless the user says otherwise: those that do not change the
 # shape of the model, the optimizer state or the data order.
@@ -45,7 +44,7 @@ def preset(name: str) -> dict[str, Any]:
         available = sorted(p.name.removesuffix(".yaml") for p in (resources.files("lmtune.space") / "presets")
                            .iterdir() if p.name.endswith(".yaml"))
         raise SpaceError(f"search.preset: unknown preset '{name}'; available: {', '.join(available)}")
-    data = yaml.safe_load(path.read_text())
+    data = safe_load(path.read_text())
     return dict(data["space"])
 
 

@@ -49,7 +49,7 @@ class FloatParam(_Base):
             return self.grid
         if self.step is None:
             return None
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        n = math.floor((self.high - self.low) / self.step + 1e-9)
         return tuple(round(self.low + i * self.step, 12) for i in range(n + 1))
 
     def sample(self, rng: random.Random) -> float:
@@ -58,10 +58,12 @@ class FloatParam(_Base):
         return self.clamp(rng.uniform(self.low, self.high))
 
     def clamp(self, value: float) -> float:
+        """Nearest value inside [low, high], on the step grid when there is a step."""
         value = min(max(value, self.low), self.high)
         if self.step is not None:
-            value = self.low + round((value - self.low) / self.step) * self.step
-            value = min(value, self.high)
+            top = math.floor((self.high - self.low) / self.step + 1e-9)
+            index = min(max(round((value - self.low) / self.step), 0), top)
+            value = self.low + index * self.step
         return float(value)
 
     def contains(self, value: Any) -> bool:
@@ -84,11 +86,13 @@ class IntParam(_Base):
     def sample(self, rng: random.Random) -> int:
         if self.log:
             return self.clamp(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-        return self.clamp(rng.randint(self.low, self.high))
+        return int(self.low + rng.randint(0, (self.high - self.low) // self.step) * self.step)
 
     def clamp(self, value: float) -> int:
-        value = min(max(value, self.low), self.high)
-        return int(self.low + round((value - self.low) / self.step) * self.step)
+        """Nearest value on the step grid inside [low, high] (high itself may be off the grid)."""
+        top = (self.high - self.low) // self.step
+        index = min(max(round((value - self.low) / self.step), 0), top)
+        return int(self.low + index * self.step)
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high

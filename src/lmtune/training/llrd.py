@@ -16,7 +16,8 @@ embeddings (token, position, type, their norm)      ``lr * d ** L``
 ==================================================  =====================
 
 So the top block and the head get the base rate ``lr``, each block below it ``× d``, and the
-embeddings sit one step below block 0 (the lowest rate). A weight tied between the input embeddings and ``lm_head`` is one parameter object; it is
+embeddings sit one step below block 0 (the lowest rate). A weight tied between the input embeddings
+and ``lm_head`` is one parameter object; it is
 placed once, under the name PyTorch reports first (the embeddings), at the embedding rate.
 
 Weight decay applies to parameters with two or more dimensions; biases and normalisation weights

@@ -53,6 +53,6 @@ def lr_lambda(kind: str, total_steps: int, warmup_steps: int) -> Any:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, hp: Mapping[str, Any],
                     total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(round(hp.get("warmup_ratio", 0.0) * total_steps))
+    warmup = round(hp.get("warmup_ratio", 0.0) * total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(hp["lr_scheduler"], total_steps, warmup))
 

@@ -38,5 +38,5 @@ class TrialSpec:
         tmp.replace(path)
 
     @classmethod
-    def read(cls, path: Path) -> TrialSpec:
+    def read(cls, path: str | Path) -> TrialSpec:
         return cls(**json.loads(Path(path).read_text()))

@@ -22,7 +22,14 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig
 from lmtune.execution import LocalExecutor, TrialProcess
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
-from lmtune.study.store import INTERRUPTED, finished, recover_interrupted, storage_for, train_tokens_spent, write_meta
+from lmtune.study.store import (
+    INTERRUPTED,
+    finished,
+    recover_interrupted,
+    storage_for,
+    train_tokens_spent,
+    write_meta,
+)
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
 
@@ -126,6 +133,9 @@ class Tuner:
                 done = finished(study)
             stop = stop or self._budget_stop(study, done, target, summary, t0)
             while not stop and len(running) < executor.workers and done + len(running) < target:
+                if self.cfg.search.strategy == "grid" and not _waiting(study):
+                    stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
+                    break
                 self._launch(study, plan, executor, running)
             if not running:
                 return stop or "n_trials reached"
@@ -224,7 +234,7 @@ class Tuner:
             reason = f"{error.get('kind')}: {error.get('reason')}"
         elif end is None:
             reason = (f"trainer exited with code {code} and no result (killed or crashed); "
-                      f"see {item.proc.proc.args[-1].rsplit('/', 1)[0]}/trainer.log")
+                      f"see {item.proc.log_path}")
         elif end.get("stopped_by") == "pruned":
             state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
         else:
@@ -264,6 +274,10 @@ class Tuner:
                 t.set_user_attr("fail_reason", INTERRUPTED)
                 study.tell(t, state=TrialState.FAIL)
                 study.enqueue_trial(t.params, user_attrs={"is_default": True} if item.is_default else None)
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _carry_attrs(attrs: dict[str, Any]) -> dict[str, Any] | None:

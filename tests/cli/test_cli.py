@@ -1,0 +1,149 @@
+"""End-to-end through the real command line, on the tiny model and data (seconds per trial)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import tiny_overrides
+from lmtune.config import load_config
+
+ROOT = Path(__file__).parents[2]
+QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
+
+
+def lmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lmtune", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def trials(db: Path) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").trials
+    except ValueError:  # storage created, study not yet
+        return []
+
+
+def complete(db: Path) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials(db) if t.state.name == "COMPLETE"]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("study") / "run"
+    out = lmtune("tune", QUICKSTART, *sets(tiny_overrides(tiny_model, tiny_csv, d)), "--n-trials", "3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "best trial" in out.stdout and "default settings" in out.stdout
+    return d
+
+
+def test_tune_records_trials_readable_by_plain_optuna(study_dir: Path) -> None:
+    done = complete(study_dir / "study.db")
+    assert len(done) == 3 and all(t.params and t.value is not None for t in done)
+    default = [t for t in done if t.user_attrs["is_default"]]
+    assert len(default) == 1 and default[0].number == 0
+    for t in done:
+        assert t.user_attrs["train_tokens"] > 0 and t.user_attrs["curve"]
+        assert t.user_attrs["wall_time_s"] > 0 and "overhead_s" in t.user_attrs
+
+
+def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
+    best = json.loads(lmtune("best", str(study_dir), "--json").stdout)
+    values = [t.value for t in complete(study_dir / "study.db")]
+    assert best["value"] == max(values) and best["params"] and best["default"]["trial"] == 0
+    status = lmtune("status", str(study_dir))
+    assert status.returncode == 0 and "COMPLETE" in status.stdout and "train tokens" in status.stdout
+    exported = tmp_path / "best.yaml"
+    assert lmtune("export", str(study_dir), "--format", "yaml", "--out", str(exported)).returncode == 0
+    cfg = load_config(exported)
+    assert cfg.training.learning_rate == best["config"]["learning_rate"] and cfg.search.space == {}
+    hf = json.loads(lmtune("export", str(study_dir), "--format", "hf").stdout)
+    assert hf["learning_rate"] == best["config"]["learning_rate"]
+    assert hf["per_device_train_batch_size"] == best["config"]["batch_size"]
+
+
+def test_resume_keeps_completed_trials(study_dir: Path, tiny_model: Path, tiny_csv: Path) -> None:
+    before = {t.number: t.value for t in complete(study_dir / "study.db")}
+    out = lmtune("tune", QUICKSTART, *sets(tiny_overrides(tiny_model, tiny_csv, study_dir)), "--n-trials", "4")
+    assert out.returncode == 0, out.stderr
+    after = {t.number: t.value for t in complete(study_dir / "study.db")}
+    assert len(after) == 4 and all(after[n] == v for n, v in before.items())
+
+
+@pytest.mark.parametrize("override, expect", [
+    ("task.no_such_key=1", "task.no_such_key"),
+    ("training.batch_size=lots", "training.batch_size"),
+    ("task.dataset=/nowhere/data.csv", "file not found: /nowhere/data.csv"),
+    ("task.label_column=sentiment", "column 'sentiment'"),
+    ("task.model=/nowhere/model", "folder not found"),
+])
+def test_bad_input_exits_2_with_one_message(override: str, expect: str, tiny_model: Path, tiny_csv: Path,
+                                            tmp_path: Path) -> None:
+    args = sets([*tiny_overrides(tiny_model, tiny_csv, tmp_path / "run"), override])
+    out = lmtune("tune", QUICKSTART, *args, "--n-trials", "1")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert expect in out.stderr
+
+
+def test_missing_study_dir_exits_2(tmp_path: Path) -> None:
+    out = lmtune("best", str(tmp_path / "none"))
+    assert out.returncode == 2 and "lmtune tune" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_failing_trial_is_recorded_and_study_goes_on(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    args = sets([*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=grid", "search.space={}",
+                 "search.space.learning_rate={type: float, low: 1e-4, high: 1e13, grid: [1e12, 1e-3]}",
+                 "training.optimizer=sgd", "training.max_grad_norm=null", "search.include_default=false"])
+    out = lmtune("tune", QUICKSTART, *args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    states = {t.params["learning_rate"]: t for t in study.trials}
+    assert states[1e12].state.name == "FAIL" and "nan" in states[1e12].user_attrs["fail_reason"]
+    assert states[1e-3].state.name == "COMPLETE"
+
+
+def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lmtune", "tune", QUICKSTART,
+           *sets([*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=30"]), "--n-trials", "3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    db = d / "study.db"
+    try:
+        while time.time() < deadline:
+            if db.exists() and len(complete(db)) >= 1 and _running(db):
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("no trial completed in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    survivors = {t.number: t.value for t in complete(db)}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
+    done = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(done) == 3
+    assert all(done[n] == v for n, v in survivors.items())
+    interrupted = [t for t in study.trials if t.state.name == "FAIL"]
+    assert interrupted and all("interrupted" in t.user_attrs["fail_reason"] for t in interrupted)
+    rerun = [t for t in study.trials if t.state.name == "COMPLETE" and t.params == interrupted[0].params]
+    assert rerun, "the interrupted configuration was not re-run"
+
+
+def _running(db: Path) -> bool:
+    return any(t.state.name == "RUNNING" for t in trials(db))
