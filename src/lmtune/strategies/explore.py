@@ -50,7 +50,7 @@ def complete_config(space: Space, fixed: Mapping[str, Any] | None, rng: random.R
         if not p.active(out):
             continue
         given = p.name in fixed and p.contains(fixed[p.name])
-        out[p.name] = fixed[p.name] if given else p.sample(rng)
+        out[p.name] = fixed[p.name] if given else sample(p, rng)
     return out
 
 
@@ -80,14 +80,21 @@ def explore(
             continue
         old = config.get(p.name)
         if p.name not in config or not p.contains(old):
-            out[p.name] = p.sample(rng)
+            out[p.name] = sample(p, rng)
         elif p.name not in mutable:
             out[p.name] = old
         elif rng.random() < resample_probability:
-            out[p.name] = p.sample(rng)
+            out[p.name] = sample(p, rng)
         else:
             out[p.name] = perturb(p, old, rng=rng, factors=perturb_factors)
     return out
+
+
+def sample(p: Param, rng: random.Random) -> Any:
+    """``p.sample(rng)``, kept inside ``p`` (see `_clamp_int`)."""
+    if isinstance(p, IntParam):
+        return _clamp_int(p, p.sample(rng))
+    return p.sample(rng)
 
 
 def perturb(p: Param, value: Any, *, rng: random.Random, factors: tuple[float, float]) -> Any:
@@ -110,8 +117,8 @@ def _perturb_int(p: IntParam, value: int, factor: float) -> int:
 
 
 def _clamp_int(p: IntParam, value: float) -> int:
-    # IntParam.clamp rounds to the step grid, which can overshoot `high` when (high - low) is not a
-    # multiple of the step; step back down onto the grid.
+    # IntParam.clamp (and so IntParam.sample) rounds to the step grid, which can overshoot `high` when
+    # (high - low) is not a multiple of the step, e.g. low=0, high=13, step=5 gives 15; step back down.
     out = p.clamp(value)
     while out > p.high:
         out -= p.step
@@ -122,4 +129,4 @@ def _flag(p: Param) -> bool:
     return p.name in MUTABLE_BY_DEFAULT if p.mutable is None else bool(p.mutable)
 
 
-__all__ = ["complete_config", "effective_mutable", "explore", "perturb"]
+__all__ = ["complete_config", "effective_mutable", "explore", "perturb", "sample"]
