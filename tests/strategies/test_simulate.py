@@ -110,7 +110,8 @@ EAGER_ASHA = functools.partial(optuna.pruners.SuccessiveHalvingPruner, min_resou
 def test_pruners_stop_bad_trials_early_and_keep_a_near_best_config(name: str) -> None:
     """Near-best: the pruned study's best config is, on average, within 0.015 of the best of the same 30
     configurations trained to the end (a typical random config is ~0.1 worse). Over seeds 0-39 the mean
-    gap was 0.007 (ASHA), 0.009 (Hyperband), 0.011 (median), at about half the units."""
+    gap was 0.007 (ASHA), 0.007 (Hyperband), 0.011 (median), the worst single seed 0.04-0.054, at 51-55%
+    of the units on average (the median pruner up to 80% on one seed)."""
     gaps = []
     for seed in SEEDS:
         full, pruned = optuna_pair(PRUNERS[name], seed)
@@ -122,7 +123,8 @@ def test_pruners_stop_bad_trials_early_and_keep_a_near_best_config(name: str) ->
 
 def test_an_early_first_rung_prefers_fast_starters() -> None:
     """On curves that cross (a high learning rate leads early and loses late), ASHA with its first rung
-    at 1 unit is cheaper but finds worse configurations than with the first rung at 13 units."""
+    at 1 unit is cheaper but finds worse configurations than with the first rung at 13 units (seeds 0-39:
+    15% of the units and a mean gap of 0.038, against 55% and 0.007)."""
     eager, patient = [], []
     for seed in SEEDS:
         full, early = optuna_pair(EAGER_ASHA, seed)

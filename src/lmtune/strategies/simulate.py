@@ -158,12 +158,15 @@ def simulate_optuna(*, space: Space, curve_factory: CurveFactory, sampler: optun
                     quiet: bool = True) -> SimResult:
     """Sequential trials in an in-memory study (direction maximize). Each trial reports its score after
     every unit as step ``units``; when ``trial.should_prune()`` says so, it is told PRUNED and stops.
-    The best *completed* trial wins. ``quiet`` silences Optuna's per-trial log lines meanwhile."""
+    The best *completed* trial wins; results are reproducible given the sampler's seed and ``seed``.
+    ``quiet`` silences Optuna's per-trial log lines meanwhile."""
     verbosity = optuna.logging.get_verbosity()
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        # A fixed name: Hyperband assigns trials to brackets by hashing the study name.
+        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
+                                    study_name=f"lmtune-simulate-{seed}")
         rng, quality, total = random.Random(f"simulate_optuna:{seed}"), {}, 0
         for _ in range(n_trials):
             trial = study.ask()
