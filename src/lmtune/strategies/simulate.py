@@ -89,7 +89,8 @@ def simulate_pbt(pbt: PBT, curve_factory: CurveFactory, *, workers: int | Sequen
         assert m is not None
         exploited = _step(pbt, m, runs[m], store)
         total, exploits = total + 1, exploits + exploited
-        store = {k: v for k, v in store.items() if k in pbt.checkpoints_needed()}
+        needed = pbt.checkpoints_needed()
+        store = {k: v for k, v in store.items() if k in needed}
         max_ckpts = max(max_ckpts, len(store))
         if runs[m].finished or (pbt.checkpoint_due(runs[m].curve.units) and waiting):
             if not runs[m].finished:
