@@ -1,0 +1,134 @@
+"""Everything a trial trains with, built once from the trial spec: data, model, optimizer, schedule.
+
+Kept apart from the loop so task-specific set-up (classification, causal LM, LoRA) and the loop
+(steps, evaluations, checkpoints, decisions) change independently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
+from lmtune.training.batches import collate, train_batches
+from lmtune.training.evaluate import evaluate
+from lmtune.training.models import load_classifier
+from lmtune.training.optim import build_optimizer, build_scheduler
+from lmtune.training.spec import TrialSpec
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("execution.device: cuda was requested but no CUDA GPU is visible")
+    return torch.device(requested)
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """The precision that will actually run: fp16 needs CUDA; 'auto' means bf16 where supported."""
+    if requested == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if requested == "fp16" and device.type != "cuda":
+        return "bf16"  # fp16 autocast on CPU has no loss scaling and is slow; bf16 is the CPU half type
+    return requested
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass
+class Session:
+    spec: TrialSpec
+    hp: dict[str, Any]
+    device: torch.device
+    precision: str
+    meta: dict[str, Any]
+    folder: Path
+    train_split: TokenizedSplit
+    eval_split: TokenizedSplit
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    pad_id: int
+    batch_size: int
+    total_steps: int
+
+    @property
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast_for(self.precision, self.device)
+
+    def batch_at(self, step: int) -> np.ndarray:
+        """The example indices of optimizer step ``step``: a pure function of (seed, step), so a run
+        resumed at any step sees exactly the batches the uninterrupted run saw."""
+        lengths = self.train_split.lengths()
+        per_epoch = math.ceil(len(lengths) / self.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        if getattr(self, "_epoch", None) != epoch:
+            self._batches = train_batches(lengths, self.batch_size, seed=int(self.hp.get("seed", 0)), epoch=epoch)
+            self._epoch = epoch
+        return self._batches[pos]
+
+    def collate(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        return collate(self.train_split, index, self.pad_id, self.device)
+
+    def evaluate(self, split: str = "validation") -> dict[str, float]:
+        data = self.eval_split if split == "validation" else load_split(self.folder, split)
+        return evaluate(self.model, data, task_type=self.spec.task_type, num_labels=self.meta["num_labels"],
+                        batch_size=int(self.hp.get("eval_batch_size", 128)), pad_id=self.pad_id,
+                        device=self.device, autocast=self.autocast,
+                        prefix="eval" if split == "validation" else split)
+
+    def set_hyperparameters(self, hp: dict[str, Any]) -> None:
+        """Apply changed mutable settings mid-run (PBT explore). Per-group rate ratios (layer decay) are
+        kept; the schedule continues from the current step with the new base rate."""
+        self.hp = dict(hp)
+        base = float(hp["learning_rate"])
+        self.scheduler.base_lrs = [base * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = base * group.get("lr_scale", 1.0)
+            if group.get("decays", False):
+                group["weight_decay"] = float(hp["weight_decay"])
+            if "momentum" in group and "momentum" in hp:
+                group["momentum"] = float(hp["momentum"])
+        self.scheduler.last_epoch -= 1
+        self.scheduler.step()  # recompute the current rates from the new base
+        if hp.get("dropout") is not None and hp.get("attention_dropout") is None:  # one rate for all
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = float(hp["dropout"])
+
+
+def setup(spec: TrialSpec) -> Session:
+    hp = dict(spec.hparams)
+    torch.manual_seed(int(hp.get("seed", 0)))
+    device = pick_device(spec.device)
+    precision = pick_precision(hp.get("precision", "fp32"), device)
+    folder = Path(spec.data_cache)
+    meta = load_meta(folder)
+    model = load_classifier(spec.model, num_labels=meta["num_labels"], dropout=hp.get("dropout"),
+                            attention_dropout=hp.get("attention_dropout"),
+                            trust_remote_code=spec.trust_remote_code).to(device)
+    model.train()
+    batch_size = int(hp["batch_size"])
+    total_steps = max(1, math.ceil(spec.total_examples / batch_size))
+    optimizer = build_optimizer(model, hp, device)
+    for group in optimizer.param_groups:
+        group["lr_scale"] = group["lr"] / float(hp["learning_rate"])
+        group["decays"] = not str(group.get("name", "")).endswith("no_decay")
+    return Session(spec=spec, hp=hp, device=device, precision=precision, meta=meta, folder=folder,
+                   train_split=load_split(folder, "train"), eval_split=load_split(folder, "validation"),
+                   model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, hp, total_steps),
+                   scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+                   pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps)
