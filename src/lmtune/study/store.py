@@ -8,6 +8,7 @@ free of "database is locked" errors. Any SQLAlchemy URL works; the study opens w
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,22 @@ class StudyPaths:
         return f"sqlite:///{(self.root / 'study.db').resolve()}"
 
 
-def storage_for(url: str) -> optuna.storages.BaseStorage:
-    """RDB storage; SQLite gets a long busy timeout, servers a bounded connection pool."""
+def storage_for(url: str, *, heartbeat_interval: int | None = None,
+                grace_period: int | None = None) -> optuna.storages.BaseStorage:
+    """RDB storage; SQLite gets a long busy timeout, servers a bounded connection pool (at most 4
+    connections per process, so many workers do not exhaust the server). ``heartbeat_interval``:
+    trials of shared studies record heartbeats (see `lmtune.study.shared`)."""
     if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}},
+                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_size": 2, "max_overflow": 2,
-                                                          "pool_pre_ping": True})
+                                                          "pool_pre_ping": True},
+                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
 
 def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
-    tmp = paths.meta.with_suffix(".tmp")
+    tmp = paths.meta.with_suffix(f".tmp{os.getpid()}")  # workers sharing study.dir write it concurrently
     tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
     tmp.replace(paths.meta)
 

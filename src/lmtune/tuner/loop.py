@@ -9,6 +9,7 @@ trials failed in this run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -20,16 +21,15 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig
-from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
 from lmtune.study.store import (
     INTERRUPTED,
     finished,
-    recover_interrupted,
-    storage_for,
     train_tokens_spent,
     write_meta,
 )
+from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
 
@@ -49,17 +49,27 @@ class RunSummary:
 @dataclass
 class _Running:
     trial: optuna.trial.Trial
-    proc: TrialProcess
+    proc: TrialHandle
     slot: int
     started: float
     is_default: bool
+    beat: Beat
 
 
 class Tuner:
-    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance."""
+    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance.
 
-    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None) -> None:
+    ``shared``: one of several workers on a server-backed study (`lmtune worker`); see
+    `lmtune.tuner.coordination`. Otherwise this process is the study's only writer.
+    """
+
+    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
+                 shared: bool = False) -> None:
         self.cfg = cfg
+        ex = cfg.execution
+        self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
+                                                       grace_period=ex.grace_period)
+                                    if shared else LocalCoordination())
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
         self._lock = threading.Lock()
@@ -69,10 +79,8 @@ class Tuner:
         t0 = time.monotonic()
         plan = make_plan(self.cfg)
         study = self._open_study(plan)
-        executor = LocalExecutor(workers=self.cfg.execution.workers, device=self.cfg.execution.device,
-                                 threads=self.cfg.execution.threads_per_worker)
-        for stale in recover_interrupted(study):
-            study.enqueue_trial(stale.params, user_attrs=_carry_attrs(stale.user_attrs))
+        executor = make_executor(self.cfg.execution)
+        self.coord.recover(study)
         target = self._seed_queue(study, plan)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
@@ -93,7 +101,7 @@ class Tuner:
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units)
         sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
                                n_startup_trials=cfg.search.n_startup_trials)
-        study = optuna.create_study(storage=storage_for(plan.storage), study_name=cfg.study.name,
+        study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     direction=cfg.study.direction, sampler=sampler, pruner=pruner,
                                     load_if_exists=True)
         study.set_user_attr("lmtune.metric", cfg.study.metric)
@@ -125,21 +133,30 @@ class Tuner:
         return min(self.n_trials, len(points))
 
     # -- the loop -------------------------------------------------------------------------------
-    def _loop(self, study: optuna.Study, plan: Plan, executor: LocalExecutor, running: dict[int, _Running],
+    def _loop(self, study: optuna.Study, plan: Plan, executor: Executor, running: dict[int, _Running],
               target: int, summary: RunSummary, t0: float) -> str:
         stop = ""
         while True:
             with self._lock:
+                self.coord.recover(study)
                 done = finished(study)
+                others = self.coord.others_running(study, running)  # other workers' trials (shared study)
             stop = stop or self._budget_stop(study, done, target, summary, t0)
-            while not stop and len(running) < executor.workers and done + len(running) < target:
+            while not stop and len(running) < executor.workers and done + len(running) + others < target:
                 if self.cfg.search.strategy == "grid" and not _waiting(study):
-                    stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
+                    if not others:  # else a dead worker's point may come back to the queue
+                        stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
                     break
                 self._launch(study, plan, executor, running)
             if not running:
-                return stop or "n_trials reached"
-            number, state = self._done.get()
+                if stop or not others:
+                    return stop or "n_trials reached"
+                time.sleep(self.coord.poll_s or 1.0)
+                continue
+            try:
+                number, state = self._done.get(timeout=self.coord.poll_s)
+            except queue.Empty:
+                continue
             item = running.pop(number)
             executor.release(item.slot)
             summary.ran.append(number)
@@ -159,10 +176,15 @@ class Tuner:
             return f"budget: max_train_tokens {b.max_train_tokens} reached"
         return ""
 
-    def _launch(self, study: optuna.Study, plan: Plan, executor: LocalExecutor,
+    def _launch(self, study: optuna.Study, plan: Plan, executor: Executor,
                 running: dict[int, _Running]) -> None:
         with self._lock:
             trial = study.ask()
+            skip = self.coord.claim(study, trial)
+            if skip:
+                trial.set_user_attr("fail_reason", skip)
+                study.tell(trial, state=TrialState.FAIL)
+                return
             params = plan.space.suggest(trial)
             hparams = {**plan.defaults, **params}
             is_default = bool(trial.user_attrs.get("is_default"))
@@ -175,9 +197,25 @@ class Tuner:
         with self._lock:
             trial.set_user_attr("trial_dir", str(trial_dir))
         proc = executor.launch(spec, trial_dir, slot)
-        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default)
+        beat = self.coord.heartbeat(study, trial, proc.kill)
+        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default, beat)
         self.reporter.trial_started(trial.number, params, is_default)
-        threading.Thread(target=self._watch, args=(study, running[trial.number], plan), daemon=True).start()
+        threading.Thread(target=self._watch_safely, args=(study, running[trial.number], plan), daemon=True).start()
+
+    def _watch_safely(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
+        """`_watch`, but the loop always hears that the trial ended (e.g. when another worker failed it
+        as dead meanwhile and the study refuses the result)."""
+        try:
+            self._watch(study, item, plan)
+        except Exception as exc:
+            item.proc.kill()
+            item.beat.stop()
+            reason = f"not recorded: {type(exc).__name__}: {exc}"
+            with self._lock, contextlib.suppress(Exception):
+                item.trial.set_user_attr("fail_reason", reason)
+                study.tell(item.trial, state=TrialState.FAIL)
+            self.reporter.trial_finished(item.trial.number, "FAIL", None, reason, None)
+            self._done.put((item.trial.number, "FAIL"))
 
     def _watch(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
         """Relay one trainer's events into the study; runs in its own thread."""
@@ -201,6 +239,7 @@ class Tuner:
             elif kind == "error":
                 error = ev
         code = item.proc.wait()
+        item.beat.stop()
         if timer is not None:
             timer.cancel()
         state, value, reason = self._record(study, item, curve, end, error, code)
@@ -278,10 +317,6 @@ class Tuner:
 
 def _waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-
-def _carry_attrs(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    return {"is_default": True} if attrs.get("is_default") else None
 
 
 def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
