@@ -51,7 +51,9 @@ class TrainerHost:
         self._killed = threading.Event()
 
     def where(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid()}
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
 
     def start(self, spec_json: str, trial_dir: str, env: dict[str, str], module: str) -> None:
         folder = Path(trial_dir)
@@ -60,6 +62,8 @@ class TrainerHost:
         tmp = path.with_name(f".trial.json.{os.getpid()}")
         tmp.write_text(spec_json)
         tmp.replace(path)
+        with (folder / "trainer.log").open("a") as fh:  # which node ran it (each retry adds a line)
+            fh.write("[lmtune] Ray node {node} host {host} actor pid {pid}\n".format(**self.where()))
         self._events, self._proc, self._code = queue.Queue(), None, None
         self._killed.clear()
         threading.Thread(target=self._run, args=(path, folder / "trainer.log", {**os.environ, **env}, module),

@@ -5,19 +5,23 @@ Liveness is Optuna's RDB heartbeat: the worker running a trial records a heartbe
 grace period (each such trial is failed by exactly one worker: the storage refuses a second
 transition) and enqueues its configuration again, as Optuna's ``RetryFailedTrialCallback`` does.
 
-Enqueued points (grid points, the default configuration) may be enqueued twice when workers start at
-the same moment; a trial that pops such a point runs only if no lower-numbered trial with the same
-parameters is waiting, running or finished, so every point runs once.
+Workers seed the queue (grid points, the default configuration) under a PostgreSQL advisory lock, so
+each point is enqueued once. Where there is no such lock (other databases) a point may be enqueued
+twice by workers starting together; a trial that pops such a point runs only if no lower-numbered
+trial with the same parameters is waiting, running or finished, so every point still runs once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -27,14 +31,17 @@ log = logging.getLogger("lmtune")
 STALE = ("lost: no heartbeat for {grace}s from the worker running this trial (killed, crashed or "
          "disconnected); its configuration is re-run")
 DUPLICATE = "duplicate: trial {other} has the same parameters (enqueued twice by workers starting together); not run"
+GRID_DONE = "not run: no grid point was left (another worker took the last one at the same moment)"
 _LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def grace_of(storage: BaseStorage) -> int | None:
-    interval = getattr(storage, "heartbeat_interval", None)
+    """Seconds without a heartbeat after which a RUNNING trial counts as dead; None: no heartbeats."""
+    rdb = getattr(storage, "_backend", storage)  # studies wrap their RDBStorage in a cache
+    interval = getattr(rdb, "heartbeat_interval", None)
     if not interval:
         return None
-    return getattr(storage, "grace_period", None) or 2 * int(interval)
+    return getattr(rdb, "grace_period", None) or 2 * int(interval)
 
 
 def fail_stale(study: optuna.Study) -> list[FrozenTrial]:
@@ -75,6 +82,24 @@ def duplicate_of(study: optuna.Study, trial_id: int, number: int) -> int | None:
         if t.number < number and (t.system_attrs.get("fixed_params") or t.params) == fixed:
             return t.number
     return None
+
+
+@contextlib.contextmanager
+def seeding_lock(study: optuna.Study) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock (per study) while the queue is seeded, so workers that start
+    together enqueue each point once. Other databases: no lock; `duplicate_of` is the safety net."""
+    engine = getattr(getattr(study._storage, "_backend", study._storage), "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"lmtune:{study.study_name}".encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
 
 
 class Heartbeat:

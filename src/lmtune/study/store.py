@@ -7,13 +7,17 @@ free of "database is locked" errors. Any SQLAlchemy URL works; the study opens w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.errors import StudyError
@@ -46,12 +50,36 @@ def storage_for(url: str, *, heartbeat_interval: int | None = None,
     """RDB storage; SQLite gets a long busy timeout, servers a bounded connection pool (at most 4
     connections per process, so many workers do not exhaust the server). ``heartbeat_interval``:
     trials of shared studies record heartbeats (see `lmtune.study.shared`)."""
+    url = _with_driver(url)
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}},
                                           heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_size": 2, "max_overflow": 2,
-                                                          "pool_pre_ping": True},
-                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_size": 2, "max_overflow": 2,
+                                                                  "pool_pre_ping": True},
+                                              heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers starting together on an empty database race to create Optuna's tables; the
+            # losers find them created on the next try.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 (the ``postgres`` extra) when
+    only that is installed, and say what to install when neither is."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return f"postgresql+psycopg://{rest}"
+    if importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    raise StudyError("study.storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
+                     "pip install 'lmtune[postgres]' (psycopg2-binary)")
 
 
 def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:

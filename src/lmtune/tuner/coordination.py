@@ -7,6 +7,9 @@ may run, how to show that a running trial is alive, and how long to wait before 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import optuna
@@ -44,6 +47,10 @@ class Coordination(Protocol):
 
     def heartbeat(self, study: optuna.Study, trial: optuna.trial.Trial, on_lost: Any) -> Beat: ...
 
+    def seeding(self, study: optuna.Study) -> AbstractContextManager[None]:
+        """Held while the queue is seeded (default configuration, grid points)."""
+        ...
+
 
 class LocalCoordination:
     """The only process on its study (SQLite by default): whatever is RUNNING at start-up was
@@ -74,14 +81,21 @@ class LocalCoordination:
     def heartbeat(self, study: optuna.Study, trial: optuna.trial.Trial, on_lost: Any) -> Beat:
         return _NoBeat()
 
+    def seeding(self, study: optuna.Study) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
 
 class SharedCoordination:
     """One of many workers on a server-backed study: liveness by heartbeat, never "fail all RUNNING"."""
 
-    def __init__(self, *, heartbeat_interval: int, grace_period: int | None) -> None:
+    def __init__(self, *, heartbeat_interval: int, grace_period: int | None, grid: bool = False) -> None:
         self.interval = heartbeat_interval
         self.grace = grace_period
+        self.grid = grid  # only enqueued points may run
         self.poll_s: float | None = float(heartbeat_interval)
+        # Heartbeats are used deliberately with ask/tell here; Optuna warns it expects optimize().
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        warnings.filterwarnings("ignore", message="Argument ``(heartbeat_interval|grace_period)``")
 
     def storage(self, url: str) -> optuna.storages.BaseStorage:
         return storage_for(url, heartbeat_interval=self.interval, grace_period=self.grace)
@@ -96,8 +110,13 @@ class SharedCoordination:
 
     def claim(self, study: optuna.Study, trial: optuna.trial.Trial) -> str | None:
         study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+        if self.grid and "fixed_params" not in study._storage.get_trial(trial._trial_id).system_attrs:
+            return shared.GRID_DONE  # the queue emptied between looking and asking
         other = shared.duplicate_of(study, trial._trial_id, trial.number)
         return None if other is None else shared.DUPLICATE.format(other=other)
 
     def heartbeat(self, study: optuna.Study, trial: optuna.trial.Trial, on_lost: Any) -> Beat:
         return shared.Heartbeat(study._storage, trial._trial_id, self.interval, on_lost)
+
+    def seeding(self, study: optuna.Study) -> AbstractContextManager[None]:
+        return shared.seeding_lock(study)

@@ -68,7 +68,8 @@ class Tuner:
         self.cfg = cfg
         ex = cfg.execution
         self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
-                                                       grace_period=ex.grace_period)
+                                                       grace_period=ex.grace_period,
+                                                       grid=cfg.search.strategy == "grid")
                                     if shared else LocalCoordination())
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
@@ -81,7 +82,8 @@ class Tuner:
         study = self._open_study(plan)
         executor = make_executor(self.cfg.execution)
         self.coord.recover(study)
-        target = self._seed_queue(study, plan)
+        with self.coord.seeding(study):
+            target = self._seed_queue(study, plan)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         running: dict[int, _Running] = {}
@@ -124,7 +126,7 @@ class Tuner:
             if wants_default and not has_default:
                 study.enqueue_trial(default, user_attrs={"is_default": True})
             return self.n_trials
-        live = [t.params for t in trials if t.state != TrialState.FAIL]
+        live = [t.system_attrs.get("fixed_params") or t.params for t in trials if t.state != TrialState.FAIL]
         points = plan.space.grid()
         for point in points[: self.n_trials]:
             if point not in live:
