@@ -2,7 +2,7 @@
 
 Call order, per trial: ``acquire()`` a slot → ``launch(spec, trial_dir, slot)`` → iterate the handle's
 ``events()`` (answering each ``eval`` event with ``send(decision)`` when the spec is interactive) →
-``wait()`` → ``release(slot)``. ``kill()`` may be called from any thread at any time.
+``wait()`` → ``release(slot)``; ``close()`` once at the end. ``kill()`` may be called from any thread.
 """
 
 from __future__ import annotations
@@ -45,3 +45,7 @@ class Executor(Protocol):
     def release(self, slot: int) -> None: ...
 
     def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialHandle: ...
+
+    def close(self) -> None:
+        """Give back what the executor holds (Ray actors and their reserved resources)."""
+        ...

@@ -99,6 +99,9 @@ class LocalExecutor:
     def release(self, slot: int) -> None:
         self._free.append(slot)
 
+    def close(self) -> None:  # trainers are children of this process; nothing else is held
+        pass
+
     def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess:
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "trial.json"

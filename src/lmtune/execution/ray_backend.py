@@ -150,6 +150,14 @@ class RayExecutor:
                 self._hosts[slot] = self._host_cls.remote()
             return self._hosts[slot]
 
+    def close(self) -> None:
+        """Kill the slot actors, so their CPUs/GPUs go back to the cluster (a driver may run more studies)."""
+        with self._lock:
+            for host in self._hosts.values():
+                with contextlib.suppress(Exception):
+                    self.ray.kill(host, no_restart=True)
+            self._hosts.clear()
+
     def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> RayTrialProcess:
         trial_dir = trial_dir.resolve()
         spec = _absolute(spec)

@@ -93,6 +93,7 @@ class Tuner:
             self._abandon(study, running)
             raise
         finally:
+            executor.close()
             summary.wall_time_s = time.monotonic() - t0
             self.reporter.close()
         return summary
