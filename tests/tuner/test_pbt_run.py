@@ -54,7 +54,8 @@ def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: P
     deadline = time.time() + 300
     try:
         while time.time() < deadline:  # kill once some member has reported a checkpoint
-            if state_file.exists() and any(m["checkpoint"] for m in json.loads(state_file.read_text())["pbt"]["members"]):
+            members = json.loads(state_file.read_text())["pbt"]["members"] if state_file.exists() else []
+            if any(m["checkpoint"] for m in members):
                 break
             time.sleep(0.2)
     finally:
