@@ -46,8 +46,13 @@ def lmtune_run(model: str, cache: Path, rows: int, bs: int, out: Path) -> float:
 
 def hf_run(model: str, cache: Path, rows: int, bs: int, out: Path, group_by_length: bool) -> float:
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     split = load_split(cache, "train")
     data = Dataset.from_dict({"input_ids": [split.row(i).tolist() for i in range(rows)],
