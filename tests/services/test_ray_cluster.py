@@ -88,7 +88,7 @@ def test_lost_actor_is_retried_from_scratch(executor: RayExecutor, plan: Plan) -
 
 
 def test_lost_actor_resumes_from_checkpoint(executor: RayExecutor, plan: Plan) -> None:
-    proc, events, code = _run_killing_once(executor, plan, 1, kills=1, checkpoint_every_eval=True)
+    proc, events, code = _run_killing_once(executor, plan, 1, kills=1, checkpoint_every=1)
     assert code == 0 and events[-1]["event"] == "end"
     assert len(proc.retries) == 1 and "from checkpoint" in proc.retries[0]
     units = [ev["units"] for ev in events if ev["event"] == "eval"]

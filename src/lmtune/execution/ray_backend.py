@@ -7,7 +7,7 @@ memory goes back to the node when the trial ends) and relays its JSON-lines even
 calls; the driver answers evaluations with ``send``, so pruning and PBT decisions stay in the driver.
 
 A lost node or actor (``RayActorError``) is retried on a fresh actor up to ``max_retries`` times: from
-the trial's last checkpoint when the spec saves one at every evaluation, else from scratch (the
+the trial's last checkpoint when the spec saves checkpoints (``checkpoint_every``), else from scratch (the
 evaluations already reported are then answered "continue" and not relayed twice). After that the
 trial ends with an ``error`` event of kind ``lost`` and the reason. Ray is imported only here, lazily.
 
@@ -227,7 +227,7 @@ class RayTrialProcess:
             return False
         spec = self._spec
         how = "from scratch"
-        if spec.checkpoint_every_eval and self._checkpoint:
+        if spec.checkpoint_every and self._checkpoint:
             spec, how = replace(spec, resume_from=self._checkpoint), f"from checkpoint {self._checkpoint}"
         self.retries.append(f"{_first_line(exc)} → retried {how}")
         log.warning("trial %s: Ray actor lost (%s); retry %d/%d %s", spec.trial, _first_line(exc),

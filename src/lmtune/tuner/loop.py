@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig
+from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
 from lmtune.study.store import (
@@ -30,6 +31,7 @@ from lmtune.study.store import (
     write_meta,
 )
 from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
+from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
 
@@ -67,6 +69,10 @@ class Tuner:
                  shared: bool = False) -> None:
         self.cfg = cfg
         ex = cfg.execution
+        if shared and cfg.search.strategy == "pbt":
+            raise ConfigError("search.strategy: pbt runs from one driver (its population state is in the study "
+                              "directory); spread a population over machines with 'lmtune tune' and "
+                              "execution.backend: ray instead of 'lmtune worker'")
         self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
                                                        grace_period=ex.grace_period,
                                                        grid=cfg.search.strategy == "grid")
@@ -81,10 +87,12 @@ class Tuner:
         plan = make_plan(self.cfg)
         study = self._open_study(plan)
         executor = make_executor(self.cfg.execution)
+        summary = RunSummary(plan=plan, study=study, stop_reason="")
+        if self.cfg.search.strategy == "pbt":
+            return self._run_pbt(plan, study, executor, summary, t0)
         self.coord.recover(study)
         with self.coord.seeding(study):
             target = self._seed_queue(study, plan)
-        summary = RunSummary(plan=plan, study=study, stop_reason="")
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         running: dict[int, _Running] = {}
         try:
@@ -98,10 +106,32 @@ class Tuner:
             self.reporter.close()
         return summary
 
+    def _run_pbt(self, plan: Plan, study: optuna.Study, executor: Executor, summary: RunSummary,
+                 t0: float) -> RunSummary:
+        population = self.cfg.search.pbt.population_size or self.n_trials
+        if population < 2:
+            raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
+                              "set search.pbt.population_size or --n-trials to 2 or more")
+        runner = PBTRunner(self.cfg, plan, study, executor, self.reporter, population)
+        runner.start_population()
+        self.reporter.study_started(self.cfg.study.name, population - len(runner.waiting), population,
+                                    plan.max_units)
+        try:
+            summary.stop_reason = runner.run(lambda: self._budget_stop(study, 0, population, summary, t0))
+        finally:
+            for member in runner.members.values():
+                if member.proc is not None:
+                    member.proc.kill()
+            executor.close()
+            summary.wall_time_s = time.monotonic() - t0
+            self.reporter.close()
+        return summary
+
     # -- set-up ---------------------------------------------------------------------------------
     def _open_study(self, plan: Plan) -> optuna.Study:
         cfg = self.cfg
-        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units)
+        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
+                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
         sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
                                n_startup_trials=cfg.search.n_startup_trials)
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
