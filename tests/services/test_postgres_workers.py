@@ -126,7 +126,10 @@ def _running(url: str, name: str) -> list[int]:
         return []
 
 
-@pytest.mark.skip(reason="PBT across workers: the PBT driver (tuner/pbt*.py) is being written on another "
-                         "branch; this test lands with it")
-def test_pbt_population_spread_over_workers() -> None:
-    raise AssertionError
+def test_pbt_is_refused_for_workers_with_the_alternative(postgres_url: str, tmp_path: Path) -> None:
+    """PBT's population state lives with one driver; across machines it runs through the Ray executor
+    (tests/services/test_ray_cluster.py::test_pbt_population_spread_over_nodes)."""
+    cmd = [sys.executable, "-m", "lmtune", "worker", QUICKSTART, "--set", f"study.storage={postgres_url}",
+           "--set", "search.strategy=pbt", "--set", f"study.dir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "execution.backend: ray" in out.stderr, out.stderr

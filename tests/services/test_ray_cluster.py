@@ -42,6 +42,24 @@ def test_study_runs_on_both_nodes(ray_address: str, tiny_model: Path, tiny_csv: 
     assert len(nodes) == 2, "both trials ran on one node (each node has 1 CPU, each trial needs 1)"
 
 
+def test_pbt_population_spread_over_nodes(ray_address: str, tiny_model: Path, tiny_csv: Path,
+                                         tmp_path: Path) -> None:
+    """3 members on 2 slots (one per node): members pause at ready points and resume from their
+    checkpoints wherever a slot is free, so checkpoints cross nodes (study.dir is the shared FS)."""
+    d = tmp_path / "pbt"
+    sets = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=pbt", "training.max_steps=9",
+            "execution.backend=ray", f"execution.address={ray_address}", "execution.workers=2",
+            "execution.threads_per_worker=1"]
+    out = subprocess.run([sys.executable, "-m", "lmtune", "tune", QUICKSTART, *[a for s in sets for a in ("--set", s)],
+                          "--n-trials", "3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    trials = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(t.user_attrs["pbt"]["units"] == 3 for t in trials)
+    logs = "".join(p.read_text() for p in d.glob("trials/*/trainer.log"))
+    assert len(set(re.findall(r"Ray node (\w+)", logs))) == 2
+
+
 @pytest.fixture(scope="module")
 def plan(ray_address: str, tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Plan:
     d = tmp_path_factory.mktemp("ray") / "run"
