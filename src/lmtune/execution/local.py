@@ -56,7 +56,7 @@ class TrialProcess:
             assert self.proc.stdin is not None
             self.proc.stdin.write(decision + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # trainer gone, or its pipe already closed after it exited
             pass
 
     def kill(self) -> None:
