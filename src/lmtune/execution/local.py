@@ -67,7 +67,8 @@ class TrialProcess:
         code = self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a decision still buffered for an exited trainer
+                    stream.close()
         self._log.close()
         return code
 

@@ -81,10 +81,17 @@ class TrainerHost:
         self._proc = proc
         if self._killed.is_set():
             proc.kill()
-        for ev in proc.events():
-            events.put(ev)
-        self._code = proc.wait()
-        events.put(None)
+        code = 1
+        try:
+            for ev in proc.events():
+                events.put(ev)
+            code = proc.wait()
+        except Exception as exc:  # the driver must still hear that the trainer ended
+            events.put({"event": "error", "kind": "exception", "reason": f"relay failed: {exc!r}"})
+            proc.kill()
+        finally:
+            self._code = code
+            events.put(None)
 
     def poll(self, timeout: float) -> tuple[list[dict[str, Any]], int | None]:
         """Events so far (waiting up to ``timeout`` for the first); the exit code once the trainer ended."""
