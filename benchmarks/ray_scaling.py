@@ -92,10 +92,18 @@ def run_level(c: int, *, units: int, unit_s: float, waves: int, root: Path) -> d
     return {"c": c, "trials": n, "span_s": span, "throughput": n / span, "ideal": ideal,
             "ratio": n / span / ideal,
             "overhead_s": statistics.mean(t.user_attrs["overhead_s"] for t in trials),
+            # the first wave also starts the slot actors (one Ray worker process each); later waves reuse them
+            "overhead_first_s": _mean(t.user_attrs["overhead_s"] for t in trials if t.number < c),
+            "overhead_later_s": _mean(t.user_attrs["overhead_s"] for t in trials if t.number >= c),
             "launch_ms": 1000 * tuner.spent["launch"] / n,
             "report_ms": 1000 * tuner.spent["report"] / max(1, tuner.evals),
             "record_ms": 1000 * tuner.spent["record"] / n,
             "driver_ms": 1000 * sum(tuner.spent.values()) / n}
+
+
+def _mean(values: Any) -> float:
+    values = list(values)
+    return statistics.mean(values) if values else float("nan")
 
 
 def machine() -> str:
@@ -114,17 +122,20 @@ def machine() -> str:
 def table(rows: list[dict[str, Any]], *, units: int, unit_s: float) -> str:
     head = (f"Simulated trials of {units} units × {unit_s:g} s = {units * unit_s:g} s each; the driver reports every "
             "unit to Optuna (SQLite) and answers each evaluation.\n\n"
-            "| concurrent | trials | span s | trials/s | ideal | ratio | overhead s/trial | driver ms/trial "
-            "| ask+launch ms | report+decide ms/eval | tell ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| concurrent | trials | span s | trials/s | ideal | ratio | overhead s/trial (1st wave / later) "
+            "| driver ms/trial | ask+launch ms | report+decide ms/eval | tell ms |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['c']} | {r['trials']} | {r['span_s']:.1f} | {r['throughput']:.3f} | {r['ideal']:.3f} | "
-        f"{r['ratio']:.2f} | {r['overhead_s']:.2f} | {r['driver_ms']:.0f} | {r['launch_ms']:.0f} | "
+        f"{r['ratio']:.2f} | {r['overhead_s']:.2f} ({r['overhead_first_s']:.2f} / {r['overhead_later_s']:.2f}) | "
+        f"{r['driver_ms']:.0f} | {r['launch_ms']:.0f} | "
         f"{r['report_ms']:.1f} | {r['record_ms']:.0f} |\n" for r in rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-concurrency", type=int, default=64)
+    ap.add_argument("--levels", help="comma-separated concurrencies (default: 1, 2, 4, ... max)")
     ap.add_argument("--units", type=int, default=5)
     ap.add_argument("--unit-s", type=float, default=2.0)
     ap.add_argument("--waves", type=int, default=3)
@@ -137,7 +148,8 @@ def main() -> None:
     # Sleeping trainers need almost no CPU: declare enough logical CPUs for one per concurrent trial.
     ray.init(num_cpus=args.max_concurrency, include_dashboard=False, log_to_driver=False,
              object_store_memory=100_000_000)
-    levels = [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256) if c <= args.max_concurrency]
+    levels = ([int(c) for c in args.levels.split(",")] if args.levels
+              else [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256) if c <= args.max_concurrency])
     info = machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="lmtune-scale-") as tmp:

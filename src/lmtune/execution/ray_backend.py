@@ -34,7 +34,7 @@ from lmtune.execution.local import TRAINER, TrialProcess
 from lmtune.training.spec import TrialSpec
 
 log = logging.getLogger("lmtune")
-POLL_S = 1.0  # longest a relay call waits for an event before asking again
+POLL_S = 10.0  # longest a relay call waits in the actor for an event (it returns at once when one comes)
 
 
 class TrainerHost:
