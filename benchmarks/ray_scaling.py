@@ -45,6 +45,42 @@ class Quiet:
     def close(self) -> None: ...
 
 
+class TreeCPU:
+    """CPU seconds used by this process and all its descendants (Ray's GCS, raylet, slot actors and,
+    through the actors' reaped children, the trainers), sampled twice a second."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._root = psutil.Process()
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.start = self._sample()
+        self._thread.start()
+
+    def _sample(self) -> float:
+        import psutil
+
+        for proc in [self._root, *self._root.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                self._seen[proc.pid] = max(self._seen.get(proc.pid, 0.0),
+                                           t.user + t.system + t.children_user + t.children_system)
+            except psutil.Error:
+                continue
+        return sum(self._seen.values())
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self._sample() - self.start
+
+
 class TimedTuner(Tuner):
     """The Tuner, with the time spent in its driver-side steps added up."""
 
@@ -82,7 +118,9 @@ def run_level(c: int, *, units: int, unit_s: float, waves: int, root: Path) -> d
         "execution.backend=ray", f"execution.workers={c}", "execution.threads_per_worker=1",
         "execution.cpus_per_trial=1"])
     tuner = TimedTuner(cfg, reporter=Quiet())  # type: ignore[arg-type]
+    cpu = TreeCPU()
     summary = tuner.run()
+    cpu_s = cpu.stop()
     trials = [t for t in summary.study.trials if t.state.name == "COMPLETE"]
     assert len(trials) == n, f"{len(trials)}/{n} trials completed: {summary.stop_reason}"
     start = min(t.datetime_start for t in trials if t.datetime_start)
@@ -98,7 +136,8 @@ def run_level(c: int, *, units: int, unit_s: float, waves: int, root: Path) -> d
             "launch_ms": 1000 * tuner.spent["launch"] / n,
             "report_ms": 1000 * tuner.spent["report"] / max(1, tuner.evals),
             "record_ms": 1000 * tuner.spent["record"] / n,
-            "driver_ms": 1000 * sum(tuner.spent.values()) / n}
+            "driver_ms": 1000 * sum(tuner.spent.values()) / n,
+            "cpu_per_trial_s": cpu_s / n, "cores_used": cpu_s / summary.wall_time_s}
 
 
 def _mean(values: Any) -> float:
@@ -123,13 +162,14 @@ def table(rows: list[dict[str, Any]], *, units: int, unit_s: float) -> str:
     head = (f"Simulated trials of {units} units × {unit_s:g} s = {units * unit_s:g} s each; the driver reports every "
             "unit to Optuna (SQLite) and answers each evaluation.\n\n"
             "| concurrent | trials | span s | trials/s | ideal | ratio | overhead s/trial (1st wave / later) "
-            "| driver ms/trial | ask+launch ms | report+decide ms/eval | tell ms |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| driver ms/trial | ask+launch ms | report+decide ms/eval | tell ms | CPU s/trial | cores busy |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['c']} | {r['trials']} | {r['span_s']:.1f} | {r['throughput']:.3f} | {r['ideal']:.3f} | "
         f"{r['ratio']:.2f} | {r['overhead_s']:.2f} ({r['overhead_first_s']:.2f} / {r['overhead_later_s']:.2f}) | "
         f"{r['driver_ms']:.0f} | {r['launch_ms']:.0f} | "
-        f"{r['report_ms']:.1f} | {r['record_ms']:.0f} |\n" for r in rows)
+        f"{r['report_ms']:.1f} | {r['record_ms']:.0f} | {r['cpu_per_trial_s']:.2f} | {r['cores_used']:.2f} |\n"
+        for r in rows)
 
 
 def main() -> None:

@@ -186,17 +186,24 @@ class RayTrialProcess:
         self._killed = False
         self._relayed_units = 0      # highest evaluation already given to the driver
         self._checkpoint: str | None = None
+        self._started: Any = None  # the actor's start() call, until it has run
         self.retries: list[str] = []  # why each retry happened
         self._host = executor.host(slot)
         self._start(spec)
 
     def _start(self, spec: TrialSpec) -> None:
-        self._host.start.remote(json.dumps(asdict(spec)), str(self._dir), self._env, self._ex.module)
+        # Not awaited here (the tuner's loop would wait for each actor to come up); events() awaits it
+        # before the first poll, since a threaded actor may run calls out of order.
+        self._started = self._host.start.remote(json.dumps(asdict(spec)), str(self._dir), self._env,
+                                                self._ex.module)
 
     def events(self) -> Iterator[dict[str, Any]]:
         ray = self._ex.ray
         while self._code is None:
             try:
+                if self._started is not None:
+                    ray.get(self._started)
+                    self._started = None
                 batch, code = ray.get(self._host.poll.remote(POLL_S))
             except ray.exceptions.RayActorError as exc:
                 if self._killed:
