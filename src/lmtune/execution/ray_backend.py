@@ -240,7 +240,7 @@ class RayTrialProcess:
         if len(self.retries) >= self._ex.max_retries:
             return False
         spec = self._spec
-        how = "from scratch"
+        how = f"from checkpoint {spec.resume_from}" if spec.resume_from else "from scratch"
         if spec.checkpoint_every and self._checkpoint:
             spec, how = replace(spec, resume_from=self._checkpoint), f"from checkpoint {self._checkpoint}"
         self.retries.append(f"{_first_line(exc)} → retried {how}")
