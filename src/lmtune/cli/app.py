@@ -124,6 +124,54 @@ def export(study_dir: StudyDir,
         out.print(f"wrote {out_path}")
 
 
+@app.command()
+def final(study_dir: StudyDir,
+          seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (0..K-1)")] = 3,
+          workers: Annotated[int | None, typer.Option("--workers", help="Runs at once (default: the config's "
+                                                      "execution.workers)")] = None) -> None:
+    """Retrain the default and the best configuration with K seeds each; compare them on the test split."""
+    from lmtune.cli.final_views import print_final
+    from lmtune.study import load_study
+    from lmtune.tuner.final import FinalRunner
+
+    summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}")).run()
+    study, meta = load_study(study_dir)
+    out.print()
+    print_final(out, summary.results, study.get_trials(deepcopy=False), metric=meta["metric"],
+                direction=meta["direction"])
+    out.print(f"results: {summary.results_path}")
+    if summary.model_dir is not None:
+        out.print(f"final model (best configuration, seed 0; HF folder + tokenizer + lmtune-config.yaml): "
+                  f"{summary.model_dir}")
+    for key, reason in summary.failed:
+        err.print(f"final run {key} failed: {reason}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(study_dir: StudyDir) -> None:
+    """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
+    from lmtune.report.render import StudyDirError, StudyMetaError, write_report
+
+    try:
+        html, md = write_report(study_dir)
+    except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
+        raise LmtuneError(str(exc)) from None
+    out.print(f"wrote {html}\nwrote {md}")
+
+
+@app.command()
+def dashboard(study_dir: StudyDir,
+              port: Annotated[int, typer.Option("--port", help="Port to serve on")] = 8080,
+              host: Annotated[str, typer.Option("--host", help="Interface to bind (localhost only by "
+                                                "default; the dashboard has no login)")] = "127.0.0.1") -> None:
+    """Open the study in optuna-dashboard (pip install 'lmtune[dashboard]')."""
+    from lmtune.cli.dashboard import serve
+
+    serve(study_dir, host=host, port=port, say=out.print)
+
+
 def main() -> None:
     """Entry point: user errors → one message, exit 2, no traceback."""
     try:
