@@ -43,6 +43,7 @@ def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:
         optuna_dashboard.run_server(url, host=host, port=port)
     except OSError as exc:
         raise LmtuneError(f"cannot serve on {host}:{port}: {exc}; pick another --port") from None
-    except KeyboardInterrupt:
-        say("dashboard stopped")
+    except KeyboardInterrupt:  # bottle usually handles Ctrl-C itself and returns
+        pass
+    say("dashboard stopped")
 
