@@ -20,8 +20,8 @@ from lmtune.training.batches import collate, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.models import load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
+from lmtune.training.proxy import apply_proxy
 from lmtune.training.spec import TrialSpec
-from lmtune.training.truncate import truncate_layers
 
 
 def pick_device(requested: str) -> torch.device:
@@ -121,8 +121,7 @@ def setup(spec: TrialSpec) -> Session:
     model = load_classifier(spec.model, num_labels=meta["num_labels"], dropout=hp.get("dropout"),
                             attention_dropout=hp.get("attention_dropout"),
                             trust_remote_code=spec.trust_remote_code).to(device)
-    if spec.extra.get("truncate_layers"):  # a proxy trial (lmtune.tuner.proxy): only the first k blocks
-        truncate_layers(model, int(spec.extra["truncate_layers"]))
+    apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
     model.train()
     batch_size = int(hp["batch_size"])
     total_steps = max(1, math.ceil(spec.total_examples / batch_size))
