@@ -5,10 +5,11 @@ target cut to its first ``proxy.truncate_layers`` blocks (``TrialSpec.extra``), 
 trial count, strategy, training length and share of the train split. Its trial folders and its own
 ``lmtune.json`` live in ``<dir>/proxy/`` (so trial numbers of the two studies never share a folder);
 it shares the storage and the tokenized-data cache of ``<dir>``. Stage 2 is the study ``<name>``:
-the proxy's ``top_k`` configurations are enqueued on the target (each trial carries ``proxy_value`` and
-``proxy_trial``) and run unpruned, together with the default settings (the baseline), then
-``refine_trials`` more trials of the target's own strategy. Both studies live in one storage and one
-study directory; ``<dir>/lmtune.json`` names the target study and lists both under ``stages``.
+the proxy's ``top_k`` best configurations other than the default settings, and the default settings
+(the baseline, when ``search.include_default``), are enqueued on the target (each trial carries
+``proxy_value`` and ``proxy_trial``) and run unpruned; then ``refine_trials`` more trials of the
+target's own strategy. Both studies live in one storage and one study directory; ``<dir>/lmtune.json``
+names the target study and lists both under ``stages``.
 
 Each stage is an ordinary `Tuner` run, so both resume: re-running skips a finished proxy stage and
 enqueues only the transfers the target study does not hold yet.
@@ -97,17 +98,20 @@ def proxy_config(cfg: StudyConfig, *, storage: str, train_rows: int | None = Non
         raise ConfigError(f"{exc}\n  (the proxy stage's settings come from the proxy: section)") from None
 
 
-def top_configs(study: optuna.Study, k: int) -> list[Transfer]:
-    """The ``k`` best COMPLETE trials of ``study`` with distinct params, best first (ties: lower number)."""
+def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> list[Transfer]:
+    """The ``k`` best COMPLETE trials of ``study`` with distinct params other than the default settings,
+    best first (ties: lower number); then, with ``with_default``, the default trial when it completed."""
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    default = next((t for t in done if t.user_attrs.get("is_default")), None)
     out: list[Transfer] = []
     for t in sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number)):
         if len(out) == k:
             break
-        if all(t.params != o.params for o in out):
-            out.append(Transfer(dict(t.params), t.number, float(t.value or 0.0),
-                                bool(t.user_attrs.get("is_default"))))
+        if t.params != (default.params if default else None) and all(t.params != o.params for o in out):
+            out.append(Transfer(dict(t.params), t.number, float(t.value or 0.0), False))
+    if with_default and default is not None:
+        out.append(Transfer(dict(default.params), default.number, float(default.value or 0.0), True))
     return out
 
 
@@ -191,11 +195,12 @@ class TwoStageTuner:
         return ""
 
     def _target_stage(self, target: optuna.Study, proxy: optuna.Study, summary: TwoStageSummary) -> str:
-        transfers = top_configs(proxy, self.proxy.top_k)
+        wants_default = self._wants_default()
+        transfers = top_configs(proxy, self.proxy.top_k, with_default=wants_default)
         if not transfers:
             return "proxy stage: no trial completed, nothing to transfer; see 'lmtune status'"
-        enqueue_transfers(target, transfers)
-        n_transfer = len(transfers) + self._extra_default(transfers)
+        enqueue_transfers(target, transfers)  # the Tuner adds the default itself if the proxy's did not complete
+        n_transfer = sum(not tr.is_default for tr in transfers) + wants_default
         runs: list[RunSummary] = []
         summary.target = runs
         if finished(target) < n_transfer:  # transferred configurations run to the end: no pruning
@@ -212,8 +217,7 @@ class TwoStageTuner:
     def _target_run(self, cfg: StudyConfig, n_trials: int) -> RunSummary:
         return Tuner(cfg, n_trials=n_trials, reporter=self.reporter(), meta={"stages": self.stages}).run()
 
-    def _extra_default(self, transfers: list[Transfer]) -> int:
-        """1 when the target stage also runs the default settings (the baseline) as a trial of its own."""
-        if not self.cfg.search.include_default or any(tr.is_default for tr in transfers):
-            return 0
-        return 0 if resolved_space(self.cfg).outside(self.cfg.training.model_dump()) else 1
+    def _wants_default(self) -> bool:
+        """Whether the Tuner runs the default settings as a trial (its rule: asked for and inside the space)."""
+        return self.cfg.search.include_default and not resolved_space(self.cfg).outside(
+            self.cfg.training.model_dump())
