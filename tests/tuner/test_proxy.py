@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import pytest
@@ -56,22 +56,29 @@ def test_proxy_config_applies_the_proxy_section() -> None:
     assert q.task.train_size == 100 and q.task.model == "/m" and q.search.strategy == "bayes"
 
 
-def test_pbt_target_needs_another_proxy_strategy() -> None:
+def test_pbt_target_needs_another_proxy_strategy_and_no_refine() -> None:
     cfg = load_config(QUICKSTART, ["search.strategy=pbt", "proxy.truncate_layers=2"])
-    with pytest.raises(ConfigError, match="proxy.strategy"):
+    with pytest.raises(ConfigError, match=r"proxy\.strategy"):
         proxy_config(cfg, storage="sqlite://")
+    random_proxy = load_config(QUICKSTART, ["search.strategy=pbt", "proxy.truncate_layers=2", "proxy.strategy=random"])
+    assert proxy_config(random_proxy, storage="sqlite://").search.strategy == "random"
+    refine = load_config(QUICKSTART, ["search.strategy=pbt", "proxy.truncate_layers=2", "proxy.strategy=random",
+                                      "proxy.refine_trials=2"])
+    with pytest.raises(ConfigError, match=r"proxy\.refine_trials"):
+        proxy_config(refine, storage="sqlite://")
 
 
 def test_truncation_must_keep_fewer_blocks_than_the_target(tiny_model: Path) -> None:
     cfg = load_config(QUICKSTART, [f"task.model={tiny_model}", "proxy.truncate_layers=2"])
     with pytest.raises(ConfigError, match=r"proxy.truncate_layers: 2, .* has 2 transformer blocks.*1\.\.1"):
         check_truncation(cfg, str(tiny_model))
-    check_truncation(cfg.model_copy(update={"proxy": cfg.proxy.model_copy(update={"truncate_layers": 1})}),
+    check_truncation(load_config(QUICKSTART, [f"task.model={tiny_model}", "proxy.truncate_layers=1"]),
                      str(tiny_model))
 
 
 # -- transfer selection ---------------------------------------------------------------------------
-def _study(values: list[tuple[float, float | None, bool]], direction: str = "maximize") -> optuna.Study:
+def _study(values: list[tuple[float, float | None, bool]],
+           direction: Literal["maximize", "minimize"] = "maximize") -> optuna.Study:
     study = optuna.create_study(direction=direction)
     for lr, value, is_default in values:
         state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
@@ -151,7 +158,7 @@ def test_target_trials_link_to_the_proxy_trials(two_stage: Path) -> None:
         assert t.user_attrs["proxy_value"] == source.value and t.params == source.params
         assert t.user_attrs["is_default"] == source.user_attrs["is_default"]
     assert sorted(t.user_attrs["is_default"] for t in target) == [False, True]
-    best_other = max((p for p in proxy.values() if not p.user_attrs["is_default"]), key=lambda p: p.value or 0)
+    best_other = max((p for p in proxy.values() if not p.user_attrs["is_default"]), key=lambda p: p.value or 0.0)
     assert best_other.number in {t.user_attrs["proxy_trial"] for t in target}
 
 
@@ -178,8 +185,8 @@ def test_status_and_best_show_both_stages(two_stage: Path) -> None:
     assert "proxy stage: quickstart-proxy" in status.stdout and "target stage: quickstart" in status.stdout
     best = json.loads(_lmtune("best", str(two_stage), "--json").stdout)
     assert best["study"] == "quickstart" and best["proxy"]["study"] == "quickstart-proxy"
-    target_values = [t.value for t in _trials(two_stage, "quickstart")]
-    proxy_values = [t.value for t in _trials(two_stage, "quickstart-proxy")]
+    target_values = [t.value or 0.0 for t in _trials(two_stage, "quickstart")]
+    proxy_values = [t.value or 0.0 for t in _trials(two_stage, "quickstart-proxy")]
     assert best["value"] == max(target_values) and best["proxy"]["value"] == max(proxy_values)
 
 

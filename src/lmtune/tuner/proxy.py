@@ -88,6 +88,9 @@ def proxy_config(cfg: StudyConfig, *, storage: str, train_rows: int | None = Non
         raw["training"]["max_steps"] = p.max_steps
     raw["search"]["strategy"] = p.strategy or cfg.search.strategy
     raw["search"]["n_trials"] = p.n_trials or cfg.search.n_trials
+    if cfg.search.strategy == "pbt" and p.refine_trials:
+        raise ConfigError("proxy.refine_trials: a PBT population cannot start from the transferred trials; set "
+                          "proxy.refine_trials: 0, or search.strategy to bayes, random, asha or hyperband")
     if raw["search"]["strategy"] == "pbt":
         raise ConfigError("proxy.strategy: PBT changes a trial's settings while it trains, so its trials are no "
                           "single configuration to transfer; set proxy.strategy to bayes, random, asha, "
@@ -203,8 +206,10 @@ class TwoStageTuner:
         n_transfer = sum(not tr.is_default for tr in transfers) + wants_default
         runs: list[RunSummary] = []
         summary.target = runs
-        if finished(target) < n_transfer:  # transferred configurations run to the end: no pruning
-            unpruned = self.cfg.search.model_copy(update={"pruner": "none"})
+        if finished(target) < n_transfer:
+            # The enqueued configurations run to the end (no pruning); "random" only fills in for a
+            # transfer that fails, and keeps grid/PBT target strategies for the refine run alone.
+            unpruned = self.cfg.search.model_copy(update={"strategy": "random", "pruner": "none"})
             runs.append(self._target_run(self.cfg.model_copy(update={"search": unpruned}), n_transfer))
             if runs[-1].stop_reason.startswith(("stopped", "budget")):
                 return f"target stage: {runs[-1].stop_reason}; re-run the same command to resume"
