@@ -148,6 +148,18 @@ def export(study_dir: StudyDir,
         out.print(f"wrote {out_path}")
 
 
+@app.command()
+def report(study_dir: StudyDir) -> None:
+    """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
+    from lmtune.report.render import StudyDirError, StudyMetaError, write_report
+
+    try:
+        html, md = write_report(study_dir)
+    except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
+        raise LmtuneError(str(exc)) from None
+    out.print(f"wrote {html}\nwrote {md}")
+
+
 def main() -> None:
     """Entry point: user errors → one message, exit 2, no traceback."""
     try:
