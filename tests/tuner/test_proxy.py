@@ -20,7 +20,14 @@ from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.tuner.loop import _carry_attrs
 from lmtune.tuner.progress import PlainReporter
-from lmtune.tuner.proxy import TwoStageTuner, check_truncation, enqueue_transfers, proxy_config, top_configs
+from lmtune.tuner.proxy import (
+    TwoStageTuner,
+    _linked,
+    check_truncation,
+    enqueue_transfers,
+    proxy_config,
+    top_configs,
+)
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -106,6 +113,7 @@ def test_enqueue_transfers_is_idempotent() -> None:
     assert enqueue_transfers(target, top_configs(proxy, 1)) == 0
     waiting = target.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs["proxy_trial"] for t in waiting] == [0, 1]
+    assert _linked(target) == {0: False, 1: True}
 
 
 def test_interrupted_trials_keep_their_link_to_the_proxy() -> None:

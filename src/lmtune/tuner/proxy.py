@@ -127,6 +127,12 @@ def enqueue_transfers(study: optuna.Study, transfers: list[Transfer]) -> int:
     return len(todo)
 
 
+def _linked(study: optuna.Study) -> dict[int, bool]:
+    """Proxy trial number → is_default, over the target trials that carry a proxy link."""
+    return {int(t.user_attrs["proxy_trial"]): bool(t.user_attrs.get("is_default"))
+            for t in study.get_trials(deepcopy=False) if "proxy_trial" in t.user_attrs}
+
+
 def check_truncation(cfg: StudyConfig, model_folder: str) -> None:
     """``proxy.truncate_layers`` must keep fewer blocks than the target has (read from its config)."""
     k = cfg.proxy.truncate_layers if cfg.proxy else None
@@ -134,7 +140,10 @@ def check_truncation(cfg: StudyConfig, model_folder: str) -> None:
         return
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_folder, trust_remote_code=cfg.task.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(model_folder, trust_remote_code=cfg.task.trust_remote_code)
+    except Exception:  # unreadable here: the trainer's truncate_layers still refuses a bad k, with the reason
+        return
     n = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     if isinstance(n, int) and k >= n:
         raise ConfigError(f"proxy.truncate_layers: {k}, but {cfg.task.model} has {n} transformer blocks; a proxy "
@@ -202,8 +211,9 @@ class TwoStageTuner:
         transfers = top_configs(proxy, self.proxy.top_k, with_default=wants_default)
         if not transfers:
             return "proxy stage: no trial completed, nothing to transfer; see 'lmtune status'"
-        enqueue_transfers(target, transfers)  # the Tuner adds the default itself if the proxy's did not complete
-        n_transfer = sum(not tr.is_default for tr in transfers) + wants_default
+        enqueue_transfers(target, transfers)
+        linked = _linked(target)  # every transfer ever enqueued (a re-run with more proxy trials may add some)
+        n_transfer = len(linked) + (wants_default and not any(linked.values()))  # the Tuner adds a missing default
         runs: list[RunSummary] = []
         summary.target = runs
         if finished(target) < n_transfer:
