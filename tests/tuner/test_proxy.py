@@ -94,13 +94,13 @@ def _study(values: list[tuple[float, float | None, bool]],
     return study
 
 
-def test_top_configs_skip_the_default_duplicates_and_pruned_then_add_the_default() -> None:
+def test_top_configs_put_the_default_first_then_the_best_others() -> None:
     study = _study([(0.5, 0.9, True), (0.1, 0.8, False), (0.2, 0.95, False), (0.1, 0.7, False),
                     (0.3, None, False), (0.4, 0.6, False)])
     got = top_configs(study, 2)
-    assert [(t.proxy_trial, t.params["lr"], t.is_default) for t in got] == [(2, 0.2, False), (1, 0.1, False),
-                                                                             (0, 0.5, True)]
-    assert got[-1].user_attrs() == {"proxy_value": 0.9, "proxy_trial": 0, "is_default": True}
+    assert [(t.proxy_trial, t.params["lr"], t.is_default) for t in got] == [(0, 0.5, True), (2, 0.2, False),
+                                                                             (1, 0.1, False)]
+    assert got[0].user_attrs() == {"proxy_value": 0.9, "proxy_trial": 0, "is_default": True}
     assert [t.proxy_trial for t in top_configs(study, 5, with_default=False)] == [2, 1, 5]
     low = _study([(0.1, 0.3, False), (0.2, 0.1, False)], direction="minimize")
     assert [t.proxy_trial for t in top_configs(low, 1)] == [1]
@@ -112,8 +112,9 @@ def test_enqueue_transfers_is_idempotent() -> None:
     assert enqueue_transfers(target, top_configs(proxy, 1)) == 2
     assert enqueue_transfers(target, top_configs(proxy, 1)) == 0
     waiting = target.get_trials(states=(TrialState.WAITING,))
-    assert [t.user_attrs["proxy_trial"] for t in waiting] == [0, 1]
+    assert [t.user_attrs.get("proxy_trial") for t in waiting] == [1, 0]
     assert _linked(target) == {0: False, 1: True}
+    assert [t.user_attrs.get("is_default", False) for t in waiting] == [True, False]  # the baseline first
 
 
 def test_interrupted_trials_keep_their_link_to_the_proxy() -> None:
@@ -165,7 +166,7 @@ def test_target_trials_link_to_the_proxy_trials(two_stage: Path) -> None:
         source = proxy[t.user_attrs["proxy_trial"]]
         assert t.user_attrs["proxy_value"] == source.value and t.params == source.params
         assert t.user_attrs["is_default"] == source.user_attrs["is_default"]
-    assert sorted(t.user_attrs["is_default"] for t in target) == [False, True]
+    assert [t.user_attrs["is_default"] for t in target] == [True, False]  # trial 0 is the baseline
     best_other = max((p for p in proxy.values() if not p.user_attrs["is_default"]), key=lambda p: p.value or 0.0)
     assert best_other.number in {t.user_attrs["proxy_trial"] for t in target}
 
