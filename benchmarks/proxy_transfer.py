@@ -152,7 +152,8 @@ def main() -> None:
     settings = (f"MiniLM-L6 (builtin:minilm-l6) on builtin:rotten_tomatoes: train {args.train_size}, validation "
                 f"{args.validation_size}, max_length {args.max_length}, batch 16, {args.max_steps} steps per trial, "
                 f"TPE (4 random start-up trials) on {args.metric}, search space {SPACE}; "
-                f"proxy = first {args.truncate_layers} of 6 blocks, {args.proxy_trials} proxy trials, top {args.target_trials - 1} + default on the target; "
+                f"proxy = first {args.truncate_layers} of 6 blocks, {args.proxy_trials} proxy trials, "
+                f"top {args.target_trials - 1} + default on the target; "
                 f"{args.target_trials} target trials per arm")
     text = f"{settings}.\n\nMachine: {machine()}.\n\n{table(rows, args.metric)}\n"
     print("\n" + text)
