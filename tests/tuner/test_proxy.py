@@ -217,3 +217,34 @@ def test_rerun_skips_the_finished_proxy_stage_and_refines(two_stage: Path, tiny_
     target = _trials(two_stage, "quickstart")
     assert len(target) == 3 and target[-1].state == TrialState.COMPLETE
     assert "proxy_trial" not in target[-1].user_attrs  # a refine trial, sampled on the target
+
+
+# -- transfer quality as printed after `tune` -----------------------------------------------------
+def _cost_trial(number: int, value: float | None, proxy_value: float | None, tokens: int,
+                wall: float) -> optuna.trial.FrozenTrial:
+    attrs: dict[str, Any] = {"train_tokens": tokens, "wall_time_s": wall}
+    if proxy_value is not None:
+        attrs["proxy_value"] = proxy_value
+    state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
+    trial = create_trial(value=value, state=state, user_attrs=attrs)
+    trial.number = number
+    return trial
+
+
+def test_target_only_estimate_and_printed_lines() -> None:
+    from lmtune.cli.stages import transfer_lines
+    from lmtune.report.series import transfer_summary
+
+    proxy = [_cost_trial(i, 0.1 * i, None, 10, 1.0) for i in range(8)]
+    target = [_cost_trial(0, 0.5, 0.1, 100, 10.0), _cost_trial(1, 0.7, 0.3, 300, 30.0),
+              _cost_trial(2, None, 0.2, 50, 5.0)]  # a pruned trial does not set the per-trial cost
+    tr = transfer_summary(proxy, target)
+    assert tr.target_only == {"trials": 8, "train_tokens": 1600, "wall_time_s": 160.0}
+    lines = transfer_lines(tr)
+    assert lines[0].startswith("transfer: Spearman rank correlation (proxy vs target) = 1.000 over 2")
+    assert "proxy stage: 8 trials, 80 train tokens, 8s" in lines[1]
+    assert "target stage: 3 trials, 450 train tokens, 45s" in lines[2]
+    assert "target-only search of 8 trials: ~1,600 train tokens, ~160s" in lines[3] and "33% of that" in lines[3]
+    assert lines[-1].startswith("warning: only 2 proxy/target pairs")
+    reversed_target = [_cost_trial(i, -0.1 * i, 0.1 * i, 1, 1.0) for i in range(4)]
+    assert "Spearman rho = -1.00 < 0.5" in transfer_lines(transfer_summary(proxy, reversed_target))[-1]
