@@ -35,6 +35,15 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     from lmtune.tuner.progress import make_reporter
 
     cfg = load_config(config, set_ or [])
+    if cfg.proxy is not None:  # two stages (lmtune.tuner.proxy): search on the proxy, run its top-k on the target
+        from lmtune.cli.stages import tune_two_stage
+
+        lines, payload, failed = tune_two_stage(cfg, n_trials)
+        out.print("\n" + "\n".join(lines), markup=False)
+        _print_best(payload)
+        if failed:
+            raise typer.Exit(1)
+        return
     summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter()).run()
     payload = best_payload(summary.study, read_meta(cfg.study.dir))
     out.print(f"\n{summary.stop_reason}; study at {cfg.study.dir} ({summary.wall_time_s:.0f}s this run)")
@@ -59,13 +68,20 @@ def _print_best(p: dict[str, Any]) -> None:
 
 @app.command()
 def status(study_dir: StudyDir) -> None:
-    """Table of the study's trials, with failure reasons and what was spent."""
-    from lmtune.cli.views import trial_rows
+    """Table of the study's trials (one per stage of a two-stage study), with failure reasons and what was spent."""
     from lmtune.study import load_study
+    from lmtune.study.stages import stages
 
     study, meta = load_study(study_dir)
+    for stage in stages(study, meta):
+        _status_table(stage.study, meta, "" if stage.role == "study" else f"{stage.role} stage: ")
+
+
+def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
+    from lmtune.cli.views import trial_rows
+
     rows = trial_rows(study, meta["metric"])
-    table = Table(title=f"{meta['study_name']} — {meta['metric']} ({meta['direction']})")
+    table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
     for col in ("#", "state", meta["metric"], "evals", "train tokens", "wall s", "params / reason"):
         table.add_column(col)
     for r in rows:
@@ -87,15 +103,22 @@ def _short(v: Any) -> str:
 def best(study_dir: StudyDir,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """The best trial: params, value, trial number (and the default trial's value)."""
+    from lmtune.cli.stages import proxy_best, stages
     from lmtune.cli.views import best_payload
     from lmtune.study import load_study
 
     study, meta = load_study(study_dir)
     payload = best_payload(study, meta)
+    proxy = proxy_best(stages(study, meta), meta)
+    if proxy is not None:  # a two-stage study: the target's best above, the proxy stage's best too
+        payload["proxy"] = proxy
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
     else:
         _print_best(payload)
+        if proxy is not None:
+            out.print(f"proxy stage '{proxy['study']}':")
+            _print_best(proxy)
     if payload.get("best", 1) is None:
         raise typer.Exit(1)
 

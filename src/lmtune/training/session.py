@@ -20,6 +20,7 @@ from lmtune.training.batches import collate, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.models import load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
+from lmtune.training.proxy import apply_proxy
 from lmtune.training.spec import TrialSpec
 
 
@@ -136,6 +137,7 @@ def setup(spec: TrialSpec) -> Session:
     model = load_classifier(spec.model, num_labels=meta["num_labels"], dropout=hp.get("dropout"),
                             attention_dropout=hp.get("attention_dropout"),
                             trust_remote_code=spec.trust_remote_code).to(device)
+    apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
     model.train()
     batch_size = int(hp["batch_size"])
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)

@@ -13,6 +13,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,12 +59,19 @@ class _Running:
 
 
 class Tuner:
-    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance."""
+    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance.
 
-    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None) -> None:
+    ``spec_extra`` goes into every trial's ``TrialSpec.extra`` (e.g. ``truncate_layers`` for a proxy
+    stage); ``meta`` holds extra keys for ``lmtune.json`` (a two-stage study's ``stages``).
+    """
+
+    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
+                 spec_extra: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
+        self.spec_extra = dict(spec_extra or {})
+        self.meta = dict(meta or {})
         self._lock = threading.Lock()
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -127,7 +135,7 @@ class Tuner:
                                 "metric": cfg.study.metric, "direction": cfg.study.direction,
                                 "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
                                 "examples_per_unit": plan.examples_per_unit,
-                                "total_examples": plan.total_examples})
+                                "total_examples": plan.total_examples, **self.meta})
         return study
 
     def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
@@ -195,7 +203,7 @@ class Tuner:
             trial.set_user_attr("is_default", is_default)
         slot = executor.acquire()
         spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams,
-                          device=executor.device_for(slot), threads=executor.threads)
+                          device=executor.device_for(slot), threads=executor.threads, extra=dict(self.spec_extra))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
             trial.set_user_attr("trial_dir", str(trial_dir))
@@ -298,15 +306,20 @@ class Tuner:
                     continue
                 t.set_user_attr("fail_reason", INTERRUPTED)
                 study.tell(t, state=TrialState.FAIL)
-                study.enqueue_trial(t.params, user_attrs={"is_default": True} if item.is_default else None)
+                study.enqueue_trial(t.params, user_attrs=_carry_attrs(t.user_attrs))
 
 
 def _waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _carry_attrs(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    return {"is_default": True} if attrs.get("is_default") else None
+# Facts about a configuration (not about one run of it) that a re-run of an interrupted trial keeps.
+_CARRIED = ("is_default", "proxy_value", "proxy_trial")
+
+
+def _carry_attrs(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    kept = {k: attrs[k] for k in _CARRIED if attrs.get(k) is not None and attrs.get(k) is not False}
+    return kept or None
 
 
 def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
