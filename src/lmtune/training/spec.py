@@ -31,6 +31,7 @@ class TrialSpec:
     evaluate_test: bool = False     # final runs: also score the test split at the end
     save_model: bool = False        # final runs: save the trained model to output_dir/model
     checkpoint_every_eval: bool = False  # PBT: save an exact checkpoint before each eval is reported
+    save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
     extra: dict[str, Any] = field(default_factory=dict)
 
