@@ -137,4 +137,4 @@ def llm_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
     return [f"study.dir={study_dir}", "task.type=causal_lm", f"task.model={model}", f"task.dataset={data}",
             "task.train_size=64", "task.validation_size=16", "task.test_size=16", "task.max_length=96",
             "training.batch_size=8", "training.max_steps=4", "training.eval_every=2", "training.dropout=null",
-            "training.learning_rate=3e-3", "training.lora_enabled=true", "search.n_startup_trials=2"]
+            "training.learning_rate=1e-3", "training.lora_enabled=true", "search.n_startup_trials=2"]

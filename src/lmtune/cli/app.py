@@ -72,7 +72,7 @@ def status(study_dir: StudyDir) -> None:
     ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
     for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
                 "params / reason"):
-        table.add_column(col)
+        table.add_column(col, min_width=len(col) if col == "perplexity" else None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
         extra = [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
