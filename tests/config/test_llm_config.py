@@ -6,6 +6,7 @@ import pytest
 
 from lmtune.config import load_config, resolved_space
 from lmtune.errors import ConfigError
+from lmtune.space import FloatParam
 
 
 def test_causal_lm_study_is_judged_by_eval_loss_unless_told() -> None:
@@ -39,11 +40,12 @@ def test_llm_presets_load(name: str) -> None:
     cfg = load_config(None, ["training.lora_enabled=true", f"search.preset={name}", "search.space={}"])
     space = {p.name: p for p in resolved_space(cfg).params}
     lr = space["learning_rate"]
+    assert isinstance(lr, FloatParam) and lr.log
     if name == "lora-sft":
         assert {"lora_r", "lora_alpha", "lora_dropout"} <= set(space)
-        assert 1e-4 >= lr.low >= 3e-5 and lr.high >= 3e-4  # type: ignore[attr-defined]
+        assert 1e-4 >= lr.low >= 3e-5 and lr.high >= 3e-4
     else:
-        assert lr.low == 1e-5 and lr.high == 5e-5 and "layer_decay" in space  # type: ignore[attr-defined]
+        assert lr.low == 1e-5 and lr.high == 5e-5 and "layer_decay" in space
 
 
 def test_llm_micro_batch_size_and_chat_options() -> None:
