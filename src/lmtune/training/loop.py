@@ -229,6 +229,8 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         from lmtune.training.lora import save_adapter
 
         result["adapter_dir"] = str(save_adapter(s.model, Path(s.spec.output_dir) / "adapter"))  # type: ignore[arg-type]
+    if s.device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
     result["wall_time_s"] = time.perf_counter() - t0
     return result
 
