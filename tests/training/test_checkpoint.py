@@ -22,7 +22,7 @@ def run(spec: TrialSpec) -> list[dict[str, Any]]:
 def test_resume_equals_uninterrupted(optimizer: str, tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
     base = make_spec(tiny_model, cache, tmp_path / "a", optimizer=optimizer, dropout=0.2, lr_scheduler="cosine",
                      warmup_ratio=0.1, batch_size=8)
-    straight = TrialSpec(**{**base.__dict__, "checkpoint_every_eval": True})
+    straight = TrialSpec(**{**base.__dict__, "checkpoint_every": 1})
     full = run(straight)
     assert len(full) == 4
     half = Path(full[1]["checkpoint"])  # after 2 of 4 evaluation units
@@ -36,7 +36,7 @@ def test_resume_equals_uninterrupted(optimizer: str, tiny_model: Path, cache: Pa
 
 
 def test_exploit_switches_state_and_settings(tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
-    donor = run(TrialSpec(**{**make_spec(tiny_model, cache, tmp_path / "d").__dict__, "checkpoint_every_eval": True}))
+    donor = run(TrialSpec(**{**make_spec(tiny_model, cache, tmp_path / "d").__dict__, "checkpoint_every": 1}))
     spec = make_spec(tiny_model, cache, tmp_path / "e", learning_rate=1e-9)
     order = json.dumps({"exploit": {"checkpoint": donor[1]["checkpoint"], "hparams": {"learning_rate": 0.002}}})
     answers = iter([order])

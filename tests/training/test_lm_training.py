@@ -166,7 +166,7 @@ def test_adapter_checkpoint_is_small_and_resumes_exactly(tiny_llama: Path, lm_ca
     hp = {"lora_enabled": True, "lora_r": 2, "lora_dropout": 0.1, "lr_scheduler": "cosine"}
     base = lm_spec(tiny_llama, lm_cache, tmp_path / "a", **hp)
     base = TrialSpec(**{**base.__dict__, "total_examples": 48})
-    _, events = run(TrialSpec(**{**base.__dict__, "checkpoint_every_eval": True}))
+    _, events = run(TrialSpec(**{**base.__dict__, "checkpoint_every": 1}))
     full = [e for e in events if e["event"] == "eval"]
     assert len(full) == 3
     first = Path(full[0]["checkpoint"])

@@ -15,7 +15,8 @@ from lmtune.errors import LmtuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter optimization for language-model fine-tuning.")
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room instead.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.path=value")]

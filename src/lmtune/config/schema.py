@@ -83,6 +83,17 @@ class TrainingSection(_Section):
     early_stopping_min_delta: float = Field(default=0.0, ge=0)
 
 
+class PBTSection(_Section):
+    """Population-based training (``search.strategy: pbt``)."""
+
+    population_size: int | None = Field(default=None, ge=2)  # None: search.n_trials (--n-trials)
+    ready_every: int | None = Field(default=None, ge=1)  # steps at training.batch_size; None = eval_every
+    quantile: float = Field(default=0.25, gt=0, le=0.5)  # bottom fraction that copies the top fraction
+    resample_probability: float = Field(default=0.25, ge=0, le=1)
+    perturb_factors: tuple[float, float] = (0.8, 1.2)
+    mutable: list[str] | None = None  # None: each parameter's own `mutable` (lr, wd, dropout, momentum...)
+
+
 class SearchSection(_Section):
     strategy: Literal["grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
     sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
@@ -93,6 +104,9 @@ class SearchSection(_Section):
     include_default: bool = True  # run the default settings as the first trial (the baseline)
     max_failures: int = Field(default=5, ge=1)
     n_startup_trials: int = Field(default=4, ge=0)  # random trials before TPE/GP model the space
+    min_units: int | None = Field(default=None, ge=1)  # first rung of asha/hyperband (None: see pruners.py)
+    reduction_factor: int = Field(default=3, ge=2)  # asha/hyperband
+    pbt: PBTSection = PBTSection()
 
 
 class ExecutionSection(_Section):

@@ -113,6 +113,12 @@ class PBT:
             return Stop(f"reached max_units={self.max_units}")
         return self._judge(m)
 
+    def retire(self, member: int) -> None:
+        """Take ``member`` out of the population (its trainer failed): it is never judged again and
+        never copied from; its checkpoints are no longer needed unless it holds the best one."""
+        _check(member in self._members, f"member {member} has no state")
+        self._members[member].finished = True
+
     def checkpoints_needed(self) -> set[tuple[int, int]]:
         """(member, units) keys the strategy may still hand out or resume from: the latest checkpoint of
         every member still training, and the best checkpoint so far. At most ``population_size + 1``."""

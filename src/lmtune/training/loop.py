@@ -5,7 +5,8 @@ been seen, and trains for ``total_examples`` in all, whatever its batch size. So
 judged at the same amounts of data, and pruners/PBT compare like with like.
 
 After each evaluation the driver answers (when the spec is interactive) with one of:
-``continue``; ``stop`` (pruned); or a JSON line ``{"exploit": {"checkpoint": DIR, "hparams": {...}}}``
+``continue``; ``stop`` (pruned); ``pause`` (PBT: exit now, resumed later from the checkpoint just
+saved); or a JSON line ``{"exploit": {"checkpoint": DIR, "hparams": {...}}}``
 (PBT: load that member's exact checkpoint, switch to the new settings, go on from its position).
 """
 
@@ -65,14 +66,14 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     times = {"train": 0.0, "eval": 0.0}
     tick = time.perf_counter()
     stopped_by: str | None = None
-    while prog.step < s.total_steps:
+    while not s.done(prog.examples):
         index = s.batch_at(prog.step)
         loss_sum += _step(s, index, emit)
         loss_n += 1
         prog.step += 1
         prog.examples += len(index)
         prog.tokens += int(lengths[index].sum())
-        if prog.examples < (prog.units + 1) * spec.examples_per_unit and prog.step < s.total_steps:
+        if prog.examples < (prog.units + 1) * spec.examples_per_unit and not s.done(prog.examples):
             continue
         times["train"] += time.perf_counter() - tick
         tick = time.perf_counter()
@@ -84,26 +85,27 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         if improved and s.hp.get("early_stopping_patience"):
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in s.model.state_dict().items()}
         point = prog.curve[-1]
-        if spec.checkpoint_every_eval:
+        every = spec.checkpoint_every
+        if every and (prog.units % every == 0 or s.done(prog.examples)):
             point = {**point, "checkpoint": str(save_checkpoint(
                 Path(spec.output_dir) / "checkpoints" / f"u{prog.units:05d}", s, prog.position()))}
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
         patience = s.hp.get("early_stopping_patience")
-        if patience and prog.evals_since_best >= patience and prog.step < s.total_steps:
+        if patience and prog.evals_since_best >= patience and not s.done(prog.examples):
             stopped_by = "early_stopping"
             break
         change = _scheduled(spec, prog.units)
         if change:  # a replayed PBT schedule: the settings in force from this unit on
             s.set_hyperparameters({**s.hp, **change})
-        if spec.interactive and prog.step < s.total_steps:
+        if spec.interactive and not s.done(prog.examples):
             answer = decide()
-            if answer == "stop":
-                stopped_by = "pruned"
+            if answer in ("stop", "pause"):  # pause: the driver resumes this run later from its checkpoint
+                stopped_by = "pruned" if answer == "stop" else "paused"
                 break
             if answer.startswith("{"):
                 prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
         tick = time.perf_counter()
-    if best_state is not None and stopped_by != "pruned":
+    if best_state is not None and stopped_by not in ("pruned", "paused"):
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
     return _finish(s, prog, stopped_by, times, t0)
 
@@ -177,7 +179,12 @@ def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]
                                f"(learning_rate={s.hp['learning_rate']:.3g}); lower the learning rate")
     metrics = s.evaluate()
     metrics["train_loss"] = train_loss
-    prog.units = max(prog.units + 1, prog.examples // s.spec.examples_per_unit)
+    # The last evaluation is always unit max_units, whatever the batch size, so every trial's final
+    # point sits at the same rung; a batch that overshoots a rung counts at the rung it reached.
+    if s.done(prog.examples):
+        prog.units = s.max_units
+    else:
+        prog.units = min(max(prog.units + 1, prog.examples // s.spec.examples_per_unit), s.max_units - 1)
     return metrics
 
 
@@ -219,13 +226,14 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "train_time_s": times["train"], "eval_time_s": times["eval"], "precision": s.precision,
         "stopped_by": stopped_by, "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
     }
-    if s.spec.evaluate_test and stopped_by != "pruned":
+    done = stopped_by not in ("pruned", "paused")
+    if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
-    if s.spec.save_model and stopped_by != "pruned":
+    if s.spec.save_model and done:
         out = Path(s.spec.output_dir) / "model"
         s.model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
         result["model_dir"] = str(out)
-    if s.spec.save_adapter and stopped_by != "pruned" and s.hp.get("lora_enabled"):
+    if s.spec.save_adapter and done and s.hp.get("lora_enabled"):
         from lmtune.training.lora import save_adapter
 
         result["adapter_dir"] = str(save_adapter(s.model, Path(s.spec.output_dir) / "adapter"))  # type: ignore[arg-type]

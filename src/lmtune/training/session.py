@@ -73,6 +73,14 @@ class Session:
         return int(self.train_terms[index].sum()) if self.train_terms is not None else len(index)
 
     @property
+    def max_units(self) -> int:
+        return max(1, math.ceil(self.spec.total_examples / self.spec.examples_per_unit))
+
+    def done(self, examples: int) -> bool:
+        """Training ends once ``total_examples`` examples were seen (fidelity is data, not steps)."""
+        return examples >= self.spec.total_examples
+
+    @property
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast_for(self.precision, self.device)
 
@@ -143,6 +151,14 @@ def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int) -> Any:
         raise ConfigError(f"training.lora_target_modules: {exc}") from None
 
 
+def steps_for(total_examples: int, rows: int, batch_size: int) -> int:
+    """Optimizer steps to see ``total_examples`` examples when each epoch of ``rows`` rows ends with a
+    partial batch (what `train_batches` yields); used to lay out the learning-rate schedule."""
+    per_epoch = math.ceil(rows / batch_size)
+    epochs, rest = divmod(total_examples, rows)
+    return max(1, epochs * per_epoch + math.ceil(rest / batch_size))
+
+
 def setup(spec: TrialSpec) -> Session:
     hp = dict(spec.hparams)
     torch.manual_seed(int(hp.get("seed", 0)))
@@ -154,7 +170,7 @@ def setup(spec: TrialSpec) -> Session:
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")
-    total_steps = max(1, math.ceil(spec.total_examples / batch_size))
+    total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
     for group in optimizer.param_groups:
         group["lr_scale"] = group["lr"] / float(hp["learning_rate"])

@@ -30,7 +30,8 @@ class TrialSpec:
     interactive: bool = True        # wait for the driver's decision after each evaluation
     evaluate_test: bool = False     # final runs: also score the test split at the end
     save_model: bool = False        # final runs: save the trained model to output_dir/model
-    checkpoint_every_eval: bool = False  # PBT: save an exact checkpoint before each eval is reported
+    checkpoint_every: int = 0       # PBT: save an exact checkpoint at every multiple of this many units
+                                    # (and at the end) before the evaluation is reported; 0 = never
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
     extra: dict[str, Any] = field(default_factory=dict)

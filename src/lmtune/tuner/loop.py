@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig
+from lmtune.errors import ConfigError
 from lmtune.execution import LocalExecutor, TrialProcess
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
 from lmtune.study.store import (
@@ -30,6 +31,7 @@ from lmtune.study.store import (
     train_tokens_spent,
     write_meta,
 )
+from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
 
@@ -71,10 +73,12 @@ class Tuner:
         study = self._open_study(plan)
         executor = LocalExecutor(workers=self.cfg.execution.workers, device=self.cfg.execution.device,
                                  threads=self.cfg.execution.threads_per_worker)
+        summary = RunSummary(plan=plan, study=study, stop_reason="")
+        if self.cfg.search.strategy == "pbt":
+            return self._run_pbt(plan, study, executor, summary, t0)
         for stale in recover_interrupted(study):
             study.enqueue_trial(stale.params, user_attrs=_carry_attrs(stale.user_attrs))
         target = self._seed_queue(study, plan)
-        summary = RunSummary(plan=plan, study=study, stop_reason="")
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         running: dict[int, _Running] = {}
         try:
@@ -87,10 +91,31 @@ class Tuner:
             self.reporter.close()
         return summary
 
+    def _run_pbt(self, plan: Plan, study: optuna.Study, executor: LocalExecutor, summary: RunSummary,
+                 t0: float) -> RunSummary:
+        population = self.cfg.search.pbt.population_size or self.n_trials
+        if population < 2:
+            raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
+                              "set search.pbt.population_size or --n-trials to 2 or more")
+        runner = PBTRunner(self.cfg, plan, study, executor, self.reporter, population)
+        runner.start_population()
+        self.reporter.study_started(self.cfg.study.name, population - len(runner.waiting), population,
+                                    plan.max_units)
+        try:
+            summary.stop_reason = runner.run(lambda: self._budget_stop(study, 0, population, summary, t0))
+        finally:
+            for member in runner.members.values():
+                if member.proc is not None:
+                    member.proc.kill()
+            summary.wall_time_s = time.monotonic() - t0
+            self.reporter.close()
+        return summary
+
     # -- set-up ---------------------------------------------------------------------------------
     def _open_study(self, plan: Plan) -> optuna.Study:
         cfg = self.cfg
-        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units)
+        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
+                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
         sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
                                n_startup_trials=cfg.search.n_startup_trials)
         study = optuna.create_study(storage=storage_for(plan.storage), study_name=cfg.study.name,

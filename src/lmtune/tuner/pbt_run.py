@@ -1,0 +1,282 @@
+"""The PBT driver: runs a population through trainer processes, following `lmtune.strategies.pbt.PBT`.
+
+Each member is one Optuna trial (params = its initial configuration; user attr ``pbt`` = member,
+generation, parent trial and the hyperparameter schedule so far). Trainers save an exact checkpoint
+at every ready point, then report; the driver answers:
+
+- ``continue`` — or ``pause`` when other members wait for a worker slot (the member is resumed later
+  from the checkpoint it just saved, so fewer workers than members still gives a real population);
+- an exploit order — load member B's checkpoint at ``su`` units and go on with the explored settings;
+- nothing at the last unit (the member is finished).
+
+The whole PBT state is written to ``<study_dir>/pbt_state.json`` after every decision, so a killed
+study resumes every unfinished member from its last checkpoint without losing completed work.
+Checkpoints the strategy can no longer hand out are deleted after each decision (bounded disk).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lmtune.config import StudyConfig
+from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.strategies.decisions import Exploit, Stop
+from lmtune.strategies.pbt import PBT
+from lmtune.study.store import INTERRUPTED
+from lmtune.tuner.plan import Plan, trial_spec
+from lmtune.tuner.progress import Reporter
+
+STATE_FILE = "pbt_state.json"
+
+
+@dataclass
+class _Member:
+    member: int
+    trial: optuna.trial.Trial
+    proc: TrialProcess | None = None
+    slot: int | None = None
+    started: float = 0.0
+    wall: float = 0.0
+    tokens: int = 0
+    curve: list[dict[str, Any]] | None = None
+
+
+def make_pbt(cfg: StudyConfig, plan: Plan, population: int) -> PBT:
+    p = cfg.search.pbt
+    ready_steps = p.ready_every or cfg.training.eval_every
+    ready_units = max(1, round(ready_steps * cfg.training.batch_size / plan.examples_per_unit))
+    return PBT(space=plan.space, population_size=population, ready_units=ready_units, max_units=plan.max_units,
+               seed=cfg.study.seed, direction=cfg.study.direction, quantile=p.quantile,
+               resample_probability=p.resample_probability, perturb_factors=p.perturb_factors,
+               mutable=frozenset(p.mutable) if p.mutable is not None else None)
+
+
+class PBTRunner:
+    """Drives one PBT study to the end (or to a budget stop). Only this process writes the study."""
+
+    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, executor: LocalExecutor,
+                 reporter: Reporter, population: int) -> None:
+        self.cfg, self.plan, self.study, self.executor, self.reporter = cfg, plan, study, executor, reporter
+        self.pbt = make_pbt(cfg, plan, population)
+        self.lock = threading.Lock()
+        self.events: deque[tuple[int, str]] = deque()
+        self.wake = threading.Condition(self.lock)
+        self.members: dict[int, _Member] = {}
+        self.waiting: deque[int] = deque()
+        self.state_path = plan.paths.root / STATE_FILE
+
+    # -- population ------------------------------------------------------------------------------
+    def start_population(self) -> None:
+        """Create the members (first run) or load them (resume); queue every unfinished one."""
+        numbers: dict[int, int] = {}
+        if self.state_path.is_file():
+            saved = json.loads(self.state_path.read_text())
+            self.pbt.load_state_dict(saved["pbt"])
+            numbers = {int(k): int(v) for k, v in saved["trials"].items()}
+        for m in range(self.pbt.population_size):
+            if m not in numbers:
+                numbers[m] = self._new_member_trial(m)
+                self._save_state(numbers)
+        by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for m, number in sorted(numbers.items()):
+            frozen = by_number[number]
+            self.members[m] = _Member(m, optuna.trial.Trial(self.study, frozen._trial_id),
+                                      curve=list(frozen.user_attrs.get("curve", [])),
+                                      tokens=int(frozen.user_attrs.get("train_tokens", 0)),
+                                      wall=float(frozen.user_attrs.get("wall_time_s", 0.0)))
+            if frozen.state != TrialState.RUNNING:
+                continue
+            state = self.pbt.member_state(m)
+            if not state.finished:
+                self.waiting.append(m)
+            elif state.score is not None and math.isfinite(state.score):  # killed between report and tell
+                self.study.tell(self.members[m].trial, state.score)
+        mine = set(numbers.values())
+        for t in by_number.values():  # e.g. a member trial asked but never recorded: not ours to resume
+            if t.state == TrialState.RUNNING and t.number not in mine:
+                self.study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+                self.study.tell(t.number, state=TrialState.FAIL)
+        self._save_state()
+
+    def _new_member_trial(self, m: int) -> int:
+        fixed = self.plan.defaults if (m == 0 and self.cfg.search.include_default) else None
+        config = self.pbt.initial_config(m, fixed=fixed)
+        is_default = fixed is not None and config == self.plan.space.restrict(self.plan.defaults)
+        self.study.enqueue_trial(config, user_attrs={"is_default": is_default})
+        trial = self.study.ask()
+        self.plan.space.suggest(trial)  # records the enqueued params with their distributions
+        trial.set_user_attr("config", {**self.plan.defaults, **config})
+        trial.set_user_attr("trial_dir", str(self.plan.paths.trial_dir(trial.number)))
+        return trial.number
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self, budget_stop: Any) -> str:
+        """Run until every member is finished or ``budget_stop()`` returns a reason."""
+        stop = ""
+        running: set[int] = set()
+        while True:
+            stop = stop or budget_stop()
+            while not stop and self.waiting and len(running) < self.executor.workers:
+                m = self.waiting.popleft()
+                self._launch(m)
+                running.add(m)
+            if not running:
+                return stop or "population finished"
+            with self.wake:
+                while not self.events:
+                    self.wake.wait()
+                m, outcome = self.events.popleft()
+            running.discard(m)
+            if outcome == "paused" and not stop:
+                self.waiting.append(m)
+
+    def _launch(self, m: int) -> None:
+        state = self.pbt.member_state(m)
+        member = self.members[m]
+        resume = self._ckpt_path(*state.checkpoint) if state.checkpoint else None
+        slot = self.executor.acquire()
+        hparams = {**self.plan.defaults, **state.config}
+        spec = trial_spec(self.cfg, self.plan, number=member.trial.number, hparams=hparams,
+                          device=self.executor.device_for(slot), threads=self.executor.threads,
+                          checkpoint_every=self.pbt.ready_units,
+                          resume_from=str(resume) if resume is not None else None)
+        member.slot, member.started = slot, time.monotonic()
+        member.proc = self.executor.launch(spec, self.plan.paths.trial_dir(member.trial.number), slot)
+        self.reporter.trial_started(member.trial.number, {"member": m, **state.config}, False)
+        threading.Thread(target=self._watch, args=(member,), daemon=True).start()
+
+    def _watch(self, member: _Member) -> None:
+        assert member.proc is not None
+        end: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        for ev in member.proc.events():
+            if ev.get("event") == "eval":
+                member.proc.send(self._on_eval(member, ev))
+            elif ev.get("event") == "end":
+                end = ev
+            elif ev.get("event") == "error":
+                error = ev
+        code = member.proc.wait()
+        outcome = self._on_exit(member, end, error, code)
+        with self.wake:
+            self.events.append((member.member, outcome))
+            self.wake.notify()
+
+    def _on_eval(self, member: _Member, ev: dict[str, Any]) -> str:
+        """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer line."""
+        metric = self.cfg.study.metric
+        score = ev["metrics"].get(metric, float("nan"))
+        score = score if score is not None else float("nan")
+        assert member.curve is not None
+        member.curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
+        member.tokens = max(member.tokens, int(ev["tokens"]))
+        self.reporter.trial_progress(member.trial.number, ev["units"], self.plan.max_units, score)
+        if "checkpoint" not in ev:
+            return "continue"
+        with self.lock:
+            decision = self.pbt.report(member.member, int(ev["units"]), float(score))
+            self._record_member(member)  # before the state: a resumed member never lacks its curve
+            self._save_state()
+            self._retain()
+            waiting = bool(self.waiting)
+        if isinstance(decision, Stop):
+            return "continue"
+        if isinstance(decision, Exploit):
+            order = {"checkpoint": str(self._ckpt_path(decision.source_member, decision.source_units)),
+                     "hparams": {**self.plan.defaults, **decision.config}}
+            if waiting:
+                return "pause"  # resumed later from the copied checkpoint with the new config
+            return json.dumps({"exploit": order})
+        return "pause" if waiting else "continue"
+
+    def _on_exit(self, member: _Member, end: dict[str, Any] | None, error: dict[str, Any] | None,
+                 code: int) -> str:
+        member.wall += time.monotonic() - member.started
+        assert member.slot is not None
+        self.executor.release(member.slot)
+        trial = member.trial
+        with self.lock:
+            self._record_member(member)
+            if end is not None and end.get("stopped_by") == "paused":
+                return "paused"
+            if end is not None:
+                if not self.pbt.member_state(member.member).finished:  # ended early (early stopping)
+                    self.pbt.retire(member.member)
+                    self._save_state()
+                value = end["metrics"].get(self.cfg.study.metric)
+                if value is not None and math.isfinite(value):
+                    for key in ("adapter_dir", "precision", "micro_batch_size"):  # as the tuner loop records
+                        if end.get(key) is not None:
+                            trial.set_user_attr(key, end[key])
+                    self.study.tell(trial, float(value))
+                    self._finished(member, "COMPLETE", float(value), "")
+                    return "COMPLETE"
+                reason = f"metric '{self.cfg.study.metric}' was {value!r}"
+            else:
+                reason = f"{error.get('kind')}: {error.get('reason')}" if error else \
+                    f"trainer exited with code {code} and no result; see {member.proc and member.proc.log_path}"
+            trial.set_user_attr("fail_reason", reason)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.pbt.retire(member.member)
+            self._save_state()
+            self._finished(member, "FAIL", None, reason)
+            return "FAIL"
+
+    def _finished(self, member: _Member, state: str, value: float | None, reason: str) -> None:
+        try:
+            best = float(self.study.best_value)
+        except ValueError:
+            best = None
+        self.reporter.trial_finished(member.trial.number, state, value, reason, best)
+
+    # -- records ---------------------------------------------------------------------------------
+    def _record_member(self, member: _Member) -> None:
+        st = self.pbt.member_state(member.member)
+        parent = self.members[st.parent].trial.number if st.parent is not None else None
+        attrs = {"curve": member.curve, "train_tokens": member.tokens, "wall_time_s": member.wall,
+                 "pbt": {"member": st.member, "generation": st.generation, "parent_trial": parent,
+                         "schedule": st.schedule, "units": st.units}}
+        for k, v in attrs.items():
+            member.trial.set_user_attr(k, v)
+
+    def _save_state(self, numbers: dict[int, int] | None = None) -> None:
+        if numbers is None:
+            numbers = {m: mem.trial.number for m, mem in self.members.items()}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pbt": self.pbt.state_dict(), "trials": numbers}))
+        tmp.replace(self.state_path)
+        best = self.pbt.best()
+        if best is not None:
+            self.study.set_user_attr("lmtune.pbt_best", {"member": best.member, "units": best.units,
+                                                         "score": best.score, "schedule": best.schedule,
+                                                         "trial": numbers.get(best.member)})
+
+    def _ckpt_path(self, member: int, units: int) -> Path:
+        number = self.members[member].trial.number
+        return self.plan.paths.trial_dir(number) / "checkpoints" / f"u{units:05d}"
+
+    def _retain(self) -> None:
+        """Delete every checkpoint the strategy can no longer hand out or resume from. A checkpoint
+        newer than its member's last report is being written or about to be reported: kept."""
+        keep = {self._ckpt_path(m, u) for m, u in self.pbt.checkpoints_needed()}
+        total = 0
+        for m, member in self.members.items():
+            reported = self.pbt.member_state(m).units
+            folder = self.plan.paths.trial_dir(member.trial.number) / "checkpoints"
+            for ckpt in sorted(folder.glob("u?????")) if folder.is_dir() else []:
+                if ckpt in keep or int(ckpt.name[1:]) > reported:
+                    total += sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
+                else:
+                    shutil.rmtree(ckpt, ignore_errors=True)
+        self.study.set_user_attr("lmtune.checkpoint_bytes", total)

@@ -1,0 +1,98 @@
+"""PBT, ASHA/Hyperband and budgets through the real tuner on the tiny model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from conftest import tiny_overrides
+
+ROOT = Path(__file__).parents[2]
+QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
+
+
+def cmd(model: Path, data: Path, d: Path, *extra: str, n: int) -> list[str]:
+    sets = [*tiny_overrides(model, data, d), *extra]
+    return [sys.executable, "-m", "lmtune", "tune", QUICKSTART, *[a for o in sets for a in ("--set", o)],
+            "--n-trials", str(n)]
+
+
+def trials(d: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials
+
+
+def test_pbt_population_with_fewer_workers_than_members(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "pbt"
+    out = subprocess.run(cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2),
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = trials(d)
+    assert [t.state.name for t in done] == ["COMPLETE", "COMPLETE"]
+    for t in done:
+        pbt = t.user_attrs["pbt"]
+        assert pbt["schedule"][0]["units"] == 0 and pbt["units"] == 3
+        assert [p["units"] for p in t.user_attrs["curve"]][-1] == 3
+    state = json.loads((d / "pbt_state.json").read_text())
+    assert all(m["finished"] for m in state["pbt"]["members"])
+    # retention: only the best checkpoint survives a finished population
+    left = list(d.glob("trials/*/checkpoints/u*"))
+    best = state["pbt"]["best"]
+    assert [p.name for p in left] == [f"u{best['units']:05d}"]
+
+
+def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "pbt"
+    argv = cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state_file = d / "pbt_state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # kill once some member has reported a checkpoint
+            members = json.loads(state_file.read_text())["pbt"]["members"] if state_file.exists() else []
+            if any(m["checkpoint"] for m in members):
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = json.loads(state_file.read_text())["pbt"]["members"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = trials(d)
+    assert [t.number for t in done] == [0, 1] and all(t.state.name == "COMPLETE" for t in done)
+    # a member that had a checkpoint resumed from it: its curve never goes back to unit 1 after it
+    for m in before:
+        if m["checkpoint"] and m["checkpoint"][0] == m["member"]:
+            units = [p["units"] for p in done[m["member"]].user_attrs["curve"]]
+            assert units.count(1) == 1, units
+
+
+def test_asha_and_hyperband_prune_and_record_cost(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    for strategy in ("asha", "hyperband"):
+        d = tmp_path / strategy
+        extra = [f"search.strategy={strategy}", "training.max_steps=12", "search.min_units=1",
+                 "search.space.learning_rate.low=1e-7"]
+        out = subprocess.run(cmd(tiny_model, tiny_csv, d, *extra, n=6), capture_output=True, text=True, cwd=ROOT,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        ts = trials(d)
+        assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts) == 6
+        for t in ts:
+            assert t.user_attrs["train_tokens"] > 0
+            if t.state.name == "PRUNED":
+                assert t.user_attrs["pruned_at_units"] < 4 and len(t.intermediate_values) < 4
+
+
+def test_token_budget_stops_cleanly(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "budget"
+    out = subprocess.run(cmd(tiny_model, tiny_csv, d, "budget.max_train_tokens=10", n=5), capture_output=True,
+                         text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "max_train_tokens" in out.stdout
+    assert len(trials(d)) == 1  # the running trial finished; nothing new started
