@@ -208,3 +208,19 @@ def test_precision_that_ran_is_recorded(requested: str, ran: str, tiny_llama: Pa
     result, events = run(TrialSpec(**{**spec.__dict__, "total_examples": 8, "examples_per_unit": 8}))
     assert events[0]["event"] == "start" and events[0]["precision"] == ran and result["precision"] == ran
     assert math.isfinite(result["metrics"]["eval_loss"])
+
+
+def test_exploit_from_a_donor_with_another_lora_rank(tiny_llama: Path, lm_cache: Path, tmp_path: Path) -> None:
+    """PBT: a member with r=4 takes a donor's r=2 adapter checkpoint; the model is rebuilt to fit it."""
+    import json
+
+    donor_spec = lm_spec(tiny_llama, lm_cache, tmp_path / "d", lora_enabled=True, lora_r=2)
+    _, donor = run(TrialSpec(**{**donor_spec.__dict__, "checkpoint_every": 1}))
+    checkpoint = next(e for e in donor if e["event"] == "eval")["checkpoint"]
+    order = json.dumps({"exploit": {"checkpoint": checkpoint, "hparams": {"lora_r": 2, "learning_rate": 1e-3}}})
+    answers = iter([order])
+    events: list[dict[str, Any]] = []
+    spec = lm_spec(tiny_llama, lm_cache, tmp_path / "e", lora_enabled=True, lora_r=4)
+    result = train(spec, events.append, lambda: next(answers, "continue"))
+    assert [e["event"] for e in events].count("exploited") == 1 and result["examples"] == 32
+    assert math.isfinite(result["metrics"]["eval_loss"])

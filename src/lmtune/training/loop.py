@@ -12,6 +12,7 @@ saved); or a JSON line ``{"exploit": {"checkpoint": DIR, "hparams": {...}}}``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -29,6 +30,9 @@ from lmtune.training.session import Session, setup
 from lmtune.training.spec import TrialSpec
 
 Emit = Callable[[dict[str, Any]], None]
+# Settings that shape the trainable weights (LoRA adapters) or their scaling: an exploit that changes one
+# rebuilds the model instead of setting it in place.
+_ADAPTER_SHAPE = ("lora_enabled", "lora_r", "lora_alpha", "lora_target_modules")
 Decide = Callable[[], str]
 
 
@@ -103,7 +107,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
                 stopped_by = "pruned" if answer == "stop" else "paused"
                 break
             if answer.startswith("{"):
-                prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
+                s, prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
         tick = time.perf_counter()
     if best_state is not None and stopped_by not in ("pruned", "paused"):
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
@@ -205,16 +209,20 @@ def _resume(s: Session, folder: Path, *, restore_rng: bool) -> Progress:
                     best=pos.get("best"), last=pos.get("last"), evals_since_best=pos.get("evals_since_best", 0))
 
 
-def _exploit(s: Session, prog: Progress, order: dict[str, Any], emit: Emit) -> Progress:
+def _exploit(s: Session, prog: Progress, order: dict[str, Any], emit: Emit) -> tuple[Session, Progress]:
     """PBT exploit + explore: take another member's exact state and position, then the new settings.
-    Train tokens already spent stay counted (the budget is what this process trained)."""
+    Train tokens already spent stay counted (the budget is what this process trained). When the donor's
+    LoRA adapters have another shape or scaling, the model is rebuilt with the donor's settings first."""
     spent = prog.tokens
+    hp = {**s.hp, **order["hparams"]}
+    if any(hp.get(k) != s.hp.get(k) for k in _ADAPTER_SHAPE):
+        s = setup(dataclasses.replace(s.spec, hparams=hp))
     new = _resume(s, Path(order["checkpoint"]), restore_rng=False)
     s.set_hyperparameters({**s.hp, **order["hparams"]})
     new.curve = prog.curve
     new.tokens = max(new.tokens, spent)
     emit({"event": "exploited", "from": order["checkpoint"], "units": new.units, "hparams": order["hparams"]})
-    return new
+    return s, new
 
 
 def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str, float],
