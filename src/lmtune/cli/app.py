@@ -56,14 +56,18 @@ def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")
         return
-    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}")
+    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}")
     for k, v in p["params"].items():
         out.print(f"  {k}: {v}")
     d = p.get("default")
     if d is not None:
         diff = p["value"] - d["value"]
-        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f} "
+        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f}{_ppl(d)} "
                   f"(best − default = {diff:+.4f}, validation split)")
+
+
+def _ppl(p: dict[str, Any]) -> str:
+    return "" if p.get("perplexity") is None else f" (perplexity {p['perplexity']:.3f})"
 
 
 @app.command()
@@ -82,13 +86,16 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
 
     rows = trial_rows(study, meta["metric"])
     table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
-    for col in ("#", "state", meta["metric"], "evals", "train tokens", "wall s", "params / reason"):
-        table.add_column(col)
+    ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
+    for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
+                "params / reason"):
+        table.add_column(col, min_width=len(col) if col == "perplexity" else None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
+        extra = [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
         tail = r["reason"] or " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, str(r["units"] or ""),
-                      str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
+        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, *extra,
+                      str(r["units"] or ""), str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
     out.print(table)
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
@@ -125,9 +132,11 @@ def best(study_dir: StudyDir,
 
 @app.command()
 def export(study_dir: StudyDir,
-           fmt: Annotated[str, typer.Option("--format", help="yaml | hf")] = "yaml",
-           out_path: Annotated[Path | None, typer.Option("--out", help="File to write")] = None) -> None:
-    """Export the best configuration: an lmtune YAML, or HF TrainingArguments JSON."""
+           fmt: Annotated[str, typer.Option("--format", help="yaml | hf | adapter | merged")] = "yaml",
+           out_path: Annotated[Path | None, typer.Option("--out", help="File (yaml, hf) or folder to write")] = None,
+           ) -> None:
+    """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
+    the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments, training_yaml
     from lmtune.study import load_study
 
@@ -135,12 +144,15 @@ def export(study_dir: StudyDir,
     payload = best_payload(study, meta)
     if payload.get("best", 1) is None:
         raise LmtuneError(f"{study_dir}: no completed trial to export yet; run 'lmtune tune' first")
+    if fmt in ("adapter", "merged"):
+        _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
+        return
     if fmt == "yaml":
         text = training_yaml(meta, payload["config"])
     elif fmt == "hf":
         text = json.dumps(hf_training_arguments(payload["config"]), indent=1)
     else:
-        raise LmtuneError(f"--format {fmt}: expected yaml or hf")
+        raise LmtuneError(f"--format {fmt}: expected yaml, hf, adapter or merged")
     if out_path is None:
         print(text)
     else:
@@ -194,6 +206,19 @@ def dashboard(study_dir: StudyDir,
     from lmtune.cli.dashboard import serve
 
     serve(study_dir, host=host, port=port, say=out.print)
+
+
+def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
+    from lmtune.study import best_trial
+    from lmtune.training.export import export_adapter, export_merged
+
+    best = best_trial(study)
+    assert best is not None
+    if fmt == "adapter":
+        folder = export_adapter(best.user_attrs, best.number, study_dir, target)
+    else:
+        folder = export_merged(best.user_attrs, best.number, study_dir, meta, target)
+    out.print(f"wrote {folder} ({fmt} of best trial {best.number})")
 
 
 def main() -> None:

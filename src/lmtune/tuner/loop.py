@@ -229,6 +229,9 @@ class Tuner:
             elif kind == "start":
                 with self._lock:
                     trial.set_user_attr("precision", ev.get("precision"))
+            elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
+                with self._lock:
+                    trial.set_user_attr("micro_batch_size", ev.get("micro_batch_size"))
             elif kind == "end":
                 end = ev
             elif kind == "error":
@@ -262,6 +265,7 @@ class Tuner:
             busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
             attrs["overhead_s"] = max(0.0, wall - busy)
             attrs["stopped_by"] = end.get("stopped_by")
+            attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
         state, value, reason = "FAIL", None, ""
         if error is not None:
             reason = f"{error.get('kind')}: {error.get('reason')}"
