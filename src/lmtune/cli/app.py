@@ -52,6 +52,31 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
         raise typer.Exit(1)
 
 
+@app.command()
+def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
+           set_: SetOpt = None,
+           n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+           ) -> None:
+    """Join a shared study as one of any number of workers (SLURM array, Kubernetes pods): take trials,
+    run them here, write results. Dead workers' trials are failed by heartbeat and run again."""
+    from lmtune.cli.views import best_payload
+    from lmtune.config import load_config
+    from lmtune.study import read_meta
+    from lmtune.tuner import Tuner
+    from lmtune.tuner.progress import make_reporter
+
+    cfg = load_config(config, set_ or [])
+    if not cfg.study.storage:
+        raise LmtuneError("study.storage: workers share a study through a database server; set study.storage: "
+                          "postgresql://USER:PASSWORD@HOST:5432/DB (the same URL for every worker)")
+    summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter(), shared=True).run()
+    payload = best_payload(summary.study, read_meta(cfg.study.dir))
+    out.print(f"\n{summary.stop_reason}; this worker ran {len(summary.ran)} trials ({summary.wall_time_s:.0f}s)")
+    _print_best(payload)
+    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+        raise typer.Exit(1)
+
+
 def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")

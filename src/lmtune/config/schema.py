@@ -115,6 +115,27 @@ class ExecutionSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds
+    # backend: ray. None or "auto": an existing cluster (RAY_ADDRESS, or one `ray start`ed here), else a
+    # local Ray started in-process; "ray://host:10001" (Ray Client, e.g. KubeRay) or "host:port".
+    address: str | None = None
+    cpus_per_trial: float = Field(default=1, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)
+    max_retries: int = Field(default=2, ge=0)  # a trial whose Ray node/actor died is re-run this often
+    # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
+    # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
+    heartbeat_interval: int = Field(default=30, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutionSection:
+        a = self.address
+        if a not in (None, "auto") and not a.startswith("ray://") and ":" not in a:
+            raise ValueError(f"execution.address: {a!r} is not a Ray address; use auto, ray://HOST:10001 "
+                             "(Ray Client, e.g. KubeRay) or HOST:6379")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"execution.grace_period: {self.grace_period}s must exceed heartbeat_interval "
+                             f"({self.heartbeat_interval}s), or a live trial would be declared dead")
+        return self
 
 
 class BudgetSection(_Section):
