@@ -26,6 +26,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.study.store import carried_attrs
+
 log = logging.getLogger("lmtune")
 
 STALE = ("lost: no heartbeat for {grace}s from the worker running this trial (killed, crashed or "
@@ -67,9 +69,7 @@ def fail_stale(study: optuna.Study) -> list[FrozenTrial]:
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Enqueue a failed trial's configuration again (keeping its default-configuration mark)."""
     params = trial.system_attrs.get("fixed_params") or trial.params
-    attrs: dict[str, Any] = {"retry_of": trial.number}
-    if trial.user_attrs.get("is_default"):
-        attrs["is_default"] = True
+    attrs: dict[str, Any] = {"retry_of": trial.number, **(carried_attrs(trial.user_attrs) or {})}
     study.enqueue_trial(dict(params), user_attrs=attrs)
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,13 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def default_trial(study: optuna.Study) -> FrozenTrial | None:
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return next((t for t in done if t.user_attrs.get("is_default")), None)
+
+
+# Facts about a configuration (not about one run of it) that a re-run of an interrupted trial keeps.
+_CARRIED = ("is_default", "proxy_value", "proxy_trial")
+
+
+def carried_attrs(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The user attrs a re-queued trial inherits (default mark, proxy link); None when there are none."""
+    kept = {k: attrs[k] for k in _CARRIED if attrs.get(k) is not None and attrs.get(k) is not False}
+    return kept or None

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.study import shared
-from lmtune.study.store import recover_interrupted, storage_for
+from lmtune.study.store import carried_attrs, recover_interrupted, storage_for
 
 
 class Beat(Protocol):
@@ -69,8 +69,7 @@ class LocalCoordination:
             return
         self._recovered = True
         for stale in recover_interrupted(study):
-            study.enqueue_trial(stale.params, user_attrs={"is_default": True} if stale.user_attrs.get("is_default")
-                                else None)
+            study.enqueue_trial(stale.params, user_attrs=carried_attrs(stale.user_attrs))
 
     def others_running(self, study: optuna.Study, mine: Any) -> int:
         return 0

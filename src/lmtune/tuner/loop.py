@@ -14,6 +14,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
 from lmtune.study.store import (
     INTERRUPTED,
+    carried_attrs,
     finished,
     train_tokens_spent,
     write_meta,
@@ -61,11 +63,14 @@ class _Running:
 class Tuner:
     """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance.
 
+    ``spec_extra`` goes into every trial's ``TrialSpec.extra`` (e.g. ``truncate_layers`` for a proxy
+    stage); ``meta`` holds extra keys for ``lmtune.json`` (a two-stage study's ``stages``).
     ``shared``: one of several workers on a server-backed study (`lmtune worker`); see
     `lmtune.tuner.coordination`. Otherwise this process is the study's only writer.
     """
 
     def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
+                 spec_extra: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
                  shared: bool = False) -> None:
         self.cfg = cfg
         ex = cfg.execution
@@ -79,6 +84,8 @@ class Tuner:
                                     if shared else LocalCoordination())
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
+        self.spec_extra = dict(spec_extra or {})
+        self.meta = dict(meta or {})
         self._lock = threading.Lock()
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -143,7 +150,7 @@ class Tuner:
                                 "metric": cfg.study.metric, "direction": cfg.study.direction,
                                 "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
                                 "examples_per_unit": plan.examples_per_unit,
-                                "total_examples": plan.total_examples})
+                                "total_examples": plan.total_examples, **self.meta})
         return study
 
     def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
@@ -225,7 +232,7 @@ class Tuner:
             trial.set_user_attr("is_default", is_default)
         slot = executor.acquire()
         spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams,
-                          device=executor.device_for(slot), threads=executor.threads)
+                          device=executor.device_for(slot), threads=executor.threads, extra=dict(self.spec_extra))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
             trial.set_user_attr("trial_dir", str(trial_dir))
@@ -267,6 +274,9 @@ class Tuner:
             elif kind == "start":
                 with self._lock:
                     trial.set_user_attr("precision", ev.get("precision"))
+            elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
+                with self._lock:
+                    trial.set_user_attr("micro_batch_size", ev.get("micro_batch_size"))
             elif kind == "end":
                 end = ev
             elif kind == "error":
@@ -301,6 +311,7 @@ class Tuner:
             busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
             attrs["overhead_s"] = max(0.0, wall - busy)
             attrs["stopped_by"] = end.get("stopped_by")
+            attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
         state, value, reason = "FAIL", None, ""
         if error is not None:
             reason = f"{error.get('kind')}: {error.get('reason')}"
@@ -345,7 +356,7 @@ class Tuner:
                     continue
                 t.set_user_attr("fail_reason", INTERRUPTED)
                 study.tell(t, state=TrialState.FAIL)
-                study.enqueue_trial(t.params, user_attrs={"is_default": True} if item.is_default else None)
+                study.enqueue_trial(t.params, user_attrs=carried_attrs(t.user_attrs))
 
 
 def _waiting(study: optuna.Study) -> bool:

@@ -216,6 +216,9 @@ class PBTRunner:
                     self._save_state()
                 value = end["metrics"].get(self.cfg.study.metric)
                 if value is not None and math.isfinite(value):
+                    for key in ("adapter_dir", "precision", "micro_batch_size"):  # as the tuner loop records
+                        if end.get(key) is not None:
+                            trial.set_user_attr(key, end[key])
                     self.study.tell(trial, float(value))
                     self._finished(member, "COMPLETE", float(value), "")
                     return "COMPLETE"
