@@ -39,6 +39,21 @@ def test_stale_trial_failed_once_with_reason_and_requeued(tmp_path: Path) -> Non
     assert waiting[0].user_attrs == {"retry_of": trial.number, "is_default": True}
 
 
+def test_trial_whose_worker_died_before_its_first_heartbeat_is_failed(tmp_path: Path) -> None:
+    """Killed between ask() and the first heartbeat: Optuna never calls such a trial stale; lmtune does,
+    once it has stayed without a heartbeat for the grace period by this worker's clock."""
+    study = _study(tmp_path, heartbeat_interval=1, grace_period=2)
+    dead, alive = study.ask(), study.ask()
+    study._storage.record_heartbeat(alive._trial_id)  # type: ignore[attr-defined]
+    seen: dict[int, float] = {}
+    assert shared.fail_stale(study, seen) == [] and list(seen) == [dead._trial_id]
+    time.sleep(2.5)
+    study._storage.record_heartbeat(alive._trial_id)  # type: ignore[attr-defined]
+    assert [t.number for t in shared.fail_stale(study, seen)] == [dead.number]
+    assert study.trials[dead.number].user_attrs["fail_reason"].startswith("lost: no heartbeat")
+    assert study.trials[alive.number].state == TrialState.RUNNING and seen == {}
+
+
 def test_trial_without_heartbeat_support_is_left_alone(tmp_path: Path) -> None:
     study = _study(tmp_path)  # no heartbeat configured: nothing is ever stale
     study.ask()

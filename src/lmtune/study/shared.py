@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,24 +47,66 @@ def grace_of(storage: BaseStorage) -> int | None:
     return getattr(rdb, "grace_period", None) or 2 * int(interval)
 
 
-def fail_stale(study: optuna.Study) -> list[FrozenTrial]:
+def fail_stale(study: optuna.Study, unbeaten: dict[int, float] | None = None) -> list[FrozenTrial]:
     """Fail the RUNNING trials whose heartbeat is older than the grace period, with the reason.
-    Returns the trials that *this* call failed (so exactly one worker re-enqueues each)."""
+    Returns the trials that *this* call failed (so exactly one worker re-enqueues each).
+
+    ``unbeaten``: this worker's memory of RUNNING trials that have no heartbeat at all (their worker
+    died between ``ask()`` and its first beat, which Optuna never calls stale), keyed by trial id with
+    the monotonic time it first saw each; those are failed once they stay so for the grace period.
+    """
     storage = study._storage
     grace = grace_of(storage)
     if grace is None:
         return []
-    failed = []
     # The same query optuna.storages.fail_stale_trials makes; done here so the reason is recorded
     # while the trial is still RUNNING (a finished trial's attributes are read-only).
-    for trial_id in storage._get_stale_trial_ids(study._study_id):  # type: ignore[attr-defined]
+    stale = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+    if unbeaten is not None:
+        stale |= _never_beaten(study, unbeaten, grace)
+    failed = []
+    for trial_id in sorted(stale):
         try:
             storage.set_trial_user_attr(trial_id, "fail_reason", STALE.format(grace=grace))
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 failed.append(storage.get_trial(trial_id))
         except UpdateFinishedTrialError:  # another worker failed (or the owner finished) it first
             continue
+        finally:
+            if unbeaten is not None:
+                unbeaten.pop(trial_id, None)
     return failed
+
+
+def _never_beaten(study: optuna.Study, seen: dict[int, float], grace: int) -> set[int]:
+    """RUNNING trials without any heartbeat for longer than ``grace`` by this process's clock (no
+    comparison of clocks across machines)."""
+    now = time.monotonic()
+    current = _running_without_heartbeat(study)
+    for trial_id in list(seen):
+        if trial_id not in current:
+            del seen[trial_id]
+    for trial_id in current:
+        seen.setdefault(trial_id, now)
+    return {trial_id for trial_id, first in seen.items() if now - first > grace}
+
+
+def _running_without_heartbeat(study: optuna.Study) -> set[int]:
+    from optuna.storages._rdb import models  # Optuna's own tables, as its heartbeat code reads them
+
+    rdb: Any = getattr(study._storage, "_backend", study._storage)
+    session = rdb.scoped_session()
+    try:
+        rows = (session.query(models.TrialModel.trial_id)
+                .outerjoin(models.TrialHeartbeatModel,
+                           models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study._study_id,
+                        models.TrialModel.state == TrialState.RUNNING,
+                        models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
+                .all())
+        return {int(r[0]) for r in rows}
+    finally:
+        session.close()
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

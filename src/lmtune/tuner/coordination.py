@@ -91,6 +91,7 @@ class SharedCoordination:
         self.interval = heartbeat_interval
         self.grace = grace_period
         self.grid = grid  # only enqueued points may run
+        self._unbeaten: dict[int, float] = {}  # RUNNING trials seen without any heartbeat yet
         self.poll_s: float | None = float(heartbeat_interval)
         # Heartbeats are used deliberately with ask/tell here; Optuna warns it expects optimize().
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -100,7 +101,7 @@ class SharedCoordination:
         return storage_for(url, heartbeat_interval=self.interval, grace_period=self.grace)
 
     def recover(self, study: optuna.Study) -> None:
-        for trial in shared.fail_stale(study):
+        for trial in shared.fail_stale(study, self._unbeaten):
             shared.requeue(study, trial)
 
     def others_running(self, study: optuna.Study, mine: Any) -> int:
