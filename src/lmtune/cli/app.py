@@ -35,9 +35,43 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     from lmtune.tuner.progress import make_reporter
 
     cfg = load_config(config, set_ or [])
+    if cfg.proxy is not None:  # two stages (lmtune.tuner.proxy): search on the proxy, run its top-k on the target
+        from lmtune.cli.stages import tune_two_stage
+
+        lines, payload, failed = tune_two_stage(cfg, n_trials)
+        out.print("\n" + "\n".join(lines), markup=False)
+        _print_best(payload)
+        if failed:
+            raise typer.Exit(1)
+        return
     summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter()).run()
     payload = best_payload(summary.study, read_meta(cfg.study.dir))
     out.print(f"\n{summary.stop_reason}; study at {cfg.study.dir} ({summary.wall_time_s:.0f}s this run)")
+    _print_best(payload)
+    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
+           set_: SetOpt = None,
+           n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+           ) -> None:
+    """Join a shared study as one of any number of workers (SLURM array, Kubernetes pods): take trials,
+    run them here, write results. Dead workers' trials are failed by heartbeat and run again."""
+    from lmtune.cli.views import best_payload
+    from lmtune.config import load_config
+    from lmtune.study import read_meta
+    from lmtune.tuner import Tuner
+    from lmtune.tuner.progress import make_reporter
+
+    cfg = load_config(config, set_ or [])
+    if not cfg.study.storage:
+        raise LmtuneError("study.storage: workers share a study through a database server; set study.storage: "
+                          "postgresql://USER:PASSWORD@HOST:5432/DB (the same URL for every worker)")
+    summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter(), shared=True).run()
+    payload = best_payload(summary.study, read_meta(cfg.study.dir))
+    out.print(f"\n{summary.stop_reason}; this worker ran {len(summary.ran)} trials ({summary.wall_time_s:.0f}s)")
     _print_best(payload)
     if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
         raise typer.Exit(1)
@@ -47,32 +81,46 @@ def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")
         return
-    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}")
+    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}")
     for k, v in p["params"].items():
         out.print(f"  {k}: {v}")
     d = p.get("default")
     if d is not None:
         diff = p["value"] - d["value"]
-        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f} "
+        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f}{_ppl(d)} "
                   f"(best − default = {diff:+.4f}, validation split)")
+
+
+def _ppl(p: dict[str, Any]) -> str:
+    return "" if p.get("perplexity") is None else f" (perplexity {p['perplexity']:.3f})"
 
 
 @app.command()
 def status(study_dir: StudyDir) -> None:
-    """Table of the study's trials, with failure reasons and what was spent."""
-    from lmtune.cli.views import trial_rows
+    """Table of the study's trials (one per stage of a two-stage study), with failure reasons and what was spent."""
     from lmtune.study import load_study
+    from lmtune.study.stages import stages
 
     study, meta = load_study(study_dir)
+    for stage in stages(study, meta):
+        _status_table(stage.study, meta, "" if stage.role == "study" else f"{stage.role} stage: ")
+
+
+def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
+    from lmtune.cli.views import trial_rows
+
     rows = trial_rows(study, meta["metric"])
-    table = Table(title=f"{meta['study_name']} — {meta['metric']} ({meta['direction']})")
-    for col in ("#", "state", meta["metric"], "evals", "train tokens", "wall s", "params / reason"):
-        table.add_column(col)
+    table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
+    ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
+    for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
+                "params / reason"):
+        table.add_column(col, min_width=len(col) if col == "perplexity" else None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
+        extra = [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
         tail = r["reason"] or " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, str(r["units"] or ""),
-                      str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
+        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, *extra,
+                      str(r["units"] or ""), str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
     out.print(table)
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
@@ -87,24 +135,33 @@ def _short(v: Any) -> str:
 def best(study_dir: StudyDir,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """The best trial: params, value, trial number (and the default trial's value)."""
+    from lmtune.cli.stages import proxy_best, stages
     from lmtune.cli.views import best_payload
     from lmtune.study import load_study
 
     study, meta = load_study(study_dir)
     payload = best_payload(study, meta)
+    proxy = proxy_best(stages(study, meta), meta)
+    if proxy is not None:  # a two-stage study: the target's best above, the proxy stage's best too
+        payload["proxy"] = proxy
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
     else:
         _print_best(payload)
+        if proxy is not None:
+            out.print(f"proxy stage '{proxy['study']}':")
+            _print_best(proxy)
     if payload.get("best", 1) is None:
         raise typer.Exit(1)
 
 
 @app.command()
 def export(study_dir: StudyDir,
-           fmt: Annotated[str, typer.Option("--format", help="yaml | hf")] = "yaml",
-           out_path: Annotated[Path | None, typer.Option("--out", help="File to write")] = None) -> None:
-    """Export the best configuration: an lmtune YAML, or HF TrainingArguments JSON."""
+           fmt: Annotated[str, typer.Option("--format", help="yaml | hf | adapter | merged")] = "yaml",
+           out_path: Annotated[Path | None, typer.Option("--out", help="File (yaml, hf) or folder to write")] = None,
+           ) -> None:
+    """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
+    the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments, training_yaml
     from lmtune.study import load_study
 
@@ -112,12 +169,15 @@ def export(study_dir: StudyDir,
     payload = best_payload(study, meta)
     if payload.get("best", 1) is None:
         raise LmtuneError(f"{study_dir}: no completed trial to export yet; run 'lmtune tune' first")
+    if fmt in ("adapter", "merged"):
+        _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
+        return
     if fmt == "yaml":
         text = training_yaml(meta, payload["config"])
     elif fmt == "hf":
         text = json.dumps(hf_training_arguments(payload["config"]), indent=1)
     else:
-        raise LmtuneError(f"--format {fmt}: expected yaml or hf")
+        raise LmtuneError(f"--format {fmt}: expected yaml, hf, adapter or merged")
     if out_path is None:
         print(text)
     else:
@@ -171,6 +231,19 @@ def dashboard(study_dir: StudyDir,
     from lmtune.cli.dashboard import serve
 
     serve(study_dir, host=host, port=port, say=out.print)
+
+
+def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
+    from lmtune.study import best_trial
+    from lmtune.training.export import export_adapter, export_merged
+
+    best = best_trial(study)
+    assert best is not None
+    if fmt == "adapter":
+        folder = export_adapter(best.user_attrs, best.number, study_dir, target)
+    else:
+        folder = export_merged(best.user_attrs, best.number, study_dir, meta, target)
+    out.print(f"wrote {folder} ({fmt} of best trial {best.number})")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import ValidationError
@@ -88,10 +88,14 @@ def resolved_space(cfg: StudyConfig) -> Space:
         if cfg.search.preset:
             raw.update(preset(cfg.search.preset))
         raw.update(cfg.search.space)
-        unknown = [n for n in raw if n not in TRAINING_FIELDS and not n.startswith("lora_")]
+        unknown = [n for n in raw if n not in TRAINING_FIELDS]
         if unknown:
             raise SpaceError(f"search.space.{unknown[0]}: not a training hyperparameter; searchable: "
                              f"{', '.join(sorted(TRAINING_FIELDS))}")
+        lora = [n for n in raw if n.startswith("lora_") and n != "lora_enabled"]
+        if lora and not cfg.training.lora_enabled and "lora_enabled" not in raw:
+            raise SpaceError(f"search.space.{lora[0]}: LoRA settings are searched but LoRA is off; set "
+                             "training.lora_enabled: true (or search lora_enabled)")
         space = build_space(raw)
         if cfg.search.strategy == "grid":
             space.grid()
@@ -120,9 +124,12 @@ def _section_fields(loc: tuple[str, ...]) -> list[str]:
     model: Any = StudyConfig
     for part in loc:
         info = model.model_fields.get(part)
-        if info is None or not isinstance(info.annotation, type):
+        annotation = info.annotation if info is not None else None
+        optional = [a for a in get_args(annotation) if a is not type(None)]  # `Section | None` fields
+        annotation = optional[0] if len(optional) == 1 else annotation
+        if not isinstance(annotation, type):
             return []
-        model = info.annotation
+        model = annotation
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 
 
