@@ -3,7 +3,9 @@ and a small learnable sentiment CSV, both built in code so tests run in about a 
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,94 @@ def tiny_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
             "task.train_size=96", "task.validation_size=48", "task.test_size=48", "task.max_length=16",
             "training.batch_size=16", "training.max_steps=6", "training.eval_every=3",
             "training.learning_rate=1e-3", "search.n_startup_trials=2"]
+
+
+# --- causal LM: a tiny random Llama (2 layers, 64-dim) with a character tokenizer and a chat template ---
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_llama(folder: Path, *, chat_template: str | None = CHAT_TEMPLATE) -> Path:
+    import string
+
+    import torch
+    from tokenizers import Tokenizer, decoders
+    from tokenizers.models import BPE
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    chars = ["<unk>", *dict.fromkeys(string.printable)]
+    tok = Tokenizer(BPE(vocab={c: i for i, c in enumerate(chars)}, merges=[], unk_token="<unk>"))
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>",
+                                   bos_token="<|im_start|>", pad_token="<|im_end|>")
+    if chat_template:
+        fast.chat_template = chat_template
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
+                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
+                         bos_token_id=fast.bos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def make_dialogs(n: int, seed: int = 0) -> list[dict[str, object]]:
+    """Learnable chats: the assistant repeats the user's words in reverse order (1 or 2 exchanges)."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for _ in range(n):
+        messages = []
+        for _ in range(rng.randint(1, 2)):
+            words = rng.choices(POSITIVE + NEGATIVE, k=rng.randint(1, 3))
+            messages += [{"role": "user", "content": "say " + " ".join(words)},
+                         {"role": "assistant", "content": " ".join(reversed(words))}]
+        rows.append({"messages": messages})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import json
+
+    path = tmp_path_factory.mktemp("chat") / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_dialogs(160)))
+    return path
+
+
+def llm_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
+    """--set overrides for a LoRA causal-LM study that runs in seconds on the tiny Llama and chats."""
+    return [f"study.dir={study_dir}", "task.type=causal_lm", f"task.model={model}", f"task.dataset={data}",
+            "task.train_size=64", "task.validation_size=16", "task.test_size=16", "task.max_length=96",
+            "training.batch_size=8", "training.max_steps=4", "training.eval_every=2", "training.dropout=null",
+            "training.learning_rate=1e-3", "training.lora_enabled=true", "search.n_startup_trials=2"]
+
+
+# The real engines that .ci/run starts (PostgreSQL on loopback, a two-node Ray cluster). Tests that use
+# them are marked `services` and skipped where these variables are not set.
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("LMTUNE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LMTUNE_TEST_POSTGRES_URL not set (.ci/run starts PostgreSQL)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    address = os.environ.get("LMTUNE_TEST_RAY_ADDRESS")
+    if not address:
+        pytest.skip("LMTUNE_TEST_RAY_ADDRESS not set (.ci/run starts a two-node Ray cluster)")
+    return address
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"

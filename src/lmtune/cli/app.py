@@ -52,18 +52,47 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
         raise typer.Exit(1)
 
 
+@app.command()
+def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
+           set_: SetOpt = None,
+           n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+           ) -> None:
+    """Join a shared study as one of any number of workers (SLURM array, Kubernetes pods): take trials,
+    run them here, write results. Dead workers' trials are failed by heartbeat and run again."""
+    from lmtune.cli.views import best_payload
+    from lmtune.config import load_config
+    from lmtune.study import read_meta
+    from lmtune.tuner import Tuner
+    from lmtune.tuner.progress import make_reporter
+
+    cfg = load_config(config, set_ or [])
+    if not cfg.study.storage:
+        raise LmtuneError("study.storage: workers share a study through a database server; set study.storage: "
+                          "postgresql://USER:PASSWORD@HOST:5432/DB (the same URL for every worker)")
+    summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter(), shared=True).run()
+    payload = best_payload(summary.study, read_meta(cfg.study.dir))
+    out.print(f"\n{summary.stop_reason}; this worker ran {len(summary.ran)} trials ({summary.wall_time_s:.0f}s)")
+    _print_best(payload)
+    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+        raise typer.Exit(1)
+
+
 def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")
         return
-    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}")
+    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}")
     for k, v in p["params"].items():
         out.print(f"  {k}: {v}")
     d = p.get("default")
     if d is not None:
         diff = p["value"] - d["value"]
-        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f} "
+        out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f}{_ppl(d)} "
                   f"(best − default = {diff:+.4f}, validation split)")
+
+
+def _ppl(p: dict[str, Any]) -> str:
+    return "" if p.get("perplexity") is None else f" (perplexity {p['perplexity']:.3f})"
 
 
 @app.command()
@@ -82,13 +111,16 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
 
     rows = trial_rows(study, meta["metric"])
     table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
-    for col in ("#", "state", meta["metric"], "evals", "train tokens", "wall s", "params / reason"):
-        table.add_column(col)
+    ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
+    for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
+                "params / reason"):
+        table.add_column(col, min_width=len(col) if col == "perplexity" else None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
+        extra = [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
         tail = r["reason"] or " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, str(r["units"] or ""),
-                      str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
+        table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, *extra,
+                      str(r["units"] or ""), str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
     out.print(table)
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
@@ -125,9 +157,11 @@ def best(study_dir: StudyDir,
 
 @app.command()
 def export(study_dir: StudyDir,
-           fmt: Annotated[str, typer.Option("--format", help="yaml | hf")] = "yaml",
-           out_path: Annotated[Path | None, typer.Option("--out", help="File to write")] = None) -> None:
-    """Export the best configuration: an lmtune YAML, or HF TrainingArguments JSON."""
+           fmt: Annotated[str, typer.Option("--format", help="yaml | hf | adapter | merged")] = "yaml",
+           out_path: Annotated[Path | None, typer.Option("--out", help="File (yaml, hf) or folder to write")] = None,
+           ) -> None:
+    """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
+    the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments, training_yaml
     from lmtune.study import load_study
 
@@ -135,17 +169,45 @@ def export(study_dir: StudyDir,
     payload = best_payload(study, meta)
     if payload.get("best", 1) is None:
         raise LmtuneError(f"{study_dir}: no completed trial to export yet; run 'lmtune tune' first")
+    if fmt in ("adapter", "merged"):
+        _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
+        return
     if fmt == "yaml":
         text = training_yaml(meta, payload["config"])
     elif fmt == "hf":
         text = json.dumps(hf_training_arguments(payload["config"]), indent=1)
     else:
-        raise LmtuneError(f"--format {fmt}: expected yaml or hf")
+        raise LmtuneError(f"--format {fmt}: expected yaml, hf, adapter or merged")
     if out_path is None:
         print(text)
     else:
         out_path.write_text(text)
         out.print(f"wrote {out_path}")
+
+
+@app.command()
+def final(study_dir: StudyDir,
+          seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (0..K-1)")] = 3,
+          workers: Annotated[int | None, typer.Option("--workers", help="Runs at once (default: the config's "
+                                                      "execution.workers)")] = None) -> None:
+    """Retrain the default and the best configuration with K seeds each; compare them on the test split."""
+    from lmtune.cli.final_views import print_final
+    from lmtune.study import load_study
+    from lmtune.tuner.final import FinalRunner
+
+    summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}")).run()
+    study, meta = load_study(study_dir)
+    out.print()
+    print_final(out, summary.results, study.get_trials(deepcopy=False), metric=meta["metric"],
+                direction=meta["direction"])
+    out.print(f"results: {summary.results_path}")
+    if summary.model_dir is not None:
+        out.print(f"final model (best configuration, seed 0; HF folder + tokenizer + lmtune-config.yaml): "
+                  f"{summary.model_dir}")
+    for key, reason in summary.failed:
+        err.print(f"final run {key} failed: {reason}")
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -158,6 +220,30 @@ def report(study_dir: StudyDir) -> None:
     except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
         raise LmtuneError(str(exc)) from None
     out.print(f"wrote {html}\nwrote {md}")
+
+
+@app.command()
+def dashboard(study_dir: StudyDir,
+              port: Annotated[int, typer.Option("--port", help="Port to serve on")] = 8080,
+              host: Annotated[str, typer.Option("--host", help="Interface to bind (localhost only by "
+                                                "default; the dashboard has no login)")] = "127.0.0.1") -> None:
+    """Open the study in optuna-dashboard (pip install 'lmtune[dashboard]')."""
+    from lmtune.cli.dashboard import serve
+
+    serve(study_dir, host=host, port=port, say=out.print)
+
+
+def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
+    from lmtune.study import best_trial
+    from lmtune.training.export import export_adapter, export_merged
+
+    best = best_trial(study)
+    assert best is not None
+    if fmt == "adapter":
+        folder = export_adapter(best.user_attrs, best.number, study_dir, target)
+    else:
+        folder = export_merged(best.user_attrs, best.number, study_dir, meta, target)
+    out.print(f"wrote {folder} ({fmt} of best trial {best.number})")
 
 
 def main() -> None:

@@ -16,6 +16,16 @@ def _metric_at_end(t: FrozenTrial, metric: str) -> float | None:
     return curve[-1]["metrics"].get(metric) if curve else None
 
 
+def perplexity_of(t: FrozenTrial, metric: str) -> float | None:
+    """Causal-LM studies: the validation perplexity at the point the trial reported (its value), else the
+    last evaluation; None for other tasks."""
+    points = [p["metrics"] for p in t.user_attrs.get("curve") or [] if "eval_perplexity" in p.get("metrics", {})]
+    if not points:
+        return None
+    at_value = [m for m in points if t.value is not None and m.get(metric) == t.value]
+    return float((at_value or points)[-1]["eval_perplexity"])
+
+
 def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -25,7 +35,7 @@ def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
             "units": (t.user_attrs.get("curve") or [{}])[-1].get("units"),
             "train_tokens": t.user_attrs.get("train_tokens"), "wall_time_s": t.user_attrs.get("wall_time_s"),
             "default": bool(t.user_attrs.get("is_default")), "params": dict(t.params),
-            "reason": t.user_attrs.get("fail_reason", ""),
+            "reason": t.user_attrs.get("fail_reason", ""), "perplexity": perplexity_of(t, metric),
         })
     return rows
 
@@ -39,8 +49,9 @@ def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "study": meta["study_name"], "metric": meta["metric"], "direction": meta["direction"],
         "trial": best.number, "value": best.value, "params": dict(best.params),
-        "config": best.user_attrs.get("config", {}),
-        "default": None if default is None else {"trial": default.number, "value": default.value},
+        "config": best.user_attrs.get("config", {}), "perplexity": perplexity_of(best, meta["metric"]),
+        "default": None if default is None else {"trial": default.number, "value": default.value,
+                                                 "perplexity": perplexity_of(default, meta["metric"])},
     }
     return out
 

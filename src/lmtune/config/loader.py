@@ -88,10 +88,14 @@ def resolved_space(cfg: StudyConfig) -> Space:
         if cfg.search.preset:
             raw.update(preset(cfg.search.preset))
         raw.update(cfg.search.space)
-        unknown = [n for n in raw if n not in TRAINING_FIELDS and not n.startswith("lora_")]
+        unknown = [n for n in raw if n not in TRAINING_FIELDS]
         if unknown:
             raise SpaceError(f"search.space.{unknown[0]}: not a training hyperparameter; searchable: "
                              f"{', '.join(sorted(TRAINING_FIELDS))}")
+        lora = [n for n in raw if n.startswith("lora_") and n != "lora_enabled"]
+        if lora and not cfg.training.lora_enabled and "lora_enabled" not in raw:
+            raise SpaceError(f"search.space.{lora[0]}: LoRA settings are searched but LoRA is off; set "
+                             "training.lora_enabled: true (or search lora_enabled)")
         space = build_space(raw)
         if cfg.search.strategy == "grid":
             space.grid()

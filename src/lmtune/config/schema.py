@@ -35,13 +35,16 @@ class TaskSection(_Section):
     train_size: int | None = Field(default=2000, ge=1)
     validation_size: int | None = Field(default=500, ge=1)
     test_size: int | None = Field(default=1000, ge=1)
-    max_length: int = Field(default=128, ge=8, le=32768)
+    max_length: int = Field(default=128, ge=8, le=32768)  # causal_lm: the block length of packed text
     trust_remote_code: bool = False
+    messages_column: str = "messages"  # causal_lm chat data: a list of {role, content} per row
+    assistant_only: bool = True  # causal_lm chat data: loss on the assistant replies only
 
 
 Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
+LM_METRICS = ("eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss")
 
 
 class TrainingSection(_Section):
@@ -68,6 +71,13 @@ class TrainingSection(_Section):
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     precision: Precision = "fp32"
+    micro_batch_size: int | None = Field(default=None, ge=1)  # None: start at batch_size, halve on OOM
+    lora_enabled: bool = False
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: float = Field(default=16.0, gt=0)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    # None: the architecture's attention projections; a list, or one string "q_proj,v_proj" (searchable)
+    lora_target_modules: list[str] | str | None = None
     seed: int = 0
     early_stopping_patience: int | None = Field(default=None, ge=1)  # in evaluations
     early_stopping_min_delta: float = Field(default=0.0, ge=0)
@@ -105,6 +115,27 @@ class ExecutionSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds
+    # backend: ray. None or "auto": an existing cluster (RAY_ADDRESS, or one `ray start`ed here), else a
+    # local Ray started in-process; "ray://host:10001" (Ray Client, e.g. KubeRay) or "host:port".
+    address: str | None = None
+    cpus_per_trial: float = Field(default=1, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)
+    max_retries: int = Field(default=2, ge=0)  # a trial whose Ray node/actor died is re-run this often
+    # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
+    # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
+    heartbeat_interval: int = Field(default=30, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutionSection:
+        a = self.address
+        if a not in (None, "auto") and not a.startswith("ray://") and ":" not in a:
+            raise ValueError(f"execution.address: {a!r} is not a Ray address; use auto, ray://HOST:10001 "
+                             "(Ray Client, e.g. KubeRay) or HOST:6379")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"execution.grace_period: {self.grace_period}s must exceed heartbeat_interval "
+                             f"({self.heartbeat_interval}s), or a live trial would be declared dead")
+        return self
 
 
 class BudgetSection(_Section):
@@ -122,8 +153,23 @@ class StudyConfig(_Section):
     budget: BudgetSection = BudgetSection()
     proxy: ProxySection | None = None  # a two-stage study: search on a proxy, transfer the top-k (tuner.proxy)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lm_metric_default(cls, data: Any) -> Any:
+        """A causal-LM study without a metric is judged by eval_loss (lower is better)."""
+        if not isinstance(data, dict):
+            return data
+        task, study = data.get("task"), data.get("study") or {}
+        if isinstance(task, dict) and task.get("type") == "causal_lm" and isinstance(study, dict) \
+                and "metric" not in study:
+            data = {**data, "study": {**study, "metric": "eval_loss", "direction": study.get("direction", "minimize")}}
+        return data
+
     @model_validator(mode="after")
     def _metric_direction(self) -> StudyConfig:
+        if self.task.type == "causal_lm" and self.study.metric not in LM_METRICS:
+            raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type causal_lm; "
+                             f"use one of {', '.join(LM_METRICS)}")
         lower = ("loss", "perplexity")
         if any(k in self.study.metric for k in lower) and self.study.direction == "maximize":
             raise ValueError(

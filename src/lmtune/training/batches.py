@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lmtune.data.causal import IGNORE_INDEX
 from lmtune.data.tokenized import TokenizedSplit
 
 
@@ -32,7 +33,8 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 def collate(split: TokenizedSplit, index: np.ndarray, pad_id: int,
             device: torch.device) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest row of the batch; returns input_ids, attention_mask, labels."""
+    """Dynamic padding to the longest row of the batch; returns input_ids, attention_mask, labels
+    (class ids, or per-token labels for causal LM)."""
     rows = [split.row(int(i)) for i in index]
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
@@ -41,6 +43,24 @@ def collate(split: TokenizedSplit, index: np.ndarray, pad_id: int,
         ids[j, :len(r)] = r
         mask[j, :len(r)] = 1
     batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if split.labels is not None:
+    if split.token_labels is not None:  # causal LM: one label per token, -100 on padding (no loss)
+        labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
+        for j, i in enumerate(index):
+            row = split.row_labels(int(i))
+            labels[j, :len(row)] = row
+        batch["labels"] = torch.from_numpy(labels)
+    elif split.labels is not None:
         batch["labels"] = torch.from_numpy(split.labels[index])
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def loss_terms(split: TokenizedSplit) -> np.ndarray:
+    """How many terms each row adds to the loss: 1 per example (classification), or its label tokens
+    after the shift (causal LM: a row's first token has nothing before it to predict it from)."""
+    if split.token_labels is None:
+        return np.ones(len(split), dtype=np.int64)
+    counted = split.token_labels != IGNORE_INDEX
+    starts = split.offsets[:-1][split.lengths() > 0]
+    counted[starts] = False
+    cumulative = np.concatenate([[0], np.cumsum(counted, dtype=np.int64)])
+    return np.asarray(cumulative[split.offsets[1:]] - cumulative[split.offsets[:-1]], dtype=np.int64)

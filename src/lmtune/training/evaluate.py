@@ -9,18 +9,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmtune.data.causal import IGNORE_INDEX
 from lmtune.data.tokenized import TokenizedSplit
 from lmtune.training.batches import collate, eval_batches
 from lmtune.training.metrics import accuracy, macro_f1, perplexity
 
 
+def summed_loss(logits: torch.Tensor, labels: torch.Tensor, task_type: str) -> torch.Tensor:
+    """The loss summed over its terms, in float32: per example (classification) or per label token
+    (causal LM, where the logits at ``t`` predict the label at ``t + 1``; -100 labels add nothing).
+    Dividing by the number of terms of the whole batch makes micro-batches add up to the batch mean."""
+    if task_type == "classification":
+        return F.cross_entropy(logits.float(), labels, reduction="sum")
+    shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), reduction="sum", ignore_index=IGNORE_INDEX)
+
+
 def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, num_labels: int,
              batch_size: int, pad_id: int, device: torch.device,
              autocast: AbstractContextManager[Any], prefix: str = "eval") -> dict[str, float]:
-    """Mean loss (per example for classification, per token for causal LM) and task metrics."""
+    """Mean loss (per example for classification, per token for causal LM) and task metrics:
+    accuracy and macro F1, or perplexity and next-token accuracy."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
     preds: list[torch.Tensor] = []
     with torch.inference_mode():
@@ -29,15 +42,15 @@ def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, n
             labels = batch.pop("labels")
             with autocast:
                 logits = model(**batch).logits
+            loss_sum += summed_loss(logits, labels, task_type).double()
             if task_type == "classification":
-                loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
                 count += len(index)
                 preds.append(logits.argmax(-1))
             else:
-                shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-                target = labels[:, 1:].reshape(-1)
-                loss_sum += F.cross_entropy(shifted, target, reduction="sum", ignore_index=-100).double()
-                count += int((target != -100).sum())
+                target = labels[:, 1:]
+                scored = target != IGNORE_INDEX
+                hits += ((logits[:, :-1].argmax(-1) == target) & scored).sum()
+                count += int(scored.sum())
     model.train(was_training)
     mean_loss = float(loss_sum) / max(count, 1)
     out = {f"{prefix}_loss": mean_loss}
@@ -49,4 +62,5 @@ def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, n
         out[f"{prefix}_f1"] = macro_f1(pred, gold, num_labels)
     else:
         out[f"{prefix}_perplexity"] = perplexity(mean_loss)
+        out[f"{prefix}_token_accuracy"] = float(hits) / max(count, 1)
     return out

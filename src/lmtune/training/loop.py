@@ -12,6 +12,7 @@ saved); or a JSON line ``{"exploit": {"checkpoint": DIR, "hparams": {...}}}``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -20,13 +21,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
+from lmtune.training.evaluate import summed_loss
 from lmtune.training.session import Session, setup
 from lmtune.training.spec import TrialSpec
 
 Emit = Callable[[dict[str, Any]], None]
+# Settings that shape the trainable weights (LoRA adapters) or their scaling: an exploit that changes one
+# rebuilds the model instead of setting it in place.
+_ADAPTER_SHAPE = ("lora_enabled", "lora_r", "lora_alpha", "lora_target_modules")
 Decide = Callable[[], str]
 
 
@@ -66,7 +72,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     stopped_by: str | None = None
     while not s.done(prog.examples):
         index = s.batch_at(prog.step)
-        loss_sum += _step(s, s.collate(index))
+        loss_sum += _step(s, index, emit)
         loss_n += 1
         prog.step += 1
         prog.examples += len(index)
@@ -101,7 +107,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
                 stopped_by = "pruned" if answer == "stop" else "paused"
                 break
             if answer.startswith("{"):
-                prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
+                s, prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
         tick = time.perf_counter()
     if best_state is not None and stopped_by not in ("pruned", "paused"):
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
@@ -117,14 +123,24 @@ def _scheduled(spec: TrialSpec, units: int) -> dict[str, Any]:
     return {}
 
 
-def _step(s: Session, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    with s.autocast:
-        loss = s.model(**batch).loss
+def _step(s: Session, index: np.ndarray, emit: Emit) -> torch.Tensor:
+    """One optimizer step on the batch ``index``, accumulated over micro-batches. Out of memory halves
+    the micro-batch and redoes the step from clean gradients (same data, same update), down to 1."""
+    while True:
+        try:
+            loss = _accumulate(s, index)
+            break
+        except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_oom(exc) or s.micro_batch_size <= 1:
+                raise
+        # outside the except block, so the failed step's tensors (held by the traceback) are freed
+        s.optimizer.zero_grad(set_to_none=True)
+        if s.device.type == "cuda":
+            torch.cuda.empty_cache()
+        s.micro_batch_size = max(1, s.micro_batch_size // 2)
+        emit({"event": "oom_retry", "micro_batch_size": s.micro_batch_size, "step": s.scheduler.last_epoch})
     if s.scaler is not None:
-        s.scaler.scale(loss).backward()
         s.scaler.unscale_(s.optimizer)
-    else:
-        loss.backward()
     if s.hp.get("max_grad_norm"):
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.hp["max_grad_norm"])
     if s.scaler is not None:
@@ -134,7 +150,31 @@ def _step(s: Session, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         s.optimizer.step()
     s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
-    return loss.detach().float()
+    return loss
+
+
+def _accumulate(s: Session, index: np.ndarray) -> torch.Tensor:
+    """Backward over the micro-batches of ``index``; returns the batch's mean loss (detached).
+
+    Each micro-batch's loss is its summed loss over the loss terms of the *whole* batch (examples, or
+    label tokens for causal LM), so the accumulated gradient is the gradient of the batch mean: a batch
+    of 8 as 1×8 and as 4×2 gives the same update, however the label tokens are spread."""
+    terms = max(s.loss_terms(index), 1)
+    total = torch.zeros((), device=s.device)
+    for start in range(0, len(index), s.micro_batch_size):
+        batch = s.collate(index[start:start + s.micro_batch_size])
+        labels = batch.pop("labels")
+        with s.autocast:
+            logits = s.model(**batch).logits
+        loss = summed_loss(logits, labels, s.spec.task_type) / terms
+        (s.scaler.scale(loss) if s.scaler is not None else loss).backward()
+        total += loss.detach()
+    return total
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]:
@@ -169,16 +209,20 @@ def _resume(s: Session, folder: Path, *, restore_rng: bool) -> Progress:
                     best=pos.get("best"), last=pos.get("last"), evals_since_best=pos.get("evals_since_best", 0))
 
 
-def _exploit(s: Session, prog: Progress, order: dict[str, Any], emit: Emit) -> Progress:
+def _exploit(s: Session, prog: Progress, order: dict[str, Any], emit: Emit) -> tuple[Session, Progress]:
     """PBT exploit + explore: take another member's exact state and position, then the new settings.
-    Train tokens already spent stay counted (the budget is what this process trained)."""
+    Train tokens already spent stay counted (the budget is what this process trained). When the donor's
+    LoRA adapters have another shape or scaling, the model is rebuilt with the donor's settings first."""
     spent = prog.tokens
+    hp = {**s.hp, **order["hparams"]}
+    if any(hp.get(k) != s.hp.get(k) for k in _ADAPTER_SHAPE):
+        s = setup(dataclasses.replace(s.spec, hparams=hp))
     new = _resume(s, Path(order["checkpoint"]), restore_rng=False)
     s.set_hyperparameters({**s.hp, **order["hparams"]})
     new.curve = prog.curve
     new.tokens = max(new.tokens, spent)
     emit({"event": "exploited", "from": order["checkpoint"], "units": new.units, "hparams": order["hparams"]})
-    return new
+    return s, new
 
 
 def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str, float],
@@ -188,7 +232,7 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "event": "end", "metrics": (prog.best if early else prog.last) or {}, "last_metrics": prog.last or {},
         "step": prog.step, "units": prog.units, "examples": prog.examples, "train_tokens": prog.tokens,
         "train_time_s": times["train"], "eval_time_s": times["eval"], "precision": s.precision,
-        "stopped_by": stopped_by, "total_steps": s.total_steps,
+        "stopped_by": stopped_by, "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
     }
     done = stopped_by not in ("pruned", "paused")
     if s.spec.evaluate_test and done:
@@ -197,6 +241,12 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         out = Path(s.spec.output_dir) / "model"
         s.model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
         result["model_dir"] = str(out)
+    if s.spec.save_adapter and done and s.hp.get("lora_enabled"):
+        from lmtune.training.lora import save_adapter
+
+        result["adapter_dir"] = str(save_adapter(s.model, Path(s.spec.output_dir) / "adapter"))  # type: ignore[arg-type]
+    if s.device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
     result["wall_time_s"] = time.perf_counter() - t0
     return result
 

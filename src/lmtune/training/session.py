@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
-from lmtune.training.batches import collate, train_batches
+from lmtune.errors import ConfigError
+from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
-from lmtune.training.models import load_classifier
+from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
 from lmtune.training.proxy import apply_proxy
 from lmtune.training.spec import TrialSpec
@@ -65,6 +66,12 @@ class Session:
     pad_id: int
     batch_size: int
     total_steps: int
+    micro_batch_size: int = 1  # examples per forward/backward; halved on out-of-memory
+    train_terms: np.ndarray | None = None  # loss terms (examples or label tokens) per train row
+
+    def loss_terms(self, index: np.ndarray) -> int:
+        """Loss terms of a whole batch: each micro-batch's summed loss is divided by this."""
+        return int(self.train_terms[index].sum()) if self.train_terms is not None else len(index)
 
     @property
     def max_units(self) -> int:
@@ -113,10 +120,37 @@ class Session:
                 group["momentum"] = float(hp["momentum"])
         self.scheduler.last_epoch -= 1
         self.scheduler.step()  # recompute the current rates from the new base
-        if hp.get("dropout") is not None and hp.get("attention_dropout") is None:  # one rate for all
-            for module in self.model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.p = float(hp["dropout"])
+        for name, module in self.model.named_modules():
+            if not isinstance(module, torch.nn.Dropout):
+                continue
+            if ".lora_dropout." in name:
+                module.p = float(hp.get("lora_dropout", module.p))
+            elif hp.get("dropout") is not None and hp.get("attention_dropout") is None:  # one rate for all
+                module.p = float(hp["dropout"])
+
+
+def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int) -> Any:
+    """The task's model with the trial's dropout, wrapped with LoRA adapters when ``lora_enabled``."""
+    common: dict[str, Any] = {"dropout": hp.get("dropout"), "attention_dropout": hp.get("attention_dropout"),
+                              "trust_remote_code": spec.trust_remote_code}
+    if spec.task_type == "causal_lm":
+        model = load_causal_lm(spec.model, **common)
+    else:
+        model = load_classifier(spec.model, num_labels=num_labels, **common)
+    apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
+    if not hp.get("lora_enabled"):
+        return model
+    from lmtune.training.lora import apply_lora
+
+    targets = hp.get("lora_target_modules")
+    if isinstance(targets, str):  # "q_proj,v_proj": one searchable categorical value
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    try:
+        return apply_lora(model, r=int(hp["lora_r"]), alpha=float(hp["lora_alpha"]),
+                          dropout=float(hp["lora_dropout"]), target_modules=targets or None,
+                          task_type=spec.task_type)
+    except ValueError as exc:
+        raise ConfigError(f"training.lora_target_modules: {exc}") from None
 
 
 def steps_for(total_examples: int, rows: int, batch_size: int) -> int:
@@ -134,19 +168,19 @@ def setup(spec: TrialSpec) -> Session:
     precision = pick_precision(hp.get("precision", "fp32"), device)
     folder = Path(spec.data_cache)
     meta = load_meta(folder)
-    model = load_classifier(spec.model, num_labels=meta["num_labels"], dropout=hp.get("dropout"),
-                            attention_dropout=hp.get("attention_dropout"),
-                            trust_remote_code=spec.trust_remote_code).to(device)
-    apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
+    model = load_model(spec, hp, meta["num_labels"]).to(device)
     model.train()
     batch_size = int(hp["batch_size"])
+    train_split = load_split(folder, "train")
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
     for group in optimizer.param_groups:
         group["lr_scale"] = group["lr"] / float(hp["learning_rate"])
         group["decays"] = not str(group.get("name", "")).endswith("no_decay")
     return Session(spec=spec, hp=hp, device=device, precision=precision, meta=meta, folder=folder,
-                   train_split=load_split(folder, "train"), eval_split=load_split(folder, "validation"),
+                   train_split=train_split, eval_split=load_split(folder, "validation"),
                    model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, hp, total_steps),
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
-                   pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps)
+                   pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps,
+                   micro_batch_size=min(int(hp.get("micro_batch_size") or batch_size), batch_size),
+                   train_terms=loss_terms(train_split))

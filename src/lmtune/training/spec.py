@@ -32,6 +32,7 @@ class TrialSpec:
     save_model: bool = False        # final runs: save the trained model to output_dir/model
     checkpoint_every: int = 0       # PBT: save an exact checkpoint at every multiple of this many units
                                     # (and at the end) before the evaluation is reported; 0 = never
+    save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -33,7 +33,7 @@ def classify_error(exc: BaseException) -> str:
         return "oom"
     if name == "TrainingDiverged":
         return "nan"
-    if name in ("ModelLoadError", "DataError"):
+    if name in ("ModelLoadError", "DataError", "ConfigError", "LayerDecayError"):
         return "input"
     return "exception"
 

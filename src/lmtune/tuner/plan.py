@@ -42,7 +42,9 @@ def data_spec(cfg: StudyConfig) -> DataSpec:
                     text_pair_column=t.text_pair_column,
                     label_column=t.label_column if t.type == "classification" else None,
                     sizes={"train": t.train_size, "validation": t.validation_size, "test": t.test_size},
-                    seed=cfg.study.seed)
+                    seed=cfg.study.seed, task=t.type,
+                    messages_column=t.messages_column if t.type == "causal_lm" else None,
+                    assistant_only=t.assistant_only)
 
 
 def make_plan(cfg: StudyConfig) -> Plan:
@@ -53,7 +55,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     """
     paths = StudyPaths(Path(cfg.study.dir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    model = resolve_model(cfg.task.model)
+    model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
     cache = build_cache(data_spec(cfg), tokenizer, model, cfg.task.max_length, paths.cache)
     train_rows = int(load_meta(cache)["splits"]["train"]["rows"])
@@ -67,6 +69,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
 
 def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                threads: int | None, **extra: Any) -> TrialSpec:
+    extra.setdefault("save_adapter", bool(hparams.get("lora_enabled")))  # so the best adapter can be exported
     return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type, data_cache=str(plan.data_cache),
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
                      total_examples=plan.total_examples, metric=cfg.study.metric,
