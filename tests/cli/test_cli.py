@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from conftest import tiny_overrides
 from lmtune.config import load_config
@@ -30,7 +31,7 @@ def sets(overrides: list[str]) -> list[str]:
 def trials(db: Path) -> list[optuna.trial.FrozenTrial]:
     try:
         return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").trials
-    except ValueError:  # storage created, study not yet
+    except (ValueError, sqlalchemy.exc.SQLAlchemyError):  # storage or study still being created by the driver
         return []
 
 
