@@ -13,7 +13,7 @@ $(STAMP): requirements.lock requirements-offline.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build
 	$(PIP) torch==2.13.0
-	$(PIP) -r requirements.lock
+	$(PIP) -r requirements.lock  # includes ray and psycopg2-binary (the ray/postgres extras), pinned
 	$(PIP) --no-deps -r requirements-offline.txt
 	$(PIP) --no-deps -e .
 	touch $(STAMP)

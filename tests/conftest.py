@@ -3,7 +3,9 @@ and a small learnable sentiment CSV, both built in code so tests run in about a 
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,26 @@ def llm_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
             "task.train_size=64", "task.validation_size=16", "task.test_size=16", "task.max_length=96",
             "training.batch_size=8", "training.max_steps=4", "training.eval_every=2", "training.dropout=null",
             "training.learning_rate=1e-3", "training.lora_enabled=true", "search.n_startup_trials=2"]
+
+
+# The real engines that .ci/run starts (PostgreSQL on loopback, a two-node Ray cluster). Tests that use
+# them are marked `services` and skipped where these variables are not set.
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("LMTUNE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LMTUNE_TEST_POSTGRES_URL not set (.ci/run starts PostgreSQL)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    address = os.environ.get("LMTUNE_TEST_RAY_ADDRESS")
+    if not address:
+        pytest.skip("LMTUNE_TEST_RAY_ADDRESS not set (.ci/run starts a two-node Ray cluster)")
+    return address
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"

@@ -35,9 +35,43 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     from lmtune.tuner.progress import make_reporter
 
     cfg = load_config(config, set_ or [])
+    if cfg.proxy is not None:  # two stages (lmtune.tuner.proxy): search on the proxy, run its top-k on the target
+        from lmtune.cli.stages import tune_two_stage
+
+        lines, payload, failed = tune_two_stage(cfg, n_trials)
+        out.print("\n" + "\n".join(lines), markup=False)
+        _print_best(payload)
+        if failed:
+            raise typer.Exit(1)
+        return
     summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter()).run()
     payload = best_payload(summary.study, read_meta(cfg.study.dir))
     out.print(f"\n{summary.stop_reason}; study at {cfg.study.dir} ({summary.wall_time_s:.0f}s this run)")
+    _print_best(payload)
+    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
+           set_: SetOpt = None,
+           n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+           ) -> None:
+    """Join a shared study as one of any number of workers (SLURM array, Kubernetes pods): take trials,
+    run them here, write results. Dead workers' trials are failed by heartbeat and run again."""
+    from lmtune.cli.views import best_payload
+    from lmtune.config import load_config
+    from lmtune.study import read_meta
+    from lmtune.tuner import Tuner
+    from lmtune.tuner.progress import make_reporter
+
+    cfg = load_config(config, set_ or [])
+    if not cfg.study.storage:
+        raise LmtuneError("study.storage: workers share a study through a database server; set study.storage: "
+                          "postgresql://USER:PASSWORD@HOST:5432/DB (the same URL for every worker)")
+    summary = Tuner(cfg, n_trials=n_trials, reporter=make_reporter(), shared=True).run()
+    payload = best_payload(summary.study, read_meta(cfg.study.dir))
+    out.print(f"\n{summary.stop_reason}; this worker ran {len(summary.ran)} trials ({summary.wall_time_s:.0f}s)")
     _print_best(payload)
     if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
         raise typer.Exit(1)
@@ -63,13 +97,20 @@ def _ppl(p: dict[str, Any]) -> str:
 
 @app.command()
 def status(study_dir: StudyDir) -> None:
-    """Table of the study's trials, with failure reasons and what was spent."""
-    from lmtune.cli.views import trial_rows
+    """Table of the study's trials (one per stage of a two-stage study), with failure reasons and what was spent."""
     from lmtune.study import load_study
+    from lmtune.study.stages import stages
 
     study, meta = load_study(study_dir)
+    for stage in stages(study, meta):
+        _status_table(stage.study, meta, "" if stage.role == "study" else f"{stage.role} stage: ")
+
+
+def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
+    from lmtune.cli.views import trial_rows
+
     rows = trial_rows(study, meta["metric"])
-    table = Table(title=f"{meta['study_name']} — {meta['metric']} ({meta['direction']})")
+    table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
     ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
     for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
                 "params / reason"):
@@ -94,15 +135,22 @@ def _short(v: Any) -> str:
 def best(study_dir: StudyDir,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """The best trial: params, value, trial number (and the default trial's value)."""
+    from lmtune.cli.stages import proxy_best, stages
     from lmtune.cli.views import best_payload
     from lmtune.study import load_study
 
     study, meta = load_study(study_dir)
     payload = best_payload(study, meta)
+    proxy = proxy_best(stages(study, meta), meta)
+    if proxy is not None:  # a two-stage study: the target's best above, the proxy stage's best too
+        payload["proxy"] = proxy
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
     else:
         _print_best(payload)
+        if proxy is not None:
+            out.print(f"proxy stage '{proxy['study']}':")
+            _print_best(proxy)
     if payload.get("best", 1) is None:
         raise typer.Exit(1)
 
@@ -135,6 +183,54 @@ def export(study_dir: StudyDir,
     else:
         out_path.write_text(text)
         out.print(f"wrote {out_path}")
+
+
+@app.command()
+def final(study_dir: StudyDir,
+          seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (0..K-1)")] = 3,
+          workers: Annotated[int | None, typer.Option("--workers", help="Runs at once (default: the config's "
+                                                      "execution.workers)")] = None) -> None:
+    """Retrain the default and the best configuration with K seeds each; compare them on the test split."""
+    from lmtune.cli.final_views import print_final
+    from lmtune.study import load_study
+    from lmtune.tuner.final import FinalRunner
+
+    summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}")).run()
+    study, meta = load_study(study_dir)
+    out.print()
+    print_final(out, summary.results, study.get_trials(deepcopy=False), metric=meta["metric"],
+                direction=meta["direction"])
+    out.print(f"results: {summary.results_path}")
+    if summary.model_dir is not None:
+        out.print(f"final model (best configuration, seed 0; HF folder + tokenizer + lmtune-config.yaml): "
+                  f"{summary.model_dir}")
+    for key, reason in summary.failed:
+        err.print(f"final run {key} failed: {reason}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(study_dir: StudyDir) -> None:
+    """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
+    from lmtune.report.render import StudyDirError, StudyMetaError, write_report
+
+    try:
+        html, md = write_report(study_dir)
+    except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
+        raise LmtuneError(str(exc)) from None
+    out.print(f"wrote {html}\nwrote {md}")
+
+
+@app.command()
+def dashboard(study_dir: StudyDir,
+              port: Annotated[int, typer.Option("--port", help="Port to serve on")] = 8080,
+              host: Annotated[str, typer.Option("--host", help="Interface to bind (localhost only by "
+                                                "default; the dashboard has no login)")] = "127.0.0.1") -> None:
+    """Open the study in optuna-dashboard (pip install 'lmtune[dashboard]')."""
+    from lmtune.cli.dashboard import serve
+
+    serve(study_dir, host=host, port=port, say=out.print)
 
 
 def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:

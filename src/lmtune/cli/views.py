@@ -62,6 +62,7 @@ def training_yaml(meta: dict[str, Any], config: dict[str, Any]) -> str:
     full = dict(meta["config"])
     full["training"] = {k: v for k, v in config.items() if k in full.get("training", config)}
     full["search"] = {**full.get("search", {}), "space": {}, "preset": None, "n_trials": 1}
+    full.pop("proxy", None)  # one configuration to train: no proxy stage
     return yaml.safe_dump(full, sort_keys=False)
 
 

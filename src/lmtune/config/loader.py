@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import ValidationError
@@ -124,9 +124,12 @@ def _section_fields(loc: tuple[str, ...]) -> list[str]:
     model: Any = StudyConfig
     for part in loc:
         info = model.model_fields.get(part)
-        if info is None or not isinstance(info.annotation, type):
+        annotation = info.annotation if info is not None else None
+        optional = [a for a in get_args(annotation) if a is not type(None)]  # `Section | None` fields
+        annotation = optional[0] if len(optional) == 1 else annotation
+        if not isinstance(annotation, type):
             return []
-        model = info.annotation
+        model = annotation
     return sorted(model.model_fields) if hasattr(model, "model_fields") else []
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -115,6 +115,27 @@ class ExecutionSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds
+    # backend: ray. None or "auto": an existing cluster (RAY_ADDRESS, or one `ray start`ed here), else a
+    # local Ray started in-process; "ray://host:10001" (Ray Client, e.g. KubeRay) or "host:port".
+    address: str | None = None
+    cpus_per_trial: float = Field(default=1, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)
+    max_retries: int = Field(default=2, ge=0)  # a trial whose Ray node/actor died is re-run this often
+    # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
+    # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
+    heartbeat_interval: int = Field(default=30, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutionSection:
+        a = self.address
+        if a not in (None, "auto") and not a.startswith("ray://") and ":" not in a:
+            raise ValueError(f"execution.address: {a!r} is not a Ray address; use auto, ray://HOST:10001 "
+                             "(Ray Client, e.g. KubeRay) or HOST:6379")
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"execution.grace_period: {self.grace_period}s must exceed heartbeat_interval "
+                             f"({self.heartbeat_interval}s), or a live trial would be declared dead")
+        return self
 
 
 class BudgetSection(_Section):
@@ -130,6 +151,7 @@ class StudyConfig(_Section):
     search: SearchSection = SearchSection()
     execution: ExecutionSection = ExecutionSection()
     budget: BudgetSection = BudgetSection()
+    proxy: ProxySection | None = None  # a two-stage study: search on a proxy, transfer the top-k (tuner.proxy)
 
     @model_validator(mode="before")
     @classmethod
@@ -158,3 +180,43 @@ class StudyConfig(_Section):
 
 
 TRAINING_FIELDS = frozenset(TrainingSection.model_fields)
+
+
+class ProxySection(_Section):
+    """Stage 1 of a two-stage study: search on a cheaper proxy, then run its top-k configurations on the
+    target (``lmtune.tuner.proxy``). The proxy is ``model`` (a smaller model) or ``truncate_layers``
+    (the target with only its first k transformer blocks); unset fields follow the target's settings."""
+
+    model: str | None = None
+    truncate_layers: int | None = None
+    data_fraction: float | None = None  # of the target's train split
+    max_steps: int | None = Field(default=None, ge=1)  # at the default batch size
+    strategy: Literal["grid", "random", "bayes", "asha", "hyperband"] | None = None  # None: search.strategy
+    n_trials: int | None = Field(default=None, ge=1)  # None: search.n_trials (or --n-trials)
+    top_k: int = Field(default=3, ge=1)  # proxy configurations run on the target
+    refine_trials: int = Field(default=0, ge=0)  # then this many target trials of search.strategy
+
+    @field_validator("truncate_layers")
+    @classmethod
+    def _k(cls, k: int | None) -> int | None:
+        if k is not None and k < 1:
+            raise ValueError(f"must be at least 1 (the number of transformer blocks the proxy keeps), got {k}; "
+                             "e.g. proxy.truncate_layers: 2")
+        return k
+
+    @field_validator("data_fraction")
+    @classmethod
+    def _fraction(cls, f: float | None) -> float | None:
+        if f is not None and not 0 < f <= 1:
+            raise ValueError(f"must be in (0, 1], a fraction of the train split, got {f}; e.g. 0.25")
+        return f
+
+    @model_validator(mode="after")
+    def _one_proxy(self) -> ProxySection:
+        if self.model is not None and self.truncate_layers is not None:
+            raise ValueError("set either proxy.model (a smaller model) or proxy.truncate_layers (the target "
+                             "cut to its first k blocks), not both; remove one of them")
+        if self.model is None and self.truncate_layers is None:
+            raise ValueError("a proxy needs proxy.model (a smaller model: folder, hub id or built-in) or "
+                             "proxy.truncate_layers: k (the target with only its first k blocks); set one")
+        return self

@@ -21,6 +21,7 @@ from typing import IO, Any
 from lmtune.training.spec import TrialSpec
 
 _PR_SET_PDEATHSIG = 1
+TRAINER = "lmtune.training.worker"  # the trainer entry point (`python -m TRAINER TRIAL_FILE`)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -31,11 +32,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class TrialProcess:
     """A running trainer. Iterate `events()`; answer each eval with `send("continue"|"stop")`."""
 
-    def __init__(self, spec_path: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, spec_path: Path, log_path: Path, env: dict[str, str], *, module: str = TRAINER) -> None:
         self.log_path = log_path
         self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmtune.training.worker", str(spec_path)],
+            [sys.executable, "-m", module, str(spec_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
             env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
@@ -55,7 +56,7 @@ class TrialProcess:
             assert self.proc.stdin is not None
             self.proc.stdin.write(decision + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # trainer gone, or its pipe already closed after it exited
             pass
 
     def kill(self) -> None:
@@ -66,7 +67,8 @@ class TrialProcess:
         code = self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a decision still buffered for an exited trainer
+                    stream.close()
         self._log.close()
         return code
 
@@ -75,8 +77,9 @@ class LocalExecutor:
     """Starts trainer processes on this machine: one GPU per worker where GPUs exist, else
     ``threads`` CPU threads each."""
 
-    def __init__(self, *, workers: int, device: str, threads: int | None) -> None:
+    def __init__(self, *, workers: int, device: str, threads: int | None, module: str = TRAINER) -> None:
         self.workers = workers
+        self.module = module
         self._gpus = _visible_gpus() if device in ("auto", "cuda") else []
         if device == "cuda" and not self._gpus:
             from lmtune.errors import ConfigError
@@ -97,6 +100,9 @@ class LocalExecutor:
     def release(self, slot: int) -> None:
         self._free.append(slot)
 
+    def close(self) -> None:  # trainers are children of this process; nothing else is held
+        pass
+
     def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess:
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "trial.json"
@@ -108,7 +114,7 @@ class LocalExecutor:
             env.setdefault("HF_HUB_OFFLINE", "1")
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
-        return TrialProcess(path, trial_dir / "trainer.log", env)
+        return TrialProcess(path, trial_dir / "trainer.log", env, module=self.module)
 
 
 def _visible_gpus() -> list[int]:

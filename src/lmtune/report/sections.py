@@ -197,6 +197,15 @@ def _transfer(c: ReportContent) -> Section | None:
         [stage, str(cost["trials"]), _fmt_tokens(int(cost["train_tokens"])), fmt_seconds(cost["wall_time_s"])]
         for stage, cost in (("proxy", tr.proxy_cost), ("target", tr.target_cost))
     ]
+    est = tr.target_only
+    if est is not None:
+        rows.append([f"target-only search (estimate: {est['trials']} trials at the target's mean cost per "
+                     "complete trial)", str(est["trials"]), _fmt_tokens(int(est["train_tokens"])),
+                     fmt_seconds(est["wall_time_s"])])
+        spent = tr.proxy_cost["wall_time_s"] + tr.target_cost["wall_time_s"]
+        if est["wall_time_s"] > 0:
+            text.append(f"Proxy search + transfer took {100 * spent / est['wall_time_s']:.0f} % of the trial wall "
+                        f"time a target-only search of {est['trials']} trials would have taken (estimated).")
     table = Table(["stage", "trials", "train tokens", "wall time"], rows)
     return Section(
         "transfer", "Proxy → target transfer", text, [table], figures=["transfer"] if tr.pairs else []

@@ -165,6 +165,9 @@ class TransferSummary:
     proxy_cost: dict[str, Any]
     target_cost: dict[str, Any]
     warning: str | None
+    # What a target-only search of as many trials as the proxy stage ran would have cost: the target's
+    # mean cost per COMPLETE trial times the proxy's trial count. None before a target trial completed.
+    target_only: dict[str, Any] | None = None
 
 
 def transfer_summary(
@@ -195,7 +198,17 @@ def transfer_summary(
         proxy_cost={"trials": len(proxy_trials), **cost_totals(proxy_trials)},
         target_cost={"trials": len(target_trials), **cost_totals(target_trials)},
         warning=warning,
+        target_only=_target_only_estimate(len(proxy_trials), target_trials),
     )
+
+
+def _target_only_estimate(n_trials: int, target_trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+    done = [t for t in target_trials if t.state == TrialState.COMPLETE]
+    if not done or not n_trials:
+        return None
+    per_trial = cost_totals(done)
+    return {"trials": n_trials, "train_tokens": round(per_trial["train_tokens"] * n_trials / len(done)),
+            "wall_time_s": per_trial["wall_time_s"] * n_trials / len(done)}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
+from lmtune.training.proxy import apply_proxy
 from lmtune.training.spec import TrialSpec
 
 
@@ -136,6 +137,7 @@ def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int) -> Any:
         model = load_causal_lm(spec.model, **common)
     else:
         model = load_classifier(spec.model, num_labels=num_labels, **common)
+    apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
     if not hp.get("lora_enabled"):
         return model
     from lmtune.training.lora import apply_lora

@@ -9,10 +9,12 @@ trials failed in this run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,16 +23,16 @@ from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig
 from lmtune.errors import ConfigError
-from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.strategies import make_pruner, make_sampler, pruner_name
 from lmtune.study.store import (
     INTERRUPTED,
+    carried_attrs,
     finished,
-    recover_interrupted,
-    storage_for,
     train_tokens_spent,
     write_meta,
 )
+from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
@@ -51,19 +53,39 @@ class RunSummary:
 @dataclass
 class _Running:
     trial: optuna.trial.Trial
-    proc: TrialProcess
+    proc: TrialHandle
     slot: int
     started: float
     is_default: bool
+    beat: Beat
 
 
 class Tuner:
-    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance."""
+    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance.
 
-    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None) -> None:
+    ``spec_extra`` goes into every trial's ``TrialSpec.extra`` (e.g. ``truncate_layers`` for a proxy
+    stage); ``meta`` holds extra keys for ``lmtune.json`` (a two-stage study's ``stages``).
+    ``shared``: one of several workers on a server-backed study (`lmtune worker`); see
+    `lmtune.tuner.coordination`. Otherwise this process is the study's only writer.
+    """
+
+    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
+                 spec_extra: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+                 shared: bool = False) -> None:
         self.cfg = cfg
+        ex = cfg.execution
+        if shared and cfg.search.strategy == "pbt":
+            raise ConfigError("search.strategy: pbt runs from one driver (its population state is in the study "
+                              "directory); spread a population over machines with 'lmtune tune' and "
+                              "execution.backend: ray instead of 'lmtune worker'")
+        self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
+                                                       grace_period=ex.grace_period,
+                                                       grid=cfg.search.strategy == "grid")
+                                    if shared else LocalCoordination())
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
+        self.spec_extra = dict(spec_extra or {})
+        self.meta = dict(meta or {})
         self._lock = threading.Lock()
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -71,14 +93,13 @@ class Tuner:
         t0 = time.monotonic()
         plan = make_plan(self.cfg)
         study = self._open_study(plan)
-        executor = LocalExecutor(workers=self.cfg.execution.workers, device=self.cfg.execution.device,
-                                 threads=self.cfg.execution.threads_per_worker)
+        executor = make_executor(self.cfg.execution)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
         if self.cfg.search.strategy == "pbt":
             return self._run_pbt(plan, study, executor, summary, t0)
-        for stale in recover_interrupted(study):
-            study.enqueue_trial(stale.params, user_attrs=_carry_attrs(stale.user_attrs))
-        target = self._seed_queue(study, plan)
+        self.coord.recover(study)
+        with self.coord.seeding(study):
+            target = self._seed_queue(study, plan)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         running: dict[int, _Running] = {}
         try:
@@ -87,11 +108,12 @@ class Tuner:
             self._abandon(study, running)
             raise
         finally:
+            executor.close()
             summary.wall_time_s = time.monotonic() - t0
             self.reporter.close()
         return summary
 
-    def _run_pbt(self, plan: Plan, study: optuna.Study, executor: LocalExecutor, summary: RunSummary,
+    def _run_pbt(self, plan: Plan, study: optuna.Study, executor: Executor, summary: RunSummary,
                  t0: float) -> RunSummary:
         population = self.cfg.search.pbt.population_size or self.n_trials
         if population < 2:
@@ -107,6 +129,7 @@ class Tuner:
             for member in runner.members.values():
                 if member.proc is not None:
                     member.proc.kill()
+            executor.close()
             summary.wall_time_s = time.monotonic() - t0
             self.reporter.close()
         return summary
@@ -118,7 +141,7 @@ class Tuner:
                              reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
         sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
                                n_startup_trials=cfg.search.n_startup_trials)
-        study = optuna.create_study(storage=storage_for(plan.storage), study_name=cfg.study.name,
+        study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     direction=cfg.study.direction, sampler=sampler, pruner=pruner,
                                     load_if_exists=True)
         study.set_user_attr("lmtune.metric", cfg.study.metric)
@@ -127,7 +150,7 @@ class Tuner:
                                 "metric": cfg.study.metric, "direction": cfg.study.direction,
                                 "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
                                 "examples_per_unit": plan.examples_per_unit,
-                                "total_examples": plan.total_examples})
+                                "total_examples": plan.total_examples, **self.meta})
         return study
 
     def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
@@ -141,7 +164,7 @@ class Tuner:
             if wants_default and not has_default:
                 study.enqueue_trial(default, user_attrs={"is_default": True})
             return self.n_trials
-        live = [t.params for t in trials if t.state != TrialState.FAIL]
+        live = [t.system_attrs.get("fixed_params") or t.params for t in trials if t.state != TrialState.FAIL]
         points = plan.space.grid()
         for point in points[: self.n_trials]:
             if point not in live:
@@ -150,21 +173,30 @@ class Tuner:
         return min(self.n_trials, len(points))
 
     # -- the loop -------------------------------------------------------------------------------
-    def _loop(self, study: optuna.Study, plan: Plan, executor: LocalExecutor, running: dict[int, _Running],
+    def _loop(self, study: optuna.Study, plan: Plan, executor: Executor, running: dict[int, _Running],
               target: int, summary: RunSummary, t0: float) -> str:
         stop = ""
         while True:
             with self._lock:
+                self.coord.recover(study)
                 done = finished(study)
+                others = self.coord.others_running(study, running)  # other workers' trials (shared study)
             stop = stop or self._budget_stop(study, done, target, summary, t0)
-            while not stop and len(running) < executor.workers and done + len(running) < target:
+            while not stop and len(running) < executor.workers and done + len(running) + others < target:
                 if self.cfg.search.strategy == "grid" and not _waiting(study):
-                    stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
+                    if not others:  # else a dead worker's point may come back to the queue
+                        stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
                     break
                 self._launch(study, plan, executor, running)
             if not running:
-                return stop or "n_trials reached"
-            number, state = self._done.get()
+                if stop or not others:
+                    return stop or "n_trials reached"
+                time.sleep(self.coord.poll_s or 1.0)
+                continue
+            try:
+                number, state = self._done.get(timeout=self.coord.poll_s)
+            except queue.Empty:
+                continue
             item = running.pop(number)
             executor.release(item.slot)
             summary.ran.append(number)
@@ -184,10 +216,15 @@ class Tuner:
             return f"budget: max_train_tokens {b.max_train_tokens} reached"
         return ""
 
-    def _launch(self, study: optuna.Study, plan: Plan, executor: LocalExecutor,
+    def _launch(self, study: optuna.Study, plan: Plan, executor: Executor,
                 running: dict[int, _Running]) -> None:
         with self._lock:
             trial = study.ask()
+            skip = self.coord.claim(study, trial)
+            if skip:
+                trial.set_user_attr("fail_reason", skip)
+                study.tell(trial, state=TrialState.FAIL)
+                return
             params = plan.space.suggest(trial)
             hparams = {**plan.defaults, **params}
             is_default = bool(trial.user_attrs.get("is_default"))
@@ -195,14 +232,30 @@ class Tuner:
             trial.set_user_attr("is_default", is_default)
         slot = executor.acquire()
         spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams,
-                          device=executor.device_for(slot), threads=executor.threads)
+                          device=executor.device_for(slot), threads=executor.threads, extra=dict(self.spec_extra))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
             trial.set_user_attr("trial_dir", str(trial_dir))
         proc = executor.launch(spec, trial_dir, slot)
-        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default)
+        beat = self.coord.heartbeat(study, trial, proc.kill)
+        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default, beat)
         self.reporter.trial_started(trial.number, params, is_default)
-        threading.Thread(target=self._watch, args=(study, running[trial.number], plan), daemon=True).start()
+        threading.Thread(target=self._watch_safely, args=(study, running[trial.number], plan), daemon=True).start()
+
+    def _watch_safely(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
+        """`_watch`, but the loop always hears that the trial ended (e.g. when another worker failed it
+        as dead meanwhile and the study refuses the result)."""
+        try:
+            self._watch(study, item, plan)
+        except Exception as exc:
+            item.proc.kill()
+            item.beat.stop()
+            reason = f"not recorded: {type(exc).__name__}: {exc}"
+            with self._lock, contextlib.suppress(Exception):
+                item.trial.set_user_attr("fail_reason", reason)
+                study.tell(item.trial, state=TrialState.FAIL)
+            self.reporter.trial_finished(item.trial.number, "FAIL", None, reason, None)
+            self._done.put((item.trial.number, "FAIL"))
 
     def _watch(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
         """Relay one trainer's events into the study; runs in its own thread."""
@@ -229,6 +282,7 @@ class Tuner:
             elif kind == "error":
                 error = ev
         code = item.proc.wait()
+        item.beat.stop()
         if timer is not None:
             timer.cancel()
         state, value, reason = self._record(study, item, curve, end, error, code)
@@ -302,15 +356,11 @@ class Tuner:
                     continue
                 t.set_user_attr("fail_reason", INTERRUPTED)
                 study.tell(t, state=TrialState.FAIL)
-                study.enqueue_trial(t.params, user_attrs={"is_default": True} if item.is_default else None)
+                study.enqueue_trial(t.params, user_attrs=carried_attrs(t.user_attrs))
 
 
 def _waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-
-def _carry_attrs(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    return {"is_default": True} if attrs.get("is_default") else None
 
 
 def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:

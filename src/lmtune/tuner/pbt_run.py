@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig
-from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.execution import Executor, TrialHandle
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study.store import INTERRUPTED
@@ -44,7 +44,7 @@ STATE_FILE = "pbt_state.json"
 class _Member:
     member: int
     trial: optuna.trial.Trial
-    proc: TrialProcess | None = None
+    proc: TrialHandle | None = None
     slot: int | None = None
     started: float = 0.0
     wall: float = 0.0
@@ -65,7 +65,7 @@ def make_pbt(cfg: StudyConfig, plan: Plan, population: int) -> PBT:
 class PBTRunner:
     """Drives one PBT study to the end (or to a budget stop). Only this process writes the study."""
 
-    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, executor: LocalExecutor,
+    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, executor: Executor,
                  reporter: Reporter, population: int) -> None:
         self.cfg, self.plan, self.study, self.executor, self.reporter = cfg, plan, study, executor, reporter
         self.pbt = make_pbt(cfg, plan, population)

@@ -1,0 +1,49 @@
+"""``lmtune dashboard``: open a study in optuna-dashboard (the optional ``dashboard`` extra).
+
+lmtune studies are plain Optuna RDB studies, so the dashboard needs nothing but the storage URL.
+It binds to 127.0.0.1 by default: optuna-dashboard has no authentication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lmtune.errors import LmtuneError
+from lmtune.study import read_meta
+
+_SQLITE = "sqlite:///"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+Say = Callable[[str], None]
+
+
+def storage_url(study_dir: Path) -> str:
+    """The study's storage URL; a SQLite file moved along with its study directory is found there."""
+    url = str(read_meta(study_dir)["storage"])
+    if not url.startswith(_SQLITE) or Path(url[len(_SQLITE):]).exists():
+        return url
+    local = study_dir / "study.db"
+    if local.exists():
+        return _SQLITE + str(local.resolve())
+    raise LmtuneError(f"{study_dir}: the study storage {url} does not exist (nor does {local})")
+
+
+def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:
+    """Serve optuna-dashboard on ``host:port`` until interrupted."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise LmtuneError("optuna-dashboard is not installed; install it with "
+                          "pip install 'lmtune[dashboard]' (or pip install optuna-dashboard)") from None
+    url = storage_url(study_dir)
+    if host not in LOCAL_HOSTS:
+        say(f"warning: binding to {host}; anyone who can reach this port can read and edit the study")
+    say(f"optuna-dashboard for {study_dir} at http://{host}:{port}/ (Ctrl-C stops it)")
+    try:
+        optuna_dashboard.run_server(url, host=host, port=port)
+    except OSError as exc:
+        raise LmtuneError(f"cannot serve on {host}:{port}: {exc}; pick another --port") from None
+    except KeyboardInterrupt:  # bottle usually handles Ctrl-C itself and returns
+        pass
+    say("dashboard stopped")
+

@@ -1,0 +1,51 @@
+"""What the tuner needs from an executor, whatever runs the trainers (local processes, Ray actors).
+
+Call order, per trial: ``acquire()`` a slot → ``launch(spec, trial_dir, slot)`` → iterate the handle's
+``events()`` (answering each ``eval`` event with ``send(decision)`` when the spec is interactive) →
+``wait()`` → ``release(slot)``; ``close()`` once at the end. ``kill()`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from lmtune.training.spec import TrialSpec
+
+
+class TrialHandle(Protocol):
+    """One running trainer, wherever it runs."""
+
+    log_path: Path
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The trainer's protocol events (start, eval, end | error), until it exits."""
+        ...
+
+    def send(self, decision: str) -> None:
+        """Answer the last eval: ``continue``, ``stop`` or a JSON exploit line."""
+        ...
+
+    def kill(self) -> None: ...
+
+    def wait(self) -> int:
+        """The trainer's exit code (0 after an end event)."""
+        ...
+
+
+class Executor(Protocol):
+    workers: int  # trials at once
+    threads: int  # CPU threads per trainer
+
+    def device_for(self, slot: int) -> str: ...
+
+    def acquire(self) -> int: ...
+
+    def release(self, slot: int) -> None: ...
+
+    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialHandle: ...
+
+    def close(self) -> None:
+        """Give back what the executor holds (Ray actors and their reserved resources)."""
+        ...

@@ -1,0 +1,263 @@
+"""``lmtune final``: retrain the default and the best configuration with several seeds, score on test.
+
+The search chose its best trial on the validation split, so that trial's validation score is biased
+upwards (it won a selection). The honest comparison retrains both configurations from scratch with
+seeds 0..K-1 (the seed sets the new head's initialisation, dropout and data order) and scores them on
+the test split, which no trial ever touched. Every run is a trainer subprocess of the same
+``LocalExecutor`` the search uses (memory goes back to the system after each run) and is not
+interactive: nothing prunes it.
+
+Writes ``<study_dir>/final/results.json`` (the format ``lmtune.report`` reads) after every finished
+run, so an interrupted ``final`` resumes where it stopped; see ``final_plan`` for what is reused. The
+best configuration's seed-0 run saves its model, exported to ``<study_dir>/final/model/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lmtune.config import StudyConfig, validate
+from lmtune.errors import StudyError
+from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.study.store import load_study
+from lmtune.training.spec import TrialSpec
+from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
+from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
+from lmtune.tuner.plan import Plan, make_plan, trial_spec
+
+__all__ = ["FINAL_DIR", "FinalRunError", "FinalRunner", "FinalSummary", "job_spec", "study_config"]
+
+FINAL_DIR = "final"
+Log = Callable[[str], None]
+
+
+class FinalRunError(RuntimeError):
+    """A final run ended without test metrics (its reason and log are in the message)."""
+
+
+@dataclass
+class FinalSummary:
+    results: dict[str, Any]
+    results_path: Path
+    model_dir: Path | None  # None until the best configuration's seed-0 run has finished
+    default: Choice
+    best: Choice
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
+    """The study's config from ``lmtune.json``, pointed at ``study_dir`` wherever it was run from.
+
+    The search section is dropped: final runs search nothing, and lmtune.json stores keys sorted, which
+    loses the order conditional parameters of ``search.space`` depend on."""
+    raw = meta.get("config")
+    if not isinstance(raw, dict):
+        raise StudyError(f"{study_dir}: lmtune.json has no config; rerun 'lmtune tune' to rewrite it")
+    raw = {**raw, "study": {**raw.get("study", {}), "dir": str(study_dir)}, "search": {}}
+    return validate(raw, source=f"{study_dir / 'lmtune.json'}")
+
+
+def job_spec(cfg: StudyConfig, plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
+             threads: int | None) -> TrialSpec:
+    """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
+    the test split, the model saved when the job says so, a PBT schedule replayed via ``extra``."""
+    spec = trial_spec(cfg, plan, number=number, hparams=job.hparams, device=device, threads=threads,
+                      interactive=False, evaluate_test=True, save_model=job.save_model,
+                      extra={"schedule": job.schedule} if job.schedule else {})
+    return replace(spec, output_dir=str(run_dir))
+
+
+class FinalRunner:
+    """Runs (or resumes) the final runs of one study directory. Keyword-only; one ``run()`` each."""
+
+    def __init__(self, study_dir: Path | str, *, seeds: int = 3, workers: int | None = None,
+                 log: Log = print) -> None:
+        self.study_dir = Path(study_dir)
+        self.seeds = seeds
+        self.workers = workers
+        self.log = log
+        self._lock = threading.Lock()
+        self._running: dict[str, TrialProcess] = {}
+
+    @property
+    def final_dir(self) -> Path:
+        return self.study_dir / FINAL_DIR
+
+    def run(self) -> FinalSummary:
+        t0 = time.monotonic()
+        study, meta = load_study(self.study_dir)
+        cfg = study_config(meta, self.study_dir)
+        plan = make_plan(cfg)
+        trials = study.get_trials(deepcopy=False)
+        default = default_choice(trials, plan.defaults)
+        best = best_choice(trials, plan.defaults, cfg.study.direction)
+        jobs = plan_jobs(default, best, self.seeds)
+        path = self.final_dir / "results.json"
+        previous = _read(path)
+        kept = kept_runs(previous.get("runs", []), [default, best])
+        self._drop_stale(previous.get("runs", []), kept)
+        model_dir = self.final_dir / "model"
+        pending = todo(jobs, kept, model_exported=(model_dir / CONFIG_FILE).is_file())
+        summary = FinalSummary(results={}, results_path=path, model_dir=None, default=default, best=best,
+                               reused=[j.key for j in jobs if j not in pending])
+        workers = self.workers or cfg.execution.workers
+        executor = LocalExecutor(workers=workers, device=cfg.execution.device,
+                                 threads=None if self.workers else cfg.execution.threads_per_worker)
+        machine = describe_machine(gpu=executor.device_for(0).startswith("cuda"), workers=workers,
+                                   threads=executor.threads)
+        runs = {(r["which"], int(r["seed"])): r for r in kept}
+        summary.results = self._write(path, cfg, default, best, runs, model_dir)
+        if summary.reused:
+            self.log(f"reusing {len(summary.reused)} finished run(s) from {path}: {', '.join(summary.reused)}")
+        self.log(f"{len(pending)} final run(s) to do on {machine}")
+        self._execute(pending, executor, cfg, plan, meta, machine, runs, summary)
+        summary.results = self._write(path, cfg, default, best, runs, model_dir)
+        summary.model_dir = model_dir if (model_dir / CONFIG_FILE).is_file() else None
+        summary.wall_time_s = time.monotonic() - t0
+        return summary
+
+    # -- running --------------------------------------------------------------------------------
+    def _execute(self, pending: list[FinalJob], executor: LocalExecutor, cfg: StudyConfig, plan: Plan,
+                 meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
+                 summary: FinalSummary) -> None:
+        pool = ThreadPoolExecutor(max_workers=executor.workers)
+        futures: dict[Future[dict[str, Any]], FinalJob] = {}
+        try:
+            for index, job in enumerate(pending):
+                futures[pool.submit(self._run_one, job, index, executor, cfg, plan)] = job
+            for future, job in futures.items():
+                try:
+                    record = {**future.result(), "machine": machine}
+                except FinalRunError as exc:
+                    summary.failed.append((job.key, str(exc)))
+                    self.log(f"{job.key} FAILED: {exc}")
+                    continue
+                with self._lock:
+                    runs[(job.which, job.seed)] = record
+                    self._write(summary.results_path, cfg, summary.default, summary.best, runs,
+                                self.final_dir / "model")
+                summary.ran.append(job.key)
+                if job.save_model:
+                    self._export(job, record, cfg, plan, meta)
+        except BaseException:
+            with self._lock:
+                for proc in self._running.values():
+                    proc.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run_one(self, job: FinalJob, index: int, executor: LocalExecutor, cfg: StudyConfig,
+                 plan: Plan) -> dict[str, Any]:
+        with self._lock:
+            slot = executor.acquire()
+        try:
+            run_dir = self.final_dir / "runs" / job.key
+            shutil.rmtree(run_dir / "model", ignore_errors=True)
+            spec = job_spec(cfg, plan, job, number=index, run_dir=run_dir, device=executor.device_for(slot),
+                            threads=executor.threads)
+            self.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
+            started = time.monotonic()
+            proc = executor.launch(spec, run_dir, slot)
+            with self._lock:
+                self._running[job.key] = proc
+            end, error = None, None
+            for ev in proc.events():
+                if ev.get("event") == "end":
+                    end = ev
+                elif ev.get("event") == "error":
+                    error = ev
+            code = proc.wait()
+            wall = time.monotonic() - started
+        finally:
+            with self._lock:
+                self._running.pop(job.key, None)
+                executor.release(slot)
+        if error is not None:
+            raise FinalRunError(f"{error.get('kind')}: {error.get('reason')} (log: {proc.log_path})")
+        if end is None or not end.get("test_metrics"):
+            raise FinalRunError(f"trainer exited with code {code} and no test metrics; see {proc.log_path}")
+        record = _record(job, end, wall, run_dir.relative_to(self.study_dir))
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
+        self.log(f"{job.key} done in {wall:.0f}s: {shown}")
+        return record
+
+    def _export(self, job: FinalJob, record: dict[str, Any], cfg: StudyConfig, plan: Plan,
+                meta: dict[str, Any]) -> None:
+        saved = self.study_dir / record["run_dir"] / "model"
+        if not saved.is_dir():
+            self.log(f"{job.key}: the trainer saved no model at {saved}; final/model not written")
+            return
+        source = "its PBT schedule replayed" if job.schedule else "its configuration"
+        header = [f"Written by 'lmtune final': the best trial ({job.choice.source_trial}) of study "
+                  f"'{meta.get('study_name')}', {source}, retrained with seed {job.seed} on the training split.",
+                  "Test metrics of this model: " + ", ".join(f"{k}={v:.4f}" for k, v in
+                                                             sorted(record["metrics"].items()))]
+        text = config_yaml(meta["config"], job.hparams, header=header, schedule=job.schedule)
+        dest = export_model(saved, self.final_dir / "model", tokenizer_from=plan.model, config_text=text,
+                            trust_remote_code=cfg.task.trust_remote_code)
+        self.log(f"final model (best configuration, seed {job.seed}) written to {dest}")
+
+    # -- results file ---------------------------------------------------------------------------
+    def _drop_stale(self, previous: list[dict[str, Any]], kept: list[dict[str, Any]]) -> None:
+        stale = [r for r in previous if r not in kept]
+        if not stale:
+            return
+        self.log(f"dropping {len(stale)} recorded run(s) whose configuration is no longer the "
+                 "default/best one (the study changed since the last 'lmtune final'); they are redone")
+        if any(r.get("which") == "best" for r in stale):
+            shutil.rmtree(self.final_dir / "model", ignore_errors=True)
+
+    def _write(self, path: Path, cfg: StudyConfig, default: Choice, best: Choice,
+               runs: dict[tuple[str, int], dict[str, Any]], model_dir: Path) -> dict[str, Any]:
+        ordered = sorted(runs.values(), key=lambda r: (WHICH.index(r["which"]), int(r["seed"])))
+        names = sorted({m for r in ordered for m in r["metrics"]})
+        primary = "test_" + cfg.study.metric.removeprefix("eval_")
+        names.sort(key=lambda m: m != primary)
+        machines = list(dict.fromkeys(str(r["machine"]) for r in ordered if r.get("machine")))
+        results = {
+            "study_name": cfg.study.name, "search_metric": cfg.study.metric, "direction": cfg.study.direction,
+            "metric_names": names, "seeds": sorted({int(r["seed"]) for r in ordered}), "runs": ordered,
+            "machine": "; ".join(machines) or None, "default_trial": default.source_trial,
+            "best_trial": best.source_trial,
+            "model_dir": str(model_dir.relative_to(self.study_dir)) if (model_dir / CONFIG_FILE).is_file() else None,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        tmp.replace(path)
+        return results
+
+
+def _record(job: FinalJob, end: dict[str, Any], wall: float, run_dir: Path) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "which": job.which, "seed": job.seed, "config": job.hparams, "source_trial": job.choice.source_trial,
+        "metrics": dict(end["test_metrics"]), "validation_metrics": dict(end.get("metrics") or {}),
+        "train_tokens": int(end.get("train_tokens") or 0), "wall_time_s": wall,
+        "train_time_s": end.get("train_time_s"), "eval_time_s": end.get("eval_time_s"),
+        "precision": end.get("precision"), "stopped_by": end.get("stopped_by"), "run_dir": str(run_dir),
+    }
+    if job.schedule is not None:
+        record["schedule"] = job.schedule
+    return record
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"{path} is not valid JSON ({exc}); delete it to redo the final runs") from None
+    return data if isinstance(data, dict) else {}

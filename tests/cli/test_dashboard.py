@@ -1,0 +1,74 @@
+"""`lmtune dashboard`: optuna-dashboard serves an lmtune study on localhost, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lmtune.cli.dashboard import serve
+from lmtune.errors import LmtuneError
+
+ROOT = Path(__file__).parents[2]
+
+
+def make_study(d: Path) -> Path:
+    d.mkdir(parents=True)
+    storage = f"sqlite:///{(d / 'study.db').resolve()}"
+    study = optuna.create_study(study_name="dash-demo", storage=storage, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("learning_rate", 1e-5, 1e-3, log=True), n_trials=2)
+    (d / "lmtune.json").write_text(json.dumps({"study_name": "dash-demo", "storage": storage,
+                                               "metric": "eval_accuracy", "direction": "maximize"}))
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fetch(url: str, deadline: float) -> bytes:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return bytes(resp.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_dashboard_serves_the_study_on_localhost(tmp_path: Path) -> None:
+    d, port = make_study(tmp_path / "run"), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lmtune", "dashboard", str(d), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        page = fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 90)  # redirects to /dashboard
+        assert b"<html" in page.lower()
+        studies = json.loads(fetch(f"http://127.0.0.1:{port}/api/studies", time.monotonic() + 10))
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["dash-demo"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    assert proc.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/" in stdout and "dashboard stopped" in stdout
+
+
+def test_missing_optuna_dashboard_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import now raises ImportError
+    with pytest.raises(LmtuneError, match=r"pip install 'lmtune\[dashboard\]'"):
+        serve(make_study(tmp_path / "run"), host="127.0.0.1", port=free_port(), say=print)
