@@ -71,6 +71,8 @@ def _tokens(trials: list[optuna.trial.FrozenTrial]) -> int:
 def target_only(cfg: StudyConfig, n_target: int) -> dict[str, Any]:
     t0 = time.monotonic()
     run = Tuner(cfg, n_trials=n_target, reporter=PlainReporter()).run()
+    if run.stop_reason != "n_trials reached":
+        raise SystemExit(f"target-only arm stopped early: {run.stop_reason}")
     trials = run.study.get_trials(deepcopy=False)
     value, acc = _best(run.study)
     return {"best": value, "acc": acc, "target_trials": len(trials), "target_wall_s": _wall(trials),
@@ -80,6 +82,8 @@ def target_only(cfg: StudyConfig, n_target: int) -> dict[str, Any]:
 def proxy_transfer(cfg: StudyConfig) -> dict[str, Any]:
     t0 = time.monotonic()
     run = TwoStageTuner(cfg, reporter=PlainReporter).run()
+    if run.stop_reason != "n_trials reached":
+        raise SystemExit(f"proxy + transfer arm stopped early: {run.stop_reason}")
     target, proxy = run.target_study.get_trials(deepcopy=False), run.proxy_study.get_trials(deepcopy=False)
     tr = transfer_summary(proxy, target)
     value, acc = _best(run.target_study)

@@ -127,8 +127,12 @@ def run_level(c: int, *, units: int, unit_s: float, waves: int, root: Path) -> d
     end = max(t.datetime_complete for t in trials if t.datetime_complete)
     span = (end - start).total_seconds()
     ideal = c / (units * unit_s)
+    # after the first wave (slot actors up): completions from the last first-wave completion to the end
+    t1 = max(t.datetime_complete for t in trials if t.number < c and t.datetime_complete)
+    later = sum(1 for t in trials if t.datetime_complete and t.datetime_complete > t1)
+    steady = later / max(1e-9, (end - t1).total_seconds())
     return {"c": c, "trials": n, "span_s": span, "throughput": n / span, "ideal": ideal,
-            "ratio": n / span / ideal,
+            "ratio": n / span / ideal, "steady": steady, "steady_ratio": steady / ideal,
             "overhead_s": statistics.mean(t.user_attrs["overhead_s"] for t in trials),
             # the first wave also starts the slot actors (one Ray worker process each); later waves reuse them
             "overhead_first_s": _mean(t.user_attrs["overhead_s"] for t in trials if t.number < c),
@@ -161,12 +165,14 @@ def machine() -> str:
 def table(rows: list[dict[str, Any]], *, units: int, unit_s: float) -> str:
     head = (f"Simulated trials of {units} units × {unit_s:g} s = {units * unit_s:g} s each; the driver reports every "
             "unit to Optuna (SQLite) and answers each evaluation.\n\n"
-            "| concurrent | trials | span s | trials/s | ideal | ratio | overhead s/trial (1st wave / later) "
+            "| concurrent | trials | span s | trials/s | ideal | ratio | after 1st wave: trials/s (ratio) "
+            "| overhead s/trial (1st wave / later) "
             "| driver ms/trial | ask+launch ms | report+decide ms/eval | tell ms | CPU s/trial | cores busy |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['c']} | {r['trials']} | {r['span_s']:.1f} | {r['throughput']:.3f} | {r['ideal']:.3f} | "
-        f"{r['ratio']:.2f} | {r['overhead_s']:.2f} ({r['overhead_first_s']:.2f} / {r['overhead_later_s']:.2f}) | "
+        f"{r['ratio']:.2f} | {r['steady']:.3f} ({r['steady_ratio']:.2f}) | "
+        f"{r['overhead_s']:.2f} ({r['overhead_first_s']:.2f} / {r['overhead_later_s']:.2f}) | "
         f"{r['driver_ms']:.0f} | {r['launch_ms']:.0f} | "
         f"{r['report_ms']:.1f} | {r['record_ms']:.0f} | {r['cpu_per_trial_s']:.2f} | {r['cores_used']:.2f} |\n"
         for r in rows)

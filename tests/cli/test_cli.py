@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from conftest import tiny_overrides
 from lmtune.config import load_config
@@ -18,7 +19,7 @@ ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 
-def lmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def lmtune(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lmtune", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
@@ -30,7 +31,7 @@ def sets(overrides: list[str]) -> list[str]:
 def trials(db: Path) -> list[optuna.trial.FrozenTrial]:
     try:
         return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").trials
-    except ValueError:  # storage created, study not yet
+    except (ValueError, sqlalchemy.exc.SQLAlchemyError):  # storage or study still being created by the driver
         return []
 
 
@@ -120,7 +121,7 @@ def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv:
            *sets([*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=30"]), "--n-trials", "3"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     db = d / "study.db"
     try:
         while time.time() < deadline:
@@ -133,7 +134,7 @@ def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     survivors = {t.number: t.value for t in complete(db)}
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
     done = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}

@@ -52,14 +52,14 @@ def test_dashboard_serves_the_study_on_localhost(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "lmtune", "dashboard", str(d), "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        page = fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 90)  # redirects to /dashboard
+        page = fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 240)  # redirects to /dashboard
         assert b"<html" in page.lower()
-        studies = json.loads(fetch(f"http://127.0.0.1:{port}/api/studies", time.monotonic() + 10))
+        studies = json.loads(fetch(f"http://127.0.0.1:{port}/api/studies", time.monotonic() + 60))
         assert [s["study_name"] for s in studies["study_summaries"]] == ["dash-demo"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            stdout, stderr = proc.communicate(timeout=30)
+            stdout, stderr = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()

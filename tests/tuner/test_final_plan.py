@@ -84,7 +84,7 @@ def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None
         {"units": u, "hparams": {**DEFAULTS, **c, "seed": 1}}
         for u, c in ((0, PBT_SCHEDULE[0]["config"]), (2, PBT_SCHEDULE[1]["config"]), (4, PBT_SCHEDULE[2]["config"]))
     ]
-    assert not spec.interactive and spec.evaluate_test and not spec.save_model
+    assert not spec.interactive and spec.evaluate_test and not spec.save_model and not spec.save_adapter
     assert spec.output_dir == str(tmp_path / "r") and spec.total_examples == 192 and spec.examples_per_unit == 32
 
 
@@ -117,10 +117,11 @@ def test_resume_keeps_matching_runs_and_redoes_a_changed_best() -> None:
 
 def test_model_config_yaml_loads_as_a_study_of_its_own(tmp_path: Path) -> None:
     study = load_config(QUICKSTART).model_dump(mode="json")
-    hparams = {**study["training"], "learning_rate": 3e-4, "seed": 0, "lora_r": 8}
+    hparams = {**study["training"], "learning_rate": 3e-4, "seed": 0, "custom_knob": 8}
     schedule = [{"units": 0, "hparams": hparams}, {"units": 2, "hparams": {**hparams, "learning_rate": 1e-4}}]
     text = config_yaml(study, hparams, header=["from trial 1"], schedule=schedule)
-    assert text.startswith("# from trial 1\n") and "lora_r=8" in text and "from unit 2: learning_rate=0.0001" in text
+    assert text.startswith("# from trial 1\n") and "custom_knob=8" in text
+    assert "from unit 2: learning_rate=0.0001" in text
     path = tmp_path / "lmtune-config.yaml"
     path.write_text(text)
     cfg = load_config(path)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState, create_trial
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
-from lmtune.tuner.loop import _carry_attrs
+from lmtune.study.store import carried_attrs as _carry_attrs
 from lmtune.tuner.progress import PlainReporter
 from lmtune.tuner.proxy import (
     TwoStageTuner,

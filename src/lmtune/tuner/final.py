@@ -71,9 +71,10 @@ def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
 def job_spec(cfg: StudyConfig, plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
              threads: int | None) -> TrialSpec:
     """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
-    the test split, the model saved when the job says so, a PBT schedule replayed via ``extra``."""
+    the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
+    peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``."""
     spec = trial_spec(cfg, plan, number=number, hparams=job.hparams, device=device, threads=threads,
-                      interactive=False, evaluate_test=True, save_model=job.save_model,
+                      interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
                       extra={"schedule": job.schedule} if job.schedule else {})
     return replace(spec, output_dir=str(run_dir))
 

@@ -27,7 +27,7 @@ CONFIG_FILE = "lmtune-config.yaml"
 def config_yaml(study_config: Mapping[str, Any], hparams: Mapping[str, Any], *, header: Sequence[str] = (),
                 schedule: Sequence[Mapping[str, Any]] | None = None) -> str:
     """An lmtune config that trains ``hparams``: the study's config, its training section set to them,
-    and no search. Settings the training section has no field for (e.g. ``lora_r``) and a PBT
+    and no search. Settings the training section has no field for and a PBT
     schedule are kept as comments, so the file still loads with ``lmtune.config.load_config``."""
     order = ("study", "task", "training", "search", "execution", "budget")
     full = {k: study_config[k] for k in order if k in study_config}
