@@ -62,8 +62,8 @@ def test_dashboard_serves_the_study_on_localhost(tmp_path: Path) -> None:
             stdout, stderr = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
-            raise
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the dashboard did not stop on SIGINT; its output:\n{stdout}\n{stderr}")
     assert proc.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}/" in stdout and "dashboard stopped" in stdout
 
@@ -72,3 +72,13 @@ def test_missing_optuna_dashboard_is_a_clear_error(tmp_path: Path, monkeypatch: 
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import now raises ImportError
     with pytest.raises(LmtuneError, match=r"pip install 'lmtune\[dashboard\]'"):
         serve(make_study(tmp_path / "run"), host="127.0.0.1", port=free_port(), say=print)
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    d = make_study(tmp_path / "run")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = int(busy.getsockname()[1])
+        with pytest.raises(LmtuneError, match="pick another --port"):
+            serve(d, host="127.0.0.1", port=port, say=print)

@@ -6,6 +6,7 @@ It binds to 127.0.0.1 by default: optuna-dashboard has no authentication.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,21 +30,36 @@ def storage_url(study_dir: Path) -> str:
 
 
 def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:
-    """Serve optuna-dashboard on ``host:port`` until interrupted."""
+    """Serve optuna-dashboard on ``host:port`` until Ctrl-C (SIGINT).
+
+    The app is optuna-dashboard's own (``optuna_dashboard.wsgi``) on wsgiref, as its ``run_server`` does,
+    but served from a thread: wsgiref swallows a KeyboardInterrupt that lands while it answers a request
+    (the dashboard polls every few seconds), so under ``run_server`` Ctrl-C often did nothing. Here the
+    main thread only waits, takes the interrupt, and shuts the server down after the current request.
+    """
     try:
         import optuna_dashboard
     except ImportError:
         raise LmtuneError("optuna-dashboard is not installed; install it with "
                           "pip install 'lmtune[dashboard]' (or pip install optuna-dashboard)") from None
+    from wsgiref.simple_server import make_server
+
     url = storage_url(study_dir)
     if host not in LOCAL_HOSTS:
         say(f"warning: binding to {host}; anyone who can reach this port can read and edit the study")
-    say(f"optuna-dashboard for {study_dir} at http://{host}:{port}/ (Ctrl-C stops it)")
     try:
-        optuna_dashboard.run_server(url, host=host, port=port)
+        httpd = make_server(host, port, optuna_dashboard.wsgi(url))
     except OSError as exc:
         raise LmtuneError(f"cannot serve on {host}:{port}: {exc}; pick another --port") from None
-    except KeyboardInterrupt:  # bottle usually handles Ctrl-C itself and returns
+    say(f"optuna-dashboard for {study_dir} at http://{host}:{port}/ (Ctrl-C stops it)")
+    thread = threading.Thread(target=httpd.serve_forever, name="optuna-dashboard", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
         pass
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     say("dashboard stopped")
-

@@ -101,7 +101,7 @@ def _with_driver(url: str) -> str:
 def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.meta.with_suffix(f".tmp{os.getpid()}")  # workers sharing study.dir write it concurrently
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(meta, indent=1, default=str))  # keep key order: search.space order matters
     tmp.replace(paths.meta)
 
 
