@@ -163,3 +163,17 @@ def ray_address() -> str:
 @pytest.fixture
 def study_name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA GPU: skipped where none is visible (CI has none)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible); run `pytest -m gpu` on a GPU machine")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -95,7 +95,7 @@ def _numpy_state() -> dict[str, Any]:
 
 
 def _set_numpy_state(s: dict[str, Any]) -> None:
-    np.random.set_state((s["name"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+    np.random.set_state((s["name"], s["keys"].cpu().numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"]))
 
 
 def _python_state() -> list[Any]:

@@ -1,0 +1,78 @@
+"""On a CUDA GPU: bf16 autocast and fp16 with loss scaling train with fp32 master weights, the precision
+that ran is recorded, and a checkpoint resumes the run. Marked ``gpu``: skipped where no GPU is present
+(CI has none); run with ``pytest -m gpu`` on a GPU machine."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_lm_training import lm_cache, lm_spec  # noqa: F401  (module fixture)
+from test_loop import cache, make_spec  # noqa: F401  (module fixture)
+
+from lmtune.training.loop import train
+from lmtune.training.session import setup
+from lmtune.training.spec import TrialSpec
+
+pytestmark = pytest.mark.gpu
+
+
+def run(spec: TrialSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    return train(spec, events.append, lambda: "continue"), events
+
+
+def on_cuda(spec: TrialSpec, **changes: Any) -> TrialSpec:
+    return TrialSpec(**{**spec.__dict__, "device": "cuda", **changes})
+
+
+def expected(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
+def test_causal_lm_trains_in_each_precision(precision: str, tiny_llama: Path, lm_cache: Path,  # noqa: F811
+                                            tmp_path: Path) -> None:
+    spec = on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path, precision=precision, lora_enabled=False,
+                           learning_rate=1e-3), total_examples=64)
+    session = setup(spec)
+    assert {p.dtype for p in session.model.parameters()} == {torch.float32}  # master weights
+    assert (session.scaler is not None) == (expected(precision) == "fp16")
+    result, events = run(spec)
+    assert result["precision"] == expected(precision)
+    losses = [e["metrics"]["eval_loss"] for e in events if e["event"] == "eval"]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert result.get("peak_memory_mb", 0) > 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_lora_trial_on_cuda(precision: str, tiny_llama: Path, lm_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    result, _ = run(on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path, precision=precision)))
+    assert result["precision"] == precision and math.isfinite(result["metrics"]["eval_loss"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_classifier_trains_on_cuda(precision: str, tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    spec = on_cuda(make_spec(tiny_model, cache, tmp_path, precision=precision), total_examples=768)
+    result, _ = run(spec)
+    assert result["precision"] == precision
+    assert result["metrics"]["eval_accuracy"] > 0.7  # the toy task, as on CPU
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resume_on_cuda_matches_uninterrupted(precision: str, tiny_model: Path, cache: Path,  # noqa: F811
+                                              tmp_path: Path) -> None:
+    """Optimizer, scheduler, loss scaler and CUDA RNG state travel in the checkpoint. GPU kernels are not
+    bit-deterministic (atomic adds in backward), so the match is to 1e-3, not CPU's 1e-6."""
+    base = on_cuda(make_spec(tiny_model, cache, tmp_path / "a", precision=precision, dropout=0.2, batch_size=8))
+    full = [e for e in run(TrialSpec(**{**base.__dict__, "checkpoint_every": 1}))[1] if e["event"] == "eval"]
+    resumed = [e for e in run(TrialSpec(**{**base.__dict__, "output_dir": str(tmp_path / "b"),
+                                           "resume_from": full[1]["checkpoint"]}))[1] if e["event"] == "eval"]
+    assert [e["units"] for e in resumed] == [3, 4]
+    for a, b in zip(full[2:], resumed, strict=True):
+        assert b["metrics"]["eval_loss"] == pytest.approx(a["metrics"]["eval_loss"], abs=1e-3)
