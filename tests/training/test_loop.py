@@ -109,6 +109,22 @@ def test_dropout_reaches_the_model_config(tiny_model: Path) -> None:
     assert net.config.hidden_dropout_prob == 0.3 and net.config.attention_probs_dropout_prob == 0.0
 
 
+def test_half_precision_checkpoint_trains_in_fp32(tiny_model: Path, tmp_path: Path) -> None:
+    """Hub checkpoints are often stored in bf16; transformers 5 would load them as bf16 by default."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from lmtune.training.models import load_classifier
+
+    folder = tmp_path / "bf16"
+    shutil.copytree(tiny_model, folder)
+    AutoModelForSequenceClassification.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(folder)
+    net = load_classifier(str(folder), num_labels=2, dropout=None, attention_dropout=None)
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+
+
 def test_worker_process_protocol(tiny_model: Path, cache: Path, tmp_path: Path) -> None:
     spec = make_spec(tiny_model, cache, tmp_path)
     path = tmp_path / "trial.json"

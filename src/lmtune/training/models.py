@@ -76,15 +76,18 @@ def dropout_overrides(config: Any, dropout: float | None, attention_dropout: flo
 
 def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                     attention_dropout: float | None, trust_remote_code: bool = False) -> Any:
-    """A sequence-classification model with the requested dropout and a fresh head of num_labels."""
+    """A sequence-classification model in float32 with the requested dropout and a fresh head of num_labels."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
         config = AutoConfig.from_pretrained(model, num_labels=num_labels, trust_remote_code=trust_remote_code)
         for key, value in dropout_overrides(config, dropout, attention_dropout).items():
             setattr(config, key, value)
+        # fp32 master weights whatever the checkpoint stores (transformers 5 defaults to dtype="auto",
+        # which would train a bf16 checkpoint in bf16 under `precision: fp32`); autocast does the rest.
         net = AutoModelForSequenceClassification.from_pretrained(
-            model, config=config, trust_remote_code=trust_remote_code)
+            model, config=config, dtype=torch.float32, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelLoadError(f"task.model: cannot load '{model}' for sequence classification: "
                              f"{type(exc).__name__}: {str(exc)[:300]}") from None
