@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 
 
@@ -15,8 +17,11 @@ def make_sampler(*, strategy: str, sampler: str, seed: int, n_startup_trials: in
     if strategy in ("bayes", "hyperband"):
         if sampler == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
-        # multivariate + group: TPE models parameters jointly and handles conditional subspaces
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
-                                          group=True, constant_liar=True)
+        # multivariate + group: TPE models parameters jointly and handles conditional subspaces. Optuna
+        # flags these arguments experimental on every construction; a user of lmtune cannot act on that.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
+                                              group=True, constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)
 
