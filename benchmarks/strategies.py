@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ def task_overrides(args: argparse.Namespace) -> list[str]:
 
 def run_study(strategy: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     d = workdir / f"{strategy}-{seed}"
+    shutil.rmtree(d, ignore_errors=True)  # a study left by an interrupted run would be resumed, not rerun
     sets = [f"study.dir={d}", f"study.seed={seed}", *task_overrides(args), *STRATEGIES[strategy]]
     cmd = [sys.executable, "-m", "lmtune", "tune", str(ROOT / "examples" / "quickstart.yaml"),
            *[a for s in sets for a in ("--set", s)], "--n-trials", "60"]
@@ -55,31 +57,46 @@ def run_study(strategy: str, seed: int, args: argparse.Namespace, workdir: Path)
     return {"strategy": strategy, "seed": seed, "wall_s": wall, **summarize(study, args.budget)}
 
 
+def eval_points(study: optuna.Study) -> list[tuple[int, float]]:
+    """(train tokens spent by the whole study so far, validation accuracy) at every evaluation.
+
+    One worker runs one trial at a time, so a trial's evaluation at ``tokens`` comes after everything
+    the trials started before it spent. A PBT population instead advances together from ready point to
+    ready point (members pause and resume), so its evaluation at unit ``u`` comes when every member has
+    trained to ``u``: the tokens then are the sum over members."""
+    trials = sorted((t for t in study.trials if t.user_attrs.get("curve")), key=lambda t: t.datetime_start)
+    if any("pbt" in t.user_attrs for t in trials):
+        by_unit: dict[int, list[tuple[int, float]]] = {}
+        for t in trials:
+            for p in t.user_attrs["curve"]:
+                by_unit.setdefault(int(p["units"]), []).append((int(p["tokens"]), p["metrics"]["eval_accuracy"]))
+        return [(sum(tok for tok, _ in rows), max(acc for _, acc in rows)) for _, rows in sorted(by_unit.items())]
+    points, before = [], 0
+    for t in trials:
+        points += [(before + int(p["tokens"]), p["metrics"]["eval_accuracy"]) for p in t.user_attrs["curve"]]
+        before += int(t.user_attrs.get("train_tokens", 0))
+    return points
+
+
 def summarize(study: optuna.Study, budget: int) -> dict[str, Any]:
-    """Best-so-far validation metric against cumulative train tokens, trials in completion order.
-    For PBT every member contributes its curve (the population trains in parallel)."""
-    points: list[tuple[int, float]] = []  # (cumulative tokens, value reached)
-    spent = 0
-    done = [t for t in study.trials if t.datetime_complete is not None]
-    for t in sorted(done, key=lambda t: t.datetime_complete):
-        spent += int(t.user_attrs.get("train_tokens", 0))
-        values = [p["metrics"]["eval_accuracy"] for p in t.user_attrs.get("curve", [])]
-        if values:
-            points.append((spent, max(values) if "pbt" in t.user_attrs else values[-1]))
+    """Best validation accuracy seen at any evaluation once 25/50/100 % of the token budget was spent,
+    and the value of the trial lmtune selects (``lmtune best``: the best finished trial)."""
+    points = eval_points(study)
     best_at = {}
     for frac in (0.25, 0.5, 1.0):
         reached = [v for tok, v in points if tok <= frac * budget * 1.05]
         best_at[f"best@{int(frac * 100)}%"] = max(reached) if reached else None
     states = [t.state.name for t in study.trials]
-    return {"tokens": spent, "trials": len(states), "pruned": states.count("PRUNED"),
-            "best": max((v for _, v in points), default=None), **best_at}
+    complete = [t.value for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    return {"tokens": sum(int(t.user_attrs.get("train_tokens", 0)) for t in study.trials), "trials": len(states),
+            "pruned": states.count("PRUNED"), "selected": max(complete, default=None), **best_at}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     import statistics as st
 
-    lines = ["| strategy | best val. accuracy (mean ± std) | best@25% | best@50% | trials (pruned) | "
-             "train tokens | wall s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | selected trial's val. accuracy | best seen @25% budget | @50% | @100% | "
+             "trials (pruned) | train tokens | wall s |", "|---|---|---|---|---|---|---|---|"]
     for name in STRATEGIES:
         rs = [r for r in rows if r["strategy"] == name]
         if not rs:
@@ -91,7 +108,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 return "–"
             return f"{st.mean(vals):.3f} ± {st.stdev(vals) if len(vals) > 1 else 0:.3f}"
 
-        lines.append(f"| {name} | {ms('best')} | {ms('best@25%')} | {ms('best@50%')} | "
+        lines.append(f"| {name} | {ms('selected')} | {ms('best@25%')} | {ms('best@50%')} | {ms('best@100%')} | "
                      f"{st.mean(r['trials'] for r in rs):.1f} ({st.mean(r['pruned'] for r in rs):.1f}) | "
                      f"{st.mean(r['tokens'] for r in rs):,.0f} | {st.mean(r['wall_s'] for r in rs):.0f} |")
     return "\n".join(lines)
@@ -105,16 +122,35 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-strategies")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "strategies.json")
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="recompute the summaries of --out's rows from the studies kept in --workdir")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.summarize_only:
+        saved = json.loads(args.out.read_text())
+        for r in saved["rows"]:
+            db = args.workdir / f"{r['strategy']}-{r['seed']}" / "study.db"
+            study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{db}")
+            r.pop("best", None)
+            r.update(summarize(study, saved["budget"]))
+        args.out.write_text(json.dumps(saved, indent=1))
+        print(table(saved["rows"]))
+        return
+    machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
+    settings = {"budget": args.budget, "train_size": args.train_size}
     rows = []
+    if args.out.is_file():  # resume: keep the finished studies of a run with the same settings
+        old = json.loads(args.out.read_text())
+        if {k: old.get(k) for k in settings} == settings:
+            rows = old["rows"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seeds):
         for name in args.strategies.split(","):
+            if any(r["strategy"] == name and r["seed"] == seed for r in rows):
+                continue
             rows.append(run_study(name, seed, args, args.workdir))
             print(json.dumps(rows[-1]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
-    args.out.write_text(json.dumps({"machine": machine, "budget": args.budget, "rows": rows}, indent=1))
+            args.out.write_text(json.dumps({"machine": machine, **settings, "rows": rows}, indent=1))
     print(table(rows))
 
 
