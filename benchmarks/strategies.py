@@ -32,6 +32,9 @@ STRATEGIES = {
     "bayes+hyperband": ["search.strategy=hyperband"],
     "asha": ["search.strategy=asha"],
     "pbt": ["search.strategy=pbt", "search.pbt.population_size=4"],
+    # selection on accuracy, pruning on eval_loss (which separates configurations at early rungs)
+    "bayes+hyperband[loss]": ["search.strategy=hyperband", "search.prune_metric=eval_loss"],
+    "asha[loss]": ["search.strategy=asha", "search.prune_metric=eval_loss"],
 }
 
 
@@ -119,7 +122,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=80_000)
     ap.add_argument("--train-size", type=int, default=400)
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated, of {', '.join(STRATEGIES)}")
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-strategies")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "strategies.json")
     ap.add_argument("--summarize-only", action="store_true",

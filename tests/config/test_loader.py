@@ -71,6 +71,12 @@ def test_loss_metric_needs_minimize() -> None:
     assert load_config(EXAMPLE, ["study.metric=eval_loss", "study.direction=minimize"])
 
 
+def test_prune_metric_must_be_reported_by_the_task() -> None:
+    assert load_config(EXAMPLE, ["search.prune_metric=eval_loss"]).search.prune_metric == "eval_loss"
+    with pytest.raises(ConfigError, match=r"search\.prune_metric: 'eval_perplexity' is not reported.*eval_loss"):
+        load_config(EXAMPLE, ["search.prune_metric=eval_perplexity"])
+
+
 def test_invalid_yaml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("study: [unclosed\n")

@@ -133,3 +133,15 @@ def test_an_early_first_rung_prefers_fast_starters() -> None:
         eager.append(full.best_quality - early.best_quality)
         patient.append(full.best_quality - late.best_quality)
     assert statistics.mean(eager) > statistics.mean(patient) + 0.01
+
+
+def test_pruning_value_turns_the_pruning_metric_to_the_study_direction() -> None:
+    from lmtune.strategies import pruning_value
+
+    m = {"eval_loss": 0.5, "eval_accuracy": 0.8, "eval_perplexity": 12.0}
+    assert pruning_value(m, "eval_accuracy", "maximize") == 0.8
+    assert pruning_value(m, "eval_loss", "maximize") == -0.5  # lower loss = higher reported value
+    assert pruning_value(m, "eval_loss", "minimize") == 0.5
+    assert pruning_value(m, "eval_perplexity", "maximize") == -12.0
+    assert pruning_value(m, "eval_accuracy", "minimize") == -0.8
+    assert pruning_value(m, "eval_f1", "maximize") is None

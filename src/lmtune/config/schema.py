@@ -45,6 +45,7 @@ Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 LM_METRICS = ("eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss")
+CLASSIFICATION_METRICS = ("eval_loss", "eval_accuracy", "eval_f1", "train_loss")
 
 
 class TrainingSection(_Section):
@@ -105,6 +106,9 @@ class SearchSection(_Section):
     max_failures: int = Field(default=5, ge=1)
     n_startup_trials: int = Field(default=4, ge=0)  # random trials before TPE/GP model the space
     min_units: int | None = Field(default=None, ge=1)  # first rung of asha/hyperband (None: see pruners.py)
+    # what the pruner compares at each rung (None: study.metric). eval_loss separates configurations
+    # early, while accuracy still sits at the majority class for good and bad ones alike.
+    prune_metric: str | None = None
     reduction_factor: int = Field(default=3, ge=2)  # asha/hyperband
     pbt: PBTSection = PBTSection()
 
@@ -170,6 +174,10 @@ class StudyConfig(_Section):
         if self.task.type == "causal_lm" and self.study.metric not in LM_METRICS:
             raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type causal_lm; "
                              f"use one of {', '.join(LM_METRICS)}")
+        reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
+        if self.search.prune_metric is not None and self.search.prune_metric not in reported:
+            raise ValueError(f"search.prune_metric: '{self.search.prune_metric}' is not reported for task.type "
+                             f"{self.task.type}; use one of {', '.join(reported)}")
         lower = ("loss", "perplexity")
         if any(k in self.study.metric for k in lower) and self.study.direction == "maximize":
             raise ValueError(

@@ -9,6 +9,19 @@ from __future__ import annotations
 import optuna
 
 STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband"}
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
+def pruning_value(metrics: dict[str, float], metric: str, direction: str) -> float | None:
+    """What an evaluation reports to the pruner: ``metric``, turned to the study's direction.
+
+    Optuna's pruners compare intermediate values in the study's direction, so a pruning metric of the
+    opposite sense (eval_loss in a study that maximizes accuracy) is reported negated."""
+    value = metrics.get(metric)
+    if value is None:
+        return None
+    lower = any(k in metric for k in LOWER_IS_BETTER)
+    return -float(value) if lower == (direction == "maximize") else float(value)
 
 
 def pruner_name(strategy: str, pruner: str | None) -> str:

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig
 from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.strategies import make_pruner, make_sampler, pruner_name
+from lmtune.strategies import make_pruner, make_sampler, pruner_name, pruning_value
 from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
@@ -292,7 +292,7 @@ class Tuner:
     def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
                 curve: list[dict[str, Any]]) -> bool:
         """Report an evaluation; True when the pruner says stop."""
-        value = ev["metrics"].get(metric)
+        value = pruning_value(ev["metrics"], self.cfg.search.prune_metric or metric, self.cfg.study.direction)
         with self._lock:
             trial.set_user_attr("curve", curve)
             if value is None or not math.isfinite(value):
