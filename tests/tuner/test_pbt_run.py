@@ -43,6 +43,11 @@ def test_pbt_population_with_fewer_workers_than_members(tiny_model: Path, tiny_c
     left = list(d.glob("trials/*/checkpoints/u*"))
     best = state["pbt"]["best"]
     assert [p.name for p in left] == [f"u{best['units']:05d}"]
+    # ... and `lmtune status` reports what they occupy
+    kept = sum(f.stat().st_size for f in left[0].rglob("*") if f.is_file())
+    status = subprocess.run([sys.executable, "-m", "lmtune", "status", str(d)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert f"checkpoints kept on disk: {kept / 2**20:,.1f} MiB" in status.stdout
 
 
 def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
@@ -87,6 +92,21 @@ def test_asha_and_hyperband_prune_and_record_cost(tiny_model: Path, tiny_csv: Pa
             assert t.user_attrs["train_tokens"] > 0
             if t.state.name == "PRUNED":
                 assert t.user_attrs["pruned_at_units"] < 4 and len(t.intermediate_values) < 4
+
+
+def test_prune_metric_reports_the_loss_in_the_study_direction(tiny_model: Path, tiny_csv: Path,
+                                                              tmp_path: Path) -> None:
+    """Selecting on accuracy, pruning on eval_loss: the pruner sees -eval_loss at every rung."""
+    d = tmp_path / "asha-loss"
+    extra = ["search.strategy=asha", "training.max_steps=8", "search.min_units=1", "search.prune_metric=eval_loss"]
+    out = subprocess.run(cmd(tiny_model, tiny_csv, d, *extra, n=3), capture_output=True, text=True, cwd=ROOT,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for t in trials(d):
+        losses = {p["units"]: p["metrics"]["eval_loss"] for p in t.user_attrs["curve"]}
+        assert t.intermediate_values and t.intermediate_values == {u: -v for u, v in losses.items()}
+        if t.state.name == "COMPLETE":
+            assert t.value == t.user_attrs["curve"][-1]["metrics"]["eval_accuracy"]  # selection unchanged
 
 
 def test_token_budget_stops_cleanly(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:

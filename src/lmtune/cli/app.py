@@ -125,6 +125,9 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
     out.print(f"spent: {len(rows)} trials, {tokens:,} train tokens, {wall:.0f}s trial wall time (* = default)")
+    ckpt = study.user_attrs.get("lmtune.checkpoint_bytes")
+    if ckpt is not None:  # PBT keeps only the checkpoints it can still hand out or resume from
+        out.print(f"checkpoints kept on disk: {ckpt / 2**20:,.1f} MiB")
 
 
 def _short(v: Any) -> str:
