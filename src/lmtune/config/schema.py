@@ -46,6 +46,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 LM_METRICS = ("eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss")
 CLASSIFICATION_METRICS = ("eval_loss", "eval_accuracy", "eval_f1", "train_loss")
+LOWER_IS_BETTER = ("loss", "perplexity")  # a metric whose name contains one of these is minimized
 
 
 class TrainingSection(_Section):
@@ -178,8 +179,7 @@ class StudyConfig(_Section):
         if self.search.prune_metric is not None and self.search.prune_metric not in reported:
             raise ValueError(f"search.prune_metric: '{self.search.prune_metric}' is not reported for task.type "
                              f"{self.task.type}; use one of {', '.join(reported)}")
-        lower = ("loss", "perplexity")
-        if any(k in self.study.metric for k in lower) and self.study.direction == "maximize":
+        if any(k in self.study.metric for k in LOWER_IS_BETTER) and self.study.direction == "maximize":
             raise ValueError(
                 f"study.direction: metric '{self.study.metric}' is better when lower; "
                 "set study.direction: minimize"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import optuna
 
+from lmtune.config.schema import LOWER_IS_BETTER
+
 STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband"}
-LOWER_IS_BETTER = ("loss", "perplexity")
 
 
 def pruning_value(metrics: dict[str, float], metric: str, direction: str) -> float | None:
