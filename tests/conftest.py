@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -64,6 +66,17 @@ def tiny_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer.writeheader()
         writer.writerows(make_rows(400))
     return path
+
+
+def run_lmtune(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``python -m lmtune ARGS`` from the project root, output captured."""
+    return subprocess.run([sys.executable, "-m", "lmtune", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).parents[1])
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    """``--set`` options for the command line, one per override."""
+    return [a for o in overrides for a in ("--set", o)]
 
 
 def tiny_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:

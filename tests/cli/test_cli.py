@@ -12,20 +12,14 @@ import optuna
 import pytest
 import sqlalchemy
 
-from conftest import tiny_overrides
+from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 
-def lmtune(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lmtune", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
+lmtune, sets = run_lmtune, set_args
 
 
 def trials(db: Path) -> list[optuna.trial.FrozenTrial]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import tiny_overrides
+from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
 from lmtune.tuner.final import FinalRunner
 
@@ -18,13 +17,7 @@ ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 
-def lmtune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lmtune", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
+lmtune, sets = functools.partial(run_lmtune, timeout=300), set_args
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from conftest import tiny_overrides
+from conftest import set_args, tiny_overrides
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
@@ -18,7 +18,7 @@ QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 def cmd(model: Path, data: Path, d: Path, *extra: str, n: int) -> list[str]:
     sets = [*tiny_overrides(model, data, d), *extra]
-    return [sys.executable, "-m", "lmtune", "tune", QUICKSTART, *[a for o in sets for a in ("--set", o)],
+    return [sys.executable, "-m", "lmtune", "tune", QUICKSTART, *set_args(sets),
             "--n-trials", str(n)]
 
 
