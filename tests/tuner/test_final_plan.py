@@ -68,7 +68,8 @@ def _plan(tmp_path: Path) -> Plan:
     from lmtune.space import Space
 
     return Plan(paths=StudyPaths(tmp_path), storage="sqlite://", model="/models/m", data_cache=tmp_path / "cache",
-                train_rows=100, examples_per_unit=32, total_examples=192, space=Space(), defaults=DEFAULTS)
+                train_rows=100, train_tokens=1000, examples_per_unit=32, total_examples=192, space=Space(),
+                defaults=DEFAULTS)
 
 
 def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None:

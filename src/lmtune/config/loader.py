@@ -14,6 +14,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import ValidationError
 
+from lmtune.config.effects import check_effects
 from lmtune.config.schema import TRAINING_FIELDS, StudyConfig
 from lmtune.errors import ConfigError
 from lmtune.space import Space, SpaceError, build_space, preset
@@ -97,6 +98,7 @@ def resolved_space(cfg: StudyConfig) -> Space:
             raise SpaceError(f"search.space.{lora[0]}: LoRA settings are searched but LoRA is off; set "
                              "training.lora_enabled: true (or search lora_enabled)")
         space = build_space(raw)
+        check_effects(cfg, space)
         if cfg.search.strategy == "grid":
             space.grid()
     except SpaceError as exc:

@@ -97,7 +97,8 @@ class PBTSection(_Section):
 
 
 class SearchSection(_Section):
-    strategy: Literal["grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
+    # auto: TPE with start-up trials sized to the budget + ASHA on eval_loss (strategies/auto.py says why)
+    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
     sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
     n_trials: int = Field(default=12, ge=1)
@@ -105,7 +106,9 @@ class SearchSection(_Section):
     space: dict[str, Any] = Field(default_factory=dict)
     include_default: bool = True  # run the default settings as the first trial (the baseline)
     max_failures: int = Field(default=5, ge=1)
-    n_startup_trials: int = Field(default=4, ge=0)  # random trials before TPE/GP model the space
+    # random trials before TPE/GP model the space; None: sized to the trials the budget allows
+    # (a quarter of them, at least 2, at most 10; strategies.samplers.startup_trials)
+    n_startup_trials: int | None = Field(default=None, ge=0)
     min_units: int | None = Field(default=None, ge=1)  # first rung of asha/hyperband (None: see pruners.py)
     # what the pruner compares at each rung (None: study.metric). eval_loss separates configurations
     # early, while accuracy still sits at the majority class for good and bad ones alike.
@@ -199,7 +202,7 @@ class ProxySection(_Section):
     truncate_layers: int | None = None
     data_fraction: float | None = None  # of the target's train split
     max_steps: int | None = Field(default=None, ge=1)  # at the default batch size
-    strategy: Literal["grid", "random", "bayes", "asha", "hyperband"] | None = None  # None: search.strategy
+    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband"] | None = None  # None: search.strategy
     n_trials: int | None = Field(default=None, ge=1)  # None: search.n_trials (or --n-trials)
     top_k: int = Field(default=3, ge=1)  # proxy configurations run on the target
     refine_trials: int = Field(default=0, ge=0)  # then this many target trials of search.strategy

@@ -33,6 +33,14 @@ class _Base:
         """True when every condition in ``when`` holds for the values assigned so far."""
         return all(assigned.get(k) in allowed for k, allowed in self.when.items())
 
+    def extremes(self) -> tuple[Value, ...]:
+        """Values that include the smallest and the largest this parameter can take (all the choices of
+        a categorical): enough to find the longest training length a space allows."""
+        low, high = getattr(self, "low", None), getattr(self, "high", None)
+        if low is not None:
+            return (low, high)
+        return tuple(getattr(self, "choices", ()))
+
 
 @dataclass(frozen=True)
 class FloatParam(_Base):

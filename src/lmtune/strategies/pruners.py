@@ -10,7 +10,17 @@ import optuna
 
 from lmtune.config.schema import LOWER_IS_BETTER
 
-STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband"}
+STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
+# What a strategy prunes on when search.prune_metric is unset. auto prunes on eval_loss: in the strategy
+# benchmark (docs/strategies.md) pruning on accuracy cut the best configurations at a first rung where
+# every trial still sat at the majority class, pruning on loss kept them.
+STRATEGY_PRUNE_METRIC = {"auto": "eval_loss"}
+
+
+def prune_metric(strategy: str, prune_metric: str | None, metric: str) -> str:
+    """The metric the pruner compares at each rung: ``search.prune_metric``, else the strategy's own,
+    else the study's metric."""
+    return prune_metric or STRATEGY_PRUNE_METRIC.get(strategy, metric)
 
 
 def pruning_value(metrics: dict[str, float], metric: str, direction: str) -> float | None:

@@ -6,15 +6,27 @@ import warnings
 
 import optuna
 
+MODELLED = ("auto", "bayes", "hyperband")  # strategies whose sampler models the space (TPE or GP)
+
+
+def startup_trials(expected_trials: int, requested: int | None = None) -> int:
+    """Random trials before TPE/GP start modelling: ``requested`` when the user set it, else a quarter
+    of the trials this run is expected to reach (at least 2, at most Optuna's default of 10). A fixed 4
+    (the old default) left a 5-trial study with one modelled trial; the default trial, enqueued first,
+    counts as a start-up trial too."""
+    if requested is not None:
+        return requested
+    return max(2, min(10, expected_trials // 4))
+
 
 def make_sampler(*, strategy: str, sampler: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
     """The sampler behind a strategy.
 
     ``grid`` points are enqueued explicitly by the tuner (so conditional parameters expand correctly
     and no point runs twice), so grid itself needs only a sampler that respects enqueued trials.
-    ``asha`` and ``pbt`` draw their configurations at random; ``bayes`` and ``hyperband`` model them.
+    ``asha`` and ``pbt`` draw their configurations at random; ``bayes``, ``hyperband`` and ``auto`` model them.
     """
-    if strategy in ("bayes", "hyperband"):
+    if strategy in MODELLED:
         if sampler == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
         # multivariate + group: TPE models parameters jointly and handles conditional subspaces. Optuna

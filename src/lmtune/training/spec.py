@@ -20,7 +20,7 @@ class TrialSpec:
     data_cache: str                 # folder written by lmtune.data.tokenized.build_cache
     hparams: dict[str, Any]         # the full training section with the trial's params applied
     examples_per_unit: int          # one evaluation unit = this many training examples (equal across trials)
-    total_examples: int             # training length in examples (equal across trials)
+    total_examples: int             # this trial's training length in examples (its epochs / max_steps)
     metric: str = "eval_accuracy"
     direction: str = "maximize"
     output_dir: str = "."

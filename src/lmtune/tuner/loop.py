@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig
 from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.strategies import make_pruner, make_sampler, pruner_name, pruning_value
+from lmtune.strategies import make_pruner, make_sampler, prune_metric, pruner_name, pruning_value, startup_trials
 from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
@@ -140,7 +140,8 @@ class Tuner:
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
                              reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
         sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
-                               n_startup_trials=cfg.search.n_startup_trials)
+                               n_startup_trials=startup_trials(self._expected_trials(plan),
+                                                               cfg.search.n_startup_trials))
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     direction=cfg.study.direction, sampler=sampler, pruner=pruner,
                                     load_if_exists=True)
@@ -152,6 +153,17 @@ class Tuner:
                                 "examples_per_unit": plan.examples_per_unit,
                                 "total_examples": plan.total_examples, **self.meta})
         return study
+
+    def _expected_trials(self, plan: Plan) -> int:
+        """Trials this run will reach: n_trials, or fewer where max_trials or a token budget (at the
+        train split's tokens per example, full-length trials) ends it sooner."""
+        b, n = self.cfg.budget, self.n_trials
+        if b.max_trials:
+            n = min(n, b.max_trials)
+        if b.max_train_tokens:
+            per_trial = plan.train_tokens / max(plan.train_rows, 1) * plan.total_examples
+            n = min(n, max(1, math.ceil(b.max_train_tokens / max(per_trial, 1.0))))
+        return n
 
     def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
         """Enqueue the default configuration (once per study) and, for grid, the missing points.
@@ -292,7 +304,8 @@ class Tuner:
     def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
                 curve: list[dict[str, Any]]) -> bool:
         """Report an evaluation; True when the pruner says stop."""
-        value = pruning_value(ev["metrics"], self.cfg.search.prune_metric or metric, self.cfg.study.direction)
+        s = self.cfg.search
+        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.cfg.study.direction)
         with self._lock:
             trial.set_user_attr("curve", curve)
             if value is None or not math.isfinite(value):

@@ -6,6 +6,7 @@ Tokenization happens here, once per study (cached by content hash), never in a t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ class Plan:
     model: str
     data_cache: Path
     train_rows: int
+    train_tokens: int               # real tokens in the train split (one epoch)
     examples_per_unit: int
     total_examples: int
     space: Space
@@ -58,20 +60,46 @@ def make_plan(cfg: StudyConfig) -> Plan:
     model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
     cache = build_cache(data_spec(cfg), tokenizer, model, cfg.task.max_length, paths.cache)
-    train_rows = int(load_meta(cache)["splits"]["train"]["rows"])
+    train_meta = load_meta(cache)["splits"]["train"]
+    train_rows, train_tokens = int(train_meta["rows"]), int(train_meta["tokens"])
     tr = cfg.training
+    space = resolved_space(cfg)
+    defaults = tr.model_dump()
     per_unit = tr.eval_every * tr.batch_size
-    total = tr.max_steps * tr.batch_size if tr.max_steps else max(1, round(tr.epochs * train_rows))
+    total = longest_examples(space, defaults, train_rows=train_rows)
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
-                data_cache=cache, train_rows=train_rows, examples_per_unit=min(per_unit, total),
-                total_examples=total, space=resolved_space(cfg), defaults=tr.model_dump())
+                data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
+                examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults)
+
+
+def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_batch_size: int) -> int:
+    """How many training examples a trial with ``hparams`` sees: ``max_steps`` steps at the *default*
+    batch size when set (it wins), else ``epochs`` passes over the train split. This is the one place a
+    trial's training length is decided; its LR schedule and warm-up span exactly this length."""
+    if hparams.get("max_steps"):
+        return max(1, int(hparams["max_steps"]) * default_batch_size)
+    return max(1, round(float(hparams["epochs"]) * train_rows))
+
+
+def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:
+    """The longest training length the space allows: the maximum resource of pruners and PBT, so
+    rungs stay in examples and a longer trial is never cut at a shorter trial's end."""
+    lengths = {"epochs": [defaults["epochs"]], "max_steps": [defaults["max_steps"]]}
+    for name in lengths:
+        param = space.get(name)
+        if param is not None:
+            lengths[name] = [v for v in param.extremes() if v is not None or name == "max_steps"]
+    batch = int(defaults["batch_size"])
+    return max(training_examples({"epochs": e, "max_steps": m}, train_rows=train_rows, default_batch_size=batch)
+               for e in lengths["epochs"] for m in lengths["max_steps"])
 
 
 def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                threads: int | None, **extra: Any) -> TrialSpec:
     extra.setdefault("save_adapter", bool(hparams.get("lora_enabled")))  # so the best adapter can be exported
+    total = training_examples(hparams, train_rows=plan.train_rows, default_batch_size=cfg.training.batch_size)
     return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type, data_cache=str(plan.data_cache),
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
-                     total_examples=plan.total_examples, metric=cfg.study.metric,
+                     total_examples=total, metric=cfg.study.metric,
                      direction=cfg.study.direction, output_dir=str(plan.paths.trial_dir(number)),
                      device=device, threads=threads, trust_remote_code=cfg.task.trust_remote_code, **extra)

@@ -1,0 +1,69 @@
+"""Which training fields a search may vary, and when a searched field would change nothing.
+
+A field that is accepted in ``search.space``, recorded as the trial's parameter and exported, but that
+the trainer ignores, is a defect nobody sees. So the space is refused when validated if it names:
+
+* a field that is fixed per study by design (`FIXED_PER_STUDY`), or
+* a field whose effect needs a setting that can never hold in this study (`NEEDS`: ``momentum`` when
+  the optimizer is never ``sgd``, ``epochs`` when a fixed ``max_steps`` wins, ...), or
+* a training length (``epochs``/``max_steps``) under PBT, whose members all train the same length.
+
+``tests/config/test_effects.py`` proves that every other field changes what the trainer does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lmtune.config.schema import StudyConfig
+from lmtune.space import Space, SpaceError
+
+# Fields a study fixes for every trial, so that trials stay comparable.
+FIXED_PER_STUDY = {
+    "eval_every": "evaluations happen at the same amounts of training data in every trial (rungs are "
+                  "training.eval_every steps at the default batch size, in examples); set training.eval_every",
+}
+
+_ADAM = frozenset({"adam", "adamw"})
+_ANY = object()  # "any value other than None"
+
+# field -> (context field, values of the context under which the field takes effect, why)
+NEEDS: dict[str, tuple[str, Any, str]] = {
+    "momentum": ("optimizer", frozenset({"sgd"}), "momentum is used by optimizer sgd only"),
+    "nesterov": ("optimizer", frozenset({"sgd"}), "nesterov is used by optimizer sgd only"),
+    "beta1": ("optimizer", _ADAM, "beta1 is used by optimizers adam and adamw only"),
+    "beta2": ("optimizer", _ADAM, "beta2 is used by optimizers adam and adamw only"),
+    "eps": ("optimizer", _ADAM, "eps is used by optimizers adam and adamw only"),
+    "early_stopping_min_delta": ("early_stopping_patience", _ANY,
+                                 "the minimum improvement matters only with early stopping"),
+    "epochs": ("max_steps", frozenset({None}), "a fixed training.max_steps wins over epochs"),
+}
+
+
+def check_effects(cfg: StudyConfig, space: Space) -> None:
+    """Raise `SpaceError` naming the first searched field that could not change what a trial does."""
+    defaults = cfg.training.model_dump()
+    for name in space.names:
+        if name in FIXED_PER_STUDY:
+            raise SpaceError(f"search.space.{name}: cannot be searched: {FIXED_PER_STUDY[name]}")
+        if name in ("epochs", "max_steps") and cfg.search.strategy == "pbt":
+            raise SpaceError(f"search.space.{name}: PBT members all train the same length (they copy each "
+                             f"other's checkpoints); set training.{name} instead, or use another strategy")
+        if name in NEEDS:
+            context, wanted, why = NEEDS[name]
+            possible = _possible(space, defaults, context)
+            ok = any(v is not None for v in possible) if wanted is _ANY else bool(set(possible) & wanted)
+            if not ok:
+                shown = ", ".join(repr(v) for v in possible)
+                raise SpaceError(f"search.space.{name}: would change nothing: {why}, and {context} is "
+                                 f"always {shown} in this study; set training.{context} (or search it) "
+                                 f"so that {name} takes effect, or remove {name} from the space")
+
+
+def _possible(space: Space, defaults: Mapping[str, Any], name: str) -> tuple[Any, ...]:
+    param = space.get(name)
+    if param is None:
+        return (defaults[name],)
+    choices = getattr(param, "choices", None)
+    return tuple(choices) if choices is not None else param.extremes()
