@@ -178,7 +178,8 @@ def export(study_dir: StudyDir,
     if fmt == "yaml":
         text = training_yaml(meta, payload["config"])
     elif fmt == "hf":
-        text = json.dumps(hf_training_arguments(payload["config"]), indent=1)
+        default_batch = (meta.get("config") or {}).get("training", {}).get("batch_size")
+        text = json.dumps(hf_training_arguments(payload["config"], default_batch_size=default_batch), indent=1)
     else:
         raise LmtuneError(f"--format {fmt}: expected yaml, hf, adapter or merged")
     if out_path is None:

@@ -77,10 +77,16 @@ _HF_NAMES = {
 _HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
 
 
-def hf_training_arguments(config: dict[str, Any]) -> dict[str, Any]:
+def hf_training_arguments(config: dict[str, Any], *, default_batch_size: int | None = None) -> dict[str, Any]:
     """TrainingArguments JSON for the best config; settings HF has no field for go under
-    ``lmtune_extra`` (dropout lives in the model config; Adam's L2 vs AdamW's decoupled decay)."""
+    ``lmtune_extra`` (dropout lives in the model config; Adam's L2 vs AdamW's decoupled decay).
+
+    lmtune's ``max_steps`` counts steps at the study's *default* batch size (so every trial's length is
+    in examples); HF's counts the trial's own steps, so it is converted to the steps the trial ran."""
     out: dict[str, Any] = {hf: config[k] for k, hf in _HF_NAMES.items() if config.get(k) is not None}
+    if config.get("max_steps") and default_batch_size:
+        examples = int(config["max_steps"]) * default_batch_size
+        out["max_steps"] = -(-examples // int(config["batch_size"]))
     out["optim"] = _HF_OPTIM[config.get("optimizer", "adamw")]
     if config.get("optimizer") == "sgd":
         out["optim_args"] = f"momentum={config.get('momentum', 0.9)},nesterov={config.get('nesterov', False)}"

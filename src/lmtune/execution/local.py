@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lmtune.execution.threads import log, plan_threads
 from lmtune.training.spec import TrialSpec
 
 _PR_SET_PDEATHSIG = 1
@@ -87,8 +88,10 @@ class LocalExecutor:
             raise ConfigError("execution.device: cuda, but no CUDA GPU is visible; set execution.device: "
                               "cpu or auto")
         self._free = list(range(max(workers, 1)))
-        cores = os.cpu_count() or 1
-        self.threads = threads or max(1, cores // workers)
+        plan = plan_threads(workers, threads)
+        if plan.warning:
+            log.warning(plan.warning)
+        self.threads, self._passive = plan.threads, plan.passive
 
     def device_for(self, slot: int) -> str:
         """The device string a trial in ``slot`` sees (its GPU is made the only visible one)."""
@@ -110,6 +113,8 @@ class LocalExecutor:
         env = dict(os.environ)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env["OMP_NUM_THREADS"] = str(spec.threads or self.threads)
+        if self._passive:
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if Path(spec.model).exists():  # a local folder never needs the hub
             env.setdefault("HF_HUB_OFFLINE", "1")
         if self._gpus:
