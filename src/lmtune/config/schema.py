@@ -123,6 +123,9 @@ class ExecutionSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds
+    # backend local: fork each trial's trainer from a warm parent that imported torch/transformers and read
+    # the weights once per study (still one fresh process per trial); false: start every trainer cold
+    warm_start: bool = True
     # backend: ray. None or "auto": an existing cluster (RAY_ADDRESS, or one `ray start`ed here), else a
     # local Ray started in-process; "ray://host:10001" (Ray Client, e.g. KubeRay) or "host:port".
     address: str | None = None

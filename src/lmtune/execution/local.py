@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lmtune.execution.forkserver import ForkedTrial, ForkServer
 from lmtune.execution.threads import log, plan_threads
 from lmtune.training.spec import TrialSpec
 
@@ -78,9 +79,13 @@ class LocalExecutor:
     """Starts trainer processes on this machine: one GPU per worker where GPUs exist, else
     ``threads`` CPU threads each."""
 
-    def __init__(self, *, workers: int, device: str, threads: int | None, module: str = TRAINER) -> None:
+    def __init__(self, *, workers: int, device: str, threads: int | None, module: str = TRAINER,
+                 warm_start: bool = False) -> None:
         self.workers = workers
         self.module = module
+        # fork trainers from a warm parent (imports done, weights read); only the real trainer has one
+        self.warm_start = warm_start and module == TRAINER and sys.platform == "linux"
+        self._server: ForkServer | None = None
         self._gpus = _visible_gpus() if device in ("auto", "cuda") else []
         if device == "cuda" and not self._gpus:
             from lmtune.errors import ConfigError
@@ -103,10 +108,13 @@ class LocalExecutor:
     def release(self, slot: int) -> None:
         self._free.append(slot)
 
-    def close(self) -> None:  # trainers are children of this process; nothing else is held
-        pass
+    def close(self) -> None:
+        """Stop the warm parent, if one was started (cold trainers are children of this process)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
-    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess:
+    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess | ForkedTrial:
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "trial.json"
         spec.write(path)
@@ -119,7 +127,20 @@ class LocalExecutor:
             env.setdefault("HF_HUB_OFFLINE", "1")
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
+        if self.warm_start:
+            warm = self._warm(env, spec, trial_dir.parent)
+            if warm is not None:
+                with contextlib.suppress(OSError):  # the warm parent is gone: start this one cold
+                    return warm.spawn(path, trial_dir / "trainer.log", env)
         return TrialProcess(path, trial_dir / "trainer.log", env, module=self.module)
+
+    def _warm(self, env: dict[str, str], spec: TrialSpec, trials_dir: Path) -> ForkServer | None:
+        """The warm parent, started at the first trial with that trial's environment."""
+        if self._server is None:
+            base = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+            model = (spec.model,) if Path(spec.model).is_dir() else ()
+            self._server = ForkServer(base, warm_paths=model, log_path=trials_dir / "warm-parent.log")
+        return self._server if self._server.serves(env) else None
 
 
 def _visible_gpus() -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from lmtune.config import StudyConfig, validate
 from lmtune.errors import StudyError
-from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.execution import LocalExecutor, TrialHandle
 from lmtune.study.store import load_study
 from lmtune.training.spec import TrialSpec
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
@@ -89,7 +89,7 @@ class FinalRunner:
         self.workers = workers
         self.log = log
         self._lock = threading.Lock()
-        self._running: dict[str, TrialProcess] = {}
+        self._running: dict[str, TrialHandle] = {}
 
     @property
     def final_dir(self) -> Path:

@@ -283,9 +283,10 @@ class Tuner:
                 item.proc.send("stop" if self._report(trial, ev, metric, curve) else "continue")
                 self.reporter.trial_progress(trial.number, ev["units"], plan.max_units,
                                              ev["metrics"].get(metric))
-            elif kind == "start":
+            elif kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
                 with self._lock:
                     trial.set_user_attr("precision", ev.get("precision"))
+                    trial.set_user_attr("startup_s", time.monotonic() - item.started)
             elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
                 with self._lock:
                     trial.set_user_attr("micro_batch_size", ev.get("micro_batch_size"))

@@ -97,7 +97,9 @@ def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: i
 def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                threads: int | None, **extra: Any) -> TrialSpec:
     extra.setdefault("save_adapter", bool(hparams.get("lora_enabled")))  # so the best adapter can be exported
-    total = training_examples(hparams, train_rows=plan.train_rows, default_batch_size=cfg.training.batch_size)
+    tr = cfg.training
+    total = training_examples({"epochs": tr.epochs, "max_steps": tr.max_steps, **hparams}, train_rows=plan.train_rows,
+                              default_batch_size=tr.batch_size)
     return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type, data_cache=str(plan.data_cache),
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
                      total_examples=total, metric=cfg.study.metric,

@@ -1,0 +1,90 @@
+"""Warm start: trainers forked from a parent that imported torch/transformers once, still one fresh
+process per trial, the same trainer protocol as a cold start, and a cold start whenever it cannot serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmtune.config import TrainingSection
+from lmtune.data.sources import DataSpec
+from lmtune.data.tokenized import build_cache
+from lmtune.execution import LocalExecutor, TrialProcess
+from lmtune.execution.forkserver import ForkedTrial
+from lmtune.training.spec import TrialSpec
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> TrialSpec:
+    from transformers import AutoTokenizer
+
+    data = DataSpec(dataset=str(tiny_csv), dataset_config=None, text_column="text", text_pair_column=None,
+                    label_column="label", sizes={"train": 64, "validation": 32, "test": 32}, seed=0)
+    cache = build_cache(data, AutoTokenizer.from_pretrained(tiny_model), str(tiny_model), 16,
+                        tmp_path_factory.mktemp("cache"))
+    hp = {**TrainingSection().model_dump(), "learning_rate": 3e-3, "batch_size": 16}
+    return TrialSpec(trial=0, model=str(tiny_model), task_type="classification", data_cache=str(cache),
+                     hparams=hp, examples_per_unit=32, total_examples=96, threads=1)
+
+
+def drive(proc: Any, stop_at: int | None = None) -> list[dict[str, Any]]:
+    events = []
+    for ev in proc.events():
+        events.append(ev)
+        if ev["event"] == "eval":
+            proc.send("stop" if ev["units"] == stop_at else "continue")
+    return events
+
+
+def test_warm_trials_are_forked_children_that_speak_the_protocol(spec: TrialSpec, tmp_path: Path) -> None:
+    ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
+    try:
+        first = ex.launch(spec, tmp_path / "t0", 0)
+        assert isinstance(first, ForkedTrial)
+        events = drive(first)
+        assert first.wait() == 0 and [e["event"] for e in events] == ["start", "eval", "eval", "eval", "end"]
+        second = ex.launch(spec, tmp_path / "t1", 0)  # a new process for every trial
+        assert isinstance(second, ForkedTrial) and second.pid != first.pid
+        events = drive(second, stop_at=1)
+        assert second.wait() == 0 and events[-1]["stopped_by"] == "pruned"
+        assert (tmp_path / "t1" / "trainer.log").exists()
+        with pytest.raises(ProcessLookupError):
+            os.kill(first.pid, 0)  # the first trial's process is gone, its memory back to the system
+    finally:
+        ex.close()
+
+
+def test_a_killed_warm_trial_reports_a_signal_exit(spec: TrialSpec, tmp_path: Path) -> None:
+    ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
+    try:
+        proc = ex.launch(spec, tmp_path / "t0", 0)
+        next(iter(proc.events()))  # started
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL
+    finally:
+        ex.close()
+
+
+def test_without_a_warm_parent_trials_start_cold(spec: TrialSpec, tmp_path: Path) -> None:
+    cold = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=False)
+    proc = cold.launch(spec, tmp_path / "c0", 0)
+    assert isinstance(proc, TrialProcess)
+    assert drive(proc)[-1]["event"] == "end" and proc.wait() == 0
+    ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
+    try:
+        first = ex.launch(spec, tmp_path / "t0", 0)
+        drive(first)
+        first.wait()
+        assert ex._server is not None
+        ex._server.proc.kill()  # the warm parent dies: the next trial still runs, cold
+        ex._server.proc.wait()
+        ex._server.wait_exit(-1)  # returns once the channel saw the parent go
+        proc = ex.launch(spec, tmp_path / "t1", 0)
+        assert isinstance(proc, TrialProcess)
+        assert drive(proc)[-1]["event"] == "end" and proc.wait() == 0
+    finally:
+        ex.close()
