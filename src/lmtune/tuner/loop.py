@@ -248,9 +248,10 @@ class Tuner:
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
             trial.set_user_attr("trial_dir", str(trial_dir))
+        launched = time.monotonic()  # before launch: a warm start's wait for its parent counts too
         proc = executor.launch(spec, trial_dir, slot)
         beat = self.coord.heartbeat(study, trial, proc.kill)
-        running[trial.number] = _Running(trial, proc, slot, time.monotonic(), is_default, beat)
+        running[trial.number] = _Running(trial, proc, slot, launched, is_default, beat)
         self.reporter.trial_started(trial.number, params, is_default)
         threading.Thread(target=self._watch_safely, args=(study, running[trial.number], plan), daemon=True).start()
 
