@@ -36,3 +36,26 @@ def test_layer_import_rules(layer: str) -> None:
         hits = imported_roots(path) & FORBIDDEN[layer]
         bad += [f"{path.relative_to(SRC)} imports {h}" for h in sorted(hits)]
     assert not bad, bad
+
+
+# Transitive: what importing a layer loads in a fresh interpreter (a third-party module that pulls in
+# another counts, e.g. optuna loads subprocess). Layers whose job needs the module import it lazily.
+LOADED_FORBIDDEN = {
+    "lmtune.config": ("torch", "transformers", "optuna", "ray"),
+    "lmtune.space": ("torch", "transformers", "ray"),
+    "lmtune.strategies": ("torch", "transformers", "ray", "subprocess"),
+    "lmtune.training": ("optuna", "ray"),
+    "lmtune.data": ("optuna", "ray"),
+    "lmtune.report": ("torch", "transformers", "ray"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(LOADED_FORBIDDEN))
+def test_importing_a_layer_loads_nothing_it_must_not(module: str) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys, importlib; importlib.import_module({module!r}); "
+            f"print(','.join(m for m in {LOADED_FORBIDDEN[module]!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"

@@ -11,9 +11,10 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+if TYPE_CHECKING:  # optuna is imported where a distribution or a trial is used: the config layer never loads it
+    import optuna
 
 Value = float | int | str | bool | None
 
@@ -50,6 +51,8 @@ class FloatParam(_Base):
     step: float | None = None
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        import optuna
+
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def grid_values(self) -> tuple[Value, ...] | None:
@@ -86,6 +89,8 @@ class IntParam(_Base):
     step: int = 1
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        import optuna
+
         return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def grid_values(self) -> tuple[Value, ...]:
@@ -111,6 +116,8 @@ class CategoricalParam(_Base):
     choices: tuple[Value, ...] = ()
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        import optuna
+
         return optuna.distributions.CategoricalDistribution(self.choices)
 
     def grid_values(self) -> tuple[Value, ...]:

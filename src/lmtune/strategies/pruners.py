@@ -6,7 +6,10 @@ trial with batch size 8 and one with batch size 64 are compared after the same e
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
+    import optuna
 
 from lmtune.config.schema import LOWER_IS_BETTER
 
@@ -55,6 +58,8 @@ def default_min_units(name: str, max_units: int, reduction_factor: int) -> int:
 def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3,
                 min_units: int | None = None) -> optuna.pruners.BasePruner:
     """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step)."""
+    import optuna
+
     if name == "none":
         return optuna.pruners.NopPruner()
     first = min_units or default_min_units(name, max_units, reduction_factor)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import optuna
+if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
+    import optuna
 
 MODELLED = ("auto", "bayes", "hyperband")  # strategies whose sampler models the space (TPE or GP)
 
@@ -26,6 +28,8 @@ def make_sampler(*, strategy: str, sampler: str, seed: int, n_startup_trials: in
     and no point runs twice), so grid itself needs only a sampler that respects enqueued trials.
     ``asha`` and ``pbt`` draw their configurations at random; ``bayes``, ``hyperband`` and ``auto`` model them.
     """
+    import optuna
+
     if strategy in MODELLED:
         if sampler == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
