@@ -4,6 +4,9 @@
 `ForkedTrial` is that child seen as a `TrialHandle`, the same protocol as a cold `TrialProcess`. When
 the zygote cannot serve a trial (it died, or the trial needs another environment than the one it was
 started with) the executor falls back to a cold start, so warm start only ever saves time.
+
+The zygote dies with the driver through PR_SET_PDEATHSIG, which fires when the *thread* that started
+it exits: the tuner launches trials from the thread that runs the study, which outlives every trial.
 """
 
 from __future__ import annotations
