@@ -8,12 +8,12 @@ the trainer ignores, is a defect nobody sees. So the space is refused when valid
   the optimizer is never ``sgd``, ``epochs`` when a fixed ``max_steps`` wins, ...), or
 * a training length (``epochs``/``max_steps``) under PBT, whose members all train the same length.
 
-``tests/config/test_effects.py`` proves that every other field changes what the trainer does.
+``tests/training/test_searchable_effects.py`` proves that every other field changes what the trainer
+does; ``tests/config/test_effects.py`` tests the refusals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from lmtune.config.schema import StudyConfig
@@ -52,7 +52,8 @@ def check_effects(cfg: StudyConfig, space: Space) -> None:
                              f"other's checkpoints); set training.{name} instead, or use another strategy")
         if name in NEEDS:
             context, wanted, why = NEEDS[name]
-            possible = _possible(space, defaults, context)
+            param = space.get(context)
+            possible = (defaults[context],) if param is None else param.extremes()
             ok = any(v is not None for v in possible) if wanted is _ANY else bool(set(possible) & wanted)
             if not ok:
                 shown = ", ".join(repr(v) for v in possible)
@@ -60,10 +61,3 @@ def check_effects(cfg: StudyConfig, space: Space) -> None:
                                  f"always {shown} in this study; set training.{context} (or search it) "
                                  f"so that {name} takes effect, or remove {name} from the space")
 
-
-def _possible(space: Space, defaults: Mapping[str, Any], name: str) -> tuple[Any, ...]:
-    param = space.get(name)
-    if param is None:
-        return (defaults[name],)
-    choices = getattr(param, "choices", None)
-    return tuple(choices) if choices is not None else param.extremes()

@@ -97,7 +97,7 @@ class PBTSection(_Section):
 
 
 class SearchSection(_Section):
-    # auto: TPE with start-up trials sized to the budget + ASHA on eval_loss (strategies/auto.py says why)
+    # auto: TPE with start-up trials sized to the budget + ASHA on eval_loss (docs/strategies.md says why)
     strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
     sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own

@@ -81,7 +81,6 @@ class ForkServer:
         self._exits: dict[int, int] = {}
         self._started: list[int] = []
         self._alive = True
-        self.import_s: float | None = None
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -146,9 +145,7 @@ class ForkServer:
                 return
             msg = json.loads(data)
             with self._cond:
-                if msg["event"] == "ready":
-                    self.import_s = float(msg["import_s"])
-                elif msg["event"] == "started":
+                if msg["event"] == "started":  # ("ready" needs no answer: requests queue until then)
                     self._started.append(int(msg["pid"]))
                 elif msg["event"] == "exited":
                     self._exits[int(msg["pid"])] = int(msg["code"])

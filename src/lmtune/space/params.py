@@ -34,14 +34,6 @@ class _Base:
         """True when every condition in ``when`` holds for the values assigned so far."""
         return all(assigned.get(k) in allowed for k, allowed in self.when.items())
 
-    def extremes(self) -> tuple[Value, ...]:
-        """Values that include the smallest and the largest this parameter can take (all the choices of
-        a categorical): enough to find the longest training length a space allows."""
-        low, high = getattr(self, "low", None), getattr(self, "high", None)
-        if low is not None:
-            return (low, high)
-        return tuple(getattr(self, "choices", ()))
-
 
 @dataclass(frozen=True)
 class FloatParam(_Base):
@@ -49,6 +41,10 @@ class FloatParam(_Base):
     high: float = 1.0
     log: bool = False
     step: float | None = None
+
+    def extremes(self) -> tuple[Value, ...]:
+        """The smallest and the largest value (the longest training length a space allows)."""
+        return (self.low, self.high)
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         import optuna
@@ -88,6 +84,10 @@ class IntParam(_Base):
     log: bool = False
     step: int = 1
 
+    def extremes(self) -> tuple[Value, ...]:
+        """The smallest and the largest value (the longest training length a space allows)."""
+        return (self.low, self.high)
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         import optuna
 
@@ -114,6 +114,10 @@ class IntParam(_Base):
 @dataclass(frozen=True)
 class CategoricalParam(_Base):
     choices: tuple[Value, ...] = ()
+
+    def extremes(self) -> tuple[Value, ...]:
+        """Every choice: a categorical has no order to take the ends of."""
+        return self.choices
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         import optuna

@@ -20,10 +20,10 @@ STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
 STRATEGY_PRUNE_METRIC = {"auto": "eval_loss"}
 
 
-def prune_metric(strategy: str, prune_metric: str | None, metric: str) -> str:
-    """The metric the pruner compares at each rung: ``search.prune_metric``, else the strategy's own,
-    else the study's metric."""
-    return prune_metric or STRATEGY_PRUNE_METRIC.get(strategy, metric)
+def prune_metric(strategy: str, requested: str | None, metric: str) -> str:
+    """The metric the pruner compares at each rung: ``search.prune_metric`` (``requested``), else the
+    strategy's own, else the study's metric."""
+    return requested or STRATEGY_PRUNE_METRIC.get(strategy, metric)
 
 
 def pruning_value(metrics: dict[str, float], metric: str, direction: str) -> float | None:
