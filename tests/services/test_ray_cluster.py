@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from conftest import tiny_overrides
-from lmtune.config import load_config
+from lmtune.config import StudyConfig, load_config
 from lmtune.execution.ray_backend import RayExecutor, RayTrialProcess
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 
@@ -61,9 +61,13 @@ def test_pbt_population_spread_over_nodes(ray_address: str, tiny_model: Path, ti
 
 
 @pytest.fixture(scope="module")
-def plan(ray_address: str, tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Plan:
+def cfg(ray_address: str, tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> StudyConfig:
     d = tmp_path_factory.mktemp("ray") / "run"
-    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12"])
+    return load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12"])
+
+
+@pytest.fixture(scope="module")
+def plan(cfg: StudyConfig) -> Plan:
     return make_plan(cfg)
 
 
@@ -75,10 +79,10 @@ def executor(ray_address: str) -> Iterator[RayExecutor]:
     ex.ray.shutdown()
 
 
-def _run_killing_once(executor: RayExecutor, plan: Plan, number: int, *, kills: int,
+def _run_killing_once(executor: RayExecutor, cfg: StudyConfig, plan: Plan, number: int, *, kills: int,
                       **spec_extra: Any) -> tuple[RayTrialProcess, list[dict[str, Any]], int]:
-    """Run one trial; SIGKILL the actor (and with it the trainer) after its first evaluation, ``kills`` times."""
-    cfg = load_config(QUICKSTART, [f"study.dir={plan.paths.root}"])
+    """Run one trial; SIGKILL the actor (and with it the trainer) after its first evaluation, ``kills`` times.
+    The spec is built from the plan's own config: a trial's length comes from its config (max_steps 12)."""
     spec = replace(trial_spec(cfg, plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
                    **spec_extra)
     slot = executor.acquire()
@@ -97,23 +101,23 @@ def _run_killing_once(executor: RayExecutor, plan: Plan, number: int, *, kills: 
     return proc, events, code
 
 
-def test_lost_actor_is_retried_from_scratch(executor: RayExecutor, plan: Plan) -> None:
-    proc, events, code = _run_killing_once(executor, plan, 0, kills=1)
+def test_lost_actor_is_retried_from_scratch(executor: RayExecutor, cfg: StudyConfig, plan: Plan) -> None:
+    proc, events, code = _run_killing_once(executor, cfg, plan, 0, kills=1)
     units = [ev["units"] for ev in events if ev["event"] == "eval"]
     assert code == 0 and events[-1]["event"] == "end", events[-1]
     assert units == sorted(set(units)) and units[-1] == plan.max_units  # no evaluation relayed twice
     assert len(proc.retries) == 1 and "from scratch" in proc.retries[0]
 
 
-def test_lost_actor_resumes_from_checkpoint(executor: RayExecutor, plan: Plan) -> None:
-    proc, events, code = _run_killing_once(executor, plan, 1, kills=1, checkpoint_every=1)
+def test_lost_actor_resumes_from_checkpoint(executor: RayExecutor, cfg: StudyConfig, plan: Plan) -> None:
+    proc, events, code = _run_killing_once(executor, cfg, plan, 1, kills=1, checkpoint_every=1)
     assert code == 0 and events[-1]["event"] == "end"
     assert len(proc.retries) == 1 and "from checkpoint" in proc.retries[0]
     units = [ev["units"] for ev in events if ev["event"] == "eval"]
     assert units == list(range(1, plan.max_units + 1))
 
 
-def test_lost_too_often_fails_with_reason(executor: RayExecutor, plan: Plan) -> None:
-    _, events, code = _run_killing_once(executor, plan, 2, kills=2)  # max_retries=1
+def test_lost_too_often_fails_with_reason(executor: RayExecutor, cfg: StudyConfig, plan: Plan) -> None:
+    _, events, code = _run_killing_once(executor, cfg, plan, 2, kills=2)  # max_retries=1
     assert code != 0 and events[-1]["event"] == "error" and events[-1]["kind"] == "lost"
     assert "max_retries=1" in events[-1]["reason"]

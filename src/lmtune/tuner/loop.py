@@ -242,15 +242,32 @@ class Tuner:
             is_default = bool(trial.user_attrs.get("is_default"))
             trial.set_user_attr("config", hparams)
             trial.set_user_attr("is_default", is_default)
-        slot = executor.acquire()
-        spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams,
-                          device=executor.device_for(slot), threads=executor.threads, extra=dict(self.spec_extra))
-        trial_dir = plan.paths.trial_dir(trial.number)
-        with self._lock:
-            trial.set_user_attr("trial_dir", str(trial_dir))
-        launched = time.monotonic()  # before launch: a warm start's wait for its parent counts too
-        proc = executor.launch(spec, trial_dir, slot)
-        beat = self.coord.heartbeat(study, trial, proc.kill)
+        # The heartbeat starts before the launch: a launch can take seconds (a warm start waits for its
+        # parent to import torch and read the weights), longer than other workers' grace period.
+        handles: list[TrialHandle] = []
+        lost = threading.Event()
+
+        def on_lost() -> None:
+            lost.set()
+            for handle in handles:
+                handle.kill()
+
+        beat = self.coord.heartbeat(study, trial, on_lost)
+        try:
+            slot = executor.acquire()
+            spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams, device=executor.device_for(slot),
+                              threads=executor.threads, extra=dict(self.spec_extra))
+            trial_dir = plan.paths.trial_dir(trial.number)
+            with self._lock:
+                trial.set_user_attr("trial_dir", str(trial_dir))
+            launched = time.monotonic()  # before launch: a warm start's wait for its parent counts too
+            proc = executor.launch(spec, trial_dir, slot)
+        except BaseException:
+            beat.stop()
+            raise
+        handles.append(proc)
+        if lost.is_set():  # failed elsewhere while it launched
+            proc.kill()
         running[trial.number] = _Running(trial, proc, slot, launched, is_default, beat)
         self.reporter.trial_started(trial.number, params, is_default)
         threading.Thread(target=self._watch_safely, args=(study, running[trial.number], plan), daemon=True).start()
