@@ -87,6 +87,8 @@ class Tuner:
         self.spec_extra = dict(spec_extra or {})
         self.meta = dict(meta or {})
         self._lock = threading.Lock()
+        self._live_tokens: dict[int, int] = {}
+        self._finished_tokens = 0  # running trials' train tokens so far (budget is a cap)
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
     def run(self) -> RunSummary:
@@ -101,6 +103,7 @@ class Tuner:
         with self.coord.seeding(study):
             target = self._seed_queue(study, plan)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
+        self._finished_tokens = train_tokens_spent(study)
         running: dict[int, _Running] = {}
         try:
             summary.stop_reason = self._loop(study, plan, executor, running, target, summary, t0)
@@ -293,12 +296,17 @@ class Tuner:
         curve: list[dict[str, Any]] = []
         end: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        budget_stopped = False
         timer = self._watchdog(item)
         for ev in item.proc.events():
             kind = ev.get("event")
             if kind == "eval":
                 curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
-                item.proc.send("stop" if self._report(trial, ev, metric, curve) else "continue")
+                prune = self._report(trial, ev, metric, curve)
+                over = not prune and self._over_budget(trial.number, int(ev.get("tokens") or 0))
+                if over:
+                    budget_stopped = True
+                item.proc.send("stop" if prune or over else "continue")
                 self.reporter.trial_progress(trial.number, ev["units"], plan.max_units,
                                              ev["metrics"].get(metric))
             elif kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
@@ -316,7 +324,9 @@ class Tuner:
         item.beat.stop()
         if timer is not None:
             timer.cancel()
-        state, value, reason = self._record(study, item, curve, end, error, code)
+        with self._lock:
+            self._live_tokens.pop(trial.number, None)
+        state, value, reason = self._record(study, item, curve, end, error, code, budget_stopped=budget_stopped)
         self.reporter.trial_finished(trial.number, state, value, reason, _best_value(study, self._lock))
         self._done.put((trial.number, state))
 
@@ -332,9 +342,20 @@ class Tuner:
             trial.report(float(value), step=int(ev["units"]))
             return bool(trial.should_prune())
 
+    def _over_budget(self, number: int, tokens: int) -> bool:
+        """``budget.max_train_tokens`` is a cap, not a launch rule: True when the finished trials and
+        the running ones (this one at ``tokens``) have together reached it, so this trial stops now
+        (recorded as pruned by the budget) instead of overshooting by up to one whole trial."""
+        cap = self.cfg.budget.max_train_tokens
+        with self._lock:
+            self._live_tokens[number] = tokens
+            if not cap:
+                return False
+            return self._finished_tokens + sum(self._live_tokens.values()) >= cap
+
     def _record(self, study: optuna.Study, item: _Running, curve: list[dict[str, Any]],
                 end: dict[str, Any] | None, error: dict[str, Any] | None,
-                code: int) -> tuple[str, float | None, str]:
+                code: int, *, budget_stopped: bool = False) -> tuple[str, float | None, str]:
         trial, metric = item.trial, self.cfg.study.metric
         wall = time.monotonic() - item.started
         tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
@@ -352,6 +373,9 @@ class Tuner:
                       f"see {item.proc.log_path}")
         elif end.get("stopped_by") == "pruned":
             state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
+            if budget_stopped:
+                attrs["stopped_by"] = "budget"
+                reason = f"budget: max_train_tokens {self.cfg.budget.max_train_tokens} reached during this trial"
         else:
             value = end["metrics"].get(metric)
             if value is None or not math.isfinite(value):
@@ -359,9 +383,12 @@ class Tuner:
                           "set study.metric to one of them")
             else:
                 state = "COMPLETE"
-        if reason:
+        if reason and state == "FAIL":
             attrs["fail_reason"] = reason
+        elif reason:
+            attrs["stop_reason"] = reason
         with self._lock:
+            self._finished_tokens += int(tokens)
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
