@@ -6,6 +6,7 @@ import functools
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -49,6 +50,17 @@ def test_final_prints_comparison_and_costs(finished: tuple[Path, str]) -> None:
     assert "| test_accuracy ↑ |" in stdout and "±" in stdout and "(n=2)" in stdout
     assert "search: 2 trials" in stdout and "final:  4 runs (default 2, best 2)" in stdout
     assert "final model" in stdout and str(Path("final") / "model") in stdout
+
+
+def test_final_shows_the_selected_trials_validation_vs_test_gap(finished: tuple[Path, str]) -> None:
+    d, stdout = finished
+    results = json.loads((d / "final" / "results.json").read_text())
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    chosen = study.trials[results["best_trial"]].value
+    test = [r["metrics"]["test_accuracy"] for r in results["runs"] if r["which"] == "best"]
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("Selected trial:"))
+    assert f"eval_accuracy {chosen:.4f} in the search" in line and "maximum of 2 finished trials" in line
+    assert "retrained: validation" in line and f"{chosen - sum(test) / len(test):+.4f}" in line
 
 
 def test_final_model_is_a_normal_hf_folder(finished: tuple[Path, str]) -> None:

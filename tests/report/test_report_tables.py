@@ -18,6 +18,8 @@ from lmtune.report.tables import (
     final_cost,
     higher_is_better_default,
     search_cost,
+    selection_gap,
+    selection_gap_text,
     summarize,
     trial_table,
 )
@@ -174,3 +176,19 @@ def test_best_config_yaml_applies_params_to_training_section() -> None:
     }
     assert config["training"]["lora"] == {"r": 8}  # input untouched
     assert yaml.safe_load(best_config_yaml({"lr": 1.0}, {"lr": 2.0})) == {"training": {"lr": 2.0}}
+
+
+def test_selection_gap_is_the_search_value_minus_the_retrained_test_mean() -> None:
+    final = _final("test_accuracy", [0.6, 0.62], [0.70, 0.74])
+    for run, val in zip([r for r in final["runs"] if r["which"] == "best"], [0.75, 0.77], strict=True):
+        run["validation_metrics"] = {"eval_accuracy": val}
+    final["best_trial"] = 1
+    rows = trial_table([_trial(TrialState.COMPLETE, 0.7), _trial(TrialState.COMPLETE, 0.8),
+                        _trial(TrialState.PRUNED)])
+    rows = [type(r)(**{**r.__dict__, "number": i}) for i, r in enumerate(rows)]
+    gap = selection_gap(final, rows, "eval_accuracy")
+    assert gap is not None and gap.search_value == 0.8 and gap.n_trials == 2
+    assert gap.validation == pytest.approx((0.76, stats.tstd([0.75, 0.77])))
+    assert gap.test is not None and gap.test[0] == pytest.approx(0.72) and gap.gap == pytest.approx(0.08)
+    assert "selection gap (search − test) +0.0800" in selection_gap_text(gap)
+    assert selection_gap({**final, "best_trial": 7}, rows, "eval_accuracy") is None

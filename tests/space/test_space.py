@@ -96,3 +96,13 @@ def test_clamp_and_sample_stay_on_the_step_grid_inside_bounds() -> None:
     assert {p.sample(random.Random(s)) for s in range(50)} == {0, 5, 10}
     f = FloatParam(name="y", low=0.0, high=0.25, step=0.1)
     assert f.clamp(0.3) == pytest.approx(0.2) and f.clamp(0.04) == 0.0
+
+
+def test_an_integral_float_default_lies_in_an_int_range_so_the_baseline_runs() -> None:
+    """``training.epochs`` is a float field; ``epochs: int 1..4`` must still hold the default 1.0, or
+    the default-settings trial (the study's baseline) would be skipped."""
+    space = build_space({"epochs": {"type": "int", "low": 1, "high": 4}, "learning_rate": [1e-4, 1e-3]})
+    assert space.outside({"epochs": 1.0, "learning_rate": 1e-4}) == []
+    assert space.restrict({"epochs": 1.0, "learning_rate": 1e-4}) == {"epochs": 1, "learning_rate": 1e-4}
+    assert space.outside({"epochs": 1.5, "learning_rate": 1e-4}) == ["epochs"]
+    assert space.outside({"epochs": float("inf"), "learning_rate": 1e-4}) == ["epochs"]

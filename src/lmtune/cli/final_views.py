@@ -12,7 +12,15 @@ from typing import Any
 from optuna.trial import FrozenTrial
 from rich.console import Console
 
-from lmtune.report.tables import ComparisonRow, comparison_table, final_cost, search_cost
+from lmtune.report.tables import (
+    ComparisonRow,
+    comparison_table,
+    final_cost,
+    search_cost,
+    selection_gap,
+    selection_gap_text,
+    trial_table,
+)
 
 
 def directions(metric: str, direction: str, final: Mapping[str, Any]) -> dict[str, bool]:
@@ -64,5 +72,8 @@ def print_final(console: Console, final: Mapping[str, Any], trials: Sequence[Fro
         console.print("Default vs optimized on the test split (mean ± std over seeds; ↑/↓ = higher/lower is better)")
         for line in comparison_markdown(rows):
             console.print(line, markup=False)
+    gap = selection_gap(final, trial_table(trials), metric)
+    if gap is not None:
+        console.print(selection_gap_text(gap), markup=False)
     for line in cost_lines(trials, final):
         console.print(line)

@@ -36,6 +36,7 @@ class ReportContent:
     importances: t.Importances
     lineage: t.Lineage | None  # None unless trials carry `pbt` attrs
     transfer: t.TransferSummary | None  # None unless the study has a proxy stage
+    selection: t.SelectionGap | None = None  # None until `lmtune final` has run
 
 
 def best_row(rows: list[t.TrialRow], direction: str) -> t.TrialRow | None:
@@ -86,4 +87,5 @@ def collect(record: StudyRecord) -> ReportContent:
         importances=t.importances(record.study),
         lineage=t.pbt_lineage(record.trials, direction=record.direction),
         transfer=transfer,
+        selection=t.selection_gap(final, rows, record.metric) if final is not None else None,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmtune.report.content import ReportContent
-from lmtune.report.tables import ALPHA, TrialRow
+from lmtune.report.tables import ALPHA, TrialRow, selection_gap_text
 
 __all__ = ["Section", "Table", "fmt_mean_std", "fmt_num", "fmt_seconds", "sections"]
 
@@ -103,7 +103,10 @@ def _comparison(c: ReportContent) -> Section:
         for r in c.comparison
     ]
     table = Table(["metric", "default", "optimized", "difference", "verdict"], rows)
-    return Section("comparison", title, [intro], [table])
+    paragraphs = [intro]
+    if c.selection is not None:
+        paragraphs.append(selection_gap_text(c.selection))
+    return Section("comparison", title, paragraphs, [table])
 
 
 def _cost(c: ReportContent) -> Section:

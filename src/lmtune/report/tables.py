@@ -129,6 +129,53 @@ def _metric_values(runs: Sequence[Mapping[str, Any]], which: str, metric: str) -
     ]
 
 
+@dataclass(frozen=True)
+class SelectionGap:
+    """How much the selected trial's search score overstates what its configuration does on new data.
+
+    ``search_value``: the value the selected trial reported to the study (its last evaluation, or its
+    best one under ``early_stopping_patience``, whose weights it restores; ``lmtune final`` retrains with
+    the same rule) — it won a selection among ``n_trials``, so it is biased upwards.
+    ``validation``/``test``: mean and sample std of the same configuration retrained by ``lmtune final``
+    over its seeds, on the validation and the test split. ``gap`` = search value − test mean.
+    """
+
+    metric: str
+    test_metric: str
+    search_value: float
+    n_trials: int
+    validation: tuple[float, float] | None
+    test: tuple[float, float] | None
+    gap: float | None
+
+
+def selection_gap(final: Mapping[str, Any], trials: Sequence[TrialRow], metric: str) -> SelectionGap | None:
+    """The selection gap of ``final["best_trial"]``; None before `lmtune final` or without its value."""
+    number = final.get("best_trial")
+    chosen = next((t for t in trials if t.number == number and t.value is not None), None)
+    if chosen is None or chosen.value is None:
+        return None
+    test_metric = "test_" + metric.removeprefix("eval_")
+    runs = [r for r in final.get("runs", []) if r.get("which") == "best"]
+    val = [float(r["validation_metrics"][metric]) for r in runs if metric in (r.get("validation_metrics") or {})]
+    test = [float(r["metrics"][test_metric]) for r in runs if test_metric in (r.get("metrics") or {})]
+    done = sum(1 for t in trials if t.state == "COMPLETE")
+    return SelectionGap(metric=metric, test_metric=test_metric, search_value=float(chosen.value), n_trials=done,
+                        validation=summarize(val) if val else None, test=summarize(test) if test else None,
+                        gap=float(chosen.value) - summarize(test)[0] if test else None)
+
+
+def selection_gap_text(g: SelectionGap) -> str:
+    """One sentence, the same in the terminal and the report."""
+    parts = [f"Selected trial: {g.metric} {g.search_value:.4f} in the search (its last evaluation, or its best "
+             f"under early stopping; the maximum of {g.n_trials} finished trials, so biased upwards)"]
+    if g.validation is not None:
+        parts.append(f"retrained: validation {g.validation[0]:.4f} ± {g.validation[1]:.4f}")
+    if g.test is not None and g.gap is not None:
+        parts.append(f"test {g.test[0]:.4f} ± {g.test[1]:.4f}; selection gap (search − test) {g.gap:+.4f}")
+    return "; ".join(parts) + "."
+
+
 def comparison_table(
     final: Mapping[str, Any], *, higher_is_better: Mapping[str, bool] | None = None
 ) -> list[ComparisonRow]:

@@ -108,7 +108,11 @@ class IntParam(_Base):
         return int(self.low + index * self.step)
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+        """An integral float counts (``training.epochs`` is a float field: 1.0 lies in ``int 1..4``)."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or float(value) != int(value):
+            return False
+        return self.low <= int(value) <= self.high
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,8 @@ class Space:
         out: dict[str, Any] = {}
         for p in self.params:
             if p.active(out) and p.name in config and p.contains(config[p.name]):
-                out[p.name] = config[p.name]
+                value = config[p.name]
+                out[p.name] = int(value) if isinstance(p, IntParam) else value
         return out
 
     def outside(self, config: Mapping[str, Any]) -> list[str]:

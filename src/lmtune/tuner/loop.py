@@ -10,6 +10,7 @@ trials failed in this run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import queue
 import threading
@@ -38,6 +39,7 @@ from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.progress import PlainReporter, Reporter
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger("lmtune")
 
 
 @dataclass
@@ -173,7 +175,11 @@ class Tuner:
         Returns the number of finished trials to reach."""
         trials = study.get_trials(deepcopy=False)
         default = plan.space.restrict(plan.defaults)
-        wants_default = self.cfg.search.include_default and not plan.space.outside(plan.defaults)
+        outside = plan.space.outside(plan.defaults)
+        wants_default = self.cfg.search.include_default and not outside
+        if self.cfg.search.include_default and outside and not trials:
+            log.warning("no default-settings trial (the baseline): training.%s lies outside search.space; "
+                        "widen the space or set the default inside it", ", training.".join(outside))
         has_default = any(t.user_attrs.get("is_default") for t in trials)
         if self.cfg.search.strategy != "grid":
             if wants_default and not has_default:
