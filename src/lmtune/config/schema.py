@@ -114,6 +114,9 @@ class SearchSection(_Section):
     # early, while accuracy still sits at the majority class for good and bad ones alike.
     prune_metric: str | None = None
     reduction_factor: int = Field(default=3, ge=2)  # asha/hyperband
+    # warm start: earlier study directories whose prior_top_k best configurations run first (tuner/priors.py)
+    prior_studies: list[str] = Field(default_factory=list)
+    prior_top_k: int = Field(default=3, ge=1)
     pbt: PBTSection = PBTSection()
 
 

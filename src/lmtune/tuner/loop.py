@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.config import StudyConfig
+from lmtune.config import StudyConfig, resolved_space
 from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.strategies import make_pruner, make_sampler, prune_metric, pruner_name, pruning_value, startup_trials
@@ -36,6 +36,7 @@ from lmtune.study.store import (
 from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.priors import enqueue_priors, prior_configs
 from lmtune.tuner.progress import PlainReporter, Reporter
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,6 +96,7 @@ class Tuner:
 
     def run(self) -> RunSummary:
         t0 = time.monotonic()
+        priors = prior_configs(self.cfg, resolved_space(self.cfg))  # refused before any training
         plan = make_plan(self.cfg)
         study = self._open_study(plan)
         executor = make_executor(self.cfg.execution)
@@ -104,6 +106,8 @@ class Tuner:
         self.coord.recover(study)
         with self.coord.seeding(study):
             target = self._seed_queue(study, plan)
+            if priors:
+                enqueue_priors(study, priors)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         self._finished_tokens = train_tokens_spent(study)
         running: dict[int, _Running] = {}

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space, validate
 from lmtune.errors import ConfigError
@@ -33,24 +32,11 @@ from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, wri
 from lmtune.tuner.loop import RunSummary, Tuner
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter
+from lmtune.tuner.transfer import Transfer, top_configs
 
 PROXY_DIR = "proxy"  # the proxy stage's folder inside the study directory
 
 __all__ = ["PROXY_DIR", "PROXY_SUFFIX", "Transfer", "TwoStageSummary", "TwoStageTuner", "proxy_config", "top_configs"]
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """A proxy trial's configuration, to be run on the target."""
-
-    params: dict[str, Any]
-    proxy_trial: int
-    proxy_value: float
-    is_default: bool
-
-    def user_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"proxy_value": self.proxy_value, "proxy_trial": self.proxy_trial}
-        return {**attrs, "is_default": True} if self.is_default else attrs
 
 
 @dataclass
@@ -99,24 +85,6 @@ def proxy_config(cfg: StudyConfig, *, storage: str, train_rows: int | None = Non
         return validate(raw, source="the proxy stage")
     except ConfigError as exc:
         raise ConfigError(f"{exc}\n  (the proxy stage's settings come from the proxy: section)") from None
-
-
-def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> list[Transfer]:
-    """With ``with_default``, the default trial when it completed (so the target runs the baseline first,
-    as trial 0 like any study); then the ``k`` best COMPLETE trials of ``study`` with distinct params
-    other than the default settings, best first (ties: lower number)."""
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    default = next((t for t in done if t.user_attrs.get("is_default")), None)
-    out: list[Transfer] = []
-    if with_default and default is not None:
-        out.append(Transfer(dict(default.params), default.number, float(default.value or 0.0), True))
-    for t in sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number)):
-        if sum(not o.is_default for o in out) == k:
-            break
-        if t.params != (default.params if default else None) and all(t.params != o.params for o in out):
-            out.append(Transfer(dict(t.params), t.number, float(t.value or 0.0), False))
-    return out
 
 
 def enqueue_transfers(study: optuna.Study, transfers: list[Transfer]) -> int:

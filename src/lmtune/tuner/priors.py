@@ -1,0 +1,75 @@
+"""Warm start from earlier studies (``search.prior_studies``): their best configurations run first.
+
+Each earlier study directory's ``search.prior_top_k`` best COMPLETE trials (distinct, other than its
+default settings) are restricted to this study's space and enqueued right after the default trial,
+once per study: every such trial carries ``prior_study``, ``prior_trial`` and ``prior_value``, so a
+resumed run does not enqueue them again and the report can tell them apart. The sampler then models
+them like any other finished trial; they count toward TPE's start-up trials (Optuna counts finished
+trials), so a warm-started study models sooner instead of drawing that many random points.
+
+The earlier study must rank trials the same way (same ``study.metric`` and ``direction``), or its
+"best" would mean something else; anything else is refused before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from lmtune.config import StudyConfig
+from lmtune.errors import ConfigError, StudyError
+from lmtune.space import Space
+from lmtune.study.store import load_study
+from lmtune.tuner.transfer import top_configs
+
+
+@dataclass(frozen=True)
+class Prior:
+    params: dict[str, Any]
+    study: str
+    trial: int
+    value: float
+
+    def user_attrs(self) -> dict[str, Any]:
+        return {"prior_study": self.study, "prior_trial": self.trial, "prior_value": self.value}
+
+
+def prior_configs(cfg: StudyConfig, space: Space) -> list[Prior]:
+    """The configurations ``search.prior_studies`` hand this study, best first per study; raises
+    ``ConfigError`` (exit 2) for a folder that is not a study or that ranks by another metric."""
+    out: list[Prior] = []
+    if cfg.search.prior_studies and cfg.search.strategy in ("grid", "pbt"):
+        raise ConfigError(f"search.prior_studies: not used by strategy {cfg.search.strategy} (grid runs its "
+                          "points, pbt its population); use a sampling strategy (auto, bayes, random, asha, hyperband)")
+    for folder in cfg.search.prior_studies:
+        where = f"search.prior_studies: {folder}"
+        if Path(folder).resolve() == Path(cfg.study.dir).resolve():
+            raise ConfigError(f"{where} is this study's own directory; name an earlier study")
+        try:
+            study, meta = load_study(folder)
+        except StudyError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
+        if meta.get("metric") not in (None, cfg.study.metric) or direction != cfg.study.direction:
+            raise ConfigError(f"{where} ranks trials by {meta.get('metric')} ({direction}), this study by "
+                              f"{cfg.study.metric} ({cfg.study.direction}); its best trials would not be this "
+                              "study's: use an earlier study with the same study.metric and direction")
+        for t in top_configs(study, cfg.search.prior_top_k, with_default=False):
+            params = space.restrict(t.params)
+            if params and all(params != o.params for o in out):
+                out.append(Prior(params=params, study=str(Path(folder).resolve()), trial=t.proxy_trial,
+                                 value=t.proxy_value))
+    return out
+
+
+def enqueue_priors(study: optuna.Study, priors: list[Prior]) -> int:
+    """Enqueue the priors this study does not hold yet (any state); returns how many."""
+    held = {(t.user_attrs.get("prior_study"), t.user_attrs.get("prior_trial"))
+            for t in study.get_trials(deepcopy=False)}
+    todo = [p for p in priors if (p.study, p.trial) not in held]
+    for p in todo:
+        study.enqueue_trial(p.params, user_attrs=p.user_attrs())
+    return len(todo)

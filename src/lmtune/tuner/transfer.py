@@ -1,0 +1,42 @@
+"""A study's best configurations, to be run again elsewhere: on the target after a proxy stage
+(``tuner/proxy.py``) or first in a new study warm-started from earlier ones (``tuner/priors.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A proxy trial's configuration, to be run on the target."""
+
+    params: dict[str, Any]
+    proxy_trial: int
+    proxy_value: float
+    is_default: bool
+
+    def user_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"proxy_value": self.proxy_value, "proxy_trial": self.proxy_trial}
+        return {**attrs, "is_default": True} if self.is_default else attrs
+
+
+def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> list[Transfer]:
+    """With ``with_default``, the default trial when it completed (so the target runs the baseline first,
+    as trial 0 like any study); then the ``k`` best COMPLETE trials of ``study`` with distinct params
+    other than the default settings, best first (ties: lower number)."""
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    default = next((t for t in done if t.user_attrs.get("is_default")), None)
+    out: list[Transfer] = []
+    if with_default and default is not None:
+        out.append(Transfer(dict(default.params), default.number, float(default.value or 0.0), True))
+    for t in sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number)):
+        if sum(not o.is_default for o in out) == k:
+            break
+        if t.params != (default.params if default else None) and all(t.params != o.params for o in out):
+            out.append(Transfer(dict(t.params), t.number, float(t.value or 0.0), False))
+    return out
