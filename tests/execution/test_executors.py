@@ -7,7 +7,7 @@ import pytest
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.execution import LocalExecutor, make_executor
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Continue, Stop, TrialSpec
 
 
 def test_local_backend_is_the_default() -> None:
@@ -39,7 +39,7 @@ def test_simulated_trainer_speaks_the_trainer_protocol(tmp_path: Path, monkeypat
     for ev in proc.events():
         events.append(ev)
         if ev["event"] == "eval":
-            proc.send("stop" if ev["units"] == 2 else "continue")
+            proc.send(Stop() if ev["units"] == 2 else Continue())
     assert proc.wait() == 0
     assert [e["event"] for e in events] == ["start", "eval", "eval", "end"]
     assert events[-1]["stopped_by"] == "pruned" and events[-1]["units"] == 2

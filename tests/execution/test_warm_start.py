@@ -15,7 +15,7 @@ from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache
 from lmtune.execution import LocalExecutor, TrialProcess
 from lmtune.execution.forkserver import ForkedTrial
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Continue, Stop, TrialSpec
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def drive(proc: Any, stop_at: int | None = None) -> list[dict[str, Any]]:
     for ev in proc.events():
         events.append(ev)
         if ev["event"] == "eval":
-            proc.send("stop" if ev["units"] == stop_at else "continue")
+            proc.send(Stop() if ev["units"] == stop_at else Continue())
     return events
 
 

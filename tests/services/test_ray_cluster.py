@@ -20,6 +20,7 @@ import pytest
 from conftest import tiny_overrides
 from lmtune.config import StudyConfig, load_config
 from lmtune.execution.ray_backend import RayExecutor, RayTrialProcess
+from lmtune.protocol import Continue
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 
 pytestmark = pytest.mark.services
@@ -40,6 +41,21 @@ def test_study_runs_on_both_nodes(ray_address: str, tiny_model: Path, tiny_csv: 
     nodes = {re.search(r"Ray node (\w+)", (d / "trials" / f"{t.number:04d}" / "trainer.log").read_text())[1]
              for t in trials}
     assert len(nodes) == 2, "both trials ran on one node (each node has 1 CPU, each trial needs 1)"
+
+
+def test_final_runs_on_the_studys_ray_backend(ray_address: str, tiny_model: Path, tiny_csv: Path,
+                                              tmp_path: Path) -> None:
+    d = tmp_path / "final"
+    sets = [*tiny_overrides(tiny_model, tiny_csv, d), "execution.backend=ray", f"execution.address={ray_address}",
+            "execution.workers=2", "execution.threads_per_worker=1"]
+    tune = subprocess.run([sys.executable, "-m", "lmtune", "tune", QUICKSTART, *[a for s in sets for a in ("--set", s)],
+                           "--n-trials", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert tune.returncode == 0, tune.stdout[-2000:] + tune.stderr[-3000:]
+    out = subprocess.run([sys.executable, "-m", "lmtune", "final", str(d), "--seeds", "1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    logs = list((d / "final" / "runs").glob("*/trainer.log"))
+    assert len(logs) == 2 and all(re.search(r"Ray node (\w+)", p.read_text()) for p in logs)
 
 
 def test_pbt_population_spread_over_nodes(ray_address: str, tiny_model: Path, tiny_csv: Path,
@@ -95,7 +111,7 @@ def _run_killing_once(executor: RayExecutor, cfg: StudyConfig, plan: Plan, numbe
                 kills -= 1
                 pid = executor.ray.get(executor.host(slot).where.remote())["pid"]
                 os.kill(pid, signal.SIGKILL)
-            proc.send("continue")
+            proc.send(Continue())
     code = proc.wait()
     executor.release(slot)
     return proc, events, code

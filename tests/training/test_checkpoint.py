@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from test_loop import cache, make_spec  # noqa: F401  (module fixture)
 
+from lmtune.protocol import Continue, TrialSpec, decode_decision
 from lmtune.training.checkpoint import WEIGHTS
 from lmtune.training.loop import train
-from lmtune.training.spec import TrialSpec
 
 
 def run(spec: TrialSpec) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    train(spec, events.append, lambda: "continue")
+    train(spec, events.append, lambda: Continue())
     return [e for e in events if e["event"] == "eval"]
 
 
@@ -41,7 +41,7 @@ def test_exploit_switches_state_and_settings(tiny_model: Path, cache: Path, tmp_
     order = json.dumps({"exploit": {"checkpoint": donor[1]["checkpoint"], "hparams": {"learning_rate": 0.002}}})
     answers = iter([order])
     events: list[dict[str, Any]] = []
-    result = train(spec, events.append, lambda: next(answers, "continue"))
+    result = train(spec, events.append, lambda: decode_decision(next(answers, "continue")))
     kinds = [e["event"] for e in events]
     assert kinds.count("exploited") == 1
     evals = [e for e in events if e["event"] == "eval"]

@@ -13,16 +13,16 @@ import torch
 from test_lm_training import lm_cache, lm_spec  # noqa: F401  (module fixture)
 from test_loop import cache, make_spec  # noqa: F401  (module fixture)
 
+from lmtune.protocol import Continue, TrialSpec
 from lmtune.training.loop import train
 from lmtune.training.session import setup
-from lmtune.training.spec import TrialSpec
 
 pytestmark = pytest.mark.gpu
 
 
 def run(spec: TrialSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    return train(spec, events.append, lambda: "continue"), events
+    return train(spec, events.append, lambda: Continue()), events
 
 
 def on_cuda(spec: TrialSpec, **changes: Any) -> TrialSpec:

@@ -16,11 +16,11 @@ from lmtune.config import TrainingSection
 from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache, load_split
 from lmtune.errors import ConfigError
+from lmtune.protocol import Continue, TrialSpec, decode_decision
 from lmtune.training import loop
 from lmtune.training.checkpoint import WEIGHTS
 from lmtune.training.loop import train
 from lmtune.training.session import Session, setup
-from lmtune.training.spec import TrialSpec
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def lm_spec(model: Path, data: Path, out: Path, **hp: Any) -> TrialSpec:
 
 def run(spec: TrialSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    return train(spec, events.append, lambda: "continue"), events
+    return train(spec, events.append, lambda: Continue()), events
 
 
 def test_lm_trial_reports_shifted_loss_and_perplexity(tiny_llama: Path, lm_cache: Path, tmp_path: Path) -> None:
@@ -221,6 +221,6 @@ def test_exploit_from_a_donor_with_another_lora_rank(tiny_llama: Path, lm_cache:
     answers = iter([order])
     events: list[dict[str, Any]] = []
     spec = lm_spec(tiny_llama, lm_cache, tmp_path / "e", lora_enabled=True, lora_r=4)
-    result = train(spec, events.append, lambda: next(answers, "continue"))
+    result = train(spec, events.append, lambda: decode_decision(next(answers, "continue")))
     assert [e["event"] for e in events].count("exploited") == 1 and result["examples"] == 32
     assert math.isfinite(result["metrics"]["eval_loss"])

@@ -9,9 +9,9 @@ import pytest
 from lmtune.config import TrainingSection
 from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache
+from lmtune.protocol import TrialSpec, decode_decision
 from lmtune.training.loop import TrainingDiverged, train
 from lmtune.training.optim import lr_lambda
-from lmtune.training.spec import TrialSpec
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def make_spec(model: Path, cache: Path, out: Path, **hp: Any) -> TrialSpec:
 def run(spec: TrialSpec, decisions: list[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
     answers = iter(decisions or [])
-    result = train(spec, events.append, lambda: next(answers, "continue"))
+    result = train(spec, events.append, lambda: decode_decision(next(answers, "continue")))
     return result, events
 
 

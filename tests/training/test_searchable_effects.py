@@ -22,9 +22,9 @@ from lmtune.config import TRAINING_FIELDS, TrainingSection
 from lmtune.config.effects import FIXED_PER_STUDY
 from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache
+from lmtune.protocol import Continue, TrialSpec
 from lmtune.training import session as session_module
 from lmtune.training.loop import train
-from lmtune.training.spec import TrialSpec
 from lmtune.tuner.plan import training_examples
 
 TRAIN_ROWS = 96
@@ -100,7 +100,7 @@ def fingerprint(model: Path, cache: Path, out: Path, monkeypatch: pytest.MonkeyP
         return m
 
     monkeypatch.setattr(session_module, "load_model", load_and_watch)
-    result = train(spec, lambda _ev: None, lambda: "continue")
+    result = train(spec, lambda _ev: None, lambda: Continue())
     weights = tuple(round(float(p.detach().float().sum()), 6) for p in models[-1].parameters())
     ends = (result["step"], result["examples"], result["stopped_by"], result["precision"])
     curve = tuple(round(v, 6) for v in result["metrics"].values())

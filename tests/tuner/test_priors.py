@@ -42,7 +42,8 @@ def test_prior_studies_best_configurations_run_first_once(tiny_model: Path, tiny
 def test_a_prior_that_ranks_by_another_metric_or_is_missing_is_refused(tiny_model: Path, tiny_csv: Path,
                                                                        tmp_path: Path) -> None:
     a = tmp_path / "a"
-    out = run_lmtune("tune", QUICKSTART, *set_args([*tiny_overrides(tiny_model, tiny_csv, a), SPACE]), "--n-trials", "1")
+    out = run_lmtune("tune", QUICKSTART, *set_args([*tiny_overrides(tiny_model, tiny_csv, a), SPACE]),
+                     "--n-trials", "1")
     assert out.returncode == 0, out.stderr
     base = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "b"), SPACE]
     other = run_lmtune("tune", QUICKSTART, *set_args([*base, f"search.prior_studies=[{a}]", "study.metric=eval_loss",
@@ -50,5 +51,6 @@ def test_a_prior_that_ranks_by_another_metric_or_is_missing_is_refused(tiny_mode
     assert other.returncode == 2 and "ranks trials by eval_accuracy" in other.stderr and "Traceback" not in other.stderr
     missing = run_lmtune("tune", QUICKSTART, *set_args([*base, f"search.prior_studies=[{tmp_path / 'nope'}]"]),
                          "--n-trials", "1")
-    assert missing.returncode == 2 and "search.prior_studies" in missing.stderr and "not an lmtune study" in missing.stderr
+    assert missing.returncode == 2 and "search.prior_studies" in missing.stderr
+    assert "not an lmtune study" in missing.stderr
     assert not (tmp_path / "b" / "trials").exists()  # refused before any training

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Decision, TrialSpec
 
 
 class TrialHandle(Protocol):
@@ -23,8 +23,8 @@ class TrialHandle(Protocol):
         """The trainer's protocol events (start, eval, end | error), until it exits."""
         ...
 
-    def send(self, decision: str) -> None:
-        """Answer the last eval: ``continue``, ``stop`` or a JSON exploit line."""
+    def send(self, decision: Decision) -> None:
+        """Answer the last eval (`lmtune.protocol` encodes it on the wire)."""
         ...
 
     def kill(self) -> None: ...

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from lmtune.protocol import Decision, decode_event, encode_decision
+
 ZYGOTE = "lmtune.training.zygote"
 # Read once when the zygote imports torch / OpenMP, so a child cannot change them: the zygote serves
 # only trials whose values equal its own.
@@ -39,14 +41,13 @@ class ForkedTrial:
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._stdout:
-            line = line.strip()
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    yield json.loads(line)
+            event = decode_event(line)
+            if event is not None:
+                yield event
 
-    def send(self, decision: str) -> None:
+    def send(self, decision: Decision) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self._stdin.write(decision + "\n")
+            self._stdin.write(encode_decision(decision) + "\n")
             self._stdin.flush()
 
     def kill(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from typing import IO, Any
 
 from lmtune.execution.forkserver import ForkedTrial, ForkServer
 from lmtune.execution.threads import log, plan_threads
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Decision, TrialSpec, decode_event, encode_decision
 
 _PR_SET_PDEATHSIG = 1
 TRAINER = "lmtune.training.worker"  # the trainer entry point (`python -m TRAINER TRIAL_FILE`)
@@ -46,17 +45,14 @@ class TrialProcess:
     def events(self) -> Iterator[dict[str, Any]]:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            event = decode_event(line)
+            if event is not None:
+                yield event
 
-    def send(self, decision: str) -> None:
+    def send(self, decision: Decision) -> None:
         try:
             assert self.proc.stdin is not None
-            self.proc.stdin.write(decision + "\n")
+            self.proc.stdin.write(encode_decision(decision) + "\n")
             self.proc.stdin.flush()
         except (OSError, ValueError):  # trainer gone, or its pipe already closed after it exited
             pass

@@ -31,7 +31,7 @@ from typing import Any
 
 from lmtune.errors import ConfigError
 from lmtune.execution.local import TRAINER, TrialProcess
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Continue, Decision, TrialSpec
 
 log = logging.getLogger("lmtune")
 POLL_S = 10.0  # longest a relay call waits in the actor for an event (it returns at once when one comes)
@@ -108,7 +108,7 @@ class TrainerHost:
                 return out, None
         return out, self._code
 
-    def send(self, decision: str) -> None:
+    def send(self, decision: Decision) -> None:
         if self._proc is not None:
             self._proc.send(decision)
 
@@ -231,7 +231,7 @@ class RayTrialProcess:
                 self._checkpoint = str(ev["checkpoint"])
             units = int(ev.get("units", 0))
             if units <= self._relayed_units:
-                self.send("continue")
+                self.send(Continue())
                 return True
             self._relayed_units = units
         return ev.get("event") == "start" and bool(self.retries)
@@ -254,7 +254,7 @@ class RayTrialProcess:
         tries = f" after {len(self.retries)} retries (execution.max_retries={self._ex.max_retries})"
         return f"the Ray node or actor running the trainer was lost{tries}: {_first_line(exc)}"
 
-    def send(self, decision: str) -> None:
+    def send(self, decision: Decision) -> None:
         with contextlib.suppress(Exception):  # the actor is gone: events() notices and retries or fails
             self._host.send.remote(decision)
 

@@ -3,8 +3,8 @@
 It speaks the trainer protocol of `lmtune.training.worker` (start, eval per unit answered by the
 driver's decision, end) but trains nothing: each unit sleeps ``LMTUNE_SIM_UNIT_S`` seconds (default
 1) and the metric follows the toy learning curve of `lmtune.strategies.toy` (gap to a learning-rate
-dependent ceiling closed at a learning-rate dependent speed). Imports only the standard library, so
-process start-up costs what a bare Python start costs.
+dependent ceiling closed at a learning-rate dependent speed). Imports only the standard library and
+`lmtune.protocol` (itself standard library only), so start-up costs what a bare Python start costs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import random
 import sys
 import time
 from typing import Any
+
+from lmtune.protocol import Continue, decode_decision, encode_event
 
 
 def quality_after(units: int, lr: float, weight_decay: float) -> float:
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> int:
     metric = spec["metric"]
 
     def emit(event: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.write(encode_event(event) + "\n")
         sys.stdout.flush()
 
     t0 = time.perf_counter()
@@ -50,7 +52,8 @@ def main(argv: list[str]) -> int:
         emit({"event": "eval", "step": u, "units": u, "examples": u * spec["examples_per_unit"],
               "tokens": u * spec["examples_per_unit"] * 32, "metrics": metrics,
               "elapsed_s": time.perf_counter() - t0})
-        if spec.get("interactive", True) and u < units and sys.stdin.readline().strip() != "continue":
+        answer = decode_decision(sys.stdin.readline()) if spec.get("interactive", True) and u < units else None
+        if answer is not None and not isinstance(answer, Continue):
             stopped_by = "pruned"
             break
     emit({"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,

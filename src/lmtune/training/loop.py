@@ -4,16 +4,15 @@ Fidelity is data: a trial evaluates each time another ``examples_per_unit`` trai
 been seen, and trains for ``total_examples`` in all, whatever its batch size. So every trial is
 judged at the same amounts of data, and pruners/PBT compare like with like.
 
-After each evaluation the driver answers (when the spec is interactive) with one of:
-``continue``; ``stop`` (pruned); ``pause`` (PBT: exit now, resumed later from the checkpoint just
-saved); or a JSON line ``{"exploit": {"checkpoint": DIR, "hparams": {...}}}``
-(PBT: load that member's exact checkpoint, switch to the new settings, go on from its position).
+After each evaluation the driver answers (when the spec is interactive) with a `lmtune.protocol`
+decision: ``Continue``; ``Stop`` (pruned); ``Pause`` (PBT: exit now, resumed later from the checkpoint
+just saved); or ``Exploit`` (PBT: load that member's exact checkpoint, switch to the new settings, go
+on from its position).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -24,16 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmtune.protocol import Decision, Exploit, Pause, Stop, TrialSpec
 from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
 from lmtune.training.evaluate import summed_loss
 from lmtune.training.session import Session, setup
-from lmtune.training.spec import TrialSpec
 
 Emit = Callable[[dict[str, Any]], None]
 # Settings that shape the trainable weights (LoRA adapters) or their scaling: an exploit that changes one
 # rebuilds the model instead of setting it in place.
 _ADAPTER_SHAPE = ("lora_enabled", "lora_r", "lora_alpha", "lora_target_modules")
-Decide = Callable[[], str]
+Decide = Callable[[], Decision]
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,11 +102,11 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
             s.set_hyperparameters({**s.hp, **change})
         if spec.interactive and not s.done(prog.examples):
             answer = decide()
-            if answer in ("stop", "pause"):  # pause: the driver resumes this run later from its checkpoint
-                stopped_by = "pruned" if answer == "stop" else "paused"
+            if isinstance(answer, Stop | Pause):  # pause: the driver resumes this run later from its checkpoint
+                stopped_by = "pruned" if isinstance(answer, Stop) else "paused"
                 break
-            if answer.startswith("{"):
-                s, prog = _exploit(s, prog, json.loads(answer)["exploit"], emit)
+            if isinstance(answer, Exploit):
+                s, prog = _exploit(s, prog, answer, emit)
         tick = time.perf_counter()
     if best_state is not None and stopped_by not in ("pruned", "paused"):
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
@@ -209,19 +208,19 @@ def _resume(s: Session, folder: Path, *, restore_rng: bool) -> Progress:
                     best=pos.get("best"), last=pos.get("last"), evals_since_best=pos.get("evals_since_best", 0))
 
 
-def _exploit(s: Session, prog: Progress, order: dict[str, Any], emit: Emit) -> tuple[Session, Progress]:
+def _exploit(s: Session, prog: Progress, order: Exploit, emit: Emit) -> tuple[Session, Progress]:
     """PBT exploit + explore: take another member's exact state and position, then the new settings.
     Train tokens already spent stay counted (the budget is what this process trained). When the donor's
     LoRA adapters have another shape or scaling, the model is rebuilt with the donor's settings first."""
     spent = prog.tokens
-    hp = {**s.hp, **order["hparams"]}
+    hp = {**s.hp, **order.hparams}
     if any(hp.get(k) != s.hp.get(k) for k in _ADAPTER_SHAPE):
         s = setup(dataclasses.replace(s.spec, hparams=hp))
-    new = _resume(s, Path(order["checkpoint"]), restore_rng=False)
-    s.set_hyperparameters({**s.hp, **order["hparams"]})
+    new = _resume(s, Path(order.checkpoint), restore_rng=False)
+    s.set_hyperparameters({**s.hp, **order.hparams})
     new.curve = prog.curve
     new.tokens = max(new.tokens, spent)
-    emit({"event": "exploited", "from": order["checkpoint"], "units": new.units, "hparams": order["hparams"]})
+    emit({"event": "exploited", "from": order.checkpoint, "units": new.units, "hparams": order.hparams})
     return s, new
 
 

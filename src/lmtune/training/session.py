@@ -17,12 +17,12 @@ import torch
 
 from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
 from lmtune.errors import ConfigError
+from lmtune.protocol import TrialSpec
 from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
 from lmtune.training.proxy import apply_proxy
-from lmtune.training.spec import TrialSpec
 
 
 def pick_device(requested: str) -> torch.device:

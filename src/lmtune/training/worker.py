@@ -1,22 +1,17 @@
 """Trainer process entry point: ``python -m lmtune.training.worker TRIAL_FILE``.
 
-Protocol (one JSON object per line on the original stdout; everything else goes to stderr):
-  → {"event": "start", ...}            once the model is loaded
-  → {"event": "eval", "units": u, ...}  after each evaluation; then, when the spec is interactive,
-  ← one line on stdin: "continue" or "stop"  (the driver's pruning decision)
-  → {"event": "end", ...} | {"event": "error", "kind": ..., "reason": ...}
-Exit code 0 after "end" (also when stopped), 1 after "error".
+Speaks `lmtune.protocol` (events as JSON lines on the original stdout, decisions on stdin); everything
+else a library prints goes to stderr.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 from typing import Any, TextIO
 
-from lmtune.training.spec import TrialSpec
+from lmtune.protocol import Decision, TrialSpec, decode_decision, encode_event
 
 
 def _channel() -> tuple[TextIO, TextIO]:
@@ -43,12 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     proto, inbox = _channel()
 
     def emit(event: dict[str, Any]) -> None:
-        proto.write(json.dumps(event, default=float) + "\n")
+        proto.write(encode_event(event) + "\n")
         proto.flush()
 
-    def decide() -> str:
-        line = inbox.readline()
-        return line.strip() or "stop"  # driver gone: stop rather than train unobserved
+    def decide() -> Decision:
+        return decode_decision(inbox.readline())  # an empty line (driver gone) is Stop
 
     try:
         spec = TrialSpec.read(args[0])

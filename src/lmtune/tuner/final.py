@@ -3,9 +3,9 @@
 The search chose its best trial on the validation split, so that trial's validation score is biased
 upwards (it won a selection). The honest comparison retrains both configurations from scratch with
 seeds 0..K-1 (the seed sets the new head's initialisation, dropout and data order) and scores them on
-the test split, which no trial ever touched. Every run is a trainer subprocess of the same
-``LocalExecutor`` the search uses (memory goes back to the system after each run) and is not
-interactive: nothing prunes it.
+the test split, which no trial ever touched. Every run is a trainer process on the study's own
+backend (``execution.backend``: local or ray; memory goes back to the system after each run) and is
+not interactive: nothing prunes it.
 
 Writes ``<study_dir>/final/results.json`` (the format ``lmtune.report`` reads) after every finished
 run, so an interrupted ``final`` resumes where it stopped; see ``final_plan`` for what is reused. The
@@ -26,12 +26,13 @@ from typing import Any
 
 from lmtune.config import StudyConfig, validate
 from lmtune.errors import StudyError
-from lmtune.execution import LocalExecutor, TrialHandle
+from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.protocol import TrialSpec, failure_reason
 from lmtune.study.store import load_study
-from lmtune.training.spec import TrialSpec
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
 from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.relay import relay
 
 __all__ = ["FINAL_DIR", "FinalRunError", "FinalRunner", "FinalSummary", "job_spec", "study_config"]
 
@@ -113,8 +114,9 @@ class FinalRunner:
         summary = FinalSummary(results={}, results_path=path, model_dir=None, default=default, best=best,
                                reused=[j.key for j in jobs if j not in pending])
         workers = self.workers or cfg.execution.workers
-        executor = LocalExecutor(workers=workers, device=cfg.execution.device,
-                                 threads=None if self.workers else cfg.execution.threads_per_worker)
+        # the study's own backend (local or ray), with --workers overriding its slots
+        executor = make_executor(cfg.execution.model_copy(update={
+            "workers": workers, "threads_per_worker": None if self.workers else cfg.execution.threads_per_worker}))
         machine = describe_machine(gpu=executor.device_for(0).startswith("cuda"), workers=workers,
                                    threads=executor.threads)
         runs = {(r["which"], int(r["seed"])): r for r in kept}
@@ -129,7 +131,7 @@ class FinalRunner:
         return summary
 
     # -- running --------------------------------------------------------------------------------
-    def _execute(self, pending: list[FinalJob], executor: LocalExecutor, cfg: StudyConfig, plan: Plan,
+    def _execute(self, pending: list[FinalJob], executor: Executor, cfg: StudyConfig, plan: Plan,
                  meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
                  summary: FinalSummary) -> None:
         pool = ThreadPoolExecutor(max_workers=executor.workers)
@@ -159,7 +161,7 @@ class FinalRunner:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run_one(self, job: FinalJob, index: int, executor: LocalExecutor, cfg: StudyConfig,
+    def _run_one(self, job: FinalJob, index: int, executor: Executor, cfg: StudyConfig,
                  plan: Plan) -> dict[str, Any]:
         with self._lock:
             slot = executor.acquire()
@@ -173,22 +175,17 @@ class FinalRunner:
             proc = executor.launch(spec, run_dir, slot)
             with self._lock:
                 self._running[job.key] = proc
-            end, error = None, None
-            for ev in proc.events():
-                if ev.get("event") == "end":
-                    end = ev
-                elif ev.get("event") == "error":
-                    error = ev
-            code = proc.wait()
+            outcome = relay(proc)  # not interactive: nothing answers its evaluations
             wall = time.monotonic() - started
         finally:
             with self._lock:
                 self._running.pop(job.key, None)
                 executor.release(slot)
-        if error is not None:
-            raise FinalRunError(f"{error.get('kind')}: {error.get('reason')} (log: {proc.log_path})")
-        if end is None or not end.get("test_metrics"):
-            raise FinalRunError(f"trainer exited with code {code} and no test metrics; see {proc.log_path}")
+        end = outcome.end
+        if failure_reason(outcome) or end is None:
+            raise FinalRunError(failure_reason(outcome))
+        if not end.get("test_metrics"):
+            raise FinalRunError(f"the run ended without test metrics; see {proc.log_path}")
         record = _record(job, end, wall, run_dir.relative_to(self.study_dir))
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
         self.log(f"{job.key} done in {wall:.0f}s: {shown}")

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig, resolved_space
 from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
 from lmtune.strategies import make_pruner, make_sampler, prune_metric, pruner_name, pruning_value, startup_trials
 from lmtune.study.store import (
     INTERRUPTED,
@@ -38,6 +39,7 @@ from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 from lmtune.tuner.priors import enqueue_priors, prior_configs
 from lmtune.tuner.progress import PlainReporter, Reporter
+from lmtune.tuner.relay import relay
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger("lmtune")
@@ -303,40 +305,34 @@ class Tuner:
     def _watch(self, study: optuna.Study, item: _Running, plan: Plan) -> None:
         """Relay one trainer's events into the study; runs in its own thread."""
         trial, metric = item.trial, self.cfg.study.metric
-        curve: list[dict[str, Any]] = []
-        end: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
         budget_stopped = False
         timer = self._watchdog(item)
-        for ev in item.proc.events():
+
+        def on_eval(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+            nonlocal budget_stopped
+            prune = self._report(trial, ev, metric, curve)
+            over = not prune and self._over_budget(trial.number, int(ev.get("tokens") or 0))
+            budget_stopped = budget_stopped or over
+            self.reporter.trial_progress(trial.number, ev["units"], plan.max_units, ev["metrics"].get(metric))
+            return Stop() if prune or over else Continue()
+
+        def on_event(ev: dict[str, Any]) -> None:
             kind = ev.get("event")
-            if kind == "eval":
-                curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
-                prune = self._report(trial, ev, metric, curve)
-                over = not prune and self._over_budget(trial.number, int(ev.get("tokens") or 0))
-                if over:
-                    budget_stopped = True
-                item.proc.send("stop" if prune or over else "continue")
-                self.reporter.trial_progress(trial.number, ev["units"], plan.max_units,
-                                             ev["metrics"].get(metric))
-            elif kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
+            if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
                 with self._lock:
                     trial.set_user_attr("precision", ev.get("precision"))
                     trial.set_user_attr("startup_s", time.monotonic() - item.started)
             elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
                 with self._lock:
                     trial.set_user_attr("micro_batch_size", ev.get("micro_batch_size"))
-            elif kind == "end":
-                end = ev
-            elif kind == "error":
-                error = ev
-        code = item.proc.wait()
+
+        outcome = relay(item.proc, on_eval=on_eval, on_event=on_event)
         item.beat.stop()
         if timer is not None:
             timer.cancel()
         with self._lock:
             self._live_tokens.pop(trial.number, None)
-        state, value, reason = self._record(study, item, curve, end, error, code, budget_stopped=budget_stopped)
+        state, value, reason = self._record(study, item, outcome, budget_stopped=budget_stopped)
         self.reporter.trial_finished(trial.number, state, value, reason, _best_value(study, self._lock))
         self._done.put((trial.number, state))
 
@@ -363,10 +359,10 @@ class Tuner:
                 return False
             return self._finished_tokens + sum(self._live_tokens.values()) >= cap
 
-    def _record(self, study: optuna.Study, item: _Running, curve: list[dict[str, Any]],
-                end: dict[str, Any] | None, error: dict[str, Any] | None,
-                code: int, *, budget_stopped: bool = False) -> tuple[str, float | None, str]:
+    def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
+                budget_stopped: bool = False) -> tuple[str, float | None, str]:
         trial, metric = item.trial, self.cfg.study.metric
+        curve, end = outcome.curve, outcome.end
         wall = time.monotonic() - item.started
         tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
         attrs: dict[str, Any] = {"curve": curve, "train_tokens": int(tokens), "wall_time_s": wall}
@@ -375,12 +371,9 @@ class Tuner:
             attrs["overhead_s"] = max(0.0, wall - busy)
             attrs["stopped_by"] = end.get("stopped_by")
             attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
-        state, value, reason = "FAIL", None, ""
-        if error is not None:
-            reason = f"{error.get('kind')}: {error.get('reason')}"
-        elif end is None:
-            reason = (f"trainer exited with code {code} and no result (killed or crashed); "
-                      f"see {item.proc.log_path}")
+        state, value, reason = "FAIL", None, failure_reason(outcome)
+        if reason or end is None:  # failed: an error event, or the trainer died without an end event
+            pass
         elif end.get("stopped_by") == "pruned":
             state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
             if budget_stopped:

@@ -29,13 +29,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lmtune import protocol as wire
 from lmtune.config import StudyConfig
 from lmtune.execution import Executor, TrialHandle
+from lmtune.protocol import Continue, Decision, Outcome, Pause, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study.store import INTERRUPTED
 from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
+from lmtune.tuner.relay import relay
 
 STATE_FILE = "pbt_state.json"
 
@@ -158,23 +161,14 @@ class PBTRunner:
 
     def _watch(self, member: _Member) -> None:
         assert member.proc is not None
-        end: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
-        for ev in member.proc.events():
-            if ev.get("event") == "eval":
-                member.proc.send(self._on_eval(member, ev))
-            elif ev.get("event") == "end":
-                end = ev
-            elif ev.get("event") == "error":
-                error = ev
-        code = member.proc.wait()
-        outcome = self._on_exit(member, end, error, code)
+        outcome = relay(member.proc, on_eval=lambda ev, _curve: self._on_eval(member, ev))
+        result = self._on_exit(member, outcome)
         with self.wake:
-            self.events.append((member.member, outcome))
+            self.events.append((member.member, result))
             self.wake.notify()
 
-    def _on_eval(self, member: _Member, ev: dict[str, Any]) -> str:
-        """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer line."""
+    def _on_eval(self, member: _Member, ev: dict[str, Any]) -> Decision:
+        """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer."""
         metric = self.cfg.study.metric
         score = ev["metrics"].get(metric, float("nan"))
         score = score if score is not None else float("nan")
@@ -183,7 +177,7 @@ class PBTRunner:
         member.tokens = max(member.tokens, int(ev["tokens"]))
         self.reporter.trial_progress(member.trial.number, ev["units"], self.plan.max_units, score)
         if "checkpoint" not in ev:
-            return "continue"
+            return Continue()
         with self.lock:
             decision = self.pbt.report(member.member, int(ev["units"]), float(score))
             self._record_member(member)  # before the state: a resumed member never lacks its curve
@@ -191,17 +185,16 @@ class PBTRunner:
             self._retain()
             waiting = bool(self.waiting)
         if isinstance(decision, Stop):
-            return "continue"
+            return Continue()  # PBT stops a member at max_units, where its trainer ends by itself
         if isinstance(decision, Exploit):
-            order = {"checkpoint": str(self._ckpt_path(decision.source_member, decision.source_units)),
-                     "hparams": {**self.plan.defaults, **decision.config}}
             if waiting:
-                return "pause"  # resumed later from the copied checkpoint with the new config
-            return json.dumps({"exploit": order})
-        return "pause" if waiting else "continue"
+                return Pause()  # resumed later from the copied checkpoint with the new config
+            return wire.Exploit(checkpoint=str(self._ckpt_path(decision.source_member, decision.source_units)),
+                                hparams={**self.plan.defaults, **decision.config})
+        return Pause() if waiting else Continue()
 
-    def _on_exit(self, member: _Member, end: dict[str, Any] | None, error: dict[str, Any] | None,
-                 code: int) -> str:
+    def _on_exit(self, member: _Member, outcome: Outcome) -> str:
+        end = outcome.end
         member.wall += time.monotonic() - member.started
         assert member.slot is not None
         self.executor.release(member.slot)
@@ -224,8 +217,7 @@ class PBTRunner:
                     return "COMPLETE"
                 reason = f"metric '{self.cfg.study.metric}' was {value!r}"
             else:
-                reason = f"{error.get('kind')}: {error.get('reason')}" if error else \
-                    f"trainer exited with code {code} and no result; see {member.proc and member.proc.log_path}"
+                reason = failure_reason(outcome)
             trial.set_user_attr("fail_reason", reason)
             self.study.tell(trial, state=TrialState.FAIL)
             self.pbt.retire(member.member)

@@ -14,10 +14,10 @@ from typing import Any
 from lmtune.config import StudyConfig, resolved_space
 from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache, load_meta
+from lmtune.protocol import TrialSpec
 from lmtune.space import Space
 from lmtune.study.store import StudyPaths
 from lmtune.training.models import load_tokenizer, resolve_model
-from lmtune.training.spec import TrialSpec
 
 
 @dataclass(frozen=True)

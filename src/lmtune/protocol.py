@@ -1,0 +1,153 @@
+"""The trial protocol, shared by the driver (``tuner``), the backends (``execution``) and the trainers
+(``training``): the frozen trial file, the events a trainer reports, the decisions the driver answers
+with, and the one wire format both travel in (JSON lines), encoded and decoded only here.
+
+A trainer process:
+  → {"event": "start", ...}                      once the model is loaded
+  → {"event": "eval", "units": u, ...}           after each evaluation; when the spec is interactive it
+  ← one decision line (`encode_decision`)        then waits for the driver's answer
+  → {"event": "end", ...} | {"event": "error", "kind": ..., "reason": ...}
+Exit code 0 after "end" (also when stopped or paused), 1 after "error".
+
+Decisions: `Continue`; `Stop` (pruned, or the budget is spent); `Pause` (PBT: exit now, resumed later
+from the checkpoint just saved); `Exploit` (PBT: load the donor's exact checkpoint, switch to the new
+settings, go on from the donor's position). Standard library only: every layer may import it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec", "decode_decision",
+           "decode_event", "encode_decision", "encode_event", "failure_reason"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """The frozen trial file: everything a trainer process needs, decided by the driver alone.
+
+    Trainers never see the study config or the search space, only this, so every process of a trial
+    trains with exactly the same hyperparameters (no re-sampling in workers)."""
+
+    trial: int
+    model: str                      # folder or hub id, already resolved
+    task_type: str                  # classification | causal_lm
+    data_cache: str                 # folder written by lmtune.data.tokenized.build_cache
+    hparams: dict[str, Any]         # the full training section with the trial's params applied
+    examples_per_unit: int          # one evaluation unit = this many training examples (equal across trials)
+    total_examples: int             # this trial's training length in examples (its epochs / max_steps)
+    metric: str = "eval_accuracy"
+    direction: str = "maximize"
+    output_dir: str = "."
+    device: str = "cpu"
+    threads: int | None = None
+    trust_remote_code: bool = False
+    interactive: bool = True        # wait for the driver's decision after each evaluation
+    evaluate_test: bool = False     # final runs: also score the test split at the end
+    save_model: bool = False        # final runs: save the trained model to output_dir/model
+    checkpoint_every: int = 0       # PBT: save an exact checkpoint at every multiple of this many units
+                                    # (and at the end) before the evaluation is reported; 0 = never
+    save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
+    resume_from: str | None = None  # an exact checkpoint folder to continue from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrialSpec:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+# -- decisions: driver → trainer ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Continue:
+    """Train on to the next evaluation."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the trial now (recorded as pruned by whoever decided it)."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """PBT: exit now; the driver resumes this run later from the checkpoint it just saved."""
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """PBT: continue from the donor's exact checkpoint with ``hparams`` (the full training section)."""
+
+    checkpoint: str
+    hparams: dict[str, Any]
+
+
+Decision = Continue | Stop | Pause | Exploit
+
+
+def encode_decision(decision: Decision) -> str:
+    """One line (without the newline) for the trainer's stdin."""
+    if isinstance(decision, Exploit):
+        return json.dumps({"exploit": {"checkpoint": decision.checkpoint, "hparams": decision.hparams}})
+    return {Continue: "continue", Stop: "stop", Pause: "pause"}[type(decision)]
+
+
+def decode_decision(line: str) -> Decision:
+    """The decision a trainer read. An empty line means the driver is gone: stop rather than train
+    unobserved. Anything unreadable is an error, not a silent continue."""
+    text = line.strip()
+    if not text or text == "stop":
+        return Stop()
+    if text == "continue":
+        return Continue()
+    if text == "pause":
+        return Pause()
+    if text.startswith("{"):
+        order = json.loads(text)["exploit"]
+        return Exploit(checkpoint=str(order["checkpoint"]), hparams=dict(order["hparams"]))
+    raise ValueError(f"unknown decision line from the driver: {text[:200]!r}")
+
+
+# -- events: trainer → driver ---------------------------------------------------------------------
+def encode_event(event: dict[str, Any]) -> str:
+    """One JSON line (without the newline); numpy and torch scalars become floats."""
+    return json.dumps(event, default=float)
+
+
+def decode_event(line: str) -> dict[str, Any] | None:
+    """The event on a trainer's protocol line, or None for anything else a library printed there."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+@dataclass
+class Outcome:
+    """How one trainer run ended: its evaluations, its end or error event, its exit code."""
+
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    code: int = 0
+    log_path: str = ""
+
+
+def failure_reason(outcome: Outcome) -> str:
+    """Why a run that did not end normally failed, worded once for every caller ("" when it ended)."""
+    if outcome.error is not None:
+        return f"{outcome.error.get('kind')}: {outcome.error.get('reason')}"
+    if outcome.end is None:
+        return (f"trainer exited with code {outcome.code} and no result (killed or crashed); "
+                f"see {outcome.log_path}")
+    return ""

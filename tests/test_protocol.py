@@ -1,0 +1,49 @@
+"""The wire format of `lmtune.protocol`: every decision and event survives a round trip, and nothing
+else is taken for one."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmtune.protocol import (
+    Continue,
+    Exploit,
+    Outcome,
+    Pause,
+    Stop,
+    decode_decision,
+    decode_event,
+    encode_decision,
+    encode_event,
+    failure_reason,
+)
+
+
+@pytest.mark.parametrize("decision", [Continue(), Stop(), Pause(),
+                                      Exploit(checkpoint="/s/trials/0002/checkpoints/u00003",
+                                              hparams={"learning_rate": 1e-4, "lora_target_modules": None})])
+def test_every_decision_round_trips_on_one_line(decision: object) -> None:
+    line = encode_decision(decision)  # type: ignore[arg-type]
+    assert "\n" not in line and decode_decision(line + "\n") == decision
+
+
+def test_a_silent_driver_means_stop_and_garbage_is_an_error() -> None:
+    assert decode_decision("") == Stop()  # stdin closed: the driver is gone
+    with pytest.raises(ValueError, match="unknown decision"):
+        decode_decision("contnue")
+
+
+def test_events_round_trip_and_library_prints_are_not_events() -> None:
+    import numpy as np
+
+    ev = {"event": "eval", "units": 2, "metrics": {"eval_loss": np.float32(0.5)}}
+    assert decode_event(encode_event(ev)) == {"event": "eval", "units": 2, "metrics": {"eval_loss": 0.5}}
+    assert decode_event("Some weights were not initialized") is None
+    assert decode_event("{not json") is None and decode_event('{"no_event": 1}') is None
+
+
+def test_failure_reason_is_worded_once() -> None:
+    assert failure_reason(Outcome(end={"event": "end"})) == ""
+    assert failure_reason(Outcome(error={"kind": "oom", "reason": "CUDA out of memory"})) == "oom: CUDA out of memory"
+    lost = failure_reason(Outcome(code=-9, log_path="/s/trials/0001/trainer.log"))
+    assert lost.startswith("trainer exited with code -9 and no result") and "/s/trials/0001/trainer.log" in lost
