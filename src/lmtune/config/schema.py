@@ -6,6 +6,7 @@ typo is an error, not a silently ignored setting.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,7 +47,14 @@ Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 LM_METRICS = ("eval_loss", "eval_perplexity", "eval_token_accuracy", "train_loss")
 CLASSIFICATION_METRICS = ("eval_loss", "eval_accuracy", "eval_f1", "train_loss")
-LOWER_IS_BETTER = ("loss", "perplexity")  # a metric whose name contains one of these is minimized
+# The one lower-is-better rule (validation, pruners, report): a metric is minimized when a word of its
+# name (split at anything but letters and digits) is one of these.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "ppl", "error", "err", "wer", "cer", "mse", "mae", "rmse"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """``eval_loss``, ``test_perplexity``, ``wer`` are better when lower; ``eval_accuracy`` is not."""
+    return bool(set(re.split(r"[^a-z0-9]+", metric.lower())) & LOWER_IS_BETTER)
 
 
 class TrainingSection(_Section):
@@ -188,7 +196,7 @@ class StudyConfig(_Section):
         if self.search.prune_metric is not None and self.search.prune_metric not in reported:
             raise ValueError(f"search.prune_metric: '{self.search.prune_metric}' is not reported for task.type "
                              f"{self.task.type}; use one of {', '.join(reported)}")
-        if any(k in self.study.metric for k in LOWER_IS_BETTER) and self.study.direction == "maximize":
+        if lower_is_better(self.study.metric) and self.study.direction == "maximize":
             raise ValueError(
                 f"study.direction: metric '{self.study.metric}' is better when lower; "
                 "set study.direction: minimize"

@@ -16,7 +16,6 @@ a descriptive check that is shown but not used for the verdict.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.config.schema import lower_is_better
 from lmtune.report._trials import attr_float, attr_int, cost_totals, finite_value
 from lmtune.report.series import (
     Curve,
@@ -67,7 +67,6 @@ __all__ = [
 ALPHA = 0.05
 """Significance level of the Welch test behind the comparison verdict."""
 
-_LOWER_IS_BETTER = {"loss", "perplexity", "ppl", "error", "err", "wer", "cer", "mse", "mae", "rmse"}
 
 
 @dataclass(frozen=True)
@@ -106,9 +105,8 @@ class TrialRow:
 
 
 def higher_is_better_default(metric: str) -> bool:
-    """Direction guessed from a metric's name: loss, perplexity, error-like names are lower-is-better."""
-    tokens = set(re.split(r"[^a-z0-9]+", metric.lower()))
-    return not (tokens & _LOWER_IS_BETTER)
+    """Direction guessed from a metric's name: the one rule, `lmtune.config.schema.lower_is_better`."""
+    return not lower_is_better(metric)
 
 
 def _verdict(diff: float, p_value: float | None, improvement: bool, n: tuple[int, int]) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
     import optuna
 
-from lmtune.config.schema import LOWER_IS_BETTER
+from lmtune.config.schema import lower_is_better
 
 STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
 # What a strategy prunes on when search.prune_metric is unset. auto prunes on eval_loss: in the strategy
@@ -34,7 +34,7 @@ def pruning_value(metrics: dict[str, float], metric: str, direction: str) -> flo
     value = metrics.get(metric)
     if value is None:
         return None
-    lower = any(k in metric for k in LOWER_IS_BETTER)
+    lower = lower_is_better(metric)
     return -float(value) if lower == (direction == "maximize") else float(value)
 
 
