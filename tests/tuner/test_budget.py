@@ -1,4 +1,5 @@
-"""`budget.max_train_tokens` is a cap: the trial running when the study reaches it stops there."""
+"""`budget.max_train_tokens` is a cap: no trial starts, and the running one stops, when the next
+evaluation interval would cross it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def test_the_token_budget_stops_the_trial_that_reaches_it(tiny_model: Path, tiny
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     per_trial = study.trials[0].user_attrs["train_tokens"]
-    cap = int(2.3 * per_trial)  # the third trial crosses it at its first evaluation (half-way)
+    # the third trial (launched at 2.0 + 0.5 <= 2.6 trials) would cross the cap in its second half:
+    # it stops at its first evaluation (half-way), so the study ends at 2.5 trials, under the cap
+    cap = int(2.6 * per_trial)
     over = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random",
             "search.space={weight_decay: {type: float, low: 0.0, high: 0.1}}", f"budget.max_train_tokens={cap}"]
     out = run_lmtune("tune", QUICKSTART, *set_args(over), "--n-trials", "6")
@@ -32,4 +35,5 @@ def test_the_token_budget_stops_the_trial_that_reaches_it(tiny_model: Path, tiny
     last = trials[2]
     assert last.state.name == "PRUNED" and last.user_attrs["stopped_by"] == "budget"
     assert "max_train_tokens" in last.user_attrs["stop_reason"]
-    assert cap <= spent < 3 * per_trial  # stopped at the evaluation that reached the cap, not at its end
+    assert spent <= cap and spent == 2 * per_trial + last.user_attrs["train_tokens"]
+    assert last.user_attrs["curve"][-1]["examples"] == 48  # half of its 96 examples

@@ -113,9 +113,8 @@ def test_token_budget_stops_cleanly(tiny_model: Path, tiny_csv: Path, tmp_path: 
     d = tmp_path / "budget"
     out = subprocess.run(cmd(tiny_model, tiny_csv, d, "budget.max_train_tokens=10", n=5), capture_output=True,
                          text=True, cwd=ROOT, timeout=600)
-    # the budget is a cap (tests/tuner/test_budget.py): the running trial stops at its first evaluation,
-    # nothing new starts, and with no finished trial the run says so (exit 1, the reason printed)
+    # the budget is a cap (tests/tuner/test_budget.py): 10 tokens is less than one evaluation interval,
+    # so no trial starts, and the run says why (exit 1: no trial completed)
     assert out.returncode == 1 and "no trial completed yet" in out.stdout, out.stdout + out.stderr
     assert "max_train_tokens" in out.stdout
-    (only,) = trials(d)
-    assert only.state.name == "PRUNED" and only.user_attrs["stopped_by"] == "budget"
+    assert [t.state.name for t in trials(d)] == ["WAITING"]  # the default trial, queued for a later run

@@ -93,7 +93,8 @@ class Tuner:
         self.meta = dict(meta or {})
         self._lock = threading.Lock()
         self._live_tokens: dict[int, int] = {}
-        self._finished_tokens = 0  # running trials' train tokens so far (budget is a cap)
+        self._finished_tokens = 0
+        self._unit_tokens = 0.0  # running trials' train tokens so far (budget is a cap)
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
     def run(self) -> RunSummary:
@@ -112,6 +113,9 @@ class Tuner:
                 enqueue_priors(study, priors)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
         self._finished_tokens = train_tokens_spent(study)
+        # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
+        # trial, or launches none, when the next interval would cross it
+        self._unit_tokens = plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1)
         running: dict[int, _Running] = {}
         try:
             summary.stop_reason = self._loop(study, plan, executor, running, target, summary, t0)
@@ -239,8 +243,11 @@ class Tuner:
             return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
         if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
             return f"budget: max_trials {b.max_trials} reached"
-        if b.max_train_tokens and train_tokens_spent(study) >= b.max_train_tokens:
-            return f"budget: max_train_tokens {b.max_train_tokens} reached"
+        if b.max_train_tokens:
+            with self._lock:
+                live = sum(self._live_tokens.values())
+            if train_tokens_spent(study) + live + self._unit_tokens > b.max_train_tokens:
+                return f"budget: max_train_tokens {b.max_train_tokens} reached"
         return ""
 
     def _launch(self, study: optuna.Study, plan: Plan, executor: Executor,
@@ -350,14 +357,16 @@ class Tuner:
 
     def _over_budget(self, number: int, tokens: int) -> bool:
         """``budget.max_train_tokens`` is a cap, not a launch rule: True when the finished trials and
-        the running ones (this one at ``tokens``) have together reached it, so this trial stops now
-        (recorded as pruned by the budget) instead of overshooting by up to one whole trial."""
+        the running ones (this one at ``tokens``) would cross it during the next evaluation interval, so
+        this trial stops now (recorded as pruned by the budget) instead of overshooting by up to one whole
+        trial. The interval is estimated from the mean tokens per train example, so a study can still end
+        a little above the cap when the next batches are longer than the mean."""
         cap = self.cfg.budget.max_train_tokens
         with self._lock:
             self._live_tokens[number] = tokens
             if not cap:
                 return False
-            return self._finished_tokens + sum(self._live_tokens.values()) >= cap
+            return self._finished_tokens + sum(self._live_tokens.values()) + self._unit_tokens > cap
 
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
