@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -154,12 +155,12 @@ class Tuner:
         cfg = self.cfg
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
                              reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
-        sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler, seed=cfg.study.seed,
-                               n_startup_trials=startup_trials(self._expected_trials(plan),
-                                                               cfg.search.n_startup_trials))
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
-                                    direction=cfg.study.direction, sampler=sampler, pruner=pruner,
-                                    load_if_exists=True)
+                                    direction=cfg.study.direction, pruner=pruner, load_if_exists=True)
+        study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
+                                     seed=self._sampler_seed(study),
+                                     n_startup_trials=startup_trials(self._expected_trials(plan),
+                                                                     cfg.search.n_startup_trials))
         study.set_user_attr("lmtune.metric", cfg.study.metric)
         study.set_user_attr("lmtune.direction", cfg.study.direction)
         write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
@@ -168,6 +169,18 @@ class Tuner:
                                 "examples_per_unit": plan.examples_per_unit,
                                 "total_examples": plan.total_examples, **self.meta})
         return study
+
+    def _sampler_seed(self, study: optuna.Study) -> int:
+        """``study.seed`` for a new study (reproducible); for a resumed one a seed derived from it and the
+        trials already there, so a re-run does not draw the configurations it drew before. Workers on a
+        shared study add their own entropy: seeded alike, they would all draw one sequence."""
+        seed = self.cfg.study.seed
+        existing = len(study.get_trials(deepcopy=False))
+        if existing:
+            seed = (seed * 1_000_003 + existing) % 2**32
+        if isinstance(self.coord, SharedCoordination):
+            seed = (seed ^ int.from_bytes(os.urandom(4), "little")) % 2**32
+        return seed
 
     def _expected_trials(self, plan: Plan) -> int:
         """Trials this run will reach: n_trials, or fewer where max_trials or a token budget (at the
