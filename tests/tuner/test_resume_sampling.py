@@ -22,3 +22,15 @@ def test_each_rerun_of_a_study_samples_new_configurations(tiny_model: Path, tiny
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     lrs = [t.params["learning_rate"] for t in study.trials]
     assert len(lrs) == 3 and len(set(lrs)) == 3, lrs
+
+
+def test_changing_the_metric_of_an_existing_study_is_refused(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "metric"
+    base = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=3"]
+    assert run_lmtune("tune", QUICKSTART, *set_args(base), "--n-trials", "1").returncode == 0
+    out = run_lmtune("tune", QUICKSTART, *set_args([*base, "study.metric=eval_loss", "study.direction=minimize"]),
+                     "--n-trials", "2")
+    assert out.returncode == 2 and "ranks trials by eval_accuracy (maximize)" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    assert len(study.trials) == 1 and study.user_attrs["lmtune.metric"] == "eval_accuracy"

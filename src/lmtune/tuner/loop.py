@@ -161,6 +161,12 @@ class Tuner:
                                      seed=self._sampler_seed(study),
                                      n_startup_trials=startup_trials(self._expected_trials(plan),
                                                                      cfg.search.n_startup_trials))
+        was = (study.user_attrs.get("lmtune.metric"), study.user_attrs.get("lmtune.direction"))
+        if was[0] is not None and was != (cfg.study.metric, cfg.study.direction):
+            raise ConfigError(f"study.metric/direction: study '{cfg.study.name}' in {plan.storage} ranks trials by "
+                              f"{was[0]} ({was[1]}), this config by {cfg.study.metric} ({cfg.study.direction}); "
+                              "its finished trials would be compared by the wrong measure: use the study's metric "
+                              "and direction, or a new study.name / study.dir")
         study.set_user_attr("lmtune.metric", cfg.study.metric)
         study.set_user_attr("lmtune.direction", cfg.study.direction)
         write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
