@@ -122,6 +122,7 @@ def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv:
         while time.time() < deadline:
             states = _states(db)
             if "COMPLETE" in states and "RUNNING" in states:
+                time.sleep(1.0)  # RUNNING shows at ask(), a moment before its parameters are written
                 break
             time.sleep(0.3)
         else:
@@ -154,3 +155,18 @@ def _states(db: Path) -> list[str]:
             return [row[0] for row in con.execute("SELECT state FROM trials")]
     except sqlite3.Error:  # tables not created yet, or locked for a moment
         return []
+
+
+@pytest.mark.parametrize("args", [["tune", "examples/quickstart.yaml", "--n-trials", "abc"], ["--bogus"],
+                                  ["tune"], []])
+def test_usage_errors_are_one_message_and_exit_2(args: list[str]) -> None:
+    out = run_lmtune(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "Usage:" in out.stdout + out.stderr
+
+
+def test_error_text_is_not_read_as_markup(tmp_path: Path) -> None:
+    odd = tmp_path / "x[/y]" / "[bold]z[/bold]"
+    out = run_lmtune("status", str(odd))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert str(odd) in out.stderr.replace("\n", "")

@@ -16,8 +16,9 @@ from lmtune.errors import LmtuneError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter optimization for language-model fine-tuning.")
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room instead.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup off: what is printed holds paths, failure reasons and config values, which may contain [brackets]
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.path=value")]
 StudyDir = Annotated[Path, typer.Argument(help="The study directory (study.dir of the config)")]
@@ -209,7 +210,7 @@ def final(study_dir: StudyDir,
         out.print(f"final model (best configuration, seed 0; HF folder + tokenizer + lmtune-config.yaml): "
                   f"{summary.model_dir}")
     for key, reason in summary.failed:
-        err.print(f"final run {key} failed: {reason}")
+        err.print(f"final run {key} failed: {reason}", markup=False)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -257,19 +258,34 @@ def main() -> None:
         if isinstance(rv, int) and rv:
             sys.exit(rv)
     except LmtuneError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        from rich.text import Text
+
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted; completed trials are saved — re-run the same command to resume")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:  # usage errors arrive here in standalone_mode=False
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's and typer's own vendored click exceptions (typer 0.2x raises the latter: `--n-trials abc`,
+    an unknown option, a missing argument, bare `lmtune`)."""
+    import click
+
+    classes: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        classes.append(TyperClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(classes))

@@ -64,7 +64,7 @@ def print_final(console: Console, final: Mapping[str, Any], trials: Sequence[Fro
     try:
         rows = comparison_rows(final, metric, direction)
     except ValueError as exc:
-        console.print(f"no comparison yet: {exc}")
+        console.print(f"no comparison yet: {exc}", markup=False)
     else:
         if final.get("best_trial") is not None and final.get("best_trial") == final.get("default_trial"):
             console.print(f"note: the best trial ({final['best_trial']}) is the default configuration's trial, "

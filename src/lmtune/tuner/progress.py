@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 
 class Reporter(Protocol):
@@ -94,7 +95,7 @@ class LiveReporter(PlainReporter):
 
     def _say(self, text: str) -> None:
         with self._lock:
-            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
+            self.console.print(Text(time.strftime("%H:%M:%S"), style="dim") + Text(f" {text}"))
             self._live.update(self._table())
 
     def _table(self) -> Table:
@@ -102,7 +103,7 @@ class LiveReporter(PlainReporter):
         for col in ("trial", "params", "eval", "latest"):
             table.add_column(col)
         for number, row in sorted(self._rows.items()):
-            table.add_row(str(number), *row)
+            table.add_row(str(number), *(Text(c) for c in row))  # params may hold [brackets]
         return table
 
     def trial_started(self, number: int, params: dict[str, Any], is_default: bool) -> None:
