@@ -183,7 +183,8 @@ class FinalRunner:
                 executor.release(slot)
         end = outcome.end
         if failure_reason(outcome) or end is None:
-            raise FinalRunError(failure_reason(outcome))
+            log = "" if outcome.error is None else f" (log: {proc.log_path})"  # the no-end reason names it
+            raise FinalRunError(failure_reason(outcome) + log)
         if not end.get("test_metrics"):
             raise FinalRunError(f"the run ended without test metrics; see {proc.log_path}")
         record = _record(job, end, wall, run_dir.relative_to(self.study_dir))
