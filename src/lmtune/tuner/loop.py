@@ -93,9 +93,8 @@ class Tuner:
         self.spec_extra = dict(spec_extra or {})
         self.meta = dict(meta or {})
         self._lock = threading.Lock()
-        self._live_tokens: dict[int, int] = {}
-        self._finished_tokens = 0
-        self._unit_tokens = 0.0  # running trials' train tokens so far (budget is a cap)
+        self._live_tokens: dict[int, int] = {}  # running trials' train tokens so far (budget is a cap)
+        self._unit_tokens = 0.0  # one evaluation interval's train tokens (set per run)
         self._done: queue.Queue[tuple[int, str]] = queue.Queue()
 
     def run(self) -> RunSummary:
@@ -113,7 +112,6 @@ class Tuner:
             if priors:
                 enqueue_priors(study, priors)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
-        self._finished_tokens = train_tokens_spent(study)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
         self._unit_tokens = plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1)
@@ -262,11 +260,8 @@ class Tuner:
             return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
         if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
             return f"budget: max_trials {b.max_trials} reached"
-        if b.max_train_tokens:
-            with self._lock:
-                live = sum(self._live_tokens.values())
-            if train_tokens_spent(study) + live + self._unit_tokens > b.max_train_tokens:
-                return f"budget: max_train_tokens {b.max_train_tokens} reached"
+        if b.max_train_tokens and self._next_interval_crosses_cap(study):
+            return f"budget: max_train_tokens {b.max_train_tokens} reached"
         return ""
 
     def _launch(self, study: optuna.Study, plan: Plan, executor: Executor,
@@ -337,7 +332,7 @@ class Tuner:
         def on_eval(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
             nonlocal budget_stopped
             prune = self._report(trial, ev, metric, curve)
-            over = not prune and self._over_budget(trial.number, int(ev.get("tokens") or 0))
+            over = not prune and self._over_budget(study, trial.number, int(ev.get("tokens") or 0))
             budget_stopped = budget_stopped or over
             self.reporter.trial_progress(trial.number, ev["units"], plan.max_units, ev["metrics"].get(metric))
             return Stop() if prune or over else Continue()
@@ -356,9 +351,9 @@ class Tuner:
         item.beat.stop()
         if timer is not None:
             timer.cancel()
-        with self._lock:
-            self._live_tokens.pop(trial.number, None)
         state, value, reason = self._record(study, item, outcome, budget_stopped=budget_stopped)
+        with self._lock:  # after the record holds its train_tokens, so the budget never misses them
+            self._live_tokens.pop(trial.number, None)
         self.reporter.trial_finished(trial.number, state, value, reason, _best_value(study, self._lock))
         self._done.put((trial.number, state))
 
@@ -374,18 +369,22 @@ class Tuner:
             trial.report(float(value), step=int(ev["units"]))
             return bool(trial.should_prune())
 
-    def _over_budget(self, number: int, tokens: int) -> bool:
-        """``budget.max_train_tokens`` is a cap, not a launch rule: True when the finished trials and
-        the running ones (this one at ``tokens``) would cross it during the next evaluation interval, so
-        this trial stops now (recorded as pruned by the budget) instead of overshooting by up to one whole
-        trial. The interval is estimated from the mean tokens per train example, so a study can still end
-        a little above the cap when the next batches are longer than the mean."""
-        cap = self.cfg.budget.max_train_tokens
+    def _over_budget(self, study: optuna.Study, number: int, tokens: int) -> bool:
+        """``budget.max_train_tokens`` is a cap, not a launch rule: True when the trials would cross it
+        during the next evaluation interval (this one at ``tokens``), so this trial stops now (recorded as
+        pruned by the budget) instead of overshooting by up to one whole trial."""
         with self._lock:
             self._live_tokens[number] = tokens
-            if not cap:
-                return False
-            return self._finished_tokens + sum(self._live_tokens.values()) + self._unit_tokens > cap
+        return bool(self.cfg.budget.max_train_tokens) and self._next_interval_crosses_cap(study)
+
+    def _next_interval_crosses_cap(self, study: optuna.Study) -> bool:
+        """Finished trials' tokens (the study's record) + running trials' so far + one evaluation interval
+        > the cap. The interval is estimated from the mean tokens per train example, so a study can still
+        end a little above the cap when the next batches are longer than the mean."""
+        cap = self.cfg.budget.max_train_tokens or 0
+        with self._lock:
+            live = sum(self._live_tokens.values())
+        return train_tokens_spent(study) + live + self._unit_tokens > cap
 
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
@@ -419,7 +418,6 @@ class Tuner:
         elif reason:
             attrs["stop_reason"] = reason
         with self._lock:
-            self._finished_tokens += int(tokens)
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
