@@ -16,9 +16,9 @@ from pathlib import Path
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from lmtune.protocol import TrialSpec
 from lmtune.study import best_trial, default_trial, load_study
 from lmtune.training.session import setup
-from lmtune.training.spec import TrialSpec
 
 
 def read_spec(trial_dir: str) -> TrialSpec:

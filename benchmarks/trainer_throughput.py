@@ -28,8 +28,8 @@ import torch
 
 from lmtune.data.sources import DataSpec
 from lmtune.data.tokenized import build_cache, load_split
+from lmtune.protocol import TrialSpec
 from lmtune.training.models import load_tokenizer, resolve_model
-from lmtune.training.spec import TrialSpec
 
 
 def lmtune_run(model: str, cache: Path, rows: int, bs: int, out: Path) -> float:
