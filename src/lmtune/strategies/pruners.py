@@ -2,16 +2,24 @@
 
 Rungs are evaluation units (equal amounts of training data across trials, see DESIGN.md), so a
 trial with batch size 8 and one with batch size 64 are compared after the same examples seen.
+
+Where the space searches the training length (``epochs`` or ``max_steps``), a trial is compared only
+with trials planned to train as long (rungs per length): at one epoch of data a 1-epoch trial has
+finished its decayed schedule while a 3-epoch trial is a third into its own, still at a high learning
+rate, so equal data alone prunes every long trial (measured: docs/search.md, BBC topics).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
     import optuna
 
 from lmtune.config.schema import lower_is_better
+
+# The trial attribute that holds how many training examples the trial is planned to see (set at launch).
+PLANNED_EXAMPLES = "planned_examples"
 
 STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
 # What a strategy prunes on when search.prune_metric is unset. auto prunes on eval_loss: in the strategy
@@ -57,17 +65,69 @@ def default_min_units(name: str, max_units: int, reduction_factor: int) -> int:
 
 def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3,
                 min_units: int | None = None) -> optuna.pruners.BasePruner:
-    """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step)."""
+    """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step), comparing a
+    trial only with trials of its own planned length (see the module's docstring)."""
     import optuna
 
     if name == "none":
         return optuna.pruners.NopPruner()
     first = min_units or default_min_units(name, max_units, reduction_factor)
+    inner: optuna.pruners.BasePruner
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(0, first - 1))
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=reduction_factor)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max(max_units, first),
-                                              reduction_factor=reduction_factor)
-    raise ValueError(f"search.pruner: unknown pruner {name!r}; use none, median, asha or hyperband")
+        inner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(0, first - 1))
+    elif name == "asha":
+        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=reduction_factor)
+    elif name == "hyperband":
+        inner = _hyperband_per_length()(min_resource=first, max_resource=max(max_units, first),
+                                        reduction_factor=reduction_factor)
+    else:
+        raise ValueError(f"search.pruner: unknown pruner {name!r}; use none, median, asha or hyperband")
+    return _per_length()(inner)
+
+
+class _SameLength:
+    """A view of a study that lists only the trials planned to train ``examples`` examples (the trials
+    that predate the attribute count as every length); everything else is the study's own."""
+
+    def __init__(self, study: Any, examples: int) -> None:
+        self._lmtune_study, self._lmtune_examples = study, examples
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._lmtune_study.get_trials(deepcopy=deepcopy, states=states)
+                if t.user_attrs.get(PLANNED_EXAMPLES, self._lmtune_examples) == self._lmtune_examples]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lmtune_study, name)
+
+
+def _per_length() -> type:
+    import optuna
+
+    class PerLength(optuna.pruners.BasePruner):
+        """Runs ``inner`` on the trials of the pruned trial's own planned length."""
+
+        def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+            self.inner = inner
+
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            examples = trial.user_attrs.get(PLANNED_EXAMPLES)
+            view = study if examples is None else _SameLength(study, int(examples))
+            return bool(self.inner.prune(view, trial))  # type: ignore[arg-type]
+
+    return PerLength
+
+
+def _hyperband_per_length() -> type[optuna.pruners.HyperbandPruner]:
+    import optuna
+
+    class HyperbandPerLength(optuna.pruners.HyperbandPruner):
+        """Optuna's Hyperband builds a study of its own per bracket from the storage; the bracket's view
+        must keep the length filter too."""
+
+        def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
+            bracket = super()._create_bracket_study(study, bracket_id)
+            if isinstance(study, _SameLength):
+                return _SameLength(bracket, study._lmtune_examples)  # type: ignore[return-value]
+            return bracket
+
+    return HyperbandPerLength

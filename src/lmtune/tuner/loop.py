@@ -27,7 +27,15 @@ from lmtune.config import StudyConfig, resolved_space
 from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
-from lmtune.strategies import make_pruner, make_sampler, prune_metric, pruner_name, pruning_value, startup_trials
+from lmtune.strategies import (
+    PLANNED_EXAMPLES,
+    make_pruner,
+    make_sampler,
+    prune_metric,
+    pruner_name,
+    pruning_value,
+    startup_trials,
+)
 from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
@@ -296,6 +304,7 @@ class Tuner:
             trial_dir = plan.paths.trial_dir(trial.number)
             with self._lock:
                 trial.set_user_attr("trial_dir", str(trial_dir))
+                trial.set_user_attr(PLANNED_EXAMPLES, spec.total_examples)  # the pruner compares like lengths
             launched = time.monotonic()  # before launch: a warm start's wait for its parent counts too
             proc = executor.launch(spec, trial_dir, slot)
         except BaseException:
