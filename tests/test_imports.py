@@ -1,12 +1,23 @@
-"""The import rules of DESIGN.md, checked on the source (so a lazy import inside a function counts)."""
+"""The import rules of DESIGN.md's layer table, checked two ways: on the source (so a lazy import inside
+a function counts) and transitively (every module of a layer imported in a fresh interpreter, then
+``sys.modules`` read: a third-party module that pulls in another counts, e.g. optuna loads subprocess).
+Both checks are themselves tested: a temporary module that breaks one rule makes them fail."""
+
+from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).parents[1] / "src" / "lmtune"
+SRC = Path(__file__).parents[1] / "src"
+PKG = SRC / "lmtune"
 
+# What a layer's source may not import at all, lazily or not (its first-level names).
 FORBIDDEN = {
     "strategies": {"torch", "transformers", "subprocess", "ray", "peft", "accelerate"},
     "space": {"torch", "transformers", "subprocess", "ray"},
@@ -15,7 +26,37 @@ FORBIDDEN = {
     "data": {"optuna", "ray"},
     "report": {"torch", "transformers", "peft", "ray"},
     "study": {"torch", "transformers", "ray"},
+    "execution": {"optuna"},  # a backend never decides
     "protocol.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
+}
+
+HEAVY = ("torch", "transformers", "peft", "accelerate")
+_LAYERS = ("config", "space", "protocol", "strategies", "study", "tuner", "execution", "training", "data",
+           "report", "cli")
+
+
+def _layers(*names: str) -> tuple[str, ...]:
+    return tuple(f"lmtune.{n}" for n in names)
+
+
+# What importing every module of a layer may not load (third-party modules and other lmtune layers).
+LOADED_FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "config": ("torch", "transformers", "optuna", "ray",
+               *_layers("training", "tuner", "execution", "study", "strategies", "report", "cli", "data")),
+    "space": ("torch", "transformers", "ray", *_layers("training", "tuner", "execution", "study", "data")),
+    # shared by driver, backends and trainers (and the stand-in trainer): standard library only
+    "protocol": ("torch", "transformers", "optuna", "ray", "numpy", "subprocess",
+                 *_layers(*(n for n in _LAYERS if n != "protocol"))),
+    "strategies": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "study", "data", "cli")),
+    "study": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "strategies", "cli")),
+    # the loop holds no training logic: trainers run in their own processes
+    "tuner": (*HEAVY, "ray", *_layers("cli", "report")),
+    "execution": ("optuna", *HEAVY, *_layers("tuner", "strategies", "study", "training", "cli")),
+    "training": ("optuna", "ray", *_layers("tuner", "strategies", "execution", "study", "report", "cli")),
+    "data": ("optuna", "ray", "torch", *_layers("training", "tuner", "strategies", "execution", "study")),
+    "report": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "strategies", "cli")),
+    # a thin CLI that starts fast: the training stack and Ray load when a command needs them
+    "cli": (*HEAVY, "ray"),
 }
 
 
@@ -30,36 +71,83 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def direct_violations(pkg: Path, layer: str) -> list[str]:
+    bad = []
+    for path in [pkg / layer] if layer.endswith(".py") else sorted((pkg / layer).rglob("*.py")):
+        hits = imported_roots(path) & FORBIDDEN[layer]
+        bad += [f"{path.relative_to(pkg)} imports {h}" for h in sorted(hits)]
+    return bad
+
+
+_LOAD_ALL = """
+import importlib, pkgutil, sys
+layer, forbidden = sys.argv[1], sys.argv[2].split(",")
+root = importlib.import_module("lmtune." + layer)
+for info in pkgutil.walk_packages(getattr(root, "__path__", []), root.__name__ + "."):
+    if not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+print(",".join(m for m in forbidden if m in sys.modules))
+"""
+
+
+def loaded_violations(src: Path, layer: str) -> str:
+    """The forbidden modules that importing every module of ``layer`` (from ``src``) loads."""
+    out = subprocess.run([sys.executable, "-c", _LOAD_ALL, layer, ",".join(LOADED_FORBIDDEN[layer])],
+                         capture_output=True, text=True, check=True, cwd=src,
+                         env={**os.environ, "PYTHONPATH": str(src)})
+    return out.stdout.strip()
+
+
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layer_import_rules(layer: str) -> None:
-    bad = []
-    for path in [SRC / layer] if layer.endswith(".py") else (SRC / layer).rglob("*.py"):
-        hits = imported_roots(path) & FORBIDDEN[layer]
-        bad += [f"{path.relative_to(SRC)} imports {h}" for h in sorted(hits)]
+    bad = direct_violations(PKG, layer)
     assert not bad, bad
 
 
-# Transitive: what importing a layer loads in a fresh interpreter (a third-party module that pulls in
-# another counts, e.g. optuna loads subprocess). Layers whose job needs the module import it lazily.
-LOADED_FORBIDDEN = {
-    "lmtune.config": ("torch", "transformers", "optuna", "ray"),
-    "lmtune.space": ("torch", "transformers", "ray"),
-    "lmtune.strategies": ("torch", "transformers", "ray", "subprocess"),
-    "lmtune.training": ("optuna", "ray"),
-    "lmtune.data": ("optuna", "ray"),
-    "lmtune.report": ("torch", "transformers", "ray"),
-    # shared by driver, backends and trainers (and the stand-in trainer): standard library only
-    "lmtune.protocol": ("torch", "transformers", "optuna", "ray", "numpy", "subprocess", "lmtune.training",
-                        "lmtune.execution", "lmtune.tuner"),
-}
+def test_every_layer_has_a_transitive_rule() -> None:
+    layers = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {"protocol"}
+    assert layers == set(LOADED_FORBIDDEN), "a layer without a rule, or a rule for no layer"
 
 
-@pytest.mark.parametrize("module", sorted(LOADED_FORBIDDEN))
-def test_importing_a_layer_loads_nothing_it_must_not(module: str) -> None:
-    import subprocess
-    import sys
+@pytest.mark.parametrize("layer", sorted(LOADED_FORBIDDEN))
+def test_importing_a_layer_loads_nothing_it_must_not(layer: str) -> None:
+    loaded = loaded_violations(SRC, layer)
+    assert loaded == "", f"importing lmtune.{layer} (all its modules) loads {loaded}"
 
-    code = (f"import sys, importlib; importlib.import_module({module!r}); "
-            f"print(','.join(m for m in {LOADED_FORBIDDEN[module]!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"
+
+# -- the checks of the checks -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def copy_of_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("src")
+    shutil.copytree(PKG, dst / "lmtune", ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+@pytest.mark.parametrize(("layer", "body", "expected"), [
+    ("config", "def f():\n    import optuna\n", "optuna"),  # a lazy import: only the source check sees it
+    ("execution", "from optuna import samplers\n", "optuna"),
+])
+def test_the_source_check_fails_on_a_module_that_breaks_a_rule(copy_of_src: Path, layer: str, body: str,
+                                                               expected: str) -> None:
+    breaker = copy_of_src / "lmtune" / layer / "_breaks_a_rule.py"
+    breaker.write_text(body)
+    try:
+        assert direct_violations(copy_of_src / "lmtune", layer) == [f"{layer}/_breaks_a_rule.py imports {expected}"]
+    finally:
+        breaker.unlink()
+
+
+@pytest.mark.parametrize(("layer", "body", "expected"), [
+    ("config", "import lmtune.strategies.pruners\n", "lmtune.strategies"),
+    ("training", "from lmtune.study import store  # the study pulls in optuna\n", "optuna"),
+    ("report", "import lmtune.execution.local\n", "lmtune.execution"),
+])
+def test_the_transitive_check_fails_on_a_module_that_breaks_a_rule(copy_of_src: Path, layer: str, body: str,
+                                                                   expected: str) -> None:
+    breaker = copy_of_src / "lmtune" / layer / "_breaks_a_rule.py"
+    breaker.write_text(body)
+    try:
+        assert expected in loaded_violations(copy_of_src, layer).split(",")
+    finally:
+        breaker.unlink()
+    assert loaded_violations(copy_of_src, layer) == ""  # and the copy without it passes
