@@ -63,6 +63,7 @@ def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
     assert lmtune("export", str(study_dir), "--format", "yaml", "--out", str(exported)).returncode == 0
     cfg = load_config(exported)
     assert cfg.training.learning_rate == best["config"]["learning_rate"] and cfg.search.space == {}
+    assert cfg.study.name.endswith("-best")  # tuning the exported file never adds trials to this study
     hf = json.loads(lmtune("export", str(study_dir), "--format", "hf").stdout)
     assert hf["learning_rate"] == best["config"]["learning_rate"]
     assert hf["per_device_train_batch_size"] == best["config"]["batch_size"]

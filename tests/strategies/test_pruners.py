@@ -4,7 +4,9 @@ still at a high learning rate where a short one has finished its decayed schedul
 import optuna
 import pytest
 
-from lmtune.strategies import PLANNED_EXAMPLES, make_pruner
+from lmtune.strategies import make_pruner
+from lmtune.study import record
+from lmtune.study.record import planned_examples_of
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -13,7 +15,7 @@ def _finished(study: optuna.Study, length: int | None, values: list[float]) -> N
     """A trial that reported ``values`` at steps 1.. and completed."""
     t = study.ask()
     if length is not None:
-        t.set_user_attr(PLANNED_EXAMPLES, length)
+        record.write(t, planned_examples=length)
     for step, v in enumerate(values, start=1):
         t.report(v, step=step)
         t.should_prune()  # ASHA records a trial's rung values when asked; a finished trial was asked
@@ -23,7 +25,7 @@ def _finished(study: optuna.Study, length: int | None, values: list[float]) -> N
 def _is_pruned_at(study: optuna.Study, length: int | None, values: list[float]) -> bool:
     t = study.ask()
     if length is not None:
-        t.set_user_attr(PLANNED_EXAMPLES, length)
+        record.write(t, planned_examples=length)
     pruned = False
     for step, v in enumerate(values, start=1):
         t.report(v, step=step)
@@ -37,7 +39,8 @@ def _is_pruned_at(study: optuna.Study, length: int | None, values: list[float]) 
 @pytest.mark.parametrize("tagged", [True, False])
 def test_a_long_trial_is_compared_only_with_long_trials(name: str, tagged: bool) -> None:
     # one Hyperband bracket (max = min), so which bracket a trial hashes to cannot decide the outcome
-    pruner = make_pruner(name, max_units=3 if name == "hyperband" else 9, reduction_factor=3, min_units=3)
+    pruner = make_pruner(name, max_units=3 if name == "hyperband" else 9, reduction_factor=3, min_units=3,
+                         length_of=planned_examples_of)
     study = optuna.create_study(study_name="per-length", direction="maximize", pruner=pruner)
     short, long_ = (3, 9) if tagged else (None, None)
     for _ in range(6):  # short trials: finished (decayed) schedules, high scores at every step
@@ -48,7 +51,7 @@ def test_a_long_trial_is_compared_only_with_long_trials(name: str, tagged: bool)
 
 
 def test_long_trials_still_compete_with_each_other() -> None:
-    pruner = make_pruner("asha", max_units=9, reduction_factor=3, min_units=1)
+    pruner = make_pruner("asha", max_units=9, reduction_factor=3, min_units=1, length_of=planned_examples_of)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(6):
         _finished(study, 3, [0.8, 0.85, 0.9])

@@ -13,7 +13,7 @@ from lmtune.config import load_config
 from lmtune.errors import StudyError
 from lmtune.study.store import StudyPaths
 from lmtune.tuner.final import job_spec
-from lmtune.tuner.final_export import config_yaml, describe_machine
+from lmtune.tuner.final_export import describe_machine
 from lmtune.tuner.final_plan import best_choice, default_choice, kept_runs, plan_jobs, todo
 from lmtune.tuner.plan import Plan
 
@@ -115,20 +115,6 @@ def test_resume_keeps_matching_runs_and_redoes_a_changed_best() -> None:
     all_done = [*kept, _run("best", 0, best.hparams), _run("default", 1, default.hparams)]
     assert todo(jobs, kept_runs(all_done, [default, best]), model_exported=True) == []
     assert [j.key for j in todo(jobs, all_done, model_exported=False)] == ["best-seed0"]
-
-
-def test_model_config_yaml_loads_as_a_study_of_its_own(tmp_path: Path) -> None:
-    study = load_config(QUICKSTART).model_dump(mode="json")
-    hparams = {**study["training"], "learning_rate": 3e-4, "seed": 0, "custom_knob": 8}
-    schedule = [{"units": 0, "hparams": hparams}, {"units": 2, "hparams": {**hparams, "learning_rate": 1e-4}}]
-    text = config_yaml(study, hparams, header=["from trial 1"], schedule=schedule)
-    assert text.startswith("# from trial 1\n") and "custom_knob=8" in text
-    assert "from unit 2: learning_rate=0.0001" in text
-    path = tmp_path / "lmtune-config.yaml"
-    path.write_text(text)
-    cfg = load_config(path)
-    assert cfg.training.learning_rate == 3e-4 and cfg.search.space == {} and cfg.search.n_trials == 1
-    assert cfg.study.name == "quickstart-best" and cfg.study.dir == "runs/quickstart-best"
 
 
 def test_machine_description_names_the_cpu() -> None:

@@ -118,10 +118,13 @@ def test_enqueue_transfers_is_idempotent() -> None:
 
 
 def test_interrupted_trials_keep_their_link_to_the_proxy() -> None:
-    attrs = {"is_default": False, "proxy_value": 0.7, "proxy_trial": 0, "curve": [1], "config": {}}
-    assert _carry_attrs(attrs) == {"proxy_value": 0.7, "proxy_trial": 0}
-    assert _carry_attrs({"is_default": True, "curve": []}) == {"is_default": True}
-    assert _carry_attrs({"is_default": False}) is None
+    def trial(**attrs: object) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs)
+
+    assert _carry_attrs(trial(is_default=False, proxy_value=0.7, proxy_trial=0, curve=[], config={})) == {
+        "proxy_value": 0.7, "proxy_trial": 0}
+    assert _carry_attrs(trial(is_default=True, curve=[])) == {"is_default": True}
+    assert _carry_attrs(trial(is_default=False)) is None
 
 
 # -- a real two-stage study -----------------------------------------------------------------------

@@ -9,7 +9,8 @@ import optuna
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.space import build_space
-from lmtune.strategies import PLANNED_EXAMPLES, startup_trials
+from lmtune.strategies import startup_trials
+from lmtune.study import record
 from lmtune.tuner.plan import longest_examples, training_examples
 
 ROOT = Path(__file__).parents[2]
@@ -51,7 +52,7 @@ def test_a_study_over_epochs_trains_each_trial_its_own_length(tiny_model: Path, 
     examples = {e: t.user_attrs["curve"][-1]["examples"] for e, t in done.items()}
     assert examples == {1: 96, 3: 288}
     # each trial carries its planned length, so pruners compare it only with trials of that length
-    assert {e: t.user_attrs[PLANNED_EXAMPLES] for e, t in done.items()} == {1: 96, 3: 288}
+    assert {e: record.read(t).planned_examples for e, t in done.items()} == {1: 96, 3: 288}
     # rungs stay in examples: both trials evaluated at the same amounts of data up to the shorter length
     rungs = {e: [p["units"] for p in t.user_attrs["curve"]] for e, t in done.items()}
     assert rungs[3][: len(rungs[1])] == rungs[1]

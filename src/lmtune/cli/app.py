@@ -166,7 +166,8 @@ def export(study_dir: StudyDir,
            ) -> None:
     """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
     the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
-    from lmtune.cli.views import best_payload, hf_training_arguments, training_yaml
+    from lmtune.cli.views import best_payload, hf_training_arguments
+    from lmtune.config.writer import config_yaml
     from lmtune.study import load_study
 
     study, meta = load_study(study_dir)
@@ -177,7 +178,9 @@ def export(study_dir: StudyDir,
         _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
         return
     if fmt == "yaml":
-        text = training_yaml(meta, payload["config"])
+        text = config_yaml(meta["config"], payload["config"],
+                           header=[f"best trial {payload['trial']} of study {meta['study_name']} in {study_dir}: "
+                                   f"{meta['metric']} {payload['value']}"])
     elif fmt == "hf":
         default_batch = (meta.get("config") or {}).get("training", {}).get("batch_size")
         text = json.dumps(hf_training_arguments(payload["config"], default_batch_size=default_batch), indent=1)
@@ -239,15 +242,16 @@ def dashboard(study_dir: StudyDir,
 
 
 def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
-    from lmtune.study import best_trial
+    from lmtune.study import best_trial, record
     from lmtune.training.export import export_adapter, export_merged
 
     best = best_trial(study)
     assert best is not None
+    r = record.read(best)
     if fmt == "adapter":
-        folder = export_adapter(best.user_attrs, best.number, study_dir, target)
+        folder = export_adapter(r.adapter_dir, r.config, best.number, study_dir, target)
     else:
-        folder = export_merged(best.user_attrs, best.number, study_dir, meta, target)
+        folder = export_merged(r.adapter_dir, r.config, best.number, study_dir, meta, target)
     out.print(f"wrote {folder} ({fmt} of best trial {best.number})")
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.study import best_trial, default_trial
+from lmtune.study import best_trial, default_trial, record
+from lmtune.study.record import TrialRecord
 
 
-def _metric_at_end(t: FrozenTrial, metric: str) -> float | None:
-    curve = t.user_attrs.get("curve") or []
-    return curve[-1]["metrics"].get(metric) if curve else None
+def _metric_at_end(r: TrialRecord, metric: str) -> float | None:
+    return r.curve[-1].get("metrics", {}).get(metric) if r.curve else None
 
 
 def perplexity_of(t: FrozenTrial, metric: str) -> float | None:
     """Causal-LM studies: the validation perplexity at the point the trial reported (its value), else the
     last evaluation; None for other tasks."""
-    points = [p["metrics"] for p in t.user_attrs.get("curve") or [] if "eval_perplexity" in p.get("metrics", {})]
+    points = [p["metrics"] for p in record.read(t).curve if "eval_perplexity" in p.get("metrics", {})]
     if not points:
         return None
     at_value = [m for m in points if t.value is not None and m.get(metric) == t.value]
@@ -29,13 +28,13 @@ def perplexity_of(t: FrozenTrial, metric: str) -> float | None:
 def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
+        r = record.read(t)
         rows.append({
-            "number": t.number, "state": t.state.name,
-            "value": t.value if t.state == TrialState.COMPLETE else _metric_at_end(t, metric),
-            "units": (t.user_attrs.get("curve") or [{}])[-1].get("units"),
-            "train_tokens": t.user_attrs.get("train_tokens"), "wall_time_s": t.user_attrs.get("wall_time_s"),
-            "default": bool(t.user_attrs.get("is_default")), "params": dict(t.params),
-            "reason": t.user_attrs.get("fail_reason", ""), "perplexity": perplexity_of(t, metric),
+            "number": r.number, "state": r.state,
+            "value": t.value if t.state == TrialState.COMPLETE else _metric_at_end(r, metric),
+            "units": r.units, "train_tokens": r.train_tokens, "wall_time_s": r.wall_time_s,
+            "default": r.is_default, "params": r.params,
+            "reason": r.fail_reason or "", "perplexity": perplexity_of(t, metric),
         })
     return rows
 
@@ -49,21 +48,11 @@ def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "study": meta["study_name"], "metric": meta["metric"], "direction": meta["direction"],
         "trial": best.number, "value": best.value, "params": dict(best.params),
-        "config": best.user_attrs.get("config", {}), "perplexity": perplexity_of(best, meta["metric"]),
+        "config": record.read(best).config, "perplexity": perplexity_of(best, meta["metric"]),
         "default": None if default is None else {"trial": default.number, "value": default.value,
                                                  "perplexity": perplexity_of(default, meta["metric"])},
     }
     return out
-
-
-def training_yaml(meta: dict[str, Any], config: dict[str, Any]) -> str:
-    """The best configuration as an lmtune study YAML: the study's config with the best training
-    settings as its defaults and no search (so ``lmtune tune`` of it trains that one configuration)."""
-    full = dict(meta["config"])
-    full["training"] = {k: v for k, v in config.items() if k in full.get("training", config)}
-    full["search"] = {**full.get("search", {}), "space": {}, "preset": None, "n_trials": 1}
-    full.pop("proxy", None)  # one configuration to train: no proxy stage
-    return yaml.safe_dump(full, sort_keys=False)
 
 
 # lmtune hyperparameter → transformers.TrainingArguments field

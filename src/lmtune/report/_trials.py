@@ -1,8 +1,5 @@
-"""Private helpers that read the lmtune user attrs off Optuna trials.
-
-Attrs written by the tuner are JSON values; these helpers coerce them defensively so that a report of a
-half-written or older study still renders (a missing or malformed attr reads as ``None``).
-"""
+"""Private helpers over Optuna trials for the report: what the study's trial record holds
+(``lmtune.study.record``, which reads a missing or malformed attr as ``None``), summed or filtered."""
 
 from __future__ import annotations
 
@@ -12,23 +9,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-__all__ = ["attr_float", "attr_int", "cost_totals", "finite_value"]
+from lmtune.study import record
 
-
-def attr_int(trial: FrozenTrial, key: str) -> int | None:
-    """The user attr ``key`` as an int, or ``None`` when absent or not a number."""
-    value = trial.user_attrs.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def attr_float(trial: FrozenTrial, key: str) -> float | None:
-    """The user attr ``key`` as a float, or ``None`` when absent or not a number."""
-    value = trial.user_attrs.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+__all__ = ["cost_totals", "finite_value"]
 
 
 def finite_value(trial: FrozenTrial) -> float | None:
@@ -41,8 +24,9 @@ def finite_value(trial: FrozenTrial) -> float | None:
 
 def cost_totals(trials: Sequence[FrozenTrial]) -> dict[str, float | int]:
     """Sum ``train_tokens``, ``wall_time_s`` and ``overhead_s`` over ``trials`` (missing attrs count 0)."""
+    rows = [record.read(t) for t in trials]
     return {
-        "train_tokens": sum(attr_int(t, "train_tokens") or 0 for t in trials),
-        "wall_time_s": math.fsum(attr_float(t, "wall_time_s") or 0.0 for t in trials),
-        "overhead_s": math.fsum(attr_float(t, "overhead_s") or 0.0 for t in trials),
+        "train_tokens": sum(r.train_tokens or 0 for r in rows),
+        "wall_time_s": math.fsum(r.wall_time_s or 0.0 for r in rows),
+        "overhead_s": math.fsum(r.overhead_s or 0.0 for r in rows),
     }

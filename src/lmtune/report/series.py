@@ -17,8 +17,9 @@ import optuna
 from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.report._trials import attr_float, cost_totals, finite_value
+from lmtune.report._trials import cost_totals, finite_value
 from lmtune.report.stats import spearman
+from lmtune.study import record
 
 __all__ = [
     "MIN_TRANSFER_PAIRS",
@@ -51,9 +52,7 @@ class Curve:
 
 def _curve_points(trial: FrozenTrial, metric: str) -> list[tuple[int, float]]:
     points = []
-    for entry in trial.user_attrs.get("curve") or []:
-        if not isinstance(entry, Mapping):
-            continue
+    for entry in record.read(trial).curve:
         x = entry.get("units", entry.get("step"))
         y = (entry.get("metrics") or {}).get(metric)
         if isinstance(x, int | float) and isinstance(y, int | float) and math.isfinite(y):
@@ -71,7 +70,7 @@ def learning_curves(trials: Sequence[FrozenTrial], metric: str) -> list[Curve]:
     for trial in sorted(trials, key=lambda t: t.number):
         points = _curve_points(trial, metric)
         if points:
-            is_default = bool(trial.user_attrs.get("is_default", False))
+            is_default = record.read(trial).is_default
             curves.append(Curve(trial.number, trial.state.name, is_default, points))
     return curves
 
@@ -104,8 +103,8 @@ class Lineage:
 
 
 def _lineage_node(trial: FrozenTrial) -> LineageNode | None:
-    pbt = trial.user_attrs.get("pbt")
-    if not isinstance(pbt, Mapping) or not isinstance(pbt.get("member"), int):
+    pbt = record.read(trial).pbt
+    if pbt is None or not isinstance(pbt.get("member"), int):
         return None
     parent = pbt.get("parent_trial")
     return LineageNode(
@@ -132,7 +131,7 @@ def pbt_lineage(trials: Sequence[FrozenTrial], *, direction: str = "maximize") -
     edges = [(n.parent_trial, n.trial) for n in nodes if n.parent_trial is not None]
     schedules: dict[int, list[dict[str, Any]]] = {}
     for node in nodes:  # sorted by generation: the latest generation's schedule wins
-        schedule = by_number[node.trial].user_attrs["pbt"].get("schedule")
+        schedule = (record.read(by_number[node.trial]).pbt or {}).get("schedule")
         if isinstance(schedule, list) and schedule:
             schedules[node.member] = [dict(s) for s in schedule if isinstance(s, Mapping)]
     done = [n for n in nodes if n.state == TrialState.COMPLETE.name and n.value is not None]
@@ -180,7 +179,7 @@ def transfer_summary(
     """
     pairs = []
     for trial in sorted(target_trials, key=lambda t: t.number):
-        proxy_value, value = attr_float(trial, "proxy_value"), finite_value(trial)
+        proxy_value, value = record.read(trial).proxy_value, finite_value(trial)
         if trial.state == TrialState.COMPLETE and proxy_value is not None and value is not None:
             pairs.append(TransferPair(trial.number, proxy_value, value))
     rho = spearman([p.proxy_value for p in pairs], [p.target_value for p in pairs])

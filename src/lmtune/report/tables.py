@@ -24,7 +24,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.config.schema import lower_is_better
-from lmtune.report._trials import attr_float, attr_int, cost_totals, finite_value
+from lmtune.report._trials import cost_totals
 from lmtune.report.series import (
     Curve,
     Importances,
@@ -38,6 +38,8 @@ from lmtune.report.series import (
     transfer_summary,
 )
 from lmtune.report.stats import spearman, summarize, welch_p_value
+from lmtune.study import record
+from lmtune.study.record import TrialRecord
 
 __all__ = [
     "ALPHA",
@@ -255,28 +257,18 @@ def final_cost(final: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _reason(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.FAIL:
-        return str(trial.user_attrs.get("fail_reason") or "failed (no reason recorded)")
-    if trial.state == TrialState.PRUNED:
-        units = attr_int(trial, "pruned_at_units")
-        return f"pruned at {units} units" if units is not None else "pruned"
+def _reason(r: TrialRecord) -> str:
+    if r.state == TrialState.FAIL.name:
+        return r.fail_reason or "failed (no reason recorded)"
+    if r.state == TrialState.PRUNED.name:
+        return f"pruned at {r.pruned_at_units} units" if r.pruned_at_units is not None else "pruned"
     return ""
 
 
 def _row(trial: FrozenTrial) -> TrialRow:
-    precision = trial.user_attrs.get("precision")
-    return TrialRow(
-        number=trial.number,
-        state=trial.state.name,
-        value=finite_value(trial),
-        params=dict(trial.params),
-        train_tokens=attr_int(trial, "train_tokens"),
-        wall_time_s=attr_float(trial, "wall_time_s"),
-        reason=_reason(trial),
-        is_default=bool(trial.user_attrs.get("is_default", False)),
-        precision=str(precision) if precision is not None else None,
-    )
+    r = record.read(trial)
+    return TrialRow(number=r.number, state=r.state, value=r.value, params=r.params, train_tokens=r.train_tokens,
+                    wall_time_s=r.wall_time_s, reason=_reason(r), is_default=r.is_default, precision=r.precision)
 
 
 def trial_table(trials: Sequence[FrozenTrial]) -> list[TrialRow]:

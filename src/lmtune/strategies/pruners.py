@@ -11,6 +11,7 @@ rate, so equal data alone prunes every long trial (measured: docs/search.md, BBC
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
@@ -18,8 +19,8 @@ if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler 
 
 from lmtune.config.schema import lower_is_better
 
-# The trial attribute that holds how many training examples the trial is planned to see (set at launch).
-PLANNED_EXAMPLES = "planned_examples"
+# How long a trial is planned to train (examples), None when unknown: the study's record supplies it.
+LengthOf = Callable[["optuna.trial.FrozenTrial"], "int | None"]
 
 STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
 # What a strategy prunes on when search.prune_metric is unset. auto prunes on eval_loss: in the strategy
@@ -63,10 +64,11 @@ def default_min_units(name: str, max_units: int, reduction_factor: int) -> int:
     return max(1, max_units // reduction_factor**2)
 
 
-def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3,
-                min_units: int | None = None) -> optuna.pruners.BasePruner:
-    """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step), comparing a
-    trial only with trials of its own planned length (see the module's docstring)."""
+def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3, min_units: int | None = None,
+                length_of: LengthOf | None = None) -> optuna.pruners.BasePruner:
+    """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step). With
+    ``length_of``, a trial is compared only with trials of its own planned length (see the module's
+    docstring); trials whose length is unknown are compared with all."""
     import optuna
 
     if name == "none":
@@ -82,19 +84,19 @@ def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3,
                                         reduction_factor=reduction_factor)
     else:
         raise ValueError(f"search.pruner: unknown pruner {name!r}; use none, median, asha or hyperband")
-    return _per_length()(inner)
+    return inner if length_of is None else _per_length()(inner, length_of)
 
 
 class _SameLength:
-    """A view of a study that lists only the trials planned to train ``examples`` examples (the trials
-    that predate the attribute count as every length); everything else is the study's own."""
+    """A view of a study that lists only the trials planned to train ``examples`` examples (trials of
+    unknown length count as every length); everything else is the study's own."""
 
-    def __init__(self, study: Any, examples: int) -> None:
-        self._lmtune_study, self._lmtune_examples = study, examples
+    def __init__(self, study: Any, examples: int, length_of: LengthOf) -> None:
+        self._lmtune_study, self._lmtune_examples, self._lmtune_length_of = study, examples, length_of
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
         return [t for t in self._lmtune_study.get_trials(deepcopy=deepcopy, states=states)
-                if t.user_attrs.get(PLANNED_EXAMPLES, self._lmtune_examples) == self._lmtune_examples]
+                if self._lmtune_length_of(t) in (None, self._lmtune_examples)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lmtune_study, name)
@@ -106,12 +108,12 @@ def _per_length() -> type:
     class PerLength(optuna.pruners.BasePruner):
         """Runs ``inner`` on the trials of the pruned trial's own planned length."""
 
-        def __init__(self, inner: optuna.pruners.BasePruner) -> None:
-            self.inner = inner
+        def __init__(self, inner: optuna.pruners.BasePruner, length_of: LengthOf) -> None:
+            self.inner, self.length_of = inner, length_of
 
         def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-            examples = trial.user_attrs.get(PLANNED_EXAMPLES)
-            view = study if examples is None else _SameLength(study, int(examples))
+            examples = self.length_of(trial)
+            view = study if examples is None else _SameLength(study, examples, self.length_of)
             return bool(self.inner.prune(view, trial))  # type: ignore[arg-type]
 
     return PerLength
@@ -127,7 +129,8 @@ def _hyperband_per_length() -> type[optuna.pruners.HyperbandPruner]:
         def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
             bracket = super()._create_bracket_study(study, bracket_id)
             if isinstance(study, _SameLength):
-                return _SameLength(bracket, study._lmtune_examples)  # type: ignore[return-value]
+                return _SameLength(bracket, study._lmtune_examples,  # type: ignore[return-value]
+                                   study._lmtune_length_of)
             return bracket
 
     return HyperbandPerLength

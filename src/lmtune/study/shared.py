@@ -27,6 +27,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.study import record
 from lmtune.study.store import carried_attrs
 
 log = logging.getLogger("lmtune")
@@ -112,7 +113,7 @@ def _running_without_heartbeat(study: optuna.Study) -> set[int]:
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Enqueue a failed trial's configuration again (keeping its default-configuration mark)."""
     params = trial.system_attrs.get("fixed_params") or trial.params
-    attrs: dict[str, Any] = {"retry_of": trial.number, **(carried_attrs(trial.user_attrs) or {})}
+    attrs = record.enqueue_attrs(retry_of=trial.number, **(carried_attrs(trial) or {}))
     study.enqueue_trial(dict(params), user_attrs=attrs)
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.errors import StudyError
+from lmtune.study import record
 
 META_FILE = "lmtune.json"
 INTERRUPTED = "interrupted: the tuning process stopped while this trial ran; its configuration is re-run"
@@ -130,7 +130,7 @@ def recover_interrupted(study: optuna.Study) -> list[FrozenTrial]:
     """
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+        record.write_frozen(study, t, fail_reason=INTERRUPTED)
         study.tell(t.number, state=TrialState.FAIL)
     return stale
 
@@ -142,26 +142,18 @@ def finished(study: optuna.Study) -> int:
 
 
 def train_tokens_spent(study: optuna.Study) -> int:
-    return sum(int(t.user_attrs.get("train_tokens", 0)) for t in study.get_trials(deepcopy=False))
+    return record.train_tokens_of(study.get_trials(deepcopy=False))
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
+    """The study's best COMPLETE trial (``record.best_of``: the first of equal values), or None."""
+    return record.best_of(study.get_trials(deepcopy=False), study.direction.name.lower())
 
 
 def default_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return next((t for t in done if t.user_attrs.get("is_default")), None)
+    return record.default_of(study.get_trials(deepcopy=False))
 
 
-# Facts about a configuration (not about one run of it) that a re-run of an interrupted trial keeps.
-_CARRIED = ("is_default", "proxy_value", "proxy_trial")
-
-
-def carried_attrs(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+def carried_attrs(trial: FrozenTrial) -> dict[str, Any] | None:
     """The user attrs a re-queued trial inherits (default mark, proxy link); None when there are none."""
-    kept = {k: attrs[k] for k in _CARRIED if attrs.get(k) is not None and attrs.get(k) is not False}
-    return kept or None
+    return record.carried(record.read(trial))

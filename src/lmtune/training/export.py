@@ -21,10 +21,9 @@ __all__ = ["export_adapter", "export_merged"]
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def _adapter_source(attrs: Mapping[str, Any], trial: int, study_dir: Path) -> Path:
-    folder = attrs.get("adapter_dir")
+def _adapter_source(adapter_dir: str | None, config: Mapping[str, Any], trial: int, study_dir: Path) -> Path:
+    folder = adapter_dir
     if not folder:
-        config = attrs.get("config") or {}
         why = ("it trained without LoRA (lora_enabled: false), so there is no adapter; run "
                f"'lmtune final {study_dir}' to retrain it and keep the full model") \
             if config and not config.get("lora_enabled") else \
@@ -39,9 +38,11 @@ def _adapter_source(attrs: Mapping[str, Any], trial: int, study_dir: Path) -> Pa
     return path
 
 
-def export_adapter(attrs: Mapping[str, Any], trial: int, study_dir: Path, out: Path) -> Path:
-    """Copy the best trial's adapter folder to ``out`` (created; files there are replaced)."""
-    source = _adapter_source(attrs, trial, study_dir)
+def export_adapter(adapter_dir: str | None, config: Mapping[str, Any], trial: int, study_dir: Path,
+                   out: Path) -> Path:
+    """Copy the best trial's adapter folder (``adapter_dir``, trained with ``config``) to ``out`` (created;
+    files there are replaced)."""
+    source = _adapter_source(adapter_dir, config, trial, study_dir)
     out.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.is_file():
@@ -49,7 +50,8 @@ def export_adapter(attrs: Mapping[str, Any], trial: int, study_dir: Path, out: P
     return out
 
 
-def export_merged(attrs: Mapping[str, Any], trial: int, study_dir: Path, meta: Mapping[str, Any], out: Path) -> Path:
+def export_merged(adapter_dir: str | None, config: Mapping[str, Any], trial: int, study_dir: Path,
+                  meta: Mapping[str, Any], out: Path) -> Path:
     """Load the base model, attach the best adapter, merge it and save a plain folder (with tokenizer)."""
     from peft import PeftModel
 
@@ -57,7 +59,7 @@ def export_merged(attrs: Mapping[str, Any], trial: int, study_dir: Path, meta: M
     from lmtune.training.lora import merge_and_save
     from lmtune.training.models import load_causal_lm, load_classifier, load_tokenizer, resolve_model
 
-    source = _adapter_source(attrs, trial, study_dir)
+    source = _adapter_source(adapter_dir, config, trial, study_dir)
     task = dict(meta["config"]["task"])
     base_path = resolve_model(task["model"])
     remote = bool(task.get("trust_remote_code", False))

@@ -69,7 +69,7 @@ class LocalCoordination:
             return
         self._recovered = True
         for stale in recover_interrupted(study):
-            study.enqueue_trial(stale.params, user_attrs=carried_attrs(stale.user_attrs))
+            study.enqueue_trial(stale.params, user_attrs=carried_attrs(stale))
 
     def others_running(self, study: optuna.Study, mine: Any) -> int:
         return 0

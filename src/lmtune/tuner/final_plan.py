@@ -18,6 +18,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.errors import StudyError
+from lmtune.study import record
 
 WHICH = ("default", "best")
 
@@ -75,13 +76,12 @@ def fingerprint(hparams: Mapping[str, Any], schedule: Sequence[Mapping[str, Any]
 
 def _config_of(trial: FrozenTrial, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The full training settings a trial ran with (its ``config`` attr, else defaults + params)."""
-    config = trial.user_attrs.get("config")
-    return {**defaults, **(config if isinstance(config, Mapping) else {}), **trial.params}
+    return {**defaults, **record.read(trial).config, **trial.params}
 
 
 def default_choice(trials: Sequence[FrozenTrial], defaults: Mapping[str, Any]) -> Choice:
     """The trial marked ``is_default`` (a finished one first), else the config's training section."""
-    marked = [t for t in trials if t.user_attrs.get("is_default")]
+    marked = [t for t in trials if record.read(t).is_default]
     marked.sort(key=lambda t: (t.state != TrialState.COMPLETE, t.number))
     if marked:
         return Choice("default", _config_of(marked[0], defaults), None, marked[0].number)
@@ -89,18 +89,17 @@ def default_choice(trials: Sequence[FrozenTrial], defaults: Mapping[str, Any]) -
 
 
 def _best_trial(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial:
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not done:
+    best = record.best_of(list(trials), direction)
+    if best is None:
         raise StudyError("no completed trial yet, so there is no best configuration to retrain; "
                          "run 'lmtune tune' first (see 'lmtune status' for failure reasons)")
-    sign = -1.0 if direction == "minimize" else 1.0
-    return max(done, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+    return best
 
 
 def pbt_schedule(trial: FrozenTrial, defaults: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """A PBT member's schedule (``pbt.schedule``: [{"units", "config"}]) as full settings per step."""
-    pbt = trial.user_attrs.get("pbt")
-    steps = pbt.get("schedule") if isinstance(pbt, Mapping) else None
+    pbt = record.read(trial).pbt
+    steps = pbt.get("schedule") if pbt is not None else None
     if not isinstance(steps, list) or not steps:
         return None
     ordered = sorted(steps, key=lambda s: int(s["units"]))

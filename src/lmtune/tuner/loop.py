@@ -28,7 +28,6 @@ from lmtune.errors import ConfigError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
 from lmtune.strategies import (
-    PLANNED_EXAMPLES,
     make_pruner,
     make_sampler,
     prune_metric,
@@ -36,6 +35,7 @@ from lmtune.strategies import (
     pruning_value,
     startup_trials,
 )
+from lmtune.study import record
 from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
@@ -160,7 +160,8 @@ class Tuner:
     def _open_study(self, plan: Plan) -> optuna.Study:
         cfg = self.cfg
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
-                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units)
+                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units,
+                             length_of=record.planned_examples_of)
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     direction=cfg.study.direction, pruner=pruner, load_if_exists=True)
         study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
@@ -215,17 +216,17 @@ class Tuner:
         if self.cfg.search.include_default and outside and not trials:
             log.warning("no default-settings trial (the baseline): training.%s lies outside search.space; "
                         "widen the space or set the default inside it", ", training.".join(outside))
-        has_default = any(t.user_attrs.get("is_default") for t in trials)
+        has_default = any(r.is_default for r in record.records(trials))
         if self.cfg.search.strategy != "grid":
             if wants_default and not has_default:
-                study.enqueue_trial(default, user_attrs={"is_default": True})
+                study.enqueue_trial(default, user_attrs=record.enqueue_attrs(is_default=True))
             return self.n_trials
         live = [t.system_attrs.get("fixed_params") or t.params for t in trials if t.state != TrialState.FAIL]
         points = plan.space.grid()
         for point in points[: self.n_trials]:
             if point not in live:
                 is_default = wants_default and not has_default and point == default
-                study.enqueue_trial(point, user_attrs={"is_default": True} if is_default else None)
+                study.enqueue_trial(point, user_attrs=record.enqueue_attrs(is_default=is_default or None))
         return min(self.n_trials, len(points))
 
     # -- the loop -------------------------------------------------------------------------------
@@ -278,14 +279,13 @@ class Tuner:
             trial = study.ask()
             skip = self.coord.claim(study, trial)
             if skip:
-                trial.set_user_attr("fail_reason", skip)
+                record.write(trial, fail_reason=skip)
                 study.tell(trial, state=TrialState.FAIL)
                 return
             params = plan.space.suggest(trial)
             hparams = {**plan.defaults, **params}
-            is_default = bool(trial.user_attrs.get("is_default"))
-            trial.set_user_attr("config", hparams)
-            trial.set_user_attr("is_default", is_default)
+            is_default = bool(trial.user_attrs.get("is_default"))  # marked when it was enqueued
+            record.write(trial, config=hparams, is_default=is_default)
         # The heartbeat starts before the launch: a launch can take seconds (a warm start waits for its
         # parent to import torch and read the weights), longer than other workers' grace period.
         handles: list[TrialHandle] = []
@@ -303,8 +303,8 @@ class Tuner:
                               threads=executor.threads, extra=dict(self.spec_extra))
             trial_dir = plan.paths.trial_dir(trial.number)
             with self._lock:
-                trial.set_user_attr("trial_dir", str(trial_dir))
-                trial.set_user_attr(PLANNED_EXAMPLES, spec.total_examples)  # the pruner compares like lengths
+                # planned_examples: the pruner compares a trial only with trials of its length
+                record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples)
             launched = time.monotonic()  # before launch: a warm start's wait for its parent counts too
             proc = executor.launch(spec, trial_dir, slot)
         except BaseException:
@@ -327,7 +327,7 @@ class Tuner:
             item.beat.stop()
             reason = f"not recorded: {type(exc).__name__}: {exc}"
             with self._lock, contextlib.suppress(Exception):
-                item.trial.set_user_attr("fail_reason", reason)
+                record.write(item.trial, fail_reason=reason)
                 study.tell(item.trial, state=TrialState.FAIL)
             self.reporter.trial_finished(item.trial.number, "FAIL", None, reason, None)
             self._done.put((item.trial.number, "FAIL"))
@@ -350,11 +350,10 @@ class Tuner:
             kind = ev.get("event")
             if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
                 with self._lock:
-                    trial.set_user_attr("precision", ev.get("precision"))
-                    trial.set_user_attr("startup_s", time.monotonic() - item.started)
+                    record.write(trial, precision=ev.get("precision"), startup_s=time.monotonic() - item.started)
             elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
                 with self._lock:
-                    trial.set_user_attr("micro_batch_size", ev.get("micro_batch_size"))
+                    record.write(trial, micro_batch_size=ev.get("micro_batch_size"))
 
         outcome = relay(item.proc, on_eval=on_eval, on_event=on_event)
         item.beat.stop()
@@ -372,7 +371,7 @@ class Tuner:
         s = self.cfg.search
         value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.cfg.study.direction)
         with self._lock:
-            trial.set_user_attr("curve", curve)
+            record.write(trial, curve=curve)
             if value is None or not math.isfinite(value):
                 return False
             trial.report(float(value), step=int(ev["units"]))
@@ -427,8 +426,7 @@ class Tuner:
         elif reason:
             attrs["stop_reason"] = reason
         with self._lock:
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
+            record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
         return state, value, reason
 
@@ -449,11 +447,12 @@ class Tuner:
         with self._lock:
             for item in running.values():
                 t = item.trial
-                if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:
+                frozen = study._storage.get_trial(t._trial_id)
+                if frozen.state != TrialState.RUNNING:
                     continue
-                t.set_user_attr("fail_reason", INTERRUPTED)
+                record.write(t, fail_reason=INTERRUPTED)
                 study.tell(t, state=TrialState.FAIL)
-                study.enqueue_trial(t.params, user_attrs=carried_attrs(t.user_attrs))
+                study.enqueue_trial(t.params, user_attrs=carried_attrs(frozen))
 
 
 def _waiting(study: optuna.Study) -> bool:

@@ -35,6 +35,7 @@ from lmtune.execution import Executor, TrialHandle
 from lmtune.protocol import Continue, Decision, Outcome, Pause, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
+from lmtune.study import record
 from lmtune.study.store import INTERRUPTED
 from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
@@ -94,10 +95,9 @@ class PBTRunner:
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         for m, number in sorted(numbers.items()):
             frozen = by_number[number]
-            self.members[m] = _Member(m, optuna.trial.Trial(self.study, frozen._trial_id),
-                                      curve=list(frozen.user_attrs.get("curve", [])),
-                                      tokens=int(frozen.user_attrs.get("train_tokens", 0)),
-                                      wall=float(frozen.user_attrs.get("wall_time_s", 0.0)))
+            rec = record.read(frozen)
+            self.members[m] = _Member(m, optuna.trial.Trial(self.study, frozen._trial_id), curve=rec.curve,
+                                      tokens=rec.train_tokens or 0, wall=rec.wall_time_s or 0.0)
             if frozen.state != TrialState.RUNNING:
                 continue
             state = self.pbt.member_state(m)
@@ -108,7 +108,7 @@ class PBTRunner:
         mine = set(numbers.values())
         for t in by_number.values():  # e.g. a member trial asked but never recorded: not ours to resume
             if t.state == TrialState.RUNNING and t.number not in mine:
-                self.study._storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)
+                record.write_frozen(self.study, t, fail_reason=INTERRUPTED)
                 self.study.tell(t.number, state=TrialState.FAIL)
         self._save_state()
 
@@ -116,11 +116,11 @@ class PBTRunner:
         fixed = self.plan.defaults if (m == 0 and self.cfg.search.include_default) else None
         config = self.pbt.initial_config(m, fixed=fixed)
         is_default = fixed is not None and config == self.plan.space.restrict(self.plan.defaults)
-        self.study.enqueue_trial(config, user_attrs={"is_default": is_default})
+        self.study.enqueue_trial(config, user_attrs=record.enqueue_attrs(is_default=is_default))
         trial = self.study.ask()
         self.plan.space.suggest(trial)  # records the enqueued params with their distributions
-        trial.set_user_attr("config", {**self.plan.defaults, **config})
-        trial.set_user_attr("trial_dir", str(self.plan.paths.trial_dir(trial.number)))
+        record.write(trial, config={**self.plan.defaults, **config},
+                     trial_dir=str(self.plan.paths.trial_dir(trial.number)))
         return trial.number
 
     # -- the loop --------------------------------------------------------------------------------
@@ -211,14 +211,14 @@ class PBTRunner:
                 if value is not None and math.isfinite(value):
                     for key in ("adapter_dir", "precision", "micro_batch_size"):  # as the tuner loop records
                         if end.get(key) is not None:
-                            trial.set_user_attr(key, end[key])
+                            record.write(trial, **{key: end[key]})
                     self.study.tell(trial, float(value))
                     self._finished(member, "COMPLETE", float(value), "")
                     return "COMPLETE"
                 reason = f"metric '{self.cfg.study.metric}' was {value!r}"
             else:
                 reason = failure_reason(outcome)
-            trial.set_user_attr("fail_reason", reason)
+            record.write(trial, fail_reason=reason)
             self.study.tell(trial, state=TrialState.FAIL)
             self.pbt.retire(member.member)
             self._save_state()
@@ -239,8 +239,7 @@ class PBTRunner:
         attrs = {"curve": member.curve, "train_tokens": member.tokens, "wall_time_s": member.wall,
                  "pbt": {"member": st.member, "generation": st.generation, "parent_trial": parent,
                          "schedule": st.schedule, "units": st.units}}
-        for k, v in attrs.items():
-            member.trial.set_user_attr(k, v)
+        record.write(member.trial, **attrs)
 
     def _save_state(self, numbers: dict[int, int] | None = None) -> None:
         if numbers is None:

@@ -22,6 +22,7 @@ import optuna
 from lmtune.config import StudyConfig
 from lmtune.errors import ConfigError, StudyError
 from lmtune.space import Space
+from lmtune.study import record
 from lmtune.study.store import load_study
 from lmtune.tuner.transfer import top_configs
 
@@ -33,8 +34,8 @@ class Prior:
     trial: int
     value: float
 
-    def user_attrs(self) -> dict[str, Any]:
-        return {"prior_study": self.study, "prior_trial": self.trial, "prior_value": self.value}
+    def user_attrs(self) -> dict[str, Any] | None:
+        return record.enqueue_attrs(prior_study=self.study, prior_trial=self.trial, prior_value=self.value)
 
 
 def prior_configs(cfg: StudyConfig, space: Space) -> list[Prior]:
@@ -67,8 +68,7 @@ def prior_configs(cfg: StudyConfig, space: Space) -> list[Prior]:
 
 def enqueue_priors(study: optuna.Study, priors: list[Prior]) -> int:
     """Enqueue the priors this study does not hold yet (any state); returns how many."""
-    held = {(t.user_attrs.get("prior_study"), t.user_attrs.get("prior_trial"))
-            for t in study.get_trials(deepcopy=False)}
+    held = {(r.prior_study, r.prior_trial) for r in record.records(study.get_trials(deepcopy=False))}
     todo = [p for p in priors if (p.study, p.trial) not in held]
     for p in todo:
         study.enqueue_trial(p.params, user_attrs=p.user_attrs())

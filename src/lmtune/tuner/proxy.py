@@ -27,6 +27,7 @@ import optuna
 
 from lmtune.config import StudyConfig, resolved_space, validate
 from lmtune.errors import ConfigError
+from lmtune.study import record
 from lmtune.study.stages import PROXY_SUFFIX, stage_entries
 from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
 from lmtune.tuner.loop import RunSummary, Tuner
@@ -89,7 +90,7 @@ def proxy_config(cfg: StudyConfig, *, storage: str, train_rows: int | None = Non
 
 def enqueue_transfers(study: optuna.Study, transfers: list[Transfer]) -> int:
     """Enqueue the transfers the target study does not hold yet (any state); returns how many."""
-    held = {t.user_attrs.get("proxy_trial") for t in study.get_trials(deepcopy=False)}
+    held = {r.proxy_trial for r in record.records(study.get_trials(deepcopy=False))}
     todo = [tr for tr in transfers if tr.proxy_trial not in held]
     for tr in todo:
         study.enqueue_trial(tr.params, user_attrs=tr.user_attrs())
@@ -98,8 +99,8 @@ def enqueue_transfers(study: optuna.Study, transfers: list[Transfer]) -> int:
 
 def _linked(study: optuna.Study) -> dict[int, bool]:
     """Proxy trial number → is_default, over the target trials that carry a proxy link."""
-    return {int(t.user_attrs["proxy_trial"]): bool(t.user_attrs.get("is_default"))
-            for t in study.get_trials(deepcopy=False) if "proxy_trial" in t.user_attrs}
+    return {r.proxy_trial: r.is_default for r in record.records(study.get_trials(deepcopy=False))
+            if r.proxy_trial is not None}
 
 
 def check_truncation(cfg: StudyConfig, model_folder: str) -> None:

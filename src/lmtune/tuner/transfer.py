@@ -9,6 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lmtune.study import record
+
 
 @dataclass(frozen=True)
 class Transfer:
@@ -19,9 +21,9 @@ class Transfer:
     proxy_value: float
     is_default: bool
 
-    def user_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"proxy_value": self.proxy_value, "proxy_trial": self.proxy_trial}
-        return {**attrs, "is_default": True} if self.is_default else attrs
+    def user_attrs(self) -> dict[str, Any] | None:
+        return record.enqueue_attrs(proxy_value=self.proxy_value, proxy_trial=self.proxy_trial,
+                                    is_default=True if self.is_default else None)
 
 
 def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> list[Transfer]:
@@ -30,7 +32,7 @@ def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> li
     other than the default settings, best first (ties: lower number)."""
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    default = next((t for t in done if t.user_attrs.get("is_default")), None)
+    default = record.default_of(done)
     out: list[Transfer] = []
     if with_default and default is not None:
         out.append(Transfer(dict(default.params), default.number, float(default.value or 0.0), True))

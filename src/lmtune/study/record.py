@@ -1,0 +1,168 @@
+"""The trial record: what lmtune keeps in an Optuna trial, written and read here only.
+
+lmtune's facts about a trial live in its Optuna user attrs (so the study opens with plain
+``optuna.load_study`` and optuna-dashboard). Every writer goes through :func:`write` (or
+:func:`enqueue_attrs` for a queued trial), which refuses a key that is not a :class:`TrialRecord`
+field; every reader goes through :func:`read`, which turns the attrs into a typed record and reads a
+missing or malformed attr (a half-written or older study) as its default instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from optuna.trial import FrozenTrial, TrialState
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as lmtune reads it. Optuna's own fields first, then lmtune's attrs."""
+
+    number: int
+    state: str                       # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    value: float | None              # the objective, when finite
+    params: dict[str, Any]           # what the sampler chose (the searched fields only)
+    # -- lmtune's attrs (each the name of its user attr) --
+    config: dict[str, Any] = field(default_factory=dict)  # the training settings the trial ran
+    is_default: bool = False         # the default-settings trial
+    curve: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluation (units, metrics…)
+    train_tokens: int | None = None  # real (non-padding) tokens trained on (None: not recorded)
+    wall_time_s: float | None = None
+    overhead_s: float | None = None  # wall time not spent training or evaluating
+    startup_s: float | None = None   # launch → first event
+    planned_examples: int | None = None  # the training length it was launched with
+    trial_dir: str | None = None
+    precision: str | None = None     # the precision that ran
+    micro_batch_size: int | None = None
+    adapter_dir: str | None = None   # where a LoRA trial saved its adapter
+    stopped_by: str | None = None    # why a trial ended before its length: pruned, budget, early_stopping…
+    pruned_at_units: int | None = None
+    fail_reason: str | None = None
+    stop_reason: str | None = None   # why a trial that did not fail was stopped (the budget)
+    pbt: dict[str, Any] | None = None  # member, generation, parent_trial, schedule, units
+    proxy_trial: int | None = None   # the proxy-study trial this configuration came from
+    proxy_value: float | None = None
+    prior_study: str | None = None   # the earlier study a warm-start configuration came from
+    prior_trial: int | None = None
+    prior_value: float | None = None
+    retry_of: int | None = None      # the failed trial (another worker's) whose configuration this re-runs
+
+    @property
+    def examples(self) -> int | None:
+        """Training examples seen at the last evaluation."""
+        return _int(self.curve[-1].get("examples")) if self.curve else None
+
+    @property
+    def units(self) -> int | None:
+        """Evaluation units reached at the last evaluation."""
+        return _int(self.curve[-1].get("units")) if self.curve else None
+
+
+_OPTUNA_FIELDS = ("number", "state", "value", "params")
+ATTRS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in _OPTUNA_FIELDS)
+# Facts about a configuration (not about one run of it) that a re-run of an interrupted trial keeps.
+_CARRIED = ("is_default", "proxy_value", "proxy_trial")
+
+
+class _HasUserAttrs(Protocol):
+    def set_user_attr(self, key: str, value: Any) -> None: ...
+
+
+def _int(v: Any) -> int | None:
+    return None if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) else int(v)
+
+
+def _float(v: Any) -> float | None:
+    return None if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) else float(v)
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def read(trial: FrozenTrial) -> TrialRecord:
+    """The typed record of ``trial``; missing or malformed attrs read as their defaults."""
+    a = trial.user_attrs
+    value = trial.value if trial.values is not None and len(trial.values) == 1 else None
+    curve = a.get("curve")
+    return TrialRecord(
+        number=trial.number, state=trial.state.name, value=_float(value), params=dict(trial.params),
+        config=dict(a["config"]) if isinstance(a.get("config"), Mapping) else {},
+        is_default=bool(a.get("is_default", False)),
+        curve=[dict(p) for p in curve if isinstance(p, Mapping)] if isinstance(curve, list) else [],
+        train_tokens=_int(a.get("train_tokens")),
+        wall_time_s=_float(a.get("wall_time_s")), overhead_s=_float(a.get("overhead_s")),
+        startup_s=_float(a.get("startup_s")), planned_examples=_int(a.get("planned_examples")),
+        trial_dir=_str(a.get("trial_dir")), precision=_str(a.get("precision")),
+        micro_batch_size=_int(a.get("micro_batch_size")), adapter_dir=_str(a.get("adapter_dir")),
+        stopped_by=_str(a.get("stopped_by")), pruned_at_units=_int(a.get("pruned_at_units")),
+        fail_reason=_str(a.get("fail_reason")), stop_reason=_str(a.get("stop_reason")),
+        pbt=dict(a["pbt"]) if isinstance(a.get("pbt"), Mapping) else None,
+        proxy_trial=_int(a.get("proxy_trial")), proxy_value=_float(a.get("proxy_value")),
+        prior_study=_str(a.get("prior_study")), prior_trial=_int(a.get("prior_trial")),
+        prior_value=_float(a.get("prior_value")), retry_of=_int(a.get("retry_of")),
+    )
+
+
+def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(ATTRS))
+    if unknown:
+        raise KeyError(f"not fields of the trial record: {unknown}; add them to TrialRecord (study/record.py)")
+    return dict(fields)
+
+
+def write(trial: _HasUserAttrs, **fields: Any) -> None:
+    """Record ``fields`` (names of :class:`TrialRecord` attrs) on a live ``optuna.Trial``."""
+    for key, value in _checked(fields).items():
+        trial.set_user_attr(key, value)
+
+
+def write_frozen(study: Any, trial: FrozenTrial, **fields: Any) -> None:
+    """Record ``fields`` on a trial known only as a FrozenTrial (one another process started)."""
+    for key, value in _checked(fields).items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def enqueue_attrs(**fields: Any) -> dict[str, Any] | None:
+    """The user attrs of a queued trial (``study.enqueue_trial(..., user_attrs=...)``); None for none."""
+    kept = {k: v for k, v in _checked(fields).items() if v is not None}
+    return kept or None
+
+
+def carried(record: TrialRecord) -> dict[str, Any] | None:
+    """What a re-queued trial inherits from the one it re-runs (default mark, proxy link)."""
+    values = {k: getattr(record, k) for k in _CARRIED}
+    kept = {k: v for k, v in values.items() if v is not None and v is not False}  # 0 is a trial number
+    return enqueue_attrs(**kept)
+
+
+def records(trials: list[FrozenTrial], *, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
+    """The records of ``trials`` (optionally only those in ``states``), in trial order."""
+    return [read(t) for t in trials if states is None or t.state.name in states]
+
+
+def train_tokens_of(trials: list[FrozenTrial]) -> int:
+    return sum(read(t).train_tokens or 0 for t in trials)
+
+
+def planned_examples_of(trial: FrozenTrial) -> int | None:
+    """The training length a trial was launched with (what a per-length pruner compares on)."""
+    return _int(trial.user_attrs.get("planned_examples"))
+
+
+def best_of(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The one best-trial rule: the COMPLETE trial with the best finite value (first on ties)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and _float(t.value) is not None]
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(done, key=lambda t: float(t.value))  # type: ignore[arg-type]
+
+
+def default_of(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The COMPLETE default-settings trial, if any."""
+    return next((t for t in trials if t.state == TrialState.COMPLETE and read(t).is_default), None)
