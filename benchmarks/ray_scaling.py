@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lmtune.tuner.loop as loop
+import lmtune.tuner.search as search
 from lmtune.config import load_config
 from lmtune.execution import make_executor
 from lmtune.tuner import Tuner
@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     os.environ["LMTUNE_SIM_UNIT_S"] = str(args.unit_s)  # forwarded to the trainers by the Ray executor
-    loop.make_executor = functools.partial(make_executor, module=SIM)  # type: ignore[assignment]
+    search.make_executor = functools.partial(make_executor, module=SIM)  # type: ignore[assignment]
     import ray
 
     # Sleeping trainers need almost no CPU: declare enough logical CPUs for one per concurrent trial.

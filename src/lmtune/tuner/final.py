@@ -18,8 +18,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ from typing import Any
 from lmtune.config import StudyConfig, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.protocol import TrialSpec, failure_reason
+from lmtune.protocol import Decision, Outcome, TrialSpec, failure_reason
 from lmtune.study.store import load_study
+from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
 from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
-from lmtune.tuner.relay import relay
 
 __all__ = ["FINAL_DIR", "FinalRunError", "FinalRunner", "FinalSummary", "job_spec", "study_config"]
 
@@ -84,13 +83,12 @@ class FinalRunner:
     """Runs (or resumes) the final runs of one study directory. Keyword-only; one ``run()`` each."""
 
     def __init__(self, study_dir: Path | str, *, seeds: int = 3, workers: int | None = None,
-                 log: Log = print) -> None:
+                 log: Log = print, backend: Executor | None = None) -> None:
         self.study_dir = Path(study_dir)
         self.seeds = seeds
         self.workers = workers
         self.log = log
-        self._lock = threading.Lock()
-        self._running: dict[str, TrialHandle] = {}
+        self.backend = backend  # None: the study's own execution.backend
 
     @property
     def final_dir(self) -> Path:
@@ -115,8 +113,9 @@ class FinalRunner:
                                reused=[j.key for j in jobs if j not in pending])
         workers = self.workers or cfg.execution.workers
         # the study's own backend (local or ray), with --workers overriding its slots
-        executor = make_executor(cfg.execution.model_copy(update={
+        executor = self.backend or make_executor(cfg.execution.model_copy(update={
             "workers": workers, "threads_per_worker": None if self.workers else cfg.execution.threads_per_worker}))
+        workers = executor.workers
         machine = describe_machine(gpu=executor.device_for(0).startswith("cuda"), workers=workers,
                                    threads=executor.threads)
         runs = {(r["which"], int(r["seed"])): r for r in kept}
@@ -124,7 +123,10 @@ class FinalRunner:
         if summary.reused:
             self.log(f"reusing {len(summary.reused)} finished run(s) from {path}: {', '.join(summary.reused)}")
         self.log(f"{len(pending)} final run(s) to do on {machine}")
-        self._execute(pending, executor, cfg, plan, meta, machine, runs, summary)
+        try:
+            self._execute(pending, executor, cfg, plan, meta, machine, runs, summary)
+        finally:
+            executor.close()  # Ray actors and their reserved resources go back
         summary.results = self._write(path, cfg, default, best, runs, model_dir)
         summary.model_dir = model_dir if (model_dir / CONFIG_FILE).is_file() else None
         summary.wall_time_s = time.monotonic() - t0
@@ -134,59 +136,17 @@ class FinalRunner:
     def _execute(self, pending: list[FinalJob], executor: Executor, cfg: StudyConfig, plan: Plan,
                  meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
                  summary: FinalSummary) -> None:
-        pool = ThreadPoolExecutor(max_workers=executor.workers)
-        futures: dict[Future[dict[str, Any]], FinalJob] = {}
-        try:
-            for index, job in enumerate(pending):
-                futures[pool.submit(self._run_one, job, index, executor, cfg, plan)] = job
-            for future, job in futures.items():
-                try:
-                    record = {**future.result(), "machine": machine}
-                except FinalRunError as exc:
-                    summary.failed.append((job.key, str(exc)))
-                    self.log(f"{job.key} FAILED: {exc}")
-                    continue
-                with self._lock:
-                    runs[(job.which, job.seed)] = record
-                    self._write(summary.results_path, cfg, summary.default, summary.best, runs,
-                                self.final_dir / "model")
-                summary.ran.append(job.key)
-                if job.save_model:
-                    self._export(job, record, cfg, plan, meta)
-        except BaseException:
-            with self._lock:
-                for proc in self._running.values():
-                    proc.kill()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        drive(_FinalScheduler(self, pending, cfg, plan, meta, machine, runs, summary), executor)
 
-    def _run_one(self, job: FinalJob, index: int, executor: Executor, cfg: StudyConfig,
-                 plan: Plan) -> dict[str, Any]:
-        with self._lock:
-            slot = executor.acquire()
-        try:
-            run_dir = self.final_dir / "runs" / job.key
-            shutil.rmtree(run_dir / "model", ignore_errors=True)
-            spec = job_spec(cfg, plan, job, number=index, run_dir=run_dir, device=executor.device_for(slot),
-                            threads=executor.threads)
-            self.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
-            started = time.monotonic()
-            proc = executor.launch(spec, run_dir, slot)
-            with self._lock:
-                self._running[job.key] = proc
-            outcome = relay(proc)  # not interactive: nothing answers its evaluations
-            wall = time.monotonic() - started
-        finally:
-            with self._lock:
-                self._running.pop(job.key, None)
-                executor.release(slot)
+    def _finished(self, job: FinalJob, outcome: Outcome, wall: float) -> dict[str, Any]:
+        """The record of one ended final run; raises FinalRunError when it ended without test metrics."""
         end = outcome.end
         if failure_reason(outcome) or end is None:
-            log = "" if outcome.error is None else f" (log: {proc.log_path})"  # the no-end reason names it
+            log = "" if outcome.error is None else f" (log: {outcome.log_path})"  # the no-end reason names it
             raise FinalRunError(failure_reason(outcome) + log)
         if not end.get("test_metrics"):
-            raise FinalRunError(f"the run ended without test metrics; see {proc.log_path}")
+            raise FinalRunError(f"the run ended without test metrics; see {outcome.log_path}")
+        run_dir = self.final_dir / "runs" / job.key
         record = _record(job, end, wall, run_dir.relative_to(self.study_dir))
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
         self.log(f"{job.key} done in {wall:.0f}s: {shown}")
@@ -237,6 +197,76 @@ class FinalRunner:
         tmp.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
         tmp.replace(path)
         return results
+
+
+class _FinalScheduler:
+    """The final runs as a `lmtune.tuner.drive.Scheduler`: a fixed list of jobs (keys are job keys), none
+    interactive; each ending is written to ``results.json`` at once, and the best configuration's seed-0
+    run exports the final model."""
+
+    poll_s: float | None = None
+
+    def __init__(self, runner: FinalRunner, pending: list[FinalJob], cfg: StudyConfig, plan: Plan,
+                 meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
+                 summary: FinalSummary) -> None:
+        self.runner, self.cfg, self.plan, self.meta, self.machine = runner, cfg, plan, meta, machine
+        self.runs, self.summary = runs, summary
+        self.todo = list(pending)
+        self.jobs = {j.key: j for j in pending}
+        self.number = {j.key: i for i, j in enumerate(pending)}
+        self.started_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def stop_reason(self) -> str:
+        return ""
+
+    def waiting_on_others(self) -> bool:
+        return False
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        if not self.todo:
+            return None
+        job = self.todo.pop(0)
+        run_dir = self.runner.final_dir / "runs" / job.key
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        spec = job_spec(self.cfg, self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
+                        threads=threads)
+        self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
+        self.started_at[job.key] = time.monotonic()
+        return Launch(job.key, spec, run_dir)
+
+    def started(self, key: Hashable, handle: TrialHandle) -> None:
+        pass
+
+    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        raise AssertionError("final runs are not interactive")
+
+    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        job = self.jobs[str(key)]
+        wall = time.monotonic() - self.started_at[job.key]
+        try:
+            record = {**self.runner._finished(job, outcome, wall), "machine": self.machine}
+        except FinalRunError as exc:
+            self.on_crash(key, exc)
+            return
+        with self.lock:
+            self.runs[(job.which, job.seed)] = record
+            self.runner._write(self.summary.results_path, self.cfg, self.summary.default, self.summary.best,
+                               self.runs, self.runner.final_dir / "model")
+            self.summary.ran.append(job.key)
+        if job.save_model:
+            self.runner._export(job, record, self.cfg, self.plan, self.meta)
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        with self.lock:
+            self.summary.failed.append((str(key), str(exc)))
+        self.runner.log(f"{key} FAILED: {exc}")
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """Interrupted: what finished is in results.json; the rest is redone next time."""
 
 
 def _record(job: FinalJob, end: dict[str, Any], wall: float, run_dir: Path) -> dict[str, Any]:

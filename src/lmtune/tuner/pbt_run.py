@@ -1,4 +1,4 @@
-"""The PBT driver: runs a population through trainer processes, following `lmtune.strategies.pbt.PBT`.
+"""PBT as a `Scheduler` of the one trial loop (`lmtune.tuner.drive`), following `lmtune.strategies.pbt.PBT`.
 
 Each member is one Optuna trial (params = its initial configuration; user attr ``pbt`` = member,
 generation, parent trial and the hyperparameter schedule so far). Trainers save an exact checkpoint
@@ -22,6 +22,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,15 @@ from optuna.trial import TrialState
 
 from lmtune import protocol as wire
 from lmtune.config import StudyConfig
-from lmtune.execution import Executor, TrialHandle
+from lmtune.execution import TrialHandle
 from lmtune.protocol import Continue, Decision, Outcome, Pause, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study import record
 from lmtune.study.store import INTERRUPTED
+from lmtune.tuner.drive import Launch
 from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
-from lmtune.tuner.relay import relay
 
 STATE_FILE = "pbt_state.json"
 
@@ -49,7 +50,6 @@ class _Member:
     member: int
     trial: optuna.trial.Trial
     proc: TrialHandle | None = None
-    slot: int | None = None
     started: float = 0.0
     wall: float = 0.0
     tokens: int = 0
@@ -67,18 +67,21 @@ def make_pbt(cfg: StudyConfig, plan: Plan, population: int) -> PBT:
 
 
 class PBTRunner:
-    """Drives one PBT study to the end (or to a budget stop). Only this process writes the study."""
+    """One PBT study as a `lmtune.tuner.drive.Scheduler` (keys are member indices), driven to the end or
+    to a budget stop. Only this process writes the study."""
 
-    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, executor: Executor,
-                 reporter: Reporter, population: int) -> None:
-        self.cfg, self.plan, self.study, self.executor, self.reporter = cfg, plan, study, executor, reporter
+    poll_s: float | None = None
+
+    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, reporter: Reporter, population: int,
+                 *, budget_stop: Callable[[], str]) -> None:
+        self.cfg, self.plan, self.study, self.reporter = cfg, plan, study, reporter
         self.pbt = make_pbt(cfg, plan, population)
         self.lock = threading.Lock()
-        self.events: deque[tuple[int, str]] = deque()
-        self.wake = threading.Condition(self.lock)
         self.members: dict[int, _Member] = {}
         self.waiting: deque[int] = deque()
         self.state_path = plan.paths.root / STATE_FILE
+        self._budget_stop = budget_stop
+        self._stop = ""
 
     # -- population ------------------------------------------------------------------------------
     def start_population(self) -> None:
@@ -123,49 +126,60 @@ class PBTRunner:
                      trial_dir=str(self.plan.paths.trial_dir(trial.number)))
         return trial.number
 
-    # -- the loop --------------------------------------------------------------------------------
-    def run(self, budget_stop: Any) -> str:
-        """Run until every member is finished or ``budget_stop()`` returns a reason."""
-        stop = ""
-        running: set[int] = set()
-        while True:
-            stop = stop or budget_stop()
-            while not stop and self.waiting and len(running) < self.executor.workers:
-                m = self.waiting.popleft()
-                self._launch(m)
-                running.add(m)
-            if not running:
-                return stop or "population finished"
-            with self.wake:
-                while not self.events:
-                    self.wake.wait()
-                m, outcome = self.events.popleft()
-            running.discard(m)
-            if outcome == "paused" and not stop:
-                self.waiting.append(m)
+    # -- the scheduler -------------------------------------------------------------------------
+    def stop_reason(self) -> str:
+        self._stop = self._stop or self._budget_stop()
+        return self._stop
 
-    def _launch(self, m: int) -> None:
+    def waiting_on_others(self) -> bool:
+        return False
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        """The next waiting member, resumed from its checkpoint when it has one."""
+        with self.lock:
+            if not self.waiting:
+                return None
+            m = self.waiting.popleft()
         state = self.pbt.member_state(m)
         member = self.members[m]
         resume = self._ckpt_path(*state.checkpoint) if state.checkpoint else None
-        slot = self.executor.acquire()
         hparams = {**self.plan.defaults, **state.config}
-        spec = trial_spec(self.cfg, self.plan, number=member.trial.number, hparams=hparams,
-                          device=self.executor.device_for(slot), threads=self.executor.threads,
-                          checkpoint_every=self.pbt.ready_units,
+        spec = trial_spec(self.cfg, self.plan, number=member.trial.number, hparams=hparams, device=device,
+                          threads=threads, checkpoint_every=self.pbt.ready_units,
                           resume_from=str(resume) if resume is not None else None)
-        member.slot, member.started = slot, time.monotonic()
-        member.proc = self.executor.launch(spec, self.plan.paths.trial_dir(member.trial.number), slot)
-        self.reporter.trial_started(member.trial.number, {"member": m, **state.config}, False)
-        threading.Thread(target=self._watch, args=(member,), daemon=True).start()
+        member.started = time.monotonic()
+        return Launch(m, spec, self.plan.paths.trial_dir(member.trial.number))
 
-    def _watch(self, member: _Member) -> None:
-        assert member.proc is not None
-        outcome = relay(member.proc, on_eval=lambda ev, _curve: self._on_eval(member, ev))
-        result = self._on_exit(member, outcome)
-        with self.wake:
-            self.events.append((member.member, result))
-            self.wake.notify()
+    def started(self, key: Hashable, handle: TrialHandle) -> None:
+        member = self.members[int(key)]  # type: ignore[call-overload]
+        member.proc = handle
+        self.reporter.trial_started(member.trial.number, {"member": member.member,
+                                                          **self.pbt.member_state(member.member).config}, False)
+
+    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        return self._on_eval(self.members[int(key)], ev)  # type: ignore[call-overload]
+
+    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        result = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
+        with self.lock:
+            if result == "paused" and not self._stop:
+                self.waiting.append(int(key))  # type: ignore[call-overload]
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        member = self.members[int(key)]  # type: ignore[call-overload]
+        reason = f"not recorded: {type(exc).__name__}: {exc}"
+        with self.lock:
+            record.write(member.trial, fail_reason=reason)
+            self.study.tell(member.trial, state=TrialState.FAIL)
+            self.pbt.retire(member.member)
+            self._save_state()
+        self._finished(member, "FAIL", None, reason)
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """Interrupted: the trainers were killed; every member resumes from ``pbt_state.json`` next run."""
 
     def _on_eval(self, member: _Member, ev: dict[str, Any]) -> Decision:
         """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer."""
@@ -196,8 +210,6 @@ class PBTRunner:
     def _on_exit(self, member: _Member, outcome: Outcome) -> str:
         end = outcome.end
         member.wall += time.monotonic() - member.started
-        assert member.slot is not None
-        self.executor.release(member.slot)
         trial = member.trial
         with self.lock:
             self._record_member(member)

@@ -30,9 +30,9 @@ from lmtune.errors import ConfigError
 from lmtune.study import record
 from lmtune.study.stages import PROXY_SUFFIX, stage_entries
 from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
-from lmtune.tuner.loop import RunSummary, Tuner
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter
+from lmtune.tuner.search import RunSummary, Tuner
 from lmtune.tuner.transfer import Transfer, top_configs
 
 PROXY_DIR = "proxy"  # the proxy stage's folder inside the study directory

@@ -1,0 +1,147 @@
+"""The one trial loop: it drives any :class:`Scheduler` on any backend (an ``Executor``).
+
+Every kind of trial runs through :func:`drive`: the search (``tuner/search.py``, Optuna's sampler and
+pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The scheduler decides
+(what to start, how to answer each evaluation, what an ending means for the study); the backend runs
+(slots, trainer processes, their event streams); this loop only connects them:
+
+1. while a slot is free and the scheduler has no reason to stop, ``acquire`` a slot and ask
+   ``suggest(device, threads)`` for the next trial (None: nothing to start now); ``launch`` it and tell
+   the scheduler ``started``;
+2. each running trial is followed in its own thread: its events are relayed (``tuner/relay.py``),
+   ``on_eval`` answers each evaluation (interactive specs only), ``on_event`` hears the others, and
+   ``on_end`` hears the outcome (``on_crash`` if following it raised);
+3. when a trial has ended its slot is released and the loop goes back to 1; with nothing running and
+   nothing to start it returns, unless ``waiting_on_others()`` (trials of other workers on a shared
+   study may still fail back into the queue), when it polls every ``poll_s`` seconds;
+4. on an interrupt (Ctrl-C) or any error of the loop itself every running trainer is killed and the
+   scheduler hears ``abandon`` with their keys before the error goes on.
+
+Contract for schedulers: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon``
+are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end`` and ``on_crash`` from the trial's
+own thread (a scheduler guards what both touch). ``on_end`` is called once per started trial, before the
+loop hears that the trial ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lmtune.execution import Executor, TrialHandle
+from lmtune.protocol import Decision, Outcome, TrialSpec
+from lmtune.tuner.relay import relay
+
+__all__ = ["Launch", "Scheduler", "drive"]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One trial to start: the scheduler's key for it, its frozen spec and its folder."""
+
+    key: Hashable
+    spec: TrialSpec
+    trial_dir: Path
+
+
+class Scheduler(Protocol):
+    """Decides for :func:`drive` (see the module docstring for the call order and threads)."""
+
+    poll_s: float | None  # how long to wait for an ending before asking again (None: until one ends)
+
+    def stop_reason(self) -> str:
+        """Why no more trials may start ("" while they may). Sticky: once given, given again."""
+        ...
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        """The next trial to start on a slot with ``device`` and ``threads``, or None for none now."""
+        ...
+
+    def started(self, key: Hashable, handle: TrialHandle) -> None: ...
+
+    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        """The answer to one evaluation (``curve`` already holds it)."""
+        ...
+
+    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
+        """Any other event but the end and the error (those are in the outcome)."""
+        ...
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        """The trial ended (completed, stopped, failed or killed): record it."""
+        ...
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        """Following the trial raised (e.g. the study refused its record): its trainer was killed."""
+        ...
+
+    def waiting_on_others(self) -> bool:
+        """Nothing runs here and nothing can start now: wait for others (True) or end the run (False)."""
+        ...
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """The loop was interrupted; these trials' trainers were killed (or never launched)."""
+        ...
+
+
+def drive(scheduler: Scheduler, executor: Executor) -> str:
+    """Run trials until the scheduler stops and none is left running; returns its stop reason ("" when
+    it simply ran out of trials to start)."""
+    running: dict[Hashable, tuple[TrialHandle | None, int]] = {}
+    ended: queue.Queue[Hashable] = queue.Queue()
+    try:
+        while True:
+            stop = scheduler.stop_reason()
+            while not stop and len(running) < executor.workers:
+                slot = executor.acquire()
+                try:
+                    launch = scheduler.suggest(executor.device_for(slot), executor.threads)
+                except BaseException:
+                    executor.release(slot)
+                    raise
+                if launch is None:
+                    executor.release(slot)
+                    break
+                running[launch.key] = (None, slot)  # abandoned as a key if the launch itself fails
+                handle = executor.launch(launch.spec, launch.trial_dir, slot)
+                running[launch.key] = (handle, slot)
+                scheduler.started(launch.key, handle)
+                threading.Thread(target=_follow, args=(scheduler, launch, handle, ended), daemon=True).start()
+                stop = scheduler.stop_reason()
+            if not running:
+                if stop or not scheduler.waiting_on_others():
+                    return stop
+                time.sleep(scheduler.poll_s or 1.0)
+                continue
+            try:
+                key = ended.get(timeout=scheduler.poll_s)
+            except queue.Empty:
+                continue
+            _, slot = running.pop(key)
+            executor.release(slot)
+    except BaseException:
+        for started, _ in running.values():
+            if started is not None:
+                started.kill()
+        scheduler.abandon(list(running))
+        raise
+
+
+def _follow(scheduler: Scheduler, launch: Launch, handle: TrialHandle, ended: queue.Queue[Hashable]) -> None:
+    key = launch.key
+    try:
+        on_eval = (lambda ev, curve: scheduler.on_eval(key, ev, curve)) if launch.spec.interactive else None
+        outcome = relay(handle, on_eval=on_eval, on_event=lambda ev: scheduler.on_event(key, ev))
+        scheduler.on_end(key, outcome)
+    except Exception as exc:
+        handle.kill()
+        with contextlib.suppress(Exception):
+            scheduler.on_crash(key, exc)
+    finally:
+        ended.put(key)

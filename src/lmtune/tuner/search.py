@@ -1,0 +1,492 @@
+"""The search: an Optuna study (sampler + pruner, ask/tell) as a `Scheduler` of the one trial loop.
+
+`Tuner` sets a study up (plan, storage, sampler, the default trial and grid points in the queue, warm-start
+priors) and hands `SearchScheduler` to `lmtune.tuner.drive.drive`, which runs it on the study's backend;
+PBT (`tuner/pbt_run.py`) is another scheduler of the same loop.
+
+Contract: only this (driver) process writes the study. Trainer processes stream metrics; each
+evaluation is reported to Optuna as step = evaluation units, and the pruner's answer goes back to the
+trainer before it trains further. A failing trial is recorded with its reason and the study goes on
+until ``n_trials`` trials finished (COMPLETE or PRUNED), a budget runs out, or ``max_failures``
+trials failed in this run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lmtune.config import StudyConfig, resolved_space
+from lmtune.errors import ConfigError
+from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
+from lmtune.strategies import (
+    make_pruner,
+    make_sampler,
+    prune_metric,
+    pruner_name,
+    pruning_value,
+    startup_trials,
+)
+from lmtune.study import record
+from lmtune.study.store import (
+    INTERRUPTED,
+    carried_attrs,
+    finished,
+    train_tokens_spent,
+    write_meta,
+)
+from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
+from lmtune.tuner.drive import Launch, drive
+from lmtune.tuner.pbt_run import PBTRunner
+from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.priors import enqueue_priors, prior_configs
+from lmtune.tuner.progress import PlainReporter, Reporter
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger("lmtune")
+
+
+@dataclass
+class RunSummary:
+    plan: Plan
+    study: optuna.Study
+    stop_reason: str
+    failures: int = 0
+    wall_time_s: float = 0.0
+    ran: list[int] = field(default_factory=list)
+
+
+class Budget:
+    """``budget`` and ``search.max_failures``: why a run must stop ("" while it may go on).
+
+    ``max_train_tokens`` is a cap, not a launch rule: finished trials' tokens (the study's record) +
+    running trials' so far (``live``) + one evaluation interval (``unit_tokens``, estimated from the mean
+    tokens per train example) may not cross it, so a trial stops at an evaluation, and none starts, when
+    the next interval would. A study can still end a little above the cap when the next batches are
+    longer than the mean."""
+
+    def __init__(self, cfg: StudyConfig, t0: float, *, unit_tokens: float = 0.0) -> None:
+        self.budget, self.max_failures, self.t0 = cfg.budget, cfg.search.max_failures, t0
+        self.unit_tokens = unit_tokens
+        self.live: dict[int, int] = {}  # running trials' train tokens so far
+        self._lock = threading.Lock()
+
+    def reason(self, study: optuna.Study, failures: int) -> str:
+        b = self.budget
+        if failures >= self.max_failures:
+            return (f"stopped: {failures} trials failed in this run (search.max_failures="
+                    f"{self.max_failures}); see the reasons with 'lmtune status'")
+        if b.max_wall_time and time.monotonic() - self.t0 >= b.max_wall_time:
+            return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
+        if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
+            return f"budget: max_trials {b.max_trials} reached"
+        if b.max_train_tokens and self.next_interval_crosses_cap(study):
+            return f"budget: max_train_tokens {b.max_train_tokens} reached"
+        return ""
+
+    def running_at(self, study: optuna.Study, number: int, tokens: int) -> bool:
+        """A running trial reached ``tokens``: True when it must stop now for the token cap."""
+        with self._lock:
+            self.live[number] = tokens
+        return bool(self.budget.max_train_tokens) and self.next_interval_crosses_cap(study)
+
+    def ended(self, number: int) -> None:
+        """Call after the trial's record holds its train_tokens, so the cap never misses them."""
+        with self._lock:
+            self.live.pop(number, None)
+
+    def next_interval_crosses_cap(self, study: optuna.Study) -> bool:
+        cap = self.budget.max_train_tokens or 0
+        with self._lock:
+            live = sum(self.live.values())
+        return train_tokens_spent(study) + live + self.unit_tokens > cap
+
+
+class Tuner:
+    """Runs (or resumes) the study a config describes. Keyword-only; one ``run()`` per instance.
+
+    ``spec_extra`` goes into every trial's ``TrialSpec.extra`` (e.g. ``truncate_layers`` for a proxy
+    stage); ``meta`` holds extra keys for ``lmtune.json`` (a two-stage study's ``stages``).
+    ``shared``: one of several workers on a server-backed study (`lmtune worker`); see
+    `lmtune.tuner.coordination`. Otherwise this process is the study's only writer. ``backend``: the
+    executor to run trials on (e.g. `lmtune.execution.simulated.SimulatedExecutor`), instead of the one
+    ``execution.backend`` names.
+    """
+
+    def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
+                 spec_extra: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+                 shared: bool = False, backend: Executor | None = None) -> None:
+        self.cfg = cfg
+        self.backend = backend  # None: the one execution.backend names
+        ex = cfg.execution
+        if shared and cfg.search.strategy == "pbt":
+            raise ConfigError("search.strategy: pbt runs from one driver (its population state is in the study "
+                              "directory); spread a population over machines with 'lmtune tune' and "
+                              "execution.backend: ray instead of 'lmtune worker'")
+        self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
+                                                       grace_period=ex.grace_period,
+                                                       grid=cfg.search.strategy == "grid")
+                                    if shared else LocalCoordination())
+        self.n_trials = n_trials or cfg.search.n_trials
+        self.reporter = reporter or PlainReporter()
+        self.spec_extra = dict(spec_extra or {})
+        self.meta = dict(meta or {})
+
+    def run(self) -> RunSummary:
+        """Set the study up and drive its scheduler on the backend until it stops."""
+        t0 = time.monotonic()
+        summary, scheduler = self.prepare(t0)
+        executor = self.backend or make_executor(self.cfg.execution)
+        try:
+            reason = drive(scheduler, executor)
+            summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
+                                             else "n_trials reached")
+        finally:
+            executor.close()
+            summary.wall_time_s = time.monotonic() - t0
+            self.reporter.close()
+        return summary
+
+    def prepare(self, t0: float) -> tuple[RunSummary, SearchScheduler | PBTRunner]:
+        """Everything before the first trial: refuse bad input, tokenize, open (or resume) the study, fill
+        its queue (default trial, grid points, priors) or its PBT population; returns the scheduler."""
+        priors = prior_configs(self.cfg, resolved_space(self.cfg))  # refused before any training
+        plan = make_plan(self.cfg)
+        study = self._open_study(plan)
+        summary = RunSummary(plan=plan, study=study, stop_reason="")
+        if self.cfg.search.strategy == "pbt":
+            population = self.cfg.search.pbt.population_size or self.n_trials
+            if population < 2:
+                raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
+                                  "set search.pbt.population_size or --n-trials to 2 or more")
+            pbt_budget = Budget(self.cfg, t0)
+            runner = PBTRunner(self.cfg, plan, study, self.reporter, population,
+                               budget_stop=lambda: pbt_budget.reason(study, 0))
+            runner.start_population()
+            self.reporter.study_started(self.cfg.study.name, population - len(runner.waiting), population,
+                                        plan.max_units)
+            return summary, runner
+        self.coord.recover(study)
+        with self.coord.seeding(study):
+            target = self._seed_queue(study, plan)
+            if priors:
+                enqueue_priors(study, priors)
+        self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
+        # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
+        # trial, or launches none, when the next interval would cross it
+        budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
+        return summary, SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter,
+                                        budget=budget, target=target, summary=summary, spec_extra=self.spec_extra)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _open_study(self, plan: Plan) -> optuna.Study:
+        cfg = self.cfg
+        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
+                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units,
+                             length_of=record.planned_examples_of)
+        study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
+                                    direction=cfg.study.direction, pruner=pruner, load_if_exists=True)
+        study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
+                                     seed=self._sampler_seed(study),
+                                     n_startup_trials=startup_trials(self._expected_trials(plan),
+                                                                     cfg.search.n_startup_trials))
+        was = (study.user_attrs.get("lmtune.metric"), study.user_attrs.get("lmtune.direction"))
+        if was[0] is not None and was != (cfg.study.metric, cfg.study.direction):
+            raise ConfigError(f"study.metric/direction: study '{cfg.study.name}' in {plan.storage} ranks trials by "
+                              f"{was[0]} ({was[1]}), this config by {cfg.study.metric} ({cfg.study.direction}); "
+                              "its finished trials would be compared by the wrong measure: use the study's metric "
+                              "and direction, or a new study.name / study.dir")
+        study.set_user_attr("lmtune.metric", cfg.study.metric)
+        study.set_user_attr("lmtune.direction", cfg.study.direction)
+        write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
+                                "metric": cfg.study.metric, "direction": cfg.study.direction,
+                                "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
+                                "examples_per_unit": plan.examples_per_unit,
+                                "total_examples": plan.total_examples, **self.meta})
+        return study
+
+    def _sampler_seed(self, study: optuna.Study) -> int:
+        """``study.seed`` for a new study (reproducible); for a resumed one a seed derived from it and the
+        trials already there, so a re-run does not draw the configurations it drew before. Workers on a
+        shared study add their own entropy: seeded alike, they would all draw one sequence."""
+        seed = self.cfg.study.seed
+        existing = len(study.get_trials(deepcopy=False))
+        if existing:
+            seed = (seed * 1_000_003 + existing) % 2**32
+        if isinstance(self.coord, SharedCoordination):
+            seed = (seed ^ int.from_bytes(os.urandom(4), "little")) % 2**32
+        return seed
+
+    def _expected_trials(self, plan: Plan) -> int:
+        """Trials this run will reach: n_trials, or fewer where max_trials or a token budget (at the
+        train split's tokens per example, full-length trials) ends it sooner."""
+        b, n = self.cfg.budget, self.n_trials
+        if b.max_trials:
+            n = min(n, b.max_trials)
+        if b.max_train_tokens:
+            per_trial = plan.train_tokens / max(plan.train_rows, 1) * plan.total_examples
+            n = min(n, max(1, math.ceil(b.max_train_tokens / max(per_trial, 1.0))))
+        return n
+
+    def _seed_queue(self, study: optuna.Study, plan: Plan) -> int:
+        """Enqueue the default configuration (once per study) and, for grid, the missing points.
+        Returns the number of finished trials to reach."""
+        trials = study.get_trials(deepcopy=False)
+        default = plan.space.restrict(plan.defaults)
+        outside = plan.space.outside(plan.defaults)
+        wants_default = self.cfg.search.include_default and not outside
+        if self.cfg.search.include_default and outside and not trials:
+            log.warning("no default-settings trial (the baseline): training.%s lies outside search.space; "
+                        "widen the space or set the default inside it", ", training.".join(outside))
+        has_default = any(r.is_default for r in record.records(trials))
+        if self.cfg.search.strategy != "grid":
+            if wants_default and not has_default:
+                study.enqueue_trial(default, user_attrs=record.enqueue_attrs(is_default=True))
+            return self.n_trials
+        live = [t.system_attrs.get("fixed_params") or t.params for t in trials if t.state != TrialState.FAIL]
+        points = plan.space.grid()
+        for point in points[: self.n_trials]:
+            if point not in live:
+                is_default = wants_default and not has_default and point == default
+                study.enqueue_trial(point, user_attrs=record.enqueue_attrs(is_default=is_default or None))
+        return min(self.n_trials, len(points))
+
+
+@dataclass
+class _Running:
+    trial: optuna.trial.Trial
+    params: dict[str, Any]
+    is_default: bool
+    beat: Beat
+    lost: threading.Event            # another worker failed it as dead: its trainer is killed
+    handles: list[TrialHandle]       # its trainer, once launched (what on_lost kills)
+    started: float = 0.0
+    timer: threading.Timer | None = None
+    budget_stopped: bool = False
+
+
+class SearchScheduler:
+    """The Optuna study as a `lmtune.tuner.drive.Scheduler`: ``suggest`` asks the sampler (the queue first:
+    default trial, grid points, priors), each evaluation goes to the pruner and the token cap, each ending
+    is told to the study with its record. Keys are trial numbers."""
+
+    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, *, coord: Coordination,
+                 reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
+                 spec_extra: Mapping[str, Any]) -> None:
+        self.cfg, self.plan, self.study, self.coord, self.reporter = cfg, plan, study, coord, reporter
+        self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
+        self.poll_s = coord.poll_s
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._stop = ""
+        self._done = self._others = 0
+
+    # -- the loop's side ------------------------------------------------------------------------
+    def stop_reason(self) -> str:
+        with self._lock:
+            self.coord.recover(self.study)
+            self._done = finished(self.study)
+            self._others = self.coord.others_running(self.study, self._running)  # other workers' trials
+        self._stop = self._stop or self.budget.reason(self.study, self.summary.failures)
+        return self._stop
+
+    def waiting_on_others(self) -> bool:
+        return self._others > 0  # a dead worker's trial may come back to the queue
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        while self._done + len(self._running) + self._others < self.target:
+            if self.cfg.search.strategy == "grid" and not _waiting(self.study):
+                if not self._others:  # else a dead worker's point may come back to the queue
+                    self._stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
+                return None
+            launch = self._ask(device, threads)
+            if launch is not None:
+                return launch
+        return None
+
+    def _ask(self, device: str, threads: int) -> Launch | None:
+        """One trial from the study, or None when another worker holds it (it is failed unrun)."""
+        study, plan = self.study, self.plan
+        with self._lock:
+            trial = study.ask()
+            skip = self.coord.claim(study, trial)
+            if skip:
+                record.write(trial, fail_reason=skip)
+                study.tell(trial, state=TrialState.FAIL)
+                return None
+            params = plan.space.suggest(trial)
+            hparams = {**plan.defaults, **params}
+            is_default = bool(trial.user_attrs.get("is_default"))  # marked when it was enqueued
+            record.write(trial, config=hparams, is_default=is_default)
+        # The heartbeat starts before the launch: a launch can take seconds (a warm start waits for its
+        # parent to import torch and read the weights), longer than other workers' grace period.
+        handles: list[TrialHandle] = []
+        lost = threading.Event()
+
+        def on_lost() -> None:
+            lost.set()
+            for handle in handles:
+                handle.kill()
+
+        beat = self.coord.heartbeat(study, trial, on_lost)
+        item = self._running[trial.number] = _Running(trial, params, is_default, beat, lost, handles)
+        spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams, device=device, threads=threads,
+                          extra=dict(self.spec_extra))
+        trial_dir = plan.paths.trial_dir(trial.number)
+        with self._lock:
+            # planned_examples: the pruner compares a trial only with trials of its length
+            record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples)
+        item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
+        return Launch(trial.number, spec, trial_dir)
+
+    def started(self, key: Hashable, handle: TrialHandle) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.handles.append(handle)
+        if item.lost.is_set():  # failed elsewhere while it launched
+            handle.kill()
+        limit = self.cfg.execution.trial_timeout
+        if limit:
+            item.timer = threading.Timer(limit, handle.kill)
+            item.timer.daemon = True
+            item.timer.start()
+        self.reporter.trial_started(item.trial.number, item.params, item.is_default)
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """On Ctrl-C or a crash of the driver (trainers already killed): mark their trials failed with the
+        reason and enqueue their configurations again, so the next run redoes exactly that work."""
+        study = self.study
+        with self._lock:
+            for key in keys:
+                item = self._running.get(int(key))  # type: ignore[call-overload]
+                if item is None:
+                    continue
+                if not item.handles:  # its launch failed
+                    item.beat.stop()
+                t = item.trial
+                frozen = study._storage.get_trial(t._trial_id)
+                if frozen.state != TrialState.RUNNING:
+                    continue
+                record.write(t, fail_reason=INTERRUPTED)
+                study.tell(t, state=TrialState.FAIL)
+                study.enqueue_trial(t.params, user_attrs=carried_attrs(frozen))
+
+    # -- the trial's side -----------------------------------------------------------------------
+    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        metric = self.cfg.study.metric
+        prune = self._report(item.trial, ev, metric, curve)
+        over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0))
+        item.budget_stopped = item.budget_stopped or over
+        self.reporter.trial_progress(item.trial.number, ev["units"], self.plan.max_units, ev["metrics"].get(metric))
+        return Stop() if prune or over else Continue()
+
+    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        kind = ev.get("event")
+        if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
+            with self._lock:
+                record.write(item.trial, precision=ev.get("precision"), startup_s=time.monotonic() - item.started)
+        elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
+            with self._lock:
+                record.write(item.trial, micro_batch_size=ev.get("micro_batch_size"))
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.beat.stop()
+        if item.timer is not None:
+            item.timer.cancel()
+        state, value, reason = self._record(self.study, item, outcome, budget_stopped=item.budget_stopped)
+        self.budget.ended(item.trial.number)  # after the record holds its train_tokens
+        self._finished(item, state, value, reason)
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        """Following the trial raised (e.g. another worker failed it as dead meanwhile and the study refuses
+        the result): it is failed with the reason, and the loop hears that it ended."""
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.beat.stop()
+        reason = f"not recorded: {type(exc).__name__}: {exc}"
+        with self._lock, contextlib.suppress(Exception):
+            record.write(item.trial, fail_reason=reason)
+            self.study.tell(item.trial, state=TrialState.FAIL)
+        self.budget.ended(item.trial.number)
+        self._finished(item, "FAIL", None, reason, best=False)
+
+    def _finished(self, item: _Running, state: str, value: float | None, reason: str, *, best: bool = True) -> None:
+        self.reporter.trial_finished(item.trial.number, state, value, reason,
+                                     _best_value(self.study, self._lock) if best else None)
+        with self._lock:
+            self._running.pop(item.trial.number, None)
+            self.summary.ran.append(item.trial.number)
+            if state == "FAIL":
+                self.summary.failures += 1
+
+    def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
+                curve: list[dict[str, Any]]) -> bool:
+        """Report an evaluation; True when the pruner says stop."""
+        s = self.cfg.search
+        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.cfg.study.direction)
+        with self._lock:
+            record.write(trial, curve=curve)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(float(value), step=int(ev["units"]))
+            return bool(trial.should_prune())
+
+    def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
+                budget_stopped: bool = False) -> tuple[str, float | None, str]:
+        trial, metric = item.trial, self.cfg.study.metric
+        curve, end = outcome.curve, outcome.end
+        wall = time.monotonic() - item.started
+        tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
+        attrs: dict[str, Any] = {"curve": curve, "train_tokens": int(tokens), "wall_time_s": wall}
+        if end is not None:
+            busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
+            attrs["overhead_s"] = max(0.0, wall - busy)
+            attrs["stopped_by"] = end.get("stopped_by")
+            attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
+        state, value, reason = "FAIL", None, failure_reason(outcome)
+        if reason or end is None:  # failed: an error event, or the trainer died without an end event
+            pass
+        elif end.get("stopped_by") == "pruned":
+            state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
+            if budget_stopped:
+                attrs["stopped_by"] = "budget"
+                reason = f"budget: max_train_tokens {self.cfg.budget.max_train_tokens} reached during this trial"
+        else:
+            value = end["metrics"].get(metric)
+            if value is None or not math.isfinite(value):
+                reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end['metrics'])}; "
+                          "set study.metric to one of them")
+            else:
+                state = "COMPLETE"
+        if reason and state == "FAIL":
+            attrs["fail_reason"] = reason
+        elif reason:
+            attrs["stop_reason"] = reason
+        with self._lock:
+            record.write(trial, **attrs)
+            study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        return state, value, reason
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
+    with lock:
+        try:
+            return float(study.best_value)
+        except ValueError:
+            return None
