@@ -1,6 +1,7 @@
 """One contract every backend (``Executor``) passes, whatever runs the trainers: local cold processes, local
-processes forked from a warm parent, Ray actors (on the CI cluster). The call order is the one
-``execution/base.py`` documents: acquire → launch → events (answered with send) → wait → release; close.
+processes forked from a warm parent, Ray actors (on the CI cluster), simulated trainers in threads. The call
+order is the one ``execution/base.py`` documents: acquire → launch → events (answered with send) → wait →
+release; close.
 
 Local and Ray run the stand-in trainer (``execution/simtrainer.py``: the trainer protocol, no training), so
 the contract is about the backend; the warm start exists only for the real trainer, which it runs on the
@@ -19,6 +20,7 @@ import pytest
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution import TRAINER, Executor, LocalExecutor
+from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.protocol import Continue, Stop, TrialSpec
 from lmtune.tuner.plan import make_plan, trial_spec
 
@@ -35,7 +37,7 @@ def _sim_spec(number: int, trial_dir: Path) -> TrialSpec:
                      output_dir=str(trial_dir))
 
 
-@pytest.fixture(params=["local", "local-warm", "ray"])
+@pytest.fixture(params=["local", "local-warm", "ray", "simulated"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
             ) -> Iterator[tuple[Executor, SpecFor]]:
     monkeypatch.setenv("LMTUNE_SIM_UNIT_S", "0.2")  # long enough to kill a trial mid-run
@@ -53,6 +55,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
         def spec_for(number: int, trial_dir: Path) -> TrialSpec:
             return replace(trial_spec(cfg, plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
                            output_dir=str(trial_dir))
+    elif request.param == "simulated":
+        ex = SimulatedExecutor(workers=2, unit_s=0.2)
     else:
         from lmtune.execution.ray_backend import RayExecutor
 

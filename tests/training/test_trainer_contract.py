@@ -1,7 +1,7 @@
 """The trainer protocol, one suite for every trainer lmtune drives: the real worker (``training/worker.py``,
 on the tiny model) and the stand-in (``execution/simtrainer.py``). A trainer reads a frozen TrialSpec,
 streams ``start``, one ``eval`` per evaluation unit and ``end``, and obeys the driver's answer to each
-evaluation (``Continue`` or ``Stop``; pause and exploit are the real trainer's alone, see tests/tuner/).
+evaluation (``Continue``, ``Stop``, and PBT's ``Pause`` at a checkpoint, resumed later from it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution import TRAINER, LocalExecutor
-from lmtune.protocol import Continue, Decision, Stop, TrialSpec
+from lmtune.protocol import Continue, Decision, Pause, Stop, TrialSpec
 from lmtune.tuner.plan import make_plan, trial_spec
 
 ROOT = Path(__file__).parents[2]
@@ -80,3 +80,16 @@ def test_a_non_interactive_trainer_needs_no_answers(trainer: tuple[str, TrialSpe
     module, spec = trainer
     events, code = _run(module, replace(spec, interactive=False), tmp_path / "t", lambda ev: Stop())
     assert code == 0 and events[-1]["event"] == "end" and events[-1]["units"] == 4
+
+
+def test_a_trainer_pauses_at_a_checkpoint_and_resumes_from_it(trainer: tuple[str, TrialSpec], tmp_path: Path) -> None:
+    module, spec = trainer
+    spec = replace(spec, checkpoint_every=2)
+    events, code = _run(module, spec, tmp_path / "t", lambda ev: Pause() if "checkpoint" in ev else Continue())
+    evals = [e for e in events if e["event"] == "eval"]
+    assert code == 0 and [e["units"] for e in evals] == [1, 2] and "checkpoint" not in evals[0]
+    assert events[-1]["stopped_by"] == "paused" and Path(evals[1]["checkpoint"]).is_dir()
+    events, code = _run(module, replace(spec, resume_from=evals[1]["checkpoint"]), tmp_path / "t",
+                        lambda ev: Continue())
+    assert code == 0 and events[0]["resumed_at_units"] == 2
+    assert [e["units"] for e in events if e["event"] == "eval"] == [3, 4] and events[-1]["stopped_by"] is None

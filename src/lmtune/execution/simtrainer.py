@@ -1,9 +1,11 @@
 """A stand-in trainer for measuring executors and the driver: ``python -m lmtune.execution.simtrainer TRIAL_FILE``.
 
 It speaks the trainer protocol of `lmtune.training.worker` (start, eval per unit answered by the
-driver's decision, end) but trains nothing: each unit sleeps ``LMTUNE_SIM_UNIT_S`` seconds (default
-1) and the metric follows the toy learning curve of `lmtune.strategies.toy` (gap to a learning-rate
-dependent ceiling closed at a learning-rate dependent speed). Imports only the standard library and
+driver's decision, end; PBT's checkpoints, pause, exploit and resume) but trains nothing: each unit
+sleeps ``LMTUNE_SIM_UNIT_S`` seconds (default 1) and the metric follows the toy learning curve of
+`lmtune.strategies.toy` (gap to a learning-rate dependent ceiling closed at a learning-rate dependent
+speed). A checkpoint is a small JSON file (units and settings). The same code runs in-process as the
+simulated backend (`lmtune.execution.simulated`). Imports only the standard library and
 `lmtune.protocol` (itself standard library only), so start-up costs what a bare Python start costs.
 """
 
@@ -15,9 +17,11 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from lmtune.protocol import Continue, decode_decision, encode_event
+from lmtune.protocol import Continue, Decision, Exploit, Pause, decode_decision, encode_event
 
 
 def quality_after(units: int, lr: float, weight_decay: float) -> float:
@@ -27,38 +31,67 @@ def quality_after(units: int, lr: float, weight_decay: float) -> float:
     return ceiling * (1 - (1 - speed) ** units)
 
 
+def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
+             *, unit_s: float, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run one simulated trial of ``spec`` (a TrialSpec as JSON): ``emit`` each event, ``receive`` the
+    answer to each evaluation. Returns the exit code (0)."""
+    hp = dict(spec["hparams"])
+    per_unit = spec["examples_per_unit"]
+    units = max(1, math.ceil(spec["total_examples"] / per_unit))
+    rng = random.Random(f"{spec['trial']}")
+    metric = spec["metric"]
+    every = int(spec.get("checkpoint_every") or 0)
+    ckpt_dir = Path(spec.get("output_dir") or ".") / "checkpoints"
+    start = 0
+    if spec.get("resume_from"):
+        saved = json.loads((Path(spec["resume_from"]) / "sim.json").read_text())
+        start = int(saved["units"])
+    t0 = time.perf_counter()
+    emit({"event": "start", "precision": "fp32", "device": "sim", "total_steps": units, "load_time_s": 0.0,
+          "resumed_at_units": start})
+    stopped_by, done, metrics = None, start, {}
+    for u in range(start + 1, units + 1):
+        sleep(unit_s)
+        done = u
+        q = quality_after(u, float(hp.get("learning_rate", 1e-3)), float(hp.get("weight_decay", 0.0)))
+        metrics = {metric: q + 0.01 * rng.gauss(0, 1), "train_loss": 1 - q, "eval_loss": 1 - q}
+        ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": u * per_unit,
+                              "tokens": u * per_unit * 32, "metrics": metrics, "elapsed_s": time.perf_counter() - t0}
+        if every and u % every == 0:
+            folder = ckpt_dir / f"u{u:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "sim.json").write_text(json.dumps({"units": u, "hparams": hp}))
+            ev["checkpoint"] = str(folder)
+        emit(ev)
+        answer = receive() if spec.get("interactive", True) and u < units else None
+        if isinstance(answer, Exploit):  # go on from the donor's units with the new settings
+            hp = dict(answer.hparams)
+            continue
+        if isinstance(answer, Pause):
+            stopped_by = "paused"
+            break
+        if answer is not None and not isinstance(answer, Continue):
+            stopped_by = "pruned"
+            break
+    end: dict[str, Any] = {"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,
+                           "train_tokens": done * per_unit * 32, "train_time_s": (done - start) * unit_s,
+                           "eval_time_s": 0.0}
+    if spec.get("evaluate_test"):  # final runs: the same curve, scored "on test"
+        end["test_metrics"] = {"test_" + k.removeprefix("eval_"): v for k, v in metrics.items() if k != "train_loss"}
+    emit(end)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     with open(argv[0]) as fh:
         spec: dict[str, Any] = json.load(fh)
-    unit_s = float(os.environ.get("LMTUNE_SIM_UNIT_S", "1"))
-    hp = spec["hparams"]
-    units = max(1, math.ceil(spec["total_examples"] / spec["examples_per_unit"]))
-    rng = random.Random(f"{spec['trial']}")
-    metric = spec["metric"]
 
     def emit(event: dict[str, Any]) -> None:
         sys.stdout.write(encode_event(event) + "\n")
         sys.stdout.flush()
 
-    t0 = time.perf_counter()
-    emit({"event": "start", "precision": "fp32", "device": "sim", "total_steps": units, "load_time_s": 0.0,
-          "resumed_at_units": 0})
-    stopped_by, done, metrics = None, 0, {}
-    for u in range(1, units + 1):
-        time.sleep(unit_s)
-        done = u
-        q = quality_after(u, float(hp.get("learning_rate", 1e-3)), float(hp.get("weight_decay", 0.0)))
-        metrics = {metric: q + 0.01 * rng.gauss(0, 1), "train_loss": 1 - q}
-        emit({"event": "eval", "step": u, "units": u, "examples": u * spec["examples_per_unit"],
-              "tokens": u * spec["examples_per_unit"] * 32, "metrics": metrics,
-              "elapsed_s": time.perf_counter() - t0})
-        answer = decode_decision(sys.stdin.readline()) if spec.get("interactive", True) and u < units else None
-        if answer is not None and not isinstance(answer, Continue):
-            stopped_by = "pruned"
-            break
-    emit({"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,
-          "train_tokens": done * spec["examples_per_unit"] * 32, "train_time_s": done * unit_s, "eval_time_s": 0.0})
-    return 0
+    return simulate(spec, emit, lambda: decode_decision(sys.stdin.readline()),
+                    unit_s=float(os.environ.get("LMTUNE_SIM_UNIT_S", "1")))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+"""One contract every Scheduler passes when the one trial loop (``tuner/drive.py``) drives it: the search
+(Optuna sampler + pruner: random, ASHA, grid, under a token cap), PBT and the final runs. Each runs
+in-process on the simulated backend (trainers in threads, no subprocess), wrapped in a checker that
+records every call the loop makes and what the scheduler answers:
+
+- ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon`` come from the loop's
+  thread; ``on_eval``, ``on_event``, ``on_end`` and ``on_crash`` from the trial's own thread;
+- a stop reason, once given, is given again; no trial starts after it;
+- keys are unique among running trials (PBT starts a member's key again after it paused); never more
+  trials run than the backend has slots;
+- every evaluation is answered with a Decision while its trial runs, and every start ends exactly once
+  (``on_end``), after which nothing more is heard about that run.
+
+The end state of each study is checked too (every trial finished, none left RUNNING)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import tiny_overrides
+from lmtune.config import load_config
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.protocol import Continue, Decision, Exploit, Outcome, Pause, Stop
+from lmtune.study import INTERRUPTED, record
+from lmtune.tuner import drive as drive_module
+from lmtune.tuner.drive import Launch, Scheduler
+from lmtune.tuner.final import FinalRunner
+from lmtune.tuner.search import Tuner
+
+ROOT = Path(__file__).parents[2]
+QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
+DECISIONS = (Continue, Stop, Pause, Exploit)
+
+
+class Checked:
+    """A scheduler seen through the loop's contract; violations are collected (a trial thread's assert
+    would only become that trial's crash)."""
+
+    def __init__(self, inner: Scheduler, workers: int) -> None:
+        self.inner, self.workers = inner, workers
+        self.poll_s = inner.poll_s
+        self.loop_thread = threading.get_ident()
+        self.lock = threading.RLock()
+        self.live: set[Hashable] = set()
+        self.starts: Counter[Hashable] = Counter()
+        self.ended: Counter[Hashable] = Counter()
+        self.started_keys: list[Hashable] = []
+        self.evals = 0
+        self.stopped = ""
+        self.errors: list[str] = []
+
+    def _check(self, ok: bool, what: str) -> None:
+        if not ok:
+            with self.lock:
+                self.errors.append(what)
+
+    def _on_loop(self, call: str) -> None:
+        self._check(threading.get_ident() == self.loop_thread, f"{call} called off the loop's thread")
+
+    def _off_loop(self, call: str) -> None:
+        self._check(threading.get_ident() != self.loop_thread, f"{call} called on the loop's thread")
+
+    def stop_reason(self) -> str:
+        self._on_loop("stop_reason")
+        reason = self.inner.stop_reason()
+        self._check(not self.stopped or reason == self.stopped, f"stop reason {self.stopped!r} not sticky: {reason!r}")
+        self.stopped = self.stopped or reason
+        return reason
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        self._on_loop("suggest")
+        self._check(not self.stopped, f"suggest called after stop {self.stopped!r}")
+        launch = self.inner.suggest(device, threads)
+        if launch is not None:
+            with self.lock:
+                self._check(launch.key not in self.live, f"key {launch.key!r} suggested while running")
+                self._check(len(self.live) < self.workers, "more trials than slots")
+        return launch
+
+    def started(self, key: Hashable, handle: Any) -> None:
+        self._on_loop("started")
+        with self.lock:
+            self.live.add(key)
+            self.starts[key] += 1
+            self.started_keys.append(key)
+        self.inner.started(key, handle)
+
+    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        self._off_loop("on_eval")
+        with self.lock:
+            self._check(key in self.live, f"on_eval for {key!r}, not running")
+            self.evals += 1
+        self._check(bool(curve) and curve[-1]["units"] == ev["units"], "curve does not hold the evaluation")
+        decision = self.inner.on_eval(key, ev, curve)
+        self._check(isinstance(decision, DECISIONS), f"answered {decision!r}, not a Decision")
+        return decision
+
+    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+        self._off_loop("on_event")
+        self._check(ev.get("event") not in ("eval", "end", "error"), f"on_event got {ev.get('event')}")
+        self.inner.on_event(key, ev)
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        self._off_loop("on_end")
+        with self.lock:
+            self._check(key in self.live, f"{key!r} ended but was not running")
+            self.ended[key] += 1
+            self.live.discard(key)
+        self.inner.on_end(key, outcome)
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        self.errors.append(f"{key!r} crashed: {exc!r}")  # none of these schedulers should crash here
+        self.inner.on_crash(key, exc)
+
+    def waiting_on_others(self) -> bool:
+        self._on_loop("waiting_on_others")
+        return self.inner.waiting_on_others()
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        self._on_loop("abandon")
+        self.inner.abandon(keys)
+
+    def assert_kept(self) -> None:
+        assert not self.errors, self.errors
+        assert self.started_keys and not self.live, (self.started_keys, self.live)
+        assert self.ended == self.starts  # every start ended exactly once
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Checked]]:
+    """Every scheduler driven while the test runs, wrapped in a checker."""
+    seen: list[Checked] = []
+    real = drive_module.drive
+
+    def checking_drive(scheduler: Scheduler, executor: Any) -> str:
+        seen.append(Checked(scheduler, executor.workers))
+        return real(seen[-1], executor)
+
+    for module in ("lmtune.tuner.search", "lmtune.tuner.final"):
+        monkeypatch.setattr(f"{module}.drive", checking_drive)
+    yield seen
+
+
+def _cfg(tiny_model: Path, tiny_csv: Path, d: Path, *extra: str) -> Any:
+    return load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12",
+                                    "execution.workers=2", *extra])
+
+
+SEARCHES: dict[str, tuple[str, ...]] = {
+    "random": ("search.strategy=random",),
+    "asha": ("search.strategy=asha", "search.min_units=1"),
+    "grid": ("search.strategy=grid", "search.space={learning_rate: [1e-4, 1e-3, 1e-2]}"),
+    "token-cap": ("search.strategy=random", "budget.max_train_tokens=2000"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHES))
+def test_the_search_keeps_the_contract(name: str, checked: list[Checked], tiny_model: Path, tiny_csv: Path,
+                                       tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, tiny_csv, tmp_path / name, *SEARCHES[name])
+    summary = Tuner(cfg, n_trials=5, backend=SimulatedExecutor(workers=2)).run()
+    checked[0].assert_kept()
+    states = [t.state for t in summary.study.trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    done = [s for s in states if s in (TrialState.COMPLETE, TrialState.PRUNED)]
+    if name == "grid":
+        assert len(done) == 3 and summary.stop_reason == "n_trials reached"  # the 3 points (the default among them)
+    elif name == "token-cap":
+        assert summary.stop_reason.startswith("budget: max_train_tokens") and len(done) < 5
+    else:
+        assert len(done) == 5 and summary.stop_reason == "n_trials reached"
+
+
+def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, tiny_csv, tmp_path / "pbt", "search.strategy=pbt", "search.pbt.population_size=3",
+               "search.pbt.ready_every=3")
+    summary = Tuner(cfg, backend=SimulatedExecutor(workers=2)).run()
+    checked[0].assert_kept()
+    assert summary.stop_reason == "population finished"
+    assert [t.state for t in summary.study.trials] == [TrialState.COMPLETE] * 3
+    # 3 members on 2 slots: someone paused for a slot and was resumed, so a key started more than once
+    assert len(checked[0].started_keys) > 3
+
+
+def test_the_final_runs_keep_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path,
+                                          tmp_path: Path) -> None:
+    d = tmp_path / "final"
+    Tuner(_cfg(tiny_model, tiny_csv, d, "search.strategy=random"), n_trials=3,
+          backend=SimulatedExecutor(workers=2)).run()
+    summary = FinalRunner(d, seeds=2, log=lambda _m: None, backend=SimulatedExecutor(workers=2)).run()
+    checked[1].assert_kept()
+    assert summary.failed == [] and sorted(summary.ran) == ["best-seed0", "best-seed1", "default-seed0",
+                                                            "default-seed1"]
+    assert {r["which"] for r in summary.results["runs"]} == {"default", "best"}
+
+
+class _Interrupting(SimulatedExecutor):
+    """A backend whose ``acquire`` is interrupted (Ctrl-C) once ``after`` trials were launched."""
+
+    def __init__(self, after: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.after = after
+
+    def acquire(self) -> int:
+        if self.after == 0:
+            raise KeyboardInterrupt
+        self.after -= 1
+        return super().acquire()
+
+
+def test_an_interrupted_search_fails_and_requeues_what_ran(checked: list[Checked], tiny_model: Path,
+                                                           tiny_csv: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model, tiny_csv, tmp_path / "int", "search.strategy=random")
+    with pytest.raises(KeyboardInterrupt):
+        Tuner(cfg, n_trials=5, backend=_Interrupting(2, workers=3, unit_s=0.5)).run()  # a 3rd slot: Ctrl-C
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'int' / 'study.db'}")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and all(record.read(t).fail_reason == INTERRUPTED for t in failed)
+    assert len([t for t in study.trials if t.state == TrialState.WAITING]) == 2  # their configurations again
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+
+
+def test_drive_stops_when_the_scheduler_has_nothing_left() -> None:
+    calls: list[str] = []
+
+    class Nothing:
+        poll_s = None
+
+        def stop_reason(self) -> str:
+            return ""
+
+        def suggest(self, device: str, threads: int) -> None:
+            calls.append("suggest")
+            return None
+
+        def waiting_on_others(self) -> bool:
+            return False
+
+        def abandon(self, keys: list[Hashable]) -> None:
+            raise AssertionError("nothing to abandon")
+
+    ex = SimulatedExecutor(workers=2)
+    assert drive_module.drive(Nothing(), ex) == ""  # type: ignore[arg-type]
+    assert calls == ["suggest"] and sorted(ex._free) == [0, 1]  # the slot went back
+
+
