@@ -26,7 +26,7 @@ StudyDir = Annotated[Path, typer.Argument(help="The study directory (study.dir o
 
 @app.command()
 def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOpt = None,
-         n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+         n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total trials to finish")] = None,
          ) -> None:
     """Run (or resume) a study. Re-running the same command continues where it stopped."""
     from lmtune.cli.views import best_payload
@@ -56,7 +56,7 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
 @app.command()
 def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
            set_: SetOpt = None,
-           n_trials: Annotated[int | None, typer.Option("--n-trials", help="Total trials to finish")] = None,
+           n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total trials to finish")] = None,
            ) -> None:
     """Join a shared study as one of any number of workers (SLURM array, Kubernetes pods): take trials,
     run them here, write results. Dead workers' trials are failed by heartbeat and run again."""
@@ -189,6 +189,7 @@ def export(study_dir: StudyDir,
     if out_path is None:
         print(text)
     else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(text)
         out.print(f"wrote {out_path}")
 

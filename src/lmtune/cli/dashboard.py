@@ -13,20 +13,19 @@ from pathlib import Path
 from lmtune.errors import LmtuneError
 from lmtune.study import read_meta
 
-_SQLITE = "sqlite:///"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 Say = Callable[[str], None]
 
 
 def storage_url(study_dir: Path) -> str:
-    """The study's storage URL; a SQLite file moved along with its study directory is found there."""
-    url = str(read_meta(study_dir)["storage"])
-    if not url.startswith(_SQLITE) or Path(url[len(_SQLITE):]).exists():
-        return url
-    local = study_dir / "study.db"
-    if local.exists():
-        return _SQLITE + str(local.resolve())
-    raise LmtuneError(f"{study_dir}: the study storage {url} does not exist (nor does {local})")
+    """The study's storage URL, checked: a moved SQLite file is found, a damaged database named."""
+    from lmtune.study.store import open_study
+    from lmtune.study.store import storage_url as url_of
+
+    meta = read_meta(study_dir)
+    url = url_of(study_dir, meta)
+    open_study(str(meta["study_name"]), url)  # fails here with the reason, not inside the web server
+    return url
 
 
 def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:

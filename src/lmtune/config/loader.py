@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from lmtune.config.effects import check_effects
-from lmtune.config.schema import TRAINING_FIELDS, StudyConfig
+from lmtune.config.schema import TRAINING_FIELDS, StudyConfig, TrainingSection, takes_bool
 from lmtune.errors import ConfigError
 from lmtune.space import Space, SpaceError, build_space, preset
 from lmtune.yamlio import SafeLoader, safe_load
@@ -32,7 +32,10 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Study
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}; pass the path of a study YAML, e.g. "
                               "examples/quickstart.yaml")
-        text = p.read_text()
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text file (it is not UTF-8); pass a study YAML") from None
         try:
             loaded = safe_load(text)
             lines = _line_numbers(text)
@@ -98,12 +101,38 @@ def resolved_space(cfg: StudyConfig) -> Space:
             raise SpaceError(f"search.space.{lora[0]}: LoRA settings are searched but LoRA is off; set "
                              "training.lora_enabled: true (or search lora_enabled)")
         space = build_space(raw)
+        check_values(space)
         check_effects(cfg, space)
+        unknown_mutable = [n for n in cfg.search.pbt.mutable or [] if n not in space.names]
+        if unknown_mutable:
+            raise SpaceError(f"search.pbt.mutable: {unknown_mutable[0]!r} is not in the search space; PBT can only "
+                             f"change what it searches: {', '.join(space.names) or '(the space is empty)'}")
         if cfg.search.strategy == "grid":
             space.grid()
     except SpaceError as exc:
         raise ConfigError(str(exc)) from None
     return space
+
+
+def check_values(space: Space) -> None:
+    """Every value the space can give (a categorical's choices, a range's bounds) must be one its training
+    field accepts, as the field's default must: ``optimizer: [lion]``, ``batch_size`` 0, a dropout of 1 or
+    a negative learning rate are refused here, not found after the trials fail."""
+    fields = TrainingSection.model_fields
+    for param in space:
+        info = fields[param.name]
+        kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        check: TypeAdapter[Any] = TypeAdapter(kind)  # type: ignore[arg-type]
+        for value in param.extremes():
+            if isinstance(value, bool) and not takes_bool(info.annotation):
+                raise SpaceError(f"search.space.{param.name}: {str(value).lower()} is a boolean; "
+                                 f"training.{param.name} takes a number (default {info.default!r})")
+            try:
+                check.validate_python(value)
+            except ValidationError as exc:
+                why = exc.errors()[0]["msg"]
+                raise SpaceError(f"search.space.{param.name}: {value!r} is not a valid training.{param.name} "
+                                 f"({why}); change the space") from None
 
 
 def _format(exc: ValidationError, source: str, lines: Mapping[tuple[str, ...], int]) -> str:

@@ -7,13 +7,32 @@ typo is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+        """pydantic reads ``true`` as 1 for an int field; ``workers: true`` is a mistake, not one worker."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                info = cls.model_fields.get(name)
+                if isinstance(value, bool) and info is not None and not takes_bool(info.annotation):
+                    raise ValueError(f"{name}: {str(value).lower()} is a boolean; give a number")
+        return data
+
+
+def takes_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in get_args(annotation))
+    return any(takes_bool(a) for a in get_args(annotation)) if get_args(annotation) else False
 
 
 class StudySection(_Section):
@@ -55,6 +74,18 @@ LOWER_IS_BETTER = frozenset({"loss", "perplexity", "ppl", "error", "err", "wer",
 def lower_is_better(metric: str) -> bool:
     """``eval_loss``, ``test_perplexity``, ``wer`` are better when lower; ``eval_accuracy`` is not."""
     return bool(set(re.split(r"[^a-z0-9]+", metric.lower())) & LOWER_IS_BETTER)
+
+
+HIGHER_IS_BETTER = frozenset({"accuracy", "acc", "f1", "precision", "recall", "auc", "bleu", "rouge", "matthews",
+                              "mcc", "pearson", "spearman", "exact", "match"})
+
+
+def known_direction(metric: str) -> str | None:
+    """The direction a metric of a known kind is optimised in (None: not known, the user decides)."""
+    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    if words & LOWER_IS_BETTER:
+        return "minimize"
+    return "maximize" if words & HIGHER_IS_BETTER else None
 
 
 class TrainingSection(_Section):
@@ -189,18 +220,17 @@ class StudyConfig(_Section):
 
     @model_validator(mode="after")
     def _metric_direction(self) -> StudyConfig:
-        if self.task.type == "causal_lm" and self.study.metric not in LM_METRICS:
-            raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type causal_lm; "
-                             f"use one of {', '.join(LM_METRICS)}")
         reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
+        if self.study.metric not in reported:  # else every trial would fail after training, for want of it
+            raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type {self.task.type}; "
+                             f"use one of {', '.join(reported)}")
         if self.search.prune_metric is not None and self.search.prune_metric not in reported:
             raise ValueError(f"search.prune_metric: '{self.search.prune_metric}' is not reported for task.type "
                              f"{self.task.type}; use one of {', '.join(reported)}")
-        if lower_is_better(self.study.metric) and self.study.direction == "maximize":
-            raise ValueError(
-                f"study.direction: metric '{self.study.metric}' is better when lower; "
-                "set study.direction: minimize"
-            )
+        natural = known_direction(self.study.metric)
+        if natural is not None and natural != self.study.direction:  # the best trial would be the worst
+            raise ValueError(f"study.direction: metric '{self.study.metric}' is better when "
+                             f"{'lower' if natural == 'minimize' else 'higher'}; set study.direction: {natural}")
         return self
 
 

@@ -21,6 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from lmtune.errors import StudyError
+from lmtune.study.store import open_study, storage_url
+
 __all__ = [
     "META_FILE",
     "RESULTS_FILE",
@@ -32,7 +35,6 @@ __all__ = [
 
 META_FILE = "lmtune.json"
 RESULTS_FILE = Path("final") / "results.json"
-_SQLITE = "sqlite:///"
 
 
 class StudyDirError(FileNotFoundError):
@@ -78,22 +80,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _storage_url(study_dir: Path, storage: str) -> str:
-    """The storage URL, re-pointed at ``<study_dir>/study.db`` when a moved SQLite file is missing.
-
-    A SQLite file found in neither place raises ``StudyMetaError`` (Optuna would create an empty one).
-    """
-    if not storage.startswith(_SQLITE):
-        return storage
-    recorded = Path(storage[len(_SQLITE) :])
-    if recorded.exists():
-        return storage
-    local = study_dir / "study.db"
-    if local.exists():
-        return _SQLITE + str(local.resolve())
-    raise StudyMetaError(f"the study storage {storage} does not exist (nor does {local})")
-
-
 def _proxy_name(meta: Mapping[str, Any]) -> str | None:
     for stage in meta.get("stages") or []:
         if isinstance(stage, Mapping) and stage.get("role") == "proxy" and stage.get("name"):
@@ -119,10 +105,13 @@ def load_study_dir(study_dir: Path | str) -> StudyRecord:
     missing = [k for k in ("study_name", "storage") if not isinstance(meta.get(k), str)]
     if missing:
         raise StudyMetaError(f"{meta_path} lacks {', '.join(missing)}; rerun `lmtune tune` to rewrite it")
-    storage = _storage_url(study_dir, meta["storage"])
-    study = _load(meta["study_name"], storage, meta_path)
-    proxy_name = _proxy_name(meta)
-    proxy = _load(proxy_name, storage, meta_path) if proxy_name else None
+    try:  # the study store's own reader: a moved SQLite file found, a damaged database named
+        storage = storage_url(study_dir, meta)
+        study = open_study(meta["study_name"], storage)
+        proxy_name = _proxy_name(meta)
+        proxy = open_study(proxy_name, storage) if proxy_name else None
+    except StudyError as exc:
+        raise StudyMetaError(f"{meta_path}: {exc}") from None
     results_path = study_dir / RESULTS_FILE
     return StudyRecord(
         study_dir=study_dir,
@@ -132,10 +121,3 @@ def load_study_dir(study_dir: Path | str) -> StudyRecord:
         proxy_trials=proxy.get_trials(deepcopy=False) if proxy else None,
         final=_read_json(results_path) if results_path.is_file() else None,
     )
-
-
-def _load(name: str, storage: str, meta_path: Path) -> optuna.Study:
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError as exc:  # optuna raises KeyError for an unknown study name
-        raise StudyMetaError(f"{meta_path} names study {name!r}, which {storage} does not hold") from exc

@@ -39,11 +39,12 @@ def build_space(raw: Mapping[str, Any] | None) -> Space:
 
 def preset(name: str) -> dict[str, Any]:
     """The raw space of a built-in preset (``classification``, ``lora-sft``, ``full-finetune``)."""
-    path = resources.files("lmtune.space") / "presets" / f"{name}.yaml"
-    if not path.is_file():
-        available = sorted(p.name.removesuffix(".yaml") for p in (resources.files("lmtune.space") / "presets")
-                           .iterdir() if p.name.endswith(".yaml"))
-        raise SpaceError(f"search.preset: unknown preset '{name}'; available: {', '.join(available)}")
+    folder = resources.files("lmtune.space") / "presets"
+    available = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    if name not in available:  # a name, never a path: '../../x' must not load any YAML file
+        raise SpaceError(f"search.preset: unknown preset '{name}'; available: {', '.join(available)} "
+                         "(your own space goes in search.space)")
+    path = folder / f"{name}.yaml"
     data = safe_load(path.read_text())
     return dict(data["space"])
 

@@ -149,16 +149,23 @@ class Space:
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
+        by_name: dict[str, Param] = {}
         for p in self.params:
             if p.name in seen:
                 raise SpaceError(f"search.space.{p.name}: listed twice")
-            for dep in p.when:
+            for dep, allowed in p.when.items():
                 if dep not in seen:
                     raise SpaceError(
                         f"search.space.{p.name}: condition on '{dep}', which is not a parameter listed "
                         f"before it; list '{dep}' in search.space above '{p.name}'"
                     )
+                if not any(by_name[dep].contains(v) for v in allowed):
+                    raise SpaceError(
+                        f"search.space.{p.name}: its condition {dep} in {list(allowed)} can never hold ({dep} "
+                        f"takes {_values_of(by_name[dep])}), so {p.name} would never be searched; fix the "
+                        "condition or drop the parameter")
             seen.add(p.name)
+            by_name[p.name] = p
 
     def __iter__(self) -> Iterator[Param]:
         return iter(self.params)
@@ -244,3 +251,9 @@ def _suggest(trial: optuna.trial.Trial, p: Param) -> Any:
     if isinstance(p, IntParam):
         return trial.suggest_int(p.name, p.low, p.high, log=p.log, step=p.step)
     return trial.suggest_categorical(p.name, p.choices)  # type: ignore[arg-type]
+
+
+def _values_of(param: Param) -> str:
+    if isinstance(param, CategoricalParam):
+        return str(list(param.choices))
+    return f"values in [{param.extremes()[0]}, {param.extremes()[1]}]"

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,33 @@ class StudyPaths:
 
 def storage_for(url: str, *, heartbeat_interval: int | None = None,
                 grace_period: int | None = None) -> optuna.storages.BaseStorage:
+    """`_storage_for`, with every way a storage URL or its database can fail said as one StudyError."""
+    try:
+        return _storage_for(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    except sqlalchemy.exc.NoSuchModuleError:  # (an ArgumentError too: first)
+        raise StudyError(f"study.storage: {_masked(url)}: no database driver for this URL's scheme; use "
+                         "sqlite:/// or postgresql://") from None
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StudyError(f"study.storage: {_masked(url)} is not a database URL SQLAlchemy understands ({exc}); "
+                         "use e.g. sqlite:///path/study.db or postgresql://user@host/db") from None
+    except sqlalchemy.exc.DBAPIError as exc:
+        why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise StudyError(f"study.storage: cannot open {_masked(url)}: {why}; check that the database is "
+                         "reachable and is an Optuna study storage (a damaged study.db: restore it from a "
+                         "copy, or start a new study.dir)") from None
+
+
+def _masked(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _storage_for(url: str, *, heartbeat_interval: int | None, grace_period: int | None,
+                 ) -> optuna.storages.BaseStorage:
     """RDB storage; SQLite gets a long busy timeout, servers a bounded connection pool (at most 4
     connections per process, so many workers do not exhaust the server). ``heartbeat_interval``:
     trials of shared studies record heartbeats (see `lmtune.study.shared`)."""
@@ -98,6 +126,17 @@ def _with_driver(url: str) -> str:
                      "pip install 'lmtune[postgres]' (psycopg2-binary)")
 
 
+def check_not_lost(paths: StudyPaths, storage: str) -> None:
+    """An empty ``study.db`` beside trial folders is a lost record, not a new study: tuning on would
+    number new trials from 0 and overwrite those folders."""
+    db = paths.root / "study.db"
+    trials = paths.root / "trials"
+    if storage == paths.default_storage() and db.is_file() and db.stat().st_size == 0 \
+            and trials.is_dir() and any(trials.iterdir()):
+        raise StudyError(f"{db} is empty but {trials} holds trial folders: the study record is lost; restore "
+                         "study.db from a copy, or use a new study.dir (the folders would be overwritten)")
+
+
 def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.meta.with_suffix(f".tmp{os.getpid()}")  # workers sharing study.dir write it concurrently
@@ -110,14 +149,45 @@ def read_meta(study_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise StudyError(f"{study_dir}: not an lmtune study directory (no {META_FILE}); run "
                          "'lmtune tune CONFIG' first, or pass the study.dir of your config")
-    return dict(json.loads(path.read_text()))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path}: damaged ({exc}); 'lmtune tune' with the study's config rewrites it") from None
+    if not isinstance(meta, dict) or "study_name" not in meta or "storage" not in meta:
+        raise StudyError(f"{path}: not an lmtune study record (no study_name/storage); 'lmtune tune' with the "
+                         "study's config rewrites it")
+    return meta
+
+
+_SQLITE = "sqlite:///"
+
+
+def storage_url(study_dir: str | Path, meta: Mapping[str, Any]) -> str:
+    """The study's storage URL (``lmtune.json``), re-pointed at ``<study_dir>/study.db`` when the study
+    folder was moved with its SQLite file. A SQLite file found in neither place is a StudyError (Optuna
+    would silently create an empty one)."""
+    url = str(meta["storage"])
+    if not url.startswith(_SQLITE) or Path(url[len(_SQLITE):]).exists():
+        return url
+    local = Path(study_dir) / "study.db"
+    if local.exists():
+        return _SQLITE + str(local.resolve())
+    raise StudyError(f"{study_dir}: the study storage {url} does not exist (nor does {local})")
+
+
+def open_study(name: str, url: str) -> optuna.Study:
+    """An existing study in the storage at ``url``; StudyError when the storage does not hold it."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage_for(url))
+    except KeyError:  # optuna's way of saying the name is unknown
+        raise StudyError(f"study '{name}' is not in {_masked(url)}") from None
 
 
 def load_study(study_dir: str | Path) -> tuple[optuna.Study, dict[str, Any]]:
     """Open an existing study directory read/write; returns the Optuna study and lmtune.json."""
     meta = read_meta(study_dir)
     try:
-        study = optuna.load_study(study_name=meta["study_name"], storage=storage_for(meta["storage"]))
+        study = optuna.load_study(study_name=meta["study_name"], storage=storage_for(storage_url(study_dir, meta)))
     except KeyError:
         raise StudyError(f"{study_dir}: study '{meta['study_name']}' is not in {meta['storage']}") from None
     return study, meta

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from lmtune.study import shared
+from lmtune.study.lock import driver_lock
 from lmtune.study.store import carried_attrs, recover_interrupted, storage_for
 
 
@@ -51,6 +53,10 @@ class Coordination(Protocol):
         """Held while the queue is seeded (default configuration, grid points)."""
         ...
 
+    def driver(self, study_dir: Path) -> AbstractContextManager[None]:
+        """Held for the whole run: the study folder's driver lock (alone), or nothing (shared)."""
+        ...
+
 
 class LocalCoordination:
     """The only process on its study (SQLite by default): whatever is RUNNING at start-up was
@@ -82,6 +88,9 @@ class LocalCoordination:
 
     def seeding(self, study: optuna.Study) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+    def driver(self, study_dir: Path) -> AbstractContextManager[None]:
+        return driver_lock(study_dir)
 
 
 class SharedCoordination:
@@ -120,3 +129,6 @@ class SharedCoordination:
 
     def seeding(self, study: optuna.Study) -> AbstractContextManager[None]:
         return shared.seeding_lock(study)
+
+    def driver(self, study_dir: Path) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # workers share the study through the database

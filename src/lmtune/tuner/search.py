@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,6 +43,7 @@ from lmtune.study import record
 from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
+    check_not_lost,
     finished,
     train_tokens_spent,
     write_meta,
@@ -146,16 +148,17 @@ class Tuner:
     def run(self) -> RunSummary:
         """Set the study up and drive its scheduler on the backend until it stops."""
         t0 = time.monotonic()
-        summary, scheduler = self.prepare(t0)
-        executor = self.backend or make_executor(self.cfg.execution)
-        try:
-            reason = drive(scheduler, executor)
-            summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
-                                             else "n_trials reached")
-        finally:
-            executor.close()
-            summary.wall_time_s = time.monotonic() - t0
-            self.reporter.close()
+        with self.coord.driver(Path(self.cfg.study.dir)):  # one driver per study folder (lmtune worker: none)
+            summary, scheduler = self.prepare(t0)
+            executor = self.backend or make_executor(self.cfg.execution)
+            try:
+                reason = drive(scheduler, executor)
+                summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
+                                                 else "n_trials reached")
+            finally:
+                executor.close()
+                summary.wall_time_s = time.monotonic() - t0
+                self.reporter.close()
         return summary
 
     def prepare(self, t0: float) -> tuple[RunSummary, SearchScheduler | PBTRunner]:
@@ -195,6 +198,7 @@ class Tuner:
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
                              reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units,
                              length_of=record.planned_examples_of)
+        check_not_lost(plan.paths, plan.storage)
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     direction=cfg.study.direction, pruner=pruner, load_if_exists=True)
         study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
