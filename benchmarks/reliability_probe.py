@@ -50,8 +50,10 @@ def run(args: list[str], *, timeout: float = 300) -> tuple[int, str]:
 
 def first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    picked = next((line for line in lines if line.startswith(("error:", "Error", "Usage", "usage"))), None)
-    line = picked or (lines[-1] if lines else "")
+    at = next((i for i, line in enumerate(lines) if line.startswith(("error:", "Error", "Usage", "usage"))), None)
+    line = lines[at] if at is not None else (lines[-1] if lines else "")
+    if at is not None and line.endswith(":") and at + 1 < len(lines):  # "invalid config X:" then the field
+        line = f"{line} {lines[at + 1]}"
     return line.replace("|", "\\|")[:150]
 
 
