@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from optuna.trial import FrozenTrial
 
@@ -13,13 +12,7 @@ from lmtune.study import record
 
 __all__ = ["cost_totals", "finite_value"]
 
-
-def finite_value(trial: FrozenTrial) -> float | None:
-    """The trial's objective value when it is a finite number, else ``None``."""
-    value: Any = trial.value if trial.values is not None and len(trial.values) == 1 else None
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
+finite_value = record.value_of  # the record's one rule for a trial's value
 
 
 def cost_totals(trials: Sequence[FrozenTrial]) -> dict[str, float | int]:

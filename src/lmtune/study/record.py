@@ -84,13 +84,17 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def value_of(trial: FrozenTrial) -> float | None:
+    """The trial's objective value when it has one finite value, else None."""
+    return _float(trial.value) if trial.values is not None and len(trial.values) == 1 else None
+
+
 def read(trial: FrozenTrial) -> TrialRecord:
     """The typed record of ``trial``; missing or malformed attrs read as their defaults."""
     a = trial.user_attrs
-    value = trial.value if trial.values is not None and len(trial.values) == 1 else None
     curve = a.get("curve")
     return TrialRecord(
-        number=trial.number, state=trial.state.name, value=_float(value), params=dict(trial.params),
+        number=trial.number, state=trial.state.name, value=value_of(trial), params=dict(trial.params),
         config=dict(a["config"]) if isinstance(a.get("config"), Mapping) else {},
         is_default=bool(a.get("is_default", False)),
         curve=[dict(p) for p in curve if isinstance(p, Mapping)] if isinstance(curve, list) else [],
@@ -140,9 +144,9 @@ def carried(record: TrialRecord) -> dict[str, Any] | None:
     return enqueue_attrs(**kept)
 
 
-def records(trials: list[FrozenTrial], *, states: tuple[str, ...] | None = None) -> list[TrialRecord]:
-    """The records of ``trials`` (optionally only those in ``states``), in trial order."""
-    return [read(t) for t in trials if states is None or t.state.name in states]
+def records(trials: list[FrozenTrial]) -> list[TrialRecord]:
+    """The records of ``trials``, in their order."""
+    return [read(t) for t in trials]
 
 
 def train_tokens_of(trials: list[FrozenTrial]) -> int:
@@ -156,7 +160,7 @@ def planned_examples_of(trial: FrozenTrial) -> int | None:
 
 def best_of(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
     """The one best-trial rule: the COMPLETE trial with the best finite value (first on ties)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and _float(t.value) is not None]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and value_of(t) is not None]
     if not done:
         return None
     pick = max if direction == "maximize" else min
