@@ -21,3 +21,9 @@ class ModelLoadError(LmtuneError, ValueError):
 
 class StudyError(LmtuneError, ValueError):
     """The study directory or storage is missing or inconsistent."""
+
+
+class StudyFault(Exception):
+    """The study could not go on for a fault of the machine, not of the input: its storage could not be
+    written (disk full, database connection lost). The CLI prints the message (what was kept, what is
+    left for the next run, how to go on) and exits with code 1, no traceback."""

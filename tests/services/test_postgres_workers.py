@@ -32,8 +32,14 @@ def worker(model: Path, data: Path, study_dir: Path, url: str, name: str, *extra
     return [sys.executable, "-m", "lmtune", "worker", QUICKSTART, *[a for s in sets for a in ("--set", s)]]
 
 
-def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage_for(url))
+def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, read on connections closed before returning: tests that poll would otherwise
+    leave pooled connections open and inflate the connection count other tests measure."""
+    storage = storage_for(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).trials
+    finally:
+        storage.engine.dispose()  # type: ignore[attr-defined]
 
 
 def point(t: optuna.trial.FrozenTrial) -> tuple[tuple[str, object], ...]:
@@ -79,7 +85,7 @@ def test_four_workers_run_every_grid_point_once(postgres_url: str, study_name: s
     outs = [p.communicate(timeout=600)[0] for p in procs]
     connections = peak.stop()
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
-    trials = load(postgres_url, study_name).trials
+    trials = trials_of(postgres_url, study_name)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(point(t) for t in done) == sorted(set(point(t) for t in done)), "a grid point ran twice"
     assert len(done) == 4, [(t.number, t.state.name, t.params) for t in trials]
@@ -90,6 +96,24 @@ def test_four_workers_run_every_grid_point_once(postgres_url: str, study_name: s
     assert ran == 4  # every trial was run by exactly one worker
     assert sum(t.user_attrs.get("is_default", False) for t in done) == 1
     assert connections <= 4 * 4, f"{connections} connections for 4 workers (pool: 2 + overflow 2 each)"
+
+
+@pytest.mark.parametrize("strategy", ["random", "bayes"])
+def test_four_workers_never_draw_one_configuration_twice(strategy: str, postgres_url: str, study_name: str,
+                                                         tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """Seeded alike, four samplers would draw one sequence: every worker's seed takes its own entropy, so
+    the 8 sampled configurations (random draws, or TPE's start-up and modelled draws) are all distinct."""
+    space = "search.space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}}"
+    cmd = [*worker(tiny_model, tiny_csv, tmp_path / "run", postgres_url, study_name, f"search.strategy={strategy}",
+                   "search.include_default=false", "training.max_steps=3", space), "--n-trials", "8"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
+    trials = trials_of(postgres_url, study_name)
+    lrs = [t.params["learning_rate"] for t in trials if t.state == TrialState.COMPLETE]
+    assert len(lrs) >= 8 and len(set(lrs)) == len(lrs), sorted(lrs)
+    assert sum(int(o.split("this worker ran ")[1].split()[0]) > 0 for o in outs) >= 2  # they shared the work
 
 
 def test_sigkilled_worker_trial_is_taken_up(postgres_url: str, study_name: str, tiny_model: Path,
@@ -110,7 +134,7 @@ def test_sigkilled_worker_trial_is_taken_up(postgres_url: str, study_name: str, 
     assert len(killed) == 1
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    trials = {t.number: t for t in load(postgres_url, study_name).trials}
+    trials = {t.number: t for t in trials_of(postgres_url, study_name)}
     lost = trials[killed[0]]
     assert lost.state == TrialState.FAIL and lost.user_attrs["fail_reason"].startswith("lost: no heartbeat")
     done = [t for t in trials.values() if t.state == TrialState.COMPLETE]
@@ -121,7 +145,7 @@ def test_sigkilled_worker_trial_is_taken_up(postgres_url: str, study_name: str, 
 
 def _running(url: str, name: str) -> list[int]:
     try:
-        return [t.number for t in load(url, name).get_trials(states=(TrialState.RUNNING,))]
+        return [t.number for t in trials_of(url, name) if t.state == TrialState.RUNNING]
     except KeyError:  # the study is not created yet
         return []
 

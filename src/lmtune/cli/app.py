@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lmtune.errors import LmtuneError
+from lmtune.errors import LmtuneError, StudyFault
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter optimization for language-model fine-tuning.")
@@ -267,6 +267,11 @@ def main() -> None:
 
         err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         sys.exit(2)
+    except StudyFault as exc:  # the machine failed, not the input: what is kept and how to go on
+        from rich.text import Text
+
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -278,6 +283,14 @@ def main() -> None:
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
+        from lmtune.study.store import fault_message, storage_fault
+
+        fault = storage_fault(exc)
+        if fault is not None:  # final, export, status...: the same message as the tuner's
+            from rich.text import Text
+
+            err.print(Text("error: ", style="bold red") + Text(fault_message(fault, None)), soft_wrap=True)
+            sys.exit(1)
         raise
 
 

@@ -7,6 +7,7 @@ free of "database is locked" errors. Any SQLAlchemy URL works; the study opens w
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -124,6 +125,40 @@ def _with_driver(url: str) -> str:
         return f"postgresql+psycopg2://{rest}"
     raise StudyError("study.storage is a PostgreSQL URL but no PostgreSQL driver is installed: "
                      "pip install 'lmtune[postgres]' (psycopg2-binary)")
+
+
+# errno values that mean "this disk cannot take more": full, over quota, read-only, failing.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """What went wrong, in words, when ``exc`` (or an exception it was raised from) is a fault of the
+    study's storage or disk: a full or read-only disk, a database that refuses writes or whose connection
+    was lost. None for any other exception (those are bugs or input errors, reported as such)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _DISK_ERRNOS:
+            return f"{os.strerror(cur.errno)}{f' ({cur.filename})' if cur.filename else ''}"
+        name = type(cur).__name__
+        module = type(cur).__module__
+        if module.startswith("sqlalchemy") and name in ("OperationalError", "InterfaceError", "DatabaseError"):
+            orig = getattr(cur, "orig", None)
+            return str(orig if orig is not None else cur).strip().splitlines()[0]
+        if module.startswith(("sqlite3", "psycopg2", "psycopg")) and name in ("OperationalError", "InterfaceError"):
+            return str(cur).strip().splitlines()[0]
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def fault_message(fault: str, storage: str | None) -> str:
+    """The one message for a storage fault: what failed, what is kept, what the next run does."""
+    where = f" ({_masked(storage)})" if storage else ""
+    return (f"the study's storage failed: {fault}{where}. Completed trials are kept; a trial "
+            "that was running is left RUNNING (or failed as 'not recorded') and the next run of the same "
+            "command marks it interrupted and runs its configuration again. Free disk space or restore the "
+            "database connection, then re-run the same command to resume.")
 
 
 def check_not_lost(paths: StudyPaths, storage: str) -> None:

@@ -15,7 +15,10 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
    nothing to start it returns, unless ``waiting_on_others()`` (trials of other workers on a shared
    study may still fail back into the queue), when it polls every ``poll_s`` seconds;
 4. on an interrupt (Ctrl-C) or any error of the loop itself every running trainer is killed and the
-   scheduler hears ``abandon`` with their keys before the error goes on.
+   scheduler hears ``abandon`` with their keys before the error goes on;
+5. a fault of the study's storage or disk (`lmtune.study.store.storage_fault`: disk full, database
+   connection lost), met while following a trial or in a trainer's own failure, ends the loop as in 4
+   with that error: no further trial would be recorded, and a study that went on would fail every one.
 
 Contract for schedulers: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon``
 are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end`` and ``on_crash`` from the trial's
@@ -26,6 +29,7 @@ loop hears that the trial ended.
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import threading
 import time
@@ -35,7 +39,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lmtune.execution import Executor, TrialHandle
-from lmtune.protocol import Decision, Outcome, TrialSpec
+from lmtune.protocol import Decision, Outcome, TrialSpec, failure_reason
+from lmtune.study.store import storage_fault
 from lmtune.tuner.relay import relay
 
 __all__ = ["Launch", "Scheduler", "drive"]
@@ -95,8 +100,11 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
     it simply ran out of trials to start)."""
     running: dict[Hashable, tuple[TrialHandle | None, int]] = {}
     ended: queue.Queue[Hashable] = queue.Queue()
+    faults: list[BaseException] = []  # storage or disk faults met by the trials' threads
     try:
         while True:
+            if faults:
+                raise faults[0]
             stop = scheduler.stop_reason()
             while not stop and len(running) < executor.workers:
                 slot = executor.acquire()
@@ -112,7 +120,8 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                 handle = executor.launch(launch.spec, launch.trial_dir, slot)
                 running[launch.key] = (handle, slot)
                 scheduler.started(launch.key, handle)
-                threading.Thread(target=_follow, args=(scheduler, launch, handle, ended), daemon=True).start()
+                threading.Thread(target=_follow, args=(scheduler, launch, handle, ended, faults),
+                                 daemon=True).start()
                 stop = scheduler.stop_reason()
             if not running:
                 if stop or not scheduler.waiting_on_others():
@@ -133,15 +142,25 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
         raise
 
 
-def _follow(scheduler: Scheduler, launch: Launch, handle: TrialHandle, ended: queue.Queue[Hashable]) -> None:
+def _follow(scheduler: Scheduler, launch: Launch, handle: TrialHandle, ended: queue.Queue[Hashable],
+            faults: list[BaseException]) -> None:
     key = launch.key
     try:
         on_eval = (lambda ev, curve: scheduler.on_eval(key, ev, curve)) if launch.spec.interactive else None
         outcome = relay(handle, on_eval=on_eval, on_event=lambda ev: scheduler.on_event(key, ev))
         scheduler.on_end(key, outcome)
+        if _disk_full(failure_reason(outcome)):  # recorded as failed with the reason; the next would fail too
+            faults.append(OSError(errno.ENOSPC, f"trial {key}: {failure_reason(outcome)}"))
     except Exception as exc:
         handle.kill()
+        if storage_fault(exc) is not None:
+            faults.append(exc)  # the loop ends with it; the trial is left to the next run's recovery
         with contextlib.suppress(Exception):
             scheduler.on_crash(key, exc)
     finally:
         ended.put(key)
+
+
+def _disk_full(reason: str) -> bool:
+    """A trainer's failure reason says its disk is full (it could not write its checkpoint or result)."""
+    return any(s in reason for s in ("[Errno 28]", "No space left on device", "[Errno 122]", "Disk quota exceeded"))

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space
-from lmtune.errors import ConfigError
+from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
 from lmtune.strategies import (
@@ -44,7 +44,9 @@ from lmtune.study.store import (
     INTERRUPTED,
     carried_attrs,
     check_not_lost,
+    fault_message,
     finished,
+    storage_fault,
     train_tokens_spent,
     write_meta,
 )
@@ -146,19 +148,29 @@ class Tuner:
         self.meta = dict(meta or {})
 
     def run(self) -> RunSummary:
-        """Set the study up and drive its scheduler on the backend until it stops."""
+        """Set the study up and drive its scheduler on the backend until it stops. A fault of the study's
+        storage or disk (full, connection lost) raises :class:`StudyFault` saying what is kept."""
         t0 = time.monotonic()
-        with self.coord.driver(Path(self.cfg.study.dir)):  # one driver per study folder (lmtune worker: none)
-            summary, scheduler = self.prepare(t0)
-            executor = self.backend or make_executor(self.cfg.execution)
-            try:
-                reason = drive(scheduler, executor)
-                summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
-                                                 else "n_trials reached")
-            finally:
-                executor.close()
-                summary.wall_time_s = time.monotonic() - t0
-                self.reporter.close()
+        try:
+            with self.coord.driver(Path(self.cfg.study.dir)):  # one driver per study folder (worker: none)
+                summary, scheduler = self.prepare(t0)
+                executor = self.backend or make_executor(self.cfg.execution)
+                try:
+                    reason = drive(scheduler, executor)
+                    summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
+                                                     else "n_trials reached")
+                finally:
+                    executor.close()
+                    summary.wall_time_s = time.monotonic() - t0
+                    self.reporter.close()
+        except LmtuneError:
+            raise  # input errors (an unreachable storage URL among them) keep their own message
+        except Exception as exc:
+            fault = storage_fault(exc)
+            if fault is None:
+                raise
+            raise StudyFault(fault_message(fault, self.cfg.study.storage or
+                                           f"sqlite:///{Path(self.cfg.study.dir) / 'study.db'}")) from exc
         return summary
 
     def prepare(self, t0: float) -> tuple[RunSummary, SearchScheduler | PBTRunner]:
@@ -378,12 +390,17 @@ class SearchScheduler:
                 if not item.handles:  # its launch failed
                     item.beat.stop()
                 t = item.trial
-                frozen = study._storage.get_trial(t._trial_id)
-                if frozen.state != TrialState.RUNNING:
-                    continue
-                record.write(t, fail_reason=INTERRUPTED)
-                study.tell(t, state=TrialState.FAIL)
-                study.enqueue_trial(t.params, user_attrs=carried_attrs(frozen))
+                try:
+                    frozen = study._storage.get_trial(t._trial_id)
+                    if frozen.state != TrialState.RUNNING:
+                        continue
+                    record.write(t, fail_reason=INTERRUPTED)
+                    study.tell(t, state=TrialState.FAIL)
+                    study.enqueue_trial(t.params, user_attrs=carried_attrs(frozen))
+                except Exception as exc:
+                    if storage_fault(exc) is None:
+                        raise
+                    return  # the storage is gone: the next run's recovery fails and re-queues what ran
 
     # -- the trial's side -----------------------------------------------------------------------
     def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:

@@ -1,0 +1,107 @@
+"""The database connection lost in the middle of a study: a worker stops with one message (exit 1, no
+traceback), what was recorded is kept, and the trial it was running is taken up by the next worker.
+
+The connection runs through a TCP relay the test owns, so the server (shared with the other tests) keeps
+running while the worker's side of it goes away: every connection is cut and new ones are refused."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from optuna.trial import TrialState
+from test_postgres_workers import GRID, ROOT, trials_of, worker
+
+pytestmark = pytest.mark.services
+
+
+class Relay:
+    """Forwards a local port to the PostgreSQL server until ``cut()``; ``serve()`` starts it (again)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._open: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def serve(self) -> None:
+        lst = socket.socket()
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind(("127.0.0.1", self.port))
+        lst.listen(32)
+        self._listener = lst
+        threading.Thread(target=self._accept, args=(lst,), daemon=True).start()
+
+    def _accept(self, lst: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = lst.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        for s in self._open:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self._open.clear()
+
+
+def test_lost_database_connection_stops_the_worker_and_the_next_takes_up_its_trial(
+        postgres_url: str, study_name: str, tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    parts = urlsplit(postgres_url)
+    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
+    relay.serve()
+    creds = parts.netloc.rpartition("@")[0]
+    via_relay = urlunsplit(parts._replace(netloc=f"{creds}@127.0.0.1:{relay.port}"))
+    grid = [*GRID[:3], "search.space.batch_size={type: categorical, choices: [8, 16]}"]
+    cmd = worker(tiny_model, tiny_csv, tmp_path / "run", via_relay, study_name, *grid, "training.max_steps=60",
+                 "execution.grace_period=3")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while True:  # cut once a trial has completed and the next one runs
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        with contextlib.suppress(Exception):
+            states = [t.state for t in trials_of(postgres_url, study_name)]
+            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+                break
+        time.sleep(0.2)
+    relay.cut()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert "Traceback" not in out + err
+    assert "the study's storage failed:" in err and "re-run the same command" in err, err
+    kept = {t.number: t.values for t in trials_of(postgres_url, study_name) if t.state == TrialState.COMPLETE}
+    assert kept
+
+    relay.serve()
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    after = {t.number: t for t in trials_of(postgres_url, study_name)}
+    assert {n: after[n].values for n in kept} == kept
+    assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 4  # every grid point ran
+    assert not [t for t in after.values() if t.state == TrialState.RUNNING]
+    relay.cut()
