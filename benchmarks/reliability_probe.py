@@ -9,9 +9,12 @@ the first line of the message. Run from the project root: ``.venv/bin/python ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +58,60 @@ def first_line(text: str) -> str:
     if at is not None and line.endswith(":") and at + 1 < len(lines):  # "invalid config X:" then the field
         line = f"{line} {lines[at + 1]}"
     return line.replace("|", "\\|")[:150]
+
+
+def disk_full(tmp: Path, data: Path, rows: list[tuple[str, str, int, bool, bool, str]]) -> None:
+    """The study folder on a 16 MiB tmpfs (needs root), filled once the first trial trains; then freed."""
+    mnt = tmp / "small-disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        rows.append(("fault", "disk full mid-study", -1, False, False, "not run: mounting a tmpfs needs root"))
+        return
+    try:
+        d = mnt / "study"
+        argv = [*LMTUNE, "tune", QUICKSTART, *tiny_args(data, d), "--set", "training.max_steps=40", "--n-trials", "3"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 120
+        while not list(d.glob("trials/*/trainer.log")) and time.time() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(OSError), (mnt / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+        text = proc.communicate(timeout=300)[0]
+        rows.append(("fault", "disk full mid-study", proc.returncode, "Traceback" in text, True, first_line(text)))
+        (mnt / "filler").unlink()
+        code, text = run(argv[len(LMTUNE):])
+        rows.append(("fault", "re-run after the disk was freed", code, "Traceback" in text, True, first_line(text)))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def pbt_checkpoint_deleted(tmp: Path, data: Path, rows: list[tuple[str, str, int, bool, bool, str]]) -> None:
+    """A PBT study killed once a member has a checkpoint; that checkpoint deleted; the study re-run."""
+    d = tmp / "pbt"
+    argv = ["tune", QUICKSTART, *tiny_args(data, d), "--set", "search.strategy=pbt", "--set",
+            "training.max_steps=8", "--n-trials", "2"]
+    proc = subprocess.Popen([*LMTUNE, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state_file, deadline = d / "pbt_state.json", time.time() + 300
+    member = None
+    while member is None and time.time() < deadline and proc.poll() is None:
+        with contextlib.suppress(ValueError, OSError):
+            state = json.loads(state_file.read_text())
+            member = next((m for m in state["pbt"]["members"] if m["checkpoint"] and not m["finished"]), None)
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if member is None:
+        rows.append(("fault", "PBT checkpoint deleted, study re-run", -1, False, False, "not run: no checkpoint"))
+        return
+    owner, units = member["checkpoint"]
+    shutil.rmtree(d / "trials" / f"{state['trials'][str(owner)]:04d}" / "checkpoints" / f"u{units:05d}")
+    code, text = run(argv)
+    said = next((line.strip() for line in text.splitlines() if "is gone" in line), "no message")
+    said = said.replace("|", "\\|").replace(str(d), "STUDY")[:150]
+    rows.append(("fault", "PBT checkpoint deleted, study re-run", code, "Traceback" in text, True,
+                 f"{said} ({text.count(' COMPLETE: ')} members completed in the re-run)"))
 
 
 def main() -> None:
@@ -117,6 +174,14 @@ def main() -> None:
     case("data", "path with rich markup [/x]", tune(f"task.dataset={tmp}/[/x].csv"))
     case("data", "label column missing", tune("task.label_column=nope"))
     case("model", "model folder missing", tune("task.model=/no/such/model"))
+    from lmtune.data.smollm2 import minilm_folder
+
+    for what, damage in (("model folder without weights", lambda w: w.unlink()),
+                         ("model weights truncated", lambda w: w.write_bytes(w.read_bytes()[: w.stat().st_size // 2]))):
+        broken = tmp / what.replace(" ", "-")
+        shutil.copytree(minilm_folder(), broken)
+        damage(broken / "model.safetensors")
+        case("model", what, tune(f"task.model={broken}"))
     case("storage", "storage URL not a URL", tune("study.storage=not a url"))
     case("storage", "PostgreSQL unreachable", tune("study.storage=postgresql://u:pw@127.0.0.1:9/x"))
     f = tmp / "a-file"
@@ -155,6 +220,9 @@ def main() -> None:
     code, text = run(["tune", QUICKSTART, *tiny_args(data, d), "--set", "study.metric=eval_loss",
                       "--set", "study.direction=minimize", "--n-trials", "4"])
     rows.append(("fault", "metric changed on an existing study", code, "Traceback" in text, False, first_line(text)))
+
+    disk_full(tmp, data, rows)
+    pbt_checkpoint_deleted(tmp, data, rows)
 
     out = Path(args.out)
     with out.open("w") as fh:

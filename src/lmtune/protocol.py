@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec", "decode_decision",
-           "decode_event", "encode_decision", "encode_event", "failure_reason"]
+__all__ = ["CHECKPOINT_FILES", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+           "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
+           "failure_reason"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ class Exploit:
 
 
 Decision = Continue | Stop | Pause | Exploit
+
+# An exact checkpoint folder (written by `lmtune.training.checkpoint`, renamed into place when complete).
+CHECKPOINT_FILES = ("weights.safetensors", "trainer_state.pt", "progress.json")
+
+
+def checkpoint_complete(folder: str | Path) -> bool:
+    """True when ``folder`` holds a whole checkpoint a trainer can resume from (False: gone or damaged)."""
+    return all((Path(folder) / name).is_file() for name in CHECKPOINT_FILES)
 
 
 def encode_decision(decision: Decision) -> str:

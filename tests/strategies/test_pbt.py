@@ -203,3 +203,29 @@ def test_fast_and_slow_members_rewind_without_overwriting_needed_checkpoints() -
                                   seed=3, speeds=(1.0, 1.5, 2.5, 4.0))
     assert rewinds >= 3
     assert sum(isinstance(d, Stop) for d in decisions) == 8
+
+
+def test_a_member_whose_checkpoint_is_gone_starts_over_unless_that_overwrites_a_needed_key() -> None:
+    pbt = make()
+    assert pbt.report(0, 10, 0.9) == Continue()
+    assert pbt.report(1, 10, 0.95) == Continue()
+    assert pbt.report(1, 20, 0.96) == Continue()  # the best: key (1, 20)
+    before = pbt.member_state(0)
+    assert pbt.restart(0)  # nobody needs a key of member 0's
+    after = pbt.member_state(0)
+    assert after.config == before.config and after.units == 0 and after.checkpoint is None
+    assert after.history == {} and after.schedule == [{"units": 0, "config": before.config}]
+    assert pbt.checkpoints_needed() == {(1, 20)}
+    copy = pbt.report(0, 10, 0.5)  # it trains again from units 0 and is judged like the others: worst at 10
+    assert isinstance(copy, Exploit) and (copy.source_member, copy.source_units) == (1, 20)
+    state = pbt.state_dict()
+    assert not pbt.restart(1)  # (1, 20) is the best checkpoint: starting over would re-save that key
+    assert pbt.state_dict() == state  # refused: nothing changed
+    assert not pbt.restart(1, best_gone=True)  # member 0 copied (1, 20) and has not saved its own since
+    pbt.report(0, 30, 0.97)  # member 0's own checkpoint, and the new best
+    assert pbt.restart(1)
+    assert not pbt.restart(0)
+    assert pbt.restart(0, best_gone=True)  # the best's file is the one that is gone: nothing to protect
+    pbt.retire(2)
+    with pytest.raises(ValueError, match="finished"):
+        pbt.restart(2)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +77,42 @@ def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: P
         if m["checkpoint"] and m["checkpoint"][0] == m["member"]:
             units = [p["units"] for p in done[m["member"]].user_attrs["curve"]]
             assert units.count(1) == 1, units
+
+
+def test_pbt_member_whose_checkpoint_vanished_starts_over_instead_of_being_lost(tiny_model: Path, tiny_csv: Path,
+                                                                                tmp_path: Path) -> None:
+    """Killed once a member has reported a checkpoint; that checkpoint is deleted by hand. The re-run
+    warns, starts that member over from scratch with its settings, and finishes the whole population."""
+    d = tmp_path / "pbt"
+    argv = cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state_file = d / "pbt_state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            members = json.loads(state_file.read_text())["pbt"]["members"] if state_file.exists() else []
+            if any(m["checkpoint"] and not m["finished"] for m in members):
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = json.loads(state_file.read_text())
+    lost = next(m for m in saved["pbt"]["members"] if m["checkpoint"] and not m["finished"])
+    owner, units = lost["checkpoint"]
+    folder = d / "trials" / f"{saved['trials'][str(owner)]:04d}" / "checkpoints" / f"u{units:05d}"
+    shutil.rmtree(folder)
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"its checkpoint {folder} is gone; it starts over" in out.stderr, out.stderr
+    done = trials(d)
+    assert [t.state.name for t in done] == ["COMPLETE", "COMPLETE"], [t.user_attrs.get("fail_reason") for t in done]
+    pbt = done[lost["member"]].user_attrs["pbt"]
+    assert pbt["restarts"] == [{"units": lost["units"], "missing": str(folder)}]
+    assert pbt["units"] == 3 and pbt["schedule"][0]["units"] == 0
+    curve = [p["units"] for p in done[lost["member"]].user_attrs["curve"]]
+    assert curve.count(1) == 2 and curve[-1] == 3, curve  # unit 1 trained twice: before the loss and after
 
 
 def test_asha_and_hyperband_prune_and_record_cost(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ Contract with the executor (call order, for each member ``m`` in ``range(populat
    written while it is listed there (PBT refuses an exploit that would make a member re-save one).
 
 To resume a killed study: ``load_state_dict`` and restart every member that is not finished from
-``member_state(m).checkpoint`` (None: from scratch) with ``member_state(m).config``. Reports repeated
-by a restarted trainer (units between its checkpoint and what it had reported) are accepted.
+``member_state(m).checkpoint`` (None: from scratch) with ``member_state(m).config``; a member whose
+checkpoint file is gone is ``restart``-ed from scratch (or retired when that would overwrite a needed
+key). Reports repeated by a restarted trainer (units between its checkpoint and what it had reported) are
+accepted.
 
 Decisions are asynchronous (nobody waits for slow members) but compare members at *equal units*, as
 the fidelity rule demands: a member is judged when it reports a multiple of ``ready_units`` below
@@ -118,6 +120,24 @@ class PBT:
         never copied from; its checkpoints are no longer needed unless it holds the best one."""
         _check(member in self._members, f"member {member} has no state")
         self._members[member].finished = True
+
+    def restart(self, member: int, *, best_gone: bool = False) -> bool:
+        """``member``'s checkpoint is gone (deleted by hand, lost with a disk): it starts over from units 0
+        with the configuration it holds, as fresh weights (no parent, generation 0, no scores), instead of
+        being lost. Returns False and changes nothing when starting over would re-save a checkpoint key
+        that another unfinished member or the best checkpoint still needs (``best_gone``: the best's file
+        is gone too, so it needs nothing); the caller retires the member then."""
+        _check(member in self._members, f"member {member} has no state")
+        m = self._members[member]
+        _check(not m.finished, f"member {member} is finished; nothing to restart")
+        others = {o.checkpoint for o in self._members.values() if o is not m and not o.finished and o.checkpoint}
+        if self._best is not None and not best_gone:
+            others.add((self._best.member, self._best.units))
+        if any(key[0] == member for key in others):
+            return False
+        m.schedule = [{"units": 0, "config": dict(m.config)}]
+        m.generation, m.parent, m.units, m.checkpoint, m.score, m.history = 0, None, 0, None, None, {}
+        return True
 
     def checkpoints_needed(self) -> set[tuple[int, int]]:
         """(member, units) keys the strategy may still hand out or resume from: the latest checkpoint of

@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from lmtune.protocol import CHECKPOINT_FILES
 from lmtune.training.session import Session
 
-WEIGHTS = "weights.safetensors"
-STATE = "trainer_state.pt"
-PROGRESS = "progress.json"
+WEIGHTS, STATE, PROGRESS = CHECKPOINT_FILES
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,73 @@ def resolve_model(name: str, *, fallback_cache: Path | None = None) -> str:
     if name.startswith((".", "/", "~")):
         raise ModelLoadError(f"task.model: folder not found: {name}")
     return name
+
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def check_model_folder(model: str, *, trust_remote_code: bool = False) -> None:
+    """Before any trial: a local model folder has a config transformers reads and weights a trainer can
+    load — a whole safetensors file (its header read and every tensor inside the file, so a truncated
+    copy is caught), the shards an index names, or a ``pytorch_model.bin``. Reads headers only, never
+    the weights; hub ids pass (the tokenizer's load checks those)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"task.model: {folder / 'config.json'} cannot be read as a model config: "
+                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    present = [name for name in _WEIGHT_FILES if (folder / name).is_file()]
+    if not present:
+        raise ModelLoadError(f"task.model: {folder} has no weights (none of {', '.join(_WEIGHT_FILES)}); "
+                             "save the model with save_pretrained, or give a built-in (builtin:minilm-l6)")
+    name = present[0]
+    if name.endswith(".index.json"):
+        try:
+            shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelLoadError(f"task.model: {folder / name} is not a weights index ({exc}); "
+                                 "save the model again with save_pretrained") from None
+        files = [folder / shard for shard in shards]
+    else:
+        files = [folder / name]
+    for file in files:
+        if not file.is_file():
+            raise ModelLoadError(f"task.model: {file} is missing (named in {folder / name}); copy the whole "
+                                 "model folder again")
+        if file.suffix == ".safetensors":
+            _check_safetensors(file)
+        elif file.stat().st_size == 0:
+            raise ModelLoadError(f"task.model: {file} is empty; copy the model folder again")
+
+
+def _check_safetensors(file: Path) -> None:
+    """The safetensors layout: an 8-byte header length, a JSON header, then the tensors' bytes."""
+    size = file.stat().st_size
+    problem = None
+    with file.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            problem = "its header is cut off or missing"
+        else:
+            try:
+                header = json.loads(fh.read(n))
+                ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                problem = "its header is not valid safetensors"
+            else:
+                if not ends:
+                    problem = "it holds no tensors"
+                elif max(ends) > size - 8 - n:
+                    problem = f"it is truncated ({size:,} bytes, {8 + n + max(ends):,} expected)"
+    if problem:
+        raise ModelLoadError(f"task.model: {file} cannot be loaded: {problem}; copy the model folder again")
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False) -> Any:

@@ -17,6 +17,7 @@ Checkpoints the strategy can no longer hand out are deleted after each decision 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import threading
@@ -33,7 +34,7 @@ from optuna.trial import TrialState
 from lmtune import protocol as wire
 from lmtune.config import StudyConfig
 from lmtune.execution import TrialHandle
-from lmtune.protocol import Continue, Decision, Outcome, Pause, failure_reason
+from lmtune.protocol import Continue, Decision, Outcome, Pause, checkpoint_complete, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study import record
@@ -43,6 +44,7 @@ from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
 
 STATE_FILE = "pbt_state.json"
+log = logging.getLogger("lmtune")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class _Member:
     wall: float = 0.0
     tokens: int = 0
     curve: list[dict[str, Any]] | None = None
+    restarts: list[dict[str, Any]] | None = None  # checkpoints found gone: [{"units": u, "missing": path}]
 
 
 def make_pbt(cfg: StudyConfig, plan: Plan, population: int) -> PBT:
@@ -100,7 +103,8 @@ class PBTRunner:
             frozen = by_number[number]
             rec = record.read(frozen)
             self.members[m] = _Member(m, optuna.trial.Trial(self.study, frozen._trial_id), curve=rec.curve,
-                                      tokens=rec.train_tokens or 0, wall=rec.wall_time_s or 0.0)
+                                      tokens=rec.train_tokens or 0, wall=rec.wall_time_s or 0.0,
+                                      restarts=list((rec.pbt or {}).get("restarts", [])))
             if frozen.state != TrialState.RUNNING:
                 continue
             state = self.pbt.member_state(m)
@@ -135,20 +139,51 @@ class PBTRunner:
         return False
 
     def suggest(self, device: str, threads: int) -> Launch | None:
-        """The next waiting member, resumed from its checkpoint when it has one."""
+        """The next waiting member, resumed from its checkpoint when it has one (see `_gone`)."""
         with self.lock:
-            if not self.waiting:
-                return None
-            m = self.waiting.popleft()
-        state = self.pbt.member_state(m)
+            while True:
+                if not self.waiting:
+                    return None
+                m = self.waiting.popleft()
+                state = self.pbt.member_state(m)
+                resume = self._ckpt_path(*state.checkpoint) if state.checkpoint else None
+                if resume is None or checkpoint_complete(resume):
+                    break
+                if self._gone(m, resume):
+                    state, resume = self.pbt.member_state(m), None  # it starts over from scratch
+                    break
         member = self.members[m]
-        resume = self._ckpt_path(*state.checkpoint) if state.checkpoint else None
         hparams = {**self.plan.defaults, **state.config}
         spec = trial_spec(self.cfg, self.plan, number=member.trial.number, hparams=hparams, device=device,
                           threads=threads, checkpoint_every=self.pbt.ready_units,
                           resume_from=str(resume) if resume is not None else None)
         member.started = time.monotonic()
         return Launch(m, spec, self.plan.paths.trial_dir(member.trial.number))
+
+    def _gone(self, m: int, path: Path) -> bool:
+        """Member ``m``'s checkpoint (its own, or the donor's it was to copy) is gone or incomplete: the
+        member starts over from scratch with its current settings, recorded in its trial's ``pbt``
+        attr, rather than being lost; when that would overwrite a checkpoint another member or the best
+        still needs, it is retired as failed with the reason. True when it restarts. Under the lock."""
+        member = self.members[m]
+        units = self.pbt.member_state(m).units
+        best = self.pbt.best()
+        if self.pbt.restart(m, best_gone=best is not None and
+                            not checkpoint_complete(self._ckpt_path(best.member, best.units))):
+            member.restarts = [*(member.restarts or []), {"units": units, "missing": str(path)}]
+            log.warning("PBT member %d (trial %d): its checkpoint %s is gone; it starts over from the start "
+                        "with its current settings", m, member.trial.number, path)
+            self._record_member(member)
+            self._save_state()
+            return True
+        reason = (f"PBT checkpoint {path} is gone, and starting over would overwrite a checkpoint that another "
+                  "member still needs")
+        record.write(member.trial, fail_reason=reason)
+        self.study.tell(member.trial, state=TrialState.FAIL)
+        self.pbt.retire(m)
+        self._save_state()
+        self._finished(member, "FAIL", None, reason)
+        return False
 
     def started(self, key: Hashable, handle: TrialHandle) -> None:
         member = self.members[int(key)]  # type: ignore[call-overload]
@@ -201,8 +236,9 @@ class PBTRunner:
         if isinstance(decision, Stop):
             return Continue()  # PBT stops a member at max_units, where its trainer ends by itself
         if isinstance(decision, Exploit):
-            if waiting:
-                return Pause()  # resumed later from the copied checkpoint with the new config
+            donor = self._ckpt_path(decision.source_member, decision.source_units)
+            if waiting or not checkpoint_complete(donor):
+                return Pause()  # resumed later from the copied checkpoint with the new config (gone: `_gone`)
             return wire.Exploit(checkpoint=str(self._ckpt_path(decision.source_member, decision.source_units)),
                                 hparams={**self.plan.defaults, **decision.config})
         return Pause() if waiting else Continue()
@@ -250,7 +286,8 @@ class PBTRunner:
         parent = self.members[st.parent].trial.number if st.parent is not None else None
         attrs = {"curve": member.curve, "train_tokens": member.tokens, "wall_time_s": member.wall,
                  "pbt": {"member": st.member, "generation": st.generation, "parent_trial": parent,
-                         "schedule": st.schedule, "units": st.units}}
+                         "schedule": st.schedule, "units": st.units,
+                         **({"restarts": member.restarts} if member.restarts else {})}}
         record.write(member.trial, **attrs)
 
     def _save_state(self, numbers: dict[int, int] | None = None) -> None:

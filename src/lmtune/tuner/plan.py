@@ -17,7 +17,7 @@ from lmtune.data.tokenized import build_cache, load_meta
 from lmtune.protocol import TrialSpec
 from lmtune.space import Space
 from lmtune.study.store import StudyPaths
-from lmtune.training.models import load_tokenizer, resolve_model
+from lmtune.training.models import check_model_folder, load_tokenizer, resolve_model
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     paths = StudyPaths(Path(cfg.study.dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
+    check_model_folder(model, trust_remote_code=cfg.task.trust_remote_code)
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
     cache = build_cache(data_spec(cfg), tokenizer, model, cfg.task.max_length, paths.cache)
     train_meta = load_meta(cache)["splits"]["train"]
