@@ -3,14 +3,19 @@ else is taken for one."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from lmtune.protocol import (
+    CHECKPOINT_MANIFEST,
     Continue,
     Exploit,
     Outcome,
     Pause,
     Stop,
+    checkpoint_complete,
     decode_decision,
     decode_event,
     encode_decision,
@@ -47,3 +52,17 @@ def test_failure_reason_is_worded_once() -> None:
     assert failure_reason(Outcome(error={"kind": "oom", "reason": "CUDA out of memory"})) == "oom: CUDA out of memory"
     lost = failure_reason(Outcome(code=-9, log_path="/s/trials/0001/trainer.log"))
     assert lost.startswith("trainer exited with code -9 and no result") and "/s/trials/0001/trainer.log" in lost
+
+
+def test_a_checkpoint_is_complete_when_its_manifest_and_every_file_it_names_are_there(tmp_path: Path) -> None:
+    folder = tmp_path / "u00002"
+    assert not checkpoint_complete(folder)  # gone
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(b"w")
+    assert not checkpoint_complete(folder)  # no manifest (a half-copied folder)
+    (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": 2, "files": ["weights.safetensors"]}))
+    assert checkpoint_complete(folder)
+    (folder / "weights.safetensors").unlink()
+    assert not checkpoint_complete(folder)  # a file it names was deleted
+    (folder / CHECKPOINT_MANIFEST).write_text("{half")
+    assert not checkpoint_complete(folder)

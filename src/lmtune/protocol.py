@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_FILES", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+__all__ = ["CHECKPOINT_MANIFEST", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
            "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
            "failure_reason"]
 
@@ -91,13 +91,19 @@ class Exploit:
 
 Decision = Continue | Stop | Pause | Exploit
 
-# An exact checkpoint folder (written by `lmtune.training.checkpoint`, renamed into place when complete).
-CHECKPOINT_FILES = ("weights.safetensors", "trainer_state.pt", "progress.json")
+# Every trainer's checkpoint folder holds this JSON file, written last, naming the other files it needs
+# (``"files": [...]``); lmtune's trainer also renames the whole folder into place when it is complete.
+CHECKPOINT_MANIFEST = "progress.json"
 
 
 def checkpoint_complete(folder: str | Path) -> bool:
-    """True when ``folder`` holds a whole checkpoint a trainer can resume from (False: gone or damaged)."""
-    return all((Path(folder) / name).is_file() for name in CHECKPOINT_FILES)
+    """True when ``folder`` holds a whole checkpoint a trainer can resume from: its manifest and every
+    file the manifest names (False: gone, or damaged by hand)."""
+    try:
+        files = json.loads((Path(folder) / CHECKPOINT_MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(files, list) and all((Path(folder) / str(name)).is_file() for name in files)
 
 
 def encode_decision(decision: Decision) -> str:

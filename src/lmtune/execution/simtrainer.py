@@ -4,8 +4,8 @@ It speaks the trainer protocol of `lmtune.training.worker` (start, eval per unit
 driver's decision, end; PBT's checkpoints, pause, exploit and resume) but trains nothing: each unit
 sleeps ``LMTUNE_SIM_UNIT_S`` seconds (default 1) and the metric follows the toy learning curve of
 `lmtune.strategies.toy` (gap to a learning-rate dependent ceiling closed at a learning-rate dependent
-speed). A checkpoint is a small JSON file (units and settings). The same code runs in-process as the
-simulated backend (`lmtune.execution.simulated`). Imports only the standard library and
+speed). A checkpoint is one small JSON manifest (units and settings, no other files). The same code runs
+in-process as the simulated backend (`lmtune.execution.simulated`). Imports only the standard library and
 `lmtune.protocol` (itself standard library only), so start-up costs what a bare Python start costs.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmtune.protocol import Continue, Decision, Exploit, Pause, decode_decision, encode_event
+from lmtune.protocol import CHECKPOINT_MANIFEST, Continue, Decision, Exploit, Pause, decode_decision, encode_event
 
 
 def quality_after(units: int, lr: float, weight_decay: float) -> float:
@@ -44,7 +44,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
     ckpt_dir = Path(spec.get("output_dir") or ".") / "checkpoints"
     start = 0
     if spec.get("resume_from"):
-        saved = json.loads((Path(spec["resume_from"]) / "sim.json").read_text())
+        saved = json.loads((Path(spec["resume_from"]) / CHECKPOINT_MANIFEST).read_text())
         start = int(saved["units"])
     t0 = time.perf_counter()
     emit({"event": "start", "precision": "fp32", "device": "sim", "total_steps": units, "load_time_s": 0.0,
@@ -60,7 +60,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         if every and u % every == 0:
             folder = ckpt_dir / f"u{u:05d}"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "sim.json").write_text(json.dumps({"units": u, "hparams": hp}))
+            (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
             ev["checkpoint"] = str(folder)
         emit(ev)
         answer = receive() if spec.get("interactive", True) and u < units else None

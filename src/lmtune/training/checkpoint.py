@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lmtune.protocol import CHECKPOINT_FILES
+from lmtune.protocol import CHECKPOINT_MANIFEST
 from lmtune.training.session import Session
 
-WEIGHTS, STATE, PROGRESS = CHECKPOINT_FILES
+WEIGHTS = "weights.safetensors"
+STATE = "trainer_state.pt"
+PROGRESS = CHECKPOINT_MANIFEST  # written last; names the files above (lmtune.protocol.checkpoint_complete)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -48,7 +50,7 @@ def save_checkpoint(folder: Path, session: Session, progress: dict[str, Any]) ->
         "numpy_rng": _numpy_state(),
     }, tmp / STATE)
     (tmp / PROGRESS).write_text(json.dumps({**progress, "python_rng": _python_state(),
-                                            "hparams": session.hp}, default=float))
+                                            "hparams": session.hp, "files": [WEIGHTS, STATE]}, default=float))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
