@@ -63,7 +63,7 @@ def _attrs(i: int, params: dict[str, Any], final: float, units: int, pbt: bool) 
         "train_tokens": 8192 * units,
         "wall_time_s": 3.0 * units + 1.5,
         "overhead_s": 1.5,
-        "config": {**DEFAULTS, **params},
+        "config": {**CONFIG["training"], **params},  # trials record the whole training section
         "is_default": i == 0,
         "precision": "fp32",
     }
@@ -120,7 +120,7 @@ def _add_trials(study: optuna.Study, *, pbt: bool, proxy_values: list[float] | N
     )
     failed = {"learning_rate": 1e-3, "weight_decay": 0.0, "batch_size": 64}
     attrs = {
-        "config": {**DEFAULTS, **failed},
+        "config": {**CONFIG["training"], **failed},
         "is_default": False,
         "train_tokens": 0,
         "wall_time_s": 4.0,

@@ -6,13 +6,11 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lmtune.report.tables import (
-    best_config_yaml,
     comparison_table,
     failures,
     final_cost,
@@ -163,19 +161,6 @@ def test_trial_table_and_failures() -> None:
     assert rows[3].reason == "out of memory" and rows[3].train_tokens is None
     (failed,) = failures(_trials())
     assert failed.number == 3 and failed.reason == "out of memory"
-
-
-def test_best_config_yaml_applies_params_to_training_section() -> None:
-    config: dict[str, Any] = {
-        "model": {"name": "m"},
-        "training": {"learning_rate": 5e-5, "lora": {"r": 8}, "max_steps": 40},
-    }
-    text = best_config_yaml(config, {"learning_rate": 2e-4, "lora.r": 16, "training.warmup_ratio": 0.1})
-    assert yaml.safe_load(text) == {
-        "training": {"learning_rate": 2e-4, "lora": {"r": 16}, "max_steps": 40, "warmup_ratio": 0.1}
-    }
-    assert config["training"]["lora"] == {"r": 8}  # input untouched
-    assert yaml.safe_load(best_config_yaml({"lr": 1.0}, {"lr": 2.0})) == {"training": {"lr": 2.0}}
 
 
 def test_selection_gap_is_the_search_value_minus_the_retrained_test_mean() -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from report_fake_study import STUDY_NAME, make_fake_study
 
+from conftest import run_lmtune
 from lmtune.report.load import StudyDirError, StudyMetaError, load_study_dir
 from lmtune.report.render import write_report
 
@@ -43,6 +44,10 @@ def test_write_report_full_study(tmp_path: Path) -> None:
         "optimizer": "adamw",
     }
     assert "Best trial: #4" in md
+    # one best-configuration writer: the report shows the file `lmtune export --format yaml` writes
+    exported = run_lmtune("export", str(study_dir), "--format", "yaml")
+    assert exported.returncode == 0, exported.stderr
+    assert yaml.safe_load(_md_block(md, "yaml")) == yaml.safe_load(exported.stdout)
     assert "Spearman" in md and "rho = 0.857" in md
     assert "| 9 | FAIL |" in md and "CUDA out of memory" in md
     assert "pruned at 2 units" in md

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmtune.config.writer import config_yaml
 from lmtune.report import tables as t
 from lmtune.report.load import StudyRecord
+from lmtune.study import record as trial_record
 
-__all__ = ["ReportContent", "best_row", "collect"]
+__all__ = ["ReportContent", "best_row", "best_yaml", "collect"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ def best_row(rows: list[t.TrialRow], direction: str) -> t.TrialRow | None:
     return max(done, key=lambda r: (sign * (r.value or 0.0), -r.number))
 
 
+def best_yaml(record: StudyRecord, best: t.TrialRow) -> str:
+    """The best trial as the config that trains it: the one writer ``lmtune export --format yaml`` uses,
+    from the settings the trial recorded (not its params laid over the study's defaults)."""
+    trial = next(tr for tr in record.trials if tr.number == best.number)
+    return config_yaml(record.config, trial_record.read(trial).config,
+                       header=[f"best trial {best.number} of study {record.study.study_name} in {record.study_dir}: "
+                               f"{record.metric} {best.value}"])
+
+
 def _comparison_directions(metric: str, direction: str, final: dict[str, Any]) -> dict[str, bool]:
     """The study's own metric direction also decides its ``test_`` counterpart (e.g. test_accuracy)."""
     base = metric.removeprefix("eval_")
@@ -76,7 +87,7 @@ def collect(record: StudyRecord) -> ReportContent:
         metric=record.metric,
         direction=record.direction,
         best=best,
-        best_yaml=t.best_config_yaml(record.config, best.params) if best else None,
+        best_yaml=best_yaml(record, best) if best else None,
         comparison=comparison,
         final=final,
         final_cost=t.final_cost(final) if final is not None else None,

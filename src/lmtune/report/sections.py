@@ -143,7 +143,8 @@ def _cost(c: ReportContent) -> Section:
 def _best_config(c: ReportContent) -> Section:
     if c.best is None or c.best_yaml is None:
         return Section("best", "Best configuration", ["No completed trial yet."])
-    text = f"Training settings of trial #{c.best.number} (defaults with the searched values applied):"
+    text = (f"The settings trial #{c.best.number} trained with, as a config that trains them "
+            "(`lmtune tune` on this file; the same file `lmtune export --format yaml` writes):")
     return Section("best", "Best configuration", [text], code=c.best_yaml)
 
 

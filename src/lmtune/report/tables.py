@@ -15,12 +15,10 @@ a descriptive check that is shown but not used for the verdict.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.config.schema import lower_is_better
@@ -51,7 +49,6 @@ __all__ = [
     "TransferPair",
     "TransferSummary",
     "TrialRow",
-    "best_config_yaml",
     "comparison_table",
     "failures",
     "final_cost",
@@ -279,29 +276,3 @@ def trial_table(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
 def failures(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
     """The FAIL trials' rows; ``reason`` is the trial's ``fail_reason`` attr."""
     return [row for row in trial_table(trials) if row.state == TrialState.FAIL.name]
-
-
-def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for key in path[:-1]:
-        child = target.get(key)
-        if not isinstance(child, dict):
-            child = target[key] = {}
-        target = child
-    target[path[-1]] = value
-
-
-def best_config_yaml(config: Mapping[str, Any], best_params: Mapping[str, Any]) -> str:
-    """YAML of the training section of ``config`` with ``best_params`` applied, under a ``training`` key.
-
-    The training section is ``config["training"]`` when that is a mapping, else the whole ``config``.
-    Parameter names are paths relative to the training section (``lora.r`` sets ``training.lora.r``;
-    a leading ``training.`` is ignored). The input is not modified. Keys keep their order.
-    """
-    section = config.get("training")
-    training: dict[str, Any] = copy.deepcopy(dict(section if isinstance(section, Mapping) else config))
-    for name, value in best_params.items():
-        path = name.split(".")
-        if path[0] == "training" and len(path) > 1:
-            path = path[1:]
-        _set_path(training, path, value)
-    return yaml.safe_dump({"training": training}, sort_keys=False, default_flow_style=False)
