@@ -17,7 +17,6 @@ Run from the project root: ``.venv/bin/python benchmarks/driver_memory.py [--bac
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -27,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from reliability_probe import tiny_data  # the same 80 made-up reviews (benchmarks/ is on sys.path)
 
 from lmtune.config import load_config
 from lmtune.execution.simulated import SimulatedExecutor
@@ -59,16 +60,6 @@ class Sampling(PlainReporter):
                              "threads": threading.active_count()})
 
 
-def tiny_data(folder: Path) -> Path:
-    path = folder / "reviews.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["text", "label"])
-        for i in range(120):
-            w.writerow([("good fine great " if i % 2 else "bad awful poor ") * 3 + str(i), i % 2])
-    return path
-
-
 def measure(backend: str, trials: int, model: str, data: Path | None, work: Path) -> dict[str, Any]:
     data = data or tiny_data(work)
     overrides = [f"study.dir={work / 'study'}", f"task.model={model}", f"task.dataset={data}",
@@ -94,7 +85,7 @@ def main() -> None:
     ap.add_argument("--backend", choices=("local", "simulated"), default="local")
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--model", default="builtin:minilm-l6")
-    ap.add_argument("--data", type=Path, default=None, help="a text,label CSV (default: 120 made-up rows)")
+    ap.add_argument("--data", type=Path, default=None, help="a text,label CSV (default: 80 made-up rows)")
     ap.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lmtune-driver-memory-") as tmp:

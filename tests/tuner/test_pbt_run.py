@@ -51,23 +51,29 @@ def test_pbt_population_with_fewer_workers_than_members(tiny_model: Path, tiny_c
     assert f"checkpoints kept on disk: {kept / 2**20:,.1f} MiB" in status.stdout
 
 
-def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
-    d = tmp_path / "pbt"
-    argv = cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2)
+def kill_once_a_member_has_a_checkpoint(argv: list[str], d: Path) -> dict:
+    """Run the PBT study and SIGKILL its process group once an unfinished member has reported a checkpoint;
+    returns the saved ``pbt_state.json``."""
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     state_file = d / "pbt_state.json"
     deadline = time.time() + 300
     try:
-        while time.time() < deadline:  # kill once some member has reported a checkpoint
+        while time.time() < deadline and proc.poll() is None:
             members = json.loads(state_file.read_text())["pbt"]["members"] if state_file.exists() else []
-            if any(m["checkpoint"] for m in members):
+            if any(m["checkpoint"] and not m["finished"] for m in members):
                 break
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    before = json.loads(state_file.read_text())["pbt"]["members"]
+    return dict(json.loads(state_file.read_text()))
+
+
+def test_pbt_killed_and_rerun_continues_population(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "pbt"
+    argv = cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2)
+    before = kill_once_a_member_has_a_checkpoint(argv, d)["pbt"]["members"]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     done = trials(d)
@@ -85,20 +91,7 @@ def test_pbt_member_whose_checkpoint_vanished_starts_over_instead_of_being_lost(
     warns, starts that member over from scratch with its settings, and finishes the whole population."""
     d = tmp_path / "pbt"
     argv = cmd(tiny_model, tiny_csv, d, "search.strategy=pbt", "training.max_steps=9", n=2)
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    state_file = d / "pbt_state.json"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            members = json.loads(state_file.read_text())["pbt"]["members"] if state_file.exists() else []
-            if any(m["checkpoint"] and not m["finished"] for m in members):
-                break
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    saved = json.loads(state_file.read_text())
+    saved = kill_once_a_member_has_a_checkpoint(argv, d)
     lost = next(m for m in saved["pbt"]["members"] if m["checkpoint"] and not m["finished"])
     owner, units = lost["checkpoint"]
     folder = d / "trials" / f"{saved['trials'][str(owner)]:04d}" / "checkpoints" / f"u{units:05d}"
