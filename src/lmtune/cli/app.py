@@ -263,15 +263,9 @@ def main() -> None:
         if isinstance(rv, int) and rv:
             sys.exit(rv)
     except LmtuneError as exc:
-        from rich.text import Text
-
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
-        sys.exit(2)
+        _exit_with(str(exc), 2)
     except StudyFault as exc:  # the machine failed, not the input: what is kept and how to go on
-        from rich.text import Text
-
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
-        sys.exit(1)
+        _exit_with(str(exc), 1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -287,11 +281,16 @@ def main() -> None:
 
         fault = storage_fault(exc)
         if fault is not None:  # final, export, status...: the same message as the tuner's
-            from rich.text import Text
-
-            err.print(Text("error: ", style="bold red") + Text(fault_message(fault, None)), soft_wrap=True)
-            sys.exit(1)
+            _exit_with(fault_message(fault, None), 1)
         raise
+
+
+def _exit_with(message: str, code: int) -> None:
+    """``error: MESSAGE`` on stderr as plain text (never markup), then exit ``code``."""
+    from rich.text import Text
+
+    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    sys.exit(code)
 
 
 def _is_usage_error(exc: BaseException) -> bool:
