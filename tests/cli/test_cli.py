@@ -122,8 +122,8 @@ def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv:
     try:
         while time.time() < deadline:
             states = _states(db)
-            if "COMPLETE" in states and "RUNNING" in states:
-                time.sleep(1.0)  # RUNNING shows at ask(), a moment before its parameters are written
+            # RUNNING shows at ask(), a moment before its parameters are written; kill once they are
+            if "COMPLETE" in states and _running_with_params(db):
                 break
             time.sleep(0.3)
         else:
@@ -156,6 +156,18 @@ def _states(db: Path) -> list[str]:
             return [row[0] for row in con.execute("SELECT state FROM trials")]
     except sqlite3.Error:  # tables not created yet, or locked for a moment
         return []
+
+
+def _running_with_params(db: Path) -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+            rows = con.execute("SELECT COUNT(*) FROM trials t JOIN trial_params p ON p.trial_id = t.trial_id "
+                               "WHERE t.state = 'RUNNING'").fetchone()
+            return bool(rows and rows[0])
+    except sqlite3.Error:
+        return False
 
 
 @pytest.mark.parametrize("args", [["tune", "examples/quickstart.yaml", "--n-trials", "abc"], ["--bogus"],

@@ -9,7 +9,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from lmtune.study import shared
-from lmtune.study.store import storage_for
+from lmtune.study.store import requeue, storage_for
 from lmtune.tuner.coordination import SharedCoordination
 
 LR = FloatDistribution(1e-5, 1e-2, log=True)
@@ -33,7 +33,7 @@ def test_stale_trial_failed_once_with_reason_and_requeued(tmp_path: Path) -> Non
     assert [t.number for t in first] == [trial.number] and second == []
     failed = study.trials[trial.number]
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith("lost: no heartbeat")
-    shared.requeue(study, first[0])
+    requeue(study, first[0])
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == {"lr": 1e-3}
     assert waiting[0].user_attrs == {"retry_of": trial.number, "is_default": True}

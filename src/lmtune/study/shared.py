@@ -27,9 +27,6 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.study import record
-from lmtune.study.store import carried_attrs
-
 log = logging.getLogger("lmtune")
 
 STALE = ("lost: no heartbeat for {grace}s from the worker running this trial (killed, crashed or "
@@ -108,13 +105,6 @@ def _running_without_heartbeat(study: optuna.Study) -> set[int]:
         return {int(r[0]) for r in rows}
     finally:
         session.close()
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a failed trial's configuration again (keeping its default-configuration mark)."""
-    params = trial.system_attrs.get("fixed_params") or trial.params
-    attrs = record.enqueue_attrs(retry_of=trial.number, **(carried_attrs(trial) or {}))
-    study.enqueue_trial(dict(params), user_attrs=attrs)
 
 
 def duplicate_of(study: optuna.Study, trial_id: int, number: int) -> int | None:

@@ -228,6 +228,21 @@ def load_study(study_dir: str | Path) -> tuple[optuna.Study, dict[str, Any]]:
     return study, meta
 
 
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a failed or interrupted trial's configuration again, keeping its default mark and proxy link.
+
+    The configuration is the one it was queued with (``fixed_params``) or else the one it drew: a trial
+    killed between ``ask`` and its first ``suggest`` has no params yet, and an enqueued empty point would
+    be a fresh draw under the default's mark. A trial that drew nothing and carries nothing is not queued:
+    nothing of it ran, so the next ``ask`` is the same fresh draw.
+    """
+    params = trial.system_attrs.get("fixed_params") or trial.params
+    carried = carried_attrs(trial)
+    if not params and not carried:
+        return
+    study.enqueue_trial(dict(params), user_attrs=record.enqueue_attrs(retry_of=trial.number, **(carried or {})))
+
+
 def recover_interrupted(study: optuna.Study) -> list[FrozenTrial]:
     """Mark trials left RUNNING by a killed driver as FAIL (with the reason); return them to re-run.
 

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from lmtune.study import shared
 from lmtune.study.lock import driver_lock
-from lmtune.study.store import carried_attrs, recover_interrupted, storage_for
+from lmtune.study.store import recover_interrupted, requeue, storage_for
 
 
 class Beat(Protocol):
@@ -75,7 +75,7 @@ class LocalCoordination:
             return
         self._recovered = True
         for stale in recover_interrupted(study):
-            study.enqueue_trial(stale.params, user_attrs=carried_attrs(stale))
+            requeue(study, stale)
 
     def others_running(self, study: optuna.Study, mine: Any) -> int:
         return 0
@@ -111,7 +111,7 @@ class SharedCoordination:
 
     def recover(self, study: optuna.Study) -> None:
         for trial in shared.fail_stale(study, self._unbeaten):
-            shared.requeue(study, trial)
+            requeue(study, trial)
 
     def others_running(self, study: optuna.Study, mine: Any) -> int:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

@@ -42,10 +42,10 @@ from lmtune.strategies import (
 from lmtune.study import record
 from lmtune.study.store import (
     INTERRUPTED,
-    carried_attrs,
     check_not_lost,
     fault_message,
     finished,
+    requeue,
     storage_fault,
     train_tokens_spent,
     write_meta,
@@ -396,7 +396,7 @@ class SearchScheduler:
                         continue
                     record.write(t, fail_reason=INTERRUPTED)
                     study.tell(t, state=TrialState.FAIL)
-                    study.enqueue_trial(t.params, user_attrs=carried_attrs(frozen))
+                    requeue(study, study._storage.get_trial(t._trial_id))
                 except Exception as exc:
                     if storage_fault(exc) is None:
                         raise
