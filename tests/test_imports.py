@@ -28,11 +28,14 @@ FORBIDDEN = {
     "study": {"torch", "transformers", "ray"},
     "execution": {"optuna"},  # a backend never decides
     "protocol.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
+    # runs inside the user's training script: nothing heavy at import, no driver parts
+    "script.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
+    "integrations": {"optuna", "ray", "subprocess"},
 }
 
 HEAVY = ("torch", "transformers", "peft", "accelerate")
-_LAYERS = ("config", "space", "protocol", "strategies", "study", "tuner", "execution", "training", "data",
-           "report", "cli")
+_LAYERS = ("config", "space", "protocol", "script", "strategies", "study", "tuner", "execution", "training", "data",
+           "report", "cli", "integrations")
 
 
 def _layers(*names: str) -> tuple[str, ...]:
@@ -47,6 +50,12 @@ LOADED_FORBIDDEN: dict[str, tuple[str, ...]] = {
     # shared by driver, backends and trainers (and the stand-in trainer): standard library only
     "protocol": ("torch", "transformers", "optuna", "ray", "numpy", "subprocess",
                  *_layers(*(n for n in _LAYERS if n != "protocol"))),
+    # the script side of a script trial: the protocol and the config's rules only (data when splits() runs)
+    "script": ("torch", "transformers", "optuna", "ray", "numpy",
+               *_layers("training", "tuner", "execution", "study", "strategies", "report", "cli", "data",
+                        "integrations")),
+    # bridges from training libraries: the script side plus the library they bridge, never the driver
+    "integrations": ("optuna", "ray", *_layers("tuner", "execution", "study", "strategies", "report", "cli")),
     "strategies": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "study", "data", "cli")),
     "study": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "strategies", "cli")),
     # the loop holds no training logic: trainers run in their own processes
@@ -105,7 +114,7 @@ def test_layer_import_rules(layer: str) -> None:
 
 
 def test_every_layer_has_a_transitive_rule() -> None:
-    layers = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {"protocol"}
+    layers = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {"protocol", "script"}
     assert layers == set(LOADED_FORBIDDEN), "a layer without a rule, or a rule for no layer"
 
 

@@ -3,7 +3,9 @@
 The Python API (see the README, "Python API"): `tune` runs or resumes a study and returns a
 `StudyResult`; `load` reads an existing study directory; `final` retrains the default and the best
 configuration over seeds and compares them on the test split. Errors raise `LmtuneError` subclasses
-with the messages the CLI prints. ``StudyConfig``, ``TrialRecord`` and ``FinalSummary`` load on first
+with the messages the CLI prints. Inside a script trial (``task.type: script``), `trial` gives the script
+its settings and takes its reports (docs/bring-your-own-trainer.md); ``Continue`` and ``Stop`` are the
+decisions ``Trial.report`` returns. ``StudyConfig``, ``TrialRecord`` and ``FinalSummary`` load on first
 use, so ``import lmtune`` stays light.
 """
 
@@ -14,17 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.api import StudyResult, final, load, tune
 from lmtune.errors import ConfigError, DataError, LmtuneError, ModelLoadError, StudyError, StudyFault
+from lmtune.protocol import Continue, Stop
 
 if TYPE_CHECKING:
     from lmtune.config import StudyConfig
+    from lmtune.script import Trial, trial
     from lmtune.study.record import TrialRecord
     from lmtune.tuner.final import FinalSummary
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DataError", "FinalSummary", "LmtuneError", "ModelLoadError", "StudyConfig", "StudyError",
-           "StudyFault", "StudyResult", "TrialRecord", "__version__", "final", "load", "tune"]
+__all__ = ["ConfigError", "Continue", "DataError", "FinalSummary", "LmtuneError", "ModelLoadError", "Stop",
+           "StudyConfig", "StudyError", "StudyFault", "StudyResult", "Trial", "TrialRecord", "__version__", "final",
+           "load", "trial", "tune"]
 
-_LAZY = {"StudyConfig": "lmtune.config", "TrialRecord": "lmtune.study.record", "FinalSummary": "lmtune.tuner.final"}
+_LAZY = {"StudyConfig": "lmtune.config", "TrialRecord": "lmtune.study.record", "FinalSummary": "lmtune.tuner.final",
+         "Trial": "lmtune.script", "trial": "lmtune.script"}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_MANIFEST", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+__all__ = ["CHECKPOINT_MANIFEST", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS", "SCRIPT_TRIAL_ENV",
+           "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
            "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
            "failure_reason"]
 
@@ -35,7 +36,7 @@ class TrialSpec:
 
     trial: int
     model: str                      # folder or hub id, already resolved
-    task_type: str                  # classification | causal_lm
+    task_type: str                  # classification | causal_lm | script
     data_cache: str                 # folder written by lmtune.data.tokenized.build_cache
     hparams: dict[str, Any]         # the full training section with the trial's params applied
     examples_per_unit: int          # one evaluation unit = this many training examples (equal across trials)
@@ -53,6 +54,13 @@ class TrialSpec:
                                     # (and at the end) before the evaluation is reported; 0 = never
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
+    # script trials (task.type: script): the user's command runs instead of lmtune's trainer, in workdir;
+    # it reads this file through lmtune.trial() and reports through lmtune.script's file channel
+    command: list[str] = field(default_factory=list)
+    workdir: str = ""
+    # what the script must read (trial.params / trial.hparams): the names search.space draws and the
+    # training fields the config sets; a script that never reads one fails with the names
+    must_read: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
@@ -63,6 +71,15 @@ class TrialSpec:
     @classmethod
     def read(cls, path: str | Path) -> TrialSpec:
         return cls(**json.loads(Path(path).read_text()))
+
+
+# Script trials (task.type: script) talk through files in the trial folder instead of stdin/stdout, which
+# every process of a multi-process launch (torchrun, accelerate) can reach: rank 0 appends events to
+# SCRIPT_EVENTS; the answer to the N-th evaluation (0-based) is SCRIPT_DECISIONS/N.json, {"decision": line}.
+SCRIPT_EVENTS = "events.jsonl"
+SCRIPT_DECISIONS = "decisions"
+SCRIPT_TRIAL_ENV = "LMTUNE_TRIAL"          # the frozen trial file's path
+SCRIPT_DRIVER_ENV = "LMTUNE_DRIVER_PID"    # gone → the script stops rather than train unobserved
 
 
 # -- decisions: driver → trainer ------------------------------------------------------------------

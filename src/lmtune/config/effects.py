@@ -61,3 +61,15 @@ def check_effects(cfg: StudyConfig, space: Space) -> None:
                                  f"always {shown} in this study; set training.{context} (or search it) "
                                  f"so that {name} takes effect, or remove {name} from the space")
 
+
+
+def applies(name: str, hparams: dict[str, Any]) -> bool:
+    """Whether training field ``name`` takes effect in a trial with these settings (``momentum`` only
+    with sgd, the LoRA settings only with LoRA on, ...): a script trial need not read one that does not."""
+    if name.startswith("lora_") and name != "lora_enabled":
+        return bool(hparams.get("lora_enabled"))
+    if name not in NEEDS:
+        return True
+    context, wanted, _ = NEEDS[name]
+    value = hparams.get(context)
+    return value is not None if wanted is _ANY else value in wanted

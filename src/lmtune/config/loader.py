@@ -45,6 +45,10 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Study
             raise ConfigError(f"{p}: expected a mapping with sections study/task/training/search/...")
         raw = loaded or {}
     raw = apply_overrides(raw, overrides)
+    task = raw.get("task")
+    if path is not None and isinstance(task, dict) and task.get("type") == "script" and task.get("workdir") is None:
+        # a script's command is relative to its config file (examples/hf_trainer/: [python, train.py])
+        raw = {**raw, "task": {**task, "workdir": str(Path(path).resolve().parent)}}
     return validate(raw, source=source, lines=lines)
 
 
@@ -93,7 +97,7 @@ def resolved_space(cfg: StudyConfig) -> Space:
             raw.update(preset(cfg.search.preset))
         raw.update(cfg.search.space)
         unknown = [n for n in raw if n not in TRAINING_FIELDS]
-        if unknown:
+        if unknown and cfg.task.type != "script":  # a script may search its own names (trial.params)
             raise SpaceError(f"search.space.{unknown[0]}: not a training hyperparameter; searchable: "
                              f"{', '.join(sorted(TRAINING_FIELDS))}")
         lora = [n for n in raw if n.startswith("lora_") and n != "lora_enabled"]
@@ -120,7 +124,9 @@ def check_values(space: Space) -> None:
     a negative learning rate are refused here, not found after the trials fail."""
     fields = TrainingSection.model_fields
     for param in space:
-        info = fields[param.name]
+        info = fields.get(param.name)
+        if info is None:  # a script's own parameter: the script gives it its meaning
+            continue
         kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         check: TypeAdapter[Any] = TypeAdapter(kind)  # type: ignore[arg-type]
         for value in param.extremes():

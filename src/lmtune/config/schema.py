@@ -45,7 +45,8 @@ class StudySection(_Section):
 
 
 class TaskSection(_Section):
-    type: Literal["classification", "causal_lm"] = "classification"
+    # script: the user's own training program is the trial (`command`; docs/bring-your-own-trainer.md)
+    type: Literal["classification", "causal_lm", "script"] = "classification"
     model: str = "builtin:minilm-l6"
     dataset: str = "builtin:rotten_tomatoes"
     dataset_config: str | None = None  # the `name` argument of datasets.load_dataset
@@ -59,6 +60,48 @@ class TaskSection(_Section):
     trust_remote_code: bool = False
     messages_column: str = "messages"  # causal_lm chat data: a list of {role, content} per row
     assistant_only: bool = True  # causal_lm chat data: loss on the assistant replies only
+    # task.type script: the program and its arguments, e.g. [python, train.py] or [torchrun,
+    # --nproc-per-node, "2", train.py]; run in `workdir` (default: the config file's folder)
+    command: list[str] | None = None
+    workdir: str | None = None
+    # task.type script: the metrics the script reports (study.metric and search.prune_metric must be
+    # among them, checked before anything trains)
+    metrics: list[str] | None = None
+    # task.type script: values of the script's own parameters (names that are not training fields) in
+    # the default-settings trial, the baseline; trial.params[name] gives the trial's value
+    defaults: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _script_defaults(cls, data: Any) -> Any:
+        """A script brings its own model and data: the built-in defaults do not apply to it. "" means
+        none (a round trip through lmtune.json keeps that); task.train_size then has no default either."""
+        if isinstance(data, dict) and data.get("type") == "script":
+            data = {"model": "", "dataset": "", "text_column": "", "label_column": "", **data}
+            if not data["dataset"]:
+                data.setdefault("train_size", None)
+        return data
+
+    @model_validator(mode="after")
+    def _script(self) -> TaskSection:
+        if self.type == "script":
+            if not self.command or not all(isinstance(a, str) and a for a in self.command):
+                raise ValueError("task.type script needs task.command: the program and its arguments as a list, "
+                                 "e.g. command: [python, train.py]")
+            if not self.metrics:
+                raise ValueError("task.type script needs task.metrics: the metric names the script reports "
+                                 "(e.g. metrics: [eval_loss, eval_accuracy]), so study.metric is checked "
+                                 "before anything trains")
+            clash = sorted(set(self.defaults or {}) & set(TrainingSection.model_fields))
+            if clash:
+                raise ValueError(f"task.defaults.{clash[0]}: a training field; set it in the training section "
+                                 "(task.defaults is for the script's own parameters)")
+        else:
+            for name in ("command", "workdir", "metrics", "defaults"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"task.{name} is for task.type script only (this task is {self.type}); "
+                                     f"remove it, or set task.type: script")
+        return self
 
 
 Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
@@ -220,13 +263,37 @@ class StudyConfig(_Section):
 
     @model_validator(mode="after")
     def _metric_direction(self) -> StudyConfig:
-        reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
+        reported: tuple[str, ...] | list[str]
+        if self.task.type == "script":
+            reported = self.task.metrics or []
+            if self.search.strategy == "pbt":
+                raise ValueError("search.strategy: pbt does not run script trials yet (an exploit would have to "
+                                 "load another member's checkpoint inside your script); use asha, hyperband, "
+                                 "bayes or random, or lmtune's own trainer (task.type classification/causal_lm)")
+            if self.proxy is not None:
+                raise ValueError("proxy: a two-stage study shrinks lmtune's own trainer's model; it cannot shrink a "
+                                 "script's. Remove the proxy section, or point task.model at a smaller model in "
+                                 "a separate study")
+            if self.budget.max_train_tokens is not None:
+                raise ValueError("budget.max_train_tokens: script trials report examples, not tokens; use "
+                                 "budget.max_trials or budget.max_wall_time")
+            if not self.task.dataset and self.task.train_size is None and self.training.max_steps is None:
+                raise ValueError("task.type script: set task.train_size (the examples in one epoch of your script's "
+                                 "data), task.dataset (lmtune counts its train split and trial.splits() loads it) "
+                                 "or training.max_steps, so that each trial's length and the rungs are known")
+        else:
+            reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
+        fix = " (or add it to task.metrics if your script reports it)" if self.task.type == "script" else ""
         if self.study.metric not in reported:  # else every trial would fail after training, for want of it
             raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type {self.task.type}; "
-                             f"use one of {', '.join(reported)}")
+                             f"use one of {', '.join(reported)}{fix}")
         if self.search.prune_metric is not None and self.search.prune_metric not in reported:
             raise ValueError(f"search.prune_metric: '{self.search.prune_metric}' is not reported for task.type "
-                             f"{self.task.type}; use one of {', '.join(reported)}")
+                             f"{self.task.type}; use one of {', '.join(reported)}{fix}")
+        if self.task.type == "script" and self.search.strategy == "auto" and self.search.prune_metric is None \
+                and "eval_loss" not in reported:  # auto prunes on eval_loss: it would never prune
+            raise ValueError("search.strategy: auto prunes on eval_loss, which task.metrics does not list; add "
+                             "eval_loss to task.metrics or set search.prune_metric")
         natural = known_direction(self.study.metric)
         if natural is not None and natural != self.study.direction:  # the best trial would be the worst
             raise ValueError(f"study.direction: metric '{self.study.metric}' is better when "

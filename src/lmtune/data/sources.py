@@ -33,7 +33,7 @@ class DataSpec:
     label_column: str | None
     sizes: dict[str, int | None]
     seed: int
-    task: str = "classification"            # classification | causal_lm
+    task: str = "classification"            # classification | causal_lm | script (the script's own columns)
     messages_column: str | None = None      # causal_lm chat data
     assistant_only: bool = True             # causal_lm chat data: loss on assistant replies only
 
@@ -91,7 +91,7 @@ def load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise DataError(f"task.dataset: file not found: {path}")
-        return {"train": [{spec.text_column: path.read_text(encoding="utf-8")}]}
+        return {"train": [{spec.text_column or "text": path.read_text(encoding="utf-8")}]}
     if path.suffix.lower() in _FILE_KINDS or path.is_dir():
         if not path.exists():
             raise DataError(f"task.dataset: file not found: {path}; give an existing .csv/.jsonl/.parquet/.txt "
@@ -108,14 +108,14 @@ def _load_builtin(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
     if name not in wants:
         raise DataError(f"task.dataset: unknown built-in '{name}'; available: builtin:rotten_tomatoes "
                         "(classification), builtin:chatterbot and builtin:hamlet (causal_lm)")
-    if wants[name] != spec.task:
+    if spec.task != "script" and wants[name] != spec.task:  # a script trial takes any built-in
         raise DataError(f"task.dataset: {name} is a {wants[name]} dataset but task.type is {spec.task}; "
                         f"set task.type: {wants[name]} or pick a {spec.task} dataset")
     try:
         if name == "builtin:chatterbot":
             return {"train": [{spec.messages_column or "messages": d} for d in load_chatterbot_dialogs()]}
         if name == "builtin:hamlet":
-            return {"train": [{spec.text_column: load_hamlet_text()}]}
+            return {"train": [{spec.text_column or "text": load_hamlet_text()}]}
     except FileNotFoundError as exc:
         raise DataError(f"task.dataset: {name}: {exc}") from None
     return {"train": rotten_tomatoes_rows()}
@@ -181,7 +181,7 @@ def _check_columns(rows: list[dict[str, Any]], spec: DataSpec) -> None:
     if not rows:
         raise DataError(f"dataset {spec.dataset}: the train split is empty")
     have = sorted(rows[0])
-    wanted = [("task.text_column", spec.text_column)]
+    wanted = [("task.text_column", spec.text_column)] if spec.text_column else []
     if spec.label_column:
         wanted.append(("task.label_column", spec.label_column))
     if spec.text_pair_column:

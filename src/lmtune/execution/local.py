@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lmtune.execution.forkserver import ForkedTrial, ForkServer
+from lmtune.execution.script import ScriptProcess
 from lmtune.execution.threads import log, plan_threads
 from lmtune.protocol import Decision, TrialSpec, decode_event, encode_decision
 
@@ -71,6 +72,14 @@ class TrialProcess:
         return code
 
 
+def start_trial(spec: TrialSpec, spec_path: Path, log_path: Path, env: dict[str, str], *,
+                module: str = TRAINER) -> TrialProcess | ScriptProcess:
+    """A cold trial process: the user's program for a script trial (``spec.command``), else ``module``."""
+    if spec.command:
+        return ScriptProcess(spec, spec_path, log_path, env)
+    return TrialProcess(spec_path, log_path, env, module=module)
+
+
 class LocalExecutor:
     """Starts trainer processes on this machine: one GPU per worker where GPUs exist, else
     ``threads`` CPU threads each."""
@@ -110,7 +119,7 @@ class LocalExecutor:
             self._server.close()
             self._server = None
 
-    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess | ForkedTrial:
+    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialProcess | ScriptProcess | ForkedTrial:
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "trial.json"
         spec.write(path)
@@ -123,12 +132,12 @@ class LocalExecutor:
             env.setdefault("HF_HUB_OFFLINE", "1")
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
-        if self.warm_start:
+        if self.warm_start and not spec.command:
             warm = self._warm(env, spec, trial_dir.parent)
             if warm is not None:
                 with contextlib.suppress(OSError):  # the warm parent is gone: start this one cold
                     return warm.spawn(path, trial_dir / "trainer.log", env)
-        return TrialProcess(path, trial_dir / "trainer.log", env, module=self.module)
+        return start_trial(spec, path, trial_dir / "trainer.log", env, module=self.module)
 
     def _warm(self, env: dict[str, str], spec: TrialSpec, trials_dir: Path) -> ForkServer | None:
         """The warm parent, started at the first trial with that trial's environment."""

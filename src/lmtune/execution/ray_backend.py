@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.errors import ConfigError
-from lmtune.execution.local import TRAINER, TrialProcess
+from lmtune.execution.local import TRAINER, TrialProcess, start_trial
+from lmtune.execution.script import ScriptProcess
 from lmtune.protocol import Continue, Decision, TrialSpec
 
 log = logging.getLogger("lmtune")
@@ -46,7 +47,7 @@ class TrainerHost:
 
     def __init__(self) -> None:
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._proc: TrialProcess | None = None
+        self._proc: TrialProcess | ScriptProcess | None = None
         self._code: int | None = None
         self._killed = threading.Event()
 
@@ -72,7 +73,7 @@ class TrainerHost:
     def _run(self, path: Path, log_path: Path, env: dict[str, str], module: str) -> None:
         events = self._events
         try:
-            proc = TrialProcess(path, log_path, env, module=module)
+            proc = start_trial(TrialSpec.read(path), path, log_path, env, module=module)
         except OSError as exc:
             events.put({"event": "error", "kind": "exception", "reason": f"cannot start the trainer: {exc}"})
             self._code = 1
@@ -309,7 +310,8 @@ def _absolute(spec: TrialSpec) -> TrialSpec:
     def absolute(p: str | None) -> str | None:
         return str(Path(p).resolve()) if p and not Path(p).is_absolute() and Path(p).exists() else p
 
-    return replace(spec, model=absolute(spec.model) or spec.model, data_cache=str(Path(spec.data_cache).resolve()),
+    cache = str(Path(spec.data_cache).resolve()) if spec.data_cache else ""  # "": a script trial
+    return replace(spec, model=absolute(spec.model) or spec.model, data_cache=cache,
                    output_dir=str(Path(spec.output_dir).resolve()), resume_from=absolute(spec.resume_from))
 
 

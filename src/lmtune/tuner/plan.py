@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lmtune.config import StudyConfig, resolved_space
-from lmtune.data.sources import DataSpec
+from lmtune.config.schema import TrainingSection
+from lmtune.data.sources import DataSpec, load_splits
 from lmtune.data.tokenized import build_cache, load_meta
 from lmtune.protocol import TrialSpec
 from lmtune.space import Space
@@ -40,6 +41,11 @@ class Plan:
 
 def data_spec(cfg: StudyConfig) -> DataSpec:
     t = cfg.task
+    if t.type == "script":  # the script gives the columns their meaning: only those the config names are checked
+        return DataSpec(dataset=t.dataset, dataset_config=t.dataset_config, text_column=t.text_column,
+                        text_pair_column=t.text_pair_column, label_column=t.label_column or None,
+                        sizes={"train": t.train_size, "validation": t.validation_size, "test": t.test_size},
+                        seed=cfg.study.seed, task="script", messages_column=t.messages_column)
     return DataSpec(dataset=t.dataset, dataset_config=t.dataset_config, text_column=t.text_column,
                     text_pair_column=t.text_pair_column,
                     label_column=t.label_column if t.type == "classification" else None,
@@ -57,6 +63,8 @@ def make_plan(cfg: StudyConfig) -> Plan:
     """
     paths = StudyPaths(Path(cfg.study.dir))
     paths.root.mkdir(parents=True, exist_ok=True)
+    if cfg.task.type == "script":
+        return _script_plan(cfg, paths)
     model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
     check_model_folder(model, trust_remote_code=cfg.task.trust_remote_code)
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
@@ -71,6 +79,22 @@ def make_plan(cfg: StudyConfig) -> Plan:
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
                 examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults)
+
+
+def _script_plan(cfg: StudyConfig, paths: StudyPaths) -> Plan:
+    """A script trains itself: nothing is tokenized here. ``trial.model`` is task.model resolved (a
+    built-in becomes its folder) when the config names one; an epoch is the train split of task.dataset
+    (what ``trial.splits()`` gives) when the config names one, else ``task.train_size`` rows."""
+    t, tr = cfg.task, cfg.training
+    model = resolve_model(t.model, fallback_cache=paths.cache) if t.model else ""
+    train_rows = len(load_splits(data_spec(cfg))["train"]) if t.dataset else int(t.train_size or 1)
+    space = resolved_space(cfg)
+    defaults = {**tr.model_dump(), **(t.defaults or {})}  # the script's own parameters' baseline values
+    total = longest_examples(space, defaults, train_rows=train_rows)
+    return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
+                data_cache=Path(""), train_rows=train_rows, train_tokens=0,
+                examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
+                defaults=defaults)
 
 
 def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_batch_size: int) -> int:
@@ -95,13 +119,29 @@ def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: i
                for e in lengths["epochs"] for m in lengths["max_steps"])
 
 
+def must_read(cfg: StudyConfig, space: Space, *, final: bool = False) -> list[str]:
+    """What a script trial must read (lmtune.script): the names the search draws, the training fields
+    the config sets to other than lmtune's defaults, the script's own parameters (task.defaults), and in
+    final runs the seed (the runs differ by it)."""
+    fields = TrainingSection.model_fields
+    changed = {k for k, v in cfg.training.model_dump().items() if v != fields[k].default}
+    return sorted(set(space.names) | changed | set(cfg.task.defaults or {}) | ({"seed"} if final else set()))
+
+
 def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                threads: int | None, **extra: Any) -> TrialSpec:
     extra.setdefault("save_adapter", bool(hparams.get("lora_enabled")))  # so the best adapter can be exported
     tr = cfg.training
     total = training_examples({"epochs": tr.epochs, "max_steps": tr.max_steps, **hparams}, train_rows=plan.train_rows,
                               default_batch_size=tr.batch_size)
-    return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type, data_cache=str(plan.data_cache),
+    if cfg.task.type == "script":
+        t = cfg.task
+        extra["extra"] = {**extra.get("extra", {}), "data": asdict(data_spec(cfg)) if t.dataset else None}
+        extra.update(command=list(t.command or []), workdir=str(Path(t.workdir or ".").resolve()),
+                     must_read=must_read(cfg, plan.space, final=bool(extra.get("evaluate_test"))),
+                     save_adapter=False)
+    return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type,
+                     data_cache=str(plan.data_cache) if cfg.task.type != "script" else "",
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
                      total_examples=total, metric=cfg.study.metric,
                      direction=cfg.study.direction, output_dir=str(plan.paths.trial_dir(number)),

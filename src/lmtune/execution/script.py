@@ -1,0 +1,189 @@
+"""A user's own training program as the trial (``task.type: script``), behind the same `TrialHandle`.
+
+The program is started with ``LMTUNE_TRIAL`` naming its frozen trial file; ``lmtune.trial()`` reads it.
+Its stdout and stderr go to the trial's ``trainer.log``, so nothing the program (or ``torchrun``, or a
+library) prints can be taken for a protocol line. The protocol travels through files in the trial folder
+(`lmtune.script` writes and reads the other side), which every process of a multi-process launch can
+reach through its environment:
+
+* ``events.jsonl``: rank 0 appends one `lmtune.protocol` event per line;
+* ``decisions/N.json``: the driver's answer to the N-th evaluation (0-based), written atomically; every
+  rank waits for the same file, so every rank gets the same decision.
+
+When the program exits without an ``end`` event, its end is written here: exit code 0 ends the trial
+with its last reported metrics (stopped by the decision it was given, if any); any other code is a failure
+with the log's last lines as the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from lmtune.protocol import SCRIPT_DECISIONS as DECISIONS
+from lmtune.protocol import SCRIPT_DRIVER_ENV as ENV_DRIVER
+from lmtune.protocol import SCRIPT_EVENTS as EVENTS
+from lmtune.protocol import SCRIPT_TRIAL_ENV as ENV_TRIAL
+from lmtune.protocol import Continue, Decision, Pause, Stop, TrialSpec, decode_event, encode_decision
+
+POLL_S = 0.05
+
+
+def program(command: list[str]) -> list[str]:
+    """The command with its program found: ``python`` is the interpreter running lmtune (its virtual
+    environment), and a bare name (``torchrun``, ``accelerate``) is looked up beside that interpreter
+    first, then on PATH."""
+    head, *rest = command
+    if head in ("python", "python3"):
+        return [sys.executable, *rest]
+    if os.sep not in head:
+        beside = Path(sys.executable).parent / head
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return [str(beside), *rest]
+        found = shutil.which(head)
+        if found:
+            return [found, *rest]
+    return [head, *rest]
+
+
+def _in_own_group() -> None:  # runs in the child between fork and exec
+    os.setsid()  # the program and everything it starts (torchrun's ranks) are killed together
+    from lmtune.execution.local import _die_with_parent
+
+    _die_with_parent()
+
+
+class ScriptProcess:
+    """A running script trial; the same surface as `lmtune.execution.local.TrialProcess`."""
+
+    def __init__(self, spec: TrialSpec, spec_path: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self.folder = spec_path.parent
+        for stale in (self.folder / EVENTS, self.folder / DECISIONS):  # a re-run of this trial folder
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+        (self.folder / DECISIONS).mkdir(parents=True)
+        (self.folder / EVENTS).touch()
+        self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
+        env = {**env, ENV_TRIAL: str(spec_path.resolve()), ENV_DRIVER: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        try:
+            self.proc = subprocess.Popen(program(spec.command), cwd=spec.workdir or None, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_in_own_group if sys.platform == "linux" else None)
+        except OSError as exc:
+            self._log.write(f"lmtune: could not start task.command {spec.command}: {exc}\n")
+            self._log.flush()
+            self.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
+        self._evals = 0
+        self._answer: Decision = Continue()
+        self._last: dict[str, Any] | None = None
+
+    # -- events ------------------------------------------------------------------------------------
+    def events(self) -> Iterator[dict[str, Any]]:
+        ended = False
+        with open(self.folder / EVENTS) as inbox:
+            pending = ""
+            while True:
+                chunk = inbox.read()
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        event = decode_event(line)
+                        if event is None:
+                            continue
+                        if event["event"] == "eval":
+                            self._last = event
+                        if event["event"] == "end":
+                            event = _checked_end(event, self.spec)
+                        ended = ended or event["event"] in ("end", "error")
+                        yield event
+                    continue
+                if self.proc.poll() is not None:
+                    rest = inbox.read()
+                    if rest:
+                        pending += rest
+                        continue
+                    break
+                time.sleep(POLL_S)
+        if not ended:
+            end = self._ending(self.proc.wait())
+            yield _checked_end(end, self.spec) if end["event"] == "end" else end
+
+    def _ending(self, code: int) -> dict[str, Any]:
+        """The end (or error) of a program that exited without saying how it ended."""
+        if code != 0:
+            return {"event": "error", "kind": "exception",
+                    "reason": f"task.command exited with code {code}; last lines of {self.log_path}: "
+                              f"{_tail(self.log_path)}"}
+        last = self._last or {}
+        stopped = {Stop: "pruned", Pause: "paused"}.get(type(self._answer))
+        return {"event": "end", "metrics": last.get("metrics", {}), "last_metrics": last.get("metrics", {}),
+                "step": last.get("step", 0), "units": last.get("units", 0), "examples": last.get("examples", 0),
+                "train_tokens": last.get("tokens", 0), "stopped_by": stopped, "unread": last.get("unread", [])}
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def send(self, decision: Decision) -> None:
+        self._answer = decision
+        target = self.folder / DECISIONS / f"{self._evals}.json"
+        self._evals += 1
+        tmp = target.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps({"decision": encode_decision(decision)}))
+            tmp.replace(target)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        if code == 0 or self.proc.poll() is not None:  # the group may outlive its leader: end it too
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+        return code
+
+
+def _checked_end(end: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
+    """The script's end, or the error it amounts to.
+
+    A script that never read a setting it had to apply (a searched parameter, a training field the config
+    sets) trained the same whatever its value: its score would be recorded against settings that changed
+    nothing, so the trial fails, naming them. A final run that asked for the test split's scores and got
+    none fails too, rather than be compared on nothing."""
+    unread = [str(n) for n in end.get("unread") or []]
+    if unread:
+        return {"event": "error", "kind": "config",
+                "reason": f"the script never read {', '.join(unread)} (searched, set in the training section, or "
+                          "a final run's seed): a setting that changes nothing is refused. Read it through "
+                          "trial.params (LmtuneCallback.arguments() reads the TrainingArguments fields), or "
+                          "remove it from search.space and the training section"}
+    if spec.evaluate_test and end.get("stopped_by") not in ("pruned", "paused") and not end.get("test_metrics"):
+        return {"event": "error", "kind": "config",
+                "reason": "this final run asks for the test split's scores (trial.evaluate_test) but the script "
+                          "gave none: call trial.finish(test_metrics=...) when trial.evaluate_test is true"}
+    return end
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:])[-1500:] or "(empty)"

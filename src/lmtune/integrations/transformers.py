@@ -1,0 +1,235 @@
+"""`LmtuneCallback`: an HF ``Trainer`` (or TRL ``SFTTrainer``) script as an lmtune trial.
+
+Add the callback and take its settings; nothing else in the script changes::
+
+    cb = LmtuneCallback()                                   # lmtune.trial() under `lmtune tune`
+    model = AutoModelForSequenceClassification.from_pretrained(name, **cb.model_kwargs(name))
+    args = TrainingArguments(**cb.arguments())              # or SFTConfig(**cb.arguments(), ...)
+    trainer = Trainer(model=model, args=args, ..., callbacks=[cb], optimizers=cb.optimizers(model))
+    trainer.train()
+    cb.finish(trainer, test_dataset=test)                   # final runs: test scores, the saved model
+
+What maps where (`arguments`): learning_rate; batch_size → per_device_train_batch_size (÷ WORLD_SIZE, with
+gradient accumulation for micro_batch_size, so the effective batch is the trial's); the trial's length
+(its epochs / max_steps) → max_steps at its own batch size; evaluation every
+``trial.examples_per_unit`` examples → eval_steps (equal data in every trial); eval_batch_size,
+weight_decay, beta1/beta2/eps, max_grad_norm, lr_scheduler, warmup_ratio (as steps), precision, seed.
+`optimizers` builds lmtune's own optimizer (AdamW, Adam with L2, SGD with momentum/nesterov,
+Adafactor; layer-wise learning-rate decay; no decay on biases and norms); without it, HF's ``optim``
+is used where it is the same optimizer, and ``adam`` with weight decay or ``layer_decay`` < 1 are
+refused before training. `model_kwargs` carries dropout / attention_dropout, `lora_config` the LoRA
+settings. Early stopping (``early_stopping_patience``) is done by the callback on ``study.metric``.
+
+Every evaluation is reported at ``global_step × batch_size`` examples; a ``Stop`` answer (pruned, or the
+budget is spent) sets ``control.should_training_stop``. The last step is always evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from lmtune.errors import LmtuneError
+from lmtune.protocol import Stop
+from lmtune.script import Trial, trial
+
+__all__ = ["LmtuneCallback"]
+
+_SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant"}
+_HF_OPTIM = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
+# what arguments() sets: an override of one of these would train something else than the trial says
+_OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
+          "num_train_epochs", "per_device_eval_batch_size", "eval_strategy", "eval_steps", "weight_decay",
+          "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
+          "optim", "optim_args", "bf16", "fp16", "seed")
+
+
+class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+    """A ``transformers.TrainerCallback`` that reports to lmtune and applies its decisions."""
+
+    def __init__(self, trial_: Trial | None = None) -> None:
+        self.trial = trial_ if trial_ is not None else trial()
+        self._own_optimizer = False
+        self._batch = 0
+        self._last_eval_step = -1
+        self._best: float | None = None
+        self._since_best = 0
+
+    # -- the settings --------------------------------------------------------------------------------
+    def arguments(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``TrainingArguments`` / ``SFTConfig`` that train this trial.
+        ``overrides`` adds the script's own settings (``logging_steps``, ``remove_unused_columns``, ...);
+        the fields listed in the module docstring are the trial's and cannot be overridden."""
+        owned = sorted(set(overrides) & set(_OWNED))
+        if owned:
+            raise LmtuneError(f"LmtuneCallback.arguments(): {', '.join(owned)} come from the trial; set them in the "
+                              "study's training section or search.space instead")
+        hp, t = self.trial.hparams, self.trial
+        batch, world = int(hp["batch_size"]), max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+        micro = int(hp["micro_batch_size"] or batch)
+        if batch % world:
+            raise LmtuneError(f"training.batch_size {batch} does not split over {world} processes; use a multiple "
+                              f"of {world}")
+        per_device = min(micro, batch // world)
+        while (batch // world) % per_device:
+            per_device -= 1
+        accumulate = batch // (per_device * world)
+        self._batch = batch
+        steps = max(1, math.ceil(t.total_examples / batch))
+        every = max(1, round(t.examples_per_unit / batch))
+        warmup = round(float(hp["warmup_ratio"]) * steps)
+        if float(hp["warmup_ratio"]) > 0:
+            warmup = max(1, warmup)
+        schedule = _SCHEDULERS[str(hp["lr_scheduler"])]
+        if schedule == "constant" and warmup:
+            schedule = "constant_with_warmup"  # lmtune's constant schedule warms up too
+        args: dict[str, Any] = {
+            "output_dir": str(t.output_dir / "hf"), "learning_rate": float(hp["learning_rate"]),
+            "per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulate,
+            "max_steps": steps, "per_device_eval_batch_size": int(hp["eval_batch_size"]),
+            "eval_strategy": "steps", "eval_steps": every, "logging_steps": every, "save_strategy": "no",
+            "report_to": "none", "disable_tqdm": True, "weight_decay": float(hp["weight_decay"]),
+            "max_grad_norm": float(hp["max_grad_norm"] or 0.0), "lr_scheduler_type": schedule,
+            "warmup_steps": warmup, "seed": int(hp["seed"]), **self._optim(), **self._precision(),
+        }
+        if t.spec.device == "cpu":
+            args["use_cpu"] = True
+        return {**args, **overrides}
+
+    def _optim(self) -> dict[str, Any]:
+        raw = self.trial.spec.hparams  # looked at, not applied: only a mapping that applies them marks them read
+        name = str(raw["optimizer"])
+        if self._own_optimizer:
+            return {}
+        if name == "adam" and float(raw["weight_decay"]) == 0:
+            name = "adamw"  # Adam and AdamW are the same optimizer without weight decay
+        if name not in _HF_OPTIM or float(raw["layer_decay"]) != 1.0:
+            return {}  # optimizers(model) is needed; on_train_begin says so if it was not used
+        self.trial.mark_read("optimizer", "layer_decay")
+        hp = self.trial.hparams
+        out: dict[str, Any] = {"optim": _HF_OPTIM[name]}
+        if name == "sgd":
+            out["optim_args"] = f"momentum={float(hp['momentum'])},nesterov={bool(hp['nesterov'])}"
+        else:
+            out.update(adam_beta1=float(hp["beta1"]), adam_beta2=float(hp["beta2"]), adam_epsilon=float(hp["eps"]))
+        return out
+
+    def _precision(self) -> dict[str, Any]:
+        wanted = str(self.trial.hparams["precision"])
+        if wanted == "auto":
+            import torch
+
+            wanted = "bf16" if self.trial.spec.device != "cpu" and torch.cuda.is_available() \
+                and torch.cuda.is_bf16_supported() else "fp32"
+        return {"bf16": wanted == "bf16", "fp16": wanted == "fp16"}
+
+    def optimizers(self, model: Any) -> tuple[Any, None]:
+        """``Trainer(optimizers=...)``: lmtune's optimizer for ``model`` (the schedule stays HF's, from
+        ``arguments()``): AdamW, Adam (L2), SGD or Adafactor, with layer-wise learning-rate decay."""
+        import torch
+
+        from lmtune.training.optim import build_optimizer
+
+        hp = self.trial.hparams
+        used = {k: hp[k] for k in ("learning_rate", "weight_decay", "layer_decay", "optimizer", "beta1", "beta2",
+                                   "eps", "momentum", "nesterov")}
+        self._own_optimizer = True
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return build_optimizer(model, used, device), None
+
+    def model_kwargs(self, model: str | Any) -> dict[str, float]:
+        """``from_pretrained(name, **kwargs)`` overrides that set the trial's dropout (a name or a config)."""
+        from transformers import AutoConfig
+
+        from lmtune.training.models import dropout_overrides
+
+        config = AutoConfig.from_pretrained(model) if isinstance(model, str | Path) else model
+        hp = self.trial.hparams
+        return dropout_overrides(config, hp["dropout"], hp["attention_dropout"])
+
+    def lora_config(self, task_type: str = "CAUSAL_LM") -> Any:
+        """A peft ``LoraConfig`` with the trial's LoRA settings, or None when ``lora_enabled`` is false.
+        ``task_type``: peft's name (``CAUSAL_LM``, ``SEQ_CLS``)."""
+        hp = self.trial.hparams
+        if not hp["lora_enabled"]:
+            return None
+        from peft import LoraConfig
+
+        targets = hp["lora_target_modules"]
+        if isinstance(targets, str):
+            targets = [s.strip() for s in targets.split(",") if s.strip()]
+        return LoraConfig(r=int(hp["lora_r"]), lora_alpha=float(hp["lora_alpha"]),  # type: ignore[arg-type]
+                          lora_dropout=float(hp["lora_dropout"]), target_modules=targets, task_type=task_type)
+
+    # -- the Trainer's side -----------------------------------------------------------------------------
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        hp = self.trial.hparams
+        if hp["early_stopping_patience"] is not None:
+            self.trial.mark_read("early_stopping_patience", "early_stopping_min_delta")
+        if not self._batch:
+            raise LmtuneError("LmtuneCallback: build TrainingArguments from callback.arguments(), so the trial's "
+                              "settings are the ones trained")
+        unread = self.trial.unread
+        if unread:  # refused before any training, not after it
+            hint = (" (optimizer / layer_decay: pass optimizers=callback.optimizers(model) to the Trainer; HF has no "
+                    "Adam with L2 weight decay and no layer-wise decay)"
+                    if {"optimizer", "layer_decay"} & set(unread) else "")
+            raise LmtuneError(f"this script does not apply {', '.join(unread)} (searched, or set in the training "
+                              f"section){hint}; use model_kwargs() for dropout, lora_config() for LoRA, or read "
+                              "them through trial.params")
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_evaluate = True  # the trial's end is always scored, as lmtune's own trainer does
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if metrics is None or state.global_step == self._last_eval_step:
+            return
+        self._last_eval_step = state.global_step
+        shown = _scores(metrics, "eval_")
+        decision = self.trial.report(shown, examples=state.global_step * self._batch)
+        if isinstance(decision, Stop) or self._early_stop(shown):
+            control.should_training_stop = True
+
+    def _early_stop(self, metrics: dict[str, float]) -> bool:
+        hp, spec = self.trial.hparams, self.trial.spec
+        patience = hp["early_stopping_patience"]
+        value = metrics.get(spec.metric)
+        if patience is None or value is None:
+            return False
+        sign = 1.0 if spec.direction == "maximize" else -1.0
+        if self._best is None or sign * (value - self._best) > float(hp["early_stopping_min_delta"]):
+            self._best, self._since_best = value, 0
+            return False
+        self._since_best += 1
+        return self._since_best >= int(patience)
+
+    # -- the end -----------------------------------------------------------------------------------
+    def finish(self, trainer: Any, *, test_dataset: Any = None) -> None:
+        """End the trial: a final run (``trial.evaluate_test``) scores ``test_dataset`` as ``test_*``
+        metrics and (``trial.save_model``) saves the model to ``output_dir/model``."""
+        t = self.trial
+        tests = None
+        if t.evaluate_test and not t.should_stop:
+            if test_dataset is None:
+                raise LmtuneError("LmtuneCallback.finish(): this final run scores the test split; pass "
+                                  "test_dataset=...")
+            tests = _scores(trainer.evaluate(test_dataset, metric_key_prefix="test"), "test_")
+        saved = None
+        if t.save_model and not t.should_stop:
+            saved = t.output_dir / "model"
+            trainer.save_model(str(saved))
+        t.finish(test_metrics=tests, model_dir=saved)
+
+
+def _scores(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The scores among an HF metrics dict (not its timings: ``eval_runtime``, ``..._per_second``)."""
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix) and isinstance(v, int | float)
+            and not k.endswith(("_runtime", "_per_second"))}

@@ -1,0 +1,306 @@
+"""The script side of a script trial (``task.type: script``): ``trial = lmtune.trial()`` in the user's own
+training program. See docs/bring-your-own-trainer.md.
+
+``lmtune tune`` starts ``task.command`` once per trial with ``LMTUNE_TRIAL`` naming the trial's frozen file
+(`lmtune.protocol.TrialSpec`); every process of the launch (each torchrun / accelerate rank) reads the same
+file, so every rank trains with the same settings and nothing is sampled here. The script:
+
+* reads its settings: ``trial.params`` (every training field with the search's values applied, and
+  the script's own parameters; ``trial.hparams`` is the same mapping), ``trial.total_examples`` (how
+  many training examples this trial trains on, from its epochs / max_steps), ``trial.examples_per_unit``
+  (evaluate at multiples of this many examples, so trials are compared at equal data),
+  ``trial.output_dir``, ``trial.model``, ``trial.splits()``;
+* calls ``decision = trial.report(metrics, examples=n)`` after each evaluation: rank 0 sends it, every rank
+  waits for the same answer (`Continue`, or `Stop` when the pruner or the budget ends the trial);
+* ends normally (or calls ``trial.finish(...)`` to say more: test metrics, where it saved the model).
+
+Every parameter the search draws, every training field the config sets to other than lmtune's default,
+and in final runs the seed, must be read by the script
+(through ``trial.params`` / ``trial.hparams`` or the helpers that read them): a trial whose script ignored
+one is failed with its name, because its score would be recorded against settings that changed nothing.
+
+Standard library only (plus `lmtune.data` when ``splits()`` is called): it runs inside the user's program.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from lmtune.errors import LmtuneError
+from lmtune.protocol import (
+    SCRIPT_DECISIONS,
+    SCRIPT_DRIVER_ENV,
+    SCRIPT_EVENTS,
+    SCRIPT_TRIAL_ENV,
+    Continue,
+    Decision,
+    Exploit,
+    Pause,
+    Stop,
+    TrialSpec,
+    decode_decision,
+    encode_event,
+)
+
+__all__ = ["Trial", "trial"]
+
+_POLL_S = 0.05
+# reading one of these derived values reads the training fields it was computed from
+_DERIVED = {"total_examples": ("epochs", "max_steps"), "examples_per_unit": ("eval_every",)}
+
+
+class _Tracked(Mapping[str, Any]):
+    """A read-only mapping that remembers which keys were read (``[]``, ``get``, ``in`` does not count)."""
+
+    def __init__(self, values: Mapping[str, Any], seen: set[str]) -> None:
+        self._values = dict(values)
+        self._seen = seen
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[key]
+        self._seen.add(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._values!r})"
+
+
+class Trial:
+    """One trial as the script sees it; made by `trial()`."""
+
+    def __init__(self, spec: TrialSpec, folder: Path | None, *, rank: int = 0) -> None:
+        self.spec = spec
+        self._folder = folder  # None: standalone (no driver); report() answers Continue
+        self.rank = rank
+        self._seen: set[str] = set()
+        self._evals = 0
+        self._units = 0
+        self._last: dict[str, Any] = {}
+        self._stopped: Decision | None = None
+        self._ended = False
+        self._t0 = time.monotonic()
+        self.params: Mapping[str, Any] = _Tracked(spec.hparams, self._seen)
+        """This trial's settings: every training field (the search's values applied) and the script's own
+        parameters. Reads are tracked: see `unread`."""
+        self.hparams: Mapping[str, Any] = self.params  # the name lmtune's trial file uses
+
+    # -- settings --------------------------------------------------------------------------------
+    @property
+    def number(self) -> int:
+        return self.spec.trial
+
+    @property
+    def model(self) -> str:
+        """task.model resolved to a folder (a built-in like builtin:minilm-l6 becomes its path); "" if unset."""
+        return self.spec.model
+
+    @property
+    def output_dir(self) -> Path:
+        """This trial's own folder (write checkpoints and the model here)."""
+        return Path(self.spec.output_dir)
+
+    @property
+    def total_examples(self) -> int:
+        """Train on this many examples (the trial's epochs / max_steps, at its own batch size)."""
+        self._seen.update(_DERIVED["total_examples"])
+        return self.spec.total_examples
+
+    @property
+    def examples_per_unit(self) -> int:
+        """Evaluate (and report) every this many training examples: the same in every trial."""
+        self._seen.update(_DERIVED["examples_per_unit"])
+        return self.spec.examples_per_unit
+
+    @property
+    def seed(self) -> int:
+        return int(self.hparams["seed"])
+
+    @property
+    def evaluate_test(self) -> bool:
+        """A final run: score the test split at the end and pass it to ``finish(test_metrics=...)``."""
+        return self.spec.evaluate_test
+
+    @property
+    def save_model(self) -> bool:
+        """A final run: save the trained model and pass its folder to ``finish(model_dir=...)``."""
+        return self.spec.save_model
+
+    @property
+    def is_reporter(self) -> bool:
+        """True on the process that sends reports (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def unread(self) -> list[str]:
+        """The parameters this trial must apply that the script has not read yet."""
+        from lmtune.config.effects import applies
+
+        hparams = self.spec.hparams
+        return sorted(n for n in set(self.spec.must_read) - self._seen if applies(n, hparams))
+
+    def mark_read(self, *names: str) -> None:
+        """Say that the script applied these settings without reading them here (e.g. a helper of its own)."""
+        self._seen.update(names)
+
+    def splits(self) -> dict[str, list[dict[str, Any]]]:
+        """task.dataset's train / validation / test rows, sized and shuffled as the study's config says
+        (the rows lmtune counted ``total_examples`` from)."""
+        data = self.spec.extra.get("data")
+        if not data:
+            raise LmtuneError("trial.splits(): the study's config names no task.dataset; set task.dataset, or "
+                              "load your data in the script")
+        from lmtune.data.sources import DataSpec, load_splits
+
+        return load_splits(DataSpec(**data))
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def report(self, metrics: Mapping[str, float], *, examples: int, tokens: int | None = None) -> Decision:
+        """Report an evaluation after ``examples`` training examples; returns the scheduler's decision.
+
+        Only rank 0 sends; every rank waits for the same answer. After a `Stop` the script should end
+        (later reports send nothing and answer `Stop` again)."""
+        if self._stopped is not None:
+            return self._stopped
+        epu = max(1, self.spec.examples_per_unit)
+        self._units = max(self._units, max(1, round(examples / epu)))
+        point = {"step": self._evals + 1, "units": self._units, "examples": int(examples),
+                 "tokens": int(tokens or 0), "metrics": {k: float(v) for k, v in metrics.items()}}
+        self._last = point
+        if self.is_reporter:
+            self._send({"event": "eval", **point, "elapsed_s": time.monotonic() - self._t0, "unread": self.unread})
+        decision: Decision = Continue()
+        if self.spec.interactive and self._folder is not None:
+            decision = self._answer(self._evals)
+        self._evals += 1
+        if isinstance(decision, Exploit):  # PBT does not run script trials (refused when validated)
+            raise LmtuneError("trial.report: an exploit decision reached a script trial; PBT does not run "
+                              "script trials")
+        if isinstance(decision, Stop | Pause):
+            self._stopped = decision
+        return decision
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a report was answered with Stop."""
+        return self._stopped is not None
+
+    def finish(self, metrics: Mapping[str, float] | None = None, *, test_metrics: Mapping[str, float] | None = None,
+               model_dir: str | Path | None = None) -> None:
+        """End the trial. ``metrics``: the trial's result (default: the last report's metrics);
+        ``test_metrics``: the test split's scores (asked for by final runs, ``trial.evaluate_test``);
+        ``model_dir``: where the script saved the model (``trial.save_model``). Without a call, a
+        script that exits with code 0 ends with its last report."""
+        if self._ended:
+            return
+        self._ended = True
+        if not self.is_reporter:
+            return
+        last = self._last
+        final = {k: float(v) for k, v in metrics.items()} if metrics is not None else last.get("metrics", {})
+        stopped = {Stop: "pruned", Pause: "paused"}.get(type(self._stopped)) if self._stopped else None
+        end: dict[str, Any] = {"event": "end", "metrics": final, "last_metrics": last.get("metrics", final),
+                               "step": last.get("step", 0), "units": last.get("units", 0),
+                               "examples": last.get("examples", 0), "train_tokens": last.get("tokens", 0),
+                               "train_time_s": time.monotonic() - self._t0, "eval_time_s": 0.0,
+                               "stopped_by": stopped, "unread": self.unread}
+        if test_metrics is not None:
+            end["test_metrics"] = {k: float(v) for k, v in test_metrics.items()}
+        if model_dir is not None:
+            end["model_dir"] = str(model_dir)
+        self._send(end)
+
+    # -- the file channel ------------------------------------------------------------------------------
+    def _send(self, event: dict[str, Any]) -> None:
+        if self._folder is None:
+            return
+        with open(self._folder / SCRIPT_EVENTS, "a") as out:
+            out.write(encode_event(event) + "\n")
+            out.flush()
+
+    def _answer(self, index: int) -> Decision:
+        assert self._folder is not None
+        path = self._folder / SCRIPT_DECISIONS / f"{index}.json"
+        driver = int(os.environ.get(SCRIPT_DRIVER_ENV, "0") or 0)
+        while True:
+            try:
+                return decode_decision(json.loads(path.read_text())["decision"])
+            except FileNotFoundError:
+                pass
+            except (ValueError, KeyError):  # written atomically; unreadable means damaged: stop
+                return Stop()
+            if driver and not _alive(driver):
+                return Stop()  # the driver is gone: stop rather than train unobserved
+            time.sleep(_POLL_S)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _rank() -> int:
+    for name in ("RANK", "LOCAL_RANK"):  # torchrun / accelerate set RANK; some launchers only LOCAL_RANK
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def trial(*, defaults: Mapping[str, Any] | None = None, train_rows: int | None = None) -> Trial:
+    """The trial this process runs under ``lmtune tune`` (``task.type: script``).
+
+    Outside lmtune (``LMTUNE_TRIAL`` not set) it raises `LmtuneError`, unless ``defaults`` is given: then
+    the script runs standalone with those settings (training fields; the rest take lmtune's defaults),
+    reports go nowhere and every decision is `Continue`; ``train_rows`` (the examples in one epoch) sets
+    ``total_examples`` from ``epochs`` when ``max_steps`` is not given."""
+    path = os.environ.get(SCRIPT_TRIAL_ENV)
+    if not path:
+        if defaults is None:
+            raise LmtuneError(f"lmtune.trial(): not running under lmtune ({SCRIPT_TRIAL_ENV} is not set). Run "
+                              "this script through `lmtune tune CONFIG` with task.type: script, or pass "
+                              "defaults={...} to run it on its own")
+        return _standalone(defaults, train_rows)
+    try:
+        spec = TrialSpec.read(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise LmtuneError(f"lmtune.trial(): cannot read the trial file {path}: {exc}") from None
+    return Trial(spec, Path(path).parent, rank=_rank())
+
+
+def _standalone(defaults: Mapping[str, Any], train_rows: int | None) -> Trial:
+    from pydantic import ValidationError
+
+    from lmtune.config.schema import TrainingSection
+
+    try:
+        hparams = TrainingSection(**dict(defaults)).model_dump()
+    except ValidationError as exc:
+        raise LmtuneError(f"lmtune.trial(defaults=...): {exc}") from None
+    if hparams["max_steps"] is not None:
+        total = int(hparams["max_steps"]) * int(hparams["batch_size"])
+    elif train_rows:
+        total = math.ceil(float(hparams["epochs"]) * train_rows)
+    else:
+        raise LmtuneError("lmtune.trial(defaults=...): give max_steps in defaults, or train_rows= (the examples in "
+                          "one epoch), so the trial's length is known")
+    spec = TrialSpec(trial=0, model="", task_type="script", data_cache="", hparams=hparams,
+                     examples_per_unit=hparams["eval_every"] * hparams["batch_size"], total_examples=total,
+                     output_dir=str(Path("lmtune-standalone").resolve()), interactive=False)
+    return Trial(spec, None, rank=_rank())

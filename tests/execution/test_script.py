@@ -1,0 +1,167 @@
+"""Script trials (``task.type: script``) end to end: the user's program is started per trial, reads its
+settings through ``lmtune.trial()``, reports through the file channel and obeys the pruner's decisions;
+what it never read, a crash and a final run without test scores fail with their reasons."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lmtune
+from lmtune.errors import ConfigError
+
+# A stand-in for a training program: the loss falls with the data seen and is lowest at lr = 1e-3, so
+# a pruner can tell trials apart early. It writes what it was given and what it was told.
+PROGRAM = textwrap.dedent("""
+    import json, math, os, sys
+    import lmtune
+
+    t = lmtune.trial()
+    lr = t.params["learning_rate"]
+    batch = t.hparams["batch_size"]
+    seed = t.seed  # final runs differ by it
+    mode = os.environ.get("SCRIPT_MODE", "")
+    if mode == "crash":
+        raise RuntimeError("boom in the user's script")
+    seen, decisions = 0, []
+    while seen < t.total_examples:
+        seen = min(t.total_examples, seen + t.examples_per_unit)
+        loss = abs(math.log10(lr) + 3) + 1.0 / (1 + seen / 100)
+        d = t.report({"eval_loss": loss, "eval_accuracy": 1 - loss / 5}, examples=seen)
+        decisions.append(type(d).__name__)
+        if t.should_stop:
+            break
+    with open(os.path.join(t.output_dir, "script.json"), "w") as f:
+        json.dump({"lr": lr, "batch": batch, "seen": seen, "decisions": decisions,
+                   "total": t.total_examples, "epu": t.examples_per_unit}, f)
+    if mode == "finish-test" or (t.evaluate_test and mode != "no-test"):
+        t.finish(test_metrics={"test_loss": loss, "test_accuracy": 1 - loss / 5})
+""")
+
+
+def _study(tmp_path: Path, *, strategy: str = "hyperband", space: dict[str, Any] | None = None,
+           training: dict[str, Any] | None = None, **task: Any) -> dict[str, Any]:
+    (tmp_path / "train.py").write_text(PROGRAM)
+    return {
+        "study": {"name": "script", "dir": str(tmp_path / "study"), "metric": "eval_loss", "direction": "minimize"},
+        "task": {"type": "script", "command": ["python", "train.py"], "workdir": str(tmp_path),
+                 "metrics": ["eval_loss", "eval_accuracy"], "train_size": 400, **task},
+        "training": {"batch_size": 10, "eval_every": 4, "epochs": 2, **(training or {})},
+        "search": {"strategy": strategy, "space": space if space is not None else
+                   {"learning_rate": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True}}},
+    }
+
+
+def _told(study: lmtune.StudyResult, number: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((study.study_dir / "trials" / f"{number:04d}" / "script.json").read_text())
+    return data
+
+
+def test_a_script_trial_is_pruned_at_equal_data_and_trains_its_own_settings(tmp_path: Path) -> None:
+    result = lmtune.tune(_study(tmp_path), n_trials=8, progress=False)
+    states = [t.state for t in result.trials]
+    assert states.count("COMPLETE") >= 2 and "PRUNED" in states, states
+    assert "FAIL" not in states
+    for t in result.trials:
+        told = _told(result, t.number)
+        assert told["lr"] == pytest.approx(t.config["learning_rate"]) and told["batch"] == 10
+        assert told["epu"] == 40 and told["total"] == 800  # 4 steps × 10; 2 epochs × 400 rows
+        if t.state == "PRUNED":  # it stopped where it was told, and said nothing more
+            assert told["decisions"][-1] == "Stop" and told["seen"] < 800
+            assert told["seen"] == 40 * len(t.curve)
+        else:
+            assert told["seen"] == 800 and set(told["decisions"]) == {"Continue"}
+    # the curve is in the study's units, at the examples the script reported
+    full = next(t for t in result.trials if t.state == "COMPLETE")
+    assert [p["units"] for p in full.curve] == list(range(1, 21))
+    assert [p["examples"] for p in full.curve] == [40 * u for u in range(1, 21)]
+    best = min((t for t in result.trials if t.value is not None), key=lambda t: t.value)  # type: ignore[arg-type]
+    assert result.best is not None and result.best.number == best.number
+
+
+def test_searched_epochs_set_the_scripts_length(tmp_path: Path) -> None:
+    space = {"learning_rate": {"type": "categorical", "choices": [1e-3]},
+             "epochs": {"type": "categorical", "choices": [1, 3]}}
+    result = lmtune.tune(_study(tmp_path, strategy="grid", space=space, training={"epochs": 1}),
+                         overrides={"search.include_default": False}, n_trials=2, progress=False)
+    lengths = sorted(_told(result, t.number)["total"] for t in result.trials)
+    assert lengths == [400, 1200]
+
+
+def test_a_setting_the_script_never_reads_fails_the_trial_naming_it(tmp_path: Path) -> None:
+    space = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2}}
+    result = lmtune.tune(_study(tmp_path, strategy="random", space=space, training={"weight_decay": 0.01}),
+                         overrides={"search.max_failures": 1}, n_trials=1, progress=False)
+    (trial,) = result.trials  # failed trials do not count towards n_trials: max_failures ends the study
+    assert trial.state == "FAIL"
+    assert "never read warmup_ratio, weight_decay" in (trial.fail_reason or "")
+
+
+def test_a_crashing_script_fails_with_its_log_and_the_study_goes_on(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPT_MODE", "crash")
+    result = lmtune.tune(_study(tmp_path, strategy="random"), overrides={"search.max_failures": 2}, n_trials=2,
+                         progress=False)
+    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    reason = result.trials[0].fail_reason or ""
+    assert "task.command exited with code 1" in reason and "boom in the user's script" in reason
+
+
+def test_final_runs_of_a_script_study_score_the_test_split(tmp_path: Path) -> None:
+    lmtune.tune(_study(tmp_path, strategy="random"), n_trials=2, progress=False)
+    summary = lmtune.final(tmp_path / "study", seeds=1)
+    runs = summary.results["runs"]
+    assert not summary.failed and {r["which"] for r in runs} == {"default", "best"}
+    assert all("test_loss" in r["metrics"] for r in runs)
+
+
+def test_a_final_run_without_test_scores_fails_naming_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lmtune.tune(_study(tmp_path, strategy="random"), n_trials=1, progress=False)
+    monkeypatch.setenv("SCRIPT_MODE", "no-test")
+    summary = lmtune.final(tmp_path / "study", seeds=1)
+    assert summary.failed and all("trial.finish(test_metrics=...)" in why for _, why in summary.failed)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"task": {"command": None}}, "task.type script needs task.command"),
+    ({"task": {"metrics": None}}, "task.type script needs task.metrics"),
+    ({"study": {"metric": "eval_f1"}}, "or add it to task.metrics"),
+    ({"search": {"strategy": "pbt"}}, "pbt does not run script trials"),
+    ({"budget": {"max_train_tokens": 1000}}, "script trials report examples, not tokens"),
+    ({"task": {"train_size": None}}, "set task.train_size"),
+])
+def test_a_script_config_that_cannot_work_is_refused_before_anything_runs(tmp_path: Path, change: dict[str, Any],
+                                                                           message: str) -> None:
+    raw = _study(tmp_path)
+    for section, values in change.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        lmtune.tune(raw, progress=False)
+    assert not (tmp_path / "study" / "trials").exists()
+
+
+def test_script_fields_belong_to_script_tasks_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"task\.command is for task\.type script only"):
+        lmtune.tune({"task": {"command": ["python", "x.py"]}, "study": {"dir": str(tmp_path / "s")}}, progress=False)
+
+
+def test_a_script_searches_names_of_its_own_with_their_baseline_in_task_defaults(tmp_path: Path) -> None:
+    program = PROGRAM.replace('lr = t.params["learning_rate"]', 'lr = t.params["learning_rate"] * t.params["scale"]')
+    raw = _study(tmp_path, strategy="grid", defaults={"scale": 1.0}, training={"learning_rate": 1e-3}, space={
+        "learning_rate": {"type": "categorical", "choices": [1e-3]},
+        "scale": {"type": "categorical", "choices": [1.0, 10.0]}})
+    (tmp_path / "train.py").write_text(program)
+    result = lmtune.tune(raw, n_trials=2, progress=False)
+    assert result.default is not None and result.default.params["scale"] == 1.0
+    for t in result.trials:
+        assert t.state == "COMPLETE" and _told(result, t.number)["lr"] == pytest.approx(1e-3 * t.params["scale"])
+
+
+def test_task_defaults_may_not_shadow_a_training_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"task\.defaults\.learning_rate: a training field"):
+        lmtune.tune(_study(tmp_path, defaults={"learning_rate": 0.1}), progress=False)

@@ -1,0 +1,180 @@
+"""`LmtuneCallback`: a trial's settings reach the HF Trainer (checked on the Trainer that trains, not on
+a dict), a Stop decision ends its training at that evaluation, settings it cannot apply are refused
+before training, and an HF Trainer script runs as a trial of a pruned study."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+import lmtune
+from conftest import make_rows
+from lmtune.config.schema import TrainingSection
+from lmtune.errors import LmtuneError
+from lmtune.integrations.transformers import LmtuneCallback
+from lmtune.protocol import SCRIPT_DECISIONS, SCRIPT_EVENTS, TrialSpec, encode_decision
+from lmtune.script import Trial
+
+
+def _trial(tmp_path: Path, *, interactive: bool = False, total: int = 96, epu: int = 32,
+           must_read: tuple[str, ...] = (), **hparams: Any) -> Trial:
+    hp = TrainingSection(**{"batch_size": 8, **hparams}).model_dump()
+    spec = TrialSpec(trial=0, model="", task_type="script", data_cache="", hparams=hp, examples_per_unit=epu,
+                     total_examples=total, metric="eval_loss", direction="minimize", output_dir=str(tmp_path),
+                     interactive=interactive, must_read=list(must_read))
+    (tmp_path / SCRIPT_DECISIONS).mkdir(exist_ok=True)
+    (tmp_path / SCRIPT_EVENTS).touch()
+    return Trial(spec, tmp_path)
+
+
+def _trainer(tiny_model: Path, cb: LmtuneCallback, *, own_optimizer: bool = True) -> Trainer:
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rows = make_rows(160)
+
+    def encode(part: list[dict[str, object]]) -> Dataset:
+        return Dataset.from_list(part).map(lambda b: tok(b["text"], truncation=True, max_length=16), batched=True,
+                                           remove_columns=["text"])
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2,
+                                                               **cb.model_kwargs(str(tiny_model)))
+    args = TrainingArguments(**cb.arguments(logging_strategy="no"))
+    return Trainer(model=model, args=args, train_dataset=encode(rows[:128]), eval_dataset=encode(rows[128:]),
+                   processing_class=tok, callbacks=[cb],
+                   optimizers=cb.optimizers(model) if own_optimizer else (None, None))
+
+
+def test_the_trials_settings_are_what_the_trainer_trains_with(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, learning_rate=3e-3, weight_decay=0.05, dropout=0.25, warmup_ratio=0.25,
+                   lr_scheduler="constant", optimizer="sgd", momentum=0.8, nesterov=True, seed=7, max_grad_norm=None,
+                   micro_batch_size=4)
+    cb = LmtuneCallback(trial)
+    trainer = _trainer(tiny_model, cb, own_optimizer=False)
+    a = trainer.args
+    assert (a.learning_rate, a.weight_decay, a.seed, a.max_grad_norm) == (3e-3, 0.05, 7, 0.0)
+    assert (a.per_device_train_batch_size, a.gradient_accumulation_steps) == (4, 2)  # effective batch 8
+    assert a.max_steps == math.ceil(96 / 8) and a.eval_steps == 32 // 8 and a.warmup_steps == 3
+    assert a.lr_scheduler_type == "constant_with_warmup"
+    config = trainer.model.config
+    assert config.hidden_dropout_prob == 0.25 and config.attention_probs_dropout_prob == 0.25
+    trainer.train()
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert group["momentum"] == 0.8 and group["nesterov"] is True
+    assert trainer.state.global_step == 12
+
+
+def test_lmtunes_own_optimizer_carries_adam_with_l2_and_layer_decay(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, optimizer="adam", weight_decay=0.01, layer_decay=0.5, learning_rate=1e-3,
+                   must_read=("optimizer", "weight_decay", "layer_decay"))
+    cb = LmtuneCallback(trial)
+    trainer = _trainer(tiny_model, cb)
+    trainer.train()
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    assert type(opt) is torch.optim.Adam
+    initial = sorted({g["initial_lr"] for g in opt.param_groups})
+    assert len(initial) >= 3 and max(initial) == pytest.approx(1e-3) and min(initial) <= 1e-3 * 0.5 ** 2 * 1.0001
+    assert trial.unread == []
+
+
+def test_what_hf_cannot_apply_is_refused_before_training(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, optimizer="adam", weight_decay=0.01, must_read=("optimizer", "weight_decay"))
+    cb = LmtuneCallback(trial)
+    trainer = _trainer(tiny_model, cb, own_optimizer=False)
+    with pytest.raises(LmtuneError, match="does not apply optimizer"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_the_trials_own_fields_cannot_be_overridden(tmp_path: Path) -> None:
+    with pytest.raises(LmtuneError, match="learning_rate come from the trial"):
+        LmtuneCallback(_trial(tmp_path)).arguments(learning_rate=1.0)
+
+
+def test_a_stop_decision_ends_training_at_that_evaluation(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, interactive=True, total=160, epu=32)
+    (tmp_path / SCRIPT_DECISIONS / "0.json").write_text(json.dumps({"decision": "continue"}))
+    (tmp_path / SCRIPT_DECISIONS / "1.json").write_text(json.dumps({"decision": "stop"}))
+    cb = LmtuneCallback(trial)
+    trainer = _trainer(tiny_model, cb)
+    trainer.train()
+    assert trainer.state.global_step == 8  # the second evaluation (2 × 32 examples at batch 8), not 20
+    events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
+    assert [(e["units"], e["examples"]) for e in events] == [(1, 32), (2, 64)]
+    assert all("eval_loss" in e["metrics"] and "eval_runtime" not in e["metrics"] for e in events)
+    cb.finish(trainer)
+    end = json.loads((tmp_path / SCRIPT_EVENTS).read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["stopped_by"] == "pruned" and end["examples"] == 64
+
+
+def test_the_last_step_is_always_evaluated(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, total=80, epu=32)  # 10 steps at batch 8; evaluations every 4 steps
+    trainer = _trainer(tiny_model, LmtuneCallback(trial))
+    trainer.train()
+    events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
+    assert [e["examples"] for e in events] == [32, 64, 80]
+
+
+def test_the_same_decision_reaches_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trial = _trial(tmp_path, interactive=True)
+    (tmp_path / SCRIPT_DECISIONS / "0.json").write_text(json.dumps({"decision": encode_decision(lmtune.Stop())}))
+    other = Trial(replace(trial.spec), tmp_path, rank=1)
+    assert other.report({"eval_loss": 1.0}, examples=32) == lmtune.Stop()
+    assert (tmp_path / SCRIPT_EVENTS).read_text() == ""  # only rank 0 sends
+    assert trial.report({"eval_loss": 1.0}, examples=32) == lmtune.Stop()
+    assert len((tmp_path / SCRIPT_EVENTS).read_text().splitlines()) == 1
+
+
+def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import json
+        from datasets import Dataset
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+        import lmtune
+        from lmtune.integrations.transformers import LmtuneCallback
+
+        trial = lmtune.trial()
+        cb = LmtuneCallback(trial)
+        tok = AutoTokenizer.from_pretrained(trial.model)
+        enc = lambda rows: Dataset.from_list(rows).map(lambda b: tok(b["text"], truncation=True, max_length=16),
+                                                       batched=True, remove_columns=["text"])
+        s = trial.splits()
+        model = AutoModelForSequenceClassification.from_pretrained(trial.model, num_labels=2,
+                                                                   **cb.model_kwargs(trial.model))
+        trainer = Trainer(model=model, args=TrainingArguments(**cb.arguments()), train_dataset=enc(s["train"]),
+                          eval_dataset=enc(s["validation"]), processing_class=tok, callbacks=[cb],
+                          optimizers=cb.optimizers(model))
+        trainer.train()
+        with open(trial.output_dir / "hf.json", "w") as f:
+            json.dump({"lr": trainer.args.learning_rate, "steps": trainer.state.global_step,
+                       "batch": trainer.args.per_device_train_batch_size}, f)
+        cb.finish(trainer, test_dataset=enc(s["test"]))
+    """))
+    raw = {"study": {"name": "hf", "dir": str(tmp_path / "study"), "metric": "eval_loss", "direction": "minimize"},
+           "task": {"type": "script", "command": ["python", str(script)], "metrics": ["eval_loss"],
+                    "model": str(tiny_model), "dataset": str(tiny_csv), "train_size": 96, "validation_size": 32,
+                    "test_size": 32},
+           "training": {"batch_size": 8, "eval_every": 2, "epochs": 1},
+           "search": {"strategy": "asha", "min_units": 1, "space": {
+               "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+               "batch_size": {"type": "categorical", "choices": [8, 16]}}}}
+    result = lmtune.tune(raw, n_trials=4, progress=False)
+    assert [t.state for t in result.trials].count("FAIL") == 0
+    for t in result.trials:
+        told = json.loads((result.study_dir / "trials" / f"{t.number:04d}" / "hf.json").read_text())
+        assert told["lr"] == pytest.approx(t.config["learning_rate"]) and told["batch"] == t.config["batch_size"]
+        if t.state == "COMPLETE":
+            assert told["steps"] == math.ceil(96 / t.config["batch_size"])
+            assert t.curve[-1]["examples"] == 96
+        else:  # pruned: the Trainer stopped at the evaluation it was pruned at
+            assert told["steps"] * t.config["batch_size"] == t.curve[-1]["examples"] < 96
