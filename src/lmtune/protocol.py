@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["CHECKPOINT_MANIFEST", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS", "SCRIPT_TRIAL_ENV",
            "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
            "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
-           "failure_reason"]
+           "failure_reason", "script_end"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,17 @@ def decode_event(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
+
+
+def script_end(last: dict[str, Any], decision: Decision | None, *, metrics: dict[str, float] | None = None,
+               unread: list[str] | None = None) -> dict[str, Any]:
+    """A script trial's end event, from its last report (``{}`` if none) and the last decision it was
+    given: written by the script (``Trial.finish``) or, when it exited without one, by the driver."""
+    chosen = last.get("metrics", {}) if metrics is None else metrics
+    return {"event": "end", "metrics": chosen, "last_metrics": last.get("metrics", chosen),
+            "step": last.get("step", 0), "units": last.get("units", 0), "examples": last.get("examples", 0),
+            "train_tokens": last.get("tokens", 0), "stopped_by": {Stop: "pruned", Pause: "paused"}.get(type(decision)),
+            "unread": last.get("unread", []) if unread is None else unread}
 
 
 @dataclass

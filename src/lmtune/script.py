@@ -46,6 +46,7 @@ from lmtune.protocol import (
     TrialSpec,
     decode_decision,
     encode_event,
+    script_end,
 )
 
 __all__ = ["Trial", "trial"]
@@ -207,14 +208,9 @@ class Trial:
         self._ended = True
         if not self.is_reporter:
             return
-        last = self._last
-        final = {k: float(v) for k, v in metrics.items()} if metrics is not None else last.get("metrics", {})
-        stopped = {Stop: "pruned", Pause: "paused"}.get(type(self._stopped)) if self._stopped else None
-        end: dict[str, Any] = {"event": "end", "metrics": final, "last_metrics": last.get("metrics", final),
-                               "step": last.get("step", 0), "units": last.get("units", 0),
-                               "examples": last.get("examples", 0), "train_tokens": last.get("tokens", 0),
-                               "train_time_s": time.monotonic() - self._t0, "eval_time_s": 0.0,
-                               "stopped_by": stopped, "unread": self.unread}
+        given = {k: float(v) for k, v in metrics.items()} if metrics is not None else None
+        end = script_end(self._last, self._stopped, metrics=given, unread=self.unread)
+        end.update(train_time_s=time.monotonic() - self._t0, eval_time_s=0.0)
         if test_metrics is not None:
             end["test_metrics"] = {k: float(v) for k, v in test_metrics.items()}
         if model_dir is not None:

@@ -33,7 +33,7 @@ from lmtune.protocol import SCRIPT_DECISIONS as DECISIONS
 from lmtune.protocol import SCRIPT_DRIVER_ENV as ENV_DRIVER
 from lmtune.protocol import SCRIPT_EVENTS as EVENTS
 from lmtune.protocol import SCRIPT_TRIAL_ENV as ENV_TRIAL
-from lmtune.protocol import Continue, Decision, Pause, Stop, TrialSpec, decode_event, encode_decision
+from lmtune.protocol import Continue, Decision, TrialSpec, decode_event, encode_decision, script_end
 
 POLL_S = 0.05
 
@@ -128,11 +128,7 @@ class ScriptProcess:
             return {"event": "error", "kind": "exception",
                     "reason": f"task.command exited with code {code}; last lines of {self.log_path}: "
                               f"{_tail(self.log_path)}"}
-        last = self._last or {}
-        stopped = {Stop: "pruned", Pause: "paused"}.get(type(self._answer))
-        return {"event": "end", "metrics": last.get("metrics", {}), "last_metrics": last.get("metrics", {}),
-                "step": last.get("step", 0), "units": last.get("units", 0), "examples": last.get("examples", 0),
-                "train_tokens": last.get("tokens", 0), "stopped_by": stopped, "unread": last.get("unread", [])}
+        return script_end(self._last or {}, self._answer)
 
     # -- decisions ---------------------------------------------------------------------------------
     def send(self, decision: Decision) -> None:
