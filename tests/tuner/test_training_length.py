@@ -11,7 +11,7 @@ from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.space import build_space
 from lmtune.strategies import startup_trials
 from lmtune.study import record
-from lmtune.tuner.plan import longest_examples, training_examples
+from lmtune.tuner.plan import longest_examples, longest_length, training_examples
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
@@ -71,3 +71,36 @@ def test_strategy_auto_runs_tpe_with_asha_on_eval_loss(tiny_model: Path, tiny_cs
     assert first.intermediate_values  # the pruning value is -eval_loss (loss turned to the study's direction)
     losses = [p["metrics"]["eval_loss"] for p in first.user_attrs["curve"]]
     assert [round(-v, 6) for v in first.intermediate_values.values()] == [round(v, 6) for v in losses]
+
+
+def test_the_longest_length_values() -> None:
+    assert longest_length(build_space({}), DEFAULTS, train_rows=100) == {}
+    assert longest_length(build_space({"epochs": {"type": "int", "low": 1, "high": 4}}), DEFAULTS,
+                          train_rows=100) == {"epochs": 4}
+    space = build_space({"epochs": [1, 2], "max_steps": [None, 50], "learning_rate": [1e-4, 1e-3]})
+    assert longest_length(space, DEFAULTS, train_rows=100) == {"epochs": 1, "max_steps": 50}  # 50 × 16 > 200
+
+
+def test_strategy_auto_plans_drawn_trials_at_the_longest_length(tiny_model: Path, tiny_csv: Path,
+                                                                tmp_path: Path) -> None:
+    """auto's length is ASHA's resource: every drawn configuration trains the longest length the space
+    allows (and the run says so); the default trial keeps its own length. A searched length under
+    another strategy stays a choice (the grid test above trains 1 and 3 epochs)."""
+    d = tmp_path / "auto-len"
+    over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
+            "search.strategy=auto", "search.include_default=true", "search.pruner=none",
+            "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-4, high: 1e-3}}"]
+    out = run_lmtune("tune", QUICKSTART, *set_args(over), "--n-trials", "4")
+    assert out.returncode == 0, out.stderr
+    assert "every configuration it draws trains epochs=3" in out.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    assert study.user_attrs["lmtune.auto_length"] == {"epochs": 3}
+    trials = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(trials) == 4
+    default = [t for t in trials if record.read(t).is_default]
+    drawn = [t for t in trials if not record.read(t).is_default]
+    assert [t.params["epochs"] for t in default] == [1]
+    assert [t.params["epochs"] for t in drawn] == [3, 3, 3]
+    assert len({t.params["learning_rate"] for t in drawn}) == 3  # the rest is still drawn
+    tokens = {t.user_attrs["train_tokens"] for t in drawn}
+    assert tokens == {3 * default[0].user_attrs["train_tokens"]}  # what it recorded is what it ran

@@ -106,17 +106,25 @@ def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_ba
     return max(1, round(float(hparams["epochs"]) * train_rows))
 
 
-def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:
-    """The longest training length the space allows: the maximum resource of pruners and PBT, so
-    rungs stay in examples and a longer trial is never cut at a shorter trial's end."""
+def longest_length(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> dict[str, Any]:
+    """The values of the length fields the space searches (``epochs``, ``max_steps``) that give the
+    longest training the space allows; empty when it searches neither."""
     lengths = {"epochs": [defaults["epochs"]], "max_steps": [defaults["max_steps"]]}
     for name in lengths:
         param = space.get(name)
         if param is not None:
             lengths[name] = [v for v in param.extremes() if v is not None or name == "max_steps"]
     batch = int(defaults["batch_size"])
-    return max(training_examples({"epochs": e, "max_steps": m}, train_rows=train_rows, default_batch_size=batch)
-               for e in lengths["epochs"] for m in lengths["max_steps"])
+    combos = [{"epochs": e, "max_steps": m} for e in lengths["epochs"] for m in lengths["max_steps"]]
+    best = max(combos, key=lambda c: training_examples(c, train_rows=train_rows, default_batch_size=batch))
+    return {k: v for k, v in best.items() if space.get(k) is not None}
+
+
+def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:
+    """The longest training length the space allows: the maximum resource of pruners and PBT, so
+    rungs stay in examples and a longer trial is never cut at a shorter trial's end."""
+    longest = {**defaults, **longest_length(space, defaults, train_rows=train_rows)}
+    return training_examples(longest, train_rows=train_rows, default_batch_size=int(defaults["batch_size"]))
 
 
 def must_read(cfg: StudyConfig, space: Space, *, final: bool = False) -> list[str]:

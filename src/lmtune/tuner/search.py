@@ -53,7 +53,7 @@ from lmtune.study.store import (
 from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.pbt_run import PBTRunner
-from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.plan import Plan, longest_length, make_plan, trial_spec
 from lmtune.tuner.priors import enqueue_priors, prior_configs
 from lmtune.tuner.progress import PlainReporter, Reporter
 
@@ -201,8 +201,15 @@ class Tuner:
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
         budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
-        return summary, SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter,
-                                        budget=budget, target=target, summary=summary, spec_extra=self.spec_extra)
+        scheduler = SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter, budget=budget,
+                                    target=target, summary=summary, spec_extra=self.spec_extra)
+        if scheduler.pinned:
+            pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
+            study.set_user_attr("lmtune.auto_length", scheduler.pinned)
+            log.warning("strategy auto: the searched training length is ASHA's resource, not a choice: every "
+                        "configuration it draws trains %s (the longest the space allows) and weaker ones stop "
+                        "early; to compare lengths as choices use strategy bayes or hyperband", pins)
+        return summary, scheduler
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_study(self, plan: Plan) -> optuna.Study:
@@ -307,6 +314,9 @@ class SearchScheduler:
         self._running: dict[int, _Running] = {}
         self._stop = ""
         self._done = self._others = 0
+        # strategy auto: the searched training length is the pruner's resource, not a choice (see
+        # ``auto_pins``): every configuration the sampler draws is planned at the longest length
+        self.pinned = auto_pins(cfg, plan)
 
     # -- the loop's side ------------------------------------------------------------------------
     def stop_reason(self) -> str:
@@ -335,6 +345,8 @@ class SearchScheduler:
         """One trial from the study, or None when another worker holds it (it is failed unrun)."""
         study, plan = self.study, self.plan
         with self._lock:
+            if self.pinned and not _waiting(study):  # the queue (default, priors, grid) keeps its lengths
+                study.enqueue_trial(self.pinned)
             trial = study.ask()
             skip = self.coord.claim(study, trial)
             if skip:
@@ -499,6 +511,22 @@ class SearchScheduler:
             record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
         return state, value, reason
+
+
+def auto_pins(cfg: StudyConfig, plan: Plan) -> dict[str, Any]:
+    """What ``strategy: auto`` fixes in every configuration its sampler draws: the length fields the space
+    searches (``epochs``, ``max_steps``) at the longest value it allows; empty for other strategies.
+
+    auto treats the training length as the resource ASHA allocates, not as a choice: every trial is
+    planned at the longest length, so trials of one study are compared at equal data *and* at the same
+    point of their schedules, and a weak configuration is stopped after a third of it. Searched as a
+    choice, most of a small budget went to 1-epoch trials that the rungs could not compare with longer
+    ones, and on BBC topics auto tested 2.2 points below the peer (docs/search.md); planned at the
+    longest length it tied the peer at a third of its tokens. The default trial and warm-start
+    configurations keep their own lengths (they are enqueued whole)."""
+    if cfg.search.strategy != "auto":
+        return {}
+    return longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
 
 
 def _waiting(study: optuna.Study) -> bool:
