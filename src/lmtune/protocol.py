@@ -61,6 +61,10 @@ class TrialSpec:
     # what the script must read (trial.params / trial.hparams): the names search.space draws and the
     # training fields the config sets; a script that never reads one fails with the names
     must_read: list[str] = field(default_factory=list)
+    # task.compute_metrics ("package.module:function" or "file.py:function") and where the driver found it
+    # (its working folder, put first on the trainer's sys.path)
+    compute_metrics: str | None = None
+    compute_metrics_path: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:

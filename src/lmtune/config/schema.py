@@ -70,6 +70,9 @@ class TaskSection(_Section):
     # task.type script: values of the script's own parameters (names that are not training fields) in
     # the default-settings trial, the baseline; trial.params[name] gives the trial's value
     defaults: dict[str, Any] | None = None
+    # classification: your own metrics, "package.module:function" or "path/file.py:function" taking HF's
+    # EvalPrediction (logits, labels) and returning {name: number}; reported as eval_NAME (and test_NAME)
+    compute_metrics: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -96,7 +99,12 @@ class TaskSection(_Section):
             if clash:
                 raise ValueError(f"task.defaults.{clash[0]}: a training field; set it in the training section "
                                  "(task.defaults is for the script's own parameters)")
-        else:
+        if self.compute_metrics is not None and self.type != "classification":
+            raise ValueError(f"task.compute_metrics is for task.type classification (lmtune's trainer hands it the "
+                             f"logits); this task is {self.type}"
+                             + ("; a script reports its own metrics (list them in task.metrics)"
+                                if self.type == "script" else ""))
+        if self.type != "script":
             for name in ("command", "workdir", "metrics", "defaults"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"task.{name} is for task.type script only (this task is {self.type}); "
@@ -284,6 +292,9 @@ class StudyConfig(_Section):
         else:
             reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
         fix = " (or add it to task.metrics if your script reports it)" if self.task.type == "script" else ""
+        if self.task.compute_metrics:  # eval_* names beyond the built-ins are checked against what the
+            reported = (*reported, *(m for m in (self.study.metric, self.search.prune_metric)  # function
+                                     if m and m.startswith("eval_")))                       # reports (tuner.plan)
         if self.study.metric not in reported:  # else every trial would fail after training, for want of it
             raise ValueError(f"study.metric: '{self.study.metric}' is not reported for task.type {self.task.type}; "
                              f"use one of {', '.join(reported)}{fix}")

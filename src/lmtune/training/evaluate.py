@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lmtune.data.causal import IGNORE_INDEX
 from lmtune.data.tokenized import TokenizedSplit
 from lmtune.training.batches import collate, eval_batches
-from lmtune.training.metrics import accuracy, macro_f1, perplexity
+from lmtune.training.metrics import MetricFunction, accuracy, custom_metrics, macro_f1, perplexity
 
 
 def summed_loss(logits: torch.Tensor, labels: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -27,15 +27,18 @@ def summed_loss(logits: torch.Tensor, labels: torch.Tensor, task_type: str) -> t
 
 def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, num_labels: int,
              batch_size: int, pad_id: int, device: torch.device,
-             autocast: AbstractContextManager[Any], prefix: str = "eval") -> dict[str, float]:
+             autocast: AbstractContextManager[Any], prefix: str = "eval",
+             metric_fn: MetricFunction | None = None) -> dict[str, float]:
     """Mean loss (per example for classification, per token for causal LM) and task metrics:
-    accuracy and macro F1, or perplexity and next-token accuracy."""
+    accuracy and macro F1 (and ``metric_fn``'s, given the logits: ``task.compute_metrics``), or
+    perplexity and next-token accuracy."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
     preds: list[torch.Tensor] = []
+    logits_kept: list[torch.Tensor] = []  # for metric_fn only
     with torch.inference_mode():
         for index in eval_batches(split.lengths(), batch_size):
             batch = collate(split, index, pad_id, device)
@@ -46,6 +49,8 @@ def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, n
             if task_type == "classification":
                 count += len(index)
                 preds.append(logits.argmax(-1))
+                if metric_fn is not None:
+                    logits_kept.append(logits.float().cpu())
             else:
                 target = labels[:, 1:]
                 scored = target != IGNORE_INDEX
@@ -60,6 +65,8 @@ def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, n
             if split.labels is not None else np.empty(0)
         out[f"{prefix}_accuracy"] = accuracy(pred, gold)
         out[f"{prefix}_f1"] = macro_f1(pred, gold, num_labels)
+        if metric_fn is not None:
+            out.update(custom_metrics(metric_fn, torch.cat(logits_kept).numpy(), gold, prefix=prefix))
     else:
         out[f"{prefix}_perplexity"] = perplexity(mean_loss)
         out[f"{prefix}_token_accuracy"] = float(hits) / max(count, 1)

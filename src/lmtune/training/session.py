@@ -20,6 +20,7 @@ from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
+from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler
 from lmtune.training.proxy import apply_proxy
@@ -68,6 +69,7 @@ class Session:
     total_steps: int
     micro_batch_size: int = 1  # examples per forward/backward; halved on out-of-memory
     train_terms: np.ndarray | None = None  # loss terms (examples or label tokens) per train row
+    metric_fn: MetricFunction | None = None  # task.compute_metrics, loaded once per trial
 
     def loss_terms(self, index: np.ndarray) -> int:
         """Loss terms of a whole batch: each micro-batch's summed loss is divided by this."""
@@ -104,7 +106,7 @@ class Session:
         return evaluate(self.model, data, task_type=self.spec.task_type, num_labels=self.meta["num_labels"],
                         batch_size=int(self.hp.get("eval_batch_size", 128)), pad_id=self.pad_id,
                         device=self.device, autocast=self.autocast,
-                        prefix="eval" if split == "validation" else split)
+                        prefix="eval" if split == "validation" else split, metric_fn=self.metric_fn)
 
     def set_hyperparameters(self, hp: dict[str, Any]) -> None:
         """Apply changed mutable settings mid-run (PBT explore). Per-group rate ratios (layer decay) are
@@ -183,4 +185,6 @@ def setup(spec: TrialSpec) -> Session:
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
                    pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps,
                    micro_batch_size=min(int(hp.get("micro_batch_size") or batch_size), batch_size),
-                   train_terms=loss_terms(train_split))
+                   train_terms=loss_terms(train_split),
+                   metric_fn=load_metric_function(spec.compute_metrics, search_path=spec.compute_metrics_path)
+                   if spec.compute_metrics else None)

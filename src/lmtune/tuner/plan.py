@@ -6,18 +6,21 @@ Tokenization happens here, once per study (cached by content hash), never in a t
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lmtune.config import StudyConfig, resolved_space
-from lmtune.config.schema import TrainingSection
+from lmtune.config.schema import CLASSIFICATION_METRICS, TrainingSection
 from lmtune.data.sources import DataSpec, load_splits
 from lmtune.data.tokenized import build_cache, load_meta
+from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.space import Space
 from lmtune.study.store import StudyPaths
+from lmtune.training.metrics import MetricFunctionError, metric_names
 from lmtune.training.models import check_model_folder, load_tokenizer, resolve_model
 
 
@@ -65,6 +68,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     paths.root.mkdir(parents=True, exist_ok=True)
     if cfg.task.type == "script":
         return _script_plan(cfg, paths)
+    check_compute_metrics(cfg)
     model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
     check_model_folder(model, trust_remote_code=cfg.task.trust_remote_code)
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
@@ -79,6 +83,31 @@ def make_plan(cfg: StudyConfig) -> Plan:
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
                 examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults)
+
+
+def metric_function_ref(ref: str) -> str:
+    """``task.compute_metrics`` as the trainer must load it: a file path made absolute (trainers may run
+    elsewhere), a module reference unchanged (the driver's folder goes first on the trainer's sys.path)."""
+    where, _, name = ref.rpartition(":")
+    return f"{Path(where).resolve()}:{name}" if where.endswith(".py") else ref
+
+
+def check_compute_metrics(cfg: StudyConfig) -> None:
+    """Load ``task.compute_metrics`` and call it on made-up predictions before anything trains: a module
+    that does not import, a function that raises or returns no numbers, and a study.metric or
+    search.prune_metric it does not return are refused here, not after every trial has trained."""
+    ref = cfg.task.compute_metrics
+    if not ref:
+        return
+    try:
+        names = metric_names(metric_function_ref(ref), search_path=[os.getcwd()])
+    except MetricFunctionError as exc:
+        raise ConfigError(str(exc)) from None
+    reported = [*CLASSIFICATION_METRICS, *(n for n in names if n not in CLASSIFICATION_METRICS)]
+    for where, metric in (("study.metric", cfg.study.metric), ("search.prune_metric", cfg.search.prune_metric)):
+        if metric and metric not in reported:
+            raise ConfigError(f"{where}: '{metric}' is not reported: task.compute_metrics ({ref}) returns "
+                              f"{', '.join(names)}; use one of {', '.join(reported)}")
 
 
 def _script_plan(cfg: StudyConfig, paths: StudyPaths) -> Plan:
@@ -148,6 +177,9 @@ def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, 
         extra.update(command=list(t.command or []), workdir=str(Path(t.workdir or ".").resolve()),
                      must_read=must_read(cfg, plan.space, final=bool(extra.get("evaluate_test"))),
                      save_adapter=False)
+    if cfg.task.compute_metrics:
+        extra.update(compute_metrics=metric_function_ref(cfg.task.compute_metrics),
+                     compute_metrics_path=[os.getcwd()])
     return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type,
                      data_cache=str(plan.data_cache) if cfg.task.type != "script" else "",
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
