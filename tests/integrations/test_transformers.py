@@ -55,7 +55,7 @@ def _trainer(tiny_model: Path, cb: LmtuneCallback, *, own_optimizer: bool = True
 def test_the_trials_settings_are_what_the_trainer_trains_with(tiny_model: Path, tmp_path: Path) -> None:
     trial = _trial(tmp_path, learning_rate=3e-3, weight_decay=0.05, dropout=0.25, warmup_ratio=0.25,
                    lr_scheduler="constant", optimizer="sgd", momentum=0.8, nesterov=True, seed=7, max_grad_norm=None,
-                   micro_batch_size=4)
+                   micro_batch_size=4, gradient_checkpointing=True)
     cb = LmtuneCallback(trial)
     trainer = _trainer(tiny_model, cb, own_optimizer=False)
     a = trainer.args
@@ -71,6 +71,7 @@ def test_the_trials_settings_are_what_the_trainer_trains_with(tiny_model: Path, 
     group = opt.param_groups[0]
     assert group["momentum"] == 0.8 and group["nesterov"] is True
     assert trainer.state.global_step == 12
+    assert trainer.model.is_activation_checkpointing  # activations were recomputed in backward
 
 
 def test_lmtunes_own_optimizer_carries_adam_with_l2_and_layer_decay(tiny_model: Path, tmp_path: Path) -> None:

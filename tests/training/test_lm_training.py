@@ -224,3 +224,15 @@ def test_exploit_from_a_donor_with_another_lora_rank(tiny_llama: Path, lm_cache:
     result = train(spec, events.append, lambda: decode_decision(next(answers, "continue")))
     assert [e["event"] for e in events].count("exploited") == 1 and result["examples"] == 32
     assert math.isfinite(result["metrics"]["eval_loss"])
+
+
+def test_gradient_checkpointing_with_lora_trains_the_same_adapters(tiny_llama: Path, lm_cache: Path,
+                                                                   tmp_path: Path) -> None:
+    """A memory knob, not a different run: with LoRA (frozen inputs) under non-reentrant checkpointing the
+    losses and the trained adapters equal the run without it (dropout masks are replayed)."""
+    lora = {"lora_enabled": True, "lora_r": 4, "lora_dropout": 0.1}
+    plain, _ = run(lm_spec(tiny_llama, lm_cache, tmp_path / "a", **lora))
+    checkpointed, _ = run(lm_spec(tiny_llama, lm_cache, tmp_path / "b", **lora, gradient_checkpointing=True))
+    assert plain["metrics"]["eval_loss"] == pytest.approx(checkpointed["metrics"]["eval_loss"], rel=1e-5)
+    s = setup(lm_spec(tiny_llama, lm_cache, tmp_path / "c", **lora, gradient_checkpointing=True))
+    assert s.model.base_model.model.is_activation_checkpointing

@@ -53,6 +53,7 @@ CHANGES: dict[str, tuple[dict[str, Any], Any]] = {
     "layer_decay": ({}, 0.5),
     "precision": ({}, "bf16"),
     "micro_batch_size": ({}, 4),
+    "gradient_checkpointing": ({}, True),  # the blocks run forward twice per step (recomputed in backward)
     "lora_enabled": ({}, True),
     "lora_r": (LORA, 2),
     "lora_alpha": (LORA, 2.0),
@@ -100,11 +101,16 @@ def fingerprint(model: Path, cache: Path, out: Path, monkeypatch: pytest.MonkeyP
         return m
 
     monkeypatch.setattr(session_module, "load_model", load_and_watch)
-    result = train(spec, lambda _ev: None, lambda: Continue())
+    calls = [0]  # module forward calls: recomputation (gradient checkpointing) shows here
+    hook = torch.nn.modules.module.register_module_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        result = train(spec, lambda _ev: None, lambda: Continue())
+    finally:
+        hook.remove()
     weights = tuple(round(float(p.detach().float().sum()), 6) for p in models[-1].parameters())
     ends = (result["step"], result["examples"], result["stopped_by"], result["precision"])
     curve = tuple(round(v, 6) for v in result["metrics"].values())
-    return tuple(shapes), ends, curve, weights
+    return tuple(shapes), ends, curve, weights, calls[0]
 
 
 @pytest.mark.parametrize("field", sorted(CHANGES))

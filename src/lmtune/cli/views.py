@@ -61,7 +61,7 @@ _HF_NAMES = {
     "eval_batch_size": "per_device_eval_batch_size", "epochs": "num_train_epochs", "max_steps": "max_steps",
     "weight_decay": "weight_decay", "warmup_ratio": "warmup_ratio", "lr_scheduler": "lr_scheduler_type",
     "max_grad_norm": "max_grad_norm", "seed": "seed", "beta1": "adam_beta1", "beta2": "adam_beta2",
-    "eps": "adam_epsilon",
+    "eps": "adam_epsilon", "gradient_checkpointing": "activation_checkpointing",
 }
 _HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
 

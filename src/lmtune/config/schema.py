@@ -164,6 +164,7 @@ class TrainingSection(_Section):
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     precision: Precision = "fp32"
     micro_batch_size: int | None = Field(default=None, ge=1)  # None: start at batch_size, halve on OOM
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
     lora_enabled: bool = False
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)

@@ -45,7 +45,7 @@ _HF_OPTIM = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
 _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
           "num_train_epochs", "per_device_eval_batch_size", "eval_strategy", "eval_steps", "weight_decay",
           "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
-          "optim", "optim_args", "bf16", "fp16", "seed")
+          "optim", "optim_args", "bf16", "fp16", "seed", "activation_checkpointing")
 
 
 class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
@@ -96,6 +96,8 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             "max_grad_norm": float(hp["max_grad_norm"] or 0.0), "lr_scheduler_type": schedule,
             "warmup_steps": warmup, "seed": int(hp["seed"]), **self._optim(), **self._precision(),
         }
+        if hp["gradient_checkpointing"]:  # non-reentrant, as lmtune's trainer: LoRA's frozen inputs work
+            args.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})
         if t.spec.device == "cpu":
             args["use_cpu"] = True
         return {**args, **overrides}
