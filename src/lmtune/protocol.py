@@ -54,6 +54,7 @@ class TrialSpec:
                                     # (and at the end) before the evaluation is reported; 0 = never
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
+    world_size: int = 1             # processes that train this trial data-parallel (execution.gpus_per_trial)
     # script trials (task.type: script): the user's command runs instead of lmtune's trainer, in workdir;
     # it reads this file through lmtune.trial() and reports through lmtune.script's file channel
     command: list[str] = field(default_factory=list)

@@ -225,11 +225,20 @@ class ExecutionSection(_Section):
     address: str | None = None
     cpus_per_trial: float = Field(default=1, gt=0)
     gpus_per_trial: float = Field(default=0, ge=0)
+    # lmtune's own trainer as N data-parallel processes per trial (training/distributed.py), the effective
+    # batch unchanged. None: gpus_per_trial when it is 2 or more (one process per GPU), else 1. On CPU the
+    # processes share the trial's threads (gloo): the multi-process path without GPUs.
+    processes_per_trial: int | None = Field(default=None, ge=1)
     max_retries: int = Field(default=2, ge=0)  # a trial whose Ray node/actor died is re-run this often
     # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
     # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
     heartbeat_interval: int = Field(default=30, ge=1)
     grace_period: int | None = Field(default=None, ge=1)
+
+    @property
+    def trial_processes(self) -> int:
+        """Processes per trial of lmtune's own trainer (1: no data parallelism)."""
+        return self.processes_per_trial or (int(self.gpus_per_trial) if self.gpus_per_trial >= 2 else 1)
 
     @model_validator(mode="after")
     def _address(self) -> ExecutionSection:
@@ -237,6 +246,10 @@ class ExecutionSection(_Section):
         if a not in (None, "auto") and not a.startswith("ray://") and ":" not in a:
             raise ValueError(f"execution.address: {a!r} is not a Ray address; use auto, ray://HOST:10001 "
                              "(Ray Client, e.g. KubeRay) or HOST:6379")
+        n, gpus = self.processes_per_trial, self.gpus_per_trial
+        if n and gpus >= 1 and n != int(gpus):
+            raise ValueError(f"execution.processes_per_trial {n} with gpus_per_trial {gpus:g}: a data-parallel "
+                             "trial runs one process per GPU; set one of them")
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"execution.grace_period: {self.grace_period}s must exceed heartbeat_interval "
                              f"({self.heartbeat_interval}s), or a live trial would be declared dead")
@@ -275,6 +288,9 @@ class StudyConfig(_Section):
         reported: tuple[str, ...] | list[str]
         if self.task.type == "script":
             reported = self.task.metrics or []
+            if self.execution.processes_per_trial and self.execution.processes_per_trial > 1:
+                raise ValueError("execution.processes_per_trial: a script starts its own processes; put the launcher "
+                                 "in task.command, e.g. [torchrun, --nproc-per-node, '2', train.py]")
             if self.search.strategy == "pbt":
                 raise ValueError("search.strategy: pbt does not run script trials yet (an exploit would have to "
                                  "load another member's checkpoint inside your script); use asha, hyperband, "

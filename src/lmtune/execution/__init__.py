@@ -25,4 +25,5 @@ def make_executor(execution: ExecutionSection, *, module: str = TRAINER) -> Exec
                            cpus_per_trial=execution.cpus_per_trial, gpus_per_trial=execution.gpus_per_trial,
                            max_retries=execution.max_retries, threads=execution.threads_per_worker, module=module)
     return LocalExecutor(workers=execution.workers, device=execution.device,
-                         threads=execution.threads_per_worker, module=module, warm_start=execution.warm_start)
+                         threads=execution.threads_per_worker, module=module, warm_start=execution.warm_start,
+                         processes_per_trial=execution.trial_processes)

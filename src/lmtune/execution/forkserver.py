@@ -71,12 +71,12 @@ class ForkServer:
         self.env = dict(env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
-        from lmtune.execution.local import _die_with_parent
+        from lmtune.procs import die_with_parent
 
         with open(log_path or os.devnull, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", ZYGOTE, str(theirs.fileno()), *warm_paths],
                                          pass_fds=(theirs.fileno(),), env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, preexec_fn=_die_with_parent)
+                                         stdout=log, stderr=log, preexec_fn=die_with_parent)
         theirs.close()
         self._cond = threading.Condition()
         self._exits: dict[int, int] = {}

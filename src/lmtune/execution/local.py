@@ -8,9 +8,7 @@ child whose driver vanished stops at its next evaluation (stdin closes).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,15 +18,10 @@ from typing import IO, Any
 from lmtune.execution.forkserver import ForkedTrial, ForkServer
 from lmtune.execution.script import ScriptProcess
 from lmtune.execution.threads import log, plan_threads
+from lmtune.procs import die_with_parent
 from lmtune.protocol import Decision, TrialSpec, decode_event, encode_decision
 
-_PR_SET_PDEATHSIG = 1
 TRAINER = "lmtune.training.worker"  # the trainer entry point (`python -m TRAINER TRIAL_FILE`)
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class TrialProcess:
@@ -40,7 +33,7 @@ class TrialProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, str(spec_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
-            env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
 
     def events(self) -> Iterator[dict[str, Any]]:
@@ -85,8 +78,9 @@ class LocalExecutor:
     ``threads`` CPU threads each."""
 
     def __init__(self, *, workers: int, device: str, threads: int | None, module: str = TRAINER,
-                 warm_start: bool = False) -> None:
+                 warm_start: bool = False, processes_per_trial: int = 1) -> None:
         self.workers = workers
+        self.per_trial = processes_per_trial  # a data-parallel trial: that many GPUs (ranks) per worker
         self.module = module
         # fork trainers from a warm parent (imports done, weights read); only the real trainer has one
         self.warm_start = warm_start and module == TRAINER and sys.platform == "linux"
@@ -97,6 +91,12 @@ class LocalExecutor:
 
             raise ConfigError("execution.device: cuda, but no CUDA GPU is visible; set execution.device: "
                               "cpu or auto")
+        if self._gpus and processes_per_trial > 1 and workers * processes_per_trial > len(self._gpus):
+            from lmtune.errors import ConfigError
+
+            raise ConfigError(f"execution: {workers} workers × {processes_per_trial} GPUs per trial need "
+                              f"{workers * processes_per_trial} GPUs; {len(self._gpus)} are visible. Lower "
+                              "execution.workers or gpus_per_trial")
         self._free = list(range(max(workers, 1)))
         plan = plan_threads(workers, threads)
         if plan.warning:
@@ -130,7 +130,10 @@ class LocalExecutor:
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if Path(spec.model).exists():  # a local folder never needs the hub
             env.setdefault("HF_HUB_OFFLINE", "1")
-        if self._gpus:
+        if self._gpus and self.per_trial > 1:  # the trial's ranks see their GPUs as cuda:0..N-1
+            first = slot * self.per_trial
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self._gpus[first:first + self.per_trial])
+        elif self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
         if self.warm_start and not spec.command:
             warm = self._warm(env, spec, trial_dir.parent)

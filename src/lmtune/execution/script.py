@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lmtune.procs import die_with_parent
 from lmtune.protocol import SCRIPT_DECISIONS as DECISIONS
 from lmtune.protocol import SCRIPT_DRIVER_ENV as ENV_DRIVER
 from lmtune.protocol import SCRIPT_EVENTS as EVENTS
@@ -57,9 +58,7 @@ def program(command: list[str]) -> list[str]:
 
 def _in_own_group() -> None:  # runs in the child between fork and exec
     os.setsid()  # the program and everything it starts (torchrun's ranks) are killed together
-    from lmtune.execution.local import _die_with_parent
-
-    _die_with_parent()
+    die_with_parent()
 
 
 class ScriptProcess:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lmtune.protocol import Decision, Exploit, Pause, Stop, TrialSpec
+from lmtune.training import distributed
 from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
 from lmtune.training.evaluate import summed_loss
 from lmtune.training.session import Session, setup
@@ -57,6 +58,7 @@ class Progress:
 def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     """Run one trial; returns the end event's payload. Raises on failure (the worker reports it)."""
     t0 = time.perf_counter()
+    g = distributed.group()  # rank 0 of 1 unless the trial runs data-parallel (training.distributed)
     s = setup(spec)
     prog = Progress()
     if spec.resume_from:
@@ -89,7 +91,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in s.model.state_dict().items()}
         point = prog.curve[-1]
         every = spec.checkpoint_every
-        if every and (prog.units % every == 0 or s.done(prog.examples)):
+        if every and g.main and (prog.units % every == 0 or s.done(prog.examples)):
             point = {**point, "checkpoint": str(save_checkpoint(
                 Path(spec.output_dir) / "checkpoints" / f"u{prog.units:05d}", s, prog.position()))}
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
@@ -101,7 +103,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         if change:  # a replayed PBT schedule: the settings in force from this unit on
             s.set_hyperparameters({**s.hp, **change})
         if spec.interactive and not s.done(prog.examples):
-            answer = decide()
+            answer = g.broadcast(decide() if g.main else None)  # every rank takes rank 0's decision
             if isinstance(answer, Stop | Pause):  # pause: the driver resumes this run later from its checkpoint
                 stopped_by = "pruned" if isinstance(answer, Stop) else "paused"
                 break
@@ -125,12 +127,13 @@ def _scheduled(spec: TrialSpec, units: int) -> dict[str, Any]:
 def _step(s: Session, index: np.ndarray, emit: Emit) -> torch.Tensor:
     """One optimizer step on the batch ``index``, accumulated over micro-batches. Out of memory halves
     the micro-batch and redoes the step from clean gradients (same data, same update), down to 1."""
+    g = distributed.group()
     while True:
         try:
             loss = _accumulate(s, index)
             break
         except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_oom(exc) or s.micro_batch_size <= 1:
+            if not is_oom(exc) or s.micro_batch_size <= 1 or g.world > 1:  # ranks cannot retry alone
                 raise
         # outside the except block, so the failed step's tensors (held by the traceback) are freed
         s.optimizer.zero_grad(set_to_none=True)
@@ -138,6 +141,7 @@ def _step(s: Session, index: np.ndarray, emit: Emit) -> torch.Tensor:
             torch.cuda.empty_cache()
         s.micro_batch_size = max(1, s.micro_batch_size // 2)
         emit({"event": "oom_retry", "micro_batch_size": s.micro_batch_size, "step": s.scheduler.last_epoch})
+    loss = g.sum_gradients([p for p in s.model.parameters() if p.requires_grad], loss)
     if s.scaler is not None:
         s.scaler.unscale_(s.optimizer)
     if s.hp.get("max_grad_norm"):
@@ -157,11 +161,14 @@ def _accumulate(s: Session, index: np.ndarray) -> torch.Tensor:
 
     Each micro-batch's loss is its summed loss over the loss terms of the *whole* batch (examples, or
     label tokens for causal LM), so the accumulated gradient is the gradient of the batch mean: a batch
-    of 8 as 1×8 and as 4×2 gives the same update, however the label tokens are spread."""
+    of 8 as 1×8 and as 4×2 gives the same update, however the label tokens are spread. A data-parallel
+    rank trains its slice ``index[rank::world]`` the same way (the ranks' gradients are then summed)."""
     terms = max(s.loss_terms(index), 1)
     total = torch.zeros((), device=s.device)
-    for start in range(0, len(index), s.micro_batch_size):
-        batch = s.collate(index[start:start + s.micro_batch_size])
+    g = distributed.group()
+    mine = index[g.rank::g.world]
+    for start in range(0, len(mine), s.micro_batch_size):
+        batch = s.collate(mine[start:start + s.micro_batch_size])
         labels = batch.pop("labels")
         with s.autocast:
             logits = s.model(**batch).logits
@@ -180,7 +187,8 @@ def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"training loss became {train_loss} by step {prog.step} "
                                f"(learning_rate={s.hp['learning_rate']:.3g}); lower the learning rate")
-    metrics = s.evaluate()
+    g = distributed.group()
+    metrics = g.broadcast(s.evaluate() if g.main else None)  # rank 0 evaluates; every rank sees its result
     metrics["train_loss"] = train_loss
     # The last evaluation is always unit max_units, whatever the batch size, so every trial's final
     # point sits at the same rung; a batch that overshoots a rung counts at the rung it reached.
@@ -234,6 +242,8 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "stopped_by": stopped_by, "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
     }
     done = stopped_by not in ("pruned", "paused")
+    if not distributed.group().main:
+        return result  # rank 0 scores, saves and reports for the trial
     if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
     if s.spec.save_model and done:

@@ -18,6 +18,7 @@ import torch
 from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
+from lmtune.training import distributed
 from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.metrics import MetricFunction, load_metric_function
@@ -178,7 +179,7 @@ def steps_for(total_examples: int, rows: int, batch_size: int) -> int:
 def setup(spec: TrialSpec) -> Session:
     hp = dict(spec.hparams)
     torch.manual_seed(int(hp.get("seed", 0)))
-    device = pick_device(spec.device)
+    device = pick_device(distributed.group().device(spec.device))
     precision = pick_precision(hp.get("precision", "fp32"), device)
     folder = Path(spec.data_cache)
     meta = load_meta(folder)

@@ -11,7 +11,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-from lmtune.protocol import Decision, TrialSpec, decode_decision, encode_event
+from lmtune.protocol import Continue, Decision, TrialSpec, decode_decision, encode_event
 
 
 def _channel() -> tuple[TextIO, TextIO]:
@@ -35,6 +35,8 @@ def classify_error(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "--rank" in args:  # rank 1.. of a data-parallel trial: no protocol, decisions come from rank 0
+        return _rank(args)
     proto, inbox = _channel()
 
     def emit(event: dict[str, Any]) -> None:
@@ -49,15 +51,39 @@ def main(argv: list[str] | None = None) -> int:
         if spec.threads:
             import torch
 
-            torch.set_num_threads(spec.threads)
+            torch.set_num_threads(max(1, spec.threads // spec.world_size))  # ranks share the trial's cores
+        from lmtune.training import distributed
         from lmtune.training.loop import train
 
-        emit(train(spec, emit, decide))
+        group = distributed.start(args[0], spec.world_size, spec.device)
+        try:
+            emit(train(spec, emit, decide))
+        finally:
+            group.close()
         return 0
     except BaseException as exc:  # report every failure to the driver, with its reason
         traceback.print_exc(file=sys.stderr)
         emit({"event": "error", "kind": classify_error(exc), "reason": f"{type(exc).__name__}: {exc}"[:2000]})
         return 1
+
+
+def _rank(args: list[str]) -> int:
+    """A rank > 0: trains its slice of every batch; rank 0 reports for the trial (and its failure)."""
+    spec = TrialSpec.read(args[0])
+    rank, port = int(args[args.index("--rank") + 1]), int(args[args.index("--port") + 1])
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(max(1, spec.threads // spec.world_size))
+    from lmtune.training import distributed
+    from lmtune.training.loop import train
+
+    group = distributed.start(args[0], spec.world_size, spec.device, rank=rank, port=port)
+    try:
+        train(spec, lambda _event: None, lambda: Continue())  # decisions: rank 0's, broadcast in train()
+    finally:
+        group.close()
+    return 0
 
 
 if __name__ == "__main__":

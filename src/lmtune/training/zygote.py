@@ -16,7 +16,6 @@ PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -27,12 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+from lmtune.procs import die_with_parent
 
 
 def _warm(paths: list[str]) -> None:
@@ -72,7 +66,7 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the trial's trainer process (never returns)."""
     code = 1
     try:
-        _die_with_parent()
+        die_with_parent()
         for target, fd in zip((0, 1, 2), fds, strict=True):
             os.dup2(fd, target)
         for fd in fds:
@@ -134,7 +128,7 @@ def serve(sock: socket.socket) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    _die_with_parent()
+    die_with_parent()
     sock = socket.socket(fileno=int(args[0]))
     t0 = time.perf_counter()
     _warm(args[1:])

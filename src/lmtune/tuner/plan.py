@@ -177,6 +177,8 @@ def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, 
         extra.update(command=list(t.command or []), workdir=str(Path(t.workdir or ".").resolve()),
                      must_read=must_read(cfg, plan.space, final=bool(extra.get("evaluate_test"))),
                      save_adapter=False)
+    if cfg.task.type != "script":
+        extra.setdefault("world_size", cfg.execution.trial_processes)
     if cfg.task.compute_metrics:
         extra.update(compute_metrics=metric_function_ref(cfg.task.compute_metrics),
                      compute_metrics_path=[os.getcwd()])

@@ -1,0 +1,84 @@
+"""A data-parallel trial (training/distributed.py) through the real trainer process: 2 gloo ranks on CPU
+train what one process trains with the same effective batch, take rank 0's decisions together, and
+resume from a checkpoint rank 0 wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_loop import cache, make_spec  # noqa: F401  (module fixture)
+
+from lmtune.protocol import TrialSpec
+
+NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}  # dropout masks differ per slice; the rest must not
+
+
+def run_worker(spec: TrialSpec, folder: Path, decisions: list[str] = ()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "trial.json"
+    spec.write(path)
+    out = subprocess.run([sys.executable, "-m", "lmtune.training.worker", str(path)], capture_output=True, text=True,
+                         input="".join(d + "\n" for d in decisions), timeout=300,
+                         env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert out.returncode == 0, out.stderr[-3000:]
+    return events
+
+
+def losses(events: list[dict[str, Any]]) -> list[tuple[int, float, float]]:
+    return [(e["examples"], e["metrics"]["eval_loss"], e["metrics"]["train_loss"]) for e in events
+            if e["event"] == "eval"]
+
+
+def test_two_ranks_train_what_one_process_trains(tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    one = make_spec(tiny_model, cache, tmp_path / "one", **NO_DROPOUT, micro_batch_size=4)
+    one = dataclasses.replace(one, interactive=False, threads=2)
+    two = dataclasses.replace(one, output_dir=str(tmp_path / "two"), world_size=2)
+    a, b = run_worker(one, tmp_path / "one"), run_worker(two, tmp_path / "two")
+    la, lb = losses(a), losses(b)
+    assert [x[0] for x in la] == [x[0] for x in lb] == [64, 128, 192, 256]  # the same batches, the same rungs
+    for (_, eval_a, train_a), (_, eval_b, train_b) in zip(la, lb, strict=True):
+        assert eval_b == pytest.approx(eval_a, rel=1e-4) and train_b == pytest.approx(train_a, rel=1e-4)
+    assert la[0][1] != la[-1][1]  # it trained
+    end_a, end_b = a[-1], b[-1]
+    assert end_b["event"] == "end" and end_b["train_tokens"] == end_a["train_tokens"]  # all ranks' tokens
+    assert sum(1 for e in b if e["event"] == "eval") == 4  # only rank 0 reports
+
+
+def test_every_rank_takes_the_stop_and_a_resume_continues_from_rank_0s_checkpoint(tiny_model: Path, cache: Path,  # noqa: F811
+                                                                                  tmp_path: Path) -> None:
+    base = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "full", **NO_DROPOUT), threads=2,
+                               world_size=2, checkpoint_every=1)
+    full = run_worker(base, tmp_path / "full", ["continue"] * 3)
+    paused = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "p")), tmp_path / "p", ["pause"])
+    assert paused[-1]["stopped_by"] == "paused" and paused[-1]["units"] == 1  # both ranks stopped there
+    ckpt = next(e["checkpoint"] for e in paused if e["event"] == "eval")
+    resumed = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "r"), resume_from=ckpt),
+                         tmp_path / "r", ["continue"] * 3)
+    flat = [v for row in losses(resumed) for v in row]
+    assert flat == pytest.approx([v for row in losses(full)[1:] for v in row], rel=1e-4)  # exact, both ranks
+
+
+def test_a_study_runs_its_trials_as_two_processes(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    import optuna
+
+    from conftest import run_lmtune, set_args, tiny_overrides
+
+    quickstart = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
+    d = tmp_path / "dp"
+    over = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random", "execution.processes_per_trial=2",
+            "execution.device=cpu", "execution.warm_start=false", "training.dropout=0.0"]
+    out = run_lmtune("tune", quickstart, *set_args(over), "--n-trials", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    spec = json.loads((d / "trials" / "0000" / "trial.json").read_text())
+    assert spec["world_size"] == 2
+    bad = run_lmtune("tune", quickstart, *set_args([*over, "execution.gpus_per_trial=4"]))
+    assert bad.returncode == 2 and "one process per GPU" in bad.stdout + bad.stderr
