@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmtune.training.metrics import (MetricFunctionError, Predictions, custom_metrics, load_metric_function,
-                                     metric_names)
+from lmtune.training.metrics import MetricFunctionError, Predictions, custom_metrics, load_metric_function, metric_names
 
 LOGITS = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]], dtype=np.float32)
 LABELS = np.array([0, 1, 1])
