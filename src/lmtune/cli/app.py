@@ -168,7 +168,7 @@ def export(study_dir: StudyDir,
     the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments
     from lmtune.config.writer import config_yaml
-    from lmtune.study import load_study
+    from lmtune.study import load_study, record
 
     study, meta = load_study(study_dir)
     payload = best_payload(study, meta)
@@ -182,8 +182,20 @@ def export(study_dir: StudyDir,
                            header=[f"best trial {payload['trial']} of study {meta['study_name']} in {study_dir}: "
                                    f"{meta['metric']} {payload['value']}"])
     elif fmt == "hf":
-        default_batch = (meta.get("config") or {}).get("training", {}).get("batch_size")
-        text = json.dumps(hf_training_arguments(payload["config"], default_batch_size=default_batch), indent=1)
+        planned = record.read(study.trials[payload["trial"]]).planned_examples
+        args, extra = hf_training_arguments(payload["config"], total_examples=planned or meta["total_examples"],
+                                            examples_per_unit=meta["examples_per_unit"])
+        text = json.dumps(args, indent=1)
+        if extra:  # TrainingArguments has no field for these: beside the file, never inside it
+            note = json.dumps(extra, indent=1)
+            if out_path is None:
+                err.print(f"not TrainingArguments fields (apply them to the model config / optimizer / "
+                          f"LoraConfig): {json.dumps(extra)}")
+            else:
+                side = out_path.with_name(out_path.stem + ".lmtune-extra.json")
+                side.parent.mkdir(parents=True, exist_ok=True)
+                side.write_text(note)
+                out.print(f"wrote {side} (settings TrainingArguments has no field for)")
     else:
         raise LmtuneError(f"--format {fmt}: expected yaml, hf, adapter or merged")
     if out_path is None:

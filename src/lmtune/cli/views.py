@@ -55,32 +55,19 @@ def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# lmtune hyperparameter → transformers.TrainingArguments field
-_HF_NAMES = {
-    "learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
-    "eval_batch_size": "per_device_eval_batch_size", "epochs": "num_train_epochs", "max_steps": "max_steps",
-    "weight_decay": "weight_decay", "warmup_ratio": "warmup_ratio", "lr_scheduler": "lr_scheduler_type",
-    "max_grad_norm": "max_grad_norm", "seed": "seed", "beta1": "adam_beta1", "beta2": "adam_beta2",
-    "eps": "adam_epsilon", "gradient_checkpointing": "activation_checkpointing",
-}
-_HF_OPTIM = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
+def hf_training_arguments(config: dict[str, Any], *, total_examples: int,
+                          examples_per_unit: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``TrainingArguments(**args)`` keywords for a trial's settings, in that trial's own steps (the
+    length it ran, ``total_examples``, as ``max_steps`` of its batch; evaluation every
+    ``examples_per_unit`` examples; warm-up in steps), and apart the settings TrainingArguments has no
+    field for (`lmtune.integrations.hf_args.lmtune_only`)."""
+    from lmtune.config.schema import TrainingSection
+    from lmtune.integrations.hf_args import lmtune_only, optimizer_arguments, trainer_arguments
 
-
-def hf_training_arguments(config: dict[str, Any], *, default_batch_size: int | None = None) -> dict[str, Any]:
-    """TrainingArguments JSON for the best config; settings HF has no field for go under
-    ``lmtune_extra`` (dropout lives in the model config; Adam's L2 vs AdamW's decoupled decay).
-
-    lmtune's ``max_steps`` counts steps at the study's *default* batch size (so every trial's length is
-    in examples); HF's counts the trial's own steps, so it is converted to the steps the trial ran."""
-    out: dict[str, Any] = {hf: config[k] for k, hf in _HF_NAMES.items() if config.get(k) is not None}
-    if config.get("max_steps") and default_batch_size:
-        examples = int(config["max_steps"]) * default_batch_size
-        out["max_steps"] = -(-examples // int(config["batch_size"]))
-    out["optim"] = _HF_OPTIM[config.get("optimizer", "adamw")]
-    if config.get("optimizer") == "sgd":
-        out["optim_args"] = f"momentum={config.get('momentum', 0.9)},nesterov={config.get('nesterov', False)}"
-    precision = config.get("precision")
-    out["bf16"], out["fp16"] = precision == "bf16", precision == "fp16"
-    out["lmtune_extra"] = {k: config[k] for k in ("dropout", "attention_dropout", "layer_decay", "optimizer")
-                           if k in config}
-    return out
+    hp = {**TrainingSection().model_dump(), **config}  # a study recorded before a field existed
+    args: dict[str, Any] = {"output_dir": "lmtune-best",
+                            **trainer_arguments(hp, total_examples=total_examples, examples_per_unit=examples_per_unit),
+                            **(optimizer_arguments(hp) or {})}
+    precision = hp.get("precision")
+    args["bf16"], args["fp16"] = precision == "bf16", precision == "fp16"
+    return args, lmtune_only(hp)

@@ -189,7 +189,9 @@ class PBTSection(_Section):
 
 class SearchSection(_Section):
     # auto: TPE with start-up trials sized to the budget + ASHA on eval_loss (docs/strategies.md says why)
-    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "bayes"
+    # auto (the default, chosen by benchmarks/search: docs/search.md): TPE + ASHA on eval_loss, each
+    # drawn configuration planned at the longest length the space allows
+    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "auto"
     sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
     n_trials: int = Field(default=12, ge=1)
@@ -281,6 +283,14 @@ class StudyConfig(_Section):
         if isinstance(task, dict) and task.get("type") == "causal_lm" and isinstance(study, dict) \
                 and "metric" not in study:
             data = {**data, "study": {**study, "metric": "eval_loss", "direction": study.get("direction", "minimize")}}
+        search = data.get("search") or {}
+        if isinstance(task, dict) and task.get("type") == "script" and isinstance(search, dict) \
+                and "strategy" not in search and "prune_metric" not in search \
+                and "eval_loss" not in (task.get("metrics") or []):
+            # the default strategy (auto) prunes on eval_loss; a script that does not report it is pruned
+            # on the metric it is judged by (an explicit `strategy: auto` is refused below instead)
+            metric = (data.get("study") or {}).get("metric", StudySection().metric)
+            data = {**data, "search": {**search, "prune_metric": metric}}
         return data
 
     @model_validator(mode="after")

@@ -26,7 +26,6 @@ budget is spent) sets ``control.should_training_stop``. The last step is always 
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,12 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lmtune.errors import LmtuneError
+from lmtune.integrations.hf_args import ArgumentsError, optimizer_arguments, trainer_arguments
 from lmtune.protocol import Stop
 from lmtune.script import Trial, trial
 
 __all__ = ["LmtuneCallback"]
 
-_SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant"}
-_HF_OPTIM = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
 # what arguments() sets: an override of one of these would train something else than the trial says
 _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
           "num_train_epochs", "per_device_eval_batch_size", "eval_strategy", "eval_steps", "weight_decay",
@@ -68,57 +66,26 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if owned:
             raise LmtuneError(f"LmtuneCallback.arguments(): {', '.join(owned)} come from the trial; set them in the "
                               "study's training section or search.space instead")
-        hp, t = self.trial.hparams, self.trial
-        batch, world = int(hp["batch_size"]), max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
-        micro = int(hp["micro_batch_size"] or batch)
-        if batch % world:
-            raise LmtuneError(f"training.batch_size {batch} does not split over {world} processes; use a multiple "
-                              f"of {world}")
-        per_device = min(micro, batch // world)
-        while (batch // world) % per_device:
-            per_device -= 1
-        accumulate = batch // (per_device * world)
-        self._batch = batch
-        steps = max(1, math.ceil(t.total_examples / batch))
-        every = max(1, round(t.examples_per_unit / batch))
-        warmup = round(float(hp["warmup_ratio"]) * steps)
-        if float(hp["warmup_ratio"]) > 0:
-            warmup = max(1, warmup)
-        schedule = _SCHEDULERS[str(hp["lr_scheduler"])]
-        if schedule == "constant" and warmup:
-            schedule = "constant_with_warmup"  # lmtune's constant schedule warms up too
-        args: dict[str, Any] = {
-            "output_dir": str(t.output_dir / "hf"), "learning_rate": float(hp["learning_rate"]),
-            "per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulate,
-            "max_steps": steps, "per_device_eval_batch_size": int(hp["eval_batch_size"]),
-            "eval_strategy": "steps", "eval_steps": every, "logging_steps": every, "save_strategy": "no",
-            "report_to": "none", "disable_tqdm": True, "weight_decay": float(hp["weight_decay"]),
-            "max_grad_norm": float(hp["max_grad_norm"] or 0.0), "lr_scheduler_type": schedule,
-            "warmup_steps": warmup, "seed": int(hp["seed"]), **self._optim(), **self._precision(),
-        }
-        if hp["gradient_checkpointing"]:  # non-reentrant, as lmtune's trainer: LoRA's frozen inputs work
-            args.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})
+        t = self.trial
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+        try:
+            core = trainer_arguments(t.hparams, total_examples=t.total_examples,
+                                     examples_per_unit=t.examples_per_unit, world=world)
+        except ArgumentsError as exc:
+            raise LmtuneError(str(exc)) from None
+        self._batch = int(t.hparams["batch_size"])
+        args: dict[str, Any] = {"output_dir": str(t.output_dir / "hf"), **core, "save_strategy": "no",
+                                "report_to": "none", "disable_tqdm": True, **self._optim(), **self._precision()}
         if t.spec.device == "cpu":
             args["use_cpu"] = True
         return {**args, **overrides}
 
     def _optim(self) -> dict[str, Any]:
-        raw = self.trial.spec.hparams  # looked at, not applied: only a mapping that applies them marks them read
-        name = str(raw["optimizer"])
-        if self._own_optimizer:
-            return {}
-        if name == "adam" and float(raw["weight_decay"]) == 0:
-            name = "adamw"  # Adam and AdamW are the same optimizer without weight decay
-        if name not in _HF_OPTIM or float(raw["layer_decay"]) != 1.0:
+        # looked at in the raw settings first: only a mapping that applies them marks them read
+        if self._own_optimizer or optimizer_arguments(self.trial.spec.hparams) is None:
             return {}  # optimizers(model) is needed; on_train_begin says so if it was not used
         self.trial.mark_read("optimizer", "layer_decay")
-        hp = self.trial.hparams
-        out: dict[str, Any] = {"optim": _HF_OPTIM[name]}
-        if name == "sgd":
-            out["optim_args"] = f"momentum={float(hp['momentum'])},nesterov={bool(hp['nesterov'])}"
-        else:
-            out.update(adam_beta1=float(hp["beta1"]), adam_beta2=float(hp["beta2"]), adam_epsilon=float(hp["eps"]))
-        return out
+        return optimizer_arguments(self.trial.hparams) or {}
 
     def _precision(self) -> dict[str, Any]:
         wanted = str(self.trial.hparams["precision"])
