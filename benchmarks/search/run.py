@@ -61,6 +61,12 @@ ARMS: dict[str, list[str]] = {
     "bayes": ["search.strategy=bayes"],
     "hyperband": ["search.strategy=hyperband"],
     "asha": ["search.strategy=asha"],
+    # PBT members all train one length (they copy each other's checkpoints), so epochs leaves the space;
+    # 3 members x 2 epochs is the largest population x length inside a third of the peer's tokens
+    # (~6.7 epochs' worth). The neutral retrain runs the best member's last settings as a fixed
+    # configuration (what `lmtune export --format hf` hands a Trainer), not its schedule.
+    "pbt": ["search.strategy=pbt", "search.space=" + json.dumps({k: v for k, v in SPACE.items() if k != "epochs"}),
+            "training.epochs=2", "search.pbt.population_size=3"],
 }
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lmtune.protocol import Continue, Decision, TrialSpec, decode_decision, encode_event
+
+if TYPE_CHECKING:  # the trainer's imports (torch) wait until a trial needs them: see zygote.py
+    from lmtune.training.loop import Decide, Emit
 
 
 def _channel() -> tuple[TextIO, TextIO]:
@@ -47,19 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return decode_decision(inbox.readline())  # an empty line (driver gone) is Stop
 
     try:
-        spec = TrialSpec.read(args[0])
-        if spec.threads:
-            import torch
-
-            torch.set_num_threads(max(1, spec.threads // spec.world_size))  # ranks share the trial's cores
-        from lmtune.training import distributed
-        from lmtune.training.loop import train
-
-        group = distributed.start(args[0], spec.world_size, spec.device)
-        try:
-            emit(train(spec, emit, decide))
-        finally:
-            group.close()
+        emit(_train(args[0], emit, decide))
         return 0
     except BaseException as exc:  # report every failure to the driver, with its reason
         traceback.print_exc(file=sys.stderr)
@@ -67,22 +58,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _rank(args: list[str]) -> int:
-    """A rank > 0: trains its slice of every batch; rank 0 reports for the trial (and its failure)."""
-    spec = TrialSpec.read(args[0])
-    rank, port = int(args[args.index("--rank") + 1]), int(args[args.index("--port") + 1])
+def _train(trial_file: str, emit: Emit, decide: Decide, rank: int = 0, port: int | None = None) -> dict[str, Any]:
+    """Train the trial in this process, as ``rank`` of its group (rank 0 starts the others)."""
+    spec = TrialSpec.read(trial_file)
     if spec.threads:
         import torch
 
-        torch.set_num_threads(max(1, spec.threads // spec.world_size))
+        torch.set_num_threads(max(1, spec.threads // spec.world_size))  # ranks share the trial's cores
     from lmtune.training import distributed
     from lmtune.training.loop import train
 
-    group = distributed.start(args[0], spec.world_size, spec.device, rank=rank, port=port)
+    group = distributed.start(trial_file, spec.world_size, spec.device, rank=rank, port=port)
     try:
-        train(spec, lambda _event: None, lambda: Continue())  # decisions: rank 0's, broadcast in train()
+        return train(spec, emit, decide)
     finally:
         group.close()
+
+
+def _rank(args: list[str]) -> int:
+    """A rank > 0: trains its slice of every batch; rank 0 reports for the trial (and its failure)."""
+    rank, port = int(args[args.index("--rank") + 1]), int(args[args.index("--port") + 1])
+    # decisions are rank 0's, broadcast inside train(); events are rank 0's to send
+    _train(args[0], lambda _event: None, lambda: Continue(), rank=rank, port=port)
     return 0
 
 
