@@ -128,3 +128,19 @@ def test_a_crashing_trainer_exits_nonzero_with_its_log(backend: tuple[Executor, 
     events, code, log = _run(ex, broken, tmp_path / "t3", lambda ev: Continue())
     assert code != 0 and not any(e["event"] == "end" for e in events)
     assert log.is_file() and log.read_text().strip()  # the trainer's own account of why
+
+
+def test_checkpoints_are_listed_sized_and_deleted_by_the_backend(backend: tuple[Executor, SpecFor],
+                                                                 tmp_path: Path) -> None:
+    ex, spec_for = backend
+    d = tmp_path / "t0"
+    d.mkdir()
+    spec = replace(spec_for(0, d), checkpoint_every=2)
+    events, code, _ = _run(ex, spec, d, lambda ev: Continue())
+    assert code == 0
+    reported = [Path(ev["checkpoint"]) for ev in events if ev["event"] == "eval" and ev.get("checkpoint")]
+    assert reported and ex.list_checkpoints(d) == sorted(reported)
+    assert all(ex.checkpoint_bytes(p) > 0 for p in reported)
+    ex.delete_checkpoint(reported[0])
+    ex.delete_checkpoint(reported[0])  # already gone: no error
+    assert ex.list_checkpoints(d) == sorted(reported[1:]) and ex.checkpoint_bytes(reported[0]) == 0

@@ -9,7 +9,9 @@ records every call the loop makes and what the scheduler answers:
 - keys are unique among running trials (PBT starts a member's key again after it paused); never more
   trials run than the backend has slots;
 - every evaluation is answered with a Decision while its trial runs, and every start ends exactly once
-  (``on_end``), after which nothing more is heard about that run.
+  (``on_end``), after which nothing more is heard about that run;
+- ``removable_checkpoints`` names only checkpoints some trial reported, each once, and never one a later
+  exploit or resume uses.
 
 The end state of each study is checked too (every trial finished, none left RUNNING)."""
 
@@ -54,6 +56,8 @@ class Checked:
         self.ended: Counter[Hashable] = Counter()
         self.started_keys: list[Hashable] = []
         self.evals = 0
+        self.reported: set[str] = set()
+        self.removed: set[str] = set()
         self.stopped = ""
         self.errors: list[str] = []
 
@@ -83,6 +87,8 @@ class Checked:
             with self.lock:
                 self._check(launch.key not in self.live, f"key {launch.key!r} suggested while running")
                 self._check(len(self.live) < self.workers, "more trials than slots")
+                resume = launch.spec.resume_from
+                self._check(resume is None or resume not in self.removed, f"resumed from removed {resume}")
         return launch
 
     def started(self, key: Hashable, handle: Any) -> None:
@@ -99,9 +105,24 @@ class Checked:
             self._check(key in self.live, f"on_eval for {key!r}, not running")
             self.evals += 1
         self._check(bool(curve) and curve[-1]["units"] == ev["units"], "curve does not hold the evaluation")
+        if ev.get("checkpoint"):
+            with self.lock:
+                self.reported.add(str(ev["checkpoint"]))
         decision = self.inner.on_eval(key, ev, curve)
         self._check(isinstance(decision, DECISIONS), f"answered {decision!r}, not a Decision")
+        if isinstance(decision, Exploit):
+            self._check(decision.checkpoint not in self.removed, f"exploit of removed {decision.checkpoint}")
         return decision
+
+    def removable_checkpoints(self) -> list[Path]:
+        self._off_loop("removable_checkpoints")
+        gone = self.inner.removable_checkpoints()
+        with self.lock:
+            for p in gone:
+                self._check(str(p) in self.reported, f"removable {p} was never reported")
+                self._check(str(p) not in self.removed, f"removable {p} named twice")
+                self.removed.add(str(p))
+        return gone
 
     def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
         self._off_loop("on_event")
@@ -188,6 +209,11 @@ def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_c
     assert [t.state for t in summary.study.trials] == [TrialState.COMPLETE] * 3
     # 3 members on 2 slots: someone paused for a slot and was resumed, so a key started more than once
     assert len(checked[0].started_keys) > 3
+    # retention: the loop had the backend delete what PBT gave up; the rest is still on disk
+    removed, reported = checked[0].removed, checked[0].reported
+    assert removed and not any(Path(p).exists() for p in removed)
+    kept = {str(p) for p in (tmp_path / "pbt").rglob("u?????")}
+    assert kept and kept <= reported - removed
 
 
 def test_the_final_runs_keep_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path,

@@ -3,6 +3,12 @@
 Call order, per trial: ``acquire()`` a slot → ``launch(spec, trial_dir, slot)`` → iterate the handle's
 ``events()`` (answering each ``eval`` event with ``send(decision)`` when the spec is interactive) →
 ``wait()`` → ``release(slot)``; ``close()`` once at the end. ``kill()`` may be called from any thread.
+
+Pausing and resuming a trial are not calls of their own: a trial is paused by answering an evaluation
+with ``Pause`` (its trainer saves an exact checkpoint and exits with ``stopped_by: paused``) and resumed by
+launching it again with ``TrialSpec.resume_from`` set to that checkpoint; it is stopped by answering
+``Stop`` (or, at once, by ``kill()``). The checkpoint operations (list, size, delete) are the backend's,
+so no scheduler or loop touches a trial's folders itself (`lmtune.execution.checkpoints`).
 """
 
 from __future__ import annotations
@@ -48,4 +54,14 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Give back what the executor holds (Ray actors and their reserved resources)."""
+        ...
+
+    def list_checkpoints(self, trial_dir: Path) -> list[Path]:
+        """The checkpoint folders a trial has saved, oldest first."""
+        ...
+
+    def checkpoint_bytes(self, path: Path) -> int: ...
+
+    def delete_checkpoint(self, path: Path) -> None:
+        """Remove a checkpoint no scheduler needs any more (no error when it is already gone)."""
         ...

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lmtune.execution.checkpoints import FolderCheckpoints
 from lmtune.execution.forkserver import ForkedTrial, ForkServer
 from lmtune.execution.script import ScriptProcess
 from lmtune.execution.threads import log, plan_threads
@@ -73,7 +74,7 @@ def start_trial(spec: TrialSpec, spec_path: Path, log_path: Path, env: dict[str,
     return TrialProcess(spec_path, log_path, env, module=module)
 
 
-class LocalExecutor:
+class LocalExecutor(FolderCheckpoints):
     """Starts trainer processes on this machine: one GPU per worker where GPUs exist, else
     ``threads`` CPU threads each."""
 

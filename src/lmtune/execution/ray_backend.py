@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.errors import ConfigError
+from lmtune.execution.checkpoints import FolderCheckpoints
 from lmtune.execution.local import TRAINER, TrialProcess, start_trial
 from lmtune.execution.script import ScriptProcess
 from lmtune.protocol import Continue, Decision, TrialSpec
@@ -119,7 +120,7 @@ class TrainerHost:
             self._proc.kill()
 
 
-class RayExecutor:
+class RayExecutor(FolderCheckpoints):
     """Runs trainers as Ray actors. Same interface as `LocalExecutor`; ``workers`` = trials at once."""
 
     def __init__(self, *, workers: int, device: str, address: str | None, cpus_per_trial: float,

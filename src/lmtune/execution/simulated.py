@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lmtune.execution.checkpoints import FolderCheckpoints
 from lmtune.execution.simtrainer import simulate
 from lmtune.protocol import Decision, TrialSpec
 
@@ -88,7 +89,7 @@ class SimulatedTrial:
         return self._code if self._code is not None else 1
 
 
-class SimulatedExecutor:
+class SimulatedExecutor(FolderCheckpoints):
     """``workers`` slots of simulated trainers; ``unit_s`` seconds of (interruptible) sleep per unit."""
 
     def __init__(self, *, workers: int = 1, unit_s: float = 0.0) -> None:

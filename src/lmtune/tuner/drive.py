@@ -10,7 +10,9 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
    the scheduler ``started``;
 2. each running trial is followed in its own thread: its events are relayed (``tuner/relay.py``),
    ``on_eval`` answers each evaluation (interactive specs only), ``on_event`` hears the others, and
-   ``on_end`` hears the outcome (``on_crash`` if following it raised);
+   ``on_end`` hears the outcome (``on_crash`` if following it raised); after each answered evaluation
+   and each ending, the checkpoints the scheduler names in ``removable_checkpoints`` are deleted by the
+   backend (PBT keeps only those it can still hand out or resume from);
 3. when a trial has ended its slot is released and the loop goes back to 1; with nothing running and
    nothing to start it returns, unless ``waiting_on_others()`` (trials of other workers on a shared
    study may still fail back into the queue), when it polls every ``poll_s`` seconds;
@@ -21,9 +23,9 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
    with that error: no further trial would be recorded, and a study that went on would fail every one.
 
 Contract for schedulers: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon``
-are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end`` and ``on_crash`` from the trial's
-own thread (a scheduler guards what both touch). ``on_end`` is called once per started trial, before the
-loop hears that the trial ended.
+are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end``, ``on_crash`` and
+``removable_checkpoints`` from the trial's own thread (a scheduler guards what both touch). ``on_end`` is
+called once per started trial, before the loop hears that the trial ended.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ class Scheduler(Protocol):
         """Following the trial raised (e.g. the study refused its record): its trainer was killed."""
         ...
 
+    def removable_checkpoints(self) -> list[Path]:
+        """Checkpoints reported so far that no trial will resume from or copy any more (each named once);
+        the loop has the backend delete them. A scheduler that keeps no checkpoints returns []."""
+        ...
+
     def waiting_on_others(self) -> bool:
         """Nothing runs here and nothing can start now: wait for others (True) or end the run (False)."""
         ...
@@ -120,7 +127,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                 handle = executor.launch(launch.spec, launch.trial_dir, slot)
                 running[launch.key] = (handle, slot)
                 scheduler.started(launch.key, handle)
-                threading.Thread(target=_follow, args=(scheduler, launch, handle, ended, faults),
+                threading.Thread(target=_follow, args=(scheduler, executor, launch, handle, ended, faults),
                                  daemon=True).start()
                 stop = scheduler.stop_reason()
             if not running:
@@ -142,13 +149,20 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
         raise
 
 
-def _follow(scheduler: Scheduler, launch: Launch, handle: TrialHandle, ended: queue.Queue[Hashable],
-            faults: list[BaseException]) -> None:
+def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: TrialHandle,
+            ended: queue.Queue[Hashable], faults: list[BaseException]) -> None:
     key = launch.key
+
+    def answer(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        decision = scheduler.on_eval(key, ev, curve)
+        _delete_removable(scheduler, executor)  # before the trainer hears the decision
+        return decision
+
     try:
-        on_eval = (lambda ev, curve: scheduler.on_eval(key, ev, curve)) if launch.spec.interactive else None
+        on_eval = answer if launch.spec.interactive else None
         outcome = relay(handle, on_eval=on_eval, on_event=lambda ev: scheduler.on_event(key, ev))
         scheduler.on_end(key, outcome)
+        _delete_removable(scheduler, executor)
         if _disk_full(failure_reason(outcome)):  # recorded as failed with the reason; the next would fail too
             faults.append(OSError(errno.ENOSPC, f"trial {key}: {failure_reason(outcome)}"))
     except Exception as exc:
@@ -159,6 +173,11 @@ def _follow(scheduler: Scheduler, launch: Launch, handle: TrialHandle, ended: qu
             scheduler.on_crash(key, exc)
     finally:
         ended.put(key)
+
+
+def _delete_removable(scheduler: Scheduler, executor: Executor) -> None:
+    for path in scheduler.removable_checkpoints():
+        executor.delete_checkpoint(path)
 
 
 def _disk_full(reason: str) -> bool:

@@ -220,6 +220,9 @@ class _FinalScheduler:
     def stop_reason(self) -> str:
         return ""
 
+    def removable_checkpoints(self) -> list[Path]:
+        return []  # it hands no trial's checkpoint to another, so it deletes none either
+
     def waiting_on_others(self) -> bool:
         return False
 

@@ -11,7 +11,8 @@ at every ready point, then report; the driver answers:
 
 The whole PBT state is written to ``<study_dir>/pbt_state.json`` after every decision, so a killed
 study resumes every unfinished member from its last checkpoint without losing completed work.
-Checkpoints the strategy can no longer hand out are deleted after each decision (bounded disk).
+Checkpoints the strategy can no longer hand out are named after each decision
+(`removable_checkpoints`) and deleted by the backend (bounded disk).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import threading
 import time
 from collections import deque
@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 from lmtune import protocol as wire
 from lmtune.config import StudyConfig
 from lmtune.execution import TrialHandle
+from lmtune.execution.checkpoints import checkpoint_units, folder_bytes
 from lmtune.protocol import Continue, Decision, Outcome, Pause, checkpoint_complete, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
@@ -85,6 +86,8 @@ class PBTRunner:
         self.state_path = plan.paths.root / STATE_FILE
         self._budget_stop = budget_stop
         self._stop = ""
+        self._reported: set[Path] = set()  # checkpoints members reported, not yet given up
+        self._removable: list[Path] = []
 
     # -- population ------------------------------------------------------------------------------
     def start_population(self) -> None:
@@ -112,6 +115,13 @@ class PBTRunner:
                 self.waiting.append(m)
             elif state.score is not None and math.isfinite(state.score):  # killed between report and tell
                 self.study.tell(self.members[m].trial, state.score)
+        for m, member in self.members.items():  # a resumed study: what the last run's members reported
+            reported = self.pbt.member_state(m).units
+            folder = self.plan.paths.trial_dir(member.trial.number) / "checkpoints"
+            for ckpt in sorted(folder.glob("u?????")) if folder.is_dir() else []:
+                units = checkpoint_units(ckpt)
+                if units is not None and units <= reported:
+                    self._reported.add(ckpt)
         mine = set(numbers.values())
         for t in by_number.values():  # e.g. a member trial asked but never recorded: not ours to resume
             if t.state == TrialState.RUNNING and t.number not in mine:
@@ -213,6 +223,11 @@ class PBTRunner:
             self._save_state()
         self._finished(member, "FAIL", None, reason)
 
+    def removable_checkpoints(self) -> list[Path]:
+        with self.lock:
+            gone, self._removable = self._removable, []
+        return gone
+
     def abandon(self, keys: list[Hashable]) -> None:
         """Interrupted: the trainers were killed; every member resumes from ``pbt_state.json`` next run."""
 
@@ -228,6 +243,7 @@ class PBTRunner:
         if "checkpoint" not in ev:
             return Continue()
         with self.lock:
+            self._reported.add(Path(ev["checkpoint"]))
             decision = self.pbt.report(member.member, int(ev["units"]), float(score))
             self._record_member(member)  # before the state: a resumed member never lacks its curve
             self._save_state()
@@ -307,16 +323,15 @@ class PBTRunner:
         return self.plan.paths.trial_dir(number) / "checkpoints" / f"u{units:05d}"
 
     def _retain(self) -> None:
-        """Delete every checkpoint the strategy can no longer hand out or resume from. A checkpoint
-        newer than its member's last report is being written or about to be reported: kept."""
+        """Give up every reported checkpoint the strategy can no longer hand out or resume from (the loop
+        has the backend delete them); record the bytes of those kept. A checkpoint newer than its
+        member's last report (a member that started over is writing that folder again) is kept. Under
+        the lock."""
         keep = {self._ckpt_path(m, u) for m, u in self.pbt.checkpoints_needed()}
-        total = 0
-        for m, member in self.members.items():
-            reported = self.pbt.member_state(m).units
-            folder = self.plan.paths.trial_dir(member.trial.number) / "checkpoints"
-            for ckpt in sorted(folder.glob("u?????")) if folder.is_dir() else []:
-                if ckpt in keep or int(ckpt.name[1:]) > reported:
-                    total += sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
-                else:
-                    shutil.rmtree(ckpt, ignore_errors=True)
-        self.study.set_user_attr("lmtune.checkpoint_bytes", total)
+        reported = {self.plan.paths.trial_dir(mem.trial.number): self.pbt.member_state(m).units
+                    for m, mem in self.members.items()}
+        gone = sorted(p for p in self._reported - keep
+                      if (checkpoint_units(p) or 0) <= reported.get(p.parent.parent, 0))
+        self._reported -= set(gone)
+        self._removable.extend(gone)
+        self.study.set_user_attr("lmtune.checkpoint_bytes", sum(folder_bytes(p) for p in self._reported))

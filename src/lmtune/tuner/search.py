@@ -327,6 +327,9 @@ class SearchScheduler:
         self._stop = self._stop or self.budget.reason(self.study, self.summary.failures)
         return self._stop
 
+    def removable_checkpoints(self) -> list[Path]:
+        return []  # it hands no trial's checkpoint to another, so it deletes none either
+
     def waiting_on_others(self) -> bool:
         return self._others > 0  # a dead worker's trial may come back to the queue
 

@@ -1,0 +1,46 @@
+"""Checkpoint operations of a backend: what a trial saved, how big it is, deleting what no scheduler needs.
+
+A trial's checkpoints are the folders ``<trial_dir>/checkpoints/uNNNNN`` (NNNNN: the units trained when
+it was saved) that its trainer reports in ``eval`` events. Every backend lmtune has keeps them on a
+filesystem the driver sees: the local disk, or for Ray the shared filesystem that ``study.dir`` must be on
+(docs/scale.md), so the folder operations here serve all of them. Schedulers decide *which* checkpoints
+may go (`lmtune.tuner.drive.Scheduler.removable_checkpoints`); the loop has the backend delete them.
+
+Copying is not an operation: a trainer resumes from (or exploits) any checkpoint by its path, so a PBT
+exploit reads the donor's folder where it is rather than a copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+__all__ = ["FolderCheckpoints", "checkpoint_units", "folder_bytes"]
+
+
+def checkpoint_units(path: Path) -> int | None:
+    """The units a checkpoint folder was saved at (``u00012`` → 12), None for another name."""
+    name = path.name
+    return int(name[1:]) if len(name) == 6 and name[0] == "u" and name[1:].isdigit() else None
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 when it is gone)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+class FolderCheckpoints:
+    """The checkpoint operations of a backend whose checkpoints are folders the driver can reach."""
+
+    def list_checkpoints(self, trial_dir: Path) -> list[Path]:
+        """The trial's checkpoint folders, oldest first."""
+        folder = trial_dir / "checkpoints"
+        found = folder.glob("u?????") if folder.is_dir() else []
+        return sorted(p for p in found if checkpoint_units(p) is not None)
+
+    def checkpoint_bytes(self, path: Path) -> int:
+        return folder_bytes(path)
+
+    def delete_checkpoint(self, path: Path) -> None:
+        """Remove one checkpoint folder (nothing when it is already gone)."""
+        shutil.rmtree(path, ignore_errors=True)
