@@ -52,7 +52,7 @@ def one_trial(task: str, precision: str, args: argparse.Namespace, tmp: str) -> 
                                 f"training.eval_every={args.steps}", f"training.precision={precision}", *sets,
                                 *(["training.batch_size=16"] if task == "causal_lm" else [])])
     plan = make_plan(cfg)
-    spec = trial_spec(cfg, plan, number=0, hparams={**plan.defaults}, device=args.device, threads=None,
+    spec = trial_spec(plan, number=0, hparams={**plan.defaults}, device=args.device, threads=None,
                       interactive=False, save_adapter=False)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

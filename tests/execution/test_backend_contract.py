@@ -53,7 +53,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
         plan = make_plan(cfg)
 
         def spec_for(number: int, trial_dir: Path) -> TrialSpec:
-            return replace(trial_spec(cfg, plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
+            return replace(trial_spec(plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
                            output_dir=str(trial_dir))
     elif request.param == "simulated":
         ex = SimulatedExecutor(workers=2, unit_s=0.2)

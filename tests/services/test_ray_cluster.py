@@ -99,7 +99,7 @@ def _run_killing_once(executor: RayExecutor, cfg: StudyConfig, plan: Plan, numbe
                       **spec_extra: Any) -> tuple[RayTrialProcess, list[dict[str, Any]], int]:
     """Run one trial; SIGKILL the actor (and with it the trainer) after its first evaluation, ``kills`` times.
     The spec is built from the plan's own config: a trial's length comes from its config (max_steps 12)."""
-    spec = replace(trial_spec(cfg, plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
+    spec = replace(trial_spec(plan, number=number, hparams=plan.defaults, device="cpu", threads=1),
                    **spec_extra)
     slot = executor.acquire()
     proc = executor.launch(spec, plan.paths.trial_dir(number), slot)

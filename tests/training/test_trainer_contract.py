@@ -37,7 +37,7 @@ def trainer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
                                                    request.getfixturevalue("tiny_csv"), d),
                                    "training.max_steps=12", "training.eval_every=3"])
     plan = make_plan(cfg)
-    return TRAINER, trial_spec(cfg, plan, number=0, hparams=plan.defaults, device="cpu", threads=1)
+    return TRAINER, trial_spec(plan, number=0, hparams=plan.defaults, device="cpu", threads=1)
 
 
 def _run(module: str, spec: TrialSpec, trial_dir: Path,

@@ -15,7 +15,7 @@ from lmtune.study.store import StudyPaths
 from lmtune.tuner.final import job_spec
 from lmtune.tuner.final_export import describe_machine
 from lmtune.tuner.final_plan import best_choice, default_choice, kept_runs, plan_jobs, todo
-from lmtune.tuner.plan import Plan
+from lmtune.tuner.plan import Plan, TrialBase
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -69,7 +69,7 @@ def _plan(tmp_path: Path) -> Plan:
 
     return Plan(paths=StudyPaths(tmp_path), storage="sqlite://", model="/models/m", data_cache=tmp_path / "cache",
                 train_rows=100, train_tokens=1000, examples_per_unit=32, total_examples=192, space=Space(),
-                defaults=DEFAULTS)
+                defaults=DEFAULTS, trial=TrialBase.of(load_config(QUICKSTART), Space()))
 
 
 def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None
     best = best_choice(trials, DEFAULTS, "maximize")
     assert best.source_trial == 5 and best.hparams == {**DEFAULTS, **PBT_SCHEDULE[0]["config"]}
     job = plan_jobs(default_choice(trials, DEFAULTS), best, 2)[3]  # best, seed 1
-    spec = job_spec(load_config(QUICKSTART), _plan(tmp_path), job, number=3, run_dir=tmp_path / "r",
+    spec = job_spec(_plan(tmp_path), job, number=3, run_dir=tmp_path / "r",
                     device="cpu", threads=2)
     assert spec.hparams == {**DEFAULTS, "learning_rate": 1e-4, "weight_decay": 0.01, "seed": 1}
     assert spec.extra["schedule"] == [
@@ -93,7 +93,7 @@ def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None
 def test_non_pbt_spec_has_no_schedule_and_best_seed0_saves(tmp_path: Path) -> None:
     trials = [trial(0, 5e-5, 0.70, is_default=True), trial(1, 3e-4, 0.82)]
     job = plan_jobs(default_choice(trials, DEFAULTS), best_choice(trials, DEFAULTS, "maximize"), 1)[1]
-    spec = job_spec(load_config(QUICKSTART), _plan(tmp_path), job, number=1, run_dir=tmp_path, device="cpu",
+    spec = job_spec(_plan(tmp_path), job, number=1, run_dir=tmp_path, device="cpu",
                     threads=None)
     assert spec.extra == {} and spec.save_model and spec.hparams["learning_rate"] == 3e-4
 

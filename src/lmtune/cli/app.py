@@ -54,6 +54,27 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
 
 
 @app.command()
+def train(config: Annotated[Path, typer.Argument(help="Config YAML (e.g. from 'lmtune export --format yaml')")],
+          set_: SetOpt = None,
+          out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the run and its model "
+                                                       "(default: <study.dir>-train)")] = None) -> None:
+    """Train the config's training settings once, evaluate on validation and test, save the model."""
+    from lmtune.config import load_config
+    from lmtune.tuner.train_one import train_one
+
+    cfg = load_config(config, set_ or [])
+    result = train_one(cfg, out=out_dir, log=lambda m: out.print(f"[train] {m}"))
+    if result.failure:
+        err.print(f"training failed: {result.failure} (log: {result.out_dir / 'trials' / '0000' / 'trainer.log'})")
+        raise typer.Exit(1)
+    for name, metrics in (("validation", result.validation_metrics), ("test", result.test_metrics)):
+        out.print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    where = result.model_dir if result.model_dir is not None else "(no model saved)"
+    out.print(f"model: {where}; {result.train_tokens} train tokens, {result.wall_time_s:.0f}s; "
+              f"results in {result.out_dir / 'result.json'}")
+
+
+@app.command()
 def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storage: postgresql://...)")],
            set_: SetOpt = None,
            n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total trials to finish")] = None,
@@ -167,7 +188,7 @@ def export(study_dir: StudyDir,
     """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
     the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments
-    from lmtune.config.writer import config_yaml
+    from lmtune.config.writer import best_config_yaml
     from lmtune.study import load_study, record
 
     study, meta = load_study(study_dir)
@@ -178,9 +199,9 @@ def export(study_dir: StudyDir,
         _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
         return
     if fmt == "yaml":
-        text = config_yaml(meta["config"], payload["config"],
-                           header=[f"best trial {payload['trial']} of study {meta['study_name']} in {study_dir}: "
-                                   f"{meta['metric']} {payload['value']}"])
+        text = best_config_yaml(meta["config"], payload["config"], trial=payload["trial"],
+                                study_name=meta["study_name"], study_dir=study_dir, metric=meta["metric"],
+                                value=payload["value"])
     elif fmt == "hf":
         planned = record.read(study.trials[payload["trial"]]).planned_examples
         args, extra = hf_training_arguments(payload["config"], total_examples=planned or meta["total_examples"],
@@ -262,7 +283,7 @@ def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str,
     assert best is not None
     r = record.read(best)
     if fmt == "adapter":
-        folder = export_adapter(r.adapter_dir, r.config, best.number, study_dir, target)
+        folder = export_adapter(r.adapter_dir, r.config, best.number, study_dir, target, task=meta["config"]["task"])
     else:
         folder = export_merged(r.adapter_dir, r.config, best.number, study_dir, meta, target)
     out.print(f"wrote {folder} ({fmt} of best trial {best.number})")

@@ -89,8 +89,21 @@ def validate(raw: Mapping[str, Any], *, source: str = "<config>",
     return cfg
 
 
+_SPACES: dict[str, Space] = {}  # config (as JSON) -> its space: built and checked once per study config
+
+
 def resolved_space(cfg: StudyConfig) -> Space:
-    """The preset (if any) overlaid with ``search.space``; names must be training fields."""
+    """The preset (if any) overlaid with ``search.space``; names must be training fields. Built once per
+    config: validation, the plan and the priors all get the same `Space`."""
+    key = cfg.model_dump_json()
+    if key not in _SPACES:
+        if len(_SPACES) >= 16:  # a few configs per process (a proxy stage and its target): keep it small
+            del _SPACES[next(iter(_SPACES))]
+        _SPACES[key] = _build_space(cfg)
+    return _SPACES[key]
+
+
+def _build_space(cfg: StudyConfig) -> Space:
     raw: dict[str, Any] = {}
     try:
         if cfg.search.preset:

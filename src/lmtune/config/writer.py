@@ -39,3 +39,12 @@ def config_yaml(study_config: Mapping[str, Any], hparams: Mapping[str, Any], *, 
             lines.append(f"#   from unit {step['units']}: " + (", ".join(f"{k}={v}" for k, v in changed.items())
                                                                 or "no change"))
     return "\n".join(lines) + ("\n" if lines else "") + yaml.safe_dump(full, sort_keys=False)
+
+
+def best_config_yaml(study_config: Mapping[str, Any], hparams: Mapping[str, Any], *, trial: int, study_name: str,
+                     study_dir: Any, metric: str, value: Any) -> str:
+    """The best trial as the config that trains it: the one best-config writer (``lmtune export --format
+    yaml`` and the report's "Best configuration" both print this)."""
+    return config_yaml(study_config, hparams,
+                       header=[f"best trial {trial} of study {study_name} in {study_dir}: {metric} {value}",
+                               "train it once and keep the model: lmtune train THIS_FILE [--out DIR]"])

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmtune.config.writer import config_yaml
+from lmtune.config.writer import best_config_yaml
 from lmtune.report import tables as t
+from lmtune.report._trials import finite_value as finite
 from lmtune.report.load import StudyRecord
 from lmtune.study import record as trial_record
 
@@ -38,25 +39,24 @@ class ReportContent:
     importances: t.Importances
     lineage: t.Lineage | None  # None unless trials carry `pbt` attrs
     transfer: t.TransferSummary | None  # None unless the study has a proxy stage
+    compute: list[t.ComputeSeries]  # best value vs train tokens and wall time, one series per stage
+    expected_best: list[float]  # Dodge et al.: expected best of n trials, n = 1..COMPLETE trials
     selection: t.SelectionGap | None = None  # None until `lmtune final` has run
 
 
-def best_row(rows: list[t.TrialRow], direction: str) -> t.TrialRow | None:
-    """The COMPLETE row with the best value for ``direction``; ties go to the lower trial number."""
-    done = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
-    if not done:
-        return None
-    sign = -1.0 if direction == "minimize" else 1.0
-    return max(done, key=lambda r: (sign * (r.value or 0.0), -r.number))
+def best_row(record: StudyRecord, rows: list[t.TrialRow]) -> t.TrialRow | None:
+    """The row of the study's best trial, by the one best-trial rule (`lmtune.study.record.best_of`)."""
+    best = trial_record.best_of(record.trials, record.direction)
+    return next((r for r in rows if r.number == best.number), None) if best is not None else None
 
 
 def best_yaml(record: StudyRecord, best: t.TrialRow) -> str:
     """The best trial as the config that trains it: the one writer ``lmtune export --format yaml`` uses,
     from the settings the trial recorded (not its params laid over the study's defaults)."""
     trial = next(tr for tr in record.trials if tr.number == best.number)
-    return config_yaml(record.config, trial_record.read(trial).config,
-                       header=[f"best trial {best.number} of study {record.study.study_name} in {record.study_dir}: "
-                               f"{record.metric} {best.value}"])
+    return best_config_yaml(record.config, trial_record.read(trial).config, trial=best.number,
+                            study_name=record.study.study_name, study_dir=record.study_dir, metric=record.metric,
+                            value=best.value)
 
 
 def _comparison_directions(metric: str, direction: str, final: dict[str, Any]) -> dict[str, bool]:
@@ -69,10 +69,20 @@ def _comparison_directions(metric: str, direction: str, final: dict[str, Any]) -
     }
 
 
+def _compute(record: StudyRecord) -> list[t.ComputeSeries]:
+    if record.proxy_trials is None:
+        return [t.compute_series(record.trials, record.direction)]
+    # the target stage starts where the proxy stage's compute ended: x is the whole study's compute
+    proxy = t.compute_series(record.proxy_trials, record.direction, "proxy")
+    tokens, wall = (proxy.points[-1][0], proxy.points[-1][1]) if proxy.points else (0, 0.0)
+    target = t.compute_series(record.trials, record.direction, "target")
+    return [proxy, t.ComputeSeries("target", [(k + tokens, w + wall, v) for k, w, v in target.points])]
+
+
 def collect(record: StudyRecord) -> ReportContent:
     """Compute every table the report shows for ``record``."""
     rows = t.trial_table(record.trials)
-    best = best_row(rows, record.direction)
+    best = best_row(record, rows)
     final = record.final
     comparison = None
     if final is not None:
@@ -98,5 +108,9 @@ def collect(record: StudyRecord) -> ReportContent:
         importances=t.importances(record.study),
         lineage=t.pbt_lineage(record.trials, direction=record.direction),
         transfer=transfer,
+        compute=_compute(record),
+        expected_best=t.expected_best([v for v in (finite(tr) for tr in record.trials
+                                                   if tr.state.name == "COMPLETE") if v is not None],
+                                      record.direction),
         selection=t.selection_gap(final, rows, record.metric) if final is not None else None,
     )

@@ -28,6 +28,7 @@ from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Decision, Outcome, TrialSpec, failure_reason
 from lmtune.study.store import load_study
+from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
 from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
@@ -68,12 +69,12 @@ def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
     return validate(raw, source=f"{study_dir / 'lmtune.json'}")
 
 
-def job_spec(cfg: StudyConfig, plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
+def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
              threads: int | None) -> TrialSpec:
     """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
     the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
     peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``."""
-    spec = trial_spec(cfg, plan, number=number, hparams=job.hparams, device=device, threads=threads,
+    spec = trial_spec(plan, number=number, hparams=job.hparams, device=device, threads=threads,
                       interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
                       extra={"schedule": job.schedule} if job.schedule else {})
     return replace(spec, output_dir=str(run_dir))
@@ -165,7 +166,8 @@ class FinalRunner:
                                                              sorted(record["metrics"].items()))]
         text = config_yaml(meta["config"], job.hparams, header=header, schedule=job.schedule)
         dest = export_model(saved, self.final_dir / "model", tokenizer_from=plan.model, config_text=text,
-                            trust_remote_code=cfg.task.trust_remote_code)
+                            trust_remote_code=cfg.task.trust_remote_code,
+                            base_model=base_model_name(cfg.task.model or plan.model, plan.model))
         self.log(f"final model (best configuration, seed {job.seed}) written to {dest}")
 
     # -- results file ---------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class _FinalScheduler:
         job = self.todo.pop(0)
         run_dir = self.runner.final_dir / "runs" / job.key
         shutil.rmtree(run_dir / "model", ignore_errors=True)
-        spec = job_spec(self.cfg, self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
+        spec = job_spec(self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
                         threads=threads)
         self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
         self.started_at[job.key] = time.monotonic()

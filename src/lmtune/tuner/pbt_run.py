@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from lmtune import protocol as wire
 from lmtune.config import StudyConfig
+from lmtune.config.schema import PBTSection
 from lmtune.execution import TrialHandle
 from lmtune.execution.checkpoints import checkpoint_units, folder_bytes
 from lmtune.protocol import Continue, Decision, Outcome, Pause, checkpoint_complete, failure_reason
@@ -60,12 +61,14 @@ class _Member:
     restarts: list[dict[str, Any]] | None = None  # checkpoints found gone: [{"units": u, "missing": path}]
 
 
-def make_pbt(cfg: StudyConfig, plan: Plan, population: int) -> PBT:
-    p = cfg.search.pbt
-    ready_steps = p.ready_every or cfg.training.eval_every
-    ready_units = max(1, round(ready_steps * cfg.training.batch_size / plan.examples_per_unit))
+def make_pbt(p: PBTSection, plan: Plan, population: int, *, seed: int, eval_every: int) -> PBT:
+    """The strategy from its own section (``search.pbt``): ready points every ``p.ready_every`` steps at
+    the default batch size (``eval_every`` when unset), in the plan's units."""
+    ready_steps = p.ready_every or eval_every
+    _, _, batch_size = plan.trial.length
+    ready_units = max(1, round(ready_steps * batch_size / plan.examples_per_unit))
     return PBT(space=plan.space, population_size=population, ready_units=ready_units, max_units=plan.max_units,
-               seed=cfg.study.seed, direction=cfg.study.direction, quantile=p.quantile,
+               seed=seed, direction=plan.trial.direction, quantile=p.quantile,
                resample_probability=p.resample_probability, perturb_factors=p.perturb_factors,
                mutable=frozenset(p.mutable) if p.mutable is not None else None)
 
@@ -79,7 +82,8 @@ class PBTRunner:
     def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, reporter: Reporter, population: int,
                  *, budget_stop: Callable[[], str]) -> None:
         self.cfg, self.plan, self.study, self.reporter = cfg, plan, study, reporter
-        self.pbt = make_pbt(cfg, plan, population)
+        self.pbt = make_pbt(cfg.search.pbt, plan, population, seed=cfg.study.seed,
+                            eval_every=cfg.training.eval_every)
         self.lock = threading.Lock()
         self.members: dict[int, _Member] = {}
         self.waiting: deque[int] = deque()
@@ -164,7 +168,7 @@ class PBTRunner:
                     break
         member = self.members[m]
         hparams = {**self.plan.defaults, **state.config}
-        spec = trial_spec(self.cfg, self.plan, number=member.trial.number, hparams=hparams, device=device,
+        spec = trial_spec(self.plan, number=member.trial.number, hparams=hparams, device=device,
                           threads=threads, checkpoint_every=self.pbt.ready_units,
                           resume_from=str(resume) if resume is not None else None)
         member.started = time.monotonic()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lmtune.config import StudyConfig, resolved_space
 from lmtune.config.schema import CLASSIFICATION_METRICS, TrainingSection
@@ -25,6 +25,39 @@ from lmtune.training.models import check_model_folder, load_tokenizer, resolve_m
 
 
 @dataclass(frozen=True)
+class TrialBase:
+    """What every trial spec of a study shares, taken from its config once by `make_plan`, so that
+    `trial_spec` (called per trial) needs the plan and no `StudyConfig`."""
+
+    task_type: str = "classification"
+    metric: str = "eval_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    trust_remote_code: bool = False
+    length: tuple[float, int | None, int] = (1.0, None, 8)  # training.epochs, max_steps, batch_size
+    world_size: int = 1  # ranks of lmtune's own trainer (execution.processes_per_trial)
+    compute_metrics: str | None = None  # task.compute_metrics, as the trainer loads it
+    command: tuple[str, ...] = ()  # a script trial's program, its folder, its data and what it must read
+    workdir: str = ""
+    data: dict[str, Any] | None = None
+    must_read: tuple[str, ...] = ()
+    must_read_final: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(cfg: StudyConfig, space: Space) -> TrialBase:
+        t, tr = cfg.task, cfg.training
+        script = t.type == "script"
+        return TrialBase(task_type=t.type, metric=cfg.study.metric, direction=cfg.study.direction,
+                         trust_remote_code=t.trust_remote_code, length=(tr.epochs, tr.max_steps, tr.batch_size),
+                         world_size=cfg.execution.trial_processes,
+                         compute_metrics=metric_function_ref(t.compute_metrics) if t.compute_metrics else None,
+                         command=tuple(t.command or ()) if script else (),
+                         workdir=str(Path(t.workdir or ".").resolve()) if script else "",
+                         data=asdict(data_spec(cfg)) if script and t.dataset else None,
+                         must_read=tuple(must_read(cfg, space)) if script else (),
+                         must_read_final=tuple(must_read(cfg, space, final=True)) if script else ())
+
+
+@dataclass(frozen=True)
 class Plan:
     paths: StudyPaths
     storage: str
@@ -36,6 +69,7 @@ class Plan:
     total_examples: int
     space: Space
     defaults: dict[str, Any]
+    trial: TrialBase = TrialBase()
 
     @property
     def max_units(self) -> int:
@@ -82,7 +116,8 @@ def make_plan(cfg: StudyConfig) -> Plan:
     total = longest_examples(space, defaults, train_rows=train_rows)
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
-                examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults)
+                examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults,
+                trial=TrialBase.of(cfg, space))
 
 
 def metric_function_ref(ref: str) -> str:
@@ -123,7 +158,7 @@ def _script_plan(cfg: StudyConfig, paths: StudyPaths) -> Plan:
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=Path(""), train_rows=train_rows, train_tokens=0,
                 examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
-                defaults=defaults)
+                defaults=defaults, trial=TrialBase.of(cfg, space))
 
 
 def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_batch_size: int) -> int:
@@ -165,26 +200,27 @@ def must_read(cfg: StudyConfig, space: Space, *, final: bool = False) -> list[st
     return sorted(set(space.names) | changed | set(cfg.task.defaults or {}) | ({"seed"} if final else set()))
 
 
-def trial_spec(cfg: StudyConfig, plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
-               threads: int | None, **extra: Any) -> TrialSpec:
+def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str, threads: int | None,
+               **extra: Any) -> TrialSpec:
+    """The frozen spec of one trial: the study's shared part (``plan.trial``) and this trial's settings."""
+    base = plan.trial
     extra.setdefault("save_adapter", bool(hparams.get("lora_enabled")))  # so the best adapter can be exported
-    tr = cfg.training
-    total = training_examples({"epochs": tr.epochs, "max_steps": tr.max_steps, **hparams}, train_rows=plan.train_rows,
-                              default_batch_size=tr.batch_size)
-    if cfg.task.type == "script":
-        t = cfg.task
-        extra["extra"] = {**extra.get("extra", {}), "data": asdict(data_spec(cfg)) if t.dataset else None}
-        extra.update(command=list(t.command or []), workdir=str(Path(t.workdir or ".").resolve()),
-                     must_read=must_read(cfg, plan.space, final=bool(extra.get("evaluate_test"))),
+    epochs, max_steps, batch_size = base.length
+    total = training_examples({"epochs": epochs, "max_steps": max_steps, **hparams}, train_rows=plan.train_rows,
+                              default_batch_size=batch_size)
+    script = base.task_type == "script"
+    if script:
+        extra["extra"] = {**extra.get("extra", {}), "data": base.data}
+        extra.update(command=list(base.command), workdir=base.workdir,
+                     must_read=list(base.must_read_final if extra.get("evaluate_test") else base.must_read),
                      save_adapter=False)
-    if cfg.task.type != "script":
-        extra.setdefault("world_size", cfg.execution.trial_processes)
-    if cfg.task.compute_metrics:
-        extra.update(compute_metrics=metric_function_ref(cfg.task.compute_metrics),
-                     compute_metrics_path=[os.getcwd()])
-    return TrialSpec(trial=number, model=plan.model, task_type=cfg.task.type,
-                     data_cache=str(plan.data_cache) if cfg.task.type != "script" else "",
+    else:
+        extra.setdefault("world_size", base.world_size)
+    if base.compute_metrics:
+        extra.update(compute_metrics=base.compute_metrics, compute_metrics_path=[os.getcwd()])
+    return TrialSpec(trial=number, model=plan.model, task_type=base.task_type,
+                     data_cache="" if script else str(plan.data_cache),
                      hparams=hparams, examples_per_unit=plan.examples_per_unit,
-                     total_examples=total, metric=cfg.study.metric,
-                     direction=cfg.study.direction, output_dir=str(plan.paths.trial_dir(number)),
-                     device=device, threads=threads, trust_remote_code=cfg.task.trust_remote_code, **extra)
+                     total_examples=total, metric=base.metric,
+                     direction=base.direction, output_dir=str(plan.paths.trial_dir(number)),
+                     device=device, threads=threads, trust_remote_code=base.trust_remote_code, **extra)

@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space
+from lmtune.config.schema import lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
@@ -232,6 +234,10 @@ class Tuner:
                               "and direction, or a new study.name / study.dir")
         study.set_user_attr("lmtune.metric", cfg.study.metric)
         study.set_user_attr("lmtune.direction", cfg.study.direction)
+        name_objective(study, cfg.study.metric)
+        study.set_user_attr("lmtune.intermediate_values", intermediate_meaning(
+            prune_metric(cfg.search.strategy, cfg.search.prune_metric, cfg.study.metric), cfg.study.direction,
+            plan.examples_per_unit))
         write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
                                 "metric": cfg.study.metric, "direction": cfg.study.direction,
                                 "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
@@ -372,7 +378,7 @@ class SearchScheduler:
 
         beat = self.coord.heartbeat(study, trial, on_lost)
         item = self._running[trial.number] = _Running(trial, params, is_default, beat, lost, handles)
-        spec = trial_spec(self.cfg, plan, number=trial.number, hparams=hparams, device=device, threads=threads,
+        spec = trial_spec(plan, number=trial.number, hparams=hparams, device=device, threads=threads,
                           extra=dict(self.spec_extra))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
@@ -514,6 +520,25 @@ class SearchScheduler:
             record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
         return state, value, reason
+
+
+def name_objective(study: optuna.Study, metric: str) -> None:
+    """Name the objective after the study metric, so optuna-dashboard and ``optuna.load_study`` show
+    ``eval_accuracy`` rather than "Objective 0" (Optuna marks the call experimental: its warning is
+    silenced)."""
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
+
+
+def intermediate_meaning(metric: str, direction: str, examples_per_unit: int) -> str:
+    """What a trial's intermediate values are, for readers of the study without lmtune (user attr
+    ``lmtune.intermediate_values``)."""
+    negated = lower_is_better(metric) == (direction == "maximize")
+    value = f"-{metric} (negated: the study {direction}s)" if negated else metric
+    return (f"{value} at each evaluation; step = units of {examples_per_unit} train examples seen (equal data "
+            "across batch sizes)")
 
 
 def auto_pins(cfg: StudyConfig, plan: Plan) -> dict[str, Any]:
