@@ -18,7 +18,8 @@ How it checks, with nothing but the Chromium binary (no driver, no extra Python 
    and ``--enable-logging=stderr`` prints console messages, which are scanned for "Uncaught".
 3. The page passes when every figure div (``id="fig-..."``) became a ``.js-plotly-plot`` with an SVG,
    the probe ran, recorded no error and no non-``file:`` resource, and stderr shows no uncaught error.
-4. ``--screenshot`` renders the unmodified page at ``--window-size`` (default 1280,2400) to a PNG.
+4. ``--screenshot`` renders the unmodified page at ``--window-size`` (default 1280,2400) to a PNG;
+   ``--only SECTION`` (e.g. ``compute``) renders only that section (a copy with the others hidden).
 Prints a JSON summary; exits 0 when the page passes, 1 when it does not, 2 when Chromium is missing.
 """
 
@@ -95,6 +96,7 @@ def check_report(
     window_size: str = "1280,2400",
     budget_ms: int = 5000,
     timeout: float = 120,
+    only: str | None = None,
 ) -> dict[str, Any]:
     """Run the checks on the report file ``page``; the returned dict has ``ok`` plus what was found."""
     source = page.read_text(encoding="utf-8")
@@ -111,7 +113,16 @@ def check_report(
                 f"--window-size={window_size}",
                 f"--virtual-time-budget={budget_ms}",
             ]
-            _chromium(chromium, Path(tmp) / "profile-shot", shot, page.resolve().as_uri(), timeout)
+            target = page.resolve()
+            if only is not None:  # the same page beside the original (its relative paths hold), others hidden
+                target = page.resolve().with_name(f".only-{only}.html")
+                hide = f"<style>body > *:not(section#{only}) {{display: none !important}}</style>"
+                target.write_text(source.replace("</head>", hide + "</head>", 1), encoding="utf-8")
+            try:
+                _chromium(chromium, Path(tmp) / "profile-shot", shot, target.as_uri(), timeout)
+            finally:
+                if only is not None:
+                    target.unlink(missing_ok=True)
     result = _findings(expected, dom, stderr)
     return {"html": str(page), **result, "screenshot": str(screenshot) if screenshot is not None else None}
 
@@ -164,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fake-study", type=Path, help="build the fake study here and check its report")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--window-size", default="1280,2400")
+    parser.add_argument("--only", help="screenshot only this report section (its id, e.g. compute)")
     parser.add_argument("--chromium", default=CHROMIUM)
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if page is None:
         parser.error("give a report.html or --fake-study DIR")
     result = check_report(
-        page, chromium=args.chromium, screenshot=args.screenshot, window_size=args.window_size
+        page, chromium=args.chromium, screenshot=args.screenshot, window_size=args.window_size, only=args.only
     )
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1

@@ -3,6 +3,7 @@ messages as exceptions, and an ``import lmtune`` that loads nothing heavy."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,9 +84,24 @@ def test_final_compares_default_and_best_over_seeds(tiny_model: Path, tiny_csv: 
         lmtune.final(d, seeds=0)
 
 
+def test_train_keeps_one_model_and_its_metrics(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    result = lmtune.train(QUICKSTART, overrides=[*tiny_overrides(tiny_model, tiny_csv, tmp_path / "study"),
+                                                 "training.learning_rate=2e-3"], out=tmp_path / "one")
+    assert isinstance(result, lmtune.TrainResult) and not result.failure
+    assert result.model_dir == tmp_path / "one" / "model" and (result.model_dir / "config.json").is_file()
+    assert set(result.test_metrics) >= {"test_accuracy", "test_loss"} and "eval_accuracy" in result.validation_metrics
+    spec = json.loads((tmp_path / "one" / "trials" / "0000" / "trial.json").read_text())
+    assert spec["hparams"]["learning_rate"] == 2e-3  # the override is what trained
+    assert not (tmp_path / "study").exists()  # its own folder, not the config's study.dir
+    with pytest.raises(lmtune.StudyError, match="already holds a trained model"):
+        lmtune.train(QUICKSTART, overrides=tiny_overrides(tiny_model, tiny_csv, tmp_path / "study"),
+                     out=tmp_path / "one")
+
+
 def test_import_lmtune_loads_nothing_heavy() -> None:
     code = ("import sys, lmtune; heavy = ('torch', 'transformers', 'optuna', 'ray', 'peft', 'sqlalchemy'); "
             "print(','.join(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
-    assert set(lmtune.__all__) >= {"tune", "load", "final", "StudyResult", "TrialRecord", "StudyConfig"}
+    assert set(lmtune.__all__) >= {"tune", "load", "final", "train", "StudyResult", "TrainResult", "TrialRecord",
+                                   "StudyConfig"}

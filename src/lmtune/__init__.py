@@ -2,7 +2,8 @@
 
 The Python API (see the README, "Python API"): `tune` runs or resumes a study and returns a
 `StudyResult`; `load` reads an existing study directory; `final` retrains the default and the best
-configuration over seeds and compares them on the test split. Errors raise `LmtuneError` subclasses
+configuration over seeds and compares them on the test split; `train` trains one configuration and keeps
+its model (a `TrainResult`). Errors raise `LmtuneError` subclasses
 with the messages the CLI prints. Inside a script trial (``task.type: script``), `trial` gives the script
 its settings and takes its reports (docs/bring-your-own-trainer.md); ``Continue`` and ``Stop`` are the
 decisions ``Trial.report`` returns. ``StudyConfig``, ``TrialRecord`` and ``FinalSummary`` load on first
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lmtune.api import StudyResult, final, load, tune
+from lmtune.api import StudyResult, final, load, train, tune
 from lmtune.errors import ConfigError, DataError, LmtuneError, ModelLoadError, StudyError, StudyFault
 from lmtune.protocol import Continue, Stop
 
@@ -23,14 +24,15 @@ if TYPE_CHECKING:
     from lmtune.script import Trial, trial
     from lmtune.study.record import TrialRecord
     from lmtune.tuner.final import FinalSummary
+    from lmtune.tuner.train_one import TrainResult
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Continue", "DataError", "FinalSummary", "LmtuneError", "ModelLoadError", "Stop",
-           "StudyConfig", "StudyError", "StudyFault", "StudyResult", "Trial", "TrialRecord", "__version__", "final",
-           "load", "trial", "tune"]
+           "StudyConfig", "StudyError", "StudyFault", "StudyResult", "TrainResult", "Trial", "TrialRecord",
+           "__version__", "final", "load", "train", "trial", "tune"]
 
 _LAZY = {"StudyConfig": "lmtune.config", "TrialRecord": "lmtune.study.record", "FinalSummary": "lmtune.tuner.final",
-         "Trial": "lmtune.script", "trial": "lmtune.script"}
+         "Trial": "lmtune.script", "trial": "lmtune.script", "TrainResult": "lmtune.tuner.train_one"}
 
 
 def __getattr__(name: str) -> Any:

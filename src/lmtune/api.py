@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from lmtune.config import StudyConfig
     from lmtune.study.record import TrialRecord
     from lmtune.tuner.final import FinalSummary
+    from lmtune.tuner.train_one import TrainResult
 
-__all__ = ["StudyResult", "final", "load", "tune"]
+__all__ = ["StudyResult", "final", "load", "train", "tune"]
 
 
 
@@ -118,6 +119,18 @@ def final(study_dir: str | os.PathLike[str], *, seeds: int = 3, workers: int | N
     from lmtune.tuner.final import FinalRunner
 
     return FinalRunner(Path(study_dir), seeds=seeds, workers=workers, log=log or (lambda _line: None)).run()
+
+
+def train(config: str | os.PathLike[str] | Mapping[str, Any] | StudyConfig | None = None, *,
+          overrides: Sequence[str] | Mapping[str, Any] = (), out: str | os.PathLike[str] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train the config's ``training`` settings once in ``out`` (default ``<study.dir>-train``), evaluate on
+    validation and test and save the model, as ``lmtune train``; a failed run is returned with its
+    ``failure`` reason."""
+    from lmtune.tuner.train_one import train_one
+
+    cfg = study_config(config, overrides)
+    return train_one(cfg, out=None if out is None else Path(out), log=log or (lambda _line: None))
 
 
 def study_config(config: str | os.PathLike[str] | Mapping[str, Any] | StudyConfig | None,

@@ -64,9 +64,33 @@ def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
     cfg = load_config(exported)
     assert cfg.training.learning_rate == best["config"]["learning_rate"] and cfg.search.space == {}
     assert cfg.study.name.endswith("-best")  # tuning the exported file never adds trials to this study
+    assert "lmtune train" in exported.read_text()
     hf = json.loads(lmtune("export", str(study_dir), "--format", "hf").stdout)
     assert hf["learning_rate"] == best["config"]["learning_rate"]
     assert hf["per_device_train_batch_size"] == best["config"]["batch_size"]
+
+
+def test_train_runs_the_exported_best_once_and_keeps_its_model(study_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    best = json.loads(lmtune("best", str(study_dir), "--json").stdout)
+    exported = tmp_path / "best.yaml"
+    assert lmtune("export", str(study_dir), "--format", "yaml", "--out", str(exported)).returncode == 0
+    before = len(complete(study_dir / "study.db"))
+    out = lmtune("train", str(exported), "--out", str(tmp_path / "trained"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "validation: eval_accuracy=" in out.stdout and "test: test_accuracy=" in out.stdout
+    result = json.loads((tmp_path / "trained" / "result.json").read_text())
+    assert result["config"]["learning_rate"] == best["config"]["learning_rate"]  # the best trial's settings
+    assert result["test_metrics"]["test_accuracy"] > 0 and result["train_tokens"] > 0
+    spec = json.loads((tmp_path / "trained" / "trials" / "0000" / "trial.json").read_text())
+    assert spec["total_examples"] == 6 * 16 and not spec["interactive"]  # training.max_steps at its batch
+    model = tmp_path / "trained" / "model"
+    AutoModelForSequenceClassification.from_pretrained(model)
+    assert AutoTokenizer.from_pretrained(model)("a film")["input_ids"] and (model / "lmtune-config.yaml").is_file()
+    assert len(complete(study_dir / "study.db")) == before  # the study it came from is untouched
+    again = lmtune("train", str(exported), "--out", str(tmp_path / "trained"))
+    assert again.returncode == 2 and "already holds a trained model" in again.stderr
 
 
 def test_resume_keeps_completed_trials(study_dir: Path, tiny_model: Path, tiny_csv: Path) -> None:

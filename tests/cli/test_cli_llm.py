@@ -44,8 +44,13 @@ def test_export_adapter_and_merged_load(lora_study: Path, tiny_llama: Path, tmp_
 
     out = lmtune("export", str(lora_study), "--format", "adapter", "--out", str(tmp_path / "adapter"))
     assert out.returncode == 0, out.stderr
-    assert PeftConfig.from_pretrained(str(tmp_path / "adapter")).peft_type.value == "LORA"
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), str(tmp_path / "adapter"))
+    adapter = PeftConfig.from_pretrained(str(tmp_path / "adapter"))
+    assert adapter.peft_type.value == "LORA"
+    # a folder that loads by itself: the base model as the config names it, and the tokenizer beside it
+    assert adapter.base_model_name_or_path == str(tiny_llama)
+    assert AutoTokenizer.from_pretrained(tmp_path / "adapter")("say good")["input_ids"]
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(adapter.base_model_name_or_path),
+                                      str(tmp_path / "adapter"))
     assert lmtune("export", str(lora_study), "--format", "merged", "--out", str(tmp_path / "merged")).returncode == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     assert not any("lora" in n for n, _ in merged.named_parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,15 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lmtune.report.series import importances, learning_curves, pbt_lineage, transfer_summary
-from lmtune.report.stats import average_ranks, spearman
+from lmtune.report.series import (
+    compute_series,
+    expected_best,
+    importances,
+    learning_curves,
+    pbt_lineage,
+    transfer_summary,
+)
+from lmtune.report.stats import spearman
 
 DIST: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -50,7 +58,6 @@ def test_spearman_matches_scipy_on_random_data_with_ties() -> None:
 
 
 def test_spearman_edge_cases() -> None:
-    assert average_ranks([10.0, 20.0, 10.0]) == [1.5, 3.0, 1.5]
     assert math.isnan(spearman([1.0], [2.0]))
     assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
     with pytest.raises(ValueError):
@@ -76,9 +83,10 @@ def test_learning_curves_sorted_with_state() -> None:
     ]
     curves = learning_curves(trials, "eval_accuracy")
     assert [(c.number, c.state) for c in curves] == [(0, "COMPLETE"), (1, "PRUNED"), (2, "FAIL")]
-    assert curves[0].is_default and curves[0].points == [(1, 0.7), (2, 0.8)]
-    assert curves[1].points == [(1, 0.5), (2, 0.6)]
-    assert curves[2].points == [(3, 0.1)]  # falls back to step when units is absent
+    # x is train examples seen (equal data across batch sizes)
+    assert curves[0].is_default and curves[0].points == [(32, 0.7), (64, 0.8)]
+    assert curves[1].points == [(32, 0.5), (64, 0.6)]
+    assert curves[2].points == [(3, 0.1)]  # falls back to units, then step, for older records
 
 
 def _pbt(member: int, generation: int, parent: int | None, lr: float) -> dict[str, Any]:
@@ -154,3 +162,28 @@ def test_importances_with_reasons() -> None:
     assert result.reason is None and set(result.values) == {"a", "b"}
     assert sum(result.values.values()) == pytest.approx(1.0)
     assert result.values["b"] > result.values["a"]  # b's range dominates the objective
+
+
+def test_expected_best_follows_dodge_et_al() -> None:
+    # two values: one draw is their mean; the best of two draws (with replacement) is 0 only if both are 0
+    assert expected_best([0.0, 1.0], "maximize") == pytest.approx([0.5, 0.75])
+    assert expected_best([0.0, 1.0], "minimize") == pytest.approx([0.5, 0.25])
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=7).tolist()
+    draws = rng.choice(values, size=(200_000, 3)).max(axis=1).mean()  # Monte Carlo check of n = 3
+    curve = expected_best(values, "maximize")
+    assert curve[2] == pytest.approx(draws, abs=0.01)
+    assert curve[0] == pytest.approx(np.mean(values)) and curve[-1] <= max(values)
+    assert all(a <= b + 1e-12 for a, b in pairwise(curve))  # never falls
+
+
+def test_compute_series_counts_every_ended_trial_and_keeps_the_best() -> None:
+    trials = [_trial(0, TrialState.COMPLETE, 0.6, train_tokens=100, wall_time_s=2.0),
+              _trial(1, TrialState.PRUNED, None, train_tokens=30, wall_time_s=1.0),
+              _trial(2, TrialState.COMPLETE, 0.5, train_tokens=100, wall_time_s=2.0),
+              _trial(3, TrialState.FAIL, None, train_tokens=10, wall_time_s=0.5),
+              _trial(4, TrialState.COMPLETE, 0.7, train_tokens=100, wall_time_s=2.0),
+              _trial(5, TrialState.RUNNING, None)]
+    series = compute_series(trials, "maximize")
+    assert series.points == [(100, 2.0, 0.6), (130, 3.0, 0.6), (230, 5.0, 0.6), (240, 5.5, 0.6), (340, 7.5, 0.7)]
+    assert compute_series(trials, "minimize").points[2][2] == 0.5

@@ -57,10 +57,12 @@ def test_write_report_full_study(tmp_path: Path) -> None:
     html = html_path.read_text(encoding="utf-8")
     assert "https://cdn" not in html
     assert not re.search(r"<script[^>]+src=", html), "a script loads from outside the file"
-    assert html.count("<script") == 1 + 6  # plotly.js once, then one newPlot per figure
+    assert html.count("<script") == 1 + 8  # plotly.js once, then one newPlot per figure
+    assert "Best score vs compute" in md and "Expected best vs number of trials" in md
+    assert "Warning: computed from only 8 completed trials" in md  # importances from few trials
     for key in ("history", "parallel", "importances", "curves", "pbt", "transfer"):
         assert f'<div id="fig-{key}" class="plotly-graph-div"' in html
-    assert html.count("Plotly.newPlot") == 6
+    assert html.count("Plotly.newPlot") == 8
     assert "±" in html
 
 

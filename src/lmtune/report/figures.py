@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lmtune.report.content import ReportContent
-from lmtune.report.series import Curve, Lineage, TransferSummary
+from lmtune.report.series import ComputeSeries, Curve, Lineage, TransferSummary
 
 __all__ = ["build_figures"]
 
@@ -51,10 +51,36 @@ def _curves_figure(curves: list[Curve], metric: str, best: int | None) -> go.Fig
         )
     fig.update_layout(
         title=f"Learning curves: {metric}",
-        xaxis_title="evaluation units (equal data)",
+        xaxis_title="train examples seen (equal data across batch sizes)",
         yaxis_title=metric,
         **_LAYOUT,
     )
+    return fig
+
+
+def _compute_figure(series: list[ComputeSeries], metric: str) -> go.Figure:
+    """Best value so far against train tokens (left) and trainer wall time (right), one line per stage."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
+    colors = ("#1f77b4", "#ff7f0e", "#2ca02c")
+    for i, one in enumerate(series):
+        pts = [p for p in one.points if p[2] is not None]
+        style: dict[str, Any] = {"line": {"shape": "hv", "width": 2, "color": colors[i % len(colors)]},
+                                 "mode": "lines+markers", "legendgroup": one.stage, "name": one.stage}
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[2] for p in pts], **style), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[p[1] for p in pts], y=[p[2] for p in pts], showlegend=False, **style),
+                      row=1, col=2)
+    fig.update_xaxes(title_text="train tokens (cumulative, every trial)", row=1, col=1)
+    fig.update_xaxes(title_text="trainer wall time, s (cumulative)", row=1, col=2)
+    fig.update_yaxes(title_text=f"best {metric} so far", row=1, col=1)
+    fig.update_layout(title=f"Best {metric} vs compute",
+                      legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.08}, **_LAYOUT)
+    return fig
+
+
+def _expected_best_figure(values: list[float], metric: str) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers"))
+    fig.update_layout(title=f"Expected best {metric} of n trials (Dodge et al. 2019)",
+                      xaxis_title="trials (n)", yaxis_title=f"expected best {metric}", **_LAYOUT)
     return fig
 
 
@@ -166,8 +192,9 @@ def _transfer_figure(tr: TransferSummary, metric: str) -> go.Figure:
 
 
 def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.Figure]:
-    """Every figure the sections name, keyed ``history``, ``parallel``, ``importances``, ``curves``,
-    ``pbt`` and ``transfer`` (the last four only when their data exists)."""
+    """Every figure the sections name, keyed ``history``, ``parallel``, ``compute``, ``expected_best``,
+    ``importances``, ``curves``, ``pbt`` and ``transfer`` (all but the first two only when their data
+    exists)."""
     name = content.metric
     figs: dict[str, go.Figure] = {
         "history": optuna.visualization.plot_optimization_history(study, target_name=name),
@@ -177,6 +204,10 @@ def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.F
         figs[key].update_layout(**_LAYOUT)
     if content.importances.values:
         figs["importances"] = _importances_figure(content.importances.values, content.importances.evaluator)
+    if any(p[2] is not None for one in content.compute for p in one.points):
+        figs["compute"] = _compute_figure(content.compute, name)
+    if len(content.expected_best) >= 2:
+        figs["expected_best"] = _expected_best_figure(content.expected_best, name)
     if content.curves:
         best = content.best.number if content.best else None
         figs["curves"] = _curves_figure(content.curves, name, best)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmtune.report.content import ReportContent
+from lmtune.report.series import FEW_TRIALS_FOR_IMPORTANCES
 from lmtune.report.tables import ALPHA, TrialRow, selection_gap_text
 
 __all__ = ["Section", "Table", "fmt_mean_std", "fmt_num", "fmt_seconds", "sections"]
@@ -155,14 +156,38 @@ def _search_plots(c: ReportContent) -> list[Section]:
         if imp.values
         else [f"No importances: {imp.reason}."]
     )
+    if imp.values and imp.trials < FEW_TRIALS_FOR_IMPORTANCES:
+        imp_text.append(f"Warning: computed from only {imp.trials} completed trials (fewer than "
+                        f"{FEW_TRIALS_FOR_IMPORTANCES}); with so few points the shares are mostly noise: do not "
+                        "drop a parameter because of them.")
+    staged = len(c.compute) > 1
+    compute_text = (
+        f"The best `{c.metric}` found so far against the compute spent to find it, every trial counted "
+        "(pruned and failed ones too), in the order trials ended"
+        + ("; the target stage starts where the proxy stage's compute ended (the proxy line is the proxy "
+           "model's own score)." if staged else ".")
+    )
+    eb = c.expected_best
+    if len(eb) >= 2:
+        rise = eb[-1] - eb[-2]
+        eb_text = (f"The expected best `{c.metric}` of n trials drawn from this study's {len(eb)} completed ones "
+                   f"(Dodge et al. 2019, \"Show Your Work\"): the last trial added {rise:+.4f} in expectation; a curve "
+                   "still rising at its right end says more trials would still pay, a flat one that they would not.")
+    else:
+        eb_text = "Needs at least 2 completed trials."
     curve_text = (
-        f"`{c.metric}` against evaluation units (equal amounts of training data across trials); "
+        f"`{c.metric}` against train examples seen (equal amounts of training data across trials); "
         "pruned trials dashed and marked where they stopped, failed trials left out."
         if c.curves
         else f"No trial has recorded a `{c.metric}` curve yet."
     )
+    has_compute = any(p[2] is not None for one in c.compute for p in one.points)
     return [
         Section("history", "Optimization history", figures=["history"]),
+        Section("compute", "Best score vs compute", [compute_text] if has_compute else
+                ["No completed trial yet."], figures=["compute"] if has_compute else []),
+        Section("expected_best", "Expected best vs number of trials", [eb_text],
+                figures=["expected_best"] if len(eb) >= 2 else []),
         Section(
             "importances", "Parameter importances", imp_text, figures=["importances"] if imp.values else []
         ),

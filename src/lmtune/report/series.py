@@ -22,14 +22,18 @@ from lmtune.report.stats import spearman
 from lmtune.study import record
 
 __all__ = [
+    "FEW_TRIALS_FOR_IMPORTANCES",
     "MIN_TRANSFER_PAIRS",
     "MIN_TRANSFER_RHO",
+    "ComputeSeries",
     "Curve",
     "Importances",
     "Lineage",
     "LineageNode",
     "TransferPair",
     "TransferSummary",
+    "compute_series",
+    "expected_best",
     "importances",
     "learning_curves",
     "pbt_lineage",
@@ -38,11 +42,12 @@ __all__ = [
 
 MIN_TRANSFER_RHO = 0.5
 MIN_TRANSFER_PAIRS = 3
+FEW_TRIALS_FOR_IMPORTANCES = 10  # below this, the report warns that importances are noise-dominated
 
 
 @dataclass(frozen=True)
 class Curve:
-    """One trial's learning curve: ``(units, metric value)`` points sorted by units."""
+    """One trial's learning curve: ``(train examples seen, metric value)`` points, sorted."""
 
     number: int
     state: str
@@ -53,7 +58,7 @@ class Curve:
 def _curve_points(trial: FrozenTrial, metric: str) -> list[tuple[int, float]]:
     points = []
     for entry in record.read(trial).curve:
-        x = entry.get("units", entry.get("step"))
+        x = entry.get("examples", entry.get("units", entry.get("step")))
         y = (entry.get("metrics") or {}).get(metric)
         if isinstance(x, int | float) and isinstance(y, int | float) and math.isfinite(y):
             points.append((int(x), float(y)))
@@ -211,12 +216,54 @@ def _target_only_estimate(n_trials: int, target_trials: Sequence[FrozenTrial]) -
 
 
 @dataclass(frozen=True)
+class ComputeSeries:
+    """Best value so far against compute spent, one point per ended trial in the order they ended:
+    ``(cumulative train tokens, cumulative trainer wall seconds, best value so far or None)``. ``stage``
+    names the series ("search", or "proxy" / "target" in a two-stage study)."""
+
+    stage: str
+    points: list[tuple[int, float, float | None]]
+
+
+def compute_series(trials: Sequence[FrozenTrial], direction: str, stage: str = "search") -> ComputeSeries:
+    """Every trial that ran counts its compute (pruned and failed ones too); only COMPLETE ones can be the
+    best. Trials still RUNNING or WAITING are left out."""
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    ended.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
+    better = max if direction != "minimize" else min
+    tokens, wall, best = 0, 0.0, None
+    points: list[tuple[int, float, float | None]] = []
+    for t in ended:
+        rec = record.read(t)
+        tokens += int(rec.train_tokens or 0)
+        wall += float(rec.wall_time_s or 0.0)
+        value = finite_value(t) if t.state == TrialState.COMPLETE else None
+        if value is not None:
+            best = value if best is None else better(best, value)
+        points.append((tokens, wall, best))
+    return ComputeSeries(stage, points)
+
+
+def expected_best(values: Sequence[float], direction: str) -> list[float]:
+    """Dodge et al. (2019), "Show Your Work": the expected best of ``n`` trials drawn from these trials'
+    values (with replacement, from their empirical distribution), for ``n`` = 1..len(values). A curve
+    still rising at its right end says more trials would still pay."""
+    xs = sorted(values, reverse=direction == "minimize")  # worst first
+    total = len(xs)
+    out = []
+    for n in range(1, total + 1):
+        out.append(sum(v * (((i + 1) / total) ** n - (i / total) ** n) for i, v in enumerate(xs)))
+    return out
+
+
+@dataclass(frozen=True)
 class Importances:
     """Hyperparameter importances (name → share, summing to 1), or empty with the ``reason`` why."""
 
     values: dict[str, float]
     reason: str | None
     evaluator: str = "fANOVA"
+    trials: int = 0  # COMPLETE trials they were computed from (few: the report warns)
 
 
 def importances(study: optuna.Study, *, seed: int = 0) -> Importances:
@@ -239,4 +286,4 @@ def importances(study: optuna.Study, *, seed: int = 0) -> Importances:
         )
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         return Importances({}, f"Optuna could not compute importances: {exc}")
-    return Importances({k: float(v) for k, v in values.items()}, None)
+    return Importances({k: float(v) for k, v in values.items()}, None, trials=len(done))

@@ -1,18 +1,18 @@
 """Small statistics used by the report: seed summaries, Welch's test, Spearman's rank correlation.
 
-Everything here is a pure function of plain Python numbers. ``spearman`` is implemented directly
-(average ranks for ties, then Pearson on the ranks) so that its tie handling is explicit and tested
-against ``scipy.stats.spearmanr``; ``welch_p_value`` delegates to scipy.
+Everything here is a pure function of plain Python numbers; the statistics themselves are the standard
+library's (mean, sample standard deviation) and scipy's (Spearman, Welch).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 from scipy import stats as _scipy_stats
 
-__all__ = ["average_ranks", "spearman", "summarize", "welch_p_value"]
+__all__ = ["spearman", "summarize", "welch_p_value"]
 
 
 def summarize(values: Sequence[float]) -> tuple[float, float]:
@@ -20,14 +20,10 @@ def summarize(values: Sequence[float]) -> tuple[float, float]:
 
     A single value has std 0.0. An empty sequence raises ``ValueError``.
     """
-    n = len(values)
-    if n == 0:
+    if not values:
         raise ValueError("summarize() needs at least one value")
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, 0.0
-    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var)
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values, mean) if len(values) > 1 else 0.0
 
 
 def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -46,37 +42,14 @@ def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
     return float(result.pvalue)
 
 
-def average_ranks(values: Sequence[float]) -> list[float]:
-    """Ranks starting at 1; tied values all get the mean of the ranks they span."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        rank = (start + end) / 2.0 + 1.0
-        for k in range(start, end + 1):
-            ranks[order[k]] = rank
-        start = end + 1
-    return ranks
-
-
 def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Spearman's rank correlation of paired samples (Pearson correlation of average ranks).
+    """Spearman's rank correlation of paired samples (``scipy.stats.spearmanr``: average ranks for ties).
 
     Raises ``ValueError`` when the lengths differ. Returns ``nan`` with fewer than two pairs or when
-    either side is constant (the correlation is undefined), as scipy does.
+    either side is constant (the correlation is undefined).
     """
     if len(xs) != len(ys):
         raise ValueError(f"spearman() needs paired samples, got {len(xs)} and {len(ys)} values")
-    if len(xs) < 2:
-        return math.nan
-    rx, ry = average_ranks(xs), average_ranks(ys)
-    mx, my = math.fsum(rx) / len(rx), math.fsum(ry) / len(ry)
-    cov = math.fsum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = math.fsum((a - mx) ** 2 for a in rx)
-    vy = math.fsum((b - my) ** 2 for b in ry)
-    if vx == 0.0 or vy == 0.0:
-        return math.nan
-    return cov / math.sqrt(vx * vy)
+    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return math.nan  # scipy would warn (ConstantInputWarning) and return nan
+    return float(_scipy_stats.spearmanr(list(xs), list(ys)).statistic)

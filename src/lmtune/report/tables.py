@@ -24,12 +24,16 @@ from optuna.trial import FrozenTrial, TrialState
 from lmtune.config.schema import lower_is_better
 from lmtune.report._trials import cost_totals
 from lmtune.report.series import (
+    FEW_TRIALS_FOR_IMPORTANCES,
+    ComputeSeries,
     Curve,
     Importances,
     Lineage,
     LineageNode,
     TransferPair,
     TransferSummary,
+    compute_series,
+    expected_best,
     importances,
     learning_curves,
     pbt_lineage,
@@ -41,7 +45,9 @@ from lmtune.study.record import TrialRecord
 
 __all__ = [
     "ALPHA",
+    "FEW_TRIALS_FOR_IMPORTANCES",
     "ComparisonRow",
+    "ComputeSeries",
     "Curve",
     "Importances",
     "Lineage",
@@ -50,6 +56,8 @@ __all__ = [
     "TransferSummary",
     "TrialRow",
     "comparison_table",
+    "compute_series",
+    "expected_best",
     "failures",
     "final_cost",
     "higher_is_better_default",

@@ -9,6 +9,7 @@ records that folder in the trial's ``adapter_dir`` attribute. The adapter folder
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,15 +40,40 @@ def _adapter_source(adapter_dir: str | None, config: Mapping[str, Any], trial: i
 
 
 def export_adapter(adapter_dir: str | None, config: Mapping[str, Any], trial: int, study_dir: Path,
-                   out: Path) -> Path:
+                   out: Path, *, task: Mapping[str, Any] | None = None) -> Path:
     """Copy the best trial's adapter folder (``adapter_dir``, trained with ``config``) to ``out`` (created;
-    files there are replaced)."""
+    files there are replaced); with the study's ``task`` section, complete it as a folder peft loads
+    by itself: the base model named as the user gave it and the tokenizer beside the adapter."""
     source = _adapter_source(adapter_dir, config, trial, study_dir)
     out.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
+    if task is not None:
+        from lmtune.training.models import load_tokenizer, resolve_model
+
+        resolved = resolve_model(str(task["model"]))
+        remote = bool(task.get("trust_remote_code", False))
+        name_base_model(out, base_model_name(str(task["model"]), resolved))
+        load_tokenizer(resolved, trust_remote_code=remote).save_pretrained(str(out))
     return out
+
+
+def base_model_name(given: str, resolved: str) -> str:
+    """The base model as an adapter folder names it: what the user wrote (a hub id, a path), except a
+    ``builtin:`` name, which only lmtune resolves: its installed folder then."""
+    return resolved if given.startswith("builtin:") else given
+
+
+def name_base_model(folder: Path, name: str) -> None:
+    """Set ``base_model_name_or_path`` in a peft adapter folder (peft writes the path it loaded from: for a
+    hub model, a local cache path); nothing for a folder that is not an adapter."""
+    cfg_path = folder / "adapter_config.json"
+    if not cfg_path.is_file():
+        return
+    adapter = json.loads(cfg_path.read_text())
+    adapter["base_model_name_or_path"] = name
+    cfg_path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n")
 
 
 def export_merged(adapter_dir: str | None, config: Mapping[str, Any], trial: int, study_dir: Path,
@@ -66,9 +92,9 @@ def export_merged(adapter_dir: str | None, config: Mapping[str, Any], trial: int
     if task.get("type") == "causal_lm":
         base = load_causal_lm(base_path, dropout=None, attention_dropout=None, trust_remote_code=remote)
     else:
-        labels = int(load_meta(Path(meta["data_cache"]))["num_labels"])
-        base = load_classifier(base_path, num_labels=labels, dropout=None, attention_dropout=None,
-                               trust_remote_code=remote)
+        data = load_meta(Path(meta["data_cache"]))
+        base = load_classifier(base_path, num_labels=int(data["num_labels"]), dropout=None, attention_dropout=None,
+                               trust_remote_code=remote, label_names=data.get("label_names"))
     merge_and_save(PeftModel.from_pretrained(base, str(source)), out)
     load_tokenizer(base_path, trust_remote_code=remote).save_pretrained(str(out))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +144,20 @@ def dropout_overrides(config: Any, dropout: float | None, attention_dropout: flo
 
 
 def load_classifier(model: str, *, num_labels: int, dropout: float | None,
-                    attention_dropout: float | None, trust_remote_code: bool = False) -> Any:
-    """A sequence-classification model in float32 with the requested dropout and a fresh head of num_labels."""
+                    attention_dropout: float | None, trust_remote_code: bool = False,
+                    label_names: Sequence[str] | None = None) -> Any:
+    """A sequence-classification model in float32 with the requested dropout and a fresh head of num_labels;
+    ``label_names`` (the data's classes, in label-id order) become ``id2label``/``label2id``, so a saved
+    model's ``pipeline()`` answers ``pos`` rather than ``LABEL_1``."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    names = list(label_names or [])
+    labels: dict[str, Any] = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}} \
+        if len(names) == num_labels else {}
     try:
-        config = AutoConfig.from_pretrained(model, num_labels=num_labels, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(model, num_labels=num_labels, trust_remote_code=trust_remote_code,
+                                            **labels)
         for key, value in dropout_overrides(config, dropout, attention_dropout).items():
             setattr(config, key, value)
         # fp32 master weights whatever the checkpoint stores (transformers 5 defaults to dtype="auto",

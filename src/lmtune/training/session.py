@@ -132,14 +132,14 @@ class Session:
                 module.p = float(hp["dropout"])
 
 
-def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int) -> Any:
+def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names: list[str] | None = None) -> Any:
     """The task's model with the trial's dropout, wrapped with LoRA adapters when ``lora_enabled``."""
     common: dict[str, Any] = {"dropout": hp.get("dropout"), "attention_dropout": hp.get("attention_dropout"),
                               "trust_remote_code": spec.trust_remote_code}
     if spec.task_type == "causal_lm":
         model = load_causal_lm(spec.model, **common)
     else:
-        model = load_classifier(spec.model, num_labels=num_labels, **common)
+        model = load_classifier(spec.model, num_labels=num_labels, label_names=label_names, **common)
     apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
     if hp.get("gradient_checkpointing"):
         enable_checkpointing(model)
@@ -183,7 +183,7 @@ def setup(spec: TrialSpec) -> Session:
     precision = pick_precision(hp.get("precision", "fp32"), device)
     folder = Path(spec.data_cache)
     meta = load_meta(folder)
-    model = load_model(spec, hp, meta["num_labels"]).to(device)
+    model = load_model(spec, hp, meta["num_labels"], meta.get("label_names")).to(device)
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from lmtune.config.writer import config_yaml
+from lmtune.training.export import name_base_model
 from lmtune.training.models import load_tokenizer
 
 CONFIG_FILE = "lmtune-config.yaml"
@@ -22,8 +23,10 @@ __all__ = ["CONFIG_FILE", "config_yaml", "describe_machine", "export_model"]
 
 
 def export_model(saved: Path, dest: Path, *, tokenizer_from: str, config_text: str,
-                 trust_remote_code: bool = False) -> Path:
-    """Move the trainer's saved model folder to ``dest`` with the tokenizer and the config file.
+                 trust_remote_code: bool = False, base_model: str | None = None) -> Path:
+    """Move the trainer's saved model folder to ``dest`` with the tokenizer and the config file; an
+    adapter folder names its base model ``base_model`` (the name the user gave, see
+    `lmtune.training.export.base_model_name`).
 
     Built in a sibling temporary folder and renamed into place, replacing an older export, so
     ``dest`` is never half-written.
@@ -32,6 +35,8 @@ def export_model(saved: Path, dest: Path, *, tokenizer_from: str, config_text: s
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.move(str(saved), str(tmp))
     load_tokenizer(tokenizer_from, trust_remote_code=trust_remote_code).save_pretrained(str(tmp))
+    if base_model is not None:
+        name_base_model(tmp, base_model)
     (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     if dest.exists():
         shutil.rmtree(dest)

@@ -1,0 +1,142 @@
+"""Train one configuration and keep the model: ``lmtune train CONFIG`` (and `lmtune.train`).
+
+The configuration is the config's ``training`` section (what ``lmtune export --format yaml`` writes for
+the best trial); nothing is searched. It runs in its own directory (``--out``, default
+``<study.dir>-train``), never in a study's: one trial through the one loop (`lmtune.tuner.drive`) on the
+config's backend, not interactive, evaluated on validation and then on the test split, its model saved.
+The directory then holds ``model/`` (an HF folder with the tokenizer and ``lmtune-config.yaml``; a LoRA
+run saves its adapter there, naming the base model as ``task.model`` gave it), ``result.json`` (both
+splits' metrics, train tokens, wall time) and ``trials/0000/`` (the trial file and the trainer's log).
+A directory that already holds a trained model is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmtune.config import StudyConfig
+from lmtune.config.writer import config_yaml
+from lmtune.errors import StudyError
+from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.protocol import Decision, Outcome, failure_reason
+from lmtune.training.export import base_model_name
+from lmtune.tuner.drive import Launch, drive
+from lmtune.tuner.final_export import export_model
+from lmtune.tuner.plan import Plan, make_plan, trial_spec
+
+__all__ = ["TrainResult", "train_one"]
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class TrainResult:
+    """What one ``lmtune train`` run gave: its folder, model folder (None when the run failed or, for a
+    script, when it saved none) and metrics, or the failure reason."""
+
+    out_dir: Path
+    model_dir: Path | None
+    validation_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    train_tokens: int
+    wall_time_s: float
+    failure: str = ""
+
+
+def default_out(cfg: StudyConfig) -> Path:
+    return Path(f"{Path(cfg.study.dir).as_posix().rstrip('/')}-train")
+
+
+def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Executor | None = None,
+              log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``cfg.training`` once in ``out`` (default ``<study.dir>-train``) and save its model."""
+    t0 = time.monotonic()
+    out_dir = Path(out) if out is not None else default_out(cfg)
+    if (out_dir / "model").exists() or (out_dir / RESULT_FILE).exists():
+        raise StudyError(f"{out_dir} already holds a trained model ({out_dir / 'model'}); give another "
+                         "--out, or delete that folder to train again")
+    cfg = cfg.model_copy(update={"study": cfg.study.model_copy(update={"dir": str(out_dir)})})
+    plan = make_plan(cfg)
+    executor = backend or make_executor(cfg.execution.model_copy(update={"workers": 1}))
+    one = _OneRun(plan, log)
+    try:
+        drive(one, executor)
+    finally:
+        executor.close()
+    outcome = one.outcome
+    end = outcome.end if outcome is not None else None
+    reason = failure_reason(outcome) if outcome is not None else "the run did not start"
+    if end is None or reason:
+        return TrainResult(out_dir, None, {}, {}, 0, time.monotonic() - t0, failure=reason or "no end event")
+    model_dir: Path | None = None
+    saved = Path(end["model_dir"]) if end.get("model_dir") else None
+    if saved is not None and saved.is_dir():
+        header = ["Written by 'lmtune train': the configuration below, trained once on the training split.",
+                  "Test metrics of this model: " + ", ".join(f"{k}={v:.4f}" for k, v in
+                                                             sorted((end.get("test_metrics") or {}).items()))]
+        text = config_yaml(cfg.model_dump(mode="json"), plan.defaults, header=header)
+        model_dir = export_model(saved, out_dir / "model", tokenizer_from=plan.model, config_text=text,
+                                 trust_remote_code=cfg.task.trust_remote_code,
+                                 base_model=base_model_name(cfg.task.model or plan.model, plan.model))
+    else:
+        log("the trainer saved no model (a script trial saves its own); only the metrics are kept")
+    result = TrainResult(out_dir, model_dir, dict(end.get("metrics") or {}), dict(end.get("test_metrics") or {}),
+                         int(end.get("train_tokens") or 0), time.monotonic() - t0)
+    (out_dir / RESULT_FILE).write_text(json.dumps({
+        "config": plan.defaults, "validation_metrics": result.validation_metrics,
+        "test_metrics": result.test_metrics, "train_tokens": result.train_tokens,
+        "wall_time_s": result.wall_time_s, "model_dir": str(model_dir) if model_dir else None,
+        "precision": end.get("precision"), "stopped_by": end.get("stopped_by")}, indent=1, sort_keys=True))
+    return result
+
+
+class _OneRun:
+    """The single run as a `lmtune.tuner.drive.Scheduler`: one fixed configuration, not interactive."""
+
+    poll_s: float | None = None
+
+    def __init__(self, plan: Plan, log: Callable[[str], None]) -> None:
+        self.plan, self.log = plan, log
+        self.launched = False
+        self.outcome: Outcome | None = None
+
+    def stop_reason(self) -> str:
+        return ""
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        if self.launched:
+            return None
+        self.launched = True
+        spec = trial_spec(self.plan, number=0, hparams=dict(self.plan.defaults), device=device, threads=threads,
+                          interactive=False, evaluate_test=True, save_model=True, save_adapter=False)
+        self.log(f"training one configuration on {device} ({spec.total_examples} train examples)")
+        return Launch(0, spec, self.plan.paths.trial_dir(0))
+
+    def started(self, key: Hashable, handle: TrialHandle) -> None:
+        pass
+
+    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        raise AssertionError("lmtune train's run is not interactive")
+
+    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        self.log(f"the run could not be followed: {type(exc).__name__}: {exc}")
+
+    def removable_checkpoints(self) -> list[Path]:
+        return []
+
+    def waiting_on_others(self) -> bool:
+        return False
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """Interrupted: nothing is kept but the trial's folder; run the command again."""
