@@ -15,7 +15,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from lmtune.config.effects import check_effects
-from lmtune.config.schema import TRAINING_FIELDS, StudyConfig, TrainingSection, takes_bool
+from lmtune.config.schema import TRAINING_FIELDS, StudyConfig, TrackingSection, TrainingSection, takes_bool
 from lmtune.errors import ConfigError
 from lmtune.space import Space, SpaceError, build_space, preset
 from lmtune.yamlio import SafeLoader, safe_load
@@ -86,7 +86,22 @@ def validate(raw: Mapping[str, Any], *, source: str = "<config>",
     except ValidationError as exc:
         raise ConfigError(_format(exc, source, lines or {})) from None
     resolved_space(cfg)  # raises on an impossible space
+    check_tracking(cfg.tracking)
     return cfg
+
+
+TRACKING_PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def check_tracking(section: TrackingSection) -> None:
+    """Refuse a tracking sink whose package is not installed, before anything trains."""
+    import importlib.util
+
+    for name, package in TRACKING_PACKAGES.items():
+        if getattr(section, name) is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"tracking.{name}: the {package} package is not installed; pip install "
+                              f"'lmtune[tracking]' (mlflow, tensorboard) or pip install {package}, or remove "
+                              f"tracking.{name}")
 
 
 _SPACES: dict[str, Space] = {}  # config (as JSON) -> its space: built and checked once per study config

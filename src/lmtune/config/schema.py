@@ -280,6 +280,25 @@ class BudgetSection(_Section):
     max_train_tokens: int | None = Field(default=None, ge=1)
 
 
+class WandbSection(_Section):
+    project: str | None = None  # None: the study name
+    mode: Literal["online", "offline", "disabled"] = "offline"  # offline: local files, `wandb sync` later
+    entity: str | None = None
+
+
+class TrackingSection(_Section):
+    """Where each trial is also logged as a run (lmtune.tuner.tracking); none by default."""
+
+    mlflow: str | None = None  # a tracking URI: sqlite:///mlflow.db, http://127.0.0.1:5000
+    experiment: str | None = None  # MLflow experiment; None: the study name
+    tensorboard: str | None = None  # a folder for event files
+    wandb: WandbSection | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return any(v is not None for v in (self.mlflow, self.tensorboard, self.wandb))
+
+
 class StudyConfig(_Section):
     study: StudySection = StudySection()
     task: TaskSection = TaskSection()
@@ -288,6 +307,7 @@ class StudyConfig(_Section):
     execution: ExecutionSection = ExecutionSection()
     budget: BudgetSection = BudgetSection()
     proxy: ProxySection | None = None  # a two-stage study: search on a proxy, transfer the top-k (tuner.proxy)
+    tracking: TrackingSection = TrackingSection()
 
     @model_validator(mode="before")
     @classmethod

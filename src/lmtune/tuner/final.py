@@ -33,6 +33,7 @@ from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
 from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker, make_tracker
 
 __all__ = ["FINAL_DIR", "FinalRunError", "FinalRunner", "FinalSummary", "job_spec", "study_config"]
 
@@ -90,6 +91,7 @@ class FinalRunner:
         self.workers = workers
         self.log = log
         self.backend = backend  # None: the study's own execution.backend
+        self.tracker: Tracker = NoTracking()
 
     @property
     def final_dir(self) -> Path:
@@ -124,10 +126,12 @@ class FinalRunner:
         if summary.reused:
             self.log(f"reusing {len(summary.reused)} finished run(s) from {path}: {', '.join(summary.reused)}")
         self.log(f"{len(pending)} final run(s) to do on {machine}")
+        self.tracker = make_tracker(cfg.tracking, str(meta.get("study_name") or cfg.study.name))
         try:
             self._execute(pending, executor, cfg, plan, meta, machine, runs, summary)
         finally:
             executor.close()  # Ray actors and their reserved resources go back
+            self.tracker.close()
         summary.results = self._write(path, cfg, default, best, runs, model_dir)
         summary.model_dir = model_dir if (model_dir / CONFIG_FILE).is_file() else None
         summary.wall_time_s = time.monotonic() - t0
@@ -257,6 +261,9 @@ class _FinalScheduler:
         except FinalRunError as exc:
             self.on_crash(key, exc)
             return
+        self.runner.tracker.log_run(RunRecord(
+            name=f"final-{job.key}", params=dict(job.hparams), curve=list(outcome.curve), metrics=record["metrics"],
+            state="COMPLETE", train_tokens=int(record["train_tokens"]), wall_time_s=wall))
         with self.lock:
             self.runs[(job.which, job.seed)] = record
             self.runner._write(self.summary.results_path, self.cfg, self.summary.default, self.summary.best,

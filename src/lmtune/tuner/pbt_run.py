@@ -44,6 +44,7 @@ from lmtune.study.store import INTERRUPTED
 from lmtune.tuner.drive import Launch
 from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
+from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
 
 STATE_FILE = "pbt_state.json"
 log = logging.getLogger("lmtune")
@@ -80,8 +81,9 @@ class PBTRunner:
     poll_s: float | None = None
 
     def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, reporter: Reporter, population: int,
-                 *, budget_stop: Callable[[], str]) -> None:
+                 *, budget_stop: Callable[[], str], tracker: Tracker | None = None) -> None:
         self.cfg, self.plan, self.study, self.reporter = cfg, plan, study, reporter
+        self.tracker: Tracker = tracker or NoTracking()
         self.pbt = make_pbt(cfg.search.pbt, plan, population, seed=cfg.study.seed,
                             eval_every=cfg.training.eval_every)
         self.lock = threading.Lock()
@@ -294,6 +296,12 @@ class PBTRunner:
             return "FAIL"
 
     def _finished(self, member: _Member, state: str, value: float | None, reason: str) -> None:
+        last = (member.curve or [{}])[-1].get("metrics") or {}
+        st = self.pbt.member_state(member.member)
+        self.tracker.log_run(RunRecord(  # the member's settings as it ended (its schedule is in the study)
+            name=f"trial-{member.trial.number:04d}", params={**self.plan.defaults, **st.config},
+            curve=list(member.curve or []), metrics=dict(last), state=state, reason=reason,
+            train_tokens=member.tokens, wall_time_s=member.wall))
         try:
             best = float(self.study.best_value)
         except ValueError:

@@ -58,6 +58,7 @@ from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.plan import Plan, longest_length, make_plan, trial_spec
 from lmtune.tuner.priors import enqueue_priors, prior_configs
 from lmtune.tuner.progress import PlainReporter, Reporter
+from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker, make_tracker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger("lmtune")
@@ -148,6 +149,7 @@ class Tuner:
         self.reporter = reporter or PlainReporter()
         self.spec_extra = dict(spec_extra or {})
         self.meta = dict(meta or {})
+        self.tracker: Tracker | None = None
 
     def run(self) -> RunSummary:
         """Set the study up and drive its scheduler on the backend until it stops. A fault of the study's
@@ -163,6 +165,7 @@ class Tuner:
                                                      else "n_trials reached")
                 finally:
                     executor.close()
+                    self._tracker().close()
                     summary.wall_time_s = time.monotonic() - t0
                     self.reporter.close()
         except LmtuneError:
@@ -189,7 +192,7 @@ class Tuner:
                                   "set search.pbt.population_size or --n-trials to 2 or more")
             pbt_budget = Budget(self.cfg, t0)
             runner = PBTRunner(self.cfg, plan, study, self.reporter, population,
-                               budget_stop=lambda: pbt_budget.reason(study, 0))
+                               budget_stop=lambda: pbt_budget.reason(study, 0), tracker=self._tracker())
             runner.start_population()
             self.reporter.study_started(self.cfg.study.name, population - len(runner.waiting), population,
                                         plan.max_units)
@@ -204,7 +207,8 @@ class Tuner:
         # trial, or launches none, when the next interval would cross it
         budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
         scheduler = SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter, budget=budget,
-                                    target=target, summary=summary, spec_extra=self.spec_extra)
+                                    target=target, summary=summary, spec_extra=self.spec_extra,
+                                    tracker=self._tracker())
         if scheduler.pinned:
             pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
@@ -214,6 +218,12 @@ class Tuner:
         return summary, scheduler
 
     # -- set-up ---------------------------------------------------------------------------------
+    def _tracker(self) -> Tracker:
+        """The study's tracking sinks (tracking section), opened once when first needed."""
+        if self.tracker is None:
+            self.tracker = make_tracker(self.cfg.tracking, self.cfg.study.name)
+        return self.tracker
+
     def _open_study(self, plan: Plan) -> optuna.Study:
         cfg = self.cfg
         pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
@@ -312,8 +322,9 @@ class SearchScheduler:
 
     def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, *, coord: Coordination,
                  reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
-                 spec_extra: Mapping[str, Any]) -> None:
+                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None) -> None:
         self.cfg, self.plan, self.study, self.coord, self.reporter = cfg, plan, study, coord, reporter
+        self.tracker: Tracker = tracker or NoTracking()
         self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
         self.poll_s = coord.poll_s
         self._lock = threading.Lock()
@@ -519,6 +530,9 @@ class SearchScheduler:
         with self._lock:
             record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        self.tracker.log_run(RunRecord(name=f"trial-{trial.number:04d}", params={**self.plan.defaults, **item.params},
+                                       curve=curve, metrics=dict((end or {}).get("metrics") or {}), state=state,
+                                       reason=reason, train_tokens=int(tokens), wall_time_s=wall))
         return state, value, reason
 
 
