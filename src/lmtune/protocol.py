@@ -4,6 +4,7 @@ with, and the one wire format both travel in (JSON lines), encoded and decoded o
 
 A trainer process:
   → {"event": "start", ...}                      once the model is loaded
+  → {"event": "progress", "examples": n, ...}    after the first step, then every few seconds (display only)
   → {"event": "eval", "units": u, ...}           after each evaluation; when the spec is interactive it
   ← one decision line (`encode_decision`)        then waits for the driver's answer
   → {"event": "end", ...} | {"event": "error", "kind": ..., "reason": ...}

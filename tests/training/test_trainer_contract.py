@@ -57,6 +57,8 @@ def test_a_trainer_streams_start_evals_and_end(trainer: tuple[str, TrialSpec], t
     events, code = _run(module, spec, tmp_path / "t", lambda ev: Continue())
     assert code == 0 and events[0]["event"] == "start" and events[-1]["event"] == "end"
     assert {"precision", "device"} <= set(events[0])
+    if module == TRAINER:  # lmtune's trainer: a progress event right after its first step (the display's bars)
+        assert events[1]["event"] == "progress" and 0 < events[1]["examples"] <= events[1]["total_examples"]
     evals = [e for e in events if e["event"] == "eval"]
     assert [e["units"] for e in evals] == [1, 2, 3, 4]  # one per evaluation unit, to the spec's length
     for e in evals:
@@ -72,7 +74,7 @@ def test_a_trainer_streams_start_evals_and_end(trainer: tuple[str, TrialSpec], t
 def test_a_trainer_stops_where_it_is_told(trainer: tuple[str, TrialSpec], tmp_path: Path) -> None:
     module, spec = trainer
     events, code = _run(module, spec, tmp_path / "t", lambda ev: Stop() if ev["units"] == 2 else Continue())
-    assert code == 0 and [e["event"] for e in events] == ["start", "eval", "eval", "end"]
+    assert code == 0 and [e["event"] for e in events if e["event"] != "progress"] == ["start", "eval", "eval", "end"]
     assert events[-1]["stopped_by"] == "pruned" and events[-1]["units"] == 2
 
 

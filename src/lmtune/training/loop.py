@@ -55,6 +55,9 @@ class Progress:
         return {k: v for k, v in asdict(self).items() if k != "curve"}
 
 
+PROGRESS_EVERY_S = 2.0  # a progress event (examples, tokens) at most this often between evaluations
+
+
 def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     """Run one trial; returns the end event's payload. Raises on failure (the worker reports it)."""
     t0 = time.perf_counter()
@@ -71,6 +74,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     times = {"train": 0.0, "eval": 0.0}
     tick = time.perf_counter()
     stopped_by: str | None = None
+    shown = 0.0  # when the last progress event went out
     while not s.done(prog.examples):
         index = s.batch_at(prog.step)
         loss_sum += _step(s, index, emit)
@@ -78,6 +82,10 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         prog.step += 1
         prog.examples += len(index)
         prog.tokens += int(lengths[index].sum())
+        if time.perf_counter() - shown >= PROGRESS_EVERY_S:  # from the first step: the display's bars
+            shown = time.perf_counter()
+            emit({"event": "progress", "examples": prog.examples, "tokens": prog.tokens,
+                  "total_examples": spec.total_examples})
         if prog.examples < (prog.units + 1) * spec.examples_per_unit and not s.done(prog.examples):
             continue
         times["train"] += time.perf_counter() - tick

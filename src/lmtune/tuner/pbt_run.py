@@ -211,7 +211,10 @@ class PBTRunner:
         return self._on_eval(self.members[int(key)], ev)  # type: ignore[call-overload]
 
     def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
-        pass
+        if ev.get("event") == "progress":
+            number = self.members[int(key)].trial.number  # type: ignore[call-overload]
+            self.reporter.trial_advanced(number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
+                                         int(ev.get("total_examples") or 0))
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         result = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
@@ -245,6 +248,7 @@ class PBTRunner:
         assert member.curve is not None
         member.curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
         member.tokens = max(member.tokens, int(ev["tokens"]))
+        self.reporter.trial_advanced(member.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
         self.reporter.trial_progress(member.trial.number, ev["units"], self.plan.max_units, score)
         if "checkpoint" not in ev:
             return Continue()

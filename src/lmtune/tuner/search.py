@@ -203,6 +203,10 @@ class Tuner:
             if priors:
                 enqueue_priors(study, priors)
         self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
+        cap = self.cfg.budget.max_train_tokens
+        self.reporter.study_budget(tokens_per_trial=plan.total_examples * plan.train_tokens / max(plan.train_rows, 1),
+                                   tokens_left=None if cap is None else max(0, cap - train_tokens_spent(study)),
+                                   seconds_left=self.cfg.budget.max_wall_time)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
         budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
@@ -441,6 +445,7 @@ class SearchScheduler:
         prune = self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0))
         item.budget_stopped = item.budget_stopped or over
+        self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
         self.reporter.trial_progress(item.trial.number, ev["units"], self.plan.max_units, ev["metrics"].get(metric))
         return Stop() if prune or over else Continue()
 
@@ -450,6 +455,9 @@ class SearchScheduler:
         if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
             with self._lock:
                 record.write(item.trial, precision=ev.get("precision"), startup_s=time.monotonic() - item.started)
+        elif kind == "progress":  # between evaluations, every few seconds from the first step
+            self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
+                                         int(ev.get("total_examples") or 0))
         elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
             with self._lock:
                 record.write(item.trial, micro_batch_size=ev.get("micro_batch_size"))
