@@ -97,6 +97,23 @@ def main() -> None:
                             f"{len(seeds)} paired seeds ({test['wins']} wins, {test['ties']} ties; the same "
                             f"configuration selected in {same}); paired t-test p = {tp}, sign-flip p = "
                             f"{test['sign_flip_p']:.3f}.")
+        for arm in sorted(a for a in arms if a not in ("peer", "auto", "default")):
+            if not arms.get("auto"):
+                break
+            auto = {r["seed"]: r["test_accuracy"] for r in arms["auto"]}
+            other = {r["seed"]: r["test_accuracy"] for r in arms[arm]}
+            seeds = sorted(set(auto) & set(other))
+            diffs = [other[s_] - auto[s_] for s_ in seeds]
+            if not diffs:
+                continue
+            test = {"seeds": seeds, "mean_diff": statistics.mean(diffs), "diffs": diffs,
+                    "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
+                    "sign_flip_p": sign_flip_p(diffs), "t_test_p": t_test_p(diffs)}
+            summary[task_name][f"{arm}_vs_auto"] = test
+            tp = "n/a" if test["t_test_p"] is None else f"{test['t_test_p']:.3f}"
+            verdicts.append(f"- {task_name}: {arm} − auto = {test['mean_diff']:+.4f} over {len(seeds)} paired seeds "
+                            f"({test['wins']} better, {test['losses']} worse); paired t-test p = {tp}, sign-flip "
+                            f"p = {test['sign_flip_p']:.3f}.")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "results.md").write_text("\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n")
     print("\n".join(lines))
