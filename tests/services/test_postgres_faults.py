@@ -7,6 +7,7 @@ running while the worker's side of it goes away: every connection is cut and new
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import subprocess
 import threading
@@ -36,7 +37,14 @@ class Relay:
     def serve(self) -> None:
         lst = socket.socket()
         lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind(("127.0.0.1", self.port))
+        for attempt in range(50):  # a connection cut a moment ago can hold the port briefly (seen under load)
+            try:
+                lst.bind(("127.0.0.1", self.port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == 49:
+                    raise
+                time.sleep(0.2)
         lst.listen(32)
         self._listener = lst
         threading.Thread(target=self._accept, args=(lst,), daemon=True).start()
@@ -47,8 +55,9 @@ class Relay:
                 client, _ = lst.accept()
             except OSError:
                 return
+            self._open.append(client)  # before connecting on: cut() must close it whatever happens next
             server = socket.create_connection(self.target)
-            self._open += [client, server]
+            self._open.append(server)
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
