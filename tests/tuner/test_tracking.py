@@ -82,3 +82,12 @@ def test_a_sink_without_its_package_is_refused_up_front(tiny_model: Path, tiny_c
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(ConfigError, match=r"tracking.wandb: the wandb package is not installed; pip install"):
         _cfg(tiny_model, tiny_csv, tmp_path / "run", "tracking.wandb={project: x, mode: offline}")
+
+
+def test_an_mlflow_store_that_cannot_be_opened_is_refused_before_any_trial(tiny_model: Path, tiny_csv: Path,
+                                                                           tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    cfg = _cfg(tiny_model, tiny_csv, d, "tracking.mlflow=nosuchscheme://x")
+    with pytest.raises(ConfigError, match=r"tracking.mlflow: cannot open the MLflow store 'nosuchscheme://x'"):
+        Tuner(cfg, n_trials=1, backend=SimulatedExecutor(workers=1)).run()
+    assert not (d / "trials").exists()  # nothing ran

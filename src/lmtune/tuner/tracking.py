@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from lmtune.config.loader import check_tracking
 from lmtune.config.schema import TrackingSection
+from lmtune.errors import ConfigError
 
 __all__ = ["NoTracking", "RunRecord", "Tracker", "check_tracking", "make_tracker"]
 
@@ -73,7 +74,12 @@ def make_tracker(section: TrackingSection | None, study_name: str) -> Tracker:
     check_tracking(section)
     sinks: list[Tracker] = []
     if section.mlflow is not None:
-        sinks.append(_MLflow(section.mlflow, section.experiment or study_name, study_name))
+        try:
+            sinks.append(_MLflow(section.mlflow, section.experiment or study_name, study_name))
+        except Exception as exc:  # a bad URI, a server that is not there: refused before any trial starts
+            raise ConfigError(f"tracking.mlflow: cannot open the MLflow store {section.mlflow!r}: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}; give a tracking URI such as "
+                              "sqlite:///mlflow.db or the address of a running MLflow server") from None
     if section.tensorboard is not None:
         sinks.append(_TensorBoard(Path(section.tensorboard) / _safe(study_name)))
     if section.wandb is not None:
