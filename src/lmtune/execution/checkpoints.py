@@ -15,13 +15,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-__all__ = ["FolderCheckpoints", "checkpoint_units", "folder_bytes"]
+__all__ = ["FolderCheckpoints", "checkpoint_folders", "checkpoint_units", "folder_bytes"]
 
 
 def checkpoint_units(path: Path) -> int | None:
     """The units a checkpoint folder was saved at (``u00012`` → 12), None for another name."""
     name = path.name
     return int(name[1:]) if len(name) == 6 and name[0] == "u" and name[1:].isdigit() else None
+
+
+def checkpoint_folders(trial_dir: Path) -> list[Path]:
+    """A trial's checkpoint folders (``<trial_dir>/checkpoints/uNNNNN``), oldest first."""
+    folder = trial_dir / "checkpoints"
+    found = folder.glob("u?????") if folder.is_dir() else []
+    return sorted(p for p in found if checkpoint_units(p) is not None)
 
 
 def folder_bytes(path: Path) -> int:
@@ -34,9 +41,7 @@ class FolderCheckpoints:
 
     def list_checkpoints(self, trial_dir: Path) -> list[Path]:
         """The trial's checkpoint folders, oldest first."""
-        folder = trial_dir / "checkpoints"
-        found = folder.glob("u?????") if folder.is_dir() else []
-        return sorted(p for p in found if checkpoint_units(p) is not None)
+        return checkpoint_folders(trial_dir)
 
     def checkpoint_bytes(self, path: Path) -> int:
         return folder_bytes(path)

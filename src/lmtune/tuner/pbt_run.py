@@ -35,7 +35,7 @@ from lmtune import protocol as wire
 from lmtune.config import StudyConfig
 from lmtune.config.schema import PBTSection
 from lmtune.execution import TrialHandle
-from lmtune.execution.checkpoints import checkpoint_units, folder_bytes
+from lmtune.execution.checkpoints import checkpoint_folders, checkpoint_units, folder_bytes
 from lmtune.protocol import Continue, Decision, Outcome, Pause, checkpoint_complete, failure_reason
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
@@ -123,11 +123,8 @@ class PBTRunner:
                 self.study.tell(self.members[m].trial, state.score)
         for m, member in self.members.items():  # a resumed study: what the last run's members reported
             reported = self.pbt.member_state(m).units
-            folder = self.plan.paths.trial_dir(member.trial.number) / "checkpoints"
-            for ckpt in sorted(folder.glob("u?????")) if folder.is_dir() else []:
-                units = checkpoint_units(ckpt)
-                if units is not None and units <= reported:
-                    self._reported.add(ckpt)
+            self._reported |= {c for c in checkpoint_folders(self.plan.paths.trial_dir(member.trial.number))
+                               if (checkpoint_units(c) or 0) <= reported}
         mine = set(numbers.values())
         for t in by_number.values():  # e.g. a member trial asked but never recorded: not ours to resume
             if t.state == TrialState.RUNNING and t.number not in mine:

@@ -165,7 +165,8 @@ class Tuner:
                                                      else "n_trials reached")
                 finally:
                     executor.close()
-                    self._tracker().close()
+                    if self.tracker is not None:
+                        self.tracker.close()
                     summary.wall_time_s = time.monotonic() - t0
                     self.reporter.close()
         except LmtuneError:
