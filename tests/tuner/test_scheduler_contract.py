@@ -18,6 +18,7 @@ The end state of each study is checked too (every trial finished, none left RUNN
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import drive as drive_module
 from lmtune.tuner.drive import Launch, Scheduler
 from lmtune.tuner.final import FinalRunner
-from lmtune.tuner.search import Tuner
+from lmtune.tuner.search import SearchScheduler, Tuner
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
@@ -243,8 +244,16 @@ class _Interrupting(SimulatedExecutor):
 
 
 def test_an_interrupted_search_fails_and_requeues_what_ran(checked: list[Checked], tiny_model: Path,
-                                                           tiny_csv: Path, tmp_path: Path) -> None:
+                                                           tiny_csv: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(tiny_model, tiny_csv, tmp_path / "int", "search.strategy=random")
+    abandon = SearchScheduler.abandon
+
+    def late_abandon(self: SearchScheduler, keys: list[Hashable]) -> None:
+        time.sleep(0.5)  # the killed trainers' followers see their "-9" exits first (CI's race, made certain)
+        abandon(self, keys)
+
+    monkeypatch.setattr(SearchScheduler, "abandon", late_abandon)
     with pytest.raises(KeyboardInterrupt):
         Tuner(cfg, n_trials=5, backend=_Interrupting(2, workers=3, unit_s=0.5)).run()  # a 3rd slot: Ctrl-C
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'int' / 'study.db'}")

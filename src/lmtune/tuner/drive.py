@@ -17,7 +17,9 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
    nothing to start it returns, unless ``waiting_on_others()`` (trials of other workers on a shared
    study may still fail back into the queue), when it polls every ``poll_s`` seconds;
 4. on an interrupt (Ctrl-C) or any error of the loop itself every running trainer is killed and the
-   scheduler hears ``abandon`` with their keys before the error goes on;
+   scheduler hears ``abandon`` with their keys before the error goes on; a trial whose trainer ends once
+   the loop was interrupted is not reported to ``on_end`` (its "killed" exit is the loop's doing, and
+   ``abandon`` records it);
 5. a fault of the study's storage or disk (`lmtune.study.store.storage_fault`: disk full, database
    connection lost), met while following a trial or in a trainer's own failure, ends the loop as in 4
    with that error: no further trial would be recorded, and a study that went on would fail every one.
@@ -25,7 +27,7 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
 Contract for schedulers: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon``
 are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end``, ``on_crash`` and
 ``removable_checkpoints`` from the trial's own thread (a scheduler guards what both touch). ``on_end`` is
-called once per started trial, before the loop hears that the trial ended.
+called once per started trial that ended before any interrupt, before the loop hears that the trial ended.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
     running: dict[Hashable, tuple[TrialHandle | None, int]] = {}
     ended: queue.Queue[Hashable] = queue.Queue()
     faults: list[BaseException] = []  # storage or disk faults met by the trials' threads
+    interrupted = threading.Event()  # set before the loop kills trainers: their endings are abandon's
     try:
         while True:
             if faults:
@@ -127,7 +130,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                 handle = executor.launch(launch.spec, launch.trial_dir, slot)
                 running[launch.key] = (handle, slot)
                 scheduler.started(launch.key, handle)
-                threading.Thread(target=_follow, args=(scheduler, executor, launch, handle, ended, faults),
+                threading.Thread(target=_follow, args=(scheduler, executor, launch, handle, ended, faults, interrupted),
                                  daemon=True).start()
                 stop = scheduler.stop_reason()
             if not running:
@@ -142,6 +145,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
             _, slot = running.pop(key)
             executor.release(slot)
     except BaseException:
+        interrupted.set()
         for started, _ in running.values():
             if started is not None:
                 started.kill()
@@ -150,7 +154,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
 
 
 def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: TrialHandle,
-            ended: queue.Queue[Hashable], faults: list[BaseException]) -> None:
+            ended: queue.Queue[Hashable], faults: list[BaseException], interrupted: threading.Event) -> None:
     key = launch.key
 
     def answer(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
@@ -161,6 +165,8 @@ def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: Tr
     try:
         on_eval = answer if launch.spec.interactive else None
         outcome = relay(handle, on_eval=on_eval, on_event=lambda ev: scheduler.on_event(key, ev))
+        if interrupted.is_set():  # the loop killed it (or is about to): ``abandon`` records it, not a -9 exit
+            return
         scheduler.on_end(key, outcome)
         _delete_removable(scheduler, executor)
         if _disk_full(failure_reason(outcome)):  # recorded as failed with the reason; the next would fail too
@@ -169,6 +175,8 @@ def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: Tr
         handle.kill()
         if storage_fault(exc) is not None:
             faults.append(exc)  # the loop ends with it; the trial is left to the next run's recovery
+        if interrupted.is_set():
+            return
         with contextlib.suppress(Exception):
             scheduler.on_crash(key, exc)
     finally:

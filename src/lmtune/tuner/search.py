@@ -424,8 +424,9 @@ class SearchScheduler:
                 item = self._running.get(int(key))  # type: ignore[call-overload]
                 if item is None:
                     continue
-                if not item.handles:  # its launch failed
-                    item.beat.stop()
+                item.beat.stop()  # its follower does not report a trial the loop killed
+                if item.timer is not None:
+                    item.timer.cancel()
                 t = item.trial
                 try:
                     frozen = study._storage.get_trial(t._trial_id)
