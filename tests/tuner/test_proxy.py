@@ -18,8 +18,12 @@ from optuna.trial import TrialState, create_trial
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
+from lmtune.execution import TrialHandle
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.protocol import TrialSpec
 from lmtune.study.store import carried_attrs as _carry_attrs
 from lmtune.tuner.progress import PlainReporter
+from lmtune.tuner.search import Tuner
 from lmtune.tuner.proxy import (
     TwoStageTuner,
     _linked,
@@ -251,3 +255,37 @@ def test_target_only_estimate_and_printed_lines() -> None:
     assert lines[-1].startswith("warning: only 2 proxy/target pairs")
     reversed_target = [_cost_trial(i, -0.1 * i, 0.1 * i, 1, 1.0) for i in range(4)]
     assert "Spearman rho = -1.00 < 0.5" in transfer_lines(transfer_summary(proxy, reversed_target))[-1]
+
+
+# -- the transfers are fixed configurations -------------------------------------------------------
+class _KillsOne(SimulatedExecutor):
+    """Kills the trainer of the trial whose learning rate is ``lr`` as soon as it launches."""
+
+    def __init__(self, lr: float) -> None:
+        super().__init__(workers=1)
+        self.lr = lr
+
+    def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> TrialHandle:
+        handle = super().launch(spec, trial_dir, slot)
+        if spec.hparams["learning_rate"] == self.lr:
+            handle.kill()
+        return handle
+
+
+def test_queued_only_runs_the_queue_and_replaces_no_failed_transfer(tiny_model: Path, tiny_csv: Path,
+                                                                    tmp_path: Path) -> None:
+    d = tmp_path / "fixed"
+    d.mkdir()
+    study = optuna.create_study(study_name="quickstart", storage=f"sqlite:///{d / 'study.db'}", direction="maximize")
+    for lr in (3e-4, 7e-4):
+        study.enqueue_trial({"learning_rate": lr, "batch_size": 16, "weight_decay": 0.0, "optimizer": "adamw"})
+    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "search.include_default=false"])
+    run = Tuner(cfg, n_trials=5, reporter=_quiet(), backend=_KillsOne(3e-4), queued_only=True).run()
+    trials = _trials(d, "quickstart")
+    assert run.stop_reason == "queued configurations done"
+    assert [(t.params["learning_rate"], t.state) for t in trials] == [(3e-4, TrialState.FAIL),
+                                                                      (7e-4, TrialState.COMPLETE)]
+    assert "killed" in trials[0].user_attrs["fail_reason"]
+    # the same queue in an ordinary run: the sampler fills the failed slot and the n_trials after it
+    plain = Tuner(cfg, n_trials=3, reporter=_quiet(), backend=SimulatedExecutor()).run()
+    assert plain.stop_reason == "n_trials reached" and len(_trials(d, "quickstart")) == 4

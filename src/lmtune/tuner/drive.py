@@ -125,6 +125,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                     raise
                 if launch is None:
                     executor.release(slot)
+                    stop = scheduler.stop_reason()  # suggest may have found a reason (queue or grid done)
                     break
                 running[launch.key] = (None, slot)  # abandoned as a key if the launch itself fails
                 handle = executor.launch(launch.spec, launch.trial_dir, slot)

@@ -7,7 +7,8 @@ trial count, strategy, training length and share of the train split. Its trial f
 it shares the storage and the tokenized-data cache of ``<dir>``. Stage 2 is the study ``<name>``:
 the proxy's ``top_k`` best configurations other than the default settings, and the default settings
 (the baseline, when ``search.include_default``), are enqueued on the target (each trial carries
-``proxy_value`` and ``proxy_trial``) and run unpruned; then ``refine_trials`` more trials of the
+``proxy_value`` and ``proxy_trial``) and run as fixed configurations (`Tuner`'s ``queued_only``: unpruned,
+nothing sampled, a failed transfer stays failed); then ``refine_trials`` more trials of the
 target's own strategy. Both studies live in one storage and one study directory; ``<dir>/lmtune.json``
 names the target study and lists both under ``stages``.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space, validate
 from lmtune.errors import ConfigError
@@ -186,23 +188,40 @@ class TwoStageTuner:
         n_transfer = len(linked) + (wants_default and not any(linked.values()))  # the Tuner adds a missing default
         runs: list[RunSummary] = []
         summary.target = runs
-        if finished(target) < n_transfer:
-            # The enqueued configurations run to the end (no pruning); "random" only fills in for a
-            # transfer that fails, and keeps grid/PBT target strategies for the refine run alone.
+        if _waiting(target) or finished(target) < n_transfer:
+            # The transfers are fixed configurations: the queue runs to the end, unpruned, and a transfer
+            # that fails stays failed (nothing is drawn in its place). The sampler is never asked ("random"
+            # only keeps grid/PBT target strategies out of this run: they apply to the refine run).
             unpruned = self.cfg.search.model_copy(update={"strategy": "random", "pruner": "none"})
-            runs.append(self._target_run(self.cfg.model_copy(update={"search": unpruned}), n_transfer))
+            runs.append(self._target_run(self.cfg.model_copy(update={"search": unpruned}), n_transfer,
+                                         queued_only=True))
             if runs[-1].stop_reason.startswith(("stopped", "budget")):
                 return f"target stage: {runs[-1].stop_reason}; re-run the same command to resume"
-        n_total = n_transfer + self.proxy.refine_trials
+        n_total = n_transfer - _failed_transfers(target) + self.proxy.refine_trials  # refine_trials more, exactly
         if finished(target) < n_total:
             runs.append(self._target_run(self.cfg, n_total))
             return runs[-1].stop_reason
         return "n_trials reached"
 
-    def _target_run(self, cfg: StudyConfig, n_trials: int) -> RunSummary:
-        return Tuner(cfg, n_trials=n_trials, reporter=self.reporter(), meta={"stages": self.stages}).run()
+    def _target_run(self, cfg: StudyConfig, n_trials: int, *, queued_only: bool = False) -> RunSummary:
+        return Tuner(cfg, n_trials=n_trials, reporter=self.reporter(), meta={"stages": self.stages},
+                     queued_only=queued_only).run()
 
     def _wants_default(self) -> bool:
         """Whether the Tuner runs the default settings as a trial (its rule: asked for and inside the space)."""
         return self.cfg.search.include_default and not resolved_space(self.cfg).outside(
             self.cfg.training.model_dump())
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _failed_transfers(study: optuna.Study) -> int:
+    """Transfers (by proxy trial) that failed and are not queued, running or done again: a fixed
+    configuration is not replaced, so the refine run does not count their slots."""
+    states: dict[int, set[str]] = {}
+    for r in record.records(study.get_trials(deepcopy=False)):
+        if r.proxy_trial is not None:
+            states.setdefault(r.proxy_trial, set()).add(r.state)
+    return sum(1 for s in states.values() if s == {"FAIL"})

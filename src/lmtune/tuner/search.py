@@ -128,13 +128,16 @@ class Tuner:
     ``shared``: one of several workers on a server-backed study (`lmtune worker`); see
     `lmtune.tuner.coordination`. Otherwise this process is the study's only writer. ``backend``: the
     executor to run trials on (e.g. `lmtune.execution.simulated.SimulatedExecutor`), instead of the one
-    ``execution.backend`` names.
+    ``execution.backend`` names. ``queued_only``: run the study's queue (enqueued configurations: a proxy's
+    transfers) and nothing else: the sampler is never asked for a new configuration, so a transfer that
+    fails is recorded as failed, not replaced, and the run ends when the queue is empty.
     """
 
     def __init__(self, cfg: StudyConfig, *, n_trials: int | None = None, reporter: Reporter | None = None,
                  spec_extra: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-                 shared: bool = False, backend: Executor | None = None) -> None:
+                 shared: bool = False, backend: Executor | None = None, queued_only: bool = False) -> None:
         self.cfg = cfg
+        self.queued_only = queued_only
         self.backend = backend  # None: the one execution.backend names
         ex = cfg.execution
         if shared and cfg.search.strategy == "pbt":
@@ -213,7 +216,7 @@ class Tuner:
         budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
         scheduler = SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter, budget=budget,
                                     target=target, summary=summary, spec_extra=self.spec_extra,
-                                    tracker=self._tracker())
+                                    tracker=self._tracker(), queued_only=self.queued_only)
         if scheduler.pinned:
             pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
@@ -327,7 +330,7 @@ class SearchScheduler:
 
     def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, *, coord: Coordination,
                  reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
-                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None) -> None:
+                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False) -> None:
         self.cfg, self.plan, self.study, self.coord, self.reporter = cfg, plan, study, coord, reporter
         self.tracker: Tracker = tracker or NoTracking()
         self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
@@ -339,6 +342,7 @@ class SearchScheduler:
         # strategy auto: the searched training length is the pruner's resource, not a choice (see
         # ``auto_pins``): every configuration the sampler draws is planned at the longest length
         self.pinned = auto_pins(cfg, plan)
+        self.queued_only = queued_only  # fixed configurations: the queue, then nothing
 
     # -- the loop's side ------------------------------------------------------------------------
     def stop_reason(self) -> str:
@@ -357,9 +361,10 @@ class SearchScheduler:
 
     def suggest(self, device: str, threads: int) -> Launch | None:
         while self._done + len(self._running) + self._others < self.target:
-            if self.cfg.search.strategy == "grid" and not _waiting(self.study):
+            if (self.queued_only or self.cfg.search.strategy == "grid") and not _waiting(self.study):
                 if not self._others:  # else a dead worker's point may come back to the queue
-                    self._stop = "grid exhausted (failed points are not retried; see 'lmtune status')"
+                    self._stop = ("queued configurations done" if self.queued_only else
+                                  "grid exhausted (failed points are not retried; see 'lmtune status')")
                 return None
             launch = self._ask(device, threads)
             if launch is not None:
