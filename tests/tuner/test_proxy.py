@@ -23,7 +23,6 @@ from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.protocol import TrialSpec
 from lmtune.study.store import carried_attrs as _carry_attrs
 from lmtune.tuner.progress import PlainReporter
-from lmtune.tuner.search import Tuner
 from lmtune.tuner.proxy import (
     TwoStageTuner,
     _linked,
@@ -32,6 +31,7 @@ from lmtune.tuner.proxy import (
     proxy_config,
     top_configs,
 )
+from lmtune.tuner.search import Tuner
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
