@@ -14,6 +14,14 @@ file, so every rank trains with the same settings and nothing is sampled here. T
   waits for the same answer (`Continue`, or `Stop` when the pruner or the budget ends the trial);
 * ends normally (or calls ``trial.finish(...)`` to say more: test metrics, where it saved the model).
 
+Under PBT (``search.strategy: pbt``) the script also saves its whole training state at every *ready
+point*: ``folder = trial.checkpoint_dir(examples)`` is not None there; the script writes its model,
+optimizer, schedule and position into it and passes ``checkpoint=folder`` to that evaluation's
+``report``. A `Pause` answer ends the process; lmtune starts the script again with
+``trial.resume_from`` (its own checkpoint, or after an exploit another member's) and ``trial.params``
+(after an exploit, the explored settings): the script loads that state, applies the new settings and goes
+on from ``trial.resume_examples``. Nothing is ever changed inside a running script.
+
 Every parameter the search draws, every training field the config sets to other than lmtune's default,
 and in final runs the seed, must be read by the script
 (through ``trial.params`` / ``trial.hparams`` or the helpers that read them): a trial whose script ignored
@@ -34,6 +42,7 @@ from typing import Any
 
 from lmtune.errors import LmtuneError
 from lmtune.protocol import (
+    CHECKPOINT_MANIFEST,
     SCRIPT_DECISIONS,
     SCRIPT_DRIVER_ENV,
     SCRIPT_EVENTS,
@@ -139,6 +148,41 @@ class Trial:
         return self.spec.save_model
 
     @property
+    def resume_from(self) -> Path | None:
+        """PBT: the checkpoint folder to continue from (this member's own, or another member's after an
+        exploit), or None for a fresh start. Load the model, optimizer and schedule state from it, then
+        apply ``trial.params`` (they may differ from the checkpoint's: the explored settings)."""
+        return Path(self.spec.resume_from) if self.spec.resume_from else None
+
+    @property
+    def resume_examples(self) -> int:
+        """The training examples seen at ``resume_from`` (0 for a fresh start): go on from there and keep
+        reporting the total."""
+        if not self.spec.resume_from:
+            return 0
+        try:
+            return int(json.loads((Path(self.spec.resume_from) / CHECKPOINT_MANIFEST).read_text())["examples"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LmtuneError(f"trial.resume_examples: {self.spec.resume_from} is no checkpoint a script trial "
+                              f"wrote ({exc})") from None
+
+    def checkpoint_dir(self, examples: int) -> Path | None:
+        """PBT: where to save the whole training state before reporting the evaluation after ``examples``
+        training examples, when that evaluation is a ready point (a multiple of the strategy's ready
+        interval, or the trial's end); None otherwise (and always outside PBT). Pass the folder to
+        ``report(..., checkpoint=folder)`` once everything is written."""
+        every = self.spec.checkpoint_every
+        if not every:
+            return None
+        units = self._units_at(examples)
+        if units % every and examples < self.spec.total_examples:
+            return None
+        return self.output_dir / "checkpoints" / f"u{units:05d}"
+
+    def _units_at(self, examples: int) -> int:
+        return max(self._units, max(1, round(examples / max(1, self.spec.examples_per_unit))))
+
+    @property
     def is_reporter(self) -> bool:
         """True on the process that sends reports (rank 0)."""
         return self.rank == 0
@@ -167,27 +211,33 @@ class Trial:
         return load_splits(DataSpec(**data))
 
     # -- reporting ---------------------------------------------------------------------------------
-    def report(self, metrics: Mapping[str, float], *, examples: int, tokens: int | None = None) -> Decision:
-        """Report an evaluation after ``examples`` training examples; returns the scheduler's decision.
+    def report(self, metrics: Mapping[str, float], *, examples: int, tokens: int | None = None,
+               checkpoint: str | Path | None = None) -> Decision:
+        """Report an evaluation after ``examples`` training examples (in all, counting those before a
+        resume); returns the scheduler's decision. ``checkpoint``: under PBT, the folder
+        ``checkpoint_dir(examples)`` named, with the whole training state saved in it (required there).
 
-        Only rank 0 sends; every rank waits for the same answer. After a `Stop` the script should end
-        (later reports send nothing and answer `Stop` again)."""
+        Only rank 0 sends; every rank waits for the same answer. After a `Stop` or `Pause` the script
+        should end (later reports send nothing and answer the same again)."""
         if self._stopped is not None:
             return self._stopped
-        epu = max(1, self.spec.examples_per_unit)
-        self._units = max(self._units, max(1, round(examples / epu)))
+        wanted = self.checkpoint_dir(examples)
+        self._units = self._units_at(examples)
         point = {"step": self._evals + 1, "units": self._units, "examples": int(examples),
                  "tokens": int(tokens or 0), "metrics": {k: float(v) for k, v in metrics.items()}}
         self._last = point
+        event: dict[str, Any] = {"event": "eval", **point}
+        if wanted is not None and self.is_reporter:
+            event["checkpoint"] = str(self._seal(wanted, checkpoint, point))
         if self.is_reporter:
-            self._send({"event": "eval", **point, "elapsed_s": time.monotonic() - self._t0, "unread": self.unread})
+            self._send({**event, "elapsed_s": time.monotonic() - self._t0, "unread": self.unread})
         decision: Decision = Continue()
         if self.spec.interactive and self._folder is not None:
             decision = self._answer(self._evals)
         self._evals += 1
-        if isinstance(decision, Exploit):  # PBT does not run script trials (refused when validated)
-            raise LmtuneError("trial.report: an exploit decision reached a script trial; PBT does not run "
-                              "script trials")
+        if isinstance(decision, Exploit):  # the driver answers a script's exploit with a pause and a restart
+            raise LmtuneError("trial.report: an exploit order reached a script trial; this lmtune driver is "
+                              "older than the script's lmtune")
         if isinstance(decision, Stop | Pause):
             self._stopped = decision
         return decision
@@ -216,6 +266,28 @@ class Trial:
         if model_dir is not None:
             end["model_dir"] = str(model_dir)
         self._send(end)
+
+    def _seal(self, wanted: Path, given: str | Path | None, point: dict[str, Any]) -> Path:
+        """Mark the checkpoint the script saved at a ready point as complete (its manifest names every file
+        in it, and the position), so the driver may resume from it or hand it to another member."""
+        if given is None:
+            raise LmtuneError(f"trial.report: examples={point['examples']} is a PBT ready point; save the training "
+                              f"state in trial.checkpoint_dir({point['examples']}) = {wanted} and pass "
+                              "checkpoint=that folder")
+        folder = Path(given)
+        if folder.resolve() != wanted.resolve():
+            raise LmtuneError(f"trial.report: checkpoint={folder}, but this ready point's folder is {wanted} "
+                              f"(trial.checkpoint_dir({point['examples']})); PBT finds checkpoints there")
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and p.name != CHECKPOINT_MANIFEST)
+        if not files:
+            raise LmtuneError(f"trial.report: checkpoint folder {folder} is empty; save the training state in it "
+                              "before reporting")
+        tmp = folder / (CHECKPOINT_MANIFEST + ".tmp")
+        tmp.write_text(json.dumps({"files": files, "examples": point["examples"], "units": point["units"],
+                                   "tokens": point["tokens"], "written_by": "script"}))
+        tmp.replace(folder / CHECKPOINT_MANIFEST)
+        return folder
 
     # -- the file channel ------------------------------------------------------------------------------
     def _send(self, event: dict[str, Any]) -> None:

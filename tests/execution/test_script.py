@@ -4,6 +4,7 @@ what it never read, a crash and a final run without test scores fail with their 
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 from pathlib import Path
@@ -131,7 +132,6 @@ def test_a_final_run_without_test_scores_fails_naming_the_fix(tmp_path: Path, mo
     ({"task": {"command": None}}, "task.type script needs task.command"),
     ({"task": {"metrics": None}}, "task.type script needs task.metrics"),
     ({"study": {"metric": "eval_f1"}}, "or add it to task.metrics"),
-    ({"search": {"strategy": "pbt"}}, "pbt does not run script trials"),
     ({"budget": {"max_train_tokens": 1000}}, "script trials report examples, not tokens"),
     ({"task": {"train_size": None}}, "set task.train_size"),
 ])
@@ -165,3 +165,102 @@ def test_a_script_searches_names_of_its_own_with_their_baseline_in_task_defaults
 def test_task_defaults_may_not_shadow_a_training_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"task\.defaults\.learning_rate: a training field"):
         lmtune.tune(_study(tmp_path, defaults={"learning_rate": 0.1}), progress=False)
+
+
+# A PBT-ready stand-in: its "model" is one number that grows with every unit of data by an amount that
+# is largest at lr = 1e-3; the loss falls as it grows. It saves that state at every ready point and,
+# started again, loads it from trial.resume_from. Each process appends what it was given to launches.jsonl.
+PBT_PROGRAM = textwrap.dedent("""
+    import json, math, os
+    import lmtune
+
+    t = lmtune.trial()
+    lr = t.params["learning_rate"]
+    t.params["batch_size"]
+    mode = os.environ.get("SCRIPT_MODE", "")
+    x, seen = 0.0, 0
+    if t.resume_from is not None:
+        state = json.loads((t.resume_from / "state.json").read_text())
+        x, seen = state["x"], t.resume_examples
+        assert state["seen"] == seen
+    start, decisions = seen, []
+    while seen < t.total_examples:
+        seen = min(t.total_examples, seen + t.examples_per_unit)
+        x += 1.0 / (1.0 + abs(math.log10(lr) + 3))
+        folder = t.checkpoint_dir(seen)
+        if folder is not None and mode != "no-checkpoint":
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "state.json").write_text(json.dumps({"x": x, "seen": seen}))
+        d = t.report({"eval_loss": 5.0 / (1.0 + x)}, examples=seen,
+                     checkpoint=None if mode == "no-checkpoint" else folder)
+        decisions.append(type(d).__name__)
+        if t.should_stop:
+            break
+    with open(os.path.join(t.output_dir, "launches.jsonl"), "a") as f:
+        f.write(json.dumps({"lr": lr, "resume_from": str(t.resume_from or ""), "start": start, "end": seen,
+                            "decisions": decisions, "seed": t.seed}) + "\\n")
+    if t.evaluate_test:
+        t.finish(test_metrics={"test_loss": 5.0 / (1.0 + x)})
+""")
+
+
+def _pbt_study(tmp_path: Path) -> dict[str, Any]:
+    raw = _study(tmp_path, strategy="pbt", training={"epochs": 1, "learning_rate": 1e-5})
+    raw["task"]["metrics"] = ["eval_loss"]
+    raw["search"]["pbt"] = {"population_size": 3, "ready_every": 8, "quantile": 0.34}
+    (tmp_path / "train.py").write_text(PBT_PROGRAM)
+    return raw
+
+
+def _launches(study: lmtune.StudyResult, number: int) -> list[dict[str, Any]]:
+    path = study.study_dir / "trials" / f"{number:04d}" / "launches.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pbt_runs_a_script_restarting_it_from_the_donors_checkpoint_with_explored_settings(tmp_path: Path) -> None:
+    result = lmtune.tune(_pbt_study(tmp_path), progress=False)  # one worker: members take turns (pauses)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    trials_dir = result.study_dir / "trials"
+    exploits = 0
+    for t in result.trials:
+        launches = _launches(result, t.number)
+        ends = [run["end"] for run in launches]
+        assert len(launches) >= 2 and ends[-1] == 400  # 10 units of 40 examples, in pieces
+        assert [run["decisions"][-1] for run in launches] == ["Pause"] * (len(launches) - 1) + ["Continue"]
+        schedule = (t.pbt or {})["schedule"]
+        for before, run in itertools.pairwise(launches):
+            donor = Path(run["resume_from"])  # it starts where that checkpoint was written
+            assert donor.parent.parent.parent == trials_dir and donor.name == f"u{run['start'] // 40:05d}"
+            if int(donor.parent.parent.name) == t.number:  # its own checkpoint: on from where it paused
+                assert run["start"] == before["end"]
+            else:  # an exploit: another member's state (at that member's last ready point) ...
+                exploits += 1
+                # ... trained on with the settings PBT explored, as its schedule records them
+                step = next(e for e in schedule if e["units"] == run["start"] // 40)
+                assert run["lr"] == pytest.approx(step["config"]["learning_rate"])
+        assert launches[0]["lr"] == pytest.approx(t.params["learning_rate"])  # the member's initial settings
+    assert exploits >= 1  # the worst member copied a better one at least once
+    best = min(result.trials, key=lambda t: t.value or 1e9)
+    assert result.best is not None and result.best.number == best.number
+
+    # lmtune final replays the best member's schedule as a chain of runs of the script
+    summary = lmtune.final(result.study_dir, seeds=1)
+    assert not summary.failed, summary.failed
+    schedule = (best.pbt or {})["schedule"]
+    assert len(schedule) >= 2  # the best member changed settings once at least (the study's seed fixes it)
+    runs = [json.loads(line) for line in
+            (result.study_dir / "final" / "runs" / "best-seed0" / "launches.jsonl").read_text().splitlines()]
+    assert [run["start"] for run in runs] == [40 * e["units"] for e in schedule]
+    assert [run["lr"] for run in runs] == pytest.approx([e["config"]["learning_rate"] for e in schedule])
+    assert runs[-1]["end"] == 400 and {run["seed"] for run in runs} == {0}
+    record = next(r for r in summary.results["runs"] if r["which"] == "best")
+    assert record["metrics"]["test_loss"] == pytest.approx(best.value, rel=1e-6)  # the same path, replayed
+
+
+def test_a_pbt_script_without_a_checkpoint_at_a_ready_point_fails_saying_how(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPT_MODE", "no-checkpoint")
+    result = lmtune.tune(_pbt_study(tmp_path), progress=False)
+    assert [t.state for t in result.trials] == ["FAIL"] * 3
+    assert "is a PBT ready point; save the training state in trial.checkpoint_dir(80)" in (
+        result.trials[0].fail_reason or "")

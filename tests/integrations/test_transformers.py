@@ -179,3 +179,12 @@ def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny
             assert t.curve[-1]["examples"] == 96
         else:  # pruned: the Trainer stopped at the evaluation it was pruned at
             assert told["steps"] * t.config["batch_size"] == t.curve[-1]["examples"] < 96
+
+
+def test_a_pbt_trial_is_refused_by_the_callback_before_the_first_step(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path)
+    trial.spec = replace(trial.spec, checkpoint_every=2)
+    trainer = _trainer(tiny_model, LmtuneCallback(trial))
+    with pytest.raises(LmtuneError, match="LmtuneCallback does not do PBT yet"):
+        trainer.train()
+    assert trainer.state.global_step == 0

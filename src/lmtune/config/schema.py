@@ -337,10 +337,6 @@ class StudyConfig(_Section):
             if self.execution.processes_per_trial and self.execution.processes_per_trial > 1:
                 raise ValueError("execution.processes_per_trial: a script starts its own processes; put the launcher "
                                  "in task.command, e.g. [torchrun, --nproc-per-node, '2', train.py]")
-            if self.search.strategy == "pbt":
-                raise ValueError("search.strategy: pbt does not run script trials yet (an exploit would have to "
-                                 "load another member's checkpoint inside your script); use asha, hyperband, "
-                                 "bayes or random, or lmtune's own trainer (task.type classification/causal_lm)")
             if self.proxy is not None:
                 raise ValueError("proxy: a two-stage study shrinks lmtune's own trainer's model; it cannot shrink a "
                                  "script's. Remove the proxy section, or point task.model at a smaller model in "

@@ -137,6 +137,10 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     # -- the Trainer's side -----------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
+        if self.trial.spec.checkpoint_every:
+            raise LmtuneError("LmtuneCallback does not do PBT yet (search.strategy: pbt needs the Trainer's state "
+                              "saved and sealed at every ready point); use asha, hyperband, bayes or random for "
+                              "this script, or a plain lmtune.trial() loop (docs/bring-your-own-trainer.md, PBT)")
         hp = self.trial.hparams
         if hp["early_stopping_patience"] is not None:
             self.trial.mark_read("early_stopping_patience", "early_stopping_min_delta")

@@ -15,6 +15,7 @@ best configuration's seed-0 run saves its model, exported to ``<study_dir>/final
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 from lmtune.config import StudyConfig, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.protocol import Decision, Outcome, TrialSpec, failure_reason
+from lmtune.protocol import Continue, Decision, Outcome, Pause, TrialSpec, failure_reason
 from lmtune.study.store import load_study
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import Launch, drive
@@ -71,14 +72,34 @@ def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
 
 
 def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
-             threads: int | None) -> TrialSpec:
+             threads: int | None, segment: int | None = None) -> TrialSpec:
     """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
     the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
-    peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``."""
-    spec = trial_spec(plan, number=number, hparams=job.hparams, device=device, threads=threads,
-                      interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
-                      extra={"schedule": job.schedule} if job.schedule else {})
+    peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``.
+
+    ``segment`` k: a script trial replays a PBT schedule as a chain of runs (a script is never changed
+    while it runs, as in the search): run k trains entry k's settings from the checkpoint run k-1 saved at
+    that entry's units, checkpointing at every boundary, and is paused at the next one; only the last run
+    scores the test split and saves the model."""
+    if segment is None:
+        spec = trial_spec(plan, number=number, hparams=job.hparams, device=device, threads=threads,
+                          interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
+                          extra={"schedule": job.schedule} if job.schedule else {})
+        return replace(spec, output_dir=str(run_dir))
+    schedule = job.schedule or []
+    last = segment == len(schedule) - 1
+    units = [int(e["units"]) for e in schedule]
+    every = math.gcd(*[u for u in units if u]) if any(units) else 0
+    spec = trial_spec(plan, number=number, hparams=dict(schedule[segment]["hparams"]), device=device,
+                      threads=threads, interactive=not last, evaluate_test=last, save_model=job.save_model and last,
+                      save_adapter=False, checkpoint_every=every,
+                      resume_from=str(_boundary(run_dir, units[segment])) if segment else None)
     return replace(spec, output_dir=str(run_dir))
+
+
+def _boundary(run_dir: Path, units: int) -> Path:
+    """Where a script's segmented final run saved its state at ``units`` (``Trial.checkpoint_dir``)."""
+    return run_dir / "checkpoints" / f"u{units:05d}"
 
 
 class FinalRunner:
@@ -222,6 +243,10 @@ class _FinalScheduler:
         self.number = {j.key: i for i, j in enumerate(pending)}
         self.started_at: dict[str, float] = {}
         self.lock = threading.Lock()
+        # a script replays a PBT schedule as a chain of runs (see job_spec): the run of each job now going
+        self.segmented = plan.trial.task_type == "script"
+        self.segment: dict[str, int] = {}
+        self.curves: dict[str, list[dict[str, Any]]] = {}
 
     def stop_reason(self) -> str:
         return ""
@@ -233,28 +258,54 @@ class _FinalScheduler:
         return False
 
     def suggest(self, device: str, threads: int) -> Launch | None:
-        if not self.todo:
-            return None
-        job = self.todo.pop(0)
+        with self.lock:
+            if not self.todo:
+                return None
+            job = self.todo.pop(0)
         run_dir = self.runner.final_dir / "runs" / job.key
-        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        segment = self.segment.get(job.key, 0) if self.segmented and job.schedule else None
+        if not segment:  # a fresh run (a chain's later runs go on in the same folder)
+            shutil.rmtree(run_dir / "model", ignore_errors=True)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            self.started_at[job.key] = time.monotonic()
+            self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
         spec = job_spec(self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
-                        threads=threads)
-        self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
-        self.started_at[job.key] = time.monotonic()
+                        threads=threads, segment=segment)
         return Launch(job.key, spec, run_dir)
 
     def started(self, key: Hashable, handle: TrialHandle) -> None:
         pass
 
     def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
-        raise AssertionError("final runs are not interactive")
+        """Only a script's schedule replay is interactive: it pauses at the next entry's units (once it
+        saved its state there), to be started again with that entry's settings."""
+        job = self.jobs[str(key)]
+        schedule = job.schedule or []
+        k = self.segment.get(job.key, 0)
+        if k + 1 < len(schedule) and int(event["units"]) >= int(schedule[k + 1]["units"]):
+            return Pause()
+        return Continue()
 
     def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
         pass
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         job = self.jobs[str(key)]
+        if self.segmented and job.schedule:
+            self.curves.setdefault(job.key, []).extend(outcome.curve)
+            outcome = replace(outcome, curve=list(self.curves[job.key]))
+            if outcome.end is not None and outcome.end.get("stopped_by") == "paused" and not failure_reason(outcome):
+                k = self.segment.get(job.key, 0) + 1
+                if not _boundary(self.runner.final_dir / "runs" / job.key,
+                                 int(job.schedule[k]["units"])).is_dir():
+                    self.on_crash(key, FinalRunError(
+                        f"the script paused at units {outcome.end.get('units')} without saving its state in "
+                        f"trial.checkpoint_dir(...) (needed to replay the PBT schedule); see {outcome.log_path}"))
+                    return
+                with self.lock:
+                    self.segment[job.key] = k
+                    self.todo.insert(0, job)  # the chain's next run, before any other job
+                return
         wall = time.monotonic() - self.started_at[job.key]
         try:
             record = {**self.runner._finished(job, outcome, wall), "machine": self.machine}

@@ -6,7 +6,9 @@ at every ready point, then report; the driver answers:
 
 - ``continue`` — or ``pause`` when other members wait for a worker slot (the member is resumed later
   from the checkpoint it just saved, so fewer workers than members still gives a real population);
-- an exploit order — load member B's checkpoint at ``su`` units and go on with the explored settings;
+- an exploit order — load member B's checkpoint at ``su`` units and go on with the explored settings
+  (a script trial gets ``pause`` instead and is started again from B's checkpoint with those settings:
+  ``lmtune.script.Trial.resume_from``);
 - nothing at the last unit (the member is finished).
 
 The whole PBT state is written to ``<study_dir>/pbt_state.json`` after every decision, so a killed
@@ -260,8 +262,10 @@ class PBTRunner:
             return Continue()  # PBT stops a member at max_units, where its trainer ends by itself
         if isinstance(decision, Exploit):
             donor = self._ckpt_path(decision.source_member, decision.source_units)
-            if waiting or not checkpoint_complete(donor):
-                return Pause()  # resumed later from the copied checkpoint with the new config (gone: `_gone`)
+            if waiting or not checkpoint_complete(donor) or self.plan.trial.task_type == "script":
+                # resumed later from the donor's checkpoint with the new config (gone: `_gone`); a script is
+                # never changed while it runs: it ends, and starts again from the donor's state
+                return Pause()
             return wire.Exploit(checkpoint=str(self._ckpt_path(decision.source_member, decision.source_units)),
                                 hparams={**self.plan.defaults, **decision.config})
         return Pause() if waiting else Continue()
