@@ -53,7 +53,7 @@ def main() -> None:
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                       processing_class=tokenizer, compute_metrics=accuracy,
                       callbacks=[callback], optimizers=callback.optimizers(model))  # lmtune
-    trainer.train()
+    trainer.train(resume_from_checkpoint=callback.resume_from)  # lmtune: PBT starts a member again from a checkpoint
     callback.finish(trainer, test_dataset=test)  # lmtune: final runs score the test split and save the model
 
 

@@ -118,6 +118,12 @@ Decision = Continue | Stop | Pause | Exploit
 # (``"files": [...]``); lmtune's trainer also renames the whole folder into place when it is complete.
 CHECKPOINT_MANIFEST = "progress.json"
 
+# PBT: the settings lmtune's running trainer changes in place on an exploit or a replayed schedule
+# (`lmtune.training.session.Session.set_hyperparameters`); a change of any other setting restarts the
+# trainer from the checkpoint (answered with ``pause``), so the model is built with it
+CHANGED_IN_PLACE = frozenset({"learning_rate", "weight_decay", "momentum", "max_grad_norm", "beta1", "beta2",
+                              "eps", "lora_dropout"})
+
 
 def checkpoint_complete(folder: str | Path) -> bool:
     """True when ``folder`` holds a whole checkpoint a trainer can resume from: its manifest and every

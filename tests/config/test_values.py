@@ -39,6 +39,17 @@ def test_pbt_may_only_change_what_it_searches() -> None:
 
 
 @pytest.mark.parametrize("override", [
+    "search.pbt.mutable=[learning_rate, batch_size]",
+    "search.space={layer_decay: {type: float, low: 0.7, high: 1.0, mutable: true}}",
+])
+def test_pbt_may_not_change_what_a_running_trial_fixes(override: str) -> None:
+    with pytest.raises(ConfigError, match=r"PBT cannot change (batch_size|layer_decay) of a running trial"):
+        load_config(EXAMPLE, ["search.strategy=pbt", override])
+    load_config(EXAMPLE, ["search.strategy=pbt",  # searched, not mutable: each member keeps its own
+                          "search.space={layer_decay: {type: float, low: 0.7, high: 1.0}}"])
+
+
+@pytest.mark.parametrize("override", [
     "search.space={optimizer: [adamw, sgd], momentum: {type: float, low: 0.5, high: 0.9, when: {optimizer: [sgd]}}}",
     "search.space={max_steps: [null, 50]}",
     "search.space={lora_enabled: [true, false]}",

@@ -21,7 +21,7 @@ from conftest import make_rows
 from lmtune.config.schema import TrainingSection
 from lmtune.errors import LmtuneError
 from lmtune.integrations.transformers import LmtuneCallback
-from lmtune.protocol import SCRIPT_DECISIONS, SCRIPT_EVENTS, TrialSpec, encode_decision
+from lmtune.protocol import SCRIPT_DECISIONS, SCRIPT_EVENTS, TrialSpec, checkpoint_complete, encode_decision
 from lmtune.script import Trial
 
 
@@ -181,10 +181,37 @@ def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny
             assert told["steps"] * t.config["batch_size"] == t.curve[-1]["examples"] < 96
 
 
-def test_a_pbt_trial_is_refused_by_the_callback_before_the_first_step(tiny_model: Path, tmp_path: Path) -> None:
-    trial = _trial(tmp_path)
-    trial.spec = replace(trial.spec, checkpoint_every=2)
+def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_with_new_settings(
+        tiny_model: Path, tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    a.mkdir()
+    trial = _trial(a, interactive=True, total=160, epu=32, lr_scheduler="constant")
+    trial.spec = replace(trial.spec, checkpoint_every=2)  # ready every 2 units = 8 steps at batch 8
+    (a / SCRIPT_DECISIONS / "0.json").write_text(json.dumps({"decision": "continue"}))
+    (a / SCRIPT_DECISIONS / "1.json").write_text(json.dumps({"decision": "pause"}))
     trainer = _trainer(tiny_model, LmtuneCallback(trial))
-    with pytest.raises(LmtuneError, match="LmtuneCallback does not do PBT yet"):
-        trainer.train()
-    assert trainer.state.global_step == 0
+    trainer.train()
+    assert trainer.state.global_step == 8  # paused at the first ready point
+    events = [json.loads(line) for line in (a / SCRIPT_EVENTS).read_text().splitlines()]
+    folder = a / "checkpoints" / "u00002"
+    assert [e.get("checkpoint") for e in events] == [None, str(folder)]
+    assert checkpoint_complete(folder) and (folder / "optimizer.pt").is_file()  # the Trainer's own, sealed
+    # started again (as PBT does after an exploit) with other settings: a learning rate of ~0 freezes it
+    b = tmp_path / "b"
+    b.mkdir()
+    again = _trial(b, total=160, epu=32, lr_scheduler="constant", learning_rate=1e-30)
+    again.spec = replace(again.spec, checkpoint_every=2, resume_from=str(folder))
+    cb = LmtuneCallback(again)
+    trainer = _trainer(tiny_model, cb)
+    trainer.train(resume_from_checkpoint=cb.resume_from)
+    later = [json.loads(line) for line in (b / SCRIPT_EVENTS).read_text().splitlines()]
+    assert [e["examples"] for e in later] == [96, 128, 160]  # on from the checkpoint's position
+    frozen = events[1]["metrics"]["eval_loss"]
+    assert all(e["metrics"]["eval_loss"] == pytest.approx(frozen, abs=1e-6) for e in later)
+    # without resume_from_checkpoint the run would start over: refused before the first step
+    c = tmp_path / "c"
+    c.mkdir()
+    forgot = _trial(c, total=160, epu=32)
+    forgot.spec = replace(forgot.spec, checkpoint_every=2, resume_from=str(folder))
+    with pytest.raises(LmtuneError, match=r"resume_from_checkpoint=callback\.resume_from"):
+        _trainer(tiny_model, LmtuneCallback(forgot)).train()

@@ -58,3 +58,43 @@ def test_schedule_replay_changes_settings_at_units(tiny_model: Path, cache: Path
     losses = [e["metrics"]["eval_loss"] for e in evals]
     assert losses[1] != losses[0]
     assert losses[2] == pytest.approx(losses[1], abs=1e-6) and losses[3] == pytest.approx(losses[1], abs=1e-6)
+
+
+def test_a_resumed_run_trains_its_own_settings_not_the_checkpoints(tiny_model: Path, cache: Path,  # noqa: F811
+                                                                   tmp_path: Path) -> None:
+    """PBT resumes a paused member from a donor's checkpoint with explored settings: the restored
+    optimizer carries the donor's; the spec's are the ones trained (a learning rate of ~0 freezes)."""
+    base = make_spec(tiny_model, cache, tmp_path / "a", lr_scheduler="constant", dropout=0.0, beta1=0.9)
+    full = run(TrialSpec(**{**base.__dict__, "checkpoint_every": 1}))
+    half = full[1]["checkpoint"]
+    frozen = run(TrialSpec(**{**base.__dict__, "output_dir": str(tmp_path / "b"), "resume_from": half,
+                              "hparams": {**base.hparams, "learning_rate": 1e-30}}))
+    losses = [e["metrics"]["eval_loss"] for e in frozen]
+    assert losses == pytest.approx([full[1]["metrics"]["eval_loss"]] * 2, abs=1e-6)  # nothing moved
+    assert full[2]["metrics"]["eval_loss"] != pytest.approx(full[1]["metrics"]["eval_loss"], abs=1e-6)
+
+
+def test_retune_puts_every_in_place_setting_in_force() -> None:
+    import torch
+
+    from lmtune.protocol import CHANGED_IN_PLACE
+    from lmtune.training.optim import build_scheduler, mark_groups, retune
+
+    model = torch.nn.Linear(4, 2)
+    groups = [{"params": [model.weight], "name": "decay", "weight_decay": 0.01},
+              {"params": [model.bias], "name": "no_decay", "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    mark_groups(opt, 1e-3)
+    sched = build_scheduler(opt, {"lr_scheduler": "constant", "warmup_ratio": 0.0, "warmup_steps": 0}, 10)
+    retune(opt, sched, {"learning_rate": 5e-4, "weight_decay": 0.2, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6})
+    decay, no_decay = opt.param_groups
+    assert decay["lr"] == pytest.approx(5e-4) and no_decay["lr"] == pytest.approx(5e-4)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.2, 0.0)
+    assert decay["betas"] == (0.8, 0.95) and decay["eps"] == 1e-6
+    sgd = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+    mark_groups(sgd, 0.1)
+    retune(sgd, build_scheduler(sgd, {"lr_scheduler": "constant", "warmup_ratio": 0.0, "warmup_steps": 0}, 10),
+           {"learning_rate": 0.05, "weight_decay": 0.0, "momentum": 0.5})
+    assert sgd.param_groups[0]["momentum"] == 0.5 and sgd.param_groups[0]["lr"] == pytest.approx(0.05)
+    # gradient clipping is read from the settings every step, LoRA dropout is a module: the rest restarts
+    assert {"learning_rate", "weight_decay", "momentum", "beta1", "beta2", "eps"} < CHANGED_IN_PLACE

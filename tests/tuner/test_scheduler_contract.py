@@ -36,6 +36,7 @@ from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import drive as drive_module
 from lmtune.tuner.drive import Launch, Scheduler
 from lmtune.tuner.final import FinalRunner
+from lmtune.tuner.pbt_run import PBTRunner
 from lmtune.tuner.search import SearchScheduler, Tuner
 
 ROOT = Path(__file__).parents[2]
@@ -215,6 +216,37 @@ def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_c
     assert removed and not any(Path(p).exists() for p in removed)
     kept = {str(p) for p in (tmp_path / "pbt").rglob("u?????")}
     assert kept and kept <= reported - removed
+
+
+def test_pbt_changes_in_place_only_what_a_running_trainer_can(checked: list[Checked], tiny_model: Path,
+                                                              tiny_csv: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exploit that changes dropout (built into the model) is answered with a pause, so the member starts
+    again from the donor's checkpoint with the new model; one that changes only optimizer settings is
+    done in place."""
+    answered: list[tuple[dict[str, Any], dict[str, Any], Decision]] = []
+    real = PBTRunner._on_eval
+
+    def spy(self: PBTRunner, member: Any, ev: dict[str, Any]) -> Decision:
+        before = dict(self.pbt.member_state(member.member).config)
+        decision = real(self, member, ev)
+        answered.append((before, dict(self.pbt.member_state(member.member).config), decision))
+        return decision
+
+    monkeypatch.setattr(PBTRunner, "_on_eval", spy)
+    space = ("search.space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}, "
+             "dropout: {type: float, low: 0.0, high: 0.3}}")
+    cfg = _cfg(tiny_model, tiny_csv, tmp_path / "pbt-dropout", "search.strategy=pbt", space,
+               "search.pbt.population_size=4", "search.pbt.ready_every=2", "search.pbt.quantile=0.5",
+               "search.pbt.resample_probability=0.5")
+    Tuner(cfg, backend=SimulatedExecutor(workers=4)).run()  # a slot each: only a dropout change pauses
+    checked[0].assert_kept()
+    moved = [(b, a, d) for b, a, d in answered if a != b]
+    assert moved, "no member explored"
+    for before, after, decision in moved:
+        changed = {k for k in {*before, *after} if before.get(k) != after.get(k)}
+        assert isinstance(decision, Pause if "dropout" in changed else (Exploit, Pause)), (changed, decision)
+    assert any(isinstance(d, Pause) for b, a, d in moved if a.get("dropout") != b.get("dropout"))
 
 
 def test_the_final_runs_keep_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path,

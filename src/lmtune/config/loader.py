@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from lmtune.config.effects import check_effects
 from lmtune.config.schema import TRAINING_FIELDS, StudyConfig, TrackingSection, TrainingSection, takes_bool
 from lmtune.errors import ConfigError
-from lmtune.space import Space, SpaceError, build_space, preset
+from lmtune.space import MUTABLE_BY_DEFAULT, Space, SpaceError, build_space, preset
 from lmtune.yamlio import SafeLoader, safe_load
 
 
@@ -139,6 +139,15 @@ def _build_space(cfg: StudyConfig) -> Space:
         if unknown_mutable:
             raise SpaceError(f"search.pbt.mutable: {unknown_mutable[0]!r} is not in the search space; PBT can only "
                              f"change what it searches: {', '.join(space.names) or '(the space is empty)'}")
+        if cfg.search.strategy == "pbt" and cfg.task.type != "script":  # a script is restarted for any change
+            chosen = cfg.search.pbt.mutable
+            names = chosen if chosen is not None else [p.name for p in space if p.mutable]
+            fixed = sorted(set(names) - MUTABLE_BY_DEFAULT)
+            if fixed:
+                where = "search.pbt.mutable" if chosen is not None else f"search.space.{fixed[0]}.mutable"
+                raise SpaceError(f"{where}: PBT cannot change {fixed[0]} of a running trial (it fixes the optimizer's "
+                                 "parameter groups, the data position or the model's shape); PBT may change "
+                                 f"{', '.join(sorted(MUTABLE_BY_DEFAULT))}; keep {fixed[0]} fixed per member")
         if cfg.search.strategy == "grid":
             space.grid()
     except SpaceError as exc:

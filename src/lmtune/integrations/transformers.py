@@ -22,6 +22,13 @@ settings. Early stopping (``early_stopping_patience``) is done by the callback o
 
 Every evaluation is reported at ``global_step × batch_size`` examples; a ``Stop`` answer (pruned, or the
 budget is spent) sets ``control.should_training_stop``. The last step is always evaluated.
+
+PBT (``search.strategy: pbt``) uses the Trainer's own checkpoints: at each ready point the callback has
+the Trainer save one (``control.should_save``), moves it to ``trial.checkpoint_dir(...)`` and reports it
+there; a ``Pause`` stops training. Started again, the script passes ``resume_from_checkpoint=
+cb.resume_from`` to ``trainer.train``; HF restores weights, optimizer, schedule, RNG and data position,
+and the callback then puts the trial's (explored) settings in force in the restored optimizer
+(`lmtune.training.optim.retune`), which needs ``optimizers=cb.optimizers(model)``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from lmtune.errors import LmtuneError
 from lmtune.integrations.hf_args import ArgumentsError, optimizer_arguments, trainer_arguments
-from lmtune.protocol import Stop
+from lmtune.protocol import Pause, Stop
 from lmtune.script import Trial, trial
 
 __all__ = ["LmtuneCallback"]
@@ -52,10 +59,17 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     def __init__(self, trial_: Trial | None = None) -> None:
         self.trial = trial_ if trial_ is not None else trial()
         self._own_optimizer = False
+        self._ready: tuple[dict[str, float], int] | None = None  # a ready point's scores, reported on save
         self._batch = 0
         self._last_eval_step = -1
         self._best: float | None = None
         self._since_best = 0
+
+    @property
+    def resume_from(self) -> str | None:
+        """PBT: pass to ``trainer.train(resume_from_checkpoint=...)`` (None for a fresh start)."""
+        folder = self.trial.resume_from
+        return str(folder) if folder is not None else None
 
     # -- the settings --------------------------------------------------------------------------------
     def arguments(self, **overrides: Any) -> dict[str, Any]:
@@ -101,14 +115,16 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         ``arguments()``): AdamW, Adam (L2), SGD or Adafactor, with layer-wise learning-rate decay."""
         import torch
 
-        from lmtune.training.optim import build_optimizer
+        from lmtune.training.optim import build_optimizer, mark_groups
 
         hp = self.trial.hparams
         used = {k: hp[k] for k in ("learning_rate", "weight_decay", "layer_decay", "optimizer", "beta1", "beta2",
                                    "eps", "momentum", "nesterov")}
         self._own_optimizer = True
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return build_optimizer(model, used, device), None
+        optimizer = build_optimizer(model, used, device)
+        mark_groups(optimizer, float(used["learning_rate"]))  # so a resumed PBT member can be retuned
+        return optimizer, None
 
     def model_kwargs(self, model: str | Any) -> dict[str, float]:
         """``from_pretrained(name, **kwargs)`` overrides that set the trial's dropout (a name or a config)."""
@@ -138,9 +154,7 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         if self.trial.spec.checkpoint_every:
-            raise LmtuneError("LmtuneCallback does not do PBT yet (search.strategy: pbt needs the Trainer's state "
-                              "saved and sealed at every ready point); use asha, hyperband, bayes or random for "
-                              "this script, or a plain lmtune.trial() loop (docs/bring-your-own-trainer.md, PBT)")
+            self._resumed(state, kwargs)
         hp = self.trial.hparams
         if hp["early_stopping_patience"] is not None:
             self.trial.mark_read("early_stopping_patience", "early_stopping_min_delta")
@@ -156,10 +170,30 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                               f"section){hint}; use model_kwargs() for dropout, lora_config() for LoRA, or read "
                               "them through trial.params")
 
+    def _resumed(self, state: TrainerState, kwargs: dict[str, Any]) -> None:
+        """PBT, at the start of training (after HF restored a checkpoint): check the run resumed where the
+        trial says, and put the trial's settings in force in the restored optimizer."""
+        if not self._own_optimizer:
+            raise LmtuneError("LmtuneCallback: PBT needs Trainer(optimizers=callback.optimizers(model)), so the "
+                              "explored settings can be put in force after a resume")
+        t = self.trial
+        if t.resume_from is None:
+            return
+        at = state.global_step * self._batch
+        if at != t.resume_examples:
+            raise LmtuneError(f"LmtuneCallback: this trial resumes from {t.resume_from} ({t.resume_examples} "
+                              f"examples), but the Trainer starts at {at}; call "
+                              "trainer.train(resume_from_checkpoint=callback.resume_from)")
+        from lmtune.training.optim import retune
+
+        retune(kwargs["optimizer"], kwargs["lr_scheduler"], t.hparams)
+
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
         if state.max_steps and state.global_step >= state.max_steps:
             control.should_evaluate = True  # the trial's end is always scored, as lmtune's own trainer does
+        if self.trial.checkpoint_dir(state.global_step * self._batch) is not None and control.should_evaluate:
+            control.should_save = True  # a PBT ready point: the Trainer saves its state, on_save reports
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
@@ -167,8 +201,30 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             return
         self._last_eval_step = state.global_step
         shown = _scores(metrics, "eval_")
-        decision = self.trial.report(shown, examples=state.global_step * self._batch)
-        if isinstance(decision, Stop) or self._early_stop(shown):
+        examples = state.global_step * self._batch
+        if self.trial.checkpoint_dir(examples) is not None:
+            self._ready = (shown, examples)  # reported with its checkpoint, once the Trainer saved it
+            return
+        self._decide(self.trial.report(shown, examples=examples), shown, control)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        if self._ready is None:
+            return
+        (shown, examples), self._ready = self._ready, None
+        folder = self.trial.checkpoint_dir(examples)
+        assert folder is not None
+        if self.trial.is_reporter:
+            import shutil
+
+            saved = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(saved), str(folder))
+        self._decide(self.trial.report(shown, examples=examples, checkpoint=folder), shown, control)
+
+    def _decide(self, decision: Any, shown: dict[str, float], control: TrainerControl) -> None:
+        if isinstance(decision, Stop | Pause) or self._early_stop(shown):
             control.should_training_stop = True
 
     def _early_stop(self, metrics: dict[str, float]) -> bool:

@@ -22,9 +22,12 @@ from lmtune.yamlio import safe_load
 
 # Hyperparameters PBT may change mid-run unless the user says otherwise: those that do not change the
 # shape of the model, the optimizer state or the data order.
+# what PBT changes when it explores, unless the space says otherwise; for lmtune's own trainer also all it
+# may change (layer_decay shapes the optimizer's parameter groups, batch size and length the data
+# position, LoRA rank the model): `lmtune.config.loader` refuses others
 MUTABLE_BY_DEFAULT = frozenset(
     {"learning_rate", "weight_decay", "dropout", "attention_dropout", "momentum", "max_grad_norm",
-     "beta1", "beta2", "eps", "lora_dropout", "layer_decay"}
+     "beta1", "beta2", "eps", "lora_dropout"}
 )
 _KEYS = {"type", "low", "high", "log", "step", "choices", "when", "grid", "mutable"}
 

@@ -27,6 +27,7 @@ from lmtune.protocol import Decision, Exploit, Pause, Stop, TrialSpec
 from lmtune.training import distributed
 from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
 from lmtune.training.evaluate import summed_loss
+from lmtune.training.optim import retune
 from lmtune.training.session import Session, setup
 
 Emit = Callable[[dict[str, Any]], None]
@@ -66,6 +67,9 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     prog = Progress()
     if spec.resume_from:
         prog = _resume(s, Path(spec.resume_from), restore_rng=True)
+        # the restored optimizer holds the saving run's settings; this trial's are in force from here (a
+        # member resumed after an exploit trains the explored ones; an own pause changes nothing)
+        retune(s.optimizer, s.scheduler, s.hp)
     emit({"event": "start", "precision": s.precision, "device": str(s.device), "total_steps": s.total_steps,
           "load_time_s": time.perf_counter() - t0, "resumed_at_units": prog.units})
     lengths = s.train_split.lengths()

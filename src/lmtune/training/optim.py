@@ -11,6 +11,38 @@ import torch
 from lmtune.training.llrd import build_param_groups
 
 
+def mark_groups(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """Remember in each parameter group its rate relative to ``learning_rate`` (layer decay) and whether
+    it takes weight decay, so that `retune` can change the settings of a built optimizer."""
+    for group in optimizer.param_groups:
+        group["lr_scale"] = group["lr"] / float(learning_rate)
+        group["decays"] = not str(group.get("name", "")).endswith("no_decay")
+
+
+def retune(optimizer: torch.optim.Optimizer, scheduler: Any, hp: Mapping[str, Any]) -> None:
+    """Apply ``hp``'s optimizer settings to a built (or just restored) optimizer and its schedule: the
+    base learning rate (per-group ratios from `mark_groups` kept; the schedule goes on from its current
+    step with the new base), weight decay on the groups that decay, momentum, Adam's betas and eps.
+    ``optimizer.load_state_dict`` restores the values of the run that saved the checkpoint; after an
+    exploit (another member's checkpoint, explored settings) this puts the explored ones in force."""
+    base = float(hp["learning_rate"])
+    scheduler.base_lrs = [base * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = base * group.get("lr_scale", 1.0)
+        if group.get("decays", False):
+            group["weight_decay"] = float(hp["weight_decay"])
+        if "momentum" in group and hp.get("momentum") is not None:
+            group["momentum"] = float(hp["momentum"])
+        if isinstance(group.get("betas"), tuple | list):
+            b1, b2 = group["betas"]
+            group["betas"] = (float(b1 if hp.get("beta1") is None else hp["beta1"]),
+                              float(b2 if hp.get("beta2") is None else hp["beta2"]))
+        if isinstance(group.get("eps"), float) and hp.get("eps") is not None:  # Adafactor's eps is a pair
+            group["eps"] = float(hp["eps"])
+    scheduler.last_epoch -= 1
+    scheduler.step()  # recompute the current rates from the new base
+
+
 def build_optimizer(model: torch.nn.Module, hp: Mapping[str, Any], device: torch.device) -> torch.optim.Optimizer:
     """AdamW (decoupled decay), Adam (L2 in the gradient), SGD (momentum, nesterov) or Adafactor.
 

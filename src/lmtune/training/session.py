@@ -23,7 +23,7 @@ from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate
 from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
-from lmtune.training.optim import build_optimizer, build_scheduler
+from lmtune.training.optim import build_optimizer, build_scheduler, mark_groups, retune
 from lmtune.training.proxy import apply_proxy
 
 
@@ -110,26 +110,16 @@ class Session:
                         prefix="eval" if split == "validation" else split, metric_fn=self.metric_fn)
 
     def set_hyperparameters(self, hp: dict[str, Any]) -> None:
-        """Apply changed mutable settings mid-run (PBT explore). Per-group rate ratios (layer decay) are
-        kept; the schedule continues from the current step with the new base rate."""
+        """Apply changed settings mid-run (a PBT exploit, a replayed schedule): those in
+        `lmtune.protocol.CHANGED_IN_PLACE` — the optimizer's (`lmtune.training.optim.retune`), gradient
+        clipping and LoRA dropout. Other settings (model dropout, whose attention part lives inside the
+        attention kernels) are applied by building the model again: the driver restarts the trainer from
+        the checkpoint for those."""
         self.hp = dict(hp)
-        base = float(hp["learning_rate"])
-        self.scheduler.base_lrs = [base * g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = base * group.get("lr_scale", 1.0)
-            if group.get("decays", False):
-                group["weight_decay"] = float(hp["weight_decay"])
-            if "momentum" in group and "momentum" in hp:
-                group["momentum"] = float(hp["momentum"])
-        self.scheduler.last_epoch -= 1
-        self.scheduler.step()  # recompute the current rates from the new base
+        retune(self.optimizer, self.scheduler, hp)
         for name, module in self.model.named_modules():
-            if not isinstance(module, torch.nn.Dropout):
-                continue
-            if ".lora_dropout." in name:
+            if isinstance(module, torch.nn.Dropout) and ".lora_dropout." in name:
                 module.p = float(hp.get("lora_dropout", module.p))
-            elif hp.get("dropout") is not None and hp.get("attention_dropout") is None:  # one rate for all
-                module.p = float(hp["dropout"])
 
 
 def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names: list[str] | None = None) -> Any:
@@ -189,9 +179,7 @@ def setup(spec: TrialSpec) -> Session:
     train_split = load_split(folder, "train")
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
-    for group in optimizer.param_groups:
-        group["lr_scale"] = group["lr"] / float(hp["learning_rate"])
-        group["decays"] = not str(group.get("name", "")).endswith("no_decay")
+    mark_groups(optimizer, float(hp["learning_rate"]))
     return Session(spec=spec, hp=hp, device=device, precision=precision, meta=meta, folder=folder,
                    train_split=train_split, eval_split=load_split(folder, "validation"),
                    model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, hp, total_steps),

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import queue
 import threading
 import time
@@ -107,10 +108,13 @@ class Scheduler(Protocol):
 def drive(scheduler: Scheduler, executor: Executor) -> str:
     """Run trials until the scheduler stops and none is left running; returns its stop reason ("" when
     it simply ran out of trials to start)."""
-    running: dict[Hashable, tuple[TrialHandle | None, int]] = {}
-    ended: queue.Queue[Hashable] = queue.Queue()
+    # by launch (not by the scheduler's key: PBT starts a paused member again, under the same key, as soon
+    # as it hears the end, maybe before this loop has released the ended launch's slot)
+    running: dict[int, tuple[Hashable, TrialHandle | None, int]] = {}
+    ended: queue.Queue[int] = queue.Queue()
     faults: list[BaseException] = []  # storage or disk faults met by the trials' threads
     interrupted = threading.Event()  # set before the loop kills trainers: their endings are abandon's
+    launches = itertools.count()
     try:
         while True:
             if faults:
@@ -127,12 +131,13 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                     executor.release(slot)
                     stop = scheduler.stop_reason()  # suggest may have found a reason (queue or grid done)
                     break
-                running[launch.key] = (None, slot)  # abandoned as a key if the launch itself fails
+                n = next(launches)
+                running[n] = (launch.key, None, slot)  # abandoned as a key if the launch itself fails
                 handle = executor.launch(launch.spec, launch.trial_dir, slot)
-                running[launch.key] = (handle, slot)
+                running[n] = (launch.key, handle, slot)
                 scheduler.started(launch.key, handle)
-                threading.Thread(target=_follow, args=(scheduler, executor, launch, handle, ended, faults, interrupted),
-                                 daemon=True).start()
+                threading.Thread(target=_follow, args=(scheduler, executor, launch, handle, n, ended, faults,
+                                                       interrupted), daemon=True).start()
                 stop = scheduler.stop_reason()
             if not running:
                 if stop or not scheduler.waiting_on_others():
@@ -140,22 +145,22 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
                 time.sleep(scheduler.poll_s or 1.0)
                 continue
             try:
-                key = ended.get(timeout=scheduler.poll_s)
+                n = ended.get(timeout=scheduler.poll_s)
             except queue.Empty:
                 continue
-            _, slot = running.pop(key)
+            _, _, slot = running.pop(n)
             executor.release(slot)
     except BaseException:
         interrupted.set()
-        for started, _ in running.values():
+        for _, started, _ in running.values():
             if started is not None:
                 started.kill()
-        scheduler.abandon(list(running))
+        scheduler.abandon(list(dict.fromkeys(key for key, _, _ in running.values())))
         raise
 
 
-def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: TrialHandle,
-            ended: queue.Queue[Hashable], faults: list[BaseException], interrupted: threading.Event) -> None:
+def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: TrialHandle, n: int,
+            ended: queue.Queue[int], faults: list[BaseException], interrupted: threading.Event) -> None:
     key = launch.key
 
     def answer(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
@@ -181,7 +186,7 @@ def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: Tr
         with contextlib.suppress(Exception):
             scheduler.on_crash(key, exc)
     finally:
-        ended.put(key)
+        ended.put(n)
 
 
 def _delete_removable(scheduler: Scheduler, executor: Executor) -> None:

@@ -14,6 +14,7 @@ best configuration's seed-0 run saves its model, exported to ``<study_dir>/final
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -27,7 +28,7 @@ from typing import Any
 from lmtune.config import StudyConfig, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.protocol import Continue, Decision, Outcome, Pause, TrialSpec, failure_reason
+from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Outcome, Pause, TrialSpec, failure_reason
 from lmtune.study.store import load_study
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import Launch, drive
@@ -77,8 +78,9 @@ def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: s
     the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
     peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``.
 
-    ``segment`` k: a script trial replays a PBT schedule as a chain of runs (a script is never changed
-    while it runs, as in the search): run k trains entry k's settings from the checkpoint run k-1 saved at
+    ``segment`` k: a PBT schedule replayed as a chain of runs (by a script, which is never changed while
+    it runs, as in the search; by lmtune's trainer when an entry changes a setting outside
+    ``CHANGED_IN_PLACE``): run k trains entry k's settings from the checkpoint run k-1 saved at
     that entry's units, checkpointing at every boundary, and is paused at the next one; only the last run
     scores the test split and saves the model."""
     if segment is None:
@@ -243,8 +245,9 @@ class _FinalScheduler:
         self.number = {j.key: i for i, j in enumerate(pending)}
         self.started_at: dict[str, float] = {}
         self.lock = threading.Lock()
-        # a script replays a PBT schedule as a chain of runs (see job_spec): the run of each job now going
-        self.segmented = plan.trial.task_type == "script"
+        # a PBT schedule is replayed as a chain of runs (see job_spec) by a script, and by lmtune's trainer
+        # when it changes a setting the running trainer cannot (CHANGED_IN_PLACE); the run each job is at
+        self.script = plan.trial.task_type == "script"
         self.segment: dict[str, int] = {}
         self.curves: dict[str, list[dict[str, Any]]] = {}
 
@@ -263,7 +266,7 @@ class _FinalScheduler:
                 return None
             job = self.todo.pop(0)
         run_dir = self.runner.final_dir / "runs" / job.key
-        segment = self.segment.get(job.key, 0) if self.segmented and job.schedule else None
+        segment = self.segment.get(job.key, 0) if self._chained(job) else None
         if not segment:  # a fresh run (a chain's later runs go on in the same folder)
             shutil.rmtree(run_dir / "model", ignore_errors=True)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -273,11 +276,17 @@ class _FinalScheduler:
                         threads=threads, segment=segment)
         return Launch(job.key, spec, run_dir)
 
+    def _chained(self, job: FinalJob) -> bool:
+        steps = job.schedule or []
+        return bool(steps) and (self.script or any(
+            a["hparams"].get(k) != b["hparams"].get(k) for a, b in itertools.pairwise(steps)
+            for k in {*a["hparams"], *b["hparams"]} - CHANGED_IN_PLACE))
+
     def started(self, key: Hashable, handle: TrialHandle) -> None:
         pass
 
     def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
-        """Only a script's schedule replay is interactive: it pauses at the next entry's units (once it
+        """Only a chained schedule replay is interactive: it pauses at the next entry's units (once it
         saved its state there), to be started again with that entry's settings."""
         job = self.jobs[str(key)]
         schedule = job.schedule or []
@@ -291,7 +300,7 @@ class _FinalScheduler:
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         job = self.jobs[str(key)]
-        if self.segmented and job.schedule:
+        if self._chained(job) and job.schedule is not None:
             self.curves.setdefault(job.key, []).extend(outcome.curve)
             outcome = replace(outcome, curve=list(self.curves[job.key]))
             if outcome.end is not None and outcome.end.get("stopped_by") == "paused" and not failure_reason(outcome):
@@ -299,8 +308,9 @@ class _FinalScheduler:
                 if not _boundary(self.runner.final_dir / "runs" / job.key,
                                  int(job.schedule[k]["units"])).is_dir():
                     self.on_crash(key, FinalRunError(
-                        f"the script paused at units {outcome.end.get('units')} without saving its state in "
-                        f"trial.checkpoint_dir(...) (needed to replay the PBT schedule); see {outcome.log_path}"))
+                        f"the run paused at units {outcome.end.get('units')} without saving its state there (a "
+                        "script saves it in trial.checkpoint_dir(...)), which replaying the PBT schedule needs; "
+                        f"see {outcome.log_path}"))
                     return
                 with self.lock:
                     self.segment[job.key] = k

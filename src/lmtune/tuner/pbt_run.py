@@ -6,9 +6,10 @@ at every ready point, then report; the driver answers:
 
 - ``continue`` — or ``pause`` when other members wait for a worker slot (the member is resumed later
   from the checkpoint it just saved, so fewer workers than members still gives a real population);
-- an exploit order — load member B's checkpoint at ``su`` units and go on with the explored settings
-  (a script trial gets ``pause`` instead and is started again from B's checkpoint with those settings:
-  ``lmtune.script.Trial.resume_from``);
+- an exploit order — load member B's checkpoint at ``su`` units and go on with the explored settings,
+  when they change only what a running trainer can change (``lmtune.protocol.CHANGED_IN_PLACE``);
+  otherwise, and always for a script trial, ``pause``: the trainer is started again from B's checkpoint
+  with those settings (``TrialSpec.resume_from``; ``lmtune.script.Trial.resume_from``);
 - nothing at the last unit (the member is finished).
 
 The whole PBT state is written to ``<study_dir>/pbt_state.json`` after every decision, so a killed
@@ -253,6 +254,7 @@ class PBTRunner:
             return Continue()
         with self.lock:
             self._reported.add(Path(ev["checkpoint"]))
+            running = dict(self.pbt.member_state(member.member).config)  # what its trainer runs with now
             decision = self.pbt.report(member.member, int(ev["units"]), float(score))
             self._record_member(member)  # before the state: a resumed member never lacks its curve
             self._save_state()
@@ -262,9 +264,11 @@ class PBTRunner:
             return Continue()  # PBT stops a member at max_units, where its trainer ends by itself
         if isinstance(decision, Exploit):
             donor = self._ckpt_path(decision.source_member, decision.source_units)
-            if waiting or not checkpoint_complete(donor) or self.plan.trial.task_type == "script":
-                # resumed later from the donor's checkpoint with the new config (gone: `_gone`); a script is
-                # never changed while it runs: it ends, and starts again from the donor's state
+            changed = {k for k in {*running, *decision.config} if running.get(k) != decision.config.get(k)}
+            if (waiting or not checkpoint_complete(donor) or self.plan.trial.task_type == "script"
+                    or not changed <= wire.CHANGED_IN_PLACE):
+                # resumed later from the donor's checkpoint with the new config (gone: `_gone`): a script is
+                # never changed while it runs, and lmtune's trainer builds its model again for a dropout
                 return Pause()
             return wire.Exploit(checkpoint=str(self._ckpt_path(decision.source_member, decision.source_units)),
                                 hparams={**self.plan.defaults, **decision.config})
