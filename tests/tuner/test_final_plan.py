@@ -120,3 +120,33 @@ def test_resume_keeps_matching_runs_and_redoes_a_changed_best() -> None:
 def test_machine_description_names_the_cpu() -> None:
     text = describe_machine(gpu=False, workers=1, threads=2)
     assert text.startswith("CPU: ") and "cores" in text and "2 threads each" in text
+
+
+def test_a_schedule_that_changes_dropout_is_replayed_as_a_chain_of_runs(tmp_path: Path) -> None:
+    """lmtune's trainer changes optimizer settings in place; a dropout change needs the model built again,
+    so the replay runs once per schedule entry, each from the checkpoint the one before saved there."""
+    from lmtune.tuner.final import FinalSummary, _FinalScheduler
+
+    steps = [{"units": 0, "config": {"learning_rate": 1e-4, "dropout": 0.1}},
+             {"units": 2, "config": {"learning_rate": 1e-4, "dropout": 0.2}},
+             {"units": 6, "config": {"learning_rate": 5e-5, "dropout": 0.2}}]
+    trials = [trial(0, 5e-5, 0.70, is_default=True),
+              trial(5, 1e-4, 0.85, pbt={"member": 1, "generation": 2, "parent_trial": 0, "schedule": steps})]
+    best = best_choice(trials, DEFAULTS, "maximize")
+    job = plan_jobs(default_choice(trials, DEFAULTS), best, 1)[1]
+    plan, run_dir = _plan(tmp_path), tmp_path / "r"
+    first = job_spec(plan, job, number=1, run_dir=run_dir, device="cpu", threads=1, segment=0)
+    middle = job_spec(plan, job, number=1, run_dir=run_dir, device="cpu", threads=1, segment=1)
+    last = job_spec(plan, job, number=1, run_dir=run_dir, device="cpu", threads=1, segment=2)
+    assert first.checkpoint_every == 2 and first.interactive and not first.evaluate_test and first.resume_from is None
+    assert middle.hparams["dropout"] == 0.2 and middle.resume_from == str(run_dir / "checkpoints" / "u00002")
+    assert last.resume_from == str(run_dir / "checkpoints" / "u00006") and last.evaluate_test and not last.interactive
+    assert last.hparams["learning_rate"] == 5e-5 and "schedule" not in last.extra
+    runner = type("R", (), {"final_dir": tmp_path})()
+    summary = FinalSummary({}, tmp_path / "results.json", None, job.choice, job.choice)
+    scheduler = _FinalScheduler(runner, [job], load_config(QUICKSTART), plan, {}, "", {}, summary)  # type: ignore[arg-type]
+    assert scheduler._chained(job)
+    lr_only = [{"units": 0, "hparams": {"learning_rate": 1e-4, "dropout": 0.1}},
+               {"units": 2, "hparams": {"learning_rate": 3e-4, "dropout": 0.1}}]
+    in_place = type(job)(choice=type(job.choice)("best", lr_only[0]["hparams"], lr_only, 5), seed=0, save_model=False)
+    assert not scheduler._chained(in_place)  # a learning-rate change is replayed inside one run
