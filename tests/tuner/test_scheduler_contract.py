@@ -247,6 +247,29 @@ def test_pbt_changes_in_place_only_what_a_running_trainer_can(checked: list[Chec
         changed = {k for k in {*before, *after} if before.get(k) != after.get(k)}
         assert isinstance(decision, Pause if "dropout" in changed else (Exploit, Pause)), (changed, decision)
     assert any(isinstance(d, Pause) for b, a, d in moved if a.get("dropout") != b.get("dropout"))
+def test_final_replays_a_schedule_that_changes_dropout_as_a_chain_of_runs(checked: list[Checked], tiny_model: Path,
+                                                                          tiny_csv: Path, tmp_path: Path) -> None:
+    d = tmp_path / "pbt-final"
+    Tuner(_cfg(tiny_model, tiny_csv, d, "search.strategy=random"), n_trials=1, backend=SimulatedExecutor()).run()
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    steps = [{"units": 0, "config": {"learning_rate": 1e-3, "dropout": 0.1}},
+             {"units": 2, "config": {"learning_rate": 1e-3, "dropout": 0.25}},
+             {"units": 3, "config": {"learning_rate": 5e-4, "dropout": 0.25}}]
+    config = {**study.trials[0].user_attrs["config"], "learning_rate": 1e-3, "dropout": 0.1}
+    study.add_trial(optuna.trial.create_trial(  # a PBT member that won, as the PBT runner records one
+        state=TrialState.COMPLETE, value=2.0, params={"learning_rate": 1e-3},
+        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-6, 1.0, log=True)},
+        user_attrs={"config": config, "pbt": {"member": 1, "generation": 2, "parent_trial": 0, "schedule": steps}}))
+    summary = FinalRunner(d, seeds=1, log=lambda _m: None, backend=SimulatedExecutor(workers=1)).run()
+    checked[1].assert_kept()
+    assert not summary.failed, summary.failed
+    assert summary.best.source_trial == 1 and summary.best.schedule is not None
+    assert checked[1].started_keys.count("best-seed0") == 3  # one run per schedule entry
+    assert checked[1].started_keys.count("default-seed0") == 1
+    saved = {p.name for p in (d / "final" / "runs" / "best-seed0" / "checkpoints").iterdir()}
+    assert {"u00002", "u00003"} <= saved  # the boundaries the next runs went on from (every gcd(2, 3) = 1 unit)
+    best = next(r for r in summary.results["runs"] if r["which"] == "best")
+    assert [e["units"] for e in best["schedule"]] == [0, 2, 3] and best["metrics"]
 
 
 def test_the_final_runs_keep_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path,
