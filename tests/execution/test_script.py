@@ -233,11 +233,12 @@ def test_pbt_runs_a_script_restarting_it_from_the_donors_checkpoint_with_explore
             assert donor.parent.parent.parent == trials_dir and donor.name == f"u{run['start'] // 40:05d}"
             if int(donor.parent.parent.name) == t.number:  # its own checkpoint: on from where it paused
                 assert run["start"] == before["end"]
-            else:  # an exploit: another member's state (at that member's last ready point) ...
+            else:  # an exploit: another member's state (at that member's last ready point)
                 exploits += 1
-                # ... trained on with the settings PBT explored, as its schedule records them
-                step = next(e for e in schedule if e["units"] == run["start"] // 40)
-                assert run["lr"] == pytest.approx(step["config"]["learning_rate"])
+        copied = [run for run in launches[1:] if int(Path(run["resume_from"]).parent.parent.name) != t.number]
+        if copied:  # the last exploit is the last schedule entry: where it resumed, the settings it trained
+            assert copied[-1]["start"] == schedule[-1]["units"] * 40
+            assert copied[-1]["lr"] == pytest.approx(schedule[-1]["config"]["learning_rate"])
         assert launches[0]["lr"] == pytest.approx(t.params["learning_rate"])  # the member's initial settings
     assert exploits >= 1  # the worst member copied a better one at least once
     best = min(result.trials, key=lambda t: t.value or 1e9)

@@ -215,3 +215,58 @@ def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_wi
     forgot.spec = replace(forgot.spec, checkpoint_every=2, resume_from=str(folder))
     with pytest.raises(LmtuneError, match=r"resume_from_checkpoint=callback\.resume_from"):
         _trainer(tiny_model, LmtuneCallback(forgot)).train()
+
+
+def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_checkpoint(
+        tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import json
+        from datasets import Dataset
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+        import lmtune
+        from lmtune.integrations.transformers import LmtuneCallback
+
+        trial = lmtune.trial()
+        cb = LmtuneCallback(trial)
+        tok = AutoTokenizer.from_pretrained(trial.model)
+        enc = lambda rows: Dataset.from_list(rows).map(lambda b: tok(b["text"], truncation=True, max_length=16),
+                                                       batched=True, remove_columns=["text"])
+        s = trial.splits()
+        model = AutoModelForSequenceClassification.from_pretrained(trial.model, num_labels=2,
+                                                                   **cb.model_kwargs(trial.model))
+        trainer = Trainer(model=model, args=TrainingArguments(**cb.arguments()), train_dataset=enc(s["train"]),
+                          eval_dataset=enc(s["validation"]), processing_class=tok, callbacks=[cb],
+                          optimizers=cb.optimizers(model))
+        start = trial.resume_examples  # (PBT may give the folder up once this run has reported past it)
+        trainer.train(resume_from_checkpoint=cb.resume_from)
+        with open(trial.output_dir / "launches.jsonl", "a") as f:
+            f.write(json.dumps({"lr": trial.params["learning_rate"], "resume_from": cb.resume_from,
+                                "start": start, "end": trainer.state.global_step * 8,
+                                "optimizer_lr": trainer.optimizer.param_groups[0]["initial_lr"]}) + "\\n")
+        cb.finish(trainer)
+    """))
+    raw = {"study": {"name": "hf-pbt", "dir": str(tmp_path / "study"), "metric": "eval_loss",
+                     "direction": "minimize"},
+           "task": {"type": "script", "command": ["python", str(script)], "metrics": ["eval_loss"],
+                    "model": str(tiny_model), "dataset": str(tiny_csv), "train_size": 96, "validation_size": 32,
+                    "test_size": 32},
+           "training": {"batch_size": 8, "eval_every": 2, "epochs": 1, "lr_scheduler": "constant"},
+           "search": {"strategy": "pbt", "pbt": {"population_size": 2, "ready_every": 4, "quantile": 0.5},
+                      "space": {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}}}
+    result = lmtune.tune(raw, progress=False)  # one worker: the members take turns at the ready points
+    assert [t.state for t in result.trials] == ["COMPLETE", "COMPLETE"]
+    exploits = 0
+    for t in result.trials:
+        lines = (result.study_dir / "trials" / f"{t.number:04d}" / "launches.jsonl").read_text().splitlines()
+        launches = [json.loads(line) for line in lines]
+        assert launches[-1]["end"] == 96 and len(launches) >= 2
+        for run in launches:
+            assert run["optimizer_lr"] == pytest.approx(run["lr"])  # the trial's settings, also after a resume
+        copied = [run for run in launches[1:] if int(Path(run["resume_from"]).parent.parent.name) != t.number]
+        exploits += len(copied)
+        if copied:  # the last exploit is the member's last schedule entry: where it resumed, what it trained
+            last = t.pbt["schedule"][-1]
+            assert copied[-1]["start"] == last["units"] * 16
+            assert copied[-1]["lr"] == pytest.approx(last["config"]["learning_rate"])
+    assert exploits >= 1
