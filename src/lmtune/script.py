@@ -221,6 +221,10 @@ class Trial:
         should end (later reports send nothing and answer the same again)."""
         if self._stopped is not None:
             return self._stopped
+        if self.spec.extra.get("count_tokens") and not tokens:
+            raise LmtuneError("trial.report: this study has budget.max_train_tokens, so every report counts the "
+                              "train tokens: pass tokens=n, the real (non-padding) tokens trained so far in all "
+                              "(LmtuneCallback does it from the Trainer's num_input_tokens_seen)")
         wanted = self.checkpoint_dir(examples)
         self._units = self._units_at(examples)
         point = {"step": self._evals + 1, "units": self._units, "examples": int(examples),

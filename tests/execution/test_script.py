@@ -32,7 +32,8 @@ PROGRAM = textwrap.dedent("""
     while seen < t.total_examples:
         seen = min(t.total_examples, seen + t.examples_per_unit)
         loss = abs(math.log10(lr) + 3) + 1.0 / (1 + seen / 100)
-        d = t.report({"eval_loss": loss, "eval_accuracy": 1 - loss / 5}, examples=seen)
+        tokens = seen * 12 if mode != "no-tokens" else None  # 12 real tokens per example
+        d = t.report({"eval_loss": loss, "eval_accuracy": 1 - loss / 5}, examples=seen, tokens=tokens)
         decisions.append(type(d).__name__)
         if t.should_stop:
             break
@@ -132,7 +133,6 @@ def test_a_final_run_without_test_scores_fails_naming_the_fix(tmp_path: Path, mo
     ({"task": {"command": None}}, "task.type script needs task.command"),
     ({"task": {"metrics": None}}, "task.type script needs task.metrics"),
     ({"study": {"metric": "eval_f1"}}, "or add it to task.metrics"),
-    ({"budget": {"max_train_tokens": 1000}}, "script trials report examples, not tokens"),
     ({"task": {"train_size": None}}, "set task.train_size"),
 ])
 def test_a_script_config_that_cannot_work_is_refused_before_anything_runs(tmp_path: Path, change: dict[str, Any],
@@ -265,3 +265,19 @@ def test_a_pbt_script_without_a_checkpoint_at_a_ready_point_fails_saying_how(tmp
     assert [t.state for t in result.trials] == ["FAIL"] * 3
     assert "is a PBT ready point; save the training state in trial.checkpoint_dir(80)" in (
         result.trials[0].fail_reason or "")
+
+
+def test_a_token_budget_stops_a_script_study_at_the_tokens_it_reports(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = _study(tmp_path, strategy="random")
+    raw["budget"] = {"max_train_tokens": 25_000}  # a full trial: 800 examples x 12 tokens = 9,600
+    result = lmtune.tune(raw, n_trials=10, progress=False)
+    assert result.stop_reason.startswith("budget: max_train_tokens")
+    spent = sum(t.train_tokens or 0 for t in result.trials)
+    assert 20_000 < spent <= 25_000  # stopped at an evaluation before the next interval (480) crossed it
+    assert [t.state for t in result.trials][-1] == "PRUNED"  # the last was stopped by the budget mid-way
+    monkeypatch.setenv("SCRIPT_MODE", "no-tokens")
+    raw["study"]["dir"] = str(tmp_path / "study2")
+    failed = lmtune.tune(raw, overrides={"search.max_failures": 1}, n_trials=1, progress=False)
+    assert "budget.max_train_tokens, so every report counts the train tokens: pass tokens=n" in (
+        failed.trials[0].fail_reason or "")

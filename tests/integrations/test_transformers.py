@@ -270,3 +270,16 @@ def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_chec
             assert copied[-1]["start"] == last["units"] * 16
             assert copied[-1]["lr"] == pytest.approx(last["config"]["learning_rate"])
     assert exploits >= 1
+
+
+def test_under_a_token_budget_the_callback_reports_the_trainers_real_tokens(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, total=64, epu=32)
+    trial.spec = replace(trial.spec, extra={"count_tokens": True})
+    cb = LmtuneCallback(trial)
+    trainer = _trainer(tiny_model, cb)
+    assert trainer.args.include_num_input_tokens_seen == "non_padding"
+    trainer.train()
+    events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
+    tokens = [e["tokens"] for e in events]
+    assert 0 < tokens[0] < tokens[1] == trainer.state.num_input_tokens_seen
+    assert tokens[1] < 64 * 16  # real tokens: fewer than 64 examples padded to max_length 16

@@ -341,9 +341,6 @@ class StudyConfig(_Section):
                 raise ValueError("proxy: a two-stage study shrinks lmtune's own trainer's model; it cannot shrink a "
                                  "script's. Remove the proxy section, or point task.model at a smaller model in "
                                  "a separate study")
-            if self.budget.max_train_tokens is not None:
-                raise ValueError("budget.max_train_tokens: script trials report examples, not tokens; use "
-                                 "budget.max_trials or budget.max_wall_time")
             if not self.task.dataset and self.task.train_size is None and self.training.max_steps is None:
                 raise ValueError("task.type script: set task.train_size (the examples in one epoch of your script's "
                                  "data), task.dataset (lmtune counts its train split and trial.splits() loads it) "

@@ -50,7 +50,8 @@ __all__ = ["LmtuneCallback"]
 _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
           "num_train_epochs", "per_device_eval_batch_size", "eval_strategy", "eval_steps", "weight_decay",
           "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
-          "optim", "optim_args", "bf16", "fp16", "seed", "activation_checkpointing")
+          "optim", "optim_args", "bf16", "fp16", "seed", "activation_checkpointing",
+          "include_num_input_tokens_seen")
 
 
 class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
@@ -90,6 +91,8 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._batch = int(t.hparams["batch_size"])
         args: dict[str, Any] = {"output_dir": str(t.output_dir / "hf"), **core, "save_strategy": "no",
                                 "report_to": "none", "disable_tqdm": True, **self._optim(), **self._precision()}
+        if t.spec.extra.get("count_tokens"):  # budget.max_train_tokens: HF counts them (summed over ranks)
+            args["include_num_input_tokens_seen"] = "non_padding"
         if t.spec.device == "cpu":
             args["use_cpu"] = True
         return {**args, **overrides}
@@ -205,7 +208,7 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if self.trial.checkpoint_dir(examples) is not None:
             self._ready = (shown, examples)  # reported with its checkpoint, once the Trainer saved it
             return
-        self._decide(self.trial.report(shown, examples=examples), shown, control)
+        self._decide(self.trial.report(shown, examples=examples, tokens=_tokens(state)), shown, control)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
@@ -221,7 +224,8 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             shutil.rmtree(folder, ignore_errors=True)
             folder.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(saved), str(folder))
-        self._decide(self.trial.report(shown, examples=examples, checkpoint=folder), shown, control)
+        self._decide(self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder),
+                     shown, control)
 
     def _decide(self, decision: Any, shown: dict[str, float], control: TrainerControl) -> None:
         if isinstance(decision, Stop | Pause) or self._early_stop(shown):
@@ -256,6 +260,12 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             saved = t.output_dir / "model"
             trainer.save_model(str(saved))
         t.finish(test_metrics=tests, model_dir=saved)
+
+
+def _tokens(state: TrainerState) -> int | None:
+    """The train tokens HF counted (``include_num_input_tokens_seen``; None when it counted none)."""
+    seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    return seen or None
 
 
 def _scores(metrics: dict[str, Any], prefix: str) -> dict[str, float]:

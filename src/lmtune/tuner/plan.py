@@ -41,6 +41,7 @@ class TrialBase:
     data: dict[str, Any] | None = None
     must_read: tuple[str, ...] = ()
     must_read_final: tuple[str, ...] = ()
+    count_tokens: bool = False  # budget.max_train_tokens: a script must report the tokens it trained
 
     @staticmethod
     def of(cfg: StudyConfig, space: Space) -> TrialBase:
@@ -54,7 +55,8 @@ class TrialBase:
                          workdir=str(Path(t.workdir or ".").resolve()) if script else "",
                          data=asdict(data_spec(cfg)) if script and t.dataset else None,
                          must_read=tuple(must_read(cfg, space)) if script else (),
-                         must_read_final=tuple(must_read(cfg, space, final=True)) if script else ())
+                         must_read_final=tuple(must_read(cfg, space, final=True)) if script else (),
+                         count_tokens=script and cfg.budget.max_train_tokens is not None)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                               default_batch_size=batch_size)
     script = base.task_type == "script"
     if script:
-        extra["extra"] = {**extra.get("extra", {}), "data": base.data}
+        extra["extra"] = {**extra.get("extra", {}), "data": base.data,
+                          **({"count_tokens": True} if base.count_tokens else {})}
         extra.update(command=list(base.command), workdir=base.workdir,
                      must_read=list(base.must_read_final if extra.get("evaluate_test") else base.must_read),
                      save_adapter=False)

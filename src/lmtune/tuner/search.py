@@ -86,6 +86,8 @@ class Budget:
     def __init__(self, cfg: StudyConfig, t0: float, *, unit_tokens: float = 0.0) -> None:
         self.budget, self.max_failures, self.t0 = cfg.budget, cfg.search.max_failures, t0
         self.unit_tokens = unit_tokens
+        self.learn_unit = not unit_tokens  # no tokenized split here (a script): learn it from the reports
+        self._seen = (0, 0)  # reported (tokens, examples), summed over reports, for that estimate
         self.live: dict[int, int] = {}  # running trials' train tokens so far
         self._lock = threading.Lock()
 
@@ -102,10 +104,16 @@ class Budget:
             return f"budget: max_train_tokens {b.max_train_tokens} reached"
         return ""
 
-    def running_at(self, study: optuna.Study, number: int, tokens: int) -> bool:
-        """A running trial reached ``tokens``: True when it must stop now for the token cap."""
+    def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
+                   examples_per_unit: int = 0) -> bool:
+        """A running trial reached ``tokens``: True when it must stop now for the token cap. Without a
+        tokenized split to estimate one interval from (a script trial's data is its own), the interval
+        is taken from the tokens per example the trials report."""
         with self._lock:
             self.live[number] = tokens
+            if self.learn_unit and tokens and examples:
+                self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
+                self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
         return bool(self.budget.max_train_tokens) and self.next_interval_crosses_cap(study)
 
     def ended(self, number: int) -> None:
@@ -450,7 +458,8 @@ class SearchScheduler:
         item = self._running[int(key)]  # type: ignore[call-overload]
         metric = self.cfg.study.metric
         prune = self._report(item.trial, ev, metric, curve)
-        over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0))
+        over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0),
+                                                    int(ev.get("examples") or 0), self.plan.examples_per_unit)
         item.budget_stopped = item.budget_stopped or over
         self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
         self.reporter.trial_progress(item.trial.number, ev["units"], self.plan.max_units, ev["metrics"].get(metric))
