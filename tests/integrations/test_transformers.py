@@ -135,9 +135,9 @@ def test_the_same_decision_reaches_every_rank(tmp_path: Path, monkeypatch: pytes
     assert len((tmp_path / SCRIPT_EVENTS).read_text().splitlines()) == 1
 
 
-def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent("""
+# The start of an HF Trainer script on the tiny model and task.dataset, made a trial by LmtuneCallback;
+# each test appends what it trains and records.
+HF_SCRIPT = textwrap.dedent("""
         import json
         from datasets import Dataset
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
@@ -155,6 +155,12 @@ def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny
         trainer = Trainer(model=model, args=TrainingArguments(**cb.arguments()), train_dataset=enc(s["train"]),
                           eval_dataset=enc(s["validation"]), processing_class=tok, callbacks=[cb],
                           optimizers=cb.optimizers(model))
+""")
+
+
+def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(HF_SCRIPT + textwrap.dedent("""
         trainer.train()
         with open(trial.output_dir / "hf.json", "w") as f:
             json.dump({"lr": trainer.args.learning_rate, "steps": trainer.state.global_step,
@@ -220,24 +226,7 @@ def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_wi
 def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_checkpoint(
         tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent("""
-        import json
-        from datasets import Dataset
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
-        import lmtune
-        from lmtune.integrations.transformers import LmtuneCallback
-
-        trial = lmtune.trial()
-        cb = LmtuneCallback(trial)
-        tok = AutoTokenizer.from_pretrained(trial.model)
-        enc = lambda rows: Dataset.from_list(rows).map(lambda b: tok(b["text"], truncation=True, max_length=16),
-                                                       batched=True, remove_columns=["text"])
-        s = trial.splits()
-        model = AutoModelForSequenceClassification.from_pretrained(trial.model, num_labels=2,
-                                                                   **cb.model_kwargs(trial.model))
-        trainer = Trainer(model=model, args=TrainingArguments(**cb.arguments()), train_dataset=enc(s["train"]),
-                          eval_dataset=enc(s["validation"]), processing_class=tok, callbacks=[cb],
-                          optimizers=cb.optimizers(model))
+    script.write_text(HF_SCRIPT + textwrap.dedent("""
         start = trial.resume_examples  # (PBT may give the folder up once this run has reported past it)
         trainer.train(resume_from_checkpoint=cb.resume_from)
         with open(trial.output_dir / "launches.jsonl", "a") as f:
