@@ -100,7 +100,7 @@ def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: s
 
 
 def _boundary(run_dir: Path, units: int) -> Path:
-    """Where a script's segmented final run saved its state at ``units`` (``Trial.checkpoint_dir``)."""
+    """Where a chained final run saved its state at ``units`` (a script: ``Trial.checkpoint_dir``)."""
     return run_dir / "checkpoints" / f"u{units:05d}"
 
 
