@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space, validate
 from lmtune.errors import ConfigError
@@ -34,7 +33,7 @@ from lmtune.study.stages import PROXY_SUFFIX, stage_entries
 from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter
-from lmtune.tuner.search import RunSummary, Tuner
+from lmtune.tuner.search import RunSummary, Tuner, _waiting
 from lmtune.tuner.transfer import Transfer, top_configs
 
 PROXY_DIR = "proxy"  # the proxy stage's folder inside the study directory
@@ -211,10 +210,6 @@ class TwoStageTuner:
         """Whether the Tuner runs the default settings as a trial (its rule: asked for and inside the space)."""
         return self.cfg.search.include_default and not resolved_space(self.cfg).outside(
             self.cfg.training.model_dump())
-
-
-def _waiting(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _failed_transfers(study: optuna.Study) -> int:
