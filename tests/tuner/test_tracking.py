@@ -1,9 +1,12 @@
 """Tracking read back with the real clients: each trial (and each final run) a run nested under the study's
-run in a local MLflow store (MlflowClient), and TensorBoard event files (tensorboard's EventAccumulator)."""
+run in a local MLflow store (MlflowClient), TensorBoard event files (tensorboard's EventAccumulator), and W&B
+offline runs (their ``.wandb`` files, decoded with wandb's own protobuf classes)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +94,124 @@ def test_an_mlflow_store_that_cannot_be_opened_is_refused_before_any_trial(tiny_
     with pytest.raises(ConfigError, match=r"tracking.mlflow: cannot open the MLflow store 'nosuchscheme://x'"):
         Tuner(cfg, n_trials=1, backend=SimulatedExecutor(workers=1)).run()
     assert not (d / "trials").exists()  # nothing ran
+
+
+def _wandb_records(path: Path) -> list[Any]:
+    """The records of an offline run's ``.wandb`` file: W&B's LevelDB-style log (a 7-byte ``:W&B`` header,
+    then 32 KiB blocks of chunks, each ``crc32 | length | type`` + payload; type 1 a whole record, 2/3/4
+    its first/middle/last part), each record a ``wandb_internal_pb2.Record``. wandb 0.31 ships no Python
+    reader of its own (``wandb sync`` reads it in wandb-core)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, pos, part, out = 32768, 7, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        _crc, size, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:  # zero padding to the end of the block
+            pos += left
+            continue
+        part += data[pos + 7:pos + 7 + size]
+        pos += 7 + size
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(part)
+            out.append(record)
+            part = b""
+    return out
+
+
+def _wandb_runs(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every offline run under ``folder``, by display name: group, project, config, history (step ->
+    values), summary and exit code, as the run's ``.wandb`` file holds them."""
+    import json
+
+    runs: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("wandb/offline-run-*/run-*.wandb")):
+        run: dict[str, Any] = {"history": {}, "summary": {}, "exit_code": None}
+        for record in _wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run.update(name=record.run.display_name, group=record.run.run_group, project=record.run.project,
+                           config={u.key: json.loads(u.value_json) for u in record.run.config.update})
+            elif kind == "history":
+                run["history"][record.history.step.num] = {
+                    (i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
+            elif kind == "summary":
+                run["summary"].update({(u.key or ".".join(u.nested_key)): json.loads(u.value_json)
+                                       for u in record.summary.update})
+            elif kind == "exit":
+                run["exit_code"] = record.exit.exit_code
+        runs[run["name"]] = run
+    return runs
+
+
+@pytest.fixture
+def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """W&B in offline mode with every folder under tmp_path, and a server address where nothing listens:
+    a run that tried the network would fail (and its logs would name the address), never reach out.
+    WANDB_SILENT is not set: the sink itself keeps W&B quiet."""
+    wandb = pytest.importorskip("wandb")
+    folder = tmp_path / "wandb-home"
+    for var, sub in (("WANDB_DIR", ""), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(folder / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    yield folder
+    wandb.teardown()  # stop the wandb-core service this process started
+
+
+def test_trials_and_final_runs_are_wandb_runs_grouped_by_study(tiny_model: Path, tiny_csv: Path, tmp_path: Path,
+                                                              wandb_offline: Path,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "run"
+    cfg = _cfg(tiny_model, tiny_csv, d, "tracking.wandb={project: lmtune-test, mode: offline}")
+    summary = Tuner(cfg, n_trials=3, backend=SimulatedExecutor(workers=1)).run()
+    FinalRunner(d, seeds=1, log=lambda _m: None, backend=SimulatedExecutor(workers=1)).run()
+
+    printed = capfd.readouterr()
+    assert "trial 2 COMPLETE" in printed.out and "wandb" not in printed.out + printed.err  # W&B printed nothing
+    runs = _wandb_runs(wandb_offline)
+    assert set(runs) == {"trial-0000", "trial-0001", "trial-0002", "final-default-seed0", "final-best-seed0"}
+    assert {r["group"] for r in runs.values()} == {"quickstart"}  # grouped by the study
+    assert {r["project"] for r in runs.values()} == {"lmtune-test"}
+    for trial in summary.study.trials:
+        run = runs[f"trial-{trial.number:04d}"]
+        assert trial.params and all(run["config"][k] == v for k, v in trial.params.items())  # its own settings
+        assert run["config"]["max_steps"] == 12  # and the study's fixed ones
+        curve = trial.user_attrs["curve"]
+        # the learning curve at step = train examples seen, as the study recorded it
+        assert sorted(run["history"]) == [int(e["examples"]) for e in curve] and max(run["history"]) == 12 * 16
+        assert [run["history"][int(e["examples"])]["eval_accuracy"] for e in curve] == \
+            [e["metrics"]["eval_accuracy"] for e in curve]
+        assert run["summary"]["final_eval_accuracy"] == trial.value
+        assert run["summary"]["state"] == "COMPLETE" and run["exit_code"] == 0
+        assert run["summary"]["train_tokens"] == trial.user_attrs["train_tokens"] > 0
+        assert run["summary"]["wall_time_s"] > 0
+    assert runs["final-best-seed0"]["summary"]["final_test_accuracy"] > 0
+    logs = "".join(p.read_text(errors="replace") for p in wandb_offline.glob("wandb/**/*.log"))
+    assert "127.0.0.1:9" not in logs  # nothing tried the server
+
+
+def test_a_failed_trial_is_a_failed_wandb_run_with_its_reason(wandb_offline: Path) -> None:
+    from lmtune.config.schema import TrackingSection, WandbSection
+    from lmtune.tuner.tracking import RunRecord, make_tracker
+
+    tracker = make_tracker(TrackingSection(wandb=WandbSection(project="p", mode="offline")), "study-x")
+    tracker.log_run(RunRecord(name="trial-0007", params={"learning_rate": 0.5, "lora_target_modules": ["q", "v"]},
+                              curve=[{"examples": 32, "metrics": {"eval_loss": float("nan")}}], metrics={},
+                              state="FAIL", reason="loss is nan at step 2"))
+    tracker.close()
+    run = _wandb_runs(wandb_offline)["trial-0007"]
+    assert run["group"] == "study-x" and run["config"]["lora_target_modules"] == ["q", "v"]
+    assert run["summary"]["state"] == "FAIL" and run["summary"]["reason"] == "loss is nan at step 2"
+    assert run["exit_code"] == 1 and run["history"] == {}  # a non-finite value is not logged

@@ -100,7 +100,7 @@ def check_tracking(section: TrackingSection) -> None:
     for name, package in TRACKING_PACKAGES.items():
         if getattr(section, name) is not None and importlib.util.find_spec(package) is None:
             raise ConfigError(f"tracking.{name}: the {package} package is not installed; pip install "
-                              f"'lmtune[tracking]' (mlflow, tensorboard) or pip install {package}, or remove "
+                              f"'lmtune[tracking]' (mlflow, tensorboard, wandb) or pip install {package}, or remove "
                               f"tracking.{name}")
 
 

@@ -10,8 +10,12 @@
   with their test metrics.
 - ``tensorboard: DIR`` — event files under ``DIR/<study>/trial-NNNN`` (``final-...`` for final runs):
   the curve's scalars at step = train examples seen, the final metrics, and the settings as text.
-- ``wandb: {project, mode, entity}`` — one W&B run per trial, grouped by study (``mode: offline`` writes
-  locally; ``wandb sync`` uploads later).
+- ``wandb: {project, mode, entity}`` — one W&B run per trial (and final run), named as above and grouped by
+  the study, with the settings as its config, the curve as history at step = train examples seen, the
+  final metrics, ``state``, ``reason`` and ``train_tokens`` in its summary, and exit code 1 for a failed
+  trial. ``mode: offline`` (the default) writes ``offline-run-*`` folders under ``$WANDB_DIR/wandb`` (default
+  ``./wandb``) without touching the network; ``wandb sync`` uploads them later. W&B prints nothing (the
+  study's own display stays readable).
 
 Runs are written when a trial ends (its whole curve at once), from the driver only. A sink that fails
 (a server gone, a full disk) is warned about once and switched off; the study goes on. The packages are
@@ -30,7 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from lmtune.config.loader import check_tracking
 from lmtune.config.schema import TrackingSection
@@ -208,19 +212,26 @@ class _TensorBoard:
 
 
 class _WandB:
-    def __init__(self, project: str, mode: str, entity: str | None, study: str) -> None:
+    def __init__(self, project: str, mode: Literal["online", "offline", "disabled"], entity: str | None,
+                 study: str) -> None:
         self.project, self.mode, self.entity, self.study = project, mode, entity, study
 
     def log_run(self, run: RunRecord) -> None:
         import wandb
 
+        # console off: the driver's own output (other trials, the progress display) is not this run's;
+        # stats off: the driver's CPU and memory are not the trial's either; silent: W&B's ~20 lines per
+        # run would bury the study's own display
         w = wandb.init(project=self.project, entity=self.entity, mode=self.mode, group=self.study, name=run.name,
-                       config=dict(run.params), reinit="create_new")
+                       config=dict(run.params), reinit="create_new",
+                       settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
         try:
             for entry in run.curve:
-                w.log(_numbers(entry.get("metrics") or {}), step=int(entry.get("examples", 0)))
+                values = _numbers(entry.get("metrics") or {})
+                if values:  # an empty log would still add a history row
+                    w.log(values, step=int(entry.get("examples", 0)))
             w.summary.update({**{f"final_{k}": v for k, v in _numbers(run.metrics).items()}, "state": run.state,
-                              "reason": run.reason, "train_tokens": run.train_tokens})
+                              "reason": run.reason, "train_tokens": run.train_tokens, "wall_time_s": run.wall_time_s})
         finally:
             w.finish(exit_code=0 if run.state != "FAIL" else 1)
 
