@@ -273,9 +273,16 @@ def test_a_token_budget_stops_a_script_study_at_the_tokens_it_reports(tmp_path: 
     raw["budget"] = {"max_train_tokens": 25_000}  # a full trial: 800 examples x 12 tokens = 9,600
     result = lmtune.tune(raw, n_trials=10, progress=False)
     assert result.stop_reason.startswith("budget: max_train_tokens")
-    spent = sum(t.train_tokens or 0 for t in result.trials)
-    assert 20_000 < spent <= 25_000  # stopped at an evaluation before the next interval (480) crossed it
-    assert [t.state for t in result.trials][-1] == "PRUNED"  # the last was stopped by the budget mid-way
+    assert "cannot train another trial to its end" in result.stop_reason  # a third would be cut part-way
+    assert [t.state for t in result.trials] == ["COMPLETE", "COMPLETE"]
+    assert sum(t.train_tokens or 0 for t in result.trials) == 2 * 9_600
+    # a cap below one trial: the first starts (no tokens per example are known before a report) and is
+    # stopped at the evaluation before the next interval (480 tokens) would cross the cap
+    raw["budget"] = {"max_train_tokens": 5_000}
+    raw["study"]["dir"] = str(tmp_path / "small")
+    small = lmtune.tune(raw, n_trials=10, progress=False)
+    assert [t.state for t in small.trials] == ["PRUNED"]
+    assert 4_000 < (small.trials[0].train_tokens or 0) <= 5_000
     monkeypatch.setenv("SCRIPT_MODE", "no-tokens")
     raw["study"]["dir"] = str(tmp_path / "study2")
     failed = lmtune.tune(raw, overrides={"search.max_failures": 1}, n_trials=1, progress=False)

@@ -1,39 +1,88 @@
-"""`budget.max_train_tokens` is a cap: no trial starts, and the running one stops, when the next
-evaluation interval would cross it."""
+"""`budget.max_train_tokens` is a cap: a running trial stops when the next evaluation interval would
+cross it, and no trial starts that the tokens left could not train to its end (the cap would stop it
+part-way, and a trial stopped part-way is never selected)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
 
 from conftest import run_lmtune, set_args, tiny_overrides
+from lmtune.config.schema import BudgetSection
+from lmtune.tuner.search import Budget
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 
-def test_the_token_budget_stops_the_trial_that_reaches_it(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+def test_no_trial_starts_that_the_token_budget_cannot_finish(tiny_model: Path, tiny_csv: Path,
+                                                             tmp_path: Path) -> None:
     d = tmp_path / "cap"
     # 6 steps of 16 rows per trial, an evaluation every 3 steps; first learn one whole trial's tokens
-    # (a space without batch_size: every trial evaluates at 3 and 6 steps of 16 rows)
+    # (a space without batch_size or length: every trial trains the same 96 examples)
     first = run_lmtune("tune", QUICKSTART, *set_args(tiny_overrides(tiny_model, tiny_csv, d)), "--n-trials", "1")
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     per_trial = study.trials[0].user_attrs["train_tokens"]
-    # the third trial (launched at 2.0 + 0.5 <= 2.6 trials) would cross the cap in its second half:
-    # it stops at its first evaluation (half-way), so the study ends at 2.5 trials, under the cap
+    # 2.6 trials' tokens: the second trial fits; a third would be cut half-way by the cap (before, it was
+    # started and stopped at its first evaluation: 0.5 trial of tokens for nothing), so it never starts
     cap = int(2.6 * per_trial)
     over = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random",
             "search.space={weight_decay: {type: float, low: 0.0, high: 0.1}}", f"budget.max_train_tokens={cap}"]
     out = run_lmtune("tune", QUICKSTART, *set_args(over), "--n-trials", "6")
     assert out.returncode == 0, out.stderr
     trials = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials
-    spent = sum(t.user_attrs.get("train_tokens", 0) for t in trials)
-    assert len(trials) == 3, [(t.number, t.state.name) for t in trials]  # nothing launched after the cap
-    assert [t.state.name for t in trials[:2]] == ["COMPLETE", "COMPLETE"]
-    last = trials[2]
-    assert last.state.name == "PRUNED" and last.user_attrs["stopped_by"] == "budget"
-    assert "max_train_tokens" in last.user_attrs["stop_reason"]
-    assert spent <= cap and spent == 2 * per_trial + last.user_attrs["train_tokens"]
-    assert last.user_attrs["curve"][-1]["examples"] == 48  # half of its 96 examples
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # nothing launched that could not finish
+    assert sum(t.user_attrs["train_tokens"] for t in trials) == 2 * per_trial <= cap
+    assert "cannot train another trial to its end" in out.stdout + out.stderr
+
+
+def test_a_running_trial_stops_at_the_evaluation_before_the_cap() -> None:
+    """Running trials (parallel ones, or longer batches than the mean) still meet the cap mid-way."""
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"train_tokens": 400}))
+    budget = Budget(BudgetSection(max_train_tokens=1000), max_failures=3, t0=time.monotonic(), unit_tokens=100)
+    assert not budget.running_at(study, 1, 300)  # 400 + 300 + the next interval 100 <= 1000
+    assert not budget.running_at(study, 2, 200)  # a parallel trial: 400 + 300 + 200 + 100 = 1000
+    assert budget.running_at(study, 1, 350)      # 400 + 350 + 200 + 100 > 1000: stop trial 1 now
+    budget.ended(1)
+    assert budget.reason(study, failures=0) == ""  # 400 + 200 + 100 <= 1000 (trial 1's record not counted here)
+
+
+def test_a_trial_starts_only_when_the_tokens_left_can_train_it_to_its_end() -> None:
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"train_tokens": 600}))
+    budget = Budget(BudgetSection(max_train_tokens=1000), max_failures=3, t0=time.monotonic(), unit_tokens=100)
+    # 100 tokens per 10-example interval: a 40-example trial needs ~400 tokens, 400 are left
+    assert budget.launch_reason(study, 40, 10) == ""
+    reason = budget.launch_reason(study, 50, 10)  # ~500 needed
+    assert reason.startswith("budget: max_train_tokens 1000 reached") and "400 tokens left" in reason
+    budget.running_at(study, 7, 100)  # a running trial's tokens so far count as spent
+    assert budget.launch_reason(study, 40, 10) != ""
+    # no cap, or no tokens per example known yet (a script study before its first report): no launch rule
+    assert Budget(BudgetSection(), max_failures=3, t0=0.0, unit_tokens=100).launch_reason(study, 10**9, 10) == ""
+    assert Budget(BudgetSection(max_train_tokens=1), max_failures=3, t0=0.0).launch_reason(study, 10**9, 10) == ""
+
+
+def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path, tiny_csv: Path,
+                                                                tmp_path: Path) -> None:
+    """auto plans every drawn trial at the longest length (3 epochs): the rule leaves room for that; random
+    may still draw a 1-epoch trial, so it starts one while a 1-epoch trial fits."""
+    def run(strategy: str, cap: int | None, n: int) -> list[optuna.trial.FrozenTrial]:
+        d = tmp_path / f"{strategy}-{cap}"
+        over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
+                f"search.strategy={strategy}", "search.include_default=false",
+                "search.space={epochs: {type: int, low: 1, high: 3}}",
+                *([f"budget.max_train_tokens={cap}"] if cap else [])]
+        out = run_lmtune("tune", QUICKSTART, *set_args(over), "--n-trials", str(n))
+        assert out.returncode == 0, out.stderr
+        return optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials
+
+    three = run("auto", None, 1)[0].user_attrs["train_tokens"]  # auto's trial: the longest, 3 epochs
+    auto = run("auto", int(1.5 * three), 6)
+    assert [t.state.name for t in auto] == ["COMPLETE"]  # a second 3-epoch trial could not finish
+    rand = run("random", int(1.5 * three), 6)
+    assert len(rand) >= 2  # its next draw may be 1 epoch (a third of the tokens), so it may start
+    assert sum(t.user_attrs["train_tokens"] for t in rand) <= 1.5 * three

@@ -175,15 +175,28 @@ def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_ba
 def longest_length(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> dict[str, Any]:
     """The values of the length fields the space searches (``epochs``, ``max_steps``) that give the
     longest training the space allows; empty when it searches neither."""
+    best = max(_length_ends(space, defaults), key=lambda c: _examples(c, defaults, train_rows))
+    return {k: v for k, v in best.items() if space.get(k) is not None}
+
+
+def shortest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:
+    """The shortest training length (in examples) the space allows: what the token cap must leave room
+    for before a trial whose length the sampler has not drawn yet may start."""
+    return min(_examples(c, defaults, train_rows) for c in _length_ends(space, defaults))
+
+
+def _length_ends(space: Space, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the ends of the searched length fields (the defaults' where not searched)."""
     lengths = {"epochs": [defaults["epochs"]], "max_steps": [defaults["max_steps"]]}
     for name in lengths:
         param = space.get(name)
         if param is not None:
             lengths[name] = [v for v in param.extremes() if v is not None or name == "max_steps"]
-    batch = int(defaults["batch_size"])
-    combos = [{"epochs": e, "max_steps": m} for e in lengths["epochs"] for m in lengths["max_steps"]]
-    best = max(combos, key=lambda c: training_examples(c, train_rows=train_rows, default_batch_size=batch))
-    return {k: v for k, v in best.items() if space.get(k) is not None}
+    return [{"epochs": e, "max_steps": m} for e in lengths["epochs"] for m in lengths["max_steps"]]
+
+
+def _examples(length: Mapping[str, Any], defaults: Mapping[str, Any], train_rows: int) -> int:
+    return training_examples(length, train_rows=train_rows, default_batch_size=int(defaults["batch_size"]))
 
 
 def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:

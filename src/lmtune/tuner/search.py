@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, resolved_space
-from lmtune.config.schema import lower_is_better
+from lmtune.config.schema import BudgetSection, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
@@ -55,7 +55,14 @@ from lmtune.study.store import (
 from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.pbt_run import PBTRunner
-from lmtune.tuner.plan import Plan, longest_length, make_plan, trial_spec
+from lmtune.tuner.plan import (
+    Plan,
+    longest_length,
+    make_plan,
+    shortest_examples,
+    training_examples,
+    trial_spec,
+)
 from lmtune.tuner.priors import enqueue_priors, prior_configs
 from lmtune.tuner.progress import PlainReporter, Reporter
 from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker, make_tracker
@@ -77,14 +84,15 @@ class RunSummary:
 class Budget:
     """``budget`` and ``search.max_failures``: why a run must stop ("" while it may go on).
 
-    ``max_train_tokens`` is a cap, not a launch rule: finished trials' tokens (the study's record) +
-    running trials' so far (``live``) + one evaluation interval (``unit_tokens``, estimated from the mean
-    tokens per train example) may not cross it, so a trial stops at an evaluation, and none starts, when
-    the next interval would. A study can still end a little above the cap when the next batches are
-    longer than the mean."""
+    ``max_train_tokens`` is a cap: finished trials' tokens (the study's record) + running trials' so far
+    (``live``) + one evaluation interval (``unit_tokens``, estimated from the mean tokens per train example)
+    may not cross it, so a trial stops at an evaluation when the next interval would. A study can still end
+    a little above the cap when the next batches are longer than the mean. And no trial starts that the
+    tokens left could not train to its end (``launch_reason``): the cap would stop it part-way, and a trial
+    stopped part-way is never selected, so its tokens would be spent for nothing."""
 
-    def __init__(self, cfg: StudyConfig, t0: float, *, unit_tokens: float = 0.0) -> None:
-        self.budget, self.max_failures, self.t0 = cfg.budget, cfg.search.max_failures, t0
+    def __init__(self, budget: BudgetSection, *, max_failures: int, t0: float, unit_tokens: float = 0.0) -> None:
+        self.budget, self.max_failures, self.t0 = budget, max_failures, t0
         self.unit_tokens = unit_tokens
         self.learn_unit = not unit_tokens  # no tokenized split here (a script): learn it from the reports
         self._seen = (0, 0)  # reported (tokens, examples), summed over reports, for that estimate
@@ -115,6 +123,22 @@ class Budget:
                 self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
                 self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
         return bool(self.budget.max_train_tokens) and self.next_interval_crosses_cap(study)
+
+    def launch_reason(self, study: optuna.Study, examples: int, examples_per_unit: int) -> str:
+        """Why a trial planned for ``examples`` train examples must not start: the tokens left under the cap
+        cannot train it to its end ("" when they can, or while no tokens per example are known: a script
+        study before its first report)."""
+        cap = self.budget.max_train_tokens
+        if not cap or not self.unit_tokens or examples_per_unit <= 0:
+            return ""
+        need = self.unit_tokens / examples_per_unit * examples
+        with self._lock:
+            live = sum(self.live.values())
+        left = cap - train_tokens_spent(study) - live
+        if need <= left:
+            return ""
+        return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
+                f"another trial to its end (~{round(need)} tokens), so none was started")
 
     def ended(self, number: int) -> None:
         """Call after the trial's record holds its train_tokens, so the cap never misses them."""
@@ -202,7 +226,7 @@ class Tuner:
             if population < 2:
                 raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
                                   "set search.pbt.population_size or --n-trials to 2 or more")
-            pbt_budget = Budget(self.cfg, t0)
+            pbt_budget = Budget(self.cfg.budget, max_failures=self.cfg.search.max_failures, t0=t0)
             runner = PBTRunner(self.cfg, plan, study, self.reporter, population,
                                budget_stop=lambda: pbt_budget.reason(study, 0), tracker=self._tracker())
             runner.start_population()
@@ -221,7 +245,8 @@ class Tuner:
                                    seconds_left=self.cfg.budget.max_wall_time)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
-        budget = Budget(self.cfg, t0, unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
+        budget = Budget(self.cfg.budget, max_failures=self.cfg.search.max_failures, t0=t0,
+                        unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
         scheduler = SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter, budget=budget,
                                     target=target, summary=summary, spec_extra=self.spec_extra,
                                     tracker=self._tracker(), queued_only=self.queued_only)
@@ -374,10 +399,27 @@ class SearchScheduler:
                     self._stop = ("queued configurations done" if self.queued_only else
                                   "grid exhausted (failed points are not retried; see 'lmtune status')")
                 return None
+            self._stop = self._stop or self.budget.launch_reason(self.study, self._next_examples(),
+                                                                 self.plan.examples_per_unit)
+            if self._stop:
+                return None
             launch = self._ask(device, threads)
             if launch is not None:
                 return launch
         return None
+
+    def _next_examples(self) -> int:
+        """The fewest train examples the next trial can be planned for: a queued configuration's own length
+        (the queue is served first, oldest first), auto's pinned longest length, else the shortest length
+        the space allows (the sampler has not drawn it yet)."""
+        plan, fixed = self.plan, dict(self.pinned)
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            fixed = dict(waiting[0].system_attrs.get("fixed_params") or waiting[0].params)
+        elif not fixed:
+            return shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
+        return training_examples({**plan.defaults, **fixed}, train_rows=plan.train_rows,
+                                 default_batch_size=int(plan.defaults["batch_size"]))
 
     def _ask(self, device: str, threads: int) -> Launch | None:
         """One trial from the study, or None when another worker holds it (it is failed unrun)."""
