@@ -147,6 +147,22 @@ def one_epoch(t: Any, seed: int, args: argparse.Namespace, work: Path, budget: i
             "train_tokens": sum(x["train_tokens"] for x in trials), "search_wall_s": w1 + w2, "trials": trials}
 
 
+def prior_study(t: Any, seed: int, args: argparse.Namespace) -> tuple[Path, int]:
+    """The earlier study ``auto_prior`` warm-starts from: the same task's ``auto`` search of the previous
+    seed (another data split), run here (search only, its own budget) when its folder is gone. Returns the
+    folder and the train tokens that earlier study spent (a sunk cost of the earlier study, not counted
+    in the warm-started arm's tokens, but recorded beside them)."""
+    prev = args.seeds[(args.seeds.index(seed) - 1) % len(args.seeds)]
+    other = Path(args.work) / t.name / str(prev) / "auto"
+    if not (other / "study.db").exists():
+        peer = json.loads((Path(args.out) / "cells" / f"{t.name}-{prev}-peer.json").read_text())
+        shutil.rmtree(other, ignore_errors=True)
+        lmtune_study([*overrides(t, prev, args, other), *ARMS["auto"],
+                      f"budget.max_train_tokens={peer['train_tokens'] // 3}"], n_trials=200)
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{other}/study.db")
+    return other, sum(int(x.user_attrs.get("train_tokens", 0)) for x in study.trials)
+
+
 def cell(t: Any, seed: int, arm: str, args: argparse.Namespace, peer_tokens: int | None) -> dict[str, Any]:
     from lmtune.training.models import resolve_model
 
@@ -175,8 +191,9 @@ def cell(t: Any, seed: int, arm: str, args: argparse.Namespace, peer_tokens: int
         shutil.rmtree(d, ignore_errors=True)
         extra = list(ARMS.get(arm, []))
         if arm == "auto_prior":  # warm start from the same task's auto study of another seed (another split)
-            other = work.parent / str(args.seeds[(args.seeds.index(seed) - 1) % len(args.seeds)]) / "auto"
+            other, prior_tokens = prior_study(t, seed, args)
             extra = [*ARMS["auto"], f"search.prior_studies=[{other}]", "search.prior_top_k=3"]
+            row.update(prior_study=str(other), prior_study_tokens=prior_tokens)
         sets = [*overrides(t, seed, args, d), *extra, f"budget.max_train_tokens={peer_tokens // 3}"]
         study, wall = lmtune_study(sets, n_trials=200)
         trials = trials_of(study)
