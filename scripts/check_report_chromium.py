@@ -19,7 +19,8 @@ How it checks, with nothing but the Chromium binary (no driver, no extra Python 
 3. The page passes when every figure div (``id="fig-..."``) became a ``.js-plotly-plot`` with an SVG,
    the probe ran, recorded no error and no non-``file:`` resource, and stderr shows no uncaught error.
 4. ``--screenshot`` renders the unmodified page at ``--window-size`` (default 1280,2400) to a PNG;
-   ``--only SECTION`` (e.g. ``compute``) renders only that section (a copy with the others hidden).
+   ``--only SECTION`` (e.g. ``compute``) renders only that section (a copy that hides the others once
+   plotly has drawn every figure).
 Prints a JSON summary; exits 0 when the page passes, 1 when it does not, 2 when Chromium is missing.
 """
 
@@ -116,8 +117,7 @@ def check_report(
             target = page.resolve()
             if only is not None:  # the same page beside the original (its relative paths hold), others hidden
                 target = page.resolve().with_name(f".only-{only}.html")
-                hide = f"<style>body > *:not(section#{only}) {{display: none !important}}</style>"
-                target.write_text(source.replace("</head>", hide + "</head>", 1), encoding="utf-8")
+                target.write_text(source.replace("</head>", _hide_others(only) + "</head>", 1), encoding="utf-8")
             try:
                 _chromium(chromium, Path(tmp) / "profile-shot", shot, target.as_uri(), timeout)
             finally:
@@ -125,6 +125,18 @@ def check_report(
                     target.unlink(missing_ok=True)
     result = _findings(expected, dom, stderr)
     return {"html": str(page), **result, "screenshot": str(screenshot) if screenshot is not None else None}
+
+
+def _hide_others(section: str) -> str:
+    """A script that hides every part of the page but ``section#<section>`` once the page has loaded and
+    plotly has drawn. Hidden from the start (``display: none``), the other figures are drawn into boxes of
+    no size, and plotly then misplaces the visible figure's axis titles and legend (they landed on top of
+    its title in the first docs/img/report-compute.png)."""
+    return (
+        "<script>window.addEventListener('load', function () { setTimeout(function () {"
+        f" document.querySelectorAll('body > *:not(section#{section})').forEach(function (e) {{"
+        " e.style.display = 'none'; }); }, 1000); });</script>"
+    )
 
 
 def _findings(expected: list[str], dom: str, stderr: str) -> dict[str, Any]:

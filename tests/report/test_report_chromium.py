@@ -56,3 +56,29 @@ def test_checker_catches_errors_and_network_loads(tmp_path: Path) -> None:
     assert any("noSuchFunction" in e for e in result["js_errors"])
     assert any("noSuchFunction" in m for m in result["uncaught_in_console"])
     assert any("example.invalid" in e for e in result["js_errors"])  # the blocked script load
+
+
+def test_one_section_alone_is_drawn_as_in_the_whole_page(tmp_path: Path) -> None:
+    """``--only compute`` (docs/img/report-compute.png): the other sections are hidden after plotly drew, so
+    the figure keeps its axis titles below the plot and inside it (drawn with the others already hidden, the
+    x titles landed on the figure's title and the y title off the canvas)."""
+    import re
+
+    checker = _checker()
+    html, _ = write_report(make_fake_study(tmp_path / "run"))
+    only = html.with_name("only.html")
+    only.write_text(html.read_text(encoding="utf-8").replace("</head>", checker._hide_others("compute") + "</head>",
+                                                             1), encoding="utf-8")
+    dom, _ = checker._chromium(checker.CHROMIUM, tmp_path / "profile", ["--dump-dom", "--virtual-time-budget=5000"],
+                               only.as_uri(), 120)
+    figure = dom[dom.index('id="fig-compute"'):]
+
+    def attr(cls: str, name: str) -> float:
+        found = re.search(rf'<text class="{cls}"[^>]*\b{name}="([-\d.]+)"', figure)
+        assert found is not None, cls
+        return float(found.group(1))
+
+    assert 'style="display: none;"' in dom  # the other sections were hidden
+    for title in ("xtitle", "x2title"):
+        assert attr(title, "y") > attr("gtitle", "y") + 300  # below the plot (figure height 440), not on its title
+    assert attr("ytitle", "x") > 0
