@@ -68,6 +68,17 @@ def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
     hf = json.loads(lmtune("export", str(study_dir), "--format", "hf").stdout)
     assert hf["learning_rate"] == best["config"]["learning_rate"]
     assert hf["per_device_train_batch_size"] == best["config"]["batch_size"]
+    # the file as a user loads it: TrainingArguments(**json) with the pinned transformers, in the trial's own
+    # steps (training.max_steps 6 is 6 x 16 examples at the default batch), its other settings beside it
+    from transformers import TrainingArguments
+
+    out_file = tmp_path / "hf" / "best.json"
+    assert lmtune("export", str(study_dir), "--format", "hf", "--out", str(out_file)).returncode == 0
+    ta = TrainingArguments(**{**json.loads(out_file.read_text()), "output_dir": str(tmp_path / "hf"), "use_cpu": True})
+    assert ta.max_steps * ta.per_device_train_batch_size * ta.gradient_accumulation_steps >= 6 * 16
+    assert ta.max_steps == -(-6 * 16 // best["config"]["batch_size"]) and ta.eval_strategy == "steps"
+    assert json.loads((tmp_path / "hf" / "best.lmtune-extra.json").read_text())["dropout"] == \
+        best["config"]["dropout"]
 
 
 def test_train_runs_the_exported_best_once_and_keeps_its_model(study_dir: Path, tmp_path: Path) -> None:
