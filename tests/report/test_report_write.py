@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import optuna
@@ -123,3 +124,15 @@ def test_report_of_a_study_with_only_a_running_trial(tmp_path: Path) -> None:
     assert "needs at least 2 complete trials, found 0" in md
     assert "| 0 | RUNNING |" in md
     assert "https://cdn" not in html_path.read_text(encoding="utf-8")
+
+
+def test_score_vs_compute_has_one_line_per_stage_the_target_after_the_proxy(tmp_path: Path) -> None:
+    from lmtune.report.content import collect
+
+    proxy, target = collect(load_study_dir(make_fake_study(tmp_path / "run"))).compute
+    assert (proxy.stage, target.stage) == ("proxy", "target")
+    assert all(a[0] <= b[0] and a[1] <= b[1] for s in (proxy, target) for a, b in pairwise(s.points))
+    # the target stage starts where the proxy stage's compute ended: x is the whole study's compute
+    assert target.points[0][0] > proxy.points[-1][0] and target.points[0][1] > proxy.points[-1][1]
+    plain = collect(load_study_dir(make_fake_study(tmp_path / "plain", proxy=False, pbt=False, final=False)))
+    assert [s.stage for s in plain.compute] == ["search"]
