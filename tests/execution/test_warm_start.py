@@ -92,3 +92,45 @@ def test_without_a_warm_parent_trials_start_cold(spec: TrialSpec, tmp_path: Path
 
 def _kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events if e["event"] != "progress"]  # progress: display only
+
+
+def test_a_prestarted_parent_serves_the_first_trial(spec: TrialSpec, tmp_path: Path) -> None:
+    ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
+    try:
+        ex.prestart(spec.model, tmp_path)
+        server = ex._server
+        assert server is not None and (tmp_path / "warm-parent.log").exists()
+        first = ex.launch(spec, tmp_path / "trials" / "0000", 0)
+        assert isinstance(first, ForkedTrial) and ex._server is server  # forked from it, none started anew
+        assert drive(first)[-1]["event"] == "end" and first.wait() == 0
+    finally:
+        ex.close()
+
+
+def test_the_tuner_starts_the_warm_parent_before_it_tokenizes(tiny_model: Path, tiny_csv: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial 0 need not wait for the parent's imports: they overlap the driver's own start-up."""
+    from conftest import tiny_overrides
+    from lmtune.config import load_config
+    from lmtune.tuner import Tuner, search
+
+    seen: list[bool] = []
+    real_make_plan, real_prestart = search.make_plan, LocalExecutor.prestart
+
+    def prestart(self: LocalExecutor, model: str, study_dir: Path) -> None:
+        real_prestart(self, model, study_dir)
+        seen.append(True)
+
+    def make_plan(cfg: Any) -> Any:
+        seen.append(False)
+        return real_make_plan(cfg)
+
+    monkeypatch.setattr(LocalExecutor, "prestart", prestart)
+    monkeypatch.setattr(search, "make_plan", make_plan)
+    root = Path(__file__).parents[2]
+    cfg = load_config(str(root / "examples" / "quickstart.yaml"),
+                      [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "execution.warm_start=true"])
+    summary = Tuner(cfg, n_trials=1).run()
+    assert seen == [True, False]  # the parent was started, then the plan made
+    assert [t.state.name for t in summary.study.trials] == ["COMPLETE"]
+    assert (tmp_path / "s" / "warm-parent.log").exists()

@@ -124,32 +124,49 @@ class LocalExecutor(FolderCheckpoints):
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "trial.json"
         spec.write(path)
-        env = dict(os.environ)
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        env["OMP_NUM_THREADS"] = str(spec.threads or self.threads)
-        if self._passive:
-            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        if Path(spec.model).exists():  # a local folder never needs the hub
-            env.setdefault("HF_HUB_OFFLINE", "1")
+        env = self._env(spec.model, spec.threads)
         if self._gpus and self.per_trial > 1:  # the trial's ranks see their GPUs as cuda:0..N-1
             first = slot * self.per_trial
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self._gpus[first:first + self.per_trial])
         elif self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(self._gpus[slot % len(self._gpus)])
         if self.warm_start and not spec.command:
-            warm = self._warm(env, spec, trial_dir.parent)
+            warm = self._warm(env, spec, trial_dir.parent.parent)
             if warm is not None:
                 with contextlib.suppress(OSError):  # the warm parent is gone: start this one cold
                     return warm.spawn(path, trial_dir / "trainer.log", env)
         return start_trial(spec, path, trial_dir / "trainer.log", env, module=self.module)
 
-    def _warm(self, env: dict[str, str], spec: TrialSpec, trials_dir: Path) -> ForkServer | None:
-        """The warm parent, started at the first trial with that trial's environment."""
+    def prestart(self, model: str, study_dir: Path) -> None:
+        """Start the warm parent now, before the first trial is planned: it imports torch and reads the
+        weights of ``model`` while the driver tokenizes and opens the study, instead of after trial 0 is
+        launched (a trial with another environment than the default one still starts cold). Its log is
+        ``warm-parent.log`` in ``study_dir``."""
+        if self.warm_start and self._server is None:
+            study_dir.mkdir(parents=True, exist_ok=True)
+            self._server = self._start_server(self._env(model, None), model, study_dir)
+
+    def _env(self, model: str, threads: int | None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env["OMP_NUM_THREADS"] = str(threads or self.threads)
+        if self._passive:
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if Path(model).exists():  # a local folder never needs the hub
+            env.setdefault("HF_HUB_OFFLINE", "1")
+        return env
+
+    def _warm(self, env: dict[str, str], spec: TrialSpec, study_dir: Path) -> ForkServer | None:
+        """The warm parent: the prestarted one, else started at the first trial with its environment."""
         if self._server is None:
-            base = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
-            model = (spec.model,) if Path(spec.model).is_dir() else ()
-            self._server = ForkServer(base, warm_paths=model, log_path=trials_dir / "warm-parent.log")
+            self._server = self._start_server(env, spec.model, study_dir)
         return self._server if self._server.serves(env) else None
+
+    @staticmethod
+    def _start_server(env: dict[str, str], model: str, study_dir: Path) -> ForkServer:
+        base = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+        warm_paths = (model,) if Path(model).is_dir() else ()
+        return ForkServer(base, warm_paths=warm_paths, log_path=study_dir / "warm-parent.log")
 
 
 def _visible_gpus() -> list[int]:

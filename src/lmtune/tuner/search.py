@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig, resolved_space
 from lmtune.config.schema import BudgetSection, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
-from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.execution import Executor, LocalExecutor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
 from lmtune.strategies import (
     make_pruner,
@@ -44,6 +44,7 @@ from lmtune.strategies import (
 from lmtune.study import record
 from lmtune.study.store import (
     INTERRUPTED,
+    StudyPaths,
     check_not_lost,
     fault_message,
     finished,
@@ -52,6 +53,7 @@ from lmtune.study.store import (
     train_tokens_spent,
     write_meta,
 )
+from lmtune.training.models import resolve_model
 from lmtune.tuner.coordination import Beat, Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.pbt_run import PBTRunner
@@ -192,8 +194,14 @@ class Tuner:
         t0 = time.monotonic()
         try:
             with self.coord.driver(Path(self.cfg.study.dir)):  # one driver per study folder (worker: none)
-                summary, scheduler = self.prepare(t0)
-                executor = self.backend or make_executor(self.cfg.execution)
+                early = self._prestarted()
+                try:
+                    summary, scheduler = self.prepare(t0)
+                except BaseException:
+                    if early is not None:
+                        early.close()
+                    raise
+                executor = self.backend or early or make_executor(self.cfg.execution)
                 try:
                     reason = drive(scheduler, executor)
                     summary.stop_reason = reason or ("population finished" if isinstance(scheduler, PBTRunner)
@@ -259,6 +267,29 @@ class Tuner:
         return summary, scheduler
 
     # -- set-up ---------------------------------------------------------------------------------
+    def _prestarted(self) -> LocalExecutor | None:
+        """The local backend, made before the study is prepared, with its warm trainer parent started:
+        the parent imports torch and reads the weights while this process tokenizes the data and opens
+        the study, so trial 0 starts warm instead of waiting for it (None: another backend, no warm
+        start, a script trial, or a model that is not a local folder yet: the usual order then)."""
+        cfg = self.cfg
+        if self.backend is not None or cfg.execution.backend != "local" or not cfg.execution.warm_start \
+                or cfg.task.type == "script":
+            return None
+        paths = StudyPaths(Path(cfg.study.dir))
+        try:  # a model that does not resolve is refused by prepare, with its own message
+            model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
+        except Exception:
+            return None
+        if not Path(model).is_dir():
+            return None
+        executor = make_executor(cfg.execution)
+        if isinstance(executor, LocalExecutor):
+            executor.prestart(model, paths.root)
+            return executor
+        executor.close()
+        return None
+
     def _tracker(self) -> Tracker:
         """The study's tracking sinks (tracking section), opened once when first needed."""
         if self.tracker is None:
