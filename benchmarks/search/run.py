@@ -163,6 +163,24 @@ def prior_study(t: Any, seed: int, args: argparse.Namespace) -> tuple[Path, int]
     return other, sum(int(x.user_attrs.get("train_tokens", 0)) for x in study.trials)
 
 
+def earlier_retrain(row: dict[str, Any], args: argparse.Namespace) -> tuple[list[float], str] | None:
+    """The neutral retrain of this exact configuration on this cell (task, seed, sizes) when another arm's
+    cell already ran it: the retrain is deterministic (on the 30 (cell, configuration) pairs that two arms
+    selected alike, every retrain gave the same scores, across two CPU models), so it is reused, and the
+    row names the cell it came from. ``--no-reuse-retrain`` retrains anyway."""
+    if not args.reuse_retrain:
+        return None
+    sizes = {k: getattr(args, k) for k in ("train_size", "validation_size", "test_size", "max_length", "retrain_seeds")}
+    for folder in dict.fromkeys([Path(args.out) / "cells", ROOT / "docs" / "benchmarks" / "search" / "cells"]):
+        for f in sorted(folder.glob(f"{row['task']}-{row['seed']}-*.json")):
+            other = json.loads(f.read_text())
+            if other.get("selected") == row["selected"] and "test_accuracy_per_seed" in other and \
+                    all(other.get("sizes", {}).get(k) == v for k, v in sizes.items()) and \
+                    not other.get("retrain_reused_from"):
+                return list(other["test_accuracy_per_seed"]), str(f.relative_to(ROOT))
+    return None
+
+
 def cell(t: Any, seed: int, arm: str, args: argparse.Namespace, peer_tokens: int | None) -> dict[str, Any]:
     from lmtune.training.models import resolve_model
 
@@ -204,7 +222,12 @@ def cell(t: Any, seed: int, arm: str, args: argparse.Namespace, peer_tokens: int
     vals = [x["value"] for x in row["trials"] if x["state"] == "COMPLETE" and x["value"] is not None]
     row["expected_max_val"] = [expected_max(vals, n) for n in range(1, len(vals) + 1)]
     row["anytime"] = anytime(row["trials"])
-    row["test_accuracy_per_seed"] = retrain(cfg, model, data, row["selected"], seeds=seeds, workdir=work / "retrain")
+    reused = earlier_retrain(row, args)
+    if reused is not None:
+        row["test_accuracy_per_seed"], row["retrain_reused_from"] = reused
+    else:
+        row["test_accuracy_per_seed"] = retrain(cfg, model, data, row["selected"], seeds=seeds,
+                                                workdir=work / "retrain")
     row["test_accuracy"] = sum(row["test_accuracy_per_seed"]) / len(seeds)
     row["wall_s"] = time.monotonic() - t0
     row["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -230,6 +253,8 @@ def main() -> None:
                    help="HF eval_steps, in the trial's own steps (16 = every 128 examples at batch 8)")
     p.add_argument("--peer-trials", type=int, default=16)
     p.add_argument("--retrain-seeds", type=int, default=2)
+    p.add_argument("--no-reuse-retrain", dest="reuse_retrain", action="store_false",
+                   help="retrain a selection even when another arm's cell already retrained it")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "search"))
     args = p.parse_args()
