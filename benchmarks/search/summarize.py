@@ -35,6 +35,52 @@ def t_test_p(diffs: list[float]) -> float | None:
     return float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
+def reach(trials: list[dict[str, Any]], target: float) -> tuple[int, int] | None:
+    """(train tokens, trials started) until a COMPLETE trial first scored ``target`` or better, in the
+    order the trials ran; None when none did."""
+    spent = 0
+    for i, t in enumerate(trials, start=1):
+        spent += t["train_tokens"]
+        if t["state"] == "COMPLETE" and t["value"] is not None and t["value"] >= target - 1e-12:
+            return spent, i
+    return None
+
+
+def warm_start(auto: list[dict[str, Any]], prior: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a warm start (``auto_prior``: the top 3 of the same task's auto study on another split run
+    first) saves against ``auto`` on the same cell: train tokens and trials until each first reached the
+    validation score ``auto`` ended with, and the test accuracy of each selection."""
+    per_seed = []
+    for a in auto:
+        w = next((x for x in prior if x["seed"] == a["seed"]), None)
+        if w is None or a.get("selected_val") is None:
+            continue
+        cold, warm = reach(a["trials"], a["selected_val"]), reach(w["trials"], a["selected_val"])
+        per_seed.append({"seed": a["seed"], "target_val": a["selected_val"], "auto": cold, "auto_prior": warm,
+                         "test_diff": w["test_accuracy"] - a["test_accuracy"],
+                         "tokens_auto": a["train_tokens"], "tokens_auto_prior": w["train_tokens"]})
+    both = [r for r in per_seed if r["auto"] and r["auto_prior"]]
+    return {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed,
+            "reached": sum(r["auto_prior"] is not None for r in per_seed),
+            "tokens_to_target_ratio": (statistics.mean(r["auto_prior"][0] / r["auto"][0] for r in both)
+                                       if both else None),
+            "trials_to_target": ((statistics.mean(r["auto"][1] for r in both),
+                                  statistics.mean(r["auto_prior"][1] for r in both)) if both else None),
+            "mean_test_diff": statistics.mean(r["test_diff"] for r in per_seed) if per_seed else None}
+
+
+def warm_start_line(task_name: str, w: dict[str, Any]) -> str:
+    n = len(w["seeds"])
+    if not n:
+        return f"- {task_name}: warm start: no paired seeds"
+    ratio = "n/a" if w["tokens_to_target_ratio"] is None else f"{w['tokens_to_target_ratio']:.2f}×"
+    trials = ("n/a" if w["trials_to_target"] is None else
+              f"{w['trials_to_target'][1]:.1f} trials instead of {w['trials_to_target'][0]:.1f}")
+    return (f"- {task_name}: warm start (auto_prior) reached auto's final validation score on {w['reached']} of "
+            f"{n} seeds, with {ratio} auto's train tokens to get there ({trials}); test accuracy "
+            f"{w['mean_test_diff']:+.4f} vs auto.")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=str(Path(__file__).parents[2] / "docs" / "benchmarks" / "search"))
@@ -114,6 +160,9 @@ def main() -> None:
             verdicts.append(f"- {task_name}: {arm} − auto = {test['mean_diff']:+.4f} over {len(seeds)} paired seeds "
                             f"({test['wins']} better, {test['losses']} worse); paired t-test p = {tp}, sign-flip "
                             f"p = {test['sign_flip_p']:.3f}.")
+        if arms.get("auto_prior") and arms.get("auto"):
+            summary[task_name]["warm_start"] = warm_start(arms["auto"], arms["auto_prior"])
+            verdicts.append(warm_start_line(task_name, summary[task_name]["warm_start"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "results.md").write_text("\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n")
     print("\n".join(lines))
