@@ -4,7 +4,9 @@ with, and the one wire format both travel in (JSON lines), encoded and decoded o
 
 A trainer process:
   → {"event": "start", ...}                      once the model is loaded
-  → {"event": "progress", "examples": n, ...}    after the first step, then every few seconds (display only)
+  → {"event": "progress", "examples": n, ...}    after the first step, then at most every PROGRESS_EVERY_S
+                                                 (`progress_event`; display only: never answered, never an
+                                                 evaluation)
   → {"event": "eval", "units": u, ...}           after each evaluation; when the spec is interactive it
   ← one decision line (`encode_decision`)        then waits for the driver's answer
   → {"event": "end", ...} | {"event": "error", "kind": ..., "reason": ...}
@@ -22,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_MANIFEST", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS", "SCRIPT_TRIAL_ENV",
-           "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+__all__ = ["CHECKPOINT_MANIFEST", "PROGRESS_EVERY_S", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS",
+           "SCRIPT_TRIAL_ENV", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
            "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
-           "failure_reason", "script_end"]
+           "failure_reason", "progress_event", "script_end"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,19 @@ def decode_decision(line: str) -> Decision:
 def encode_event(event: dict[str, Any]) -> str:
     """One JSON line (without the newline); numpy and torch scalars become floats."""
     return json.dumps(event, default=float)
+
+
+# between evaluations a trainer says how far it got (the display's per-trial bars and ETA): after its first
+# step, then at most this often, so a long run's events stay few and the channel cheap
+PROGRESS_EVERY_S = 2.0
+
+
+def progress_event(*, examples: int, tokens: int, total_examples: int) -> dict[str, Any]:
+    """The progress event every trainer sends (lmtune's, a script's ``trial.progress``, `LmtuneCallback`):
+    ``examples`` trained so far in all, their real ``tokens`` (0: not counted), and the run's planned
+    ``total_examples``. The driver only shows it; it is never answered and never counts as an evaluation."""
+    return {"event": "progress", "examples": int(examples), "tokens": int(tokens),
+            "total_examples": int(total_examples)}
 
 
 def decode_event(line: str) -> dict[str, Any] | None:

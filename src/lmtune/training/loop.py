@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmtune.protocol import Decision, Exploit, Pause, Stop, TrialSpec
+from lmtune.protocol import PROGRESS_EVERY_S, Decision, Exploit, Pause, Stop, TrialSpec, progress_event
 from lmtune.training import distributed
 from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
 from lmtune.training.evaluate import summed_loss
@@ -56,9 +56,6 @@ class Progress:
         return {k: v for k, v in asdict(self).items() if k != "curve"}
 
 
-PROGRESS_EVERY_S = 2.0  # a progress event (examples, tokens) at most this often between evaluations
-
-
 def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     """Run one trial; returns the end event's payload. Raises on failure (the worker reports it)."""
     t0 = time.perf_counter()
@@ -88,8 +85,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         prog.tokens += int(lengths[index].sum())
         if time.perf_counter() - shown >= PROGRESS_EVERY_S:  # from the first step: the display's bars
             shown = time.perf_counter()
-            emit({"event": "progress", "examples": prog.examples, "tokens": prog.tokens,
-                  "total_examples": spec.total_examples})
+            emit(progress_event(examples=prog.examples, tokens=prog.tokens, total_examples=spec.total_examples))
         if prog.examples < (prog.units + 1) * spec.examples_per_unit and not s.done(prog.examples):
             continue
         times["train"] += time.perf_counter() - tick
