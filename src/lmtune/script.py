@@ -10,6 +10,9 @@ file, so every rank trains with the same settings and nothing is sampled here. T
   many training examples this trial trains on, from its epochs / max_steps), ``trial.examples_per_unit``
   (evaluate at multiples of this many examples, so trials are compared at equal data),
   ``trial.output_dir``, ``trial.model``, ``trial.splits()``;
+* may call ``trial.progress(examples=n)`` as often as it likes (every step): the trial's progress bar
+  moves from the first step, not the first evaluation (rank 0 sends at most one event per
+  `PROGRESS_EVERY_S`; nothing waits, nothing is decided on it);
 * calls ``decision = trial.report(metrics, examples=n)`` after each evaluation: rank 0 sends it, every rank
   waits for the same answer (`Continue`, or `Stop` when the pruner or the budget ends the trial);
 * ends normally (or calls ``trial.finish(...)`` to say more: test metrics, where it saved the model).
@@ -32,6 +35,7 @@ Standard library only (plus `lmtune.data` when ``splits()`` is called): it runs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,6 +47,7 @@ from typing import Any
 from lmtune.errors import LmtuneError
 from lmtune.protocol import (
     CHECKPOINT_MANIFEST,
+    PROGRESS_EVERY_S,
     SCRIPT_DECISIONS,
     SCRIPT_DRIVER_ENV,
     SCRIPT_EVENTS,
@@ -55,6 +60,7 @@ from lmtune.protocol import (
     TrialSpec,
     decode_decision,
     encode_event,
+    progress_event,
     script_end,
 )
 
@@ -101,6 +107,7 @@ class Trial:
         self._stopped: Decision | None = None
         self._ended = False
         self._t0 = time.monotonic()
+        self._shown: float | None = None  # when the last progress event went out
         self.params: Mapping[str, Any] = _Tracked(spec.hparams, self._seen)
         """This trial's settings: every training field (the search's values applied) and the script's own
         parameters. Reads are tracked: see `unread`."""
@@ -245,6 +252,25 @@ class Trial:
         if isinstance(decision, Stop | Pause):
             self._stopped = decision
         return decision
+
+    def progress(self, examples: int, tokens: int | None = None) -> None:
+        """Say how far training got between evaluations: ``examples`` trained so far in all (counting those
+        before a resume, as in `report`), and their real ``tokens`` if the script counts them. Shown only
+        (the trial's progress bar and the study's ETA); it never waits for the driver and is never an
+        evaluation: pruning, budgets and PBT go by `report` alone.
+
+        Call it as often as you like, every step: rank 0 sends the first call and then at most one per
+        ``PROGRESS_EVERY_S`` seconds (the rest return at once); other ranks, a standalone trial and a
+        trial already told to stop send nothing."""
+        if not self.is_reporter or self._folder is None or self._stopped is not None or self._ended:
+            return
+        now = time.monotonic()
+        if self._shown is not None and now - self._shown < PROGRESS_EVERY_S:
+            return
+        self._shown = now
+        event = progress_event(examples=examples, tokens=tokens or 0, total_examples=self.spec.total_examples)
+        with contextlib.suppress(OSError):  # display only: a lost line must not end the training
+            self._send(event)
 
     @property
     def should_stop(self) -> bool:

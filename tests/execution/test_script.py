@@ -4,16 +4,22 @@ what it never read, a crash and a final run without test scores fail with their 
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lmtune
+from lmtune import script
+from lmtune.api import study_config
 from lmtune.errors import ConfigError
+from lmtune.protocol import SCRIPT_DECISIONS, SCRIPT_EVENTS, Continue, Stop, TrialSpec
+from lmtune.tuner.progress import PlainReporter
 
 # A stand-in for a training program: the loss falls with the data seen and is lowest at lr = 1e-3, so
 # a pruner can tell trials apart early. It writes what it was given and what it was told.
@@ -30,6 +36,9 @@ PROGRAM = textwrap.dedent("""
         raise RuntimeError("boom in the user's script")
     seen, decisions = 0, []
     while seen < t.total_examples:
+        if mode == "progress":  # every step says how far it got (a tight loop: the trial sends few of them)
+            for done in range(seen + batch, min(t.total_examples, seen + t.examples_per_unit) + 1, batch):
+                t.progress(done, tokens=done * 12)
         seen = min(t.total_examples, seen + t.examples_per_unit)
         loss = abs(math.log10(lr) + 3) + 1.0 / (1 + seen / 100)
         tokens = seen * 12 if mode != "no-tokens" else None  # 12 real tokens per example
@@ -167,6 +176,105 @@ def test_task_defaults_may_not_shadow_a_training_field(tmp_path: Path) -> None:
         lmtune.tune(_study(tmp_path, defaults={"learning_rate": 0.1}), progress=False)
 
 
+class _Recording(PlainReporter):
+    """What the display is told, in order: ("advanced", trial, examples, tokens, total) and ("eval", trial, units)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.calls: list[tuple[Any, ...]] = []
+
+    def trial_advanced(self, number: int, examples: int, tokens: int, total_examples: int) -> None:
+        self.calls.append(("advanced", number, examples, tokens, total_examples))
+        super().trial_advanced(number, examples, tokens, total_examples)
+
+    def trial_progress(self, number: int, units: int, max_units: int, value: float | None) -> None:
+        self.calls.append(("eval", number, units))
+        super().trial_progress(number, units, max_units, value)
+
+
+def _events(folder: Path, kind: str) -> list[dict[str, Any]]:
+    lines = (folder / SCRIPT_EVENTS).read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def test_trial_progress_moves_a_script_trials_bar_from_its_first_step(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmtune.tuner.search import Tuner
+
+    raw = _study(tmp_path, strategy="hyperband")
+    reporter = _Recording()
+    monkeypatch.setenv("SCRIPT_MODE", "progress")
+    Tuner(study_config(raw), n_trials=4, reporter=reporter).run()
+    result = lmtune.load(raw["study"]["dir"])
+    assert len(result.trials) == 4 and {t.state for t in result.trials} <= {"COMPLETE", "PRUNED"}
+    for t in result.trials:
+        mine = [c for c in reporter.calls if c[1] == t.number]
+        assert mine[0] == ("advanced", t.number, 10, 120, 800), mine  # one step of 800, before any evaluation
+        folder = result.study_dir / "trials" / f"{t.number:04d}"
+        evals = _events(folder, "eval")
+        sent = _events(folder, "progress")
+        # 4 calls per evaluation; the first, then at most one per 2 s, reach the file
+        assert 1 <= len(sent) <= 1 + evals[-1]["elapsed_s"] / script.PROGRESS_EVERY_S
+        # progress events are no evaluations: one decision per report, the curve in units 1, 2, ...
+        told = _told(result, t.number)
+        assert len(told["decisions"]) == len(evals) == len(t.curve)
+        assert [p["units"] for p in t.curve] == list(range(1, len(evals) + 1))
+        assert told["decisions"][-1] == ("Stop" if t.state == "PRUNED" else "Continue")
+
+
+def _file_trial(folder: Path, *, rank: int = 0) -> script.Trial:
+    folder.mkdir(exist_ok=True)
+    spec = TrialSpec(trial=0, model="", task_type="script", data_cache="", hparams={"batch_size": 8},
+                     examples_per_unit=32, total_examples=96, output_dir=str(folder))
+    (folder / SCRIPT_DECISIONS).mkdir(exist_ok=True)
+    (folder / SCRIPT_EVENTS).touch()
+    return script.Trial(spec, folder, rank=rank)
+
+
+def test_trial_progress_sends_the_first_call_then_at_most_one_per_interval(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    trial = _file_trial(tmp_path / "a")
+    for step in range(1, 10_001):  # a tight loop, far under 2 s: only the first call is sent
+        trial.progress(8 * step, tokens=100 * step)
+    assert _events(tmp_path / "a", "progress") == [{"event": "progress", "examples": 8, "tokens": 100,
+                                                    "total_examples": 96}]  # the shape lmtune's trainer sends
+    monkeypatch.setattr(script, "PROGRESS_EVERY_S", 0.05)
+    paced = _file_trial(tmp_path / "b")
+    calls, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 0.3:
+        calls += 1
+        paced.progress(calls)
+    sent = [e["examples"] for e in _events(tmp_path / "b", "progress")]
+    assert calls > 1000 and 2 <= len(sent) <= 1 + 0.3 / 0.05 + 1  # paced by the clock, not by the calls
+    assert sent[0] == 1 and sent == sorted(sent)
+
+
+def test_trial_progress_is_no_evaluation_and_only_rank_0_sends_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    trial = _file_trial(tmp_path)
+    (tmp_path / SCRIPT_DECISIONS / "0.json").write_text(json.dumps({"decision": "continue"}))
+    (tmp_path / SCRIPT_DECISIONS / "1.json").write_text(json.dumps({"decision": "stop"}))
+    worker = _file_trial(tmp_path, rank=1)
+    for n in range(1, 33):
+        worker.progress(n, tokens=n)
+    assert (tmp_path / SCRIPT_EVENTS).read_text() == ""  # only rank 0 sends
+    trial.progress(8)
+    # the report after it is the first evaluation and gets the first answer (a progress event gets none)
+    assert trial.report({"eval_loss": 1.0}, examples=32) == Continue()
+    assert trial.report({"eval_loss": 0.9}, examples=64) == Stop()
+    lines = (tmp_path / SCRIPT_EVENTS).read_text()
+    trial.progress(72)  # told to stop: nothing more is sent
+    assert (tmp_path / SCRIPT_EVENTS).read_text() == lines
+    assert [e["event"] for e in map(json.loads, lines.splitlines())] == ["progress", "eval", "eval"]
+    # standalone (no lmtune driver): progress goes nowhere, as reports do
+    monkeypatch.delenv("LMTUNE_TRIAL", raising=False)
+    (tmp_path / "alone").mkdir()
+    monkeypatch.chdir(tmp_path / "alone")
+    alone = lmtune.trial(defaults={"max_steps": 4})
+    alone.progress(8)
+    assert list((tmp_path / "alone").iterdir()) == []
+
+
 # A PBT-ready stand-in: its "model" is one number that grows with every unit of data by an amount that
 # is largest at lr = 1e-3; the loss falls as it grows. It saves that state at every ready point and,
 # started again, loads it from trial.resume_from. Each process appends what it was given to launches.jsonl.
@@ -187,6 +295,7 @@ PBT_PROGRAM = textwrap.dedent("""
     while seen < t.total_examples:
         seen = min(t.total_examples, seen + t.examples_per_unit)
         x += 1.0 / (1.0 + abs(math.log10(lr) + 3))
+        t.progress(seen)  # shown only: PBT's ready points and decisions do not move
         folder = t.checkpoint_dir(seen)
         if folder is not None and mode != "no-checkpoint":
             folder.mkdir(parents=True, exist_ok=True)
