@@ -21,7 +21,14 @@ from conftest import make_rows
 from lmtune.config.schema import TrainingSection
 from lmtune.errors import LmtuneError
 from lmtune.integrations.transformers import LmtuneCallback
-from lmtune.protocol import SCRIPT_DECISIONS, SCRIPT_EVENTS, TrialSpec, checkpoint_complete, encode_decision
+from lmtune.protocol import (
+    PROGRESS_EVERY_S,
+    SCRIPT_DECISIONS,
+    SCRIPT_EVENTS,
+    TrialSpec,
+    checkpoint_complete,
+    encode_decision,
+)
 from lmtune.script import Trial
 
 
@@ -50,6 +57,12 @@ def _trainer(tiny_model: Path, cb: LmtuneCallback, *, own_optimizer: bool = True
     return Trainer(model=model, args=args, train_dataset=encode(rows[:128]), eval_dataset=encode(rows[128:]),
                    processing_class=tok, callbacks=[cb],
                    optimizers=cb.optimizers(model) if own_optimizer else (None, None))
+
+
+def _sent(folder: Path, kind: str) -> list[dict[str, Any]]:
+    """The events of one kind ("eval", "progress", "end") the callback's trial wrote, in order."""
+    lines = (folder / SCRIPT_EVENTS).read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
 
 
 def test_the_trials_settings_are_what_the_trainer_trains_with(tiny_model: Path, tmp_path: Path) -> None:
@@ -109,7 +122,7 @@ def test_a_stop_decision_ends_training_at_that_evaluation(tiny_model: Path, tmp_
     trainer = _trainer(tiny_model, cb)
     trainer.train()
     assert trainer.state.global_step == 8  # the second evaluation (2 × 32 examples at batch 8), not 20
-    events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
+    events = _sent(tmp_path, "eval")
     assert [(e["units"], e["examples"]) for e in events] == [(1, 32), (2, 64)]
     assert all("eval_loss" in e["metrics"] and "eval_runtime" not in e["metrics"] for e in events)
     cb.finish(trainer)
@@ -121,8 +134,22 @@ def test_the_last_step_is_always_evaluated(tiny_model: Path, tmp_path: Path) -> 
     trial = _trial(tmp_path, total=80, epu=32)  # 10 steps at batch 8; evaluations every 4 steps
     trainer = _trainer(tiny_model, LmtuneCallback(trial))
     trainer.train()
+    assert [e["examples"] for e in _sent(tmp_path, "eval")] == [32, 64, 80]
+
+
+def test_the_callback_moves_the_trials_bar_from_the_first_step(tiny_model: Path, tmp_path: Path) -> None:
+    trial = _trial(tmp_path, total=96, epu=32)  # 12 steps at batch 8; evaluations every 4
+    trial.spec = replace(trial.spec, extra={"count_tokens": True})  # so HF counts the tokens it trains
+    trainer = _trainer(tiny_model, LmtuneCallback(trial))
+    trainer.train()
     events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
-    assert [e["examples"] for e in events] == [32, 64, 80]
+    first = events[0]  # before the first evaluation: one step of the trial's 96 examples, its real tokens
+    assert (first["event"], first["examples"], first["total_examples"]) == ("progress", 8, 96)
+    evals, sent = _sent(tmp_path, "eval"), _sent(tmp_path, "progress")
+    assert 0 < first["tokens"] < evals[0]["tokens"]  # HF's count after one step, in the reports' units
+    # 12 step ends, but the first and then at most one every 2 s reach the file
+    assert 1 <= len(sent) <= 1 + evals[-1]["elapsed_s"] / PROGRESS_EVERY_S
+    assert [e["examples"] for e in evals] == [32, 64, 96]  # the evaluations are as without it
 
 
 def test_the_same_decision_reaches_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,7 +225,7 @@ def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_wi
     trainer = _trainer(tiny_model, LmtuneCallback(trial))
     trainer.train()
     assert trainer.state.global_step == 8  # paused at the first ready point
-    events = [json.loads(line) for line in (a / SCRIPT_EVENTS).read_text().splitlines()]
+    events = _sent(a, "eval")
     folder = a / "checkpoints" / "u00002"
     assert [e.get("checkpoint") for e in events] == [None, str(folder)]
     assert checkpoint_complete(folder) and (folder / "optimizer.pt").is_file()  # the Trainer's own, sealed
@@ -210,7 +237,7 @@ def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_wi
     cb = LmtuneCallback(again)
     trainer = _trainer(tiny_model, cb)
     trainer.train(resume_from_checkpoint=cb.resume_from)
-    later = [json.loads(line) for line in (b / SCRIPT_EVENTS).read_text().splitlines()]
+    later = _sent(b, "eval")
     assert [e["examples"] for e in later] == [96, 128, 160]  # on from the checkpoint's position
     frozen = events[1]["metrics"]["eval_loss"]
     assert all(e["metrics"]["eval_loss"] == pytest.approx(frozen, abs=1e-6) for e in later)
@@ -268,7 +295,6 @@ def test_under_a_token_budget_the_callback_reports_the_trainers_real_tokens(tiny
     trainer = _trainer(tiny_model, cb)
     assert trainer.args.include_num_input_tokens_seen == "non_padding"
     trainer.train()
-    events = [json.loads(line) for line in (tmp_path / SCRIPT_EVENTS).read_text().splitlines()]
-    tokens = [e["tokens"] for e in events]
+    tokens = [e["tokens"] for e in _sent(tmp_path, "eval")]
     assert 0 < tokens[0] < tokens[1] == trainer.state.num_input_tokens_seen
     assert tokens[1] < 64 * 16  # real tokens: fewer than 64 examples padded to max_length 16

@@ -21,7 +21,9 @@ refused before training. `model_kwargs` carries dropout / attention_dropout, `lo
 settings. Early stopping (``early_stopping_patience``) is done by the callback on ``study.metric``.
 
 Every evaluation is reported at ``global_step × batch_size`` examples; a ``Stop`` answer (pruned, or the
-budget is spent) sets ``control.should_training_stop``. The last step is always evaluated.
+budget is spent) sets ``control.should_training_stop``. The last step is always evaluated. Every step
+end calls ``trial.progress`` with the same count (and HF's token count when it keeps one), so the trial's
+progress bar moves from the first step; the trial sends at most one such event every ~2 s.
 
 PBT (``search.strategy: pbt``) uses the Trainer's own checkpoints: at each ready point the callback has
 the Trainer save one (``control.should_save``), moves it to ``trial.checkpoint_dir(...)`` and reports it
@@ -197,6 +199,8 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             control.should_evaluate = True  # the trial's end is always scored, as lmtune's own trainer does
         if self.trial.checkpoint_dir(state.global_step * self._batch) is not None and control.should_evaluate:
             control.should_save = True  # a PBT ready point: the Trainer saves its state, on_save reports
+        # the trial's progress bar from the first step (the trial sends at most one event per ~2 s)
+        self.trial.progress(state.global_step * self._batch, _tokens(state))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
