@@ -337,10 +337,13 @@ class StudyConfig(_Section):
             if self.execution.processes_per_trial and self.execution.processes_per_trial > 1:
                 raise ValueError("execution.processes_per_trial: a script starts its own processes; put the launcher "
                                  "in task.command, e.g. [torchrun, --nproc-per-node, '2', train.py]")
-            if self.proxy is not None:
-                raise ValueError("proxy: a two-stage study shrinks lmtune's own trainer's model; it cannot shrink a "
-                                 "script's. Remove the proxy section, or point task.model at a smaller model in "
-                                 "a separate study")
+            if self.proxy is not None and self.proxy.truncate_layers is not None:
+                raise ValueError("proxy.truncate_layers: lmtune cannot cut a script's model (the script loads and "
+                                 "builds it itself); set proxy.model to a smaller model instead: the proxy stage's "
+                                 "trials get it as trial.model")
+            if self.proxy is not None and not self.task.model:
+                raise ValueError("proxy.model: a script's proxy stage gets trial.model = proxy.model and its target "
+                                 "stage task.model; set task.model to the target model")
             if not self.task.dataset and self.task.train_size is None and self.training.max_steps is None:
                 raise ValueError("task.type script: set task.train_size (the examples in one epoch of your script's "
                                  "data), task.dataset (lmtune counts its train split and trial.splits() loads it) "
