@@ -69,6 +69,7 @@ __all__ = ["Trial", "trial"]
 _POLL_S = 0.05
 # reading one of these derived values reads the training fields it was computed from
 _DERIVED = {"total_examples": ("epochs", "max_steps"), "examples_per_unit": ("eval_every",)}
+_MODEL = "trial.model"  # what `unread` names when a proxy stage's script never read trial.model
 
 
 class _Tracked(Mapping[str, Any]):
@@ -120,7 +121,9 @@ class Trial:
 
     @property
     def model(self) -> str:
-        """task.model resolved to a folder (a built-in like builtin:minilm-l6 becomes its path); "" if unset."""
+        """task.model resolved to a folder (a built-in like builtin:minilm-l6 becomes its path); "" if unset. In a
+        proxy stage it is proxy.model, and a script that never reads it fails (it trained the target instead)."""
+        self._seen.add(_MODEL)
         return self.spec.model
 
     @property
@@ -200,7 +203,8 @@ class Trial:
         from lmtune.config.effects import applies
 
         hparams = self.spec.hparams
-        return sorted(n for n in set(self.spec.must_read) - self._seen if applies(n, hparams))
+        must = set(self.spec.must_read) | ({_MODEL} if self.spec.extra.get("proxy_model") else set())
+        return sorted(n for n in must - self._seen if applies(n, hparams))
 
     def mark_read(self, *names: str) -> None:
         """Say that the script applied these settings without reading them here (e.g. a helper of its own)."""

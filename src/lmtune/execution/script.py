@@ -164,11 +164,13 @@ def _checked_end(end: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
     none fails too, rather than be compared on nothing."""
     unread = [str(n) for n in end.get("unread") or []]
     if unread:
+        model = (" A proxy stage's trials train proxy.model: load the model from trial.model."
+                 if "trial.model" in unread else "")
         return {"event": "error", "kind": "config",
-                "reason": f"the script never read {', '.join(unread)} (searched, set in the training section, or "
-                          "a final run's seed): a setting that changes nothing is refused. Read it through "
-                          "trial.params (LmtuneCallback.arguments() reads the TrainingArguments fields), or "
-                          "remove it from search.space and the training section"}
+                "reason": f"the script never read {', '.join(unread)} (searched, set in the training section, "
+                          "a final run's seed, or a proxy stage's model): a setting that changes nothing is "
+                          "refused. Read it through trial.params (LmtuneCallback.arguments() reads the "
+                          f"TrainingArguments fields), or remove it from search.space and the training section.{model}"}
     if spec.evaluate_test and end.get("stopped_by") not in ("pruned", "paused") and not end.get("test_metrics"):
         return {"event": "error", "kind": "config",
                 "reason": "this final run asks for the test split's scores (trial.evaluate_test) but the script "

@@ -1,8 +1,9 @@
 """Two-stage studies: search on a cheap proxy, then run the proxy's best configurations on the target.
 
-Stage 1 is the study ``<name>-proxy``: the same search space searched on ``proxy.model`` or on the
-target cut to its first ``proxy.truncate_layers`` blocks (``TrialSpec.extra``), with the proxy's own
-trial count, strategy, training length and share of the train split. Its trial folders and its own
+Stage 1 is the study ``<name>-proxy``: the same search space searched on ``proxy.model`` (a script trial
+gets it as ``trial.model`` and must read it) or on the target cut to its first ``proxy.truncate_layers``
+blocks (``TrialSpec.extra``), with the proxy's own trial count, strategy, training length and share of
+the train split. Its trial folders and its own
 ``lmtune.json`` live in ``<dir>/proxy/`` (so trial numbers of the two studies never share a folder);
 it shares the storage and the tokenized-data cache of ``<dir>``. Stage 2 is the study ``<name>``:
 the proxy's ``top_k`` best configurations other than the default settings, and the default settings
@@ -170,7 +171,9 @@ class TwoStageTuner:
         """Run stage 1 unless it finished before; returns a stop reason when stage 2 must not start."""
         if finished(proxy) >= self.n_trials:
             return ""
-        extra = {"truncate_layers": self.proxy.truncate_layers} if self.proxy.truncate_layers else {}
+        extra: dict[str, Any] = {"truncate_layers": self.proxy.truncate_layers} if self.proxy.truncate_layers else {}
+        if pcfg.task.type == "script":  # a script loads its model itself: it must load trial.model (lmtune.script)
+            extra["proxy_model"] = True
         run = Tuner(pcfg, n_trials=self.n_trials, reporter=self.reporter(), spec_extra=extra).run()
         summary.proxy = run
         if run.stop_reason.startswith(("stopped", "budget")):
