@@ -159,9 +159,9 @@ def _checked_end(end: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
     """The script's end, or the error it amounts to.
 
     A script that never read a setting it had to apply (a searched parameter, a training field the config
-    sets) trained the same whatever its value: its score would be recorded against settings that changed
-    nothing, so the trial fails, naming them. A final run that asked for the test split's scores and got
-    none fails too, rather than be compared on nothing."""
+    sets, a proxy stage's ``trial.model``) trained the same whatever its value: its score would be recorded
+    against settings that changed nothing, so the trial fails, naming them. A final run that asked for the
+    test split's scores and got none fails too, rather than be compared on nothing."""
     unread = [str(n) for n in end.get("unread") or []]
     if unread:
         model = (" A proxy stage's trials train proxy.model: load the model from trial.model."
