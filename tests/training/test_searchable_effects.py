@@ -2,8 +2,9 @@
 
 A field accepted, recorded and exported but ignored by the trainer (as ``epochs`` once was) is a defect
 nobody sees. This suite enumerates `TRAINING_FIELDS`: each one is either refused in a space
-(`FIXED_PER_STUDY`, tested in tests/config/test_effects.py) or has an entry in `CHANGES` below, and
-training with the changed value gives a different run. A new field without an entry fails here.
+(`FIXED_PER_STUDY`, tested in tests/config/test_effects.py) or has an entry in `CHANGES` (the tiny BERT
+classifier) or `LM_CHANGES` (a causal-LM-only field, on the tiny Llama's chats) below, and training with
+the changed value gives a different run. A new field without an entry fails here.
 
 "Different run" is a fingerprint of what the trainer did: the shapes of every forward pass (batch
 sizes, micro-batches, evaluation batches, training length), the evaluation curve, how the run ended,
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_lm_training import lm_cache  # noqa: F401  (module fixture: 32 chats, max_length 96)
 
 from lmtune.config import TRAINING_FIELDS, TrainingSection
 from lmtune.config.effects import FIXED_PER_STUDY
@@ -63,12 +65,20 @@ CHANGES: dict[str, tuple[dict[str, Any], Any]] = {
     "early_stopping_patience": ({"early_stopping_min_delta": 0.5}, 1),
     "early_stopping_min_delta": ({"early_stopping_patience": 1}, 0.5),
 }
+# Fields for causal LMs only (refused for classification: config/effects.check_task_fields)
+LM_CHANGES: dict[str, tuple[dict[str, Any], Any]] = {
+    # the same examples per step, laid end to end in fewer rows: the forward shapes change, the update does
+    # not (tests/training/test_packing.py: the same losses to 1e-5)
+    "packing": ({}, True),
+}
+LM_ROWS = 32
 
 
 def test_every_training_field_is_either_proven_to_matter_or_refused_in_a_space() -> None:
-    missing = TRAINING_FIELDS - set(CHANGES) - set(FIXED_PER_STUDY)
+    proven = [set(CHANGES), set(LM_CHANGES), set(FIXED_PER_STUDY)]
+    missing = TRAINING_FIELDS - set().union(*proven)
     assert not missing, f"training fields with no effect test: {sorted(missing)}; add them to CHANGES"
-    assert not set(CHANGES) & set(FIXED_PER_STUDY)
+    assert sum(map(len, proven)) == len(set().union(*proven))  # each field in one place only
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +92,11 @@ def cache(tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def fingerprint(model: Path, cache: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
-                hp: dict[str, Any]) -> tuple[Any, ...]:
+                hp: dict[str, Any], task_type: str = "classification", rows: int = TRAIN_ROWS) -> tuple[Any, ...]:
     hparams = {**TrainingSection().model_dump(), **BASE, **hp}
     # the training length comes from the same function the driver uses for every trial
-    total = training_examples(hparams, train_rows=TRAIN_ROWS, default_batch_size=BASE["batch_size"])
-    spec = TrialSpec(trial=0, model=str(model), task_type="classification", data_cache=str(cache),
+    total = training_examples(hparams, train_rows=rows, default_batch_size=BASE["batch_size"])
+    spec = TrialSpec(trial=0, model=str(model), task_type=task_type, data_cache=str(cache),
                      hparams=hparams, examples_per_unit=32, total_examples=total, output_dir=str(out),
                      metric="eval_loss", direction="minimize", interactive=False)
     shapes: list[tuple[int, ...]] = []
@@ -119,6 +129,16 @@ def test_a_searched_value_changes_what_the_trainer_does(field: str, tiny_model: 
     context, value = CHANGES[field]
     before = fingerprint(tiny_model, cache, tmp_path / "a", monkeypatch, context)
     after = fingerprint(tiny_model, cache, tmp_path / "b", monkeypatch, {**context, field: value})
+    assert before != after, f"training.{field}={value!r} trained exactly like the default: a silent no-op"
+
+
+@pytest.mark.parametrize("field", sorted(LM_CHANGES))
+def test_a_searched_lm_value_changes_what_the_trainer_does(field: str, tiny_llama: Path, lm_cache: Path,  # noqa: F811
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    context, value = LM_CHANGES[field]
+    args = {"task_type": "causal_lm", "rows": LM_ROWS}
+    before = fingerprint(tiny_llama, lm_cache, tmp_path / "a", monkeypatch, context, **args)
+    after = fingerprint(tiny_llama, lm_cache, tmp_path / "b", monkeypatch, {**context, field: value}, **args)
     assert before != after, f"training.{field}={value!r} trained exactly like the default: a silent no-op"
 
 

@@ -8,6 +8,10 @@ the trainer ignores, is a defect nobody sees. So the space is refused when valid
   the optimizer is never ``sgd``, ``epochs`` when a fixed ``max_steps`` wins, ...), or
 * a training length (``epochs``/``max_steps``) under PBT, whose members all train the same length.
 
+`check_task_fields` refuses, fixed or searched, what lmtune's own trainer cannot do for the task:
+``packing`` for anything but a causal LM (or for plain text, already cut into full blocks). A script
+trial gets it as a setting and decides for itself.
+
 ``tests/training/test_searchable_effects.py`` proves that every other field changes what the trainer
 does; ``tests/config/test_effects.py`` tests the refusals.
 """
@@ -60,6 +64,32 @@ def check_effects(cfg: StudyConfig, space: Space) -> None:
                 raise SpaceError(f"search.space.{name}: would change nothing: {why}, and {context} is "
                                  f"always {shown} in this study; set training.{context} (or search it) "
                                  f"so that {name} takes effect, or remove {name} from the space")
+    check_task_fields(cfg, space)
+
+
+def _values(cfg: StudyConfig, space: Space, name: str) -> tuple[str, tuple[Any, ...]]:
+    """Where a training field is set (its space entry, else the training section) and the values it takes."""
+    param = space.get(name)
+    if param is None:
+        return f"training.{name}", (getattr(cfg.training, name),)
+    return f"search.space.{name}", param.extremes()
+
+
+def check_task_fields(cfg: StudyConfig, space: Space) -> None:
+    """Raise `SpaceError` for packing outside causal-LM chat data, whether the field is fixed or searched;
+    a script trial decides for itself."""
+    if cfg.task.type == "script":
+        return
+    where, values = _values(cfg, space, "packing")
+    if True in values:
+        fix = "set training.packing: false" if where.startswith("training") else f"remove {where}"
+        if cfg.task.type != "causal_lm":
+            raise SpaceError(f"{where}: packing lays causal-LM examples end to end; task.type {cfg.task.type} has "
+                             f"none to pack (each example is one sequence with its own label); {fix}")
+        data = cfg.task.dataset
+        if isinstance(data, str) and (data == "builtin:hamlet" or data.lower().endswith(".txt")):
+            raise SpaceError(f"{where}: task.dataset {data} is plain text, which is cut into full blocks of "
+                             f"task.max_length tokens: there is nothing to pack (packing is for chat data); {fix}")
 
 
 

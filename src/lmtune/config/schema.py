@@ -181,6 +181,9 @@ class TrainingSection(_Section):
     precision: Precision = "fp32"
     micro_batch_size: int | None = Field(default=None, ge=1)  # None: start at batch_size, halve on OOM
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    # causal LM: each micro-batch's examples laid end to end in rows of at most task.max_length tokens, with
+    # positions restarting and attention kept within each example (less padding, the same update)
+    packing: bool = False
     lora_enabled: bool = False
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)

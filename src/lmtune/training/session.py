@@ -24,6 +24,7 @@ from lmtune.training.evaluate import evaluate
 from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler, mark_groups, retune
+from lmtune.training.packing import check_isolated, collate_packed
 from lmtune.training.proxy import apply_proxy
 
 
@@ -99,7 +100,12 @@ class Session:
             self._epoch = epoch
         return self._batches[pos]
 
-    def collate(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+    def collate(self, index: np.ndarray) -> dict[str, Any]:
+        """The model's keyword arguments (and ``labels``) for the examples ``index``: padded to the longest,
+        or packed end to end (``training.packing``; `lmtune.training.packing`), read per call so that a
+        replayed or exploited setting takes effect at once."""
+        if self.hp.get("packing"):
+            return collate_packed(self.train_split, index, self.pad_id, self.device, int(self.meta["max_length"]))
         return collate(self.train_split, index, self.pad_id, self.device)
 
     def evaluate(self, split: str = "validation") -> dict[str, float]:
@@ -173,10 +179,15 @@ def setup(spec: TrialSpec) -> Session:
     precision = pick_precision(hp.get("precision", "fp32"), device)
     folder = Path(spec.data_cache)
     meta = load_meta(folder)
+    if hp.get("packing") and spec.task_type != "causal_lm":
+        raise ConfigError(f"training.packing: packs causal-LM examples; task.type {spec.task_type} has none to "
+                          "pack; set training.packing: false")
     model = load_model(spec, hp, meta["num_labels"], meta.get("label_names")).to(device)
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")
+    if hp.get("packing"):
+        check_isolated(model, train_split, device)
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
     mark_groups(optimizer, float(hp["learning_rate"]))
