@@ -3,6 +3,7 @@ perplexity and exports its adapter; layer_decay and precision as searched hyperp
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -93,3 +94,16 @@ def test_layer_decay_on_an_unmappable_model_is_a_recorded_reason(tiny_csv: Path,
     assert failed[0].state.name == "FAIL" and reason.startswith("input: LayerDecayError")
     assert "DistilBertForSequenceClassification" in reason and "Set `layer_decay: 1.0`" in reason
     assert "LayerDecayError" in lmtune("status", str(d)).stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed here")
+def test_qlora_without_bitsandbytes_exits_2_before_anything_trains(tiny_llama: Path, tiny_chat: Path,
+                                                                   tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    out = lmtune("tune", LORA_SFT, *sets([*llm_overrides(tiny_llama, tiny_chat, d), "training.lora_quantization=4bit"]))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == (
+        "error: training.lora_quantization: 4bit (QLoRA) needs the bitsandbytes package, which is not installed; on "
+        "a machine with a CUDA GPU run pip install 'lmtune[qlora]', or set training.lora_quantization: none")
+    assert "Traceback" not in out.stdout + out.stderr
+    assert not d.exists()  # no study folder: nothing tokenized, trained or recorded

@@ -76,3 +76,41 @@ def test_resume_on_cuda_matches_uninterrupted(precision: str, tiny_model: Path, 
     assert [e["units"] for e in resumed] == [3, 4]
     for a, b in zip(full[2:], resumed, strict=True):
         assert b["metrics"]["eval_loss"] == pytest.approx(a["metrics"]["eval_loss"], abs=1e-3)
+
+
+def test_qlora_trains_adapters_on_a_4bit_base(tiny_llama: Path, lm_cache: Path, tmp_path: Path,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lora_quantization: 4bit``: the base's projections load as bitsandbytes NF4 (double quantization, bf16
+    compute) on the GPU, only the LoRA matrices train, and they change. Needs bitsandbytes."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from lmtune.training import loop
+
+    spec = on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path, lora_enabled=True, lora_quantization="4bit",
+                           lora_dropout=0.0, learning_rate=1e-2, precision="bf16"), total_examples=64)
+    sessions = []
+    real_setup = loop.setup
+    monkeypatch.setattr(loop, "setup", lambda s: sessions.append(real_setup(s)) or sessions[-1])
+    before = {n: p.detach().clone() for n, p in setup(spec).model.named_parameters() if p.requires_grad}
+    _, events = run(spec)
+    model = sessions[0].model
+    quantized = {n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    projections = {n for n, m in model.named_modules() if n.endswith(("_proj", "_proj.base_layer"))
+                   and isinstance(m, torch.nn.Linear)}
+    assert quantized and quantized == projections, projections - quantized  # q/k/v/o and MLP: all 4-bit
+    layer = next(m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+    assert layer.weight.quant_type == "nf4" and layer.compute_dtype == torch.bfloat16
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(before)
+    assert before and all(".lora_" in n for n in before)
+    after = dict(model.named_parameters())
+    changed = [n for n in before if not torch.equal(after[n].detach(), before[n])]
+    assert len(changed) == len(before)  # every adapter matrix trained (lora_B starts at zero)
+    losses = [e["metrics"]["eval_loss"] for e in events if e["event"] == "eval"]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_packing_on_cuda_trains_like_the_padded_run(tiny_llama: Path, lm_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    hp = {"lora_enabled": True, "lora_dropout": 0.0}
+    padded, _ = run(on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path / "a", **hp)))
+    packed, _ = run(on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path / "b", packing=True, **hp)))
+    assert packed["train_tokens"] == padded["train_tokens"]
+    assert packed["metrics"]["eval_loss"] == pytest.approx(padded["metrics"]["eval_loss"], abs=1e-4)

@@ -236,3 +236,19 @@ def test_gradient_checkpointing_with_lora_trains_the_same_adapters(tiny_llama: P
     assert plain["metrics"]["eval_loss"] == pytest.approx(checkpointed["metrics"]["eval_loss"], rel=1e-5)
     s = setup(lm_spec(tiny_llama, lm_cache, tmp_path / "c", **lora, gradient_checkpointing=True))
     assert s.model.base_model.model.is_activation_checkpointing
+
+
+def test_a_4bit_base_is_nf4_and_refused_by_a_trainer_without_cuda(tiny_llama: Path, lm_cache: Path,
+                                                                   tmp_path: Path) -> None:
+    """The load settings of QLoRA (checked here; the 4-bit training itself: tests/training/test_gpu.py) and the
+    trainer's own refusal where the config check could not see the trainer's machine (a Ray worker)."""
+    from lmtune.training.models import quantization_kwargs
+
+    kwargs = quantization_kwargs("4bit", "cuda:0")
+    config = kwargs["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16 and kwargs["device_map"] == {"": "cuda:0"}
+    assert quantization_kwargs("none", "cuda:0") == {}
+    with pytest.raises(ConfigError, match=r"^training\.lora_quantization: 4bit \(QLoRA\) needs (the bitsandbytes "
+                                          r"package and )?a CUDA device, which this trainer lacks \(device cpu\)"):
+        setup(lm_spec(tiny_llama, lm_cache, tmp_path, lora_enabled=True, lora_quantization="4bit"))

@@ -4,7 +4,8 @@ A field accepted, recorded and exported but ignored by the trainer (as ``epochs`
 nobody sees. This suite enumerates `TRAINING_FIELDS`: each one is either refused in a space
 (`FIXED_PER_STUDY`, tested in tests/config/test_effects.py) or has an entry in `CHANGES` (the tiny BERT
 classifier) or `LM_CHANGES` (a causal-LM-only field, on the tiny Llama's chats) below, and training with
-the changed value gives a different run. A new field without an entry fails here.
+the changed value gives a different run; or, in `NEEDS_HARDWARE`, it is refused up front where the
+hardware it needs is missing and proven where it is present. A new field without an entry fails here.
 
 "Different run" is a fingerprint of what the trainer did: the shapes of every forward pass (batch
 sizes, micro-batches, evaluation batches, training length), the evaluation curve, how the run ended,
@@ -72,10 +73,18 @@ LM_CHANGES: dict[str, tuple[dict[str, Any], Any]] = {
     "packing": ({}, True),
 }
 LM_ROWS = 32
+# Fields whose effect needs hardware this suite may not have: refused before anything trains where it is
+# missing, proven where it is present
+NEEDS_HARDWARE = {
+    "lora_quantization": "4-bit base weights need bitsandbytes and a CUDA GPU: refused up front without them "
+                         "(tests/config/test_memory_knobs.py); tests/training/test_gpu.py::"
+                         "test_qlora_trains_adapters_on_a_4bit_base checks the base layers are bitsandbytes "
+                         "Linear4bit and the adapters train",
+}
 
 
 def test_every_training_field_is_either_proven_to_matter_or_refused_in_a_space() -> None:
-    proven = [set(CHANGES), set(LM_CHANGES), set(FIXED_PER_STUDY)]
+    proven = [set(CHANGES), set(LM_CHANGES), set(NEEDS_HARDWARE), set(FIXED_PER_STUDY)]
     missing = TRAINING_FIELDS - set().union(*proven)
     assert not missing, f"training fields with no effect test: {sorted(missing)}; add them to CHANGES"
     assert sum(map(len, proven)) == len(set().union(*proven))  # each field in one place only

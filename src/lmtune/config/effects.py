@@ -9,8 +9,9 @@ the trainer ignores, is a defect nobody sees. So the space is refused when valid
 * a training length (``epochs``/``max_steps``) under PBT, whose members all train the same length.
 
 `check_task_fields` refuses, fixed or searched, what lmtune's own trainer cannot do for the task:
-``packing`` for anything but a causal LM (or for plain text, already cut into full blocks). A script
-trial gets it as a setting and decides for itself.
+``packing`` for anything but a causal LM (or for plain text, already cut into full blocks), and
+``lora_quantization: 4bit`` without LoRA or searched under PBT. A script trial gets these as settings
+and decides for itself.
 
 ``tests/training/test_searchable_effects.py`` proves that every other field changes what the trainer
 does; ``tests/config/test_effects.py`` tests the refusals.
@@ -76,8 +77,8 @@ def _values(cfg: StudyConfig, space: Space, name: str) -> tuple[str, tuple[Any, 
 
 
 def check_task_fields(cfg: StudyConfig, space: Space) -> None:
-    """Raise `SpaceError` for packing outside causal-LM chat data, whether the field is fixed or searched;
-    a script trial decides for itself."""
+    """Raise `SpaceError` for packing outside causal-LM chat data and for a 4-bit base without LoRA (or
+    searched under PBT), whether the field is fixed or searched; a script trial decides for itself."""
     if cfg.task.type == "script":
         return
     where, values = _values(cfg, space, "packing")
@@ -90,6 +91,14 @@ def check_task_fields(cfg: StudyConfig, space: Space) -> None:
         if isinstance(data, str) and (data == "builtin:hamlet" or data.lower().endswith(".txt")):
             raise SpaceError(f"{where}: task.dataset {data} is plain text, which is cut into full blocks of "
                              f"task.max_length tokens: there is nothing to pack (packing is for chat data); {fix}")
+    where, values = _values(cfg, space, "lora_quantization")
+    if "4bit" in values:
+        if where.startswith("search") and cfg.search.strategy == "pbt":
+            raise SpaceError(f"{where}: PBT members take each other's adapters, which would then train on a base "
+                             "quantized otherwise; set training.lora_quantization instead, or use another strategy")
+        if not cfg.training.lora_enabled and space.get("lora_enabled") is None:
+            raise SpaceError(f"{where}: 4bit quantizes the frozen base model under LoRA (QLoRA), and LoRA is off; "
+                             "set training.lora_enabled: true, or training.lora_quantization: none")
 
 
 

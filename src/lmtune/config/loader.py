@@ -85,8 +85,9 @@ def validate(raw: Mapping[str, Any], *, source: str = "<config>",
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source, lines or {})) from None
-    resolved_space(cfg)  # raises on an impossible space
+    space = resolved_space(cfg)  # raises on an impossible space
     check_tracking(cfg.tracking)
+    check_quantization(cfg, space)
     return cfg
 
 
@@ -102,6 +103,44 @@ def check_tracking(section: TrackingSection) -> None:
             raise ConfigError(f"tracking.{name}: the {package} package is not installed; pip install "
                               f"'lmtune[tracking]' (mlflow, tensorboard, wandb) or pip install {package}, or remove "
                               f"tracking.{name}")
+
+
+def check_quantization(cfg: StudyConfig, space: Space) -> None:
+    """QLoRA (``lora_quantization: 4bit``, fixed or searched) needs the bitsandbytes package and a CUDA GPU
+    (bitsandbytes' 4-bit weights run on CUDA): refused before anything trains where either is missing. A
+    script trial loads its own model and is not checked."""
+    import importlib.util
+
+    param = space.get("lora_quantization")
+    values = param.extremes() if param is not None else (cfg.training.lora_quantization,)
+    if "4bit" not in values or cfg.task.type == "script":
+        return
+    where = "training.lora_quantization" if param is None else "search.space.lora_quantization"
+    fix = "set training.lora_quantization: none" if param is None else "leave 4bit out of " + where
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"{where}: 4bit (QLoRA) needs the bitsandbytes package, which is not installed; on a "
+                          f"machine with a CUDA GPU run pip install 'lmtune[qlora]', or {fix}")
+    ex = cfg.execution
+    if ex.device == "cpu":
+        missing = "execution.device is cpu"
+    elif ex.backend == "ray":
+        missing = "" if ex.gpus_per_trial > 0 else "execution.gpus_per_trial is 0 (a Ray trial gets no GPU)"
+    else:
+        missing = "" if cuda_visible() else "no CUDA GPU is visible here (nvidia-smi lists none)"
+    if missing:
+        raise ConfigError(f"{where}: 4bit (QLoRA) needs a CUDA GPU for each trial (bitsandbytes' 4-bit weights run "
+                          f"on CUDA), and {missing}; run the study on a GPU machine, or {fix}")
+
+
+def cuda_visible() -> bool:
+    """Whether this machine has a CUDA GPU, without importing torch (nvidia-smi, as the local backend asks)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
 _SPACES: dict[str, Space] = {}  # config (as JSON) -> its space: built and checked once per study config

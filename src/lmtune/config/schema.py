@@ -190,6 +190,8 @@ class TrainingSection(_Section):
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     # None: the architecture's attention projections; a list, or one string "q_proj,v_proj" (searchable)
     lora_target_modules: list[str] | str | None = None
+    # QLoRA: the frozen base's linear layers loaded in 4-bit NF4 (bitsandbytes, on a CUDA GPU); LoRA only
+    lora_quantization: Literal["none", "4bit"] = "none"
     seed: int = 0
     early_stopping_patience: int | None = Field(default=None, ge=1)  # in evaluations
     early_stopping_min_delta: float = Field(default=0.0, ge=0)

@@ -5,8 +5,8 @@ it) and ``lmtune export --format hf`` (the best configuration, for a user's own 
 transformers import: the CLI uses it too.
 
 What HF has no field for (dropout lives in the model config; Adam with L2 rather than decoupled decay;
-layer-wise LR decay; LoRA, which is a ``peft.LoraConfig``; packing, TRL's ``SFTConfig(packing=True)``) is
-returned apart, by `lmtune_only`.
+layer-wise LR decay; LoRA, which is a ``peft.LoraConfig``; its 4-bit base, a ``BitsAndBytesConfig`` at load;
+packing, TRL's ``SFTConfig(packing=True)``) is returned apart, by `lmtune_only`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ def lmtune_only(hp: Mapping[str, Any]) -> dict[str, Any]:
         out.update({k: hp[k] for k in ("optimizer", "weight_decay", "layer_decay", "beta1", "beta2", "eps")})
     if hp.get("lora_enabled"):
         out.update({k: hp[k] for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")})
+        if hp.get("lora_quantization", "none") != "none":  # BitsAndBytesConfig(load_in_4bit=True) at load
+            out["lora_quantization"] = hp["lora_quantization"]
     if hp.get("packing"):  # TRL's SFTConfig(packing=True); TrainingArguments has no such field
         out["packing"] = True
     return out

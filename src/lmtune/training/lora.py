@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers.pytorch_utils import Conv1D
 
 __all__ = [
@@ -94,11 +94,14 @@ def apply_lora(
     dropout: float,
     target_modules: list[str] | None,
     task_type: str,
+    quantized: bool = False,
 ) -> PeftModel:
     """Wrap ``model`` with LoRA adapters; see the module docstring for what stays trainable.
 
     ``task_type`` is ``"classification"`` (peft ``SEQ_CLS``) or ``"causal_lm"`` (``CAUSAL_LM``);
     ``target_modules=None`` uses :func:`default_target_modules`. The scaling applied is ``alpha / r``.
+    ``quantized``: the base was loaded in 4-bit (QLoRA); peft's ``prepare_model_for_kbit_training`` freezes
+    it and keeps its other weights in float32 first (gradient checkpointing stays the trainer's setting).
     """
     if task_type not in _TASK_TYPES:
         raise ValueError(f"task_type must be one of {sorted(_TASK_TYPES)}, got {task_type!r}")
@@ -106,6 +109,8 @@ def apply_lora(
         raise ValueError(f"LoRA r must be >= 1, got {r}")
     targets = list(target_modules) if target_modules is not None else default_target_modules(model)
     fan_in_fan_out = _check_targets(model, targets)
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; alpha / r is all it uses

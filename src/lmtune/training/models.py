@@ -143,9 +143,25 @@ def dropout_overrides(config: Any, dropout: float | None, attention_dropout: flo
     return out
 
 
+def quantization_kwargs(quantization: str, device: str | None) -> dict[str, Any]:
+    """``from_pretrained`` keywords for ``training.lora_quantization``: "4bit" loads the linear layers as
+    bitsandbytes NF4 with double quantization and bf16 compute (QLoRA, Dettmers et al. 2023), placed on
+    ``device``; the output head (lm_head, a classifier's score/classifier) stays in float32."""
+    if quantization == "none":
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.bfloat16,
+                                llm_int8_skip_modules=["lm_head", "score", "classifier"])
+    return {"quantization_config": config, "device_map": {"": device}}
+
+
 def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                     attention_dropout: float | None, trust_remote_code: bool = False,
-                    label_names: Sequence[str] | None = None) -> Any:
+                    label_names: Sequence[str] | None = None, quantization: str = "none",
+                    device: str | None = None) -> Any:
     """A sequence-classification model in float32 with the requested dropout and a fresh head of num_labels;
     ``label_names`` (the data's classes, in label-id order) become ``id2label``/``label2id``, so a saved
     model's ``pipeline()`` answers ``pos`` rather than ``LABEL_1``."""
@@ -163,7 +179,8 @@ def load_classifier(model: str, *, num_labels: int, dropout: float | None,
         # fp32 master weights whatever the checkpoint stores (transformers 5 defaults to dtype="auto",
         # which would train a bf16 checkpoint in bf16 under `precision: fp32`); autocast does the rest.
         net = AutoModelForSequenceClassification.from_pretrained(
-            model, config=config, dtype=torch.float32, trust_remote_code=trust_remote_code)
+            model, config=config, dtype=torch.float32, trust_remote_code=trust_remote_code,
+            **quantization_kwargs(quantization, device))
     except Exception as exc:
         raise ModelLoadError(f"task.model: cannot load '{model}' for sequence classification: "
                              f"{type(exc).__name__}: {str(exc)[:300]}") from None
@@ -173,8 +190,9 @@ def load_classifier(model: str, *, num_labels: int, dropout: float | None,
 
 
 def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: float | None,
-                   trust_remote_code: bool = False) -> Any:
-    """A causal LM in float32 (the optimizer's master weights; bf16/fp16 run as autocast)."""
+                   trust_remote_code: bool = False, quantization: str = "none", device: str | None = None) -> Any:
+    """A causal LM in float32 (the optimizer's master weights; bf16/fp16 run as autocast), its linear
+    layers in 4-bit on ``device`` with ``quantization="4bit"`` (`quantization_kwargs`)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -183,7 +201,8 @@ def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: floa
         for key, value in dropout_overrides(config, dropout, attention_dropout).items():
             setattr(config, key, value)
         net = AutoModelForCausalLM.from_pretrained(model, config=config, dtype=torch.float32,
-                                                   trust_remote_code=trust_remote_code)
+                                                   trust_remote_code=trust_remote_code,
+                                                   **quantization_kwargs(quantization, device))
     except Exception as exc:
         raise ModelLoadError(f"task.model: cannot load '{model}' as a causal language model: "
                              f"{type(exc).__name__}: {str(exc)[:300]}") from None

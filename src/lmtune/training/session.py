@@ -128,10 +128,17 @@ class Session:
                 module.p = float(hp.get("lora_dropout", module.p))
 
 
-def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names: list[str] | None = None) -> Any:
-    """The task's model with the trial's dropout, wrapped with LoRA adapters when ``lora_enabled``."""
+def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names: list[str] | None = None,
+               device: torch.device | None = None) -> Any:
+    """The task's model with the trial's dropout, wrapped with LoRA adapters when ``lora_enabled`` (on a
+    4-bit base, placed on ``device``, with ``lora_quantization: 4bit``)."""
+    quantized = bool(hp.get("lora_enabled")) and hp.get("lora_quantization", "none") == "4bit"
+    if quantized:
+        require_4bit(device)
     common: dict[str, Any] = {"dropout": hp.get("dropout"), "attention_dropout": hp.get("attention_dropout"),
                               "trust_remote_code": spec.trust_remote_code}
+    if quantized:
+        common.update(quantization="4bit", device=str(device))
     if spec.task_type == "causal_lm":
         model = load_causal_lm(spec.model, **common)
     else:
@@ -149,9 +156,22 @@ def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names
     try:
         return apply_lora(model, r=int(hp["lora_r"]), alpha=float(hp["lora_alpha"]),
                           dropout=float(hp["lora_dropout"]), target_modules=targets or None,
-                          task_type=spec.task_type)
+                          task_type=spec.task_type, quantized=quantized)
     except ValueError as exc:
         raise ConfigError(f"training.lora_target_modules: {exc}") from None
+
+
+def require_4bit(device: torch.device | None) -> None:
+    """QLoRA's 4-bit base needs bitsandbytes and a CUDA device (the config is checked before the study
+    starts; this is the trainer's own check, e.g. for a Ray worker without either)."""
+    import importlib.util
+
+    missing = [what for what, ok in (("the bitsandbytes package", importlib.util.find_spec("bitsandbytes")),
+                                     ("a CUDA device", device is not None and device.type == "cuda")) if not ok]
+    if missing:
+        raise ConfigError(f"training.lora_quantization: 4bit (QLoRA) needs {' and '.join(missing)}, which this "
+                          f"trainer lacks (device {device}); pip install 'lmtune[qlora]' on a CUDA machine, or "
+                          "set training.lora_quantization: none")
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -182,7 +202,9 @@ def setup(spec: TrialSpec) -> Session:
     if hp.get("packing") and spec.task_type != "causal_lm":
         raise ConfigError(f"training.packing: packs causal-LM examples; task.type {spec.task_type} has none to "
                           "pack; set training.packing: false")
-    model = load_model(spec, hp, meta["num_labels"], meta.get("label_names")).to(device)
+    model = load_model(spec, hp, meta["num_labels"], meta.get("label_names"), device=device)
+    if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base was placed on the device as it loaded
+        model = model.to(device)
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")
