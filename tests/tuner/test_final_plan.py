@@ -15,7 +15,7 @@ from lmtune.study.store import StudyPaths
 from lmtune.tuner.final import job_spec
 from lmtune.tuner.final_export import describe_machine
 from lmtune.tuner.final_plan import best_choice, default_choice, kept_runs, plan_jobs, todo
-from lmtune.tuner.plan import Plan, TrialBase
+from lmtune.tuner.plan import Plan, TrialBase, task_data_spec
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -67,9 +67,12 @@ def test_jobs_interleave_seeds_and_only_best_seed0_saves_the_model() -> None:
 def _plan(tmp_path: Path) -> Plan:
     from lmtune.space import Space
 
+    cfg = load_config(QUICKSTART)
+    base = TrialBase.of(cfg.task, cfg.training, Space(), metric=cfg.study.metric, direction=cfg.study.direction,
+                        data=task_data_spec(cfg.task, seed=0), world_size=1, count_tokens=False)
     return Plan(paths=StudyPaths(tmp_path), storage="sqlite://", model="/models/m", data_cache=tmp_path / "cache",
                 train_rows=100, train_tokens=1000, examples_per_unit=32, total_examples=192, space=Space(),
-                defaults=DEFAULTS, trial=TrialBase.of(load_config(QUICKSTART), Space()))
+                defaults=DEFAULTS, trial=base)
 
 
 def test_pbt_best_replays_its_schedule_in_the_trial_spec(tmp_path: Path) -> None:
@@ -144,7 +147,9 @@ def test_a_schedule_that_changes_dropout_is_replayed_as_a_chain_of_runs(tmp_path
     assert last.hparams["learning_rate"] == 5e-5 and "schedule" not in last.extra
     runner = type("R", (), {"final_dir": tmp_path})()
     summary = FinalSummary({}, tmp_path / "results.json", None, job.choice, job.choice)
-    scheduler = _FinalScheduler(runner, [job], load_config(QUICKSTART), plan, {}, "", {}, summary)  # type: ignore[arg-type]
+    cfg = load_config(QUICKSTART)
+    scheduler = _FinalScheduler(runner, [job], plan, study=cfg.study, task=cfg.task, meta={}, machine="",  # type: ignore[arg-type]
+                                runs={}, summary=summary)
     assert scheduler._chained(job)
     lr_only = [{"units": 0, "hparams": {"learning_rate": 1e-4, "dropout": 0.1}},
                {"units": 2, "hparams": {"learning_rate": 3e-4, "dropout": 0.1}}]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lmtune.config import StudyConfig, validate
+from lmtune.config import StudyConfig, StudySection, TaskSection, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Outcome, Pause, TrialSpec, failure_reason
@@ -145,27 +145,23 @@ class FinalRunner:
         machine = describe_machine(gpu=executor.device_for(0).startswith("cuda"), workers=workers,
                                    threads=executor.threads)
         runs = {(r["which"], int(r["seed"])): r for r in kept}
-        summary.results = self._write(path, cfg, default, best, runs, model_dir)
+        summary.results = self._write(path, cfg.study, default, best, runs, model_dir)
         if summary.reused:
             self.log(f"reusing {len(summary.reused)} finished run(s) from {path}: {', '.join(summary.reused)}")
         self.log(f"{len(pending)} final run(s) to do on {machine}")
         self.tracker = make_tracker(cfg.tracking, str(meta.get("study_name") or cfg.study.name))
         try:
-            self._execute(pending, executor, cfg, plan, meta, machine, runs, summary)
+            drive(_FinalScheduler(self, pending, plan, study=cfg.study, task=cfg.task, meta=meta, machine=machine,
+                                  runs=runs, summary=summary), executor)
         finally:
             executor.close()  # Ray actors and their reserved resources go back
             self.tracker.close()
-        summary.results = self._write(path, cfg, default, best, runs, model_dir)
+        summary.results = self._write(path, cfg.study, default, best, runs, model_dir)
         summary.model_dir = model_dir if (model_dir / CONFIG_FILE).is_file() else None
         summary.wall_time_s = time.monotonic() - t0
         return summary
 
     # -- running --------------------------------------------------------------------------------
-    def _execute(self, pending: list[FinalJob], executor: Executor, cfg: StudyConfig, plan: Plan,
-                 meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
-                 summary: FinalSummary) -> None:
-        drive(_FinalScheduler(self, pending, cfg, plan, meta, machine, runs, summary), executor)
-
     def _finished(self, job: FinalJob, outcome: Outcome, wall: float) -> dict[str, Any]:
         """The record of one ended final run; raises FinalRunError when it ended without test metrics."""
         end = outcome.end
@@ -180,7 +176,7 @@ class FinalRunner:
         self.log(f"{job.key} done in {wall:.0f}s: {shown}")
         return record
 
-    def _export(self, job: FinalJob, record: dict[str, Any], cfg: StudyConfig, plan: Plan,
+    def _export(self, job: FinalJob, record: dict[str, Any], task: TaskSection, plan: Plan,
                 meta: dict[str, Any]) -> None:
         saved = self.study_dir / record["run_dir"] / "model"
         if not saved.is_dir():
@@ -193,8 +189,8 @@ class FinalRunner:
                                                              sorted(record["metrics"].items()))]
         text = config_yaml(meta["config"], job.hparams, header=header, schedule=job.schedule)
         dest = export_model(saved, self.final_dir / "model", tokenizer_from=plan.model, config_text=text,
-                            trust_remote_code=cfg.task.trust_remote_code,
-                            base_model=base_model_name(cfg.task.model or plan.model, plan.model))
+                            trust_remote_code=task.trust_remote_code,
+                            base_model=base_model_name(task.model or plan.model, plan.model))
         self.log(f"final model (best configuration, seed {job.seed}) written to {dest}")
 
     # -- results file ---------------------------------------------------------------------------
@@ -207,15 +203,15 @@ class FinalRunner:
         if any(r.get("which") == "best" for r in stale):
             shutil.rmtree(self.final_dir / "model", ignore_errors=True)
 
-    def _write(self, path: Path, cfg: StudyConfig, default: Choice, best: Choice,
+    def _write(self, path: Path, study: StudySection, default: Choice, best: Choice,
                runs: dict[tuple[str, int], dict[str, Any]], model_dir: Path) -> dict[str, Any]:
         ordered = sorted(runs.values(), key=lambda r: (WHICH.index(r["which"]), int(r["seed"])))
         names = sorted({m for r in ordered for m in r["metrics"]})
-        primary = "test_" + cfg.study.metric.removeprefix("eval_")
+        primary = "test_" + study.metric.removeprefix("eval_")
         names.sort(key=lambda m: m != primary)
         machines = list(dict.fromkeys(str(r["machine"]) for r in ordered if r.get("machine")))
         results = {
-            "study_name": cfg.study.name, "search_metric": cfg.study.metric, "direction": cfg.study.direction,
+            "study_name": study.name, "search_metric": study.metric, "direction": study.direction,
             "metric_names": names, "seeds": sorted({int(r["seed"]) for r in ordered}), "runs": ordered,
             "machine": "; ".join(machines) or None, "default_trial": default.source_trial,
             "best_trial": best.source_trial,
@@ -231,14 +227,16 @@ class FinalRunner:
 class _FinalScheduler:
     """The final runs as a `lmtune.tuner.drive.Scheduler`: a fixed list of jobs (keys are job keys), none
     interactive; each ending is written to ``results.json`` at once, and the best configuration's seed-0
-    run exports the final model."""
+    run exports the final model. ``study`` (name, metric, direction) goes into results.json, ``task``
+    (model, trust_remote_code) into the exported model."""
 
     poll_s: float | None = None
 
-    def __init__(self, runner: FinalRunner, pending: list[FinalJob], cfg: StudyConfig, plan: Plan,
-                 meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
+    def __init__(self, runner: FinalRunner, pending: list[FinalJob], plan: Plan, *, study: StudySection,
+                 task: TaskSection, meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
                  summary: FinalSummary) -> None:
-        self.runner, self.cfg, self.plan, self.meta, self.machine = runner, cfg, plan, meta, machine
+        self.runner, self.plan, self.meta, self.machine = runner, plan, meta, machine
+        self.study, self.task = study, task
         self.runs, self.summary = runs, summary
         self.todo = list(pending)
         self.jobs = {j.key: j for j in pending}
@@ -327,11 +325,11 @@ class _FinalScheduler:
             state="COMPLETE", train_tokens=int(record["train_tokens"]), wall_time_s=wall))
         with self.lock:
             self.runs[(job.which, job.seed)] = record
-            self.runner._write(self.summary.results_path, self.cfg, self.summary.default, self.summary.best,
+            self.runner._write(self.summary.results_path, self.study, self.summary.default, self.summary.best,
                                self.runs, self.runner.final_dir / "model")
             self.summary.ran.append(job.key)
         if job.save_model:
-            self.runner._export(job, record, self.cfg, self.plan, self.meta)
+            self.runner._export(job, record, self.task, self.plan, self.meta)
 
     def on_crash(self, key: Hashable, exc: Exception) -> None:
         with self.lock:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lmtune.config import StudyConfig, resolved_space
-from lmtune.config.schema import CLASSIFICATION_METRICS, TrainingSection
+from lmtune.config.schema import CLASSIFICATION_METRICS, TaskSection, TrainingSection
 from lmtune.data.sources import DataSpec, load_splits
 from lmtune.data.tokenized import build_cache, load_meta
 from lmtune.errors import ConfigError
@@ -44,19 +44,22 @@ class TrialBase:
     count_tokens: bool = False  # budget.max_train_tokens: a script must report the tokens it trained
 
     @staticmethod
-    def of(cfg: StudyConfig, space: Space) -> TrialBase:
-        t, tr = cfg.task, cfg.training
-        script = t.type == "script"
-        return TrialBase(task_type=t.type, metric=cfg.study.metric, direction=cfg.study.direction,
-                         trust_remote_code=t.trust_remote_code, length=(tr.epochs, tr.max_steps, tr.batch_size),
-                         world_size=cfg.execution.trial_processes,
-                         compute_metrics=metric_function_ref(t.compute_metrics) if t.compute_metrics else None,
-                         command=tuple(t.command or ()) if script else (),
-                         workdir=str(Path(t.workdir or ".").resolve()) if script else "",
-                         data=asdict(data_spec(cfg)) if script and t.dataset else None,
-                         must_read=tuple(must_read(cfg, space)) if script else (),
-                         must_read_final=tuple(must_read(cfg, space, final=True)) if script else (),
-                         count_tokens=script and cfg.budget.max_train_tokens is not None)
+    def of(task: TaskSection, training: TrainingSection, space: Space, *, metric: str,
+           direction: Literal["maximize", "minimize"], data: DataSpec, world_size: int,
+           count_tokens: bool) -> TrialBase:
+        """``data``: the task's data (`task_data_spec`); ``world_size``: execution.trial_processes;
+        ``count_tokens``: whether budget.max_train_tokens is set."""
+        script = task.type == "script"
+        return TrialBase(task_type=task.type, metric=metric, direction=direction,
+                         trust_remote_code=task.trust_remote_code,
+                         length=(training.epochs, training.max_steps, training.batch_size), world_size=world_size,
+                         compute_metrics=metric_function_ref(task.compute_metrics) if task.compute_metrics else None,
+                         command=tuple(task.command or ()) if script else (),
+                         workdir=str(Path(task.workdir or ".").resolve()) if script else "",
+                         data=asdict(data) if script and task.dataset else None,
+                         must_read=tuple(must_read(training, space, task.defaults)) if script else (),
+                         must_read_final=tuple(must_read(training, space, task.defaults, final=True)) if script else (),
+                         count_tokens=script and count_tokens)
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,26 @@ class Plan:
         return max(1, math.ceil(self.total_examples / self.examples_per_unit))
 
 
+def task_data_spec(task: TaskSection, *, seed: int) -> DataSpec:
+    """The task's data and splits (``seed``: study.seed, which draws the splits)."""
+    if task.type == "script":  # the script gives the columns their meaning: only those the config names are checked
+        return DataSpec(dataset=task.dataset, dataset_config=task.dataset_config, text_column=task.text_column,
+                        text_pair_column=task.text_pair_column, label_column=task.label_column or None,
+                        sizes={"train": task.train_size, "validation": task.validation_size, "test": task.test_size},
+                        seed=seed, task="script", messages_column=task.messages_column)
+    return DataSpec(dataset=task.dataset, dataset_config=task.dataset_config, text_column=task.text_column,
+                    text_pair_column=task.text_pair_column,
+                    label_column=task.label_column if task.type == "classification" else None,
+                    sizes={"train": task.train_size, "validation": task.validation_size, "test": task.test_size},
+                    seed=seed, task=task.type,
+                    messages_column=task.messages_column if task.type == "causal_lm" else None,
+                    assistant_only=task.assistant_only)
+
+
 def data_spec(cfg: StudyConfig) -> DataSpec:
-    t = cfg.task
-    if t.type == "script":  # the script gives the columns their meaning: only those the config names are checked
-        return DataSpec(dataset=t.dataset, dataset_config=t.dataset_config, text_column=t.text_column,
-                        text_pair_column=t.text_pair_column, label_column=t.label_column or None,
-                        sizes={"train": t.train_size, "validation": t.validation_size, "test": t.test_size},
-                        seed=cfg.study.seed, task="script", messages_column=t.messages_column)
-    return DataSpec(dataset=t.dataset, dataset_config=t.dataset_config, text_column=t.text_column,
-                    text_pair_column=t.text_pair_column,
-                    label_column=t.label_column if t.type == "classification" else None,
-                    sizes={"train": t.train_size, "validation": t.validation_size, "test": t.test_size},
-                    seed=cfg.study.seed, task=t.type,
-                    messages_column=t.messages_column if t.type == "causal_lm" else None,
-                    assistant_only=t.assistant_only)
+    """`task_data_spec` of a whole config: kept for callers outside the package (benchmarks/search/hf_peer.py);
+    lmtune's own code passes the task section."""
+    return task_data_spec(cfg.task, seed=cfg.study.seed)
 
 
 def make_plan(cfg: StudyConfig) -> Plan:
@@ -99,27 +108,51 @@ def make_plan(cfg: StudyConfig) -> Plan:
 
     One evaluation unit is ``eval_every`` steps at the *default* batch size, in examples; the
     training length is ``max_steps`` at the default batch size (or ``epochs`` of the train split).
+
+    This is the recipes' set-up step (`Tuner`, `TwoStageTuner`, `FinalRunner`, `train_one`): the one
+    place below them that reads the whole config, once per study, into the `Plan` that components read;
+    the space is built here (``plan.space``) and handed on from the plan.
     """
     paths = StudyPaths(Path(cfg.study.dir))
     paths.root.mkdir(parents=True, exist_ok=True)
-    if cfg.task.type == "script":
-        return _script_plan(cfg, paths)
-    check_compute_metrics(cfg)
-    model = resolve_model(cfg.task.model, fallback_cache=paths.cache)
-    check_model_folder(model, trust_remote_code=cfg.task.trust_remote_code)
-    tokenizer = load_tokenizer(model, trust_remote_code=cfg.task.trust_remote_code)
-    cache = build_cache(data_spec(cfg), tokenizer, model, cfg.task.max_length, paths.cache)
-    train_meta = load_meta(cache)["splits"]["train"]
-    train_rows, train_tokens = int(train_meta["rows"]), int(train_meta["tokens"])
-    tr = cfg.training
-    space = resolved_space(cfg)
-    defaults = tr.model_dump()
-    per_unit = tr.eval_every * tr.batch_size
+    task, tr = cfg.task, cfg.training
+    data = task_data_spec(task, seed=cfg.study.seed)
+    if task.type == "script":
+        model, cache, train_rows, train_tokens = _script_data(task, data, paths)
+        defaults = {**tr.model_dump(), **(task.defaults or {})}  # the script's own parameters' baseline values
+    else:
+        check_compute_metrics(task.compute_metrics, metric=cfg.study.metric, prune_metric=cfg.search.prune_metric)
+        model, cache, train_rows, train_tokens = _tokenized_data(task, data, paths)
+        defaults = tr.model_dump()
+    space = resolved_space(cfg)  # the Space validation built for this config (kept by the config layer)
     total = longest_examples(space, defaults, train_rows=train_rows)
+    trial = TrialBase.of(task, tr, space, metric=cfg.study.metric, direction=cfg.study.direction, data=data,
+                         world_size=cfg.execution.trial_processes,
+                         count_tokens=cfg.budget.max_train_tokens is not None)
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
-                examples_per_unit=min(per_unit, total), total_examples=total, space=space, defaults=defaults,
-                trial=TrialBase.of(cfg, space))
+                examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
+                defaults=defaults, trial=trial)
+
+
+def _tokenized_data(task: TaskSection, data: DataSpec, paths: StudyPaths) -> tuple[str, Path, int, int]:
+    """lmtune's trainer: the model folder, and the data tokenized once per study (cached by content hash):
+    (model, cache folder, train rows, train tokens)."""
+    model = resolve_model(task.model, fallback_cache=paths.cache)
+    check_model_folder(model, trust_remote_code=task.trust_remote_code)
+    tokenizer = load_tokenizer(model, trust_remote_code=task.trust_remote_code)
+    cache = build_cache(data, tokenizer, model, task.max_length, paths.cache)
+    train_meta = load_meta(cache)["splits"]["train"]
+    return model, cache, int(train_meta["rows"]), int(train_meta["tokens"])
+
+
+def _script_data(task: TaskSection, data: DataSpec, paths: StudyPaths) -> tuple[str, Path, int, int]:
+    """A script trains itself: nothing is tokenized here. ``trial.model`` is task.model resolved (a
+    built-in becomes its folder) when the config names one; an epoch is the train split of task.dataset
+    (what ``trial.splits()`` gives) when the config names one, else ``task.train_size`` rows."""
+    model = resolve_model(task.model, fallback_cache=paths.cache) if task.model else ""
+    train_rows = len(load_splits(data)["train"]) if task.dataset else int(task.train_size or 1)
+    return model, Path(""), train_rows, 0
 
 
 def metric_function_ref(ref: str) -> str:
@@ -129,11 +162,11 @@ def metric_function_ref(ref: str) -> str:
     return f"{Path(where).resolve()}:{name}" if where.endswith(".py") else ref
 
 
-def check_compute_metrics(cfg: StudyConfig) -> None:
-    """Load ``task.compute_metrics`` and call it on made-up predictions before anything trains: a module
-    that does not import, a function that raises or returns no numbers, and a study.metric or
-    search.prune_metric it does not return are refused here, not after every trial has trained."""
-    ref = cfg.task.compute_metrics
+def check_compute_metrics(ref: str | None, *, metric: str, prune_metric: str | None) -> None:
+    """Load ``task.compute_metrics`` (``ref``) and call it on made-up predictions before anything trains: a
+    module that does not import, a function that raises or returns no numbers, and a study.metric
+    (``metric``) or search.prune_metric it does not return are refused here, not after every trial has
+    trained."""
     if not ref:
         return
     try:
@@ -141,26 +174,10 @@ def check_compute_metrics(cfg: StudyConfig) -> None:
     except MetricFunctionError as exc:
         raise ConfigError(str(exc)) from None
     reported = [*CLASSIFICATION_METRICS, *(n for n in names if n not in CLASSIFICATION_METRICS)]
-    for where, metric in (("study.metric", cfg.study.metric), ("search.prune_metric", cfg.search.prune_metric)):
-        if metric and metric not in reported:
-            raise ConfigError(f"{where}: '{metric}' is not reported: task.compute_metrics ({ref}) returns "
+    for where, name in (("study.metric", metric), ("search.prune_metric", prune_metric)):
+        if name and name not in reported:
+            raise ConfigError(f"{where}: '{name}' is not reported: task.compute_metrics ({ref}) returns "
                               f"{', '.join(names)}; use one of {', '.join(reported)}")
-
-
-def _script_plan(cfg: StudyConfig, paths: StudyPaths) -> Plan:
-    """A script trains itself: nothing is tokenized here. ``trial.model`` is task.model resolved (a
-    built-in becomes its folder) when the config names one; an epoch is the train split of task.dataset
-    (what ``trial.splits()`` gives) when the config names one, else ``task.train_size`` rows."""
-    t, tr = cfg.task, cfg.training
-    model = resolve_model(t.model, fallback_cache=paths.cache) if t.model else ""
-    train_rows = len(load_splits(data_spec(cfg))["train"]) if t.dataset else int(t.train_size or 1)
-    space = resolved_space(cfg)
-    defaults = {**tr.model_dump(), **(t.defaults or {})}  # the script's own parameters' baseline values
-    total = longest_examples(space, defaults, train_rows=train_rows)
-    return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
-                data_cache=Path(""), train_rows=train_rows, train_tokens=0,
-                examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
-                defaults=defaults, trial=TrialBase.of(cfg, space))
 
 
 def training_examples(hparams: Mapping[str, Any], *, train_rows: int, default_batch_size: int) -> int:
@@ -206,13 +223,14 @@ def longest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: i
     return training_examples(longest, train_rows=train_rows, default_batch_size=int(defaults["batch_size"]))
 
 
-def must_read(cfg: StudyConfig, space: Space, *, final: bool = False) -> list[str]:
+def must_read(training: TrainingSection, space: Space, script_defaults: Mapping[str, Any] | None = None, *,
+              final: bool = False) -> list[str]:
     """What a script trial must read (lmtune.script): the names the search draws, the training fields
-    the config sets to other than lmtune's defaults, the script's own parameters (task.defaults), and in
-    final runs the seed (the runs differ by it)."""
+    the config sets to other than lmtune's defaults, the script's own parameters (``task.defaults``), and
+    in final runs the seed (the runs differ by it)."""
     fields = TrainingSection.model_fields
-    changed = {k for k, v in cfg.training.model_dump().items() if v != fields[k].default}
-    return sorted(set(space.names) | changed | set(cfg.task.defaults or {}) | ({"seed"} if final else set()))
+    changed = {k for k, v in training.model_dump().items() if v != fields[k].default}
+    return sorted(set(space.names) | changed | set(script_defaults or {}) | ({"seed"} if final else set()))
 
 
 def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str, threads: int | None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmtune.config import StudyConfig
+from lmtune.config import StudyConfig, StudySection
 from lmtune.config.writer import config_yaml
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
@@ -48,15 +48,16 @@ class TrainResult:
     failure: str = ""
 
 
-def default_out(cfg: StudyConfig) -> Path:
-    return Path(f"{Path(cfg.study.dir).as_posix().rstrip('/')}-train")
+def default_out(study: StudySection) -> Path:
+    """``<study.dir>-train``."""
+    return Path(f"{Path(study.dir).as_posix().rstrip('/')}-train")
 
 
 def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Executor | None = None,
               log: Callable[[str], None] = print) -> TrainResult:
     """Train ``cfg.training`` once in ``out`` (default ``<study.dir>-train``) and save its model."""
     t0 = time.monotonic()
-    out_dir = Path(out) if out is not None else default_out(cfg)
+    out_dir = Path(out) if out is not None else default_out(cfg.study)
     if (out_dir / "model").exists() or (out_dir / RESULT_FILE).exists():
         raise StudyError(f"{out_dir} already holds a trained model ({out_dir / 'model'}); give another "
                          "--out, or delete that folder to train again")
