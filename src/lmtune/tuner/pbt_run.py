@@ -35,7 +35,6 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune import protocol as wire
-from lmtune.config import StudyConfig
 from lmtune.config.schema import PBTSection
 from lmtune.execution import TrialHandle
 from lmtune.execution.checkpoints import checkpoint_folders, checkpoint_units, folder_bytes
@@ -79,16 +78,22 @@ def make_pbt(p: PBTSection, plan: Plan, population: int, *, seed: int, eval_ever
 
 class PBTRunner:
     """One PBT study as a `lmtune.tuner.drive.Scheduler` (keys are member indices), driven to the end or
-    to a budget stop. Only this process writes the study."""
+    to a budget stop. Only this process writes the study.
+
+    Built from its own parts of the config: the ``pbt`` section (search.pbt), ``population`` members, the
+    study's ``metric`` and ``seed``, ``eval_every`` (training.eval_every: the ready interval when
+    ``pbt.ready_every`` is unset) and ``include_default`` (search.include_default: member 0 starts from
+    the default settings)."""
 
     poll_s: float | None = None
 
-    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, reporter: Reporter, population: int,
-                 *, budget_stop: Callable[[], str], tracker: Tracker | None = None) -> None:
-        self.cfg, self.plan, self.study, self.reporter = cfg, plan, study, reporter
+    def __init__(self, plan: Plan, study: optuna.Study, *, pbt: PBTSection, population: int, metric: str,
+                 seed: int, eval_every: int, include_default: bool, reporter: Reporter,
+                 budget_stop: Callable[[], str], tracker: Tracker | None = None) -> None:
+        self.plan, self.study, self.reporter = plan, study, reporter
+        self.metric, self.include_default = metric, include_default
         self.tracker: Tracker = tracker or NoTracking()
-        self.pbt = make_pbt(cfg.search.pbt, plan, population, seed=cfg.study.seed,
-                            eval_every=cfg.training.eval_every)
+        self.pbt = make_pbt(pbt, plan, population, seed=seed, eval_every=eval_every)
         self.lock = threading.Lock()
         self.members: dict[int, _Member] = {}
         self.waiting: deque[int] = deque()
@@ -136,7 +141,7 @@ class PBTRunner:
         self._save_state()
 
     def _new_member_trial(self, m: int) -> int:
-        fixed = self.plan.defaults if (m == 0 and self.cfg.search.include_default) else None
+        fixed = self.plan.defaults if (m == 0 and self.include_default) else None
         config = self.pbt.initial_config(m, fixed=fixed)
         is_default = fixed is not None and config == self.plan.space.restrict(self.plan.defaults)
         self.study.enqueue_trial(config, user_attrs=record.enqueue_attrs(is_default=is_default))
@@ -242,7 +247,7 @@ class PBTRunner:
 
     def _on_eval(self, member: _Member, ev: dict[str, Any]) -> Decision:
         """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer."""
-        metric = self.cfg.study.metric
+        metric = self.metric
         score = ev["metrics"].get(metric, float("nan"))
         score = score if score is not None else float("nan")
         assert member.curve is not None
@@ -286,7 +291,7 @@ class PBTRunner:
                 if not self.pbt.member_state(member.member).finished:  # ended early (early stopping)
                     self.pbt.retire(member.member)
                     self._save_state()
-                value = end["metrics"].get(self.cfg.study.metric)
+                value = end["metrics"].get(self.metric)
                 if value is not None and math.isfinite(value):
                     for key in ("adapter_dir", "precision", "micro_batch_size"):  # as the tuner loop records
                         if end.get(key) is not None:
@@ -294,7 +299,7 @@ class PBTRunner:
                     self.study.tell(trial, float(value))
                     self._finished(member, "COMPLETE", float(value), "")
                     return "COMPLETE"
-                reason = f"metric '{self.cfg.study.metric}' was {value!r}"
+                reason = f"metric '{self.metric}' was {value!r}"
             else:
                 reason = failure_reason(outcome)
             record.write(trial, fail_reason=reason)

@@ -13,13 +13,13 @@ The earlier study must rank trials the same way (same ``study.metric`` and ``dir
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from lmtune.config import StudyConfig
+from lmtune.config import SearchSection
 from lmtune.errors import ConfigError, StudyError
 from lmtune.space import Space
 from lmtune.study import record
@@ -38,31 +38,42 @@ class Prior:
         return record.enqueue_attrs(prior_study=self.study, prior_trial=self.trial, prior_value=self.value)
 
 
-def prior_configs(cfg: StudyConfig, space: Space) -> list[Prior]:
-    """The configurations ``search.prior_studies`` hand this study, best first per study; raises
-    ``ConfigError`` (exit 2) for a folder that is not a study or that ranks by another metric."""
+def prior_configs(search: SearchSection, *, metric: str, direction: str, study_dir: str | Path) -> list[Prior]:
+    """The configurations ``search.prior_studies`` hand this study (in ``study_dir``, ranking by ``metric``
+    in ``direction``), best first per study, as those studies ran them (`within` restricts them to this
+    study's space); raises ``ConfigError`` (exit 2) for a folder that is not a study or that ranks by
+    another metric: before anything is tokenized or trained."""
     out: list[Prior] = []
-    if cfg.search.prior_studies and cfg.search.strategy in ("grid", "pbt"):
-        raise ConfigError(f"search.prior_studies: not used by strategy {cfg.search.strategy} (grid runs its "
+    if search.prior_studies and search.strategy in ("grid", "pbt"):
+        raise ConfigError(f"search.prior_studies: not used by strategy {search.strategy} (grid runs its "
                           "points, pbt its population); use a sampling strategy (auto, bayes, random, asha, hyperband)")
-    for folder in cfg.search.prior_studies:
+    for folder in search.prior_studies:
         where = f"search.prior_studies: {folder}"
-        if Path(folder).resolve() == Path(cfg.study.dir).resolve():
+        if Path(folder).resolve() == Path(study_dir).resolve():
             raise ConfigError(f"{where} is this study's own directory; name an earlier study")
         try:
             study, meta = load_study(folder)
         except StudyError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
-        if meta.get("metric") not in (None, cfg.study.metric) or direction != cfg.study.direction:
-            raise ConfigError(f"{where} ranks trials by {meta.get('metric')} ({direction}), this study by "
-                              f"{cfg.study.metric} ({cfg.study.direction}); its best trials would not be this "
+        was = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
+        if meta.get("metric") not in (None, metric) or was != direction:
+            raise ConfigError(f"{where} ranks trials by {meta.get('metric')} ({was}), this study by "
+                              f"{metric} ({direction}); its best trials would not be this "
                               "study's: use an earlier study with the same study.metric and direction")
-        for t in top_configs(study, cfg.search.prior_top_k, with_default=False):
-            params = space.restrict(t.params)
-            if params and all(params != o.params for o in out):
-                out.append(Prior(params=params, study=str(Path(folder).resolve()), trial=t.proxy_trial,
-                                 value=t.proxy_value))
+        for t in top_configs(study, search.prior_top_k, with_default=False):
+            out.append(Prior(params=dict(t.params), study=str(Path(folder).resolve()), trial=t.proxy_trial,
+                             value=t.proxy_value))
+    return out
+
+
+def within(space: Space, priors: list[Prior]) -> list[Prior]:
+    """The priors restricted to ``space`` (the plan's), in order; a prior left with no parameter of this
+    space, or with the same parameters as one before it, is dropped."""
+    out: list[Prior] = []
+    for p in priors:
+        params = space.restrict(p.params)
+        if params and all(params != o.params for o in out):
+            out.append(replace(p, params=params))
     return out
 
 

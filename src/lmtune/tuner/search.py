@@ -23,13 +23,13 @@ import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.config import StudyConfig, resolved_space
-from lmtune.config.schema import BudgetSection, lower_is_better
+from lmtune.config import StudyConfig
+from lmtune.config.schema import BudgetSection, SearchSection, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, LocalExecutor, TrialHandle, make_executor
 from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
@@ -65,7 +65,7 @@ from lmtune.tuner.plan import (
     training_examples,
     trial_spec,
 )
-from lmtune.tuner.priors import enqueue_priors, prior_configs
+from lmtune.tuner.priors import enqueue_priors, prior_configs, within
 from lmtune.tuner.progress import PlainReporter, Reporter
 from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker, make_tracker
 
@@ -225,39 +225,46 @@ class Tuner:
     def prepare(self, t0: float) -> tuple[RunSummary, SearchScheduler | PBTRunner]:
         """Everything before the first trial: refuse bad input, tokenize, open (or resume) the study, fill
         its queue (default trial, grid points, priors) or its PBT population; returns the scheduler."""
-        priors = prior_configs(self.cfg, resolved_space(self.cfg))  # refused before any training
-        plan = make_plan(self.cfg)
+        cfg = self.cfg
+        # refused before any training (before tokenizing); restricted to the plan's space when enqueued
+        priors = prior_configs(cfg.search, metric=cfg.study.metric, direction=cfg.study.direction,
+                               study_dir=cfg.study.dir)
+        plan = make_plan(cfg)  # the space is built once, in the plan: components get plan.space
         study = self._open_study(plan)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
-        if self.cfg.search.strategy == "pbt":
-            population = self.cfg.search.pbt.population_size or self.n_trials
+        if cfg.search.strategy == "pbt":
+            population = cfg.search.pbt.population_size or self.n_trials
             if population < 2:
                 raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
                                   "set search.pbt.population_size or --n-trials to 2 or more")
-            pbt_budget = Budget(self.cfg.budget, max_failures=self.cfg.search.max_failures, t0=t0)
-            runner = PBTRunner(self.cfg, plan, study, self.reporter, population,
+            pbt_budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0)
+            runner = PBTRunner(plan, study, pbt=cfg.search.pbt, population=population, metric=cfg.study.metric,
+                               seed=cfg.study.seed, eval_every=cfg.training.eval_every,
+                               include_default=cfg.search.include_default, reporter=self.reporter,
                                budget_stop=lambda: pbt_budget.reason(study, 0), tracker=self._tracker())
             runner.start_population()
-            self.reporter.study_started(self.cfg.study.name, population - len(runner.waiting), population,
+            self.reporter.study_started(cfg.study.name, population - len(runner.waiting), population,
                                         plan.max_units)
             return summary, runner
         self.coord.recover(study)
         with self.coord.seeding(study):
             target = self._seed_queue(study, plan)
             if priors:
-                enqueue_priors(study, priors)
-        self.reporter.study_started(self.cfg.study.name, finished(study), target, plan.max_units)
-        cap = self.cfg.budget.max_train_tokens
+                enqueue_priors(study, within(plan.space, priors))
+        self.reporter.study_started(cfg.study.name, finished(study), target, plan.max_units)
+        cap = cfg.budget.max_train_tokens
         self.reporter.study_budget(tokens_per_trial=plan.total_examples * plan.train_tokens / max(plan.train_rows, 1),
                                    tokens_left=None if cap is None else max(0, cap - train_tokens_spent(study)),
-                                   seconds_left=self.cfg.budget.max_wall_time)
+                                   seconds_left=cfg.budget.max_wall_time)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
-        budget = Budget(self.cfg.budget, max_failures=self.cfg.search.max_failures, t0=t0,
+        budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
                         unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
-        scheduler = SearchScheduler(self.cfg, plan, study, coord=self.coord, reporter=self.reporter, budget=budget,
-                                    target=target, summary=summary, spec_extra=self.spec_extra,
-                                    tracker=self._tracker(), queued_only=self.queued_only)
+        scheduler = SearchScheduler(plan, study, search=cfg.search, metric=cfg.study.metric,
+                                    direction=cfg.study.direction, trial_timeout=cfg.execution.trial_timeout,
+                                    coord=self.coord, reporter=self.reporter, budget=budget, target=target,
+                                    summary=summary, spec_extra=self.spec_extra, tracker=self._tracker(),
+                                    queued_only=self.queued_only)
         if scheduler.pinned:
             pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
@@ -390,12 +397,17 @@ class _Running:
 class SearchScheduler:
     """The Optuna study as a `lmtune.tuner.drive.Scheduler`: ``suggest`` asks the sampler (the queue first:
     default trial, grid points, priors), each evaluation goes to the pruner and the token cap, each ending
-    is told to the study with its record. Keys are trial numbers."""
+    is told to the study with its record. Keys are trial numbers.
 
-    def __init__(self, cfg: StudyConfig, plan: Plan, study: optuna.Study, *, coord: Coordination,
+    Built from its own parts of the config: the ``search`` section, the study's ``metric`` and
+    ``direction``, and ``trial_timeout`` (execution.trial_timeout, seconds; None: none)."""
+
+    def __init__(self, plan: Plan, study: optuna.Study, *, search: SearchSection, metric: str,
+                 direction: Literal["maximize", "minimize"], trial_timeout: float | None, coord: Coordination,
                  reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
                  spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False) -> None:
-        self.cfg, self.plan, self.study, self.coord, self.reporter = cfg, plan, study, coord, reporter
+        self.plan, self.study, self.coord, self.reporter = plan, study, coord, reporter
+        self.search, self.metric, self.direction, self.trial_timeout = search, metric, direction, trial_timeout
         self.tracker: Tracker = tracker or NoTracking()
         self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
         self.poll_s = coord.poll_s
@@ -405,7 +417,7 @@ class SearchScheduler:
         self._done = self._others = 0
         # strategy auto: the searched training length is the pruner's resource, not a choice (see
         # ``auto_pins``): every configuration the sampler draws is planned at the longest length
-        self.pinned = auto_pins(cfg, plan)
+        self.pinned = auto_pins(search.strategy, plan)
         self.queued_only = queued_only  # fixed configurations: the queue, then nothing
 
     # -- the loop's side ------------------------------------------------------------------------
@@ -425,7 +437,7 @@ class SearchScheduler:
 
     def suggest(self, device: str, threads: int) -> Launch | None:
         while self._done + len(self._running) + self._others < self.target:
-            if (self.queued_only or self.cfg.search.strategy == "grid") and not _waiting(self.study):
+            if (self.queued_only or self.search.strategy == "grid") and not _waiting(self.study):
                 if not self._others:  # else a dead worker's point may come back to the queue
                     self._stop = ("queued configurations done" if self.queued_only else
                                   "grid exhausted (failed points are not retried; see 'lmtune status')")
@@ -494,7 +506,7 @@ class SearchScheduler:
         item.handles.append(handle)
         if item.lost.is_set():  # failed elsewhere while it launched
             handle.kill()
-        limit = self.cfg.execution.trial_timeout
+        limit = self.trial_timeout
         if limit:
             item.timer = threading.Timer(limit, handle.kill)
             item.timer.daemon = True
@@ -529,7 +541,7 @@ class SearchScheduler:
     # -- the trial's side -----------------------------------------------------------------------
     def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
         item = self._running[int(key)]  # type: ignore[call-overload]
-        metric = self.cfg.study.metric
+        metric = self.metric
         prune = self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0),
                                                     int(ev.get("examples") or 0), self.plan.examples_per_unit)
@@ -584,8 +596,8 @@ class SearchScheduler:
     def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
                 curve: list[dict[str, Any]]) -> bool:
         """Report an evaluation; True when the pruner says stop."""
-        s = self.cfg.search
-        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.cfg.study.direction)
+        s = self.search
+        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.direction)
         with self._lock:
             record.write(trial, curve=curve)
             if value is None or not math.isfinite(value):
@@ -595,7 +607,7 @@ class SearchScheduler:
 
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
-        trial, metric = item.trial, self.cfg.study.metric
+        trial, metric = item.trial, self.metric
         curve, end = outcome.curve, outcome.end
         wall = time.monotonic() - item.started
         tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
@@ -612,7 +624,7 @@ class SearchScheduler:
             state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
             if budget_stopped:
                 attrs["stopped_by"] = "budget"
-                reason = f"budget: max_train_tokens {self.cfg.budget.max_train_tokens} reached during this trial"
+                reason = f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
         else:
             value = end["metrics"].get(metric)
             if value is None or not math.isfinite(value):
@@ -652,9 +664,10 @@ def intermediate_meaning(metric: str, direction: str, examples_per_unit: int) ->
             "across batch sizes)")
 
 
-def auto_pins(cfg: StudyConfig, plan: Plan) -> dict[str, Any]:
-    """What ``strategy: auto`` fixes in every configuration its sampler draws: the length fields the space
-    searches (``epochs``, ``max_steps``) at the longest value it allows; empty for other strategies.
+def auto_pins(strategy: str, plan: Plan) -> dict[str, Any]:
+    """What ``strategy: auto`` (``strategy``: search.strategy) fixes in every configuration its sampler draws:
+    the length fields the space searches (``epochs``, ``max_steps``) at the longest value it allows; empty for
+    other strategies.
 
     auto treats the training length as the resource ASHA allocates, not as a choice: every trial is
     planned at the longest length, so trials of one study are compared at equal data *and* at the same
@@ -663,7 +676,7 @@ def auto_pins(cfg: StudyConfig, plan: Plan) -> dict[str, Any]:
     ones, and on BBC topics auto tested 2.2 points below the peer (docs/search.md); planned at the
     longest length it tied the peer at a third of its tokens. The default trial and warm-start
     configurations keep their own lengths (they are enqueued whole)."""
-    if cfg.search.strategy != "auto":
+    if strategy != "auto":
         return {}
     return longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
 
