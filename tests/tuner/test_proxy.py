@@ -82,9 +82,9 @@ def test_pbt_target_needs_another_proxy_strategy_and_no_refine() -> None:
 def test_truncation_must_keep_fewer_blocks_than_the_target(tiny_model: Path) -> None:
     cfg = load_config(QUICKSTART, [f"task.model={tiny_model}", "proxy.truncate_layers=2"])
     with pytest.raises(ConfigError, match=r"proxy.truncate_layers: 2, .* has 2 transformer blocks.*1\.\.1"):
-        check_truncation(cfg, str(tiny_model))
-    check_truncation(load_config(QUICKSTART, [f"task.model={tiny_model}", "proxy.truncate_layers=1"]),
-                     str(tiny_model))
+        check_truncation(cfg.task, str(tiny_model), truncate_layers=2)
+    check_truncation(cfg.task, str(tiny_model), truncate_layers=1)
+    check_truncation(cfg.task, str(tiny_model), truncate_layers=None)
 
 
 # -- transfer selection ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from lmtune.config import StudyConfig
+from lmtune.config import ProxySection
 from lmtune.errors import StudyError
 from lmtune.study.store import storage_for
 
@@ -32,17 +32,19 @@ class Stage:
     info: dict[str, Any]  # the stage's entry in lmtune.json
 
 
-def stage_entries(cfg: StudyConfig, *, proxy_trials: int) -> list[dict[str, Any]]:
-    """The ``stages`` list of ``lmtune.json`` for a config with a proxy section."""
-    p = cfg.proxy
+def stage_entries(proxy: ProxySection | None, *, study_name: str, model: str, strategy: str,
+                  proxy_trials: int) -> list[dict[str, Any]]:
+    """The ``stages`` list of ``lmtune.json`` for a study with a ``proxy`` section (empty without one):
+    ``study_name``, ``model`` (task.model) and ``strategy`` (search.strategy) are the target's."""
+    p = proxy
     if p is None:
         return []
-    proxy = {"name": cfg.study.name + PROXY_SUFFIX, "role": "proxy", "model": p.model or cfg.task.model,
+    entry = {"name": study_name + PROXY_SUFFIX, "role": "proxy", "model": p.model or model,
              "truncate_layers": p.truncate_layers, "data_fraction": p.data_fraction, "max_steps": p.max_steps,
-             "strategy": p.strategy or cfg.search.strategy, "n_trials": proxy_trials}
-    target = {"name": cfg.study.name, "role": "target", "model": cfg.task.model, "top_k": p.top_k,
-              "refine_trials": p.refine_trials, "strategy": cfg.search.strategy}
-    return [proxy, target]
+             "strategy": p.strategy or strategy, "n_trials": proxy_trials}
+    target = {"name": study_name, "role": "target", "model": model, "top_k": p.top_k,
+              "refine_trials": p.refine_trials, "strategy": strategy}
+    return [entry, target]
 
 
 def stages(study: optuna.Study, meta: dict[str, Any]) -> list[Stage]:

@@ -27,8 +27,9 @@ from typing import Any
 
 import optuna
 
-from lmtune.config import StudyConfig, resolved_space, validate
+from lmtune.config import StudyConfig, TaskSection, validate
 from lmtune.errors import ConfigError
+from lmtune.space import Space
 from lmtune.study import record
 from lmtune.study.stages import PROXY_SUFFIX, stage_entries
 from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
@@ -105,20 +106,21 @@ def _linked(study: optuna.Study) -> dict[int, bool]:
             if r.proxy_trial is not None}
 
 
-def check_truncation(cfg: StudyConfig, model_folder: str) -> None:
-    """``proxy.truncate_layers`` must keep fewer blocks than the target has (read from its config)."""
-    k = cfg.proxy.truncate_layers if cfg.proxy else None
+def check_truncation(task: TaskSection, model_folder: str, *, truncate_layers: int | None) -> None:
+    """``proxy.truncate_layers`` must keep fewer blocks than the target (``task.model``, in ``model_folder``)
+    has (read from its config)."""
+    k = truncate_layers
     if not k:
         return
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(model_folder, trust_remote_code=cfg.task.trust_remote_code)
+        config = AutoConfig.from_pretrained(model_folder, trust_remote_code=task.trust_remote_code)
     except Exception:  # unreadable here: the trainer's truncate_layers still refuses a bad k, with the reason
         return
     n = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     if isinstance(n, int) and k >= n:
-        raise ConfigError(f"proxy.truncate_layers: {k}, but {cfg.task.model} has {n} transformer blocks; a proxy "
+        raise ConfigError(f"proxy.truncate_layers: {k}, but {task.model} has {n} transformer blocks; a proxy "
                           f"keeps fewer, set it to 1..{n - 1}")
 
 
@@ -133,12 +135,13 @@ class TwoStageTuner:
         self.cfg, self.proxy = cfg, cfg.proxy
         self.n_trials = n_trials or cfg.proxy.n_trials or cfg.search.n_trials
         self.reporter = reporter
-        self.stages = stage_entries(cfg, proxy_trials=self.n_trials)
+        self.stages = stage_entries(cfg.proxy, study_name=cfg.study.name, model=cfg.task.model,
+                                    strategy=cfg.search.strategy, proxy_trials=self.n_trials)
 
     def run(self) -> TwoStageSummary:
         t0 = time.monotonic()
         plan = make_plan(self.cfg)  # the target's data, tokenized once; its train rows size data_fraction
-        check_truncation(self.cfg, plan.model)
+        check_truncation(self.cfg.task, plan.model, truncate_layers=self.proxy.truncate_layers)
         pcfg = proxy_config(self.cfg, storage=plan.storage, train_rows=plan.train_rows)
         storage = storage_for(plan.storage)
         target = optuna.create_study(storage=storage, study_name=self.cfg.study.name,
@@ -148,8 +151,8 @@ class TwoStageTuner:
                                     direction=self.cfg.study.direction, load_if_exists=True)
         summary = TwoStageSummary(proxy_study=proxy, target_study=target)
         try:
-            summary.stop_reason = self._proxy_stage(pcfg, proxy, summary) or self._target_stage(target, proxy,
-                                                                                              summary)
+            summary.stop_reason = self._proxy_stage(pcfg, proxy, summary) or self._target_stage(
+                target, proxy, summary, plan.space)
         finally:
             summary.wall_time_s = time.monotonic() - t0
         return summary
@@ -180,8 +183,9 @@ class TwoStageTuner:
             return f"proxy stage: {run.stop_reason}; re-run the same command to resume"
         return ""
 
-    def _target_stage(self, target: optuna.Study, proxy: optuna.Study, summary: TwoStageSummary) -> str:
-        wants_default = self._wants_default()
+    def _target_stage(self, target: optuna.Study, proxy: optuna.Study, summary: TwoStageSummary,
+                      space: Space) -> str:
+        wants_default = self._wants_default(space)
         transfers = top_configs(proxy, self.proxy.top_k, with_default=wants_default)
         if not transfers:
             return "proxy stage: no trial completed, nothing to transfer; see 'lmtune status'"
@@ -209,10 +213,10 @@ class TwoStageTuner:
         return Tuner(cfg, n_trials=n_trials, reporter=self.reporter(), meta={"stages": self.stages},
                      queued_only=queued_only).run()
 
-    def _wants_default(self) -> bool:
-        """Whether the Tuner runs the default settings as a trial (its rule: asked for and inside the space)."""
-        return self.cfg.search.include_default and not resolved_space(self.cfg).outside(
-            self.cfg.training.model_dump())
+    def _wants_default(self, space: Space) -> bool:
+        """Whether the Tuner runs the default settings as a trial (its rule: asked for and inside the target's
+        space, ``plan.space``)."""
+        return self.cfg.search.include_default and not space.outside(self.cfg.training.model_dump())
 
 
 def _failed_transfers(study: optuna.Study) -> int:
