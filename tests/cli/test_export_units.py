@@ -38,3 +38,14 @@ def test_training_arguments_accept_the_export_and_a_trainer_steps_with_it(tiny_m
     trainer = Trainer(model=model, args=ta, train_dataset=data, eval_dataset=data, processing_class=tok)
     trainer.train()
     assert trainer.state.global_step == 2 and type(trainer.optimizer.optimizer).__name__ == "SGD"
+
+
+def test_packing_and_a_4bit_base_are_kept_apart_for_the_user_to_apply() -> None:
+    """TrainingArguments has no field for either: TRL's SFTConfig(packing=True) and a BitsAndBytesConfig at load."""
+    config = {**TrainingSection().model_dump(), "packing": True, "lora_enabled": True, "lora_quantization": "4bit"}
+    args, extra = hf_training_arguments(config, total_examples=16, examples_per_unit=8)
+    assert extra["packing"] is True and extra["lora_quantization"] == "4bit" and extra["lora_r"] == 8
+    assert "packing" not in args and "lora_quantization" not in args
+    _, plain = hf_training_arguments({**config, "lora_enabled": False, "packing": False}, total_examples=16,
+                                     examples_per_unit=8)
+    assert "packing" not in plain and "lora_quantization" not in plain  # LoRA off: its base is not quantized
