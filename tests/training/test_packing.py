@@ -67,9 +67,12 @@ def _owners(lengths: list[int], rows: list[list[int]] | None, width: int) -> np.
     return owner
 
 
-def test_each_packed_examples_loss_equals_its_padded_loss(tiny_llama: Path, lm_cache: Path,  # noqa: F811
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_each_packed_examples_loss_equals_its_padded_loss(attention: str, tiny_llama: Path, lm_cache: Path,  # noqa: F811
                                                           tmp_path: Path) -> None:
     s = setup(lm_spec(tiny_llama, lm_cache, tmp_path))
+    s.model.set_attn_implementation(attention)
+    assert s.model.config._attn_implementation == attention
     s.model.eval()  # dropout is off in lm_spec; eval() also for LoRA's dropout
     split = load_split(lm_cache, "train")
     index = np.arange(16)
