@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import random
 import socket
 import subprocess
 import threading
@@ -22,15 +23,26 @@ from test_postgres_workers import GRID, ROOT, trials_of, worker
 pytestmark = pytest.mark.services
 
 
+def _port_outside_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range (and above Ray's worker ports, 10002-19999). A port
+    from bind(0) is an ephemeral one: once the relay closes it, any outgoing connection (the test's own
+    to PostgreSQL) may take it as its local port and hold it for as long as it lives, so re-serving failed
+    with EADDRINUSE (seen in a full run under load, even after 10 s of retries)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randint(20000, max(20001, low - 1))
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 class Relay:
     """Forwards a local port to the PostgreSQL server until ``cut()``; ``serve()`` starts it (again)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = _port_outside_ephemeral_range()
         self._open: list[socket.socket] = []
         self._listener: socket.socket | None = None
 
