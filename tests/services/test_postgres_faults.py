@@ -83,6 +83,11 @@ class Relay:
 
     def cut(self) -> None:
         assert self._listener is not None
+        # shutdown() first: close() alone leaves the socket LISTENING while the accept thread is blocked
+        # in accept() on it (the blocked call holds the file open), so the port stays taken and the
+        # next serve() fails with EADDRINUSE (the full CI run failed this way twice)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for s in self._open:
             with contextlib.suppress(OSError):
