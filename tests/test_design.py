@@ -41,8 +41,6 @@ RECIPES: dict[str, str] = {
     "lmtune.tuner.train_one.train_one": "the `lmtune train` recipe: one run through the one loop",
     "lmtune.tuner.plan.make_plan": "the recipes' set-up step: reads the config once per study into the Plan that "
                                    "components read instead (paths, tokenized data, the space, TrialBase)",
-    "lmtune.tuner.plan.data_spec": "kept for a caller outside the package (benchmarks/search/hf_peer.py); lmtune "
-                                   "itself calls task_data_spec(task, seed=...)",
 }
 
 # What the walk must reach: the components the rule was first enforced on (a walk that checks nothing

@@ -21,7 +21,7 @@ import numpy as np
 
 from lmtune.config import StudyConfig
 from lmtune.data.sources import load_splits
-from lmtune.tuner.plan import data_spec
+from lmtune.tuner.plan import task_data_spec
 
 # lmtune's training field -> TrainingArguments field
 HF_NAMES = {"learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
@@ -52,7 +52,7 @@ class Data:
         from transformers import AutoTokenizer
 
         t = cfg.task
-        splits = load_splits(data_spec(cfg))
+        splits = load_splits(task_data_spec(cfg.task, seed=cfg.study.seed))
         values = {r[t.label_column] for r in splits["train"]}
         self.names = sorted(str(v) for v in values)
         index = {n: i for i, n in enumerate(self.names)}

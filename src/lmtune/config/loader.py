@@ -143,13 +143,14 @@ def cuda_visible() -> bool:
     return any(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
-_SPACES: dict[str, Space] = {}  # config (as JSON) -> its space: built and checked once per study config
+_SPACES: dict[str, Space] = {}  # the sections a space depends on (as JSON) -> the space, built and checked once
 
 
 def resolved_space(cfg: StudyConfig) -> Space:
     """The preset (if any) overlaid with ``search.space``; names must be training fields. Built once per
-    config: validation, the plan and the priors all get the same `Space`."""
-    key = cfg.model_dump_json()
+    search, training and task sections (all it depends on): validation, the plan and the priors all get the
+    same `Space`, and so does a config that differs elsewhere (`lmtune train`'s own folder, a stage's study)."""
+    key = "\n".join(section.model_dump_json() for section in (cfg.search, cfg.training, cfg.task))
     if key not in _SPACES:
         if len(_SPACES) >= 16:  # a few configs per process (a proxy stage and its target): keep it small
             del _SPACES[next(iter(_SPACES))]

@@ -97,12 +97,6 @@ def task_data_spec(task: TaskSection, *, seed: int) -> DataSpec:
                     assistant_only=task.assistant_only)
 
 
-def data_spec(cfg: StudyConfig) -> DataSpec:
-    """`task_data_spec` of a whole config: kept for callers outside the package (benchmarks/search/hf_peer.py);
-    lmtune's own code passes the task section."""
-    return task_data_spec(cfg.task, seed=cfg.study.seed)
-
-
 def make_plan(cfg: StudyConfig) -> Plan:
     """Resolve the model, tokenize the data once (cached), and fix the units of fidelity.
 
