@@ -41,7 +41,7 @@ def compare(before: Path, after: Path, tol: float) -> tuple[int, int, list[str]]
     a, b = _trials(before), _trials(after)
     notes: list[str] = []
     same = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         why = []
         if x.params.keys() != y.params.keys() or not all(_close(x.params[k], y.params[k], tol) for k in x.params):
             why.append(f"params {x.params} vs {y.params}")
@@ -50,7 +50,7 @@ def compare(before: Path, after: Path, tol: float) -> tuple[int, int, list[str]]
         if x.value is not None and y.value is not None and not _close(x.value, y.value, tol):
             why.append(f"value {x.value:.6f} vs {y.value:.6f}")
         ca, cb = x.user_attrs.get("curve") or [], y.user_attrs.get("curve") or []
-        pairs = [(p["metrics"].get("eval_loss"), q["metrics"].get("eval_loss")) for p, q in zip(ca, cb)]
+        pairs = [(p["metrics"].get("eval_loss"), q["metrics"].get("eval_loss")) for p, q in zip(ca, cb, strict=False)]
         if len(ca) != len(cb) or not all(_close(u, v, tol) for u, v in pairs):
             why.append(f"curve ({len(ca)} vs {len(cb)} evaluations, eval_loss {pairs[:3]}...)")
         if why:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from lmtune.config import TrainingSection
 from lmtune.data.sources import DataSpec
@@ -12,6 +13,7 @@ from lmtune.data.tokenized import build_cache
 from lmtune.protocol import TrialSpec, decode_decision
 from lmtune.training.loop import TrainingDiverged, train
 from lmtune.training.optim import lr_lambda
+from lmtune.training.session import cpu_has_amx, pick_precision
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,27 @@ def test_every_optimizer_trains(optimizer: str, tiny_model: Path, cache: Path, t
 def test_bf16_autocast_runs_and_is_recorded(tiny_model: Path, cache: Path, tmp_path: Path) -> None:
     result, events = run(make_spec(tiny_model, cache, tmp_path, precision="bf16"))
     assert result["precision"] == "bf16" and events[0]["precision"] == "bf16"
+    assert events[0]["precision_reason"] == result["precision_reason"] == "bf16: as set in training.precision"
+
+
+def test_auto_precision_says_what_it_chose_and_why(tiny_model: Path, cache: Path, tmp_path: Path) -> None:
+    result, events = run(make_spec(tiny_model, cache, tmp_path, precision="auto"))
+    assert result["precision"] == events[0]["precision"] == "fp32"  # on a CPU: bf16 quality is not measured yet
+    assert result["precision_reason"].startswith("auto: fp32 on a CPU with")
+    assert ("without AMX" in result["precision_reason"]) == (not cpu_has_amx())
+
+
+@pytest.mark.parametrize(("requested", "device", "parameters", "ran", "why"), [
+    ("auto", "cuda", 22_000_000, "fp32", "measured slower than fp32 for models up to 135M"),
+    ("auto", "cuda", 135_000_000, "fp32", "model of 135M parameters"),
+    ("fp16", "cpu", 22_000_000, "bf16", "fp16 asked on a CPU"),
+    ("fp32", "cuda", 10**9, "fp32", "as set"),
+])
+def test_precision_choices(requested: str, device: str, parameters: int, ran: str, why: str) -> None:
+    """What `auto` picks on a GPU for the model sizes where autocast was measured slower (the H200 check),
+    and what replaces fp16 on a CPU; the choice rule needs no GPU to be checked."""
+    chosen, reason = pick_precision(requested, torch.device(device), parameters=parameters)
+    assert chosen == ran and why in reason
 
 
 def test_schedules() -> None:

@@ -105,3 +105,41 @@ def test_errors_name_the_model_class() -> None:
         truncate_layers(tiny_gpt2(), 4)
     with pytest.raises(ValueError, match="blocks of Sequential"):
         truncate_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1)
+
+
+@pytest.mark.parametrize("build", [tiny_bert, tiny_qwen2, tiny_gpt2], ids=["bert", "qwen2", "gpt2"])
+def test_loading_only_the_kept_blocks_gives_the_weights_of_load_then_truncate(
+        build: Callable[[], PreTrainedModel], tmp_path: Path) -> None:
+    """A proxy trial's loader builds the k-block model from the config and reads only those blocks: every
+    weight it has equals the full model's after truncation, and it has no others."""
+    from lmtune.training.models import load_causal_lm, load_classifier
+
+    build().save_pretrained(tmp_path)
+    if build is tiny_bert:
+        def load(**kw: object) -> PreTrainedModel:
+            return load_classifier(str(tmp_path), num_labels=2, dropout=None, attention_dropout=None, **kw)
+    else:
+        def load(**kw: object) -> PreTrainedModel:
+            return load_causal_lm(str(tmp_path), dropout=None, attention_dropout=None, **kw)
+    torch.manual_seed(0)
+    cut = truncate_layers(load(), 2)
+    torch.manual_seed(0)
+    direct = load(num_layers=2)
+    assert len(find_blocks(direct)[2]) == 2 and direct.config.num_hidden_layers == 2
+    assert direct.lmtune_checkpoint_blocks == 3
+    want, got = cut.state_dict(), direct.state_dict()
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    out = direct(input_ids=IDS).logits
+    assert torch.equal(out, cut(input_ids=IDS).logits)
+
+
+def test_the_loader_leaves_a_depth_the_model_lacks_to_truncate_layers(tmp_path: Path) -> None:
+    from lmtune.training.models import load_classifier
+
+    tiny_bert().save_pretrained(tmp_path)
+    net = load_classifier(str(tmp_path), num_labels=2, dropout=None, attention_dropout=None, num_layers=7)
+    assert len(find_blocks(net)[2]) == 3  # untouched: truncate_layers then refuses 7 with the valid range
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        truncate_layers(net, 7)

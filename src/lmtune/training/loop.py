@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -67,7 +68,9 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         # the restored optimizer holds the saving run's settings; this trial's are in force from here (a
         # member resumed after an exploit trains the explored ones; an own pause changes nothing)
         retune(s.optimizer, s.scheduler, s.hp)
-    emit({"event": "start", "precision": s.precision, "device": str(s.device), "total_steps": s.total_steps,
+    print(f"precision: {s.precision} ({s.precision_reason})", file=sys.stderr, flush=True)
+    emit({"event": "start", "precision": s.precision, "precision_reason": s.precision_reason,
+          "device": str(s.device), "total_steps": s.total_steps,
           "load_time_s": time.perf_counter() - t0, "resumed_at_units": prog.units})
     lengths = s.train_split.lengths()
     loss_sum, loss_n = torch.zeros((), device=s.device), 0
@@ -247,7 +250,8 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "event": "end", "metrics": (prog.best if early else prog.last) or {}, "last_metrics": prog.last or {},
         "step": prog.step, "units": prog.units, "examples": prog.examples, "train_tokens": prog.tokens,
         "train_time_s": times["train"], "eval_time_s": times["eval"], "precision": s.precision,
-        "stopped_by": stopped_by, "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
+        "precision_reason": s.precision_reason, "stopped_by": stopped_by, "total_steps": s.total_steps,
+        "micro_batch_size": s.micro_batch_size,
     }
     done = stopped_by not in ("pruned", "paused")
     if not distributed.group().main:

@@ -158,10 +158,24 @@ def quantization_kwargs(quantization: str, device: str | None) -> dict[str, Any]
     return {"quantization_config": config, "device_map": {"": device}}
 
 
+def _keep_blocks(config: Any, num_layers: int | None) -> int | None:
+    """A proxy's depth (``num_layers`` blocks of the checkpoint's) set on the config before the weights load,
+    so only the kept blocks are read and built; a depth the model does not have is left to
+    `lmtune.training.truncate.truncate_layers`, which names the valid range. Returns the checkpoint's
+    block count when it cut the config, else None."""
+    from lmtune.training.truncate import shrink_config
+
+    total = getattr(config, "num_hidden_layers", None)
+    if num_layers and isinstance(total, int) and 1 <= num_layers < total:
+        shrink_config(config, num_layers)
+        return total
+    return None
+
+
 def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                     attention_dropout: float | None, trust_remote_code: bool = False,
                     label_names: Sequence[str] | None = None, quantization: str = "none",
-                    device: str | None = None) -> Any:
+                    device: str | None = None, num_layers: int | None = None) -> Any:
     """A sequence-classification model in float32 with the requested dropout and a fresh head of num_labels;
     ``label_names`` (the data's classes, in label-id order) become ``id2label``/``label2id``, so a saved
     model's ``pipeline()`` answers ``pos`` rather than ``LABEL_1``."""
@@ -176,6 +190,7 @@ def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                                             **labels)
         for key, value in dropout_overrides(config, dropout, attention_dropout).items():
             setattr(config, key, value)
+        checkpoint_blocks = _keep_blocks(config, num_layers)
         # fp32 master weights whatever the checkpoint stores (transformers 5 defaults to dtype="auto",
         # which would train a bf16 checkpoint in bf16 under `precision: fp32`); autocast does the rest.
         net = AutoModelForSequenceClassification.from_pretrained(
@@ -186,11 +201,14 @@ def load_classifier(model: str, *, num_labels: int, dropout: float | None,
                              f"{type(exc).__name__}: {str(exc)[:300]}") from None
     if getattr(net.config, "pad_token_id", None) is None:
         net.config.pad_token_id = getattr(net.config, "eos_token_id", 0) or 0
+    if checkpoint_blocks:  # the proxy's log line says how many blocks it kept of how many
+        setattr(net, "lmtune_checkpoint_blocks", checkpoint_blocks)  # noqa: B010 (a plain attribute, not a submodule)
     return net
 
 
 def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: float | None,
-                   trust_remote_code: bool = False, quantization: str = "none", device: str | None = None) -> Any:
+                   trust_remote_code: bool = False, quantization: str = "none", device: str | None = None,
+                   num_layers: int | None = None) -> Any:
     """A causal LM in float32 (the optimizer's master weights; bf16/fp16 run as autocast), its linear
     layers in 4-bit on ``device`` with ``quantization="4bit"`` (`quantization_kwargs`)."""
     import torch
@@ -200,6 +218,7 @@ def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: floa
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
         for key, value in dropout_overrides(config, dropout, attention_dropout).items():
             setattr(config, key, value)
+        checkpoint_blocks = _keep_blocks(config, num_layers)
         net = AutoModelForCausalLM.from_pretrained(model, config=config, dtype=torch.float32,
                                                    trust_remote_code=trust_remote_code,
                                                    **quantization_kwargs(quantization, device))
@@ -209,4 +228,6 @@ def load_causal_lm(model: str, *, dropout: float | None, attention_dropout: floa
     if getattr(net.config, "pad_token_id", None) is None:
         eos = getattr(net.config, "eos_token_id", 0)
         net.config.pad_token_id = (eos[0] if isinstance(eos, list) else eos) or 0
+    if checkpoint_blocks:  # the proxy's log line says how many blocks it kept of how many
+        setattr(net, "lmtune_checkpoint_blocks", checkpoint_blocks)  # noqa: B010 (a plain attribute, not a submodule)
     return net

@@ -14,13 +14,14 @@ __all__ = ["apply_proxy"]
 
 
 def apply_proxy(model: torch.nn.Module, extra: Mapping[str, Any]) -> None:
-    """Truncate ``model`` in place when ``extra["truncate_layers"]`` is set, and say so in the trial log
+    """Truncate ``model`` in place when ``extra["truncate_layers"]`` is set (the loader usually built only the
+    kept blocks already: `lmtune.training.models.load_classifier`'s ``num_layers``), and say so in the trial log
     (the log line is the trainer's own record that the proxy really ran with k blocks)."""
     k = extra.get("truncate_layers")
     if not k:
         return
-    before = len(find_blocks(model)[2])
-    truncate_layers(model, int(k))
+    before = getattr(model, "lmtune_checkpoint_blocks", None) or len(find_blocks(model)[2])
+    truncate_layers(model, int(k))  # nothing to cut when the loader built only the kept blocks
     kept = len(find_blocks(model)[2])
     params = sum(p.numel() for p in model.parameters())
     print(f"proxy: kept {kept} of {before} transformer blocks ({params:,} parameters)", file=sys.stderr, flush=True)

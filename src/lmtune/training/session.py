@@ -34,15 +34,36 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def pick_precision(requested: str, device: torch.device) -> str:
-    """The precision that will actually run: fp16 needs CUDA; 'auto' means bf16 where supported."""
+# On an H200, bf16/fp16 autocast trained MiniLM-L6 (22M parameters) 5x and LoRA on SmolLM2-135M 1.6x slower
+# than fp32 (launch-bound: thousands of cast kernels per step; docs/benchmarks/gpu-check-h200.md). `auto`
+# keeps fp32 on a GPU up to this size, the largest measured; larger models get autocast (not measured here).
+AUTOCAST_SLOWER_UP_TO = 150_000_000
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Sapphire Rapids and later), where bf16 matmuls run natively."""
+    probe = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def pick_precision(requested: str, device: torch.device, *, parameters: int | None = None) -> tuple[str, str]:
+    """The precision that will actually run, and why (the trial records both). fp16 needs CUDA; ``auto``
+    takes the faster option where lmtune measured one that keeps quality, else fp32."""
     if requested == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
+            if parameters is not None and parameters <= AUTOCAST_SLOWER_UP_TO:
+                return "fp32", (f"auto: fp32 on the GPU for a model of {parameters / 1e6:.0f}M parameters: autocast "
+                                "was measured slower than fp32 for models up to 135M (launch-bound on an H200)")
+            if torch.cuda.is_bf16_supported():
+                return "bf16", "auto: bf16 autocast on a GPU that supports bf16, for a model above 150M parameters"
+            return "fp16", "auto: fp16 autocast with loss scaling (this GPU has no bf16)"
+        if cpu_has_amx():
+            return "fp32", ("auto: fp32 on a CPU with AMX: bf16 autocast is faster there, but lmtune has not measured "
+                            "its accuracy cost yet; set training.precision: bf16 to use it")
+        return "fp32", "auto: fp32 on a CPU without AMX (bf16 autocast is emulated there and slower than fp32)"
     if requested == "fp16" and device.type != "cuda":
-        return "bf16"  # fp16 autocast on CPU has no loss scaling and is slow; bf16 is the CPU half type
-    return requested
+        return "bf16", "fp16 asked on a CPU: bf16 runs instead (fp16 autocast on a CPU has no loss scaling and is slow)"
+    return requested, f"{requested}: as set in training.precision"
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -58,6 +79,7 @@ class Session:
     hp: dict[str, Any]
     device: torch.device
     precision: str
+    precision_reason: str
     meta: dict[str, Any]
     folder: Path
     train_split: TokenizedSplit
@@ -136,7 +158,10 @@ def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names
     if quantized:
         require_4bit(device)
     common: dict[str, Any] = {"dropout": hp.get("dropout"), "attention_dropout": hp.get("attention_dropout"),
-                              "trust_remote_code": spec.trust_remote_code}
+                              "trust_remote_code": spec.trust_remote_code,
+                              # a proxy trial reads only the blocks it keeps from the checkpoint
+                              "num_layers": int(spec.extra["truncate_layers"]) if spec.extra.get("truncate_layers")
+                              else None}
     if quantized:
         common.update(quantization="4bit", device=str(device))
     if spec.task_type == "causal_lm":
@@ -196,13 +221,14 @@ def setup(spec: TrialSpec) -> Session:
     hp = dict(spec.hparams)
     torch.manual_seed(int(hp.get("seed", 0)))
     device = pick_device(distributed.group().device(spec.device))
-    precision = pick_precision(hp.get("precision", "fp32"), device)
     folder = Path(spec.data_cache)
     meta = load_meta(folder)
     if hp.get("packing") and spec.task_type != "causal_lm":
         raise ConfigError(f"training.packing: packs causal-LM examples; task.type {spec.task_type} has none to "
                           "pack; set training.packing: false")
     model = load_model(spec, hp, meta["num_labels"], meta.get("label_names"), device=device)
+    precision, precision_reason = pick_precision(hp.get("precision", "fp32"), device,
+                                                 parameters=sum(p.numel() for p in model.parameters()))
     if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base was placed on the device as it loaded
         model = model.to(device)
     model.train()
@@ -213,7 +239,8 @@ def setup(spec: TrialSpec) -> Session:
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
     mark_groups(optimizer, float(hp["learning_rate"]))
-    return Session(spec=spec, hp=hp, device=device, precision=precision, meta=meta, folder=folder,
+    return Session(spec=spec, hp=hp, device=device, precision=precision, precision_reason=precision_reason,
+                   meta=meta, folder=folder,
                    train_split=train_split, eval_split=load_split(folder, "validation"),
                    model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, hp, total_steps),
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,

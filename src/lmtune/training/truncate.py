@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["find_blocks", "truncate_layers"]
+__all__ = ["find_blocks", "shrink_config", "truncate_layers"]
 
 M = TypeVar("M", bound=torch.nn.Module)
 
@@ -49,8 +49,10 @@ def find_blocks(model: torch.nn.Module) -> tuple[torch.nn.Module, str, torch.nn.
     return parent, attribute, blocks
 
 
-def _update_config(config: object, k: int) -> None:
+def shrink_config(config: object, k: int) -> None:
     """Shrink the layer count (``num_hidden_layers``; GPT-2 maps it to ``n_layer``) and ``layer_types``.
+    Given to ``from_pretrained`` before loading, it builds a ``k``-block model that reads only the kept
+    blocks' weights from the checkpoint (the blocks are numbered from 0, so blocks ``0..k-1`` match).
 
     transformers 5 configs are strict dataclasses: saving and reloading a config whose ``layer_types``
     length differs from ``num_hidden_layers`` fails validation, so both must change together.
@@ -78,5 +80,5 @@ def truncate_layers(model: M, k: int) -> M:
     setattr(parent, attribute, torch.nn.ModuleList(list(blocks)[:k]))
     config = getattr(model, "config", None)
     if config is not None:
-        _update_config(config, k)
+        shrink_config(config, k)
     return model

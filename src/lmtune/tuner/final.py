@@ -346,7 +346,8 @@ def _record(job: FinalJob, end: dict[str, Any], wall: float, run_dir: Path) -> d
         "metrics": dict(end["test_metrics"]), "validation_metrics": dict(end.get("metrics") or {}),
         "train_tokens": int(end.get("train_tokens") or 0), "wall_time_s": wall,
         "train_time_s": end.get("train_time_s"), "eval_time_s": end.get("eval_time_s"),
-        "precision": end.get("precision"), "stopped_by": end.get("stopped_by"), "run_dir": str(run_dir),
+        "precision": end.get("precision"),
+        "precision_reason": end.get("precision_reason"), "stopped_by": end.get("stopped_by"), "run_dir": str(run_dir),
     }
     if job.schedule is not None:
         record["schedule"] = job.schedule

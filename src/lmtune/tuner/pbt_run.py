@@ -293,7 +293,8 @@ class PBTRunner:
                     self._save_state()
                 value = end["metrics"].get(self.metric)
                 if value is not None and math.isfinite(value):
-                    for key in ("adapter_dir", "precision", "micro_batch_size"):  # as the tuner loop records
+                    # as the tuner loop records
+                    for key in ("adapter_dir", "precision", "precision_reason", "micro_batch_size"):
                         if end.get(key) is not None:
                             record.write(trial, **{key: end[key]})
                     self.study.tell(trial, float(value))

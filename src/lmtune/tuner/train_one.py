@@ -92,7 +92,9 @@ def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Execu
         "config": plan.defaults, "validation_metrics": result.validation_metrics,
         "test_metrics": result.test_metrics, "train_tokens": result.train_tokens,
         "wall_time_s": result.wall_time_s, "model_dir": str(model_dir) if model_dir else None,
-        "precision": end.get("precision"), "stopped_by": end.get("stopped_by")}, indent=1, sort_keys=True))
+        "precision": end.get("precision"),
+        "precision_reason": end.get("precision_reason"), "stopped_by": end.get("stopped_by")},
+        indent=1, sort_keys=True))
     return result
 
 
