@@ -1,53 +1,115 @@
-"""Trainer speed: lmtune's trainer vs HF `Trainer` on the same model, data and batch size.
+"""Trainer speed: lmtune's trainer vs HF `Trainer` on the same model, data, batch and seeds.
 
-Both train MiniLM-L6 (builtin) for sequence classification on the same Rotten Tomatoes rows, same
-max_length, batch size, optimizer (AdamW, lr 5e-5), fp32 on CPU, one process, the same thread count;
-neither evaluates during the timed part. Reported: real (non-padding) train tokens per second of the
-training loop alone (model load and tokenization excluded for both), median of ``--repeats`` runs.
+Two tasks, each trained for one pass over the same tokenized rows (lmtune's cache, so both see the same
+token ids), fp32 master weights, AdamW at the same rate, the same thread count, one process:
 
-    .venv/bin/python benchmarks/trainer_throughput.py --rows 1024 --repeats 3
+* ``classification``: MiniLM-L6 (builtin) full fine-tune on Rotten Tomatoes sentences, batch 32,
+  ``max_length`` 64;
+* ``causal_lm``: LoRA (r 8, alpha 16, dropout 0.05, q/k/v/o) on SmolLM2-135M-Instruct over chatterbot
+  dialogs, loss on the assistant tokens only, batch 8, ``max_length`` 96.
 
-HF side uses `DataCollatorWithPadding` (dynamic padding), the default random sampler (no length
-grouping) — the way `Trainer.hyperparameter_search` users run it — and `group_by_length=True` as a
-second, stronger baseline.
+Arms (``--arms``): ``lmtune`` (its defaults: length-grouped batches, fused AdamW, fp32) and HF
+`Trainer` as its users run it: ``hf_trainer`` (random sampler, dynamic padding), ``hf_trainer_group_by_length``
+and HF's fastest documented options on top of it: ``hf_trainer_group_by_length_compile``
+(``torch_compile=True``; its compile time is inside the timed training, as it is inside a trial) and
+``hf_trainer_group_by_length_bf16`` (bf16 autocast; on a CPU without AMX it is emulated, ~10x slower
+than fp32, and runs in the first repeat only). HF's attention
+is SDPA already (transformers 5's default for both models), and its default optimizer is the fused AdamW.
+
+Repeat ``r`` uses seed ``r`` for every arm and runs the arms in an order rotated by ``r`` (paired, so drift
+on the machine hits every arm alike). Reported per arm: real (non-padding) train tokens per second of the
+training loop alone (model load and tokenization excluded), median over repeats; and the quality after the
+same training, scored by the same function for every arm (lmtune's `evaluate` on the validation rows:
+accuracy, or the assistant-token loss), mean ± sd over the seeds.
+
+    .venv/bin/python benchmarks/trainer_throughput.py --repeats 3
+
+Writes ``docs/benchmarks/trainer_throughput.json`` (``median`` = the classification medians, which
+``../shared/checks/speed`` reads; ``tasks`` = everything).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import tempfile
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lmtune.data.sources import DataSpec
-from lmtune.data.tokenized import build_cache, load_split
+from lmtune.data.tokenized import build_cache, load_meta, load_split
 from lmtune.protocol import TrialSpec
+from lmtune.training.evaluate import evaluate
 from lmtune.training.models import load_tokenizer, resolve_model
+from lmtune.training.session import cpu_has_amx
+
+HF_ARMS = ("hf_trainer", "hf_trainer_group_by_length", "hf_trainer_group_by_length_compile",
+           "hf_trainer_group_by_length_bf16")
+ARMS = ("lmtune", *HF_ARMS)
 
 
-def lmtune_run(model: str, cache: Path, rows: int, bs: int, out: Path) -> float:
+@dataclass(frozen=True)
+class Task:
+    name: str
+    model: str
+    data: DataSpec
+    rows: int
+    batch_size: int
+    max_length: int
+    learning_rate: float
+    lora: bool
+
+    @property
+    def metric(self) -> str:
+        return "eval_accuracy" if self.name == "classification" else "eval_loss"
+
+
+def make_tasks(args: argparse.Namespace) -> dict[str, Task]:
+    return {
+        "classification": Task(
+            "classification", "builtin:minilm-l6",
+            DataSpec(dataset="builtin:rotten_tomatoes", dataset_config=None, text_column="text",
+                     text_pair_column=None, label_column="label",
+                     sizes={"train": args.rows, "validation": args.validation_rows, "test": 64}, seed=0),
+            args.rows, 32, 64, 5e-5, lora=False),
+        "causal_lm": Task(
+            "causal_lm", "builtin:smollm2-135m",
+            DataSpec(dataset="builtin:chatterbot", dataset_config=None, text_column="text", text_pair_column=None,
+                     label_column=None, sizes={"train": args.lm_rows, "validation": 32, "test": 8}, seed=0,
+                     task="causal_lm", messages_column="messages", assistant_only=True),
+            args.lm_rows, 8, 96, 1e-3, lora=True),
+    }
+
+
+def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path) -> tuple[float, float]:
     from lmtune.config import TrainingSection
     from lmtune.training.loop import train
 
-    hp = {**TrainingSection().model_dump(), "batch_size": bs, "dropout": 0.1}
-    spec = TrialSpec(trial=0, model=model, task_type="classification", data_cache=str(cache), hparams=hp,
-                     examples_per_unit=rows, total_examples=rows, output_dir=str(out), interactive=False)
-    events: list[dict[str, Any]] = []
-    result = train(spec, events.append, lambda: "continue")
-    return float(result["train_tokens"] / result["train_time_s"])
+    hp = {**TrainingSection().model_dump(), "batch_size": task.batch_size, "learning_rate": task.learning_rate,
+          "dropout": None,  # the model's own, as HF keeps it
+          "seed": seed, "lora_enabled": task.lora, "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]
+          if task.lora else None}
+    spec = TrialSpec(trial=0, model=model, task_type=task.name, data_cache=str(cache), hparams=hp,
+                     examples_per_unit=task.rows, total_examples=task.rows, output_dir=str(out), interactive=False)
+    result = train(spec, lambda e: None, lambda: "continue")
+    return float(result["train_tokens"] / result["train_time_s"]), float(result["metrics"][task.metric])
 
 
-def hf_run(model: str, cache: Path, rows: int, bs: int, out: Path, group_by_length: bool) -> float:
+def hf_run(task: Task, model: str, cache: Path, seed: int, out: Path, arm: str) -> tuple[float, float]:
     from datasets import Dataset
     from transformers import (
+        AutoModelForCausalLM,
         AutoModelForSequenceClassification,
+        DataCollatorForSeq2Seq,
         DataCollatorWithPadding,
         Trainer,
         TrainerCallback,
@@ -55,15 +117,31 @@ def hf_run(model: str, cache: Path, rows: int, bs: int, out: Path, group_by_leng
     )
 
     split = load_split(cache, "train")
-    data = Dataset.from_dict({"input_ids": [split.row(i).tolist() for i in range(rows)],
-                              "labels": split.labels[:rows].tolist() if split.labels is not None else []})
-    real_tokens = int(split.lengths()[:rows].sum())
+    rows = range(task.rows)
     tok = load_tokenizer(model)
-    net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=bs, num_train_epochs=1,
-                             learning_rate=5e-5, save_strategy="no", eval_strategy="no", report_to=[],
-                             logging_strategy="no", use_cpu=True,
-                             train_sampling_strategy="group_by_length" if group_by_length else "random",
+    torch.manual_seed(seed)
+    if task.name == "classification":
+        data = Dataset.from_dict({"input_ids": [split.row(i).tolist() for i in rows],
+                                  "labels": split.labels[:task.rows].tolist() if split.labels is not None else []})
+        net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2, dtype=torch.float32)
+        collator: Any = DataCollatorWithPadding(tok)
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        data = Dataset.from_dict({"input_ids": [split.row(i).tolist() for i in rows],
+                                  "labels": [split.row_labels(i).tolist() for i in rows]})
+        net = get_peft_model(AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32),
+                             LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
+                                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        collator = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100)
+    real_tokens = int(split.lengths()[:task.rows].sum())
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=task.batch_size, num_train_epochs=1,
+                             learning_rate=task.learning_rate, save_strategy="no", eval_strategy="no", report_to=[],
+                             logging_strategy="no", use_cpu=True, seed=seed, data_seed=seed,
+                             train_sampling_strategy="random" if arm == "hf_trainer" else "group_by_length",
+                             torch_compile=arm.endswith("_compile"), bf16=arm.endswith("_bf16"),
                              dataloader_num_workers=0, disable_tqdm=True)
 
     class Clock(TrainerCallback):
@@ -76,43 +154,95 @@ def hf_run(model: str, cache: Path, rows: int, bs: int, out: Path, group_by_leng
         def on_train_end(self, *a: Any, **k: Any) -> None:
             Clock.t1 = time.perf_counter()
 
-    Trainer(model=net, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok),
-            callbacks=[Clock()]).train()
-    return real_tokens / (Clock.t1 - Clock.t0)
+    trainer = Trainer(model=net, args=args, train_dataset=data, data_collator=collator, callbacks=[Clock()])
+    trainer.train()
+    trained = trainer.model
+    trained.eval()
+    meta = load_meta(cache)
+    score = evaluate(trained, load_split(cache, "validation"), task_type=task.name,
+                     num_labels=int(meta["num_labels"]), batch_size=64, pad_id=int(tok.pad_token_id or 0),
+                     device=torch.device("cpu"), autocast=contextlib.nullcontext(), prefix="eval")
+    return real_tokens / (Clock.t1 - Clock.t0), float(score[task.metric])
+
+
+def run_task(task: Task, arms: list[str], repeats: int, work: Path, first_seed: int = 0) -> dict[str, Any]:
+    model = resolve_model(task.model)
+    cache = build_cache(task.data, load_tokenizer(model), model, task.max_length, work / f"cache-{task.name}")
+    speed: dict[str, list[float]] = {a: [] for a in arms}
+    quality: dict[str, list[float]] = {a: [] for a in arms}
+    failed: dict[str, str] = {}
+    for r in range(repeats):
+        order = arms[r % len(arms):] + arms[:r % len(arms)]
+        for arm in order:
+            if arm in failed:
+                continue
+            if arm.endswith("_bf16") and r > 0 and not cpu_has_amx():  # emulated: ~10x slower, once shows it
+                continue
+            out = work / f"{task.name}-{arm}-{r}"
+            try:
+                seed = first_seed + r
+                tps, score = (lmtune_run(task, model, cache, seed, out) if arm == "lmtune"
+                              else hf_run(task, model, cache, seed, out, arm))
+            except Exception as exc:  # an HF option that does not run here is reported, not fatal
+                failed[arm] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                traceback.print_exc()
+                continue
+            speed[arm].append(tps)
+            quality[arm].append(score)
+            print(json.dumps({"task": task.name, "repeat": r, "seed": first_seed + r, "arm": arm,
+                              "tokens_per_s": round(tps),
+                              task.metric: round(score, 4)}), flush=True)
+    kept = [a for a in arms if speed[a]]
+    return {"metric": task.metric, "rows": task.rows, "batch_size": task.batch_size, "max_length": task.max_length,
+            "tokens_per_s": {a: speed[a] for a in kept}, "quality": {a: quality[a] for a in kept},
+            "median": {a: statistics.median(speed[a]) for a in kept}, "failed": failed}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["classification", "causal_lm"])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--lm-arms", nargs="+", default=[a for a in ARMS if not a.endswith("_bf16")], choices=list(ARMS),
+                    help="arms of the causal-LM task (bf16 left out by default: hours on a CPU without AMX)")
     ap.add_argument("--rows", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--validation-rows", type=int, default=500)
+    ap.add_argument("--lm-rows", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="repeat r trains with seed first_seed + r")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/trainer_throughput.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = resolve_model("builtin:minilm-l6")
     work = Path(tempfile.mkdtemp(prefix="lmtune-bench-"))
-    spec = DataSpec(dataset="builtin:rotten_tomatoes", dataset_config=None, text_column="text",
-                    text_pair_column=None, label_column="label",
-                    sizes={"train": args.rows, "validation": 64, "test": 64}, seed=0)
-    cache = build_cache(spec, load_tokenizer(model), model, args.max_length, work / "cache")
-    results: dict[str, list[float]] = {"lmtune": [], "hf_trainer": [], "hf_trainer_group_by_length": []}
-    for r in range(args.repeats):  # interleaved, so machine load hits all alike
-        results["lmtune"].append(lmtune_run(model, cache, args.rows, args.batch_size, work / f"l{r}"))
-        results["hf_trainer"].append(hf_run(model, cache, args.rows, args.batch_size, work / f"h{r}", False))
-        results["hf_trainer_group_by_length"].append(
-            hf_run(model, cache, args.rows, args.batch_size, work / f"g{r}", True))
-        print(json.dumps({k: round(v[-1]) for k, v in results.items()}), flush=True)
-    summary = {k: statistics.median(v) for k, v in results.items()}
+    tasks = make_tasks(args)
+    load = os.getloadavg()[0]
+    results = {name: run_task(tasks[name], list(args.arms if name == "classification" else args.lm_arms),
+                              args.repeats, work, args.first_seed) for name in args.tasks}
     machine = f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, {args.threads} threads"
+    report = {"machine": machine, "torch": torch.__version__, "load_average_before": load,
+              "date": time.strftime("%Y-%m-%d"), "args": {k: str(v) for k, v in vars(args).items()},
+              "median": results.get("classification", {}).get("median", {}), "tasks": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
-                                    "tokens_per_s": results, "median": summary}, indent=1))
-    print("| trainer | real train tokens/s (median) |\n|---|---|")
-    for k, v in summary.items():
-        print(f"| {k} | {v:,.0f} |")
-    print(f"machine: {machine}")
+    args.out.write_text(json.dumps(report, indent=1))
+    print(table(results))
+    print(f"machine: {machine}; load average before: {load:.2f}")
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    for name, res in results.items():
+        med = res["median"]
+        best_hf = max((a for a in med if a.startswith("hf")), key=med.get, default=None)
+        lines += [f"\n{name} ({res['metric']} on validation, mean ± sd over seeds)",
+                  "| trainer | real train tokens/s (median) | × fastest HF | quality |", "|---|---|---|---|"]
+        for arm, tps in med.items():
+            q = res["quality"][arm]
+            sd = statistics.stdev(q) if len(q) > 1 else 0.0
+            ratio = f"{tps / med[best_hf]:.2f}" if best_hf else "–"
+            lines.append(f"| {arm} | {tps:,.0f} | {ratio} | {statistics.mean(q):.4f} ± {sd:.4f} |")
+        for arm, why in res["failed"].items():
+            lines.append(f"| {arm} | did not run: {why} | | |")
+    return "\n".join(lines)
 
 
 def _cpu_name() -> str:
