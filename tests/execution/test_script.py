@@ -397,3 +397,33 @@ def test_a_token_budget_stops_a_script_study_at_the_tokens_it_reports(tmp_path: 
     failed = lmtune.tune(raw, overrides={"search.max_failures": 1}, n_trials=1, progress=False)
     assert "budget.max_train_tokens, so every report counts the train tokens: pass tokens=n" in (
         failed.trials[0].fail_reason or "")
+
+
+def test_free_port_in_the_command_is_a_free_port_per_launch() -> None:
+    from lmtune.execution.script import with_free_port
+
+    cmd = ["torchrun", "--master-port", "{free_port}", "--rdzv-endpoint", "127.0.0.1:{free_port}", "train.py"]
+    first, second = with_free_port(cmd), with_free_port(cmd)
+    port = first[2]
+    assert port.isdigit() and first[4] == f"127.0.0.1:{port}"  # one port wherever it appears
+    assert second[2].isdigit() and "{free_port}" not in " ".join(first + second)
+    assert with_free_port(["python", "train.py"]) == ["python", "train.py"]
+
+
+def test_a_script_trial_is_started_with_the_free_port_filled_in(tmp_path: Path) -> None:
+    raw = _study(tmp_path, strategy="random", space={})
+    (tmp_path / "train.py").write_text(textwrap.dedent("""
+        import json, os, socket, sys
+        import lmtune
+
+        t = lmtune.trial()
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        with socket.socket() as s:  # the port is free: the rendezvous of a multi-process launch can bind it
+            s.bind(("127.0.0.1", port))
+        json.dump({"argv": sys.argv[1:]}, open(os.path.join(t.output_dir, "argv.json"), "w"))
+        t.report({"eval_loss": 1.0, "eval_accuracy": 0.5}, examples=t.total_examples)
+    """))
+    raw["task"]["command"] = ["python", "train.py", "--port", "{free_port}"]
+    result = lmtune.tune(raw, n_trials=1, progress=False)
+    argv = json.loads((result.study_dir / "trials" / "0000" / "argv.json").read_text())["argv"]
+    assert argv[0] == "--port" and argv[1].isdigit()

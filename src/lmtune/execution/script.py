@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,21 @@ def program(command: list[str]) -> list[str]:
     return [head, *rest]
 
 
+FREE_PORT = "{free_port}"
+
+
+def with_free_port(command: list[str]) -> list[str]:
+    """``{free_port}`` in ``task.command`` becomes a port free on this machine when the trial starts (the same
+    one wherever it appears in the command): ``[torchrun, --master-port, "{free_port}", train.py]`` lets
+    several workers launch multi-process trials at once without asking for the same rendezvous port."""
+    if not any(FREE_PORT in part for part in command):
+        return list(command)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    return [part.replace(FREE_PORT, port) for part in command]
+
+
 def _in_own_group() -> None:  # runs in the child between fork and exec
     os.setsid()  # the program and everything it starts (torchrun's ranks) are killed together
     die_with_parent()
@@ -78,7 +94,7 @@ class ScriptProcess:
         self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
         env = {**env, ENV_TRIAL: str(spec_path.resolve()), ENV_DRIVER: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         try:
-            self.proc = subprocess.Popen(program(spec.command), cwd=spec.workdir or None, env=env,
+            self.proc = subprocess.Popen(program(with_free_port(spec.command)), cwd=spec.workdir or None, env=env,
                                          stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                          preexec_fn=_in_own_group if sys.platform == "linux" else None)
         except OSError as exc:
