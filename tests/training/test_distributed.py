@@ -19,13 +19,14 @@ from lmtune.protocol import TrialSpec
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}  # dropout masks differ per slice; the rest must not
 
 
-def run_worker(spec: TrialSpec, folder: Path, decisions: list[str] = ()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+def run_worker(spec: TrialSpec, folder: Path, decisions: list[str] = (),  # type: ignore[assignment]
+               env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "trial.json"
     spec.write(path)
     out = subprocess.run([sys.executable, "-m", "lmtune.training.worker", str(path)], capture_output=True, text=True,
                          input="".join(d + "\n" for d in decisions), timeout=300,
-                         env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+                         env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", **(env or {})})
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert out.returncode == 0, out.stderr[-3000:]
     return events
@@ -82,3 +83,67 @@ def test_a_study_runs_its_trials_as_two_processes(tiny_model: Path, tiny_csv: Pa
     assert spec["world_size"] == 2
     bad = run_lmtune("tune", quickstart, *set_args([*over, "execution.gpus_per_trial=4"]))
     assert bad.returncode == 2 and "one process per GPU" in bad.stdout + bad.stderr
+
+
+# Imported by every Python process of the trial (PYTHONPATH); on rank 1 only, a forward pass over more than
+# OOM_ABOVE examples raises out of memory, as a rank with less free GPU memory would.
+INJECT_OOM = """
+import os
+if os.environ.get("LMTUNE_RANK") == "1" and os.environ.get("OOM_ABOVE"):
+    import torch
+    from lmtune.training import loop
+
+    limit, real = int(os.environ["OOM_ABOVE"]), loop.setup
+
+    def patched(spec):
+        s = real(spec)
+        forward = s.model.forward
+
+        def guarded(*args, **kwargs):
+            ids = kwargs.get("input_ids")
+            if s.model.training and ids is not None and ids.shape[0] > limit:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected on rank 1)")
+            return forward(*args, **kwargs)
+
+        s.model.forward = guarded
+        return s
+
+    loop.setup = patched
+"""
+
+
+def test_out_of_memory_on_one_rank_halves_the_micro_batch_on_every_rank(tiny_model: Path, cache: Path,  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(INJECT_OOM)
+    base = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "ref", **NO_DROPOUT), threads=2, world_size=2,
+                               interactive=False)
+    reference = run_worker(dataclasses.replace(base, hparams={**base.hparams, "micro_batch_size": 2}),
+                           tmp_path / "ref")
+    hit = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "oom")), tmp_path / "oom",
+                     env={"PYTHONPATH": str(inject), "OOM_ABOVE": "2"})
+    retries = [e for e in hit if e["event"] == "oom_retry"]
+    assert [e["micro_batch_size"] for e in retries] == [8, 4, 2] and {e["step"] for e in retries} == {0}
+    assert hit[-1]["event"] == "end" and hit[-1]["micro_batch_size"] == 2  # rank 0 followed rank 1 down
+    for (_, eval_a, train_a), (_, eval_b, train_b) in zip(losses(reference), losses(hit), strict=True):
+        assert eval_b == pytest.approx(eval_a, abs=1e-5) and train_b == pytest.approx(train_a, abs=1e-5)
+
+
+def test_out_of_memory_at_one_example_fails_every_rank_with_the_reason(tiny_model: Path, cache: Path,  # noqa: F811
+                                                                       tmp_path: Path) -> None:
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(INJECT_OOM)
+    spec = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "t", **NO_DROPOUT), threads=2, world_size=2,
+                               interactive=False)
+    path = tmp_path / "t" / "trial.json"
+    path.parent.mkdir(parents=True)
+    spec.write(path)
+    out = subprocess.run([sys.executable, "-m", "lmtune.training.worker", str(path)], capture_output=True, text=True,
+                         timeout=300, env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
+                                           "PYTHONPATH": str(inject), "OOM_ABOVE": "0"})
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert out.returncode == 1  # no hang: rank 0 learns of rank 1's failure through the same all-reduce
+    assert events[-1]["event"] == "error" and "even one example per step does not fit" in events[-1]["reason"]
+    assert [e["micro_batch_size"] for e in events if e["event"] == "oom_retry"] == [8, 4, 2, 1]

@@ -11,8 +11,9 @@ the gradients are summed across ranks, so an update is the gradient of the batch
 batch is the trial's ``batch_size`` whatever the number of processes, and without dropout the run
 equals the one-process run (tested with gloo, 2 processes). Decisions and evaluation metrics are
 broadcast from rank 0, so every rank takes the same branch (stop, pause, exploit, early stopping).
-Not here: FSDP (a model too large for one device), out-of-memory retries across ranks (an OOM on any
-rank fails the trial with its reason).
+An out-of-memory error on any rank halves the micro-batch on every rank and redoes the step (the ranks
+agree through one small all-reduce per step; at micro-batch 1 every rank fails the trial with the
+reason). Not here: FSDP (a model too large for one device).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Group:
 
     rank: int = 0
     world: int = 1
+    backend: str = "gloo"
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -58,6 +60,16 @@ class Group:
         box = [obj]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
+
+    def worst(self, status: int) -> int:
+        """The largest ``status`` any rank holds (one small all-reduce): how a step's out-of-memory on one
+        rank becomes every rank's retry (1) or every rank's failure (2)."""
+        if self.world == 1:
+            return status
+        where = torch.device(f"cuda:{self.rank}") if self.backend == "nccl" else torch.device("cpu")
+        flag = torch.tensor([status], dtype=torch.int64, device=where)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
 
     def sum_gradients(self, params: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
         """Sum every trainable parameter's gradient, and the batch loss, over the ranks (one all-reduce of
@@ -117,6 +129,7 @@ def start(spec_path: str | Path, world: int, device: str, *, rank: int = 0, port
                 preexec_fn=die_with_parent if sys.platform == "linux" else None))
     assert port is not None
     backend = "nccl" if device.startswith("cuda") else "gloo"
+    g.backend = backend
     if backend == "nccl":
         torch.cuda.set_device(g.rank)
     torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,

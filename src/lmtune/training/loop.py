@@ -137,21 +137,33 @@ def _scheduled(spec: TrialSpec, units: int) -> dict[str, Any]:
 
 def _step(s: Session, index: np.ndarray, emit: Emit) -> torch.Tensor:
     """One optimizer step on the batch ``index``, accumulated over micro-batches. Out of memory halves
-    the micro-batch and redoes the step from clean gradients (same data, same update), down to 1."""
+    the micro-batch and redoes the step from clean gradients (same data, same update), down to 1. In a
+    data-parallel trial the ranks agree first (`distributed.Group.worst`): an out-of-memory error on any
+    rank makes every rank halve and redo the step, or, at micro-batch 1, every rank fail."""
     g = distributed.group()
     while True:
+        status, loss = 0, None
         try:
             loss = _accumulate(s, index)
-            break
         except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_oom(exc) or s.micro_batch_size <= 1 or g.world > 1:  # ranks cannot retry alone
+            if not is_oom(exc):
                 raise
+            status = 1 if s.micro_batch_size > 1 else 2
+            if g.world == 1 and status == 2:
+                raise
+        status = g.worst(status)
+        if status == 0 and loss is not None:
+            break
+        if status == 2:
+            raise torch.OutOfMemoryError(f"out of memory at micro-batch {s.micro_batch_size} on a rank of this "
+                                         f"{g.world}-process trial; even one example per step does not fit")
         # outside the except block, so the failed step's tensors (held by the traceback) are freed
         s.optimizer.zero_grad(set_to_none=True)
         if s.device.type == "cuda":
             torch.cuda.empty_cache()
         s.micro_batch_size = max(1, s.micro_batch_size // 2)
         emit({"event": "oom_retry", "micro_batch_size": s.micro_batch_size, "step": s.scheduler.last_epoch})
+    assert loss is not None
     loss = g.sum_gradients([p for p in s.model.parameters() if p.requires_grad], loss)
     if s.scaler is not None:
         s.scaler.unscale_(s.optimizer)
