@@ -37,9 +37,12 @@ def free_port() -> int:
 
 
 def fetch(url: str, deadline: float) -> bytes:
+    """GET ``url``, retrying until ``deadline`` while the server starts. Each attempt waits up to 60 s for its
+    answer: wsgiref answers one request at a time, so a short timeout on a loaded machine (the full suite
+    beside other work) abandoned slow answers and queued a new request behind each one."""
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=60) as resp:
                 return bytes(resp.read())
         except OSError:
             if time.monotonic() > deadline:
@@ -54,7 +57,7 @@ def test_dashboard_serves_the_study_on_localhost(tmp_path: Path) -> None:
     try:
         page = fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 240)  # redirects to /dashboard
         assert b"<html" in page.lower()
-        studies = json.loads(fetch(f"http://127.0.0.1:{port}/api/studies", time.monotonic() + 60))
+        studies = json.loads(fetch(f"http://127.0.0.1:{port}/api/studies", time.monotonic() + 240))
         assert [s["study_name"] for s in studies["study_summaries"]] == ["dash-demo"]
     finally:
         proc.send_signal(signal.SIGINT)
