@@ -112,13 +112,19 @@ if os.environ.get("LMTUNE_RANK") == "1" and os.environ.get("OOM_ABOVE"):
 """
 
 
+def two_ranks_with_oom(tiny_model: Path, data: Path, tmp_path: Path, name: str) -> tuple[TrialSpec, Path]:
+    """A 2-rank trial spec, and the folder whose sitecustomize injects out-of-memory errors on rank 1."""
+    inject = tmp_path / "inject"
+    inject.mkdir(exist_ok=True)
+    (inject / "sitecustomize.py").write_text(INJECT_OOM)
+    spec = dataclasses.replace(make_spec(tiny_model, data, tmp_path / name, **NO_DROPOUT), threads=2, world_size=2,
+                               interactive=False)
+    return spec, inject
+
+
 def test_out_of_memory_on_one_rank_halves_the_micro_batch_on_every_rank(tiny_model: Path, cache: Path,  # noqa: F811
                                                                          tmp_path: Path) -> None:
-    inject = tmp_path / "inject"
-    inject.mkdir()
-    (inject / "sitecustomize.py").write_text(INJECT_OOM)
-    base = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "ref", **NO_DROPOUT), threads=2, world_size=2,
-                               interactive=False)
+    base, inject = two_ranks_with_oom(tiny_model, cache, tmp_path, "ref")
     reference = run_worker(dataclasses.replace(base, hparams={**base.hparams, "micro_batch_size": 2}),
                            tmp_path / "ref")
     hit = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "oom")), tmp_path / "oom",
@@ -132,11 +138,7 @@ def test_out_of_memory_on_one_rank_halves_the_micro_batch_on_every_rank(tiny_mod
 
 def test_out_of_memory_at_one_example_fails_every_rank_with_the_reason(tiny_model: Path, cache: Path,  # noqa: F811
                                                                        tmp_path: Path) -> None:
-    inject = tmp_path / "inject"
-    inject.mkdir()
-    (inject / "sitecustomize.py").write_text(INJECT_OOM)
-    spec = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "t", **NO_DROPOUT), threads=2, world_size=2,
-                               interactive=False)
+    spec, inject = two_ranks_with_oom(tiny_model, cache, tmp_path, "t")
     path = tmp_path / "t" / "trial.json"
     path.parent.mkdir(parents=True)
     spec.write(path)
