@@ -50,10 +50,17 @@ def fetch(url: str, deadline: float) -> bytes:
             time.sleep(0.5)
 
 
+def _sigint_ignored() -> None:
+    """The hardest start for Ctrl-C: SIGINT inherited *ignored*, as a command started in the background by
+    a non-interactive shell gets it (``make test &``); Python then raises no KeyboardInterrupt of its own,
+    so the dashboard must take the signal itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_dashboard_serves_the_study_on_localhost(tmp_path: Path) -> None:
     d, port = make_study(tmp_path / "run"), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lmtune", "dashboard", str(d), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_ignored)
     try:
         page = fetch(f"http://127.0.0.1:{port}/", time.monotonic() + 240)  # redirects to /dashboard
         assert b"<html" in page.lower()

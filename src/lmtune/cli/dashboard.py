@@ -6,6 +6,7 @@ It binds to 127.0.0.1 by default: optuna-dashboard has no authentication.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,9 @@ def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:
 
     The app is optuna-dashboard's own (``optuna_dashboard.wsgi``) on wsgiref, as its ``run_server`` does,
     but served from a thread: wsgiref swallows a KeyboardInterrupt that lands while it answers a request
-    (the dashboard polls every few seconds), so under ``run_server`` Ctrl-C often did nothing. Here the
-    main thread only waits, takes the interrupt, and shuts the server down after the current request.
+    (the dashboard polls every few seconds), so under ``run_server`` Ctrl-C often did nothing. Here SIGINT
+    and SIGTERM only set an event the main thread waits on; it then shuts the server down after the current
+    request (at most 10 s) and returns.
     """
     try:
         import optuna_dashboard
@@ -51,14 +53,24 @@ def serve(study_dir: Path, *, host: str, port: int, say: Say) -> None:
     except OSError as exc:
         raise LmtuneError(f"cannot serve on {host}:{port}: {exc}; pick another --port") from None
     say(f"optuna-dashboard for {study_dir} at http://{host}:{port}/ (Ctrl-C stops it)")
+    stop = threading.Event()
+    # Ctrl-C (and SIGTERM) set the event, whatever disposition the process inherited: a command started in
+    # the background by a non-interactive shell inherits SIGINT ignored, and Python then raises nothing
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if main else {}
     thread = threading.Thread(target=httpd.serve_forever, name="optuna-dashboard", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.5)
-    except KeyboardInterrupt:
-        pass
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
     finally:
-        httpd.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        # shutdown() waits for the request being answered; one that hangs (a client that never sends) must
+        # not keep the command alive: give it a few seconds, then close the socket and leave (daemon thread)
+        closer = threading.Thread(target=httpd.shutdown, daemon=True)
+        closer.start()
+        closer.join(10)
         httpd.server_close()
     say("dashboard stopped")
