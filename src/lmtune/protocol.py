@@ -58,6 +58,7 @@ class TrialSpec:
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     resume_from: str | None = None  # an exact checkpoint folder to continue from
     world_size: int = 1             # processes that train this trial data-parallel (execution.gpus_per_trial)
+    shard_model: bool = False       # FSDP: the world_size processes each hold a shard of the weights
     # script trials (task.type: script): the user's command runs instead of lmtune's trainer, in workdir;
     # it reads this file through lmtune.trial() and reports through lmtune.script's file channel
     command: list[str] = field(default_factory=list)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_lm_training import lm_cache, lm_spec  # noqa: F401  (module fixture)
 from test_loop import cache, make_spec  # noqa: F401  (module fixture)
 
 from lmtune.protocol import TrialSpec
@@ -66,6 +67,66 @@ def test_every_rank_takes_the_stop_and_a_resume_continues_from_rank_0s_checkpoin
     assert flat == pytest.approx([v for row in losses(full)[1:] for v in row], rel=1e-4)  # exact, both ranks
 
 
+def _weights(folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_sharded_ranks_hold_half_the_weights_and_train_what_one_process_trains(
+        tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    # batch 15 at micro-batch 7: rank 0's slice of 8 takes two micro-batches, rank 1's slice of 7 one; FSDP
+    # needs every rank in every forward, so rank 1 runs a second one whose loss counts zero
+    one = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "one", **NO_DROPOUT, micro_batch_size=7,
+                                        batch_size=15),
+                              interactive=False, threads=2, evaluate_test=True, save_model=True)
+    two = dataclasses.replace(one, output_dir=str(tmp_path / "two"), world_size=2, shard_model=True)
+    a, b = run_worker(one, tmp_path / "one"), run_worker(two, tmp_path / "two")
+    held = next(e for e in b if e["event"] == "start")["sharded"]
+    assert 0.4 < held["parameters_on_rank"] / held["parameters"] < 0.6  # sharded, not a copy per rank
+    assert "sharded" not in next(e for e in a if e["event"] == "start")
+    la, lb = losses(a), losses(b)
+    assert [x[0] for x in la] == [x[0] for x in lb]
+    for (_, eval_a, train_a), (_, eval_b, train_b) in zip(la, lb, strict=True):
+        assert eval_b == pytest.approx(eval_a, rel=1e-4) and train_b == pytest.approx(train_a, rel=1e-4)
+    assert la[0][1] != la[-1][1]  # it trained
+    assert b[-1]["test_metrics"] == pytest.approx(a[-1]["test_metrics"], rel=1e-4)  # every rank scored the test
+    wa, wb = _weights(Path(a[-1]["model_dir"])), _weights(Path(b[-1]["model_dir"]))  # gathered, full tensors
+    assert wa.keys() == wb.keys()
+    assert all(wb[k].shape == wa[k].shape and (wb[k] - wa[k]).abs().max() < 1e-4 for k in wa)
+
+
+def test_a_sharded_trial_pauses_and_resumes_from_its_gathered_checkpoint(
+        tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    base = dataclasses.replace(make_spec(tiny_model, cache, tmp_path / "full", **NO_DROPOUT), threads=2,
+                               world_size=2, shard_model=True, checkpoint_every=1)
+    full = run_worker(base, tmp_path / "full", ["continue"] * 3)
+    paused = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "p")), tmp_path / "p", ["pause"])
+    assert paused[-1]["stopped_by"] == "paused" and paused[-1]["units"] == 1
+    ckpt = next(e["checkpoint"] for e in paused if e["event"] == "eval")
+    resumed = run_worker(dataclasses.replace(base, output_dir=str(tmp_path / "r"), resume_from=ckpt),
+                         tmp_path / "r", ["continue"] * 3)
+    flat = [v for row in losses(resumed) for v in row]
+    assert flat == pytest.approx([v for row in losses(full)[1:] for v in row], rel=1e-4)
+
+
+def test_a_sharded_lora_trial_saves_the_adapter_one_process_trains(
+        tiny_llama: Path, lm_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    from safetensors.torch import load_file
+
+    # early stopping keeps the best point's state (on a sharded rank: its own shards) and loads it at the end
+    one = dataclasses.replace(lm_spec(tiny_llama, lm_cache, tmp_path / "one", lora_enabled=True, lora_dropout=0.0,
+                                      early_stopping_patience=5, micro_batch_size=3),
+                              interactive=False, threads=2, save_adapter=True)
+    two = dataclasses.replace(one, output_dir=str(tmp_path / "two"), world_size=2, shard_model=True)
+    a, b = run_worker(one, tmp_path / "one"), run_worker(two, tmp_path / "two")
+    for (_, eval_a, train_a), (_, eval_b, train_b) in zip(losses(a), losses(b), strict=True):
+        assert eval_b == pytest.approx(eval_a, rel=1e-4) and train_b == pytest.approx(train_a, rel=1e-4)
+    wa, wb = (load_file(str(Path(e[-1]["adapter_dir"]) / "adapter_model.safetensors")) for e in (a, b))
+    assert wa.keys() == wb.keys() and any("lora_A" in k for k in wa)
+    assert all((wb[k] - wa[k]).abs().max() < 1e-4 for k in wa)
+
+
 def test_a_study_runs_its_trials_as_two_processes(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     import optuna
 
@@ -74,15 +135,18 @@ def test_a_study_runs_its_trials_as_two_processes(tiny_model: Path, tiny_csv: Pa
     quickstart = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
     d = tmp_path / "dp"
     over = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random", "execution.processes_per_trial=2",
-            "execution.device=cpu", "execution.warm_start=false", "training.dropout=0.0"]
+            "execution.device=cpu", "execution.warm_start=false", "training.dropout=0.0",
+            "execution.shard_model=true"]
     out = run_lmtune("tune", quickstart, *set_args(over), "--n-trials", "2")
     assert out.returncode == 0, out.stdout + out.stderr
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     spec = json.loads((d / "trials" / "0000" / "trial.json").read_text())
-    assert spec["world_size"] == 2
+    assert spec["world_size"] == 2 and spec["shard_model"] is True
     bad = run_lmtune("tune", quickstart, *set_args([*over, "execution.gpus_per_trial=4"]))
     assert bad.returncode == 2 and "one process per GPU" in bad.stdout + bad.stderr
+    alone = run_lmtune("tune", quickstart, *set_args([o for o in over if "processes_per_trial" not in o]))
+    assert alone.returncode == 2 and "sharding needs 2 or more processes" in alone.stdout + alone.stderr
 
 
 # Imported by every Python process of the trial (PYTHONPATH); on rank 1 only, a forward pass over more than

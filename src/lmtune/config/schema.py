@@ -252,6 +252,9 @@ class ExecutionSection(_Section):
     # batch unchanged. None: gpus_per_trial when it is 2 or more (one process per GPU), else 1. On CPU the
     # processes share the trial's threads (gloo): the multi-process path without GPUs.
     processes_per_trial: int | None = Field(default=None, ge=1)
+    # with 2+ processes per trial: shard the weights, gradients and optimizer state over them (FSDP2
+    # fully_shard per block) instead of a full copy on each, for a model that does not fit one device
+    shard_model: bool = False
     max_retries: int = Field(default=2, ge=0)  # a trial whose Ray node/actor died is re-run this often
     # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
     # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
@@ -273,6 +276,9 @@ class ExecutionSection(_Section):
         if n and gpus >= 1 and n != int(gpus):
             raise ValueError(f"execution.processes_per_trial {n} with gpus_per_trial {gpus:g}: a data-parallel "
                              "trial runs one process per GPU; set one of them")
+        if self.shard_model and self.trial_processes < 2:
+            raise ValueError("execution.shard_model: sharding needs 2 or more processes per trial; set "
+                             "execution.processes_per_trial (or gpus_per_trial) to 2 or more, or shard_model: false")
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
             raise ValueError(f"execution.grace_period: {self.grace_period}s must exceed heartbeat_interval "
                              f"({self.heartbeat_interval}s), or a live trial would be declared dead")
@@ -342,6 +348,9 @@ class StudyConfig(_Section):
             if self.execution.processes_per_trial and self.execution.processes_per_trial > 1:
                 raise ValueError("execution.processes_per_trial: a script starts its own processes; put the launcher "
                                  "in task.command, e.g. [torchrun, --nproc-per-node, '2', train.py]")
+            if self.execution.shard_model:
+                raise ValueError("execution.shard_model: shards lmtune's own trainer; a script shards its model "
+                                 "itself (e.g. accelerate launch with an FSDP config in task.command)")
             if self.proxy is not None and self.proxy.truncate_layers is not None:
                 raise ValueError("proxy.truncate_layers: lmtune cannot cut a script's model (the script loads and "
                                  "builds it itself); set proxy.model to a smaller model instead: the proxy stage's "
@@ -355,6 +364,14 @@ class StudyConfig(_Section):
                                  "or training.max_steps, so that each trial's length and the rungs are known")
         else:
             reported = LM_METRICS if self.task.type == "causal_lm" else CLASSIFICATION_METRICS
+            if self.execution.shard_model:
+                fixed = {**self.training.model_dump(), **{k: None for k in self.search.space}}  # searched: per trial
+                if fixed["precision"] == "fp16":
+                    raise ValueError("training.precision: fp16 with execution.shard_model: the sharded trainer has "
+                                     "no fp16 loss scaling; use bf16 (or fp32)")
+                if fixed["lora_enabled"] and fixed["lora_quantization"] == "4bit":
+                    raise ValueError("training.lora_quantization: 4bit with execution.shard_model: a 4-bit base is "
+                                     "not sharded here; set one of them off")
         fix = " (or add it to task.metrics if your script reports it)" if self.task.type == "script" else ""
         if self.task.compute_metrics:  # eval_* names beyond the built-ins are checked against what the
             reported = (*reported, *(m for m in (self.study.metric, self.search.prune_metric)  # function

@@ -5,6 +5,10 @@ Weights go to safetensors; optimizer/scheduler state dicts are tensors and numbe
 objects (no untrusted pickle). Only trainable weights are saved (the adapter under LoRA), so PBT
 copies and resumes stay small. A checkpoint folder is written to a temporary name and renamed, so
 a reader never sees half a checkpoint.
+
+A sharded trial (``execution.shard_model``) gathers every rank's shards into full tensors for the same
+files (every rank takes part, rank 0 writes); its optimizer state is keyed by parameter name instead of
+position (``torch.distributed.checkpoint.state_dict``), so it resumes in a sharded trial only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmtune.protocol import CHECKPOINT_MANIFEST
+from lmtune.training import distributed
 from lmtune.training.session import Session
 
 WEIGHTS = "weights.safetensors"
@@ -28,21 +33,47 @@ STATE = "trainer_state.pt"
 PROGRESS = CHECKPOINT_MANIFEST  # written last; names the files above (lmtune.protocol.checkpoint_complete)
 
 
+def _full() -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A sharded model's whole state dict as full CPU tensors on rank 0 (empty on the others). Every rank
+    must call it: each block's shards are gathered from all of them."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state: dict[str, Any] = get_model_state_dict(model, options=_full())
+    return state
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Trainable parameters and buffers: under LoRA just the adapter (and head); else everything."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+    state = full_state(model) if distributed.group().sharded else model.state_dict()
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()
             if k not in params or params[k].requires_grad}
 
 
 def save_checkpoint(folder: Path, session: Session, progress: dict[str, Any]) -> Path:
-    """Write the checkpoint atomically; ``progress`` is JSON (step, examples, tokens, units, ...)."""
+    """Write the checkpoint atomically; ``progress`` is JSON (step, examples, tokens, units, ...). In a
+    sharded trial every rank calls it and rank 0 writes."""
+    weights = trainable_state(session.model)
+    if distributed.group().sharded:
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        optimizer = get_optimizer_state_dict(session.model, session.optimizer, options=_full())
+        if not distributed.group().main:
+            return folder
+    else:
+        optimizer = session.optimizer.state_dict()
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_dedupe(trainable_state(session.model)), str(tmp / WEIGHTS))
+    save_file(_dedupe(weights), str(tmp / WEIGHTS))
     torch.save({
-        "optimizer": session.optimizer.state_dict(),
+        "optimizer": optimizer,
         "scheduler": session.scheduler.state_dict(),
         "scaler": session.scaler.state_dict() if session.scaler is not None else None,
         "torch_rng": torch.get_rng_state(),
@@ -59,12 +90,30 @@ def save_checkpoint(folder: Path, session: Session, progress: dict[str, Any]) ->
 
 def load_checkpoint(folder: Path, session: Session, *, restore_rng: bool = True) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler, scaler (and RNG) into ``session``; returns progress."""
-    weights = load_file(str(folder / WEIGHTS), device=str(session.device))
-    missing = session.model.load_state_dict(weights, strict=False)
-    if missing.unexpected_keys:
-        raise ValueError(f"checkpoint {folder} does not fit the model: unexpected {missing.unexpected_keys[:3]}")
-    state = torch.load(folder / STATE, map_location=session.device, weights_only=True)
-    session.optimizer.load_state_dict(state["optimizer"])
+    sharded = distributed.group().sharded
+    weights = load_file(str(folder / WEIGHTS), device="cpu" if sharded else str(session.device))
+    if sharded:  # every rank read the full tensors; each keeps its own shards
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        unexpected = sorted(set(weights) - set(session.model.state_dict()))
+        if unexpected:
+            raise ValueError(f"checkpoint {folder} does not fit the model: unexpected {unexpected[:3]}")
+        full: dict[str, Any] = dict(weights)
+        set_model_state_dict(session.model, full, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        missing = session.model.load_state_dict(weights, strict=False)
+        if missing.unexpected_keys:
+            raise ValueError(f"checkpoint {folder} does not fit the model: unexpected {missing.unexpected_keys[:3]}")
+    state = torch.load(folder / STATE, map_location="cpu" if sharded else session.device, weights_only=True)
+    if sharded:
+        set_optimizer_state_dict(session.model, session.optimizer, state["optimizer"],
+                                 options=StateDictOptions(full_state_dict=True))
+    else:
+        session.optimizer.load_state_dict(state["optimizer"])
     session.scheduler.load_state_dict(state["scheduler"])
     if session.scaler is not None and state["scaler"] is not None:
         session.scaler.load_state_dict(state["scaler"])

@@ -13,7 +13,14 @@ equals the one-process run (tested with gloo, 2 processes). Decisions and evalua
 broadcast from rank 0, so every rank takes the same branch (stop, pause, exploit, early stopping).
 An out-of-memory error on any rank halves the micro-batch on every rank and redoes the step (the ranks
 agree through one small all-reduce per step; at micro-batch 1 every rank fails the trial with the
-reason). Not here: FSDP (a model too large for one device).
+reason).
+
+Sharded (``execution.shard_model``, FSDP2 ``fully_shard``): each rank holds 1/world of every weight, its
+gradient and its optimizer state; a block's weights are gathered for its forward and backward and freed
+after, and gradients are reduce-scattered (summed, as above). Every rank then runs every forward: each
+trains the same number of micro-batches (a rank whose slice ran out runs one whose loss counts zero),
+every rank evaluates, and checkpoints and the saved model are gathered to full tensors that rank 0 writes
+(the same files as an unsharded run's weights).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class Group:
     rank: int = 0
     world: int = 1
     backend: str = "gloo"
+    sharded: bool = False  # FSDP: every rank holds a shard of the model and must join every forward
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -76,6 +84,10 @@ class Group:
         one flat buffer). A rank whose slice was empty contributes zeros."""
         if self.world == 1:
             return loss
+        if self.sharded:  # FSDP reduce-scattered the gradients in backward; only the loss is left to sum
+            total = loss.detach().reshape(1).float().clone()
+            torch.distributed.all_reduce(total)
+            return total[0].to(loss.dtype)
         parts = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device,
                                                                             dtype=p.dtype) for p in params]
         flat = torch.cat([*[t.float() for t in parts], loss.reshape(1).float()])
@@ -97,6 +109,33 @@ class Group:
                 child.kill()
 
 
+def shard(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Shard ``model`` over the group's ranks in place (FSDP2): one unit per transformer block (the
+    longest list of like modules, e.g. ``encoder.layer`` or ``model.layers``), the rest (embeddings,
+    head) in the root unit. Gradients are summed across ranks, not averaged: the loop divides each
+    slice's loss by the whole batch's loss terms, as the unsharded ranks do."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (group().world,))
+    units = [fully_shard(block, mesh=mesh) for block in blocks(model)]
+    units.append(fully_shard(model, mesh=mesh))
+    for unit in units:  # each unit reduces its own gradients: every one sums
+        unit.set_gradient_divide_factor(1.0)
+        unit.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no AVG or pre-multiplied sum
+    return model
+
+
+def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's repeated blocks: the members of its longest ``ModuleList`` of one module type."""
+    best: list[torch.nn.Module] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best) \
+                and len({type(m) for m in module}) == 1:
+            best = list(module)
+    return best
+
+
 _GROUP = Group()
 
 
@@ -110,13 +149,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(spec_path: str | Path, world: int, device: str, *, rank: int = 0, port: int | None = None) -> Group:
+def start(spec_path: str | Path, world: int, device: str, *, rank: int = 0, port: int | None = None,
+          sharded: bool = False) -> Group:
     """Join (rank > 0) or start (rank 0: spawn the other ranks first) the trial's process group."""
     global _GROUP
     if world <= 1:
         _GROUP = Group()
         return _GROUP
-    g = Group(rank=rank, world=world)
+    g = Group(rank=rank, world=world, sharded=sharded)
     if rank == 0:
         port = _free_port()
         for r in range(1, world):

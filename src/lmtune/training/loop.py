@@ -26,7 +26,7 @@ import torch
 
 from lmtune.protocol import PROGRESS_EVERY_S, Decision, Exploit, Pause, Stop, TrialSpec, progress_event
 from lmtune.training import distributed
-from lmtune.training.checkpoint import load_checkpoint, save_checkpoint
+from lmtune.training.checkpoint import full_state, load_checkpoint, save_checkpoint
 from lmtune.training.evaluate import summed_loss
 from lmtune.training.optim import retune
 from lmtune.training.session import Session, setup
@@ -71,7 +71,8 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     print(f"precision: {s.precision} ({s.precision_reason})", file=sys.stderr, flush=True)
     emit({"event": "start", "precision": s.precision, "precision_reason": s.precision_reason,
           "device": str(s.device), "total_steps": s.total_steps,
-          "load_time_s": time.perf_counter() - t0, "resumed_at_units": prog.units})
+          "load_time_s": time.perf_counter() - t0, "resumed_at_units": prog.units,
+          **({"sharded": _held(s.model)} if g.sharded else {})})
     lengths = s.train_split.lengths()
     loss_sum, loss_n = torch.zeros((), device=s.device), 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -98,11 +99,12 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         loss_n = 0
         times["eval"] += time.perf_counter() - tick
         improved = _record(prog, metrics, spec, s.hp)
-        if improved and s.hp.get("early_stopping_patience"):
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in s.model.state_dict().items()}
+        if improved and s.hp.get("early_stopping_patience"):  # a sharded rank keeps its own shards
+            best_state = {k: v.detach().clone() if g.sharded else v.detach().to("cpu", copy=True)
+                          for k, v in s.model.state_dict().items()}
         point = prog.curve[-1]
         every = spec.checkpoint_every
-        if every and g.main and (prog.units % every == 0 or s.done(prog.examples)):
+        if every and (g.main or g.sharded) and (prog.units % every == 0 or s.done(prog.examples)):
             point = {**point, "checkpoint": str(save_checkpoint(
                 Path(spec.output_dir) / "checkpoints" / f"u{prog.units:05d}", s, prog.position()))}
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
@@ -124,6 +126,13 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     if best_state is not None and stopped_by not in ("pruned", "paused"):
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
     return _finish(s, prog, stopped_by, times, t0)
+
+
+def _held(model: torch.nn.Module) -> dict[str, int]:
+    """A sharded rank's share of the weights: the elements it holds and the model's whole count."""
+    params = list(model.parameters())
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params)
+    return {"parameters_on_rank": int(local), "parameters": int(sum(p.numel() for p in params))}
 
 
 def _scheduled(spec: TrialSpec, units: int) -> dict[str, Any]:
@@ -190,12 +199,16 @@ def _accumulate(s: Session, index: np.ndarray) -> torch.Tensor:
     total = torch.zeros((), device=s.device)
     g = distributed.group()
     mine = index[g.rank::g.world]
-    for start in range(0, len(mine), s.micro_batch_size):
-        batch = s.collate(mine[start:start + s.micro_batch_size])
+    chunks = [mine[i:i + s.micro_batch_size] for i in range(0, len(mine), s.micro_batch_size)]
+    if g.sharded:  # every rank joins every forward/backward (FSDP gathers each block's weights from all)
+        widest = math.ceil(math.ceil(len(index) / g.world) / s.micro_batch_size)
+        chunks += [mine[:0]] * (widest - len(chunks))
+    for chunk in chunks:
+        batch = s.collate(chunk if len(chunk) else index[:1])  # an empty slice runs one row at weight 0
         labels = batch.pop("labels")
         with s.autocast:
             logits = s.model(**batch).logits
-        loss = summed_loss(logits, labels, s.spec.task_type) / terms
+        loss = summed_loss(logits, labels, s.spec.task_type) / terms * (1.0 if len(chunk) else 0.0)
         (s.scaler.scale(loss) if s.scaler is not None else loss).backward()
         total += loss.detach()
     return total
@@ -211,7 +224,8 @@ def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]
         raise TrainingDiverged(f"training loss became {train_loss} by step {prog.step} "
                                f"(learning_rate={s.hp['learning_rate']:.3g}); lower the learning rate")
     g = distributed.group()
-    metrics = g.broadcast(s.evaluate() if g.main else None)  # rank 0 evaluates; every rank sees its result
+    # rank 0 evaluates (sharded: every rank runs the forwards with it); every rank sees rank 0's result
+    metrics = g.broadcast(s.evaluate() if g.main or g.sharded else None)
     metrics["train_loss"] = train_loss
     # The last evaluation is always unit max_units, whatever the batch size, so every trial's final
     # point sits at the same rung; a batch that overshoots a rung counts at the rung it reached.
@@ -266,18 +280,26 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "micro_batch_size": s.micro_batch_size,
     }
     done = stopped_by not in ("pruned", "paused")
-    if not distributed.group().main:
-        return result  # rank 0 scores, saves and reports for the trial
+    g = distributed.group()
+    if not g.main and not g.sharded:
+        return result  # rank 0 scores, saves and reports for the trial (sharded: every rank takes part)
     if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
     if s.spec.save_model and done:
         out = Path(s.spec.output_dir) / "model"
-        s.model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
+        whole = full_state(s.model) if g.sharded else None  # gathered from every rank's shards
+        if g.main:
+            s.model.save_pretrained(out, safe_serialization=True, state_dict=whole)  # type: ignore[operator]
         result["model_dir"] = str(out)
     if s.spec.save_adapter and done and s.hp.get("lora_enabled"):
         from lmtune.training.lora import save_adapter
 
-        result["adapter_dir"] = str(save_adapter(s.model, Path(s.spec.output_dir) / "adapter"))  # type: ignore[arg-type]
+        whole = full_state(s.model) if g.sharded else None
+        if g.main:
+            save_adapter(s.model, Path(s.spec.output_dir) / "adapter", state_dict=whole)  # type: ignore[arg-type]
+        result["adapter_dir"] = str(Path(s.spec.output_dir) / "adapter")
+    if not g.main:
+        return result
     if s.device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
     result["wall_time_s"] = time.perf_counter() - t0

@@ -139,10 +139,11 @@ def trainable_parameter_count(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def save_adapter(model: PeftModel, folder: str | Path) -> Path:
-    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (adapters + saved head) to a folder."""
+def save_adapter(model: PeftModel, folder: str | Path, *, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (adapters + saved head) to a folder;
+    ``state_dict``: the model's full state when its own tensors are shards (a sharded trial)."""
     folder = Path(folder)
-    model.save_pretrained(str(folder), safe_serialization=True)
+    model.save_pretrained(str(folder), safe_serialization=True, state_dict=state_dict)
     return folder
 
 

@@ -231,6 +231,14 @@ def setup(spec: TrialSpec) -> Session:
                                                  parameters=sum(p.numel() for p in model.parameters()))
     if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base was placed on the device as it loaded
         model = model.to(device)
+    if distributed.group().sharded:
+        if precision == "fp16":
+            raise ConfigError("training.precision: fp16 with execution.shard_model: the sharded trainer has no fp16 "
+                              "loss scaling; use bf16 (or fp32)")
+        if getattr(model, "is_loaded_in_4bit", False):
+            raise ConfigError("training.lora_quantization: 4bit with execution.shard_model: a 4-bit base is not "
+                              "sharded here; set one of them off")
+        distributed.shard(model, device)  # before the optimizer: it holds the shards, not full tensors
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")

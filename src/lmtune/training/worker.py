@@ -68,7 +68,8 @@ def _train(trial_file: str, emit: Emit, decide: Decide, rank: int = 0, port: int
     from lmtune.training import distributed
     from lmtune.training.loop import train
 
-    group = distributed.start(trial_file, spec.world_size, spec.device, rank=rank, port=port)
+    group = distributed.start(trial_file, spec.world_size, spec.device, rank=rank, port=port,
+                              sharded=spec.shard_model)
     try:
         return train(spec, emit, decide)
     finally:

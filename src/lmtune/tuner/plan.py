@@ -35,6 +35,7 @@ class TrialBase:
     trust_remote_code: bool = False
     length: tuple[float, int | None, int] = (1.0, None, 8)  # training.epochs, max_steps, batch_size
     world_size: int = 1  # ranks of lmtune's own trainer (execution.processes_per_trial)
+    shard_model: bool = False  # execution.shard_model: those ranks shard the model (FSDP)
     compute_metrics: str | None = None  # task.compute_metrics, as the trainer loads it
     command: tuple[str, ...] = ()  # a script trial's program, its folder, its data and what it must read
     workdir: str = ""
@@ -46,13 +47,14 @@ class TrialBase:
     @staticmethod
     def of(task: TaskSection, training: TrainingSection, space: Space, *, metric: str,
            direction: Literal["maximize", "minimize"], data: DataSpec, world_size: int,
-           count_tokens: bool) -> TrialBase:
+           count_tokens: bool, shard_model: bool = False) -> TrialBase:
         """``data``: the task's data (`task_data_spec`); ``world_size``: execution.trial_processes;
         ``count_tokens``: whether budget.max_train_tokens is set."""
         script = task.type == "script"
         return TrialBase(task_type=task.type, metric=metric, direction=direction,
                          trust_remote_code=task.trust_remote_code,
                          length=(training.epochs, training.max_steps, training.batch_size), world_size=world_size,
+                         shard_model=shard_model and not script,
                          compute_metrics=metric_function_ref(task.compute_metrics) if task.compute_metrics else None,
                          command=tuple(task.command or ()) if script else (),
                          workdir=str(Path(task.workdir or ".").resolve()) if script else "",
@@ -121,7 +123,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     space = resolved_space(cfg)  # the Space validation built for this config (kept by the config layer)
     total = longest_examples(space, defaults, train_rows=train_rows)
     trial = TrialBase.of(task, tr, space, metric=cfg.study.metric, direction=cfg.study.direction, data=data,
-                         world_size=cfg.execution.trial_processes,
+                         world_size=cfg.execution.trial_processes, shard_model=cfg.execution.shard_model,
                          count_tokens=cfg.budget.max_train_tokens is not None)
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
@@ -244,6 +246,7 @@ def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
                      save_adapter=False)
     else:
         extra.setdefault("world_size", base.world_size)
+        extra.setdefault("shard_model", base.shard_model)
     if base.compute_metrics:
         extra.update(compute_metrics=base.compute_metrics, compute_metrics_path=[os.getcwd()])
     return TrialSpec(trial=number, model=plan.model, task_type=base.task_type,
