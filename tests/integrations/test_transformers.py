@@ -298,3 +298,74 @@ def test_under_a_token_budget_the_callback_reports_the_trainers_real_tokens(tiny
     tokens = [e["tokens"] for e in _sent(tmp_path, "eval")]
     assert 0 < tokens[0] < tokens[1] == trainer.state.num_input_tokens_seen
     assert tokens[1] < 64 * 16  # real tokens: fewer than 64 examples padded to max_length 16
+
+
+@pytest.mark.slow
+def test_an_accelerate_launch_of_a_hf_trainer_script_is_one_trial_on_two_processes(
+        tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """``task.command: [accelerate, launch, --num_processes, 2, ...]`` on this CPU (gloo): both ranks train the
+    trial's settings at half its batch each (the effective batch is the trial's), only rank 0 reports, and a
+    pruned trial's two Trainers stop at the same evaluation."""
+    from lmtune.execution.script import program
+
+    accelerate = program(["accelerate"])[0]
+    if Path(accelerate).parent != Path(__import__("sys").executable).parent:
+        pytest.skip("no accelerate beside this interpreter")
+    script = tmp_path / "train.py"
+    script.write_text(HF_SCRIPT + textwrap.dedent("""
+        trainer.train()
+        import os
+        with open(trial.output_dir / f"rank{os.environ['RANK']}.json", "w") as f:
+            json.dump({"world": trainer.args.world_size, "lr": trainer.args.learning_rate,
+                       "steps": trainer.state.global_step, "per_device": trainer.args.per_device_train_batch_size,
+                       "accumulation": trainer.args.gradient_accumulation_steps}, f)
+    """))
+    raw = {"study": {"name": "acc", "dir": str(tmp_path / "study"), "metric": "eval_loss", "direction": "minimize"},
+           "task": {"type": "script", "metrics": ["eval_loss"], "model": str(tiny_model), "dataset": str(tiny_csv),
+                    "train_size": 96, "validation_size": 32, "test_size": 32,
+                    # --multi_gpu picks accelerate's torch.distributed launcher; on this CPU the Trainer's use_cpu
+                    # (the callback sets it for a CPU trial) makes it a gloo group (--cpu alone runs one process)
+                    "command": ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+                                "{free_port}", str(script)]},
+           "training": {"batch_size": 8, "eval_every": 2, "epochs": 1},
+           "search": {"strategy": "asha", "min_units": 1, "space": {
+               "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}}}
+    result = lmtune.tune(raw, n_trials=3, progress=False)
+    states = [t.state for t in result.trials]
+    assert "FAIL" not in states, [t.fail_reason for t in result.trials]
+    for t in result.trials:
+        folder = result.study_dir / "trials" / f"{t.number:04d}"
+        zero, one = (json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1))
+        assert zero == one  # same settings, same number of steps: the same decisions on both ranks
+        assert zero["world"] == 2 and zero["lr"] == pytest.approx(t.config["learning_rate"])
+        assert zero["per_device"] * zero["accumulation"] * 2 == 8  # the trial's batch over two processes
+        assert zero["steps"] * 8 == t.curve[-1]["examples"]  # one curve point per evaluation, from rank 0
+        assert (t.curve[-1]["examples"] == 96) == (t.state == "COMPLETE")
+        # a 2-class classifier near chance: ln 2, not HF's 2 ln 2 on two processes (transformers #35078)
+        assert all(p["metrics"]["eval_loss"] < 1.0 for p in t.curve)
+
+
+def test_precision_auto_follows_the_trainers_rule_by_the_models_stored_size(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmtune.integrations.transformers import stored_parameters
+
+    n = stored_parameters(str(tiny_model))
+    assert n is not None and 0 < n < 1_000_000 and stored_parameters(str(tmp_path)) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a bf16 GPU, as far as the rule can tell
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+
+    def auto(model: str, device: str) -> dict[str, Any]:
+        trial = _trial(tmp_path, precision="auto")
+        trial.spec = replace(trial.spec, model=model, device=device)
+        return {k: v for k, v in LmtuneCallback(trial).arguments().items() if k in ("bf16", "fp16")}
+
+    assert auto(str(tiny_model), "cuda") == {"bf16": False, "fp16": False}  # small: fp32 was measured faster
+    assert auto("", "cuda") == {"bf16": True, "fp16": False}  # size unknown: bf16 on a bf16 GPU, as before
+    assert auto(str(tiny_model), "cpu") == {"bf16": False, "fp16": False}
+    big = tmp_path / "big"
+    big.mkdir()
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(160_000_000, dtype=torch.int8)}, str(big / "model.safetensors"))
+    assert auto(str(big), "cuda") == {"bf16": True, "fp16": False}  # above 150M parameters: bf16

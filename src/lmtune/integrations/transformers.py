@@ -35,7 +35,9 @@ and the callback then puts the trial's (explored) settings in force in the resto
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,28 @@ _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation
           "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
           "optim", "optim_args", "bf16", "fp16", "seed", "activation_checkpointing",
           "include_num_input_tokens_seen")
+
+
+def _per_token_loss(model: Any) -> bool:
+    """Whether the model's loss is a per-token loss that uses HF's ``num_items_in_batch`` (a causal LM)."""
+    base = getattr(model, "get_base_model", lambda: model)()  # a peft model: the model it wraps
+    return type(base).__name__.endswith("ForCausalLM")
+
+
+def stored_parameters(model: str) -> int | None:
+    """The parameters in a model folder's safetensors files, from their headers (no weights read); None when
+    ``model`` is not a local folder of safetensors."""
+    files = sorted(Path(model).glob("*.safetensors")) if model and Path(model).is_dir() else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            for key in h.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                total += math.prod(h.get_slice(key).get_shape())
+    return total
 
 
 class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
@@ -107,12 +131,19 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         return optimizer_arguments(self.trial.hparams) or {}
 
     def _precision(self) -> dict[str, Any]:
+        """``precision: auto`` by lmtune's trainer's rule (`lmtune.training.session.pick_precision`): on a GPU,
+        fp32 for a model of up to 150M parameters (counted from its safetensors headers, nothing loaded),
+        else bf16 (fp16 where the GPU has no bf16); fp32 on a CPU. The reason is printed to stderr."""
         wanted = str(self.trial.hparams["precision"])
         if wanted == "auto":
             import torch
 
-            wanted = "bf16" if self.trial.spec.device != "cpu" and torch.cuda.is_available() \
-                and torch.cuda.is_bf16_supported() else "fp32"
+            from lmtune.training.session import pick_precision
+
+            gpu = self.trial.spec.device != "cpu" and torch.cuda.is_available()
+            wanted, why = pick_precision("auto", torch.device("cuda" if gpu else "cpu"),
+                                         parameters=stored_parameters(self.trial.spec.model))
+            print(f"lmtune: precision {wanted} ({why})", file=sys.stderr, flush=True)
         return {"bf16": wanted == "bf16", "fp16": wanted == "fp16"}
 
     def optimizers(self, model: Any) -> tuple[Any, None]:
@@ -160,6 +191,12 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                        **kwargs: Any) -> None:
         if self.trial.spec.checkpoint_every:
             self._resumed(state, kwargs)
+        if args.world_size > 1 and args.average_tokens_across_devices and not _per_token_loss(kwargs.get("model")):
+            # HF multiplies the loss by the number of processes for any model that takes loss kwargs, to undo
+            # DDP's mean when the model divides by the tokens of all ranks; a classifier's loss is already a
+            # per-rank mean, so its training and evaluation losses came out world_size times too large
+            # (transformers #35078): measured 2 ln 2 for a 2-class model at chance on 2 processes
+            args.average_tokens_across_devices = False
         hp = self.trial.hparams
         if hp["early_stopping_patience"] is not None:
             self.trial.mark_read("early_stopping_patience", "early_stopping_min_delta")
