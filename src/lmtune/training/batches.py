@@ -9,13 +9,22 @@ from lmtune.data.causal import IGNORE_INDEX
 from lmtune.data.tokenized import TokenizedSplit
 
 
+def group_size(n: int, batch_size: int) -> int:
+    """Batches per length-sorted window: at most 50, and at most a quarter of the epoch's batches (HF
+    ``LengthGroupedSampler``'s rule). A window holding the whole epoch makes every batch one length band:
+    on 64 dialogs in batches of 8 that cost LoRA SFT 0.07 of validation loss over 6 seeds
+    (docs/trainer-speed.md); at least 4 windows keep each batch a draw from a quarter of the data."""
+    return max(1, min(n // (batch_size * 4), 50))
+
+
 def train_batches(lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int,
-                  group: int = 50) -> list[np.ndarray]:
-    """Index batches for one epoch: shuffle, sort within windows of ``group`` batches by length, then
-    shuffle the batch order. Deterministic in (seed, epoch), so a resumed run sees the same batches."""
+                  group: int | None = None) -> list[np.ndarray]:
+    """Index batches for one epoch: shuffle, sort within windows of ``group`` batches by length (default
+    `group_size`), then shuffle the batch order. Deterministic in (seed, epoch), so a resumed run sees
+    the same batches."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
-    window = batch_size * group
+    window = batch_size * (group_size(len(lengths), batch_size) if group is None else group)
     batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start:start + window]
