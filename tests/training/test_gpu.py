@@ -114,3 +114,25 @@ def test_packing_on_cuda_trains_like_the_padded_run(tiny_llama: Path, lm_cache: 
     packed, _ = run(on_cuda(lm_spec(tiny_llama, lm_cache, tmp_path / "b", packing=True, **hp)))
     assert packed["train_tokens"] == padded["train_tokens"]
     assert packed["metrics"]["eval_loss"] == pytest.approx(padded["metrics"]["eval_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_two_gpu_ranks_train_what_one_gpu_trains(sharded: bool, tiny_model: Path, cache: Path,  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    """NCCL, one GPU per rank: data-parallel and sharded (FSDP) trials equal the one-GPU run (no dropout)."""
+    import dataclasses
+
+    from test_distributed import NO_DROPOUT, losses, run_worker
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    one = on_cuda(make_spec(tiny_model, cache, tmp_path / "one", **NO_DROPOUT, micro_batch_size=7, batch_size=15),
+                  interactive=False, threads=2)
+    two = dataclasses.replace(one, output_dir=str(tmp_path / "two"), world_size=2, shard_model=sharded)
+    env = {"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "0,1"}
+    a, b = run_worker(one, tmp_path / "one", env=env), run_worker(two, tmp_path / "two", env=env)
+    for (_, eval_a, train_a), (_, eval_b, train_b) in zip(losses(a), losses(b), strict=True):
+        assert eval_b == pytest.approx(eval_a, rel=1e-3) and train_b == pytest.approx(train_a, rel=1e-3)
+    if sharded:
+        held = next(e for e in b if e["event"] == "start")["sharded"]
+        assert 0.4 < held["parameters_on_rank"] / held["parameters"] < 0.6
