@@ -250,13 +250,20 @@ def test_pbt_pauses_at_a_ready_point_and_resumes_from_the_trainers_checkpoint_wi
         _trainer(tiny_model, LmtuneCallback(forgot)).train()
 
 
+# The accelerate launch of test_an_accelerate_launch_...: 2 CPU processes in a gloo group.
+ACCELERATE = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "{free_port}"]
+
+
+@pytest.mark.parametrize("ranks", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_checkpoint(
-        tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+        ranks: int, tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(HF_SCRIPT + textwrap.dedent("""
+        import os
         start = trial.resume_examples  # (PBT may give the folder up once this run has reported past it)
         trainer.train(resume_from_checkpoint=cb.resume_from)
-        with open(trial.output_dir / "launches.jsonl", "a") as f:
+        with open(trial.output_dir / f"launches{os.environ.get('RANK', '0')}.jsonl", "a") as f:
             f.write(json.dumps({"lr": trial.params["learning_rate"], "resume_from": cb.resume_from,
                                 "start": start, "end": trainer.state.global_step * 8,
                                 "optimizer_lr": trainer.optimizer.param_groups[0]["initial_lr"]}) + "\\n")
@@ -264,18 +271,25 @@ def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_chec
     """))
     raw = {"study": {"name": "hf-pbt", "dir": str(tmp_path / "study"), "metric": "eval_loss",
                      "direction": "minimize"},
-           "task": {"type": "script", "command": ["python", str(script)], "metrics": ["eval_loss"],
-                    "model": str(tiny_model), "dataset": str(tiny_csv), "train_size": 96, "validation_size": 32,
-                    "test_size": 32},
+           "task": {"type": "script", "command": ["python", str(script)] if ranks == 1 else [*ACCELERATE, str(script)],
+                    "metrics": ["eval_loss"], "model": str(tiny_model), "dataset": str(tiny_csv), "train_size": 96,
+                    "validation_size": 32, "test_size": 32},
            "training": {"batch_size": 8, "eval_every": 2, "epochs": 1, "lr_scheduler": "constant"},
            "search": {"strategy": "pbt", "pbt": {"population_size": 2, "ready_every": 4, "quantile": 0.5},
                       "space": {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}}}
     result = lmtune.tune(raw, progress=False)  # one worker: the members take turns at the ready points
     assert [t.state for t in result.trials] == ["COMPLETE", "COMPLETE"]
-    exploits = 0
+    exploits = checked = 0
     for t in result.trials:
-        lines = (result.study_dir / "trials" / f"{t.number:04d}" / "launches.jsonl").read_text().splitlines()
-        launches = [json.loads(line) for line in lines]
+        folder = result.study_dir / "trials" / f"{t.number:04d}"
+        runs = [[json.loads(line) for line in (folder / f"launches{r}.jsonl").read_text().splitlines()]
+                for r in range(ranks)]
+        assert all(other == runs[0] for other in runs)  # every rank resumed from the same checkpoint, alike
+        launches = runs[0]
+        sealed = sorted((folder / "checkpoints").glob("u*")) if ranks > 1 else []
+        checked += len(sealed)
+        for ckpt in sealed:  # each rank's RNG state made it into the folder rank 0 moved and sealed
+            assert {f"rng_state_{r}.pth" for r in range(ranks)} <= {f.name for f in ckpt.iterdir()}
         assert launches[-1]["end"] == 96 and len(launches) >= 2
         for run in launches:
             assert run["optimizer_lr"] == pytest.approx(run["lr"])  # the trial's settings, also after a resume
@@ -286,6 +300,7 @@ def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_chec
             assert copied[-1]["start"] == last["units"] * 16
             assert copied[-1]["lr"] == pytest.approx(last["config"]["learning_rate"])
     assert exploits >= 1
+    assert checked >= 1 or ranks == 1  # PBT keeps the checkpoints a member may still be resumed from
 
 
 def test_under_a_token_budget_the_callback_reports_the_trainers_real_tokens(tiny_model: Path, tmp_path: Path) -> None:

@@ -258,6 +258,11 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         (shown, examples), self._ready = self._ready, None
         folder = self.trial.checkpoint_dir(examples)
         assert folder is not None
+        if args.world_size > 1:  # every rank writes into the Trainer's checkpoint (its rng_state_RANK.pth) and
+            import torch.distributed as dist  # HF does not wait for them before on_save: rank 0 moves it after
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
         if self.trial.is_reporter:
             import shutil
 
