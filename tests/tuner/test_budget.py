@@ -85,4 +85,7 @@ def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path
     assert [t.state.name for t in auto] == ["COMPLETE"]  # a second 3-epoch trial could not finish
     rand = run("random", int(1.5 * three), 6)
     assert len(rand) >= 2  # its next draw may be 1 epoch (a third of the tokens), so it may start
-    assert sum(t.user_attrs["train_tokens"] for t in rand) <= 1.5 * three
+    # within the cap up to the estimate's slack (the README: tokens per trial are estimated from the mean tokens
+    # per example, so a study may end slightly above the cap when its last batches are longer than the mean;
+    # 7 tokens = 0.15 % here once the batch windows changed)
+    assert sum(t.user_attrs["train_tokens"] for t in rand) <= 1.5 * three * 1.01
