@@ -285,16 +285,17 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         return result  # rank 0 scores, saves and reports for the trial (sharded: every rank takes part)
     if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
+    adapter = s.spec.save_adapter and done and s.hp.get("lora_enabled")
+    # sharded: the whole state gathered once from every rank's shards, for the model and the adapter
+    whole = full_state(s.model) if g.sharded and (adapter or (s.spec.save_model and done)) else None
     if s.spec.save_model and done:
         out = Path(s.spec.output_dir) / "model"
-        whole = full_state(s.model) if g.sharded else None  # gathered from every rank's shards
         if g.main:
             s.model.save_pretrained(out, safe_serialization=True, state_dict=whole)  # type: ignore[operator]
         result["model_dir"] = str(out)
-    if s.spec.save_adapter and done and s.hp.get("lora_enabled"):
+    if adapter:
         from lmtune.training.lora import save_adapter
 
-        whole = full_state(s.model) if g.sharded else None
         if g.main:
             save_adapter(s.model, Path(s.spec.output_dir) / "adapter", state_dict=whole)  # type: ignore[arg-type]
         result["adapter_dir"] = str(Path(s.spec.output_dir) / "adapter")
