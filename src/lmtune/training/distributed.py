@@ -110,30 +110,26 @@ class Group:
 
 
 def shard(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Shard ``model`` over the group's ranks in place (FSDP2): one unit per transformer block (the
-    longest list of like modules, e.g. ``encoder.layer`` or ``model.layers``), the rest (embeddings,
-    head) in the root unit. Gradients are summed across ranks, not averaged: the loop divides each
-    slice's loss by the whole batch's loss terms, as the unsharded ranks do."""
+    """Shard ``model`` over the group's ranks in place (FSDP2): one unit per transformer block (the blocks
+    `lmtune.training.truncate.find_blocks` finds; a model it finds none in is one unit), the rest
+    (embeddings, head) in the root unit. Gradients are summed across ranks, not averaged: the loop divides
+    each slice's loss by the whole batch's loss terms, as the unsharded ranks do."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    from lmtune.training.truncate import find_blocks
+
+    try:
+        blocks = list(find_blocks(model)[2])
+    except ValueError:
+        blocks = []
     mesh = init_device_mesh(device.type, (group().world,))
-    units = [fully_shard(block, mesh=mesh) for block in blocks(model)]
+    units = [fully_shard(block, mesh=mesh) for block in blocks]
     units.append(fully_shard(model, mesh=mesh))
     for unit in units:  # each unit reduces its own gradients: every one sums
         unit.set_gradient_divide_factor(1.0)
         unit.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no AVG or pre-multiplied sum
     return model
-
-
-def blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The model's repeated blocks: the members of its longest ``ModuleList`` of one module type."""
-    best: list[torch.nn.Module] = []
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best) \
-                and len({type(m) for m in module}) == 1:
-            best = list(module)
-    return best
 
 
 _GROUP = Group()
