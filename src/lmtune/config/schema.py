@@ -234,6 +234,14 @@ class SearchSection(_Section):
     pbt: PBTSection = PBTSection()
 
 
+# What a sharded trial (execution.shard_model) cannot run: checked here for fixed settings, by the trainer
+# for searched ones (lmtune.training.session)
+SHARDED_FP16 = ("training.precision: fp16 with execution.shard_model: the sharded trainer has no fp16 loss "
+                "scaling; use bf16 (or fp32)")
+SHARDED_4BIT = ("training.lora_quantization: 4bit with execution.shard_model: a 4-bit base is not sharded here; "
+                "set one of them off")
+
+
 class ExecutionSection(_Section):
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(default=1, ge=1)
@@ -367,11 +375,9 @@ class StudyConfig(_Section):
             if self.execution.shard_model:
                 fixed = {**self.training.model_dump(), **{k: None for k in self.search.space}}  # searched: per trial
                 if fixed["precision"] == "fp16":
-                    raise ValueError("training.precision: fp16 with execution.shard_model: the sharded trainer has "
-                                     "no fp16 loss scaling; use bf16 (or fp32)")
+                    raise ValueError(SHARDED_FP16)
                 if fixed["lora_enabled"] and fixed["lora_quantization"] == "4bit":
-                    raise ValueError("training.lora_quantization: 4bit with execution.shard_model: a 4-bit base is "
-                                     "not sharded here; set one of them off")
+                    raise ValueError(SHARDED_4BIT)
         fix = " (or add it to task.metrics if your script reports it)" if self.task.type == "script" else ""
         if self.task.compute_metrics:  # eval_* names beyond the built-ins are checked against what the
             reported = (*reported, *(m for m in (self.study.metric, self.search.prune_metric)  # function

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmtune.config.schema import SHARDED_4BIT, SHARDED_FP16
 from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
@@ -233,11 +234,9 @@ def setup(spec: TrialSpec) -> Session:
         model = model.to(device)
     if distributed.group().sharded:
         if precision == "fp16":
-            raise ConfigError("training.precision: fp16 with execution.shard_model: the sharded trainer has no fp16 "
-                              "loss scaling; use bf16 (or fp32)")
+            raise ConfigError(SHARDED_FP16)
         if getattr(model, "is_loaded_in_4bit", False):
-            raise ConfigError("training.lora_quantization: 4bit with execution.shard_model: a 4-bit base is not "
-                              "sharded here; set one of them off")
+            raise ConfigError(SHARDED_4BIT)
         distributed.shard(model, device)  # before the optimizer: it holds the shards, not full tensors
     model.train()
     batch_size = int(hp["batch_size"])
