@@ -8,7 +8,9 @@ token ids), fp32 master weights, AdamW at the same rate, the same thread count, 
 * ``causal_lm``: LoRA (r 8, alpha 16, dropout 0.05, q/k/v/o) on SmolLM2-135M-Instruct over chatterbot
   dialogs, loss on the assistant tokens only, batch 8, ``max_length`` 96.
 
-Arms (``--arms``): ``lmtune`` (its defaults: length-grouped batches, fused AdamW, fp32) and HF
+Arms (``--arms``): ``lmtune`` (its defaults: length-grouped batches, fused AdamW, fp32, and on a CPU the
+fast forwards of `lmtune.training.fastpath`), ``lmtune_stock`` (the same trainer with ``LMTUNE_FAST_CPU=0``:
+the model's own forward and torch's dropout, to show what the fast forwards change) and HF
 `Trainer` as its users run it: ``hf_trainer`` (random sampler, dynamic padding), ``hf_trainer_group_by_length``
 and HF's fastest documented options on top of it: ``hf_trainer_group_by_length_compile``
 (``torch_compile=True``; its compile time is inside the timed training, as it is inside a trial) and
@@ -54,7 +56,7 @@ from lmtune.training.session import cpu_has_amx
 
 HF_ARMS = ("hf_trainer", "hf_trainer_group_by_length", "hf_trainer_group_by_length_compile",
            "hf_trainer_group_by_length_bf16")
-ARMS = ("lmtune", *HF_ARMS)
+ARMS = ("lmtune", "lmtune_stock", *HF_ARMS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Task:
     max_length: int
     learning_rate: float
     lora: bool
+    passes: int = 1
 
     @property
     def metric(self) -> str:
@@ -80,18 +83,19 @@ def make_tasks(args: argparse.Namespace) -> dict[str, Task]:
             DataSpec(dataset="builtin:rotten_tomatoes", dataset_config=None, text_column="text",
                      text_pair_column=None, label_column="label",
                      sizes={"train": args.rows, "validation": args.validation_rows, "test": 64}, seed=0),
-            args.rows, 32, 64, 5e-5, lora=False),
+            args.rows, 32, 64, args.cls_lr, lora=False, passes=args.passes),
         "causal_lm": Task(
             "causal_lm", "builtin:smollm2-135m",
             DataSpec(dataset="builtin:chatterbot", dataset_config=None, text_column="text", text_pair_column=None,
                      label_column=None, sizes={"train": args.lm_rows, "validation": 32, "test": 8}, seed=0,
                      task="causal_lm", messages_column="messages", assistant_only=True),
-            args.lm_rows, 8, 96, 1e-3, lora=True),
+            args.lm_rows, 8, 96, 1e-3, lora=True, passes=args.passes),
     }
 
 
-def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path) -> tuple[float, float]:
+def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path, stock: bool = False) -> tuple[float, float]:
     from lmtune.config import TrainingSection
+    from lmtune.training.fastpath import FAST_CPU
     from lmtune.training.loop import train
 
     hp = {**TrainingSection().model_dump(), "batch_size": task.batch_size, "learning_rate": task.learning_rate,
@@ -99,8 +103,13 @@ def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path) -> tup
           "seed": seed, "lora_enabled": task.lora, "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]
           if task.lora else None}
     spec = TrialSpec(trial=0, model=model, task_type=task.name, data_cache=str(cache), hparams=hp,
-                     examples_per_unit=task.rows, total_examples=task.rows, output_dir=str(out), interactive=False)
-    result = train(spec, lambda e: None, lambda: "continue")
+                     examples_per_unit=task.rows, total_examples=task.rows * task.passes, output_dir=str(out),
+                     interactive=False)
+    os.environ[FAST_CPU] = "0" if stock else "1"
+    try:
+        result = train(spec, lambda e: None, lambda: "continue")
+    finally:
+        os.environ.pop(FAST_CPU, None)
     return float(result["train_tokens"] / result["train_time_s"]), float(result["metrics"][task.metric])
 
 
@@ -136,8 +145,9 @@ def hf_run(task: Task, model: str, cache: Path, seed: int, out: Path, arm: str) 
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         collator = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100)
-    real_tokens = int(split.lengths()[:task.rows].sum())
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=task.batch_size, num_train_epochs=1,
+    real_tokens = int(split.lengths()[:task.rows].sum()) * task.passes
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=task.batch_size,
+                             num_train_epochs=task.passes,
                              learning_rate=task.learning_rate, save_strategy="no", eval_strategy="no", report_to=[],
                              logging_strategy="no", use_cpu=True, seed=seed, data_seed=seed,
                              train_sampling_strategy="random" if arm == "hf_trainer" else "group_by_length",
@@ -181,7 +191,8 @@ def run_task(task: Task, arms: list[str], repeats: int, work: Path, first_seed: 
             out = work / f"{task.name}-{arm}-{r}"
             try:
                 seed = first_seed + r
-                tps, score = (lmtune_run(task, model, cache, seed, out) if arm == "lmtune"
+                tps, score = (lmtune_run(task, model, cache, seed, out, stock=arm == "lmtune_stock")
+                              if arm.startswith("lmtune")
                               else hf_run(task, model, cache, seed, out, arm))
             except Exception as exc:  # an HF option that does not run here is reported, not fatal
                 failed[arm] = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -208,6 +219,9 @@ def main() -> None:
     ap.add_argument("--validation-rows", type=int, default=500)
     ap.add_argument("--lm-rows", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=1, help="passes over the training rows (both tasks, every arm)")
+    ap.add_argument("--cls-lr", type=float, default=5e-5,
+                    help="classification learning rate (one pass at 5e-5 leaves MiniLM at the majority class)")
     ap.add_argument("--first-seed", type=int, default=0, help="repeat r trains with seed first_seed + r")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/trainer_throughput.json"))

@@ -161,15 +161,14 @@ if os.environ.get("LMTUNE_RANK") == "1" and os.environ.get("OOM_ABOVE"):
 
     def patched(spec):
         s = real(spec)
-        forward = s.model.forward
+        loss = s.train_loss  # every training forward goes through it (the model's own or a fast one)
 
-        def guarded(*args, **kwargs):
-            ids = kwargs.get("input_ids")
-            if s.model.training and ids is not None and ids.shape[0] > limit:
+        def guarded(batch, labels):
+            if batch["input_ids"].shape[0] > limit:
                 raise torch.OutOfMemoryError("CUDA out of memory (injected on rank 1)")
-            return forward(*args, **kwargs)
+            return loss(batch, labels)
 
-        s.model.forward = guarded
+        s.train_loss = guarded
         return s
 
     loop.setup = patched

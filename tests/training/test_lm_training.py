@@ -99,23 +99,22 @@ def test_accumulation_1x8_equals_4x2(task: str, tiny_model: Path, cache: Path, t
 
 def _fail_above(monkeypatch: pytest.MonkeyPatch, limit: int, error: type[Exception] = torch.OutOfMemoryError,
                 message: str = "CUDA out of memory (injected)") -> list[int]:
-    """Make the model's forward raise an out-of-memory error for micro-batches larger than ``limit``."""
+    """Make the training forward raise an out-of-memory error for micro-batches larger than ``limit``."""
     seen: list[int] = []
     real_setup = loop.setup
 
     def patched(spec: TrialSpec) -> Session:
         s = real_setup(spec)
-        forward = s.model.forward
+        loss = s.train_loss  # every training forward goes through it (the model's own or a fast one)
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            rows = int(kwargs["input_ids"].shape[0])
-            if s.model.training:
-                seen.append(rows)
-                if rows > limit:
-                    raise error(message)
-            return forward(*args, **kwargs)
+        def guarded(batch: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+            rows = int(batch["input_ids"].shape[0])
+            seen.append(rows)
+            if rows > limit:
+                raise error(message)
+            return loss(batch, labels)
 
-        s.model.forward = guarded  # type: ignore[method-assign]
+        s.train_loss = guarded  # type: ignore[method-assign]
         return s
 
     monkeypatch.setattr(loop, "setup", patched)

@@ -38,6 +38,7 @@ class TrialRecord:
     trial_dir: str | None = None
     precision: str | None = None     # the precision that ran
     precision_reason: str | None = None  # why it ran (training.precision as set, or what `auto` chose and why)
+    forward: str | None = None       # which forward the training steps ran, and why (lmtune.training.fastpath)
     micro_batch_size: int | None = None
     adapter_dir: str | None = None   # where a LoRA trial saved its adapter
     stopped_by: str | None = None    # why a trial ended before its length: pruned, budget, early_stopping…
@@ -103,7 +104,7 @@ def read(trial: FrozenTrial) -> TrialRecord:
         wall_time_s=_float(a.get("wall_time_s")), overhead_s=_float(a.get("overhead_s")),
         startup_s=_float(a.get("startup_s")), planned_examples=_int(a.get("planned_examples")),
         trial_dir=_str(a.get("trial_dir")), precision=_str(a.get("precision")),
-        precision_reason=_str(a.get("precision_reason")),
+        precision_reason=_str(a.get("precision_reason")), forward=_str(a.get("forward")),
         micro_batch_size=_int(a.get("micro_batch_size")), adapter_dir=_str(a.get("adapter_dir")),
         stopped_by=_str(a.get("stopped_by")), pruned_at_units=_int(a.get("pruned_at_units")),
         fail_reason=_str(a.get("fail_reason")), stop_reason=_str(a.get("stop_reason")),

@@ -27,7 +27,6 @@ import torch
 from lmtune.protocol import PROGRESS_EVERY_S, Decision, Exploit, Pause, Stop, TrialSpec, progress_event
 from lmtune.training import distributed
 from lmtune.training.checkpoint import full_state, load_checkpoint, save_checkpoint
-from lmtune.training.evaluate import summed_loss
 from lmtune.training.optim import retune
 from lmtune.training.session import Session, setup
 
@@ -68,8 +67,8 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         # the restored optimizer holds the saving run's settings; this trial's are in force from here (a
         # member resumed after an exploit trains the explored ones; an own pause changes nothing)
         retune(s.optimizer, s.scheduler, s.hp)
-    print(f"precision: {s.precision} ({s.precision_reason})", file=sys.stderr, flush=True)
-    emit({"event": "start", "precision": s.precision, "precision_reason": s.precision_reason,
+    print(f"precision: {s.precision} ({s.precision_reason}); forward: {s.forward}", file=sys.stderr, flush=True)
+    emit({"event": "start", "precision": s.precision, "precision_reason": s.precision_reason, "forward": s.forward,
           "device": str(s.device), "total_steps": s.total_steps,
           "load_time_s": time.perf_counter() - t0, "resumed_at_units": prog.units,
           **({"sharded": _held(s.model)} if g.sharded else {})})
@@ -207,8 +206,7 @@ def _accumulate(s: Session, index: np.ndarray) -> torch.Tensor:
         batch = s.collate(chunk if len(chunk) else index[:1])  # an empty slice runs one row at weight 0
         labels = batch.pop("labels")
         with s.autocast:
-            logits = s.model(**batch).logits
-        loss = summed_loss(logits, labels, s.spec.task_type) / terms * (1.0 if len(chunk) else 0.0)
+            loss = s.train_loss(batch, labels) / terms * (1.0 if len(chunk) else 0.0)
         (s.scaler.scale(loss) if s.scaler is not None else loss).backward()
         total += loss.detach()
     return total
@@ -276,8 +274,8 @@ def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str,
         "event": "end", "metrics": (prog.best if early else prog.last) or {}, "last_metrics": prog.last or {},
         "step": prog.step, "units": prog.units, "examples": prog.examples, "train_tokens": prog.tokens,
         "train_time_s": times["train"], "eval_time_s": times["eval"], "precision": s.precision,
-        "precision_reason": s.precision_reason, "stopped_by": stopped_by, "total_steps": s.total_steps,
-        "micro_batch_size": s.micro_batch_size,
+        "precision_reason": s.precision_reason, "forward": s.forward, "stopped_by": stopped_by,
+        "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
     }
     done = stopped_by not in ("pruned", "paused")
     g = distributed.group()

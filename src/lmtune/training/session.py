@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.training import distributed
 from lmtune.training.batches import collate, loss_terms, train_batches
-from lmtune.training.evaluate import evaluate
+from lmtune.training.evaluate import evaluate, summed_loss
+from lmtune.training.fastpath import FAST_CPU, LossFunction, pick_step, use_fast_dropout, use_persistent_embedding_grad
 from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler, mark_groups, retune
@@ -95,6 +97,8 @@ class Session:
     micro_batch_size: int = 1  # examples per forward/backward; halved on out-of-memory
     train_terms: np.ndarray | None = None  # loss terms (examples or label tokens) per train row
     metric_fn: MetricFunction | None = None  # task.compute_metrics, loaded once per trial
+    fast_loss: LossFunction | None = None  # the training loss through `lmtune.training.fastpath` (None: stock)
+    forward: str = "the model's own forward"  # which forward the training steps run, and why (recorded)
 
     def loss_terms(self, index: np.ndarray) -> int:
         """Loss terms of a whole batch: each micro-batch's summed loss is divided by this."""
@@ -122,6 +126,13 @@ class Session:
             self._batches = train_batches(lengths, self.batch_size, seed=int(self.hp.get("seed", 0)), epoch=epoch)
             self._epoch = epoch
         return self._batches[pos]
+
+    def train_loss(self, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """The summed training loss of a collated micro-batch (`summed_loss`), through the fast forward
+        `pick_step` chose for this trial where there is one."""
+        if self.fast_loss is not None:
+            return self.fast_loss(batch, labels)
+        return summed_loss(self.model(**batch).logits, labels, self.spec.task_type)
 
     def collate(self, index: np.ndarray) -> dict[str, Any]:
         """The model's keyword arguments (and ``labels``) for the examples ``index``: padded to the longest,
@@ -238,6 +249,15 @@ def setup(spec: TrialSpec) -> Session:
         if getattr(model, "is_loaded_in_4bit", False):
             raise ConfigError(SHARDED_4BIT)
         distributed.shard(model, device)  # before the optimizer: it holds the shards, not full tensors
+    fast_loss, forward = None, f"the model's own forward ({FAST_CPU}=0)"
+    if os.environ.get(FAST_CPU, "1") != "0":  # the same function in less work (lmtune.training.fastpath)
+        if device.type == "cpu":
+            use_fast_dropout(model)
+            if not distributed.group().sharded:
+                use_persistent_embedding_grad(model)
+        fast_loss, forward = pick_step(model, task_type=spec.task_type, device=device,
+                                       sharded=distributed.group().sharded,
+                                       checkpointing=bool(hp.get("gradient_checkpointing")))
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")
@@ -253,6 +273,6 @@ def setup(spec: TrialSpec) -> Session:
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
                    pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps,
                    micro_batch_size=min(int(hp.get("micro_batch_size") or batch_size), batch_size),
-                   train_terms=loss_terms(train_split),
+                   train_terms=loss_terms(train_split), fast_loss=fast_loss, forward=forward,
                    metric_fn=load_metric_function(spec.compute_metrics, search_path=spec.compute_metrics_path)
                    if spec.compute_metrics else None)

@@ -294,7 +294,7 @@ class PBTRunner:
                 value = end["metrics"].get(self.metric)
                 if value is not None and math.isfinite(value):
                     # as the tuner loop records
-                    for key in ("adapter_dir", "precision", "precision_reason", "micro_batch_size"):
+                    for key in ("adapter_dir", "precision", "precision_reason", "forward", "micro_batch_size"):
                         if end.get(key) is not None:
                             record.write(trial, **{key: end[key]})
                     self.study.tell(trial, float(value))

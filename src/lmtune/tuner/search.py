@@ -556,7 +556,7 @@ class SearchScheduler:
         if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
             with self._lock:
                 record.write(item.trial, precision=ev.get("precision"), precision_reason=ev.get("precision_reason"),
-                             startup_s=time.monotonic() - item.started)
+                             forward=ev.get("forward"), startup_s=time.monotonic() - item.started)
         elif kind == "progress":  # between evaluations, every few seconds from the first step
             self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
                                          int(ev.get("total_examples") or 0))
