@@ -95,6 +95,7 @@ def make_tasks(args: argparse.Namespace) -> dict[str, Task]:
 
 def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path, stock: bool = False) -> tuple[float, float]:
     from lmtune.config import TrainingSection
+    from lmtune.protocol import Continue
     from lmtune.training.fastpath import FAST_CPU
     from lmtune.training.loop import train
 
@@ -107,7 +108,7 @@ def lmtune_run(task: Task, model: str, cache: Path, seed: int, out: Path, stock:
                      interactive=False)
     os.environ[FAST_CPU] = "0" if stock else "1"
     try:
-        result = train(spec, lambda e: None, lambda: "continue")
+        result = train(spec, lambda e: None, Continue)
     finally:
         os.environ.pop(FAST_CPU, None)
     return float(result["train_tokens"] / result["train_time_s"]), float(result["metrics"][task.metric])
@@ -167,6 +168,7 @@ def hf_run(task: Task, model: str, cache: Path, seed: int, out: Path, arm: str) 
     trainer = Trainer(model=net, args=args, train_dataset=data, data_collator=collator, callbacks=[Clock()])
     trainer.train()
     trained = trainer.model
+    assert trained is not None
     trained.eval()
     meta = load_meta(cache)
     score = evaluate(trained, load_split(cache, "validation"), task_type=task.name,
