@@ -316,13 +316,15 @@ class Tuner:
                                      n_startup_trials=startup_trials(self._expected_trials(plan),
                                                                      cfg.search.n_startup_trials))
         was = (study.user_attrs.get("lmtune.metric"), study.user_attrs.get("lmtune.direction"))
-        if was[0] is not None and was != (cfg.study.metric, cfg.study.direction):
+        # workers that open one new study at once: another may have written the metric and not yet the
+        # direction (two writes); compare what is written
+        if was[0] is not None and (was[0] != cfg.study.metric or was[1] not in (None, cfg.study.direction)):
             raise ConfigError(f"study.metric/direction: study '{cfg.study.name}' in {plan.storage} ranks trials by "
                               f"{was[0]} ({was[1]}), this config by {cfg.study.metric} ({cfg.study.direction}); "
                               "its finished trials would be compared by the wrong measure: use the study's metric "
                               "and direction, or a new study.name / study.dir")
+        study.set_user_attr("lmtune.direction", cfg.study.direction)  # first: the check above keys on the metric
         study.set_user_attr("lmtune.metric", cfg.study.metric)
-        study.set_user_attr("lmtune.direction", cfg.study.direction)
         name_objective(study, cfg.study.metric)
         study.set_user_attr("lmtune.intermediate_values", intermediate_meaning(
             prune_metric(cfg.search.strategy, cfg.search.prune_metric, cfg.study.metric), cfg.study.direction,
