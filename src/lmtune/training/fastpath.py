@@ -150,12 +150,8 @@ def use_persistent_embedding_grad(model: Any) -> bool:
 
 
 def _unwrap(model: torch.nn.Module) -> Any:
-    """The transformers model inside a PEFT wrapper (LoRA layers stay in it)."""
-    base = getattr(model, "base_model", None)
-    inner = getattr(base, "model", None)
-    if inner is not None and type(model).__module__.startswith("peft"):
-        return inner
-    return model
+    """The transformers model inside a PEFT wrapper (LoRA layers stay in it): peft's ``get_base_model``."""
+    return getattr(model, "get_base_model", lambda: model)()
 
 
 @dataclass
