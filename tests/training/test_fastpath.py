@@ -20,7 +20,7 @@ from lmtune.training.fastpath import (
     FastDropout,
     PersistentGradEmbedding,
     keep_mask,
-    pick_step,
+    prepare,
     use_fast_dropout,
     use_persistent_embedding_grad,
 )
@@ -211,19 +211,19 @@ def test_causal_lm_loss_projects_only_label_positions_and_gives_the_same_loss() 
     assert_same_grads(expected, grads(model))
 
 
-def test_pick_step_says_why_it_keeps_the_stock_forward() -> None:
+def test_prepare_says_why_it_keeps_the_stock_forward() -> None:
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     cpu = torch.device("cpu")
     kw = {"device": cpu, "sharded": False, "checkpointing": False}
-    assert pick_step(tiny_bert(), task_type="classification", **kw)[0] is not None
-    assert pick_step(tiny_llama_lm(tie=False), task_type="causal_lm", **kw)[0] is not None
+    assert prepare(tiny_bert(), task_type="classification", **kw)[0] is not None
+    assert prepare(tiny_llama_lm(tie=False), task_type="causal_lm", **kw)[0] is not None
     gpt2 = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
-    fn, why = pick_step(gpt2, task_type="classification", **kw)
+    fn, why = prepare(gpt2, task_type="classification", **kw)
     assert fn is None and "GPT2ForSequenceClassification" in why
-    fn, why = pick_step(tiny_bert(), task_type="classification", device=cpu, sharded=True, checkpointing=False)
+    fn, why = prepare(tiny_bert(), task_type="classification", device=cpu, sharded=True, checkpointing=False)
     assert fn is None and "shard_model" in why
-    fn, why = pick_step(tiny_bert(), task_type="classification", device=cpu, sharded=False, checkpointing=True)
+    fn, why = prepare(tiny_bert(), task_type="classification", device=cpu, sharded=False, checkpointing=True)
     assert fn is None and "gradient_checkpointing" in why
     tied = tiny_llama_lm(tie=True).base_model.model
     for p in tied.parameters():

@@ -16,10 +16,10 @@ Three levers, each taken where the profile of a CPU step (docs/trainer-speed.md)
 - `CausalLMLoss`: a causal LM's loss with the vocabulary projection run only at the positions that have
   a label (assistant tokens, no padding), not at every position. Same loss (tested).
 
-`pick_step` chooses the forwards per trial, on a CPU, where the model's structure is the one they were
-written for, and says why otherwise; the trial records the choice (``forward``). `PersistentGradEmbedding`
-keeps the input embedding's gradient buffer across steps. ``LMTUNE_FAST_CPU=0`` in the trainer's
-environment turns all of it off (the stock forward, torch's dropout masks): a way to rule it out.
+`prepare` installs them per trial on a CPU and chooses the forwards where the model's structure is the one
+they were written for, and says why otherwise; the trial records the choice (``forward``).
+`PersistentGradEmbedding` keeps the input embedding's gradient buffer across steps. ``LMTUNE_FAST_CPU=0`` in
+the trainer's environment turns all of it off (the stock forward, torch's dropout masks): a way to rule it out.
 """
 
 from __future__ import annotations
@@ -262,11 +262,15 @@ class CausalLMLoss:
 LossFunction = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
-def pick_step(model: torch.nn.Module, *, task_type: str, device: torch.device, sharded: bool,
-              checkpointing: bool) -> tuple[LossFunction | None, str]:
-    """The fast loss function for this trial's training steps (None: the model's own forward), and why."""
+def prepare(model: torch.nn.Module, *, task_type: str, device: torch.device, sharded: bool,
+            checkpointing: bool) -> tuple[LossFunction | None, str]:
+    """Sets ``model`` up for this trial's training steps on a CPU (`use_fast_dropout`, and unless sharded
+    `use_persistent_embedding_grad`); returns the fast loss function (None: the model's own forward) and why."""
     if device.type != "cpu":
         return None, "the model's own forward (lmtune's fast forwards are written and measured for CPUs)"
+    use_fast_dropout(model)
+    if not sharded:  # FSDP owns the sharded weights' gradients
+        use_persistent_embedding_grad(model)
     if sharded or checkpointing:
         what = "shard_model" if sharded else "gradient_checkpointing"
         return None, f"the model's own forward ({what} wraps its blocks' forward)"

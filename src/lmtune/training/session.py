@@ -23,7 +23,7 @@ from lmtune.protocol import TrialSpec
 from lmtune.training import distributed
 from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate, summed_loss
-from lmtune.training.fastpath import FAST_CPU, LossFunction, pick_step, use_fast_dropout, use_persistent_embedding_grad
+from lmtune.training.fastpath import FAST_CPU, LossFunction, prepare
 from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler, mark_groups, retune
@@ -129,7 +129,7 @@ class Session:
 
     def train_loss(self, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """The summed training loss of a collated micro-batch (`summed_loss`), through the fast forward
-        `pick_step` chose for this trial where there is one."""
+        `lmtune.training.fastpath.prepare` chose for this trial where there is one."""
         if self.fast_loss is not None:
             return self.fast_loss(batch, labels)
         return summed_loss(self.model(**batch).logits, labels, self.spec.task_type)
@@ -251,13 +251,9 @@ def setup(spec: TrialSpec) -> Session:
         distributed.shard(model, device)  # before the optimizer: it holds the shards, not full tensors
     fast_loss, forward = None, f"the model's own forward ({FAST_CPU}=0)"
     if os.environ.get(FAST_CPU, "1") != "0":  # the same function in less work (lmtune.training.fastpath)
-        if device.type == "cpu":
-            use_fast_dropout(model)
-            if not distributed.group().sharded:
-                use_persistent_embedding_grad(model)
-        fast_loss, forward = pick_step(model, task_type=spec.task_type, device=device,
-                                       sharded=distributed.group().sharded,
-                                       checkpointing=bool(hp.get("gradient_checkpointing")))
+        fast_loss, forward = prepare(model, task_type=spec.task_type, device=device,
+                                     sharded=distributed.group().sharded,
+                                     checkpointing=bool(hp.get("gradient_checkpointing")))
     model.train()
     batch_size = int(hp["batch_size"])
     train_split = load_split(folder, "train")
