@@ -42,6 +42,7 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
         lines, payload, failed = tune_two_stage(cfg, n_trials)
         out.print("\n" + "\n".join(lines), markup=False)
         _print_best(payload)
+        _print_next(payload, cfg.study.dir)
         if failed:
             raise typer.Exit(1)
         return
@@ -49,6 +50,7 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     payload = best_payload(summary.study, read_meta(cfg.study.dir))
     out.print(f"\n{summary.stop_reason}; study at {cfg.study.dir} ({summary.wall_time_s:.0f}s this run)")
     _print_best(payload)
+    _print_next(payload, cfg.study.dir)
     if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
         raise typer.Exit(1)
 
@@ -111,6 +113,14 @@ def _print_best(p: dict[str, Any]) -> None:
         diff = p["value"] - d["value"]
         out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f}{_ppl(d)} "
                   f"(best − default = {diff:+.4f}, validation split)")
+
+
+def _print_next(p: dict[str, Any], study_dir: str) -> None:
+    """What a user does after a search: prove the gain on the test split, read the report, take the config."""
+    if p.get("best", 1) is not None:
+        out.print(f"next: lmtune final {study_dir}    # default vs best, 3 seeds each, on the test split\n"
+                  f"      lmtune report {study_dir}   # report.html + report.md in {study_dir}/report/\n"
+                  f"      lmtune export {study_dir} --format yaml --out best.yaml   # the best configuration")
 
 
 def _ppl(p: dict[str, Any]) -> str:
