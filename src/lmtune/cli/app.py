@@ -200,13 +200,23 @@ def export(study_dir: StudyDir,
     from lmtune.cli.views import best_payload, hf_training_arguments
     from lmtune.config.writer import best_config_yaml
     from lmtune.study import load_study, record
+    from lmtune.study.folder import check_writable
 
+    weights = fmt in ("adapter", "merged")
+    if out_path is not None:  # refused before anything is read or written
+        if not weights and out_path.is_dir():
+            raise LmtuneError(f"--out: {out_path} is a folder; --format {fmt} writes one file: give a file name, "
+                              f"e.g. --out {out_path / ('best.yaml' if fmt == 'yaml' else 'training_args.json')}")
+        check_writable(out_path if weights else out_path.parent, field="--out")
     study, meta = load_study(study_dir)
     payload = best_payload(study, meta)
     if payload.get("best", 1) is None:
         raise LmtuneError(f"{study_dir}: no completed trial to export yet; run 'lmtune tune' first")
-    if fmt in ("adapter", "merged"):
-        _export_weights(study, meta, study_dir, fmt, out_path or study_dir / "export" / fmt)
+    if weights:
+        target = out_path or study_dir / "export" / fmt
+        if out_path is None:
+            check_writable(target, field="--out (default STUDY_DIR/export/FORMAT)")
+        _export_weights(study, meta, study_dir, fmt, target)
         return
     if fmt == "yaml":
         text = best_config_yaml(meta["config"], payload["config"], trial=payload["trial"],

@@ -43,6 +43,20 @@ class StudySection(_Section):
     direction: Literal["maximize", "minimize"] = "maximize"
     seed: int = 0
 
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():  # an empty name makes a study no command can tell apart ("study ''")
+            raise ValueError("the study needs a name (it is empty or only spaces); e.g. study.name: sst2-lr-search")
+        return v
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the study needs a folder (it is empty or only spaces); e.g. study.dir: runs/sst2")
+        return v
+
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lmtune.errors import StudyError
+from lmtune.study.folder import prepare_folder
 
 LOCK_FILE = "driver.lock"
 log = logging.getLogger("lmtune")
@@ -29,9 +30,7 @@ log = logging.getLogger("lmtune")
 def driver_lock(study_dir: Path) -> Iterator[None]:
     """Hold the study directory's driver lock for the block; StudyError (exit 2) when another process
     holds it."""
-    if study_dir.exists() and not study_dir.is_dir():
-        raise StudyError(f"study.dir: {study_dir} is a file, not a folder; point study.dir at a folder")
-    study_dir.mkdir(parents=True, exist_ok=True)
+    prepare_folder(study_dir, field="study.dir")  # one message for a place that cannot be written
     path = study_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by trainers (O_CLOEXEC by default)
     try:

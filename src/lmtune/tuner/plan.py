@@ -19,6 +19,7 @@ from lmtune.data.tokenized import build_cache, load_meta
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.space import Space
+from lmtune.study.folder import prepare_folder
 from lmtune.study.store import StudyPaths
 from lmtune.training.metrics import MetricFunctionError, metric_names
 from lmtune.training.models import check_model_folder, load_tokenizer, resolve_model
@@ -109,8 +110,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     place below them that reads the whole config, once per study, into the `Plan` that components read;
     the space is built here (``plan.space``) and handed on from the plan.
     """
-    paths = StudyPaths(Path(cfg.study.dir))
-    paths.root.mkdir(parents=True, exist_ok=True)
+    paths = StudyPaths(prepare_folder(Path(cfg.study.dir), field="study.dir"))
     task, tr = cfg.task, cfg.training
     data = task_data_spec(task, seed=cfg.study.seed)
     if task.type == "script":

@@ -24,6 +24,7 @@ from lmtune.config.writer import config_yaml
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
 from lmtune.protocol import Decision, Outcome, failure_reason
+from lmtune.study.folder import check_writable
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import Launch, drive
 from lmtune.tuner.final_export import export_model
@@ -58,6 +59,7 @@ def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Execu
     """Train ``cfg.training`` once in ``out`` (default ``<study.dir>-train``) and save its model."""
     t0 = time.monotonic()
     out_dir = Path(out) if out is not None else default_out(cfg.study)
+    check_writable(out_dir, field="--out")  # the default, <study.dir>-train, too: --out is the way to move it
     if (out_dir / "model").exists() or (out_dir / RESULT_FILE).exists():
         raise StudyError(f"{out_dir} already holds a trained model ({out_dir / 'model'}); give another "
                          "--out, or delete that folder to train again")
