@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup demo test lint typecheck docs clean
 
 setup: $(STAMP)
 
@@ -22,12 +22,17 @@ demo: $(STAMP)
 	$(VENV)/bin/lmtune tune examples/quickstart.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(MAKE) docs  # the site builds with warnings as errors, so a broken docs page fails CI
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
+# The documentation site (mkdocs.yml; the config reference is generated from the schema at build time).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site runs .pytest_cache .mypy_cache .ruff_cache
