@@ -39,7 +39,7 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     result = _checker().check_report(html, screenshot=shot)
     assert result["figures_rendered"] == result["figures_expected"]
-    assert len(result["figures_expected"]) == 8
+    assert len(result["figures_expected"]) == 9  # the gain picture (default vs optimized) among them
     assert result["probe_ran"] and result["js_errors"] == [] and result["uncaught_in_console"] == []
     assert result["network_requests"] == []
     assert result["ok"]

@@ -18,12 +18,6 @@ from lmtune.report.load import StudyDirError, StudyMetaError, load_study_dir
 from lmtune.report.render import write_report
 
 
-def _md_block(md: str, lang: str) -> str:
-    match = re.search(rf"```{lang}\n(.*?)```", md, re.S)
-    assert match, f"no ```{lang} block"
-    return match.group(1)
-
-
 def test_write_report_full_study(tmp_path: Path) -> None:
     study_dir = make_fake_study(tmp_path / "run")
     html_path, md_path = write_report(study_dir)
@@ -33,7 +27,9 @@ def test_write_report_full_study(tmp_path: Path) -> None:
     md = md_path.read_text(encoding="utf-8")
     assert "0.8100 ± 0.0100 | 0.8600 ± 0.0100 | +0.0500 | better, significant" in md
     assert "test_loss (lower is better)" in md
-    best = yaml.safe_load(_md_block(md, "yaml"))["training"]
+    config_file = md_path.with_name("best-config.yaml")  # the full configuration: a link away, not in the way
+    assert "](best-config.yaml)" in md and "```yaml" not in md
+    best = yaml.safe_load(config_file.read_text(encoding="utf-8"))["training"]
     assert best == {
         "learning_rate": 3e-4,
         "weight_decay": 0.08,
@@ -48,7 +44,7 @@ def test_write_report_full_study(tmp_path: Path) -> None:
     # one best-configuration writer: the report shows the file `lmtune export --format yaml` writes
     exported = run_lmtune("export", str(study_dir), "--format", "yaml")
     assert exported.returncode == 0, exported.stderr
-    assert yaml.safe_load(_md_block(md, "yaml")) == yaml.safe_load(exported.stdout)
+    assert yaml.safe_load(config_file.read_text(encoding="utf-8")) == yaml.safe_load(exported.stdout)
     assert "Spearman" in md and "rho = 0.857" in md
     assert "| 9 | FAIL |" in md and "CUDA out of memory" in md
     assert "pruned at 2 units" in md
@@ -58,12 +54,13 @@ def test_write_report_full_study(tmp_path: Path) -> None:
     html = html_path.read_text(encoding="utf-8")
     assert "https://cdn" not in html
     assert not re.search(r"<script[^>]+src=", html), "a script loads from outside the file"
-    assert html.count("<script") == 1 + 8  # plotly.js once, then one newPlot per figure
+    assert html.count("<script") == 1 + 9  # plotly.js once, then one newPlot per figure
     assert "Best score vs compute" in md and "Expected best vs number of trials" in md
     assert "Warning: computed from only 8 completed trials" in md  # importances from few trials
-    for key in ("history", "parallel", "importances", "curves", "pbt", "transfer"):
+    assert "<details><summary>Full configuration" in html  # collapsed in the HTML
+    for key in ("gain", "history", "parallel", "importances", "curves", "pbt", "transfer"):
         assert f'<div id="fig-{key}" class="plotly-graph-div"' in html
-    assert html.count("Plotly.newPlot") == 8
+    assert html.count("Plotly.newPlot") == 9
     assert "±" in html
 
 

@@ -105,9 +105,14 @@ def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")
         return
-    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}")
-    for k, v in p["params"].items():
-        out.print(f"  {k}: {v}")
+    from lmtune.report.diff import ABSENT, Change, change_lines
+
+    out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}; what it changed from the default "
+              "(full configuration: lmtune export --format yaml):")
+    changes = [Change(c["name"], c.get("default", ABSENT), c.get("best", ABSENT), c["searched"])
+               for c in p.get("changes", [])]
+    for line in change_lines(changes):
+        out.print(f"  {line}")
     d = p.get("default")
     if d is not None:
         diff = p["value"] - d["value"]
@@ -261,7 +266,7 @@ def final(study_dir: StudyDir,
     study, meta = load_study(study_dir)
     out.print()
     print_final(out, summary.results, study.get_trials(deepcopy=False), metric=meta["metric"],
-                direction=meta["direction"])
+                direction=meta["direction"], study_dir=study_dir)
     out.print(f"results: {summary.results_path}")
     if summary.model_dir is not None:
         out.print(f"final model (best configuration, seed 0; HF folder + tokenizer + lmtune-config.yaml): "
@@ -275,13 +280,13 @@ def final(study_dir: StudyDir,
 @app.command()
 def report(study_dir: StudyDir) -> None:
     """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
-    from lmtune.report.render import StudyDirError, StudyMetaError, write_report
+    from lmtune.report.render import StudyDirError, StudyMetaError, size_note, write_report
 
     try:
         html, md = write_report(study_dir)
     except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
         raise LmtuneError(str(exc)) from None
-    out.print(f"wrote {html}\nwrote {md}")
+    out.print(f"wrote {html} ({size_note(html)})\nwrote {md}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from lmtune.report.tables import (
     comparison_table,
     final_cost,
     search_cost,
+    seeds_advice,
     selection_gap,
     selection_gap_text,
     trial_table,
@@ -60,7 +61,7 @@ def cost_lines(trials: Sequence[FrozenTrial], final: Mapping[str, Any]) -> list[
 
 
 def print_final(console: Console, final: Mapping[str, Any], trials: Sequence[FrozenTrial], *, metric: str,
-                direction: str) -> None:
+                direction: str, study_dir: object = "STUDY_DIR") -> None:
     try:
         rows = comparison_rows(final, metric, direction)
     except ValueError as exc:
@@ -72,6 +73,9 @@ def print_final(console: Console, final: Mapping[str, Any], trials: Sequence[Fro
         console.print("Default vs optimized on the test split (mean ± std over seeds; ↑/↓ = higher/lower is better)")
         for line in comparison_markdown(rows):
             console.print(line, markup=False)
+        advice = seeds_advice(rows, study_dir)
+        if advice is not None:
+            console.print(advice.replace("`", ""), markup=False)
     gap = selection_gap(final, trial_table(trials), metric)
     if gap is not None:
         console.print(selection_gap_text(gap), markup=False)

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.report.diff import ABSENT, best_changes
 from lmtune.study import best_trial, default_trial, record
 from lmtune.study.record import TrialRecord
 
@@ -49,6 +50,10 @@ def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
         "study": meta["study_name"], "metric": meta["metric"], "direction": meta["direction"],
         "trial": best.number, "value": best.value, "params": dict(best.params),
         "config": record.read(best).config, "perplexity": perplexity_of(best, meta["metric"]),
+        # what the best changed from the default; a side without the setting has no key
+        "changes": [{"name": c.name, "searched": c.searched, "changed": c.changed,
+                     **{side: v for side, v in (("default", c.default), ("best", c.best)) if v is not ABSENT}}
+                    for c in best_changes(study.get_trials(deepcopy=False), best, meta.get("config") or {})],
         "default": None if default is None else {"trial": default.number, "value": default.value,
                                                  "perplexity": perplexity_of(default, meta["metric"])},
     }

@@ -13,6 +13,8 @@ from typing import Any
 from lmtune.config.writer import best_config_yaml
 from lmtune.report import tables as t
 from lmtune.report._trials import finite_value as finite
+from lmtune.report.diff import Change, best_changes
+from lmtune.report.gain import GainPanel, gain_panels
 from lmtune.report.load import StudyRecord
 from lmtune.study import record as trial_record
 
@@ -42,6 +44,8 @@ class ReportContent:
     compute: list[t.ComputeSeries]  # best value vs train tokens and wall time, one series per stage
     expected_best: list[float]  # Dodge et al.: expected best of n trials, n = 1..COMPLETE trials
     selection: t.SelectionGap | None = None  # None until `lmtune final` has run
+    changes: list[Change] | None = None  # what the best changed from the default; None without a best
+    gain: list[GainPanel] | None = None  # the comparison as pictures; None until `lmtune final` has run
 
 
 def best_row(record: StudyRecord, rows: list[t.TrialRow]) -> t.TrialRow | None:
@@ -85,9 +89,11 @@ def collect(record: StudyRecord) -> ReportContent:
     best = best_row(record, rows)
     final = record.final
     comparison = None
+    search_cost = t.search_cost(record.trials)
     if final is not None:
         directions = _comparison_directions(record.metric, record.direction, final)
         comparison = t.comparison_table(final, higher_is_better=directions)
+    best_trial = next((tr for tr in record.trials if best is not None and tr.number == best.number), None)
     transfer = None
     if record.proxy_trials is not None:
         transfer = t.transfer_summary(record.proxy_trials, record.trials)
@@ -101,7 +107,7 @@ def collect(record: StudyRecord) -> ReportContent:
         comparison=comparison,
         final=final,
         final_cost=t.final_cost(final) if final is not None else None,
-        search_cost=t.search_cost(record.trials),
+        search_cost=search_cost,
         trials=rows,
         failures=t.failures(record.trials),
         curves=t.learning_curves(record.trials, record.metric),
@@ -113,4 +119,6 @@ def collect(record: StudyRecord) -> ReportContent:
                                                    if tr.state.name == "COMPLETE") if v is not None],
                                       record.direction),
         selection=t.selection_gap(final, rows, record.metric) if final is not None else None,
+        changes=best_changes(record.trials, best_trial, record.config) if best_trial is not None else None,
+        gain=gain_panels(final, comparison, search_cost) if final is not None and comparison else None,
     )

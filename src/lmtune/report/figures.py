@@ -13,7 +13,9 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lmtune.report.axes import metric_range
 from lmtune.report.content import ReportContent
+from lmtune.report.gain_plot import gain_figure
 from lmtune.report.series import ComputeSeries, Curve, Lineage, TransferSummary
 
 __all__ = ["build_figures"]
@@ -55,6 +57,7 @@ def _curves_figure(curves: list[Curve], metric: str, best: int | None) -> go.Fig
         yaxis_title=metric,
         **_LAYOUT,
     )
+    fig.update_yaxes(range=metric_range(metric, [p[1] for c in curves if c.state != "FAIL" for p in c.points]))
     return fig
 
 
@@ -72,6 +75,7 @@ def _compute_figure(series: list[ComputeSeries], metric: str) -> go.Figure:
     fig.update_xaxes(title_text="train tokens (cumulative, every trial)", row=1, col=1)
     fig.update_xaxes(title_text="trainer wall time, s (cumulative)", row=1, col=2)
     fig.update_yaxes(title_text=f"best {metric} so far", row=1, col=1)
+    fig.update_yaxes(range=metric_range(metric, [p[2] for one in series for p in one.points]))
     fig.update_layout(title=f"Best {metric} vs compute",
                       legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.08}, **_LAYOUT)
     return fig
@@ -81,6 +85,7 @@ def _expected_best_figure(values: list[float], metric: str) -> go.Figure:
     fig = go.Figure(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers"))
     fig.update_layout(title=f"Expected best {metric} of n trials (Dodge et al. 2019)",
                       xaxis_title="trials (n)", yaxis_title=f"expected best {metric}", **_LAYOUT)
+    fig.update_yaxes(range=metric_range(metric, values))
     return fig
 
 
@@ -188,13 +193,15 @@ def _transfer_figure(tr: TransferSummary, metric: str) -> go.Figure:
         yaxis_title=f"target {metric}",
         **_LAYOUT,
     )
+    fig.update_xaxes(range=metric_range(metric, [p.proxy_value for p in tr.pairs]))
+    fig.update_yaxes(range=metric_range(metric, [p.target_value for p in tr.pairs]))
     return fig
 
 
 def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.Figure]:
-    """Every figure the sections name, keyed ``history``, ``parallel``, ``compute``, ``expected_best``,
-    ``importances``, ``curves``, ``pbt`` and ``transfer`` (all but the first two only when their data
-    exists)."""
+    """Every figure the sections name, keyed ``history``, ``parallel``, ``gain``, ``compute``,
+    ``expected_best``, ``importances``, ``curves``, ``pbt`` and ``transfer`` (all but the first two only
+    when their data exists). Every metric axis spans the data (``axes.metric_range``)."""
     name = content.metric
     figs: dict[str, go.Figure] = {
         "history": optuna.visualization.plot_optimization_history(study, target_name=name),
@@ -202,6 +209,11 @@ def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.F
     }
     for key in ("history", "parallel"):
         figs[key].update_layout(**_LAYOUT)
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    figs["history"].update_yaxes(range=metric_range(name, values))  # plotly's own fit counts empty traces
+    # parallel coordinates: Optuna scales every axis, the objective's too, to its own data's span
+    if content.gain:
+        figs["gain"] = gain_figure(content.gain)
     if content.importances.values:
         figs["importances"] = _importances_figure(content.importances.values, content.importances.evaluator)
     if any(p[2] is not None for one in content.compute for p in one.points):

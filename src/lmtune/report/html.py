@@ -30,6 +30,7 @@ th { background: #f2f2f2; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; }
 code { background: #f2f2f2; padding: 0 0.2em; }
 .plot { margin: 0.5em 0 1.5em; }
+summary { cursor: pointer; color: #1f5fa8; margin: 0.4em 0; }
 """
 
 
@@ -70,11 +71,16 @@ def _figure(key: str, fig: go.Figure) -> str:
 def _section(section: Section, figures: dict[str, go.Figure]) -> str:
     parts = [f'<section id="{html.escape(section.key)}"><h2>{html.escape(section.title)}</h2>']
     parts += [f"<p>{_inline(p)}</p>" for p in section.paragraphs]
+    drawn = [_figure(key, figures[key]) for key in section.figures if key in figures]
+    if section.figures_first:
+        parts, drawn = parts + drawn, []
     parts += [_table(t) for t in section.tables]
     if section.code is not None:
-        parts.append(f"<pre><code>{html.escape(section.code)}</code></pre>")
-    parts += [_figure(key, figures[key]) for key in section.figures if key in figures]
-    return "\n".join([*parts, "</section>"])
+        code = f"<pre><code>{html.escape(section.code)}</code></pre>"
+        if section.code_summary is not None:  # one click away, not in the way
+            code = f"<details><summary>{_inline(section.code_summary)}</summary>{code}</details>"
+        parts.append(code)
+    return "\n".join([*parts, *drawn, "</section>"])
 
 
 def render_html(title: str, sections: list[Section], figures: dict[str, go.Figure]) -> str:

@@ -1,4 +1,6 @@
-"""Render report sections as GitHub-flavoured Markdown (figures are only in the HTML report)."""
+"""Render report sections as GitHub-flavoured Markdown: interactive figures are only in the HTML report;
+a section's images (files beside report.md, e.g. the gain picture) are shown, and a code block that has a
+file of its own is a link to it."""
 
 from __future__ import annotations
 
@@ -23,12 +25,17 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
+        for image in section.images:
+            lines += [f"![{section.title}]({image})", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
         for table in section.tables:
             lines += _table(table)
-        if section.code is not None:
+        if section.code is not None and section.code_file is not None:
+            lines += [f"[{section.code_summary or 'Full file'}]({section.code_file})", ""]
+        elif section.code is not None:
             lines += ["```yaml", section.code.rstrip("\n"), "```", ""]
         if section.figures:
-            lines += ["(Interactive plot in report.html.)", ""]
+            lines += ["(Interactive version in report.html.)" if section.images else
+                      "(Interactive plot in report.html.)", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

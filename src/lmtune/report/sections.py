@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmtune.report.content import ReportContent
+from lmtune.report.diff import show
 from lmtune.report.series import FEW_TRIALS_FOR_IMPORTANCES
-from lmtune.report.tables import ALPHA, TrialRow, selection_gap_text
+from lmtune.report.tables import ALPHA, TrialRow, seeds_advice, selection_gap_text
 
-__all__ = ["Section", "Table", "fmt_mean_std", "fmt_num", "fmt_seconds", "sections"]
+__all__ = ["BEST_CONFIG_FILE", "GAIN_IMAGE", "Section", "Table", "fmt_mean_std", "fmt_num", "fmt_seconds", "sections"]
+
+BEST_CONFIG_FILE = "best-config.yaml"  # beside report.md: the full best configuration
+GAIN_IMAGE = "gain.svg"  # beside report.md: the default-vs-optimized picture
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     code: str | None = None
     figures: list[str] = field(default_factory=list)
+    code_summary: str | None = None  # HTML: the code collapsed under this line (<details>)
+    code_file: str | None = None  # Markdown: a link to this file (beside report.md) instead of the code
+    images: list[str] = field(default_factory=list)  # Markdown: image files beside report.md, shown first
+    figures_first: bool = False  # HTML: the figures right after the paragraphs, above the tables
 
 
 def fmt_num(value: float | None, digits: int = 4) -> str:
@@ -75,6 +83,10 @@ def _overview(c: ReportContent) -> Section:
     ]
     if c.best is not None:
         paragraphs.append(f"Best trial: #{c.best.number} with {c.metric} = {fmt_num(c.best.value)}.")
+        if c.comparison:
+            r = c.comparison[0]
+            paragraphs.append(f"On the held-out test split, the optimized configuration changed {r.metric} by "
+                              f"{r.difference:+.4f} ({fmt_num(r.default_mean)} → {fmt_num(r.best_mean)}): {r.verdict}.")
     else:
         paragraphs.append("No trial has completed yet, so there is no best configuration.")
     return Section("overview", "Overview", paragraphs)
@@ -105,9 +117,13 @@ def _comparison(c: ReportContent) -> Section:
     ]
     table = Table(["metric", "default", "optimized", "difference", "verdict"], rows)
     paragraphs = [intro]
+    advice = seeds_advice(c.comparison, c.study_dir)
+    if advice is not None:
+        paragraphs.append(advice)
     if c.selection is not None:
         paragraphs.append(selection_gap_text(c.selection))
-    return Section("comparison", title, paragraphs, [table])
+    return Section("comparison", title, paragraphs, [table], figures=["gain"] if c.gain else [],
+                   images=[GAIN_IMAGE] if c.gain else [], figures_first=True)
 
 
 def _cost(c: ReportContent) -> Section:
@@ -144,9 +160,19 @@ def _cost(c: ReportContent) -> Section:
 def _best_config(c: ReportContent) -> Section:
     if c.best is None or c.best_yaml is None:
         return Section("best", "Best configuration", ["No completed trial yet."])
-    text = (f"The settings trial #{c.best.number} trained with, as a config that trains them "
-            "(`lmtune tune` on this file; the same file `lmtune export --format yaml` writes):")
-    return Section("best", "Best configuration", [text], code=c.best_yaml)
+    changes = c.changes or []
+    changed = [ch for ch in changes if ch.changed]
+    kept = [ch.name for ch in changes if ch.searched and not ch.changed]
+    text = [f"What trial #{c.best.number} changed from the default: {len(changed)} setting(s)"
+            + (" (* = searched)." if changed else "; it trains the default settings.")]
+    if kept:
+        text.append("Searched but kept at the default value: " + ", ".join(f"`{n}`" for n in kept) + ".")
+    rows = [[ch.name + (" *" if ch.searched else ""), show(ch.default), show(ch.best)] for ch in changed]
+    summary = (f"Full configuration ({c.best_yaml.count(chr(10))} lines of YAML: the file `lmtune export --format "
+               "yaml` writes; `lmtune train` on it trains this configuration once)")
+    return Section("best", "Best configuration: what changed", text,
+                   [Table(["setting", "default", "best"], rows)] if rows else [], code=c.best_yaml,
+                   code_summary=summary, code_file=BEST_CONFIG_FILE)
 
 
 def _search_plots(c: ReportContent) -> list[Section]:
@@ -268,6 +294,6 @@ def _trials(c: ReportContent) -> list[Section]:
 
 def sections(c: ReportContent) -> list[Section]:
     """The report's sections in reading order; optional ones (PBT, proxy) only when they apply."""
-    out = [_overview(c), _comparison(c), _cost(c), _best_config(c), *_search_plots(c)]
+    out = [_overview(c), _comparison(c), _best_config(c), _cost(c), *_search_plots(c)]
     out += [s for s in (_pbt(c), _transfer(c)) if s is not None]
     return out + _trials(c)

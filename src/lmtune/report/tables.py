@@ -11,6 +11,11 @@ seeds per side; with fewer, the verdict is "not enough seeds". The verdict also 
 difference goes the metric's good way (lower is better for loss, perplexity and error metrics). The
 row additionally records whether |difference| exceeds the larger of the two seed standard deviations,
 a descriptive check that is shown but not used for the verdict.
+
+When the verdict is "within seed noise", ``seeds_needed`` is how many seeds per side would detect the
+observed difference at p < 0.05 with 80 % power, taking the observed seed standard deviations as the
+true ones (`lmtune.report.stats.seeds_for_power`: Welch's test, noncentral t). It is a planning number,
+not a promise: with 2 or 3 seeds the observed spread is itself uncertain.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from lmtune.report.series import (
     pbt_lineage,
     transfer_summary,
 )
-from lmtune.report.stats import spearman, summarize, welch_p_value
+from lmtune.report.stats import seeds_for_power, spearman, summarize, welch_p_value
 from lmtune.study import record
 from lmtune.study.record import TrialRecord
 
@@ -65,6 +70,7 @@ __all__ = [
     "learning_curves",
     "pbt_lineage",
     "search_cost",
+    "seeds_advice",
     "spearman",
     "summarize",
     "transfer_summary",
@@ -73,6 +79,8 @@ __all__ = [
 
 ALPHA = 0.05
 """Significance level of the Welch test behind the comparison verdict."""
+POWER = 0.8
+"""The chance of detecting the observed difference that ``seeds_needed`` plans for."""
 
 
 
@@ -94,6 +102,7 @@ class ComparisonRow:
     improvement: bool  # the difference goes the metric's good way (regardless of significance)
     exceeds_spread: bool  # |difference| > max(default_std, best_std)
     verdict: str
+    seeds_needed: int | None = None  # within seed noise: seeds per side for p < ALPHA at POWER (None: > 1000)
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,7 @@ def comparison_table(
         diff = b_mean - d_mean
         p_value = welch_p_value(default, best)
         improvement = diff > 0 if hib else diff < 0
+        noise = p_value is not None and p_value >= ALPHA and diff != 0.0
         rows.append(
             ComparisonRow(
                 metric=metric,
@@ -221,9 +231,29 @@ def comparison_table(
                 improvement=improvement,
                 exceeds_spread=abs(diff) > max(d_std, b_std),
                 verdict=_verdict(diff, p_value, improvement, (len(default), len(best))),
+                seeds_needed=seeds_for_power(diff, d_std, b_std, alpha=ALPHA, power=POWER) if noise else None,
             )
         )
     return rows
+
+
+def seeds_advice(rows: Sequence[ComparisonRow], study_dir: Any) -> str | None:
+    """What to run next when the first metric's difference is within seed noise: the seeds per side
+    that would settle it and the command (``lmtune final`` keeps finished runs and adds the new seeds).
+    None when the first metric's verdict is not "within seed noise"."""
+    row = rows[0] if rows else None
+    if row is None or row.p_value is None or row.p_value < ALPHA or row.difference == 0.0:
+        return None
+    have = min(row.n_default, row.n_best)
+    if row.seeds_needed is None:
+        return (f"{row.metric}: the difference ({row.difference:+.4f}) is within seed noise and so small next to "
+                f"the spread between seeds that more than 1000 seeds per side would be needed to detect it; "
+                "treat the two configurations as equal.")
+    return (f"{row.metric}: to tell whether the {row.difference:+.4f} difference is real, about "
+            f"{row.seeds_needed} seeds per side would detect it at p < {ALPHA} with {POWER:.0%} power (Welch's "
+            f"t-test, taking the observed seed spreads as the true ones; {have} per side now). Run "
+            f"`lmtune final {study_dir} --seeds {max(row.seeds_needed, have)}`: the finished runs are kept, "
+            "only the new seeds train.")
 
 
 def search_cost(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
