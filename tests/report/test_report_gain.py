@@ -94,4 +94,4 @@ def test_report_size_grows_no_faster_than_the_data(tmp_path: Path) -> None:
     assert s1 - s0 <= d1 and s2 - s1 <= d2 - d1  # each added trial adds fewer bytes than its own data
     assert abs((s2 - s1) - (s1 - s0)) < 0.05 * (s1 - s0)  # linear: the second 60 trials cost the first's
     note = size_note(tmp_path / "0" / "report" / "report.html")
-    assert note.startswith(f"{s0 / 1e6:.1f} MB") and "plotly.js" in note
+    assert note.startswith(f"{s0 / 2**20:.1f} MiB") and "plotly.js" in note

@@ -22,6 +22,7 @@ from lmtune.report.sections import BEST_CONFIG_FILE, GAIN_IMAGE, sections
 __all__ = ["REPORT_DIR", "StudyDirError", "StudyMetaError", "size_note", "write_report"]
 
 REPORT_DIR = "report"
+MIB = 2**20
 
 
 def write_report(study_dir: Path | str) -> tuple[Path, Path]:
@@ -50,10 +51,10 @@ def write_report(study_dir: Path | str) -> tuple[Path, Path]:
 
 
 def size_note(html_path: Path) -> str:
-    """``4.7 MB: 4.6 MB of it plotly.js, embedded so the file opens offline; 0.1 MB the study`` — what
+    """``4.7 MiB: 4.6 MiB of it plotly.js, embedded so the file opens offline; 0.1 MiB the study`` — what
     ``lmtune report`` says about the file it wrote. The study's part grows with its trials, about as
     fast as their own data does (one row, one point set, one curve per trial); plotly.js is fixed."""
     total = html_path.stat().st_size
     library = len(plotly_js_inline().encode("utf-8"))
-    return (f"{total / 1e6:.1f} MB: {library / 1e6:.1f} MB of it plotly.js, embedded so the file opens offline; "
-            f"{(total - library) / 1e6:.1f} MB the study")
+    return (f"{total / MIB:.1f} MiB: {library / MIB:.1f} MiB of it plotly.js, embedded so the file opens offline; "
+            f"{(total - library) / MIB:.1f} MiB the study")
