@@ -7,6 +7,8 @@ regular file."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,32 @@ def test_tune_refuses_a_study_dir_it_cannot_write(where: str, tmp_path: Path) ->
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     else:
         assert not Path(NOT_CREATABLE).parent.exists()
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[Path]:
+    """A real tmpfs holding one file, remounted read-only (root with CAP_SYS_ADMIN, as in CI's container;
+    skipped where mounting is not allowed, as tests/tuner/test_disk_full.py is)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({out.stderr.strip() or out.returncode}); needs root")
+    try:
+        (mnt / "kept.txt").write_text("recorded before")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("sub", ["", "study"])
+def test_tune_refuses_a_study_dir_on_a_read_only_mount(sub: str, read_only_mount: Path) -> None:
+    target = read_only_mount / sub if sub else read_only_mount
+    text = _refused(run_lmtune("tune", QUICKSTART, "--set", f"study.dir={target}"), "study.dir")
+    assert "Read-only file system" in text
+    assert sorted(p.name for p in read_only_mount.iterdir()) == ["kept.txt"]
+    assert (read_only_mount / "kept.txt").read_text() == "recorded before"
 
 
 @pytest.mark.parametrize("name", ["", "   "])
