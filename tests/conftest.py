@@ -84,7 +84,16 @@ def tiny_overrides(model: Path, data: Path, study_dir: Path) -> list[str]:
     return [f"study.dir={study_dir}", f"task.model={model}", f"task.dataset={data}",
             "task.train_size=96", "task.validation_size=48", "task.test_size=48", "task.max_length=16",
             "training.batch_size=16", "training.max_steps=6", "training.eval_every=3",
-            "training.learning_rate=1e-3", "search.n_startup_trials=2"]
+            "training.learning_rate=1e-3", "search.n_startup_trials=2", TINY_SPACE]
+
+
+# The space the tiny studies search: wide on purpose (SGD, learning rates up to the tiny model's 1e-3 default),
+# and fixed here rather than taken from examples/quickstart.yaml, whose space is tuned for the real demo.
+TINY_SPACE = ("search.space={learning_rate: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}, "
+              "batch_size: {type: categorical, choices: [8, 16, 32, 64]}, "
+              "weight_decay: {type: float, low: 0.0, high: 0.1}, "
+              "optimizer: {type: categorical, choices: [adamw, sgd]}, "
+              "momentum: {type: float, low: 0.8, high: 0.99, when: {optimizer: sgd}}}")
 
 
 # --- causal LM: a tiny random Llama (2 layers, 64-dim) with a character tokenizer and a chat template ---

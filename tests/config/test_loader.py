@@ -11,7 +11,7 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart.yaml"
 def test_quickstart_example_is_valid() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.study.metric == "eval_accuracy"
-    assert cfg.search.space["momentum"]["when"] == {"optimizer": "sgd"}
+    assert cfg.search.space["learning_rate"] == {"type": "float", "low": 2e-5, "high": 5e-4, "log": True}
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):  # frozen
@@ -56,7 +56,7 @@ def test_grid_refuses_continuous_dimension_without_values() -> None:
         load_config(EXAMPLE, ["search.strategy=grid"])
     cfg = load_config(EXAMPLE, ["search.strategy=grid", "search.space.learning_rate.grid=[1e-5, 1e-4]",
                                 "search.space.weight_decay.step=0.05",
-                                "search.space.momentum.grid=[0.9]"])
+                                "search.space.warmup_ratio.grid=[0.0, 0.1]"])
     assert cfg.search.strategy == "grid"
 
 
