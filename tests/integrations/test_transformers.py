@@ -76,6 +76,7 @@ def test_the_trials_settings_are_what_the_trainer_trains_with(tiny_model: Path, 
     assert (a.per_device_train_batch_size, a.gradient_accumulation_steps) == (4, 2)  # effective batch 8
     assert a.max_steps == math.ceil(96 / 8) and a.eval_steps == 32 // 8 and a.warmup_steps == 3
     assert a.lr_scheduler_type == "constant_with_warmup"
+    assert a.train_sampling_strategy == "random"  # training.group_by_length: false, HF's default sampler
     config = trainer.model.config
     assert config.hidden_dropout_prob == 0.25 and config.attention_probs_dropout_prob == 0.25
     trainer.train()

@@ -53,6 +53,7 @@ CHANGES: dict[str, tuple[dict[str, Any], Any]] = {
     "lr_scheduler": ({}, "constant"),
     "warmup_ratio": ({}, 0.5),
     "max_grad_norm": ({}, 1e-3),
+    "group_by_length": ({}, True),  # other rows share a batch: other padded shapes, another curve
     "layer_decay": ({}, 0.5),
     "precision": ({}, "bf16"),
     "micro_batch_size": ({}, 4),

@@ -191,6 +191,9 @@ class TrainingSection(_Section):
     lr_scheduler: Scheduler = "linear"
     warmup_ratio: float = Field(default=0.0, ge=0, le=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
+    # batches of similar length (less padding, faster) instead of one shuffle cut in slices, HF Trainer's
+    # default sampler, which lmtune follows by default so that it trains as HF does (docs/benchmarks/parity.md)
+    group_by_length: bool = False
     layer_decay: float = Field(default=1.0, gt=0, le=1)
     precision: Precision = "fp32"
     micro_batch_size: int | None = Field(default=None, ge=1)  # None: start at batch_size, halve on OOM

@@ -27,7 +27,7 @@ def trainer_arguments(hp: Mapping[str, Any], *, total_examples: int, examples_pe
                       world: int = 1) -> dict[str, Any]:
     """Batch (per device × accumulation × ``world`` = the trial's batch), length as ``max_steps`` of the
     trial's own batch, evaluation every ``examples_per_unit`` examples, warm-up in steps (the pinned
-    transformers has no ``warmup_ratio``), schedule, decay, clipping, seed, checkpointing."""
+    transformers has no ``warmup_ratio``), schedule, decay, clipping, seed, batch order, checkpointing."""
     batch = int(hp["batch_size"])
     micro = int(hp["micro_batch_size"] or batch)
     if batch % world:
@@ -50,6 +50,7 @@ def trainer_arguments(hp: Mapping[str, Any], *, total_examples: int, examples_pe
         "logging_steps": every, "weight_decay": float(hp["weight_decay"]),
         "max_grad_norm": float(hp["max_grad_norm"] or 0.0), "lr_scheduler_type": schedule,
         "warmup_steps": warmup, "seed": int(hp["seed"]),
+        "train_sampling_strategy": "group_by_length" if hp.get("group_by_length") else "random",
     }
     if hp["gradient_checkpointing"]:  # non-reentrant, as lmtune's trainer: LoRA's frozen inputs work
         args.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})

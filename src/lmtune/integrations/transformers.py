@@ -13,7 +13,8 @@ What maps where (`arguments`): learning_rate; batch_size → per_device_train_ba
 gradient accumulation for micro_batch_size, so the effective batch is the trial's); the trial's length
 (its epochs / max_steps) → max_steps at its own batch size; evaluation every
 ``trial.examples_per_unit`` examples → eval_steps (equal data in every trial); eval_batch_size,
-weight_decay, beta1/beta2/eps, max_grad_norm, lr_scheduler, warmup_ratio (as steps), precision, seed.
+weight_decay, beta1/beta2/eps, max_grad_norm, lr_scheduler, warmup_ratio (as steps), precision, seed,
+group_by_length → train_sampling_strategy.
 `optimizers` builds lmtune's own optimizer (AdamW, Adam with L2, SGD with momentum/nesterov,
 Adafactor; layer-wise learning-rate decay; no decay on biases and norms); without it, HF's ``optim``
 is used where it is the same optimizer, and ``adam`` with weight decay or ``layer_decay`` < 1 are
@@ -55,7 +56,7 @@ _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation
           "num_train_epochs", "per_device_eval_batch_size", "eval_strategy", "eval_steps", "weight_decay",
           "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
           "optim", "optim_args", "bf16", "fp16", "seed", "activation_checkpointing",
-          "include_num_input_tokens_seen")
+          "include_num_input_tokens_seen", "train_sampling_strategy")
 
 
 def _per_token_loss(model: Any) -> bool:

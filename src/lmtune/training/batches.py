@@ -18,12 +18,15 @@ def group_size(n: int, batch_size: int) -> int:
 
 
 def train_batches(lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int,
-                  group: int | None = None) -> list[np.ndarray]:
-    """Index batches for one epoch: shuffle, sort within windows of ``group`` batches by length (default
-    `group_size`), then shuffle the batch order. Deterministic in (seed, epoch), so a resumed run sees
-    the same batches."""
+                  by_length: bool, group: int | None = None) -> list[np.ndarray]:
+    """Index batches for one epoch. ``by_length``: shuffle, sort within windows of ``group`` batches by
+    length (default `group_size`), then shuffle the batch order (HF ``group_by_length``); otherwise
+    consecutive slices of one shuffle (HF's default random sampler). Deterministic in (seed, epoch), so a
+    resumed run sees the same batches."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
+    if not by_length:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     window = batch_size * (group_size(len(lengths), batch_size) if group is None else group)
     batches: list[np.ndarray] = []
     for start in range(0, len(order), window):

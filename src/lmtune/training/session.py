@@ -123,7 +123,8 @@ class Session:
         per_epoch = math.ceil(len(lengths) / self.batch_size)
         epoch, pos = divmod(step, per_epoch)
         if getattr(self, "_epoch", None) != epoch:
-            self._batches = train_batches(lengths, self.batch_size, seed=int(self.hp.get("seed", 0)), epoch=epoch)
+            self._batches = train_batches(lengths, self.batch_size, seed=int(self.hp.get("seed", 0)), epoch=epoch,
+                                          by_length=bool(self.hp.get("group_by_length", False)))
             self._epoch = epoch
         return self._batches[pos]
 
