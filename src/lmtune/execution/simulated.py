@@ -1,7 +1,8 @@
 """The simulated backend: trials of the stand-in trainer (`lmtune.execution.simtrainer`) run in threads
 of this process, with no subprocess and no training, so the one trial loop and every scheduler can be
 tested (and timed) in-process. It passes the same backend contract as the local and Ray backends
-(tests/execution/test_backend_contract.py)."""
+(tests/execution/test_backend_contract.py). Another stand-in with `simulate`'s signature can be given as
+``trainer`` (the search-replay benchmark's table lookups: benchmarks/tables/replay.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dataclasses
 import queue
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from lmtune.protocol import Decision, TrialSpec
 __all__ = ["SimulatedExecutor", "SimulatedTrial"]
 
 _END = object()
+Trainer = Callable[..., int]  # simulate(spec, emit, receive, *, unit_s, sleep) -> exit code
 
 
 class _Killed(Exception):
@@ -29,12 +31,13 @@ class _Killed(Exception):
 class SimulatedTrial:
     """One simulated trainer, running in a thread; the handle the loop reads like a process."""
 
-    def __init__(self, spec: TrialSpec, trial_dir: Path, unit_s: float) -> None:
+    def __init__(self, spec: TrialSpec, trial_dir: Path, unit_s: float, trainer: Trainer = simulate) -> None:
         self.log_path = trial_dir / "trainer.log"
         self._events: queue.Queue[Any] = queue.Queue()
         self._answers: queue.Queue[Decision] = queue.Queue()
         self._killed = threading.Event()
         self._code: int | None = None
+        self._trainer = trainer
         payload = dataclasses.asdict(spec)
         self._thread = threading.Thread(target=self._run, args=(payload, unit_s), daemon=True)
         self._thread.start()
@@ -42,7 +45,7 @@ class SimulatedTrial:
     def _run(self, spec: dict[str, Any], unit_s: float) -> None:
         with self.log_path.open("w") as log:
             try:
-                self._code = simulate(spec, self._emit, self._receive, unit_s=unit_s, sleep=self._sleep)
+                self._code = self._trainer(spec, self._emit, self._receive, unit_s=unit_s, sleep=self._sleep)
                 log.write("simulated trial finished\n")
             except _Killed:
                 self._code = -9
@@ -90,10 +93,11 @@ class SimulatedTrial:
 
 
 class SimulatedExecutor(FolderCheckpoints):
-    """``workers`` slots of simulated trainers; ``unit_s`` seconds of (interruptible) sleep per unit."""
+    """``workers`` slots of simulated trainers; ``unit_s`` seconds of (interruptible) sleep per unit;
+    ``trainer``: the stand-in each trial runs (default `lmtune.execution.simtrainer.simulate`)."""
 
-    def __init__(self, *, workers: int = 1, unit_s: float = 0.0) -> None:
-        self.workers, self.threads, self.unit_s = workers, 1, unit_s
+    def __init__(self, *, workers: int = 1, unit_s: float = 0.0, trainer: Trainer = simulate) -> None:
+        self.workers, self.threads, self.unit_s, self.trainer = workers, 1, unit_s, trainer
         self._free = list(range(max(workers, 1)))
         self._lock = threading.Lock()
 
@@ -111,7 +115,7 @@ class SimulatedExecutor(FolderCheckpoints):
     def launch(self, spec: TrialSpec, trial_dir: Path, slot: int) -> SimulatedTrial:
         trial_dir.mkdir(parents=True, exist_ok=True)
         spec.write(trial_dir / "trial.json")
-        return SimulatedTrial(spec, trial_dir, self.unit_s)
+        return SimulatedTrial(spec, trial_dir, self.unit_s, self.trainer)
 
     def close(self) -> None:
         pass
