@@ -1,0 +1,137 @@
+"""Replay every arm on recorded tables, many search seeds per (task, budget), and write the summary.
+
+Budgets are multiples of one default training run's train tokens (the table's configuration 0, lr 5e-5 /
+batch 32 / 2 epochs). Search seed ``k`` replays the table's recorded seed ``k mod seeds`` (a "world": every
+arm of seed ``k`` sees the same recorded curves) with sampler seed ``k``, so arms are paired by seed.
+
+Per (task, budget, arm): regret = the world's best final test accuracy over the table's configurations minus
+the selected configuration's (the default configuration's where an arm selected nothing); mean with a 95 % t
+interval over the search seeds; the fraction of the budget spent; seconds per replayed search; and the
+paired difference to ``auto``. Results of each (task, budget, arm) are kept in ``--out``/cells/ (a rerun
+skips what is there), the summary in ``--out``/summary.json in the form ``../shared/checks/bench`` reads.
+
+    .venv/bin/python benchmarks/tables/replay.py --tasks rotten_tomatoes --seeds 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from tables import arms as arms_module
+from tables.table import Table
+from tables.tasks import table_task
+
+BUDGETS = (1, 2, 3, 5, 10, 20)
+PEERS: dict[str, Callable[..., arms_module.ArmResult]] = {
+    "peer_optuna_hyperband": arms_module.peer_optuna_hyperband,
+    "random_search": arms_module.random_search,
+    "one_epoch_topk": arms_module.one_epoch_topk,
+}
+LMTUNE = ("auto", "random", "asha", "hyperband", "bayes")
+
+
+def run_arm(table: Table, arm: str, budget: int, seed: int, data: Path, work: Path) -> arms_module.ArmResult:
+    world = seed % len(table.seeds)
+    tokens = budget * table.default_tokens(world)
+    if arm in PEERS:
+        return PEERS[arm](table, world, tokens, seed)
+    return arms_module.lmtune_arm(table, world, arm, tokens, seed, data, work)
+
+
+def interval(xs: list[float]) -> tuple[float, float, float]:
+    from scipy import stats
+
+    m = statistics.mean(xs)
+    if len(xs) < 2:
+        return m, m, m
+    h = stats.t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return m, m - h, m + h
+
+
+def cell(table: Table, arm: str, budget: int, seeds: list[int], data: Path, work: Path) -> dict[str, Any]:
+    rows = []
+    for seed in seeds:
+        world = seed % len(table.seeds)
+        r = run_arm(table, arm, budget, seed, data, work)
+        # a search that selected nothing leaves its user with the default configuration
+        test = r.test if math.isfinite(r.test) else table.test_score(table.default_id(), world)
+        rows.append({"seed": seed, "world": world, "selected": r.selected, "test": test,
+                     "regret": table.best_test(world) - test,
+                     "spent": r.spent_tokens / (budget * table.default_tokens(world)), "trials": r.trials,
+                     "pruned": r.pruned, "seconds": r.seconds})
+    return {"arm": arm, "budget": budget, "rows": rows}
+
+
+def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c in cells:
+        regrets = [r["regret"] for r in c["rows"]]
+        m, lo, hi = interval(regrets)
+        out[c["arm"]] = {"seeds": len(regrets), "regret_mean": m, "regret_ci95": [lo, hi],
+                         "budget_spent": statistics.mean(r["spent"] for r in c["rows"]),
+                         "replay_s_per_search": statistics.mean(r["seconds"] for r in c["rows"]),
+                         "trials_mean": statistics.mean(r["trials"] for r in c["rows"])}
+    auto = next((c for c in cells if c["arm"] == "auto"), None)
+    if auto:
+        ref = {r["seed"]: r["regret"] for r in auto["rows"]}
+        for c in cells:
+            d = [ref[r["seed"]] - r["regret"] for r in c["rows"] if r["seed"] in ref]  # > 0: this arm beats auto
+            if c["arm"] != "auto" and len(d) > 1:
+                m, lo, hi = interval(d)
+                out[c["arm"]]["vs_auto"] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
+                                            "losses": sum(x < 0 for x in d)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", required=True)
+    ap.add_argument("--arms", nargs="+", default=[*LMTUNE, *PEERS])
+    ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/lmtune-tables/data"))
+    ap.add_argument("--work", type=Path, default=Path("/dev/shm/lmtune-replay"))
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/search-replay"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.out / "cells").mkdir(parents=True, exist_ok=True)
+    summary_path = args.out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for task in args.tasks:
+        table = Table(args.tables / task)
+        data = table_task(task, args.data).folder
+        m = table.meta
+        summary.setdefault("tables", {})[task] = {
+            "kind": m["kind"], "train_rows": m["rows"]["train"], "validation_rows": m["rows"]["validation"],
+            "test_rows": m["rows"]["test"], "configurations": len(table.ids), "seeds": len(table.seeds),
+            "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"]}
+        for budget in args.budgets:
+            cells = []
+            for arm in args.arms:
+                path = args.out / "cells" / f"{task}-{budget}x-{arm}.json"
+                if path.exists() and len(json.loads(path.read_text())["rows"]) >= args.seeds:
+                    cells.append(json.loads(path.read_text()))
+                    continue
+                t0 = time.perf_counter()
+                c = cell(table, arm, budget, list(range(args.seeds)), data, args.work)
+                path.write_text(json.dumps(c))
+                cells.append(c)
+                print(f"{task} {budget}x {arm}: regret {statistics.mean(r['regret'] for r in c['rows']):.4f} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
+        summary_path.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""A recorded table (benchmarks/tables/record.py) read back for replay: configurations, their curves, and
+the rule that maps a configuration a strategy proposes onto the table.
+
+The mapping, the same for every arm: a proposed configuration trains the recorded configuration of its
+own length (``epochs``, which a trial's planned length fixes) that is nearest in the normalised space —
+learning rate in decades over the space's 3 decades, batch size by its index in {8, 16, 32} over 2,
+weight decay over 0.1, warm-up ratio over 0.2 (Euclidean; ties to the lower index). This is the space
+restricted to the recorded configurations, as Syne Tune's blackbox repository restricts its tabulated
+benchmarks, with a nearest-neighbour rule so that samplers of continuous spaces (TPE, GP) run unchanged.
+
+A curve is read at any amount of training data by linear interpolation between its recorded points (8
+per epoch, by training examples), so a strategy that evaluates at other points than the recording did
+sees the values between them; the last point (the run's end) is exact. Test metrics exist at every second
+recorded point and at the end.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BATCHES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Run:
+    config: int
+    seed: int
+    points: list[dict[str, float]]
+    error: str | None = None
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.points[-1] if self.points else {}
+
+    def at(self, examples: float) -> dict[str, float]:
+        """The curve at ``examples`` training examples: interpolated between recorded points; the end exact."""
+        xs = [p["examples"] for p in self.points]
+        if not xs:
+            return {}
+        if examples >= xs[-1]:
+            return dict(self.points[-1])
+        i = bisect.bisect_left(xs, examples)
+        if i == 0:
+            lo, hi, w = self.points[0], self.points[0], 1.0
+        else:
+            lo, hi = self.points[i - 1], self.points[i]
+            w = (examples - lo["examples"]) / max(hi["examples"] - lo["examples"], 1e-9)
+        return {k: lo[k] + w * (hi[k] - lo[k]) for k in lo if k in hi and not k.startswith("test_")}
+
+
+class Table:
+    """One recorded table: ``meta.json`` and ``runs/c<NNN>-s<seed>.json``."""
+
+    def __init__(self, folder: Path, *, complete_only: bool = True) -> None:
+        self.folder = folder
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.configs: list[dict[str, Any]] = self.meta["configs"]
+        runs: dict[tuple[int, int], Run] = {}
+        for p in sorted((folder / "runs").glob("c*-s*.json")):
+            r = json.loads(p.read_text())
+            c, s = int(p.stem[1:4]), int(p.stem.split("-s")[1])
+            runs[(c, s)] = Run(config=c, seed=s, points=r["points"], error=r.get("error"))
+        self.seeds = sorted({s for _, s in runs})
+        # a configuration is in the table when every seed recorded it (a partial table replays what it has)
+        self.ids = [i for i in range(len(self.configs)) if all((i, s) in runs for s in self.seeds)] \
+            if complete_only else sorted({c for c, _ in runs})
+        self.runs = runs
+        self.rows = int(self.meta["rows"]["train"])
+        lo, hi = (math.log10(v) for v in self.meta["space"]["learning_rate"])
+        self._lr = (lo, hi)
+
+    def _coords(self, c: dict[str, Any]) -> tuple[float, float, float, float]:
+        lo, hi = self._lr
+        batch = min(range(3), key=lambda i: abs(BATCHES[i] - float(c["batch_size"])))
+        return ((math.log10(float(c["learning_rate"])) - lo) / (hi - lo), batch / 2,
+                float(c.get("weight_decay", 0.0)) / 0.1, float(c.get("warmup_ratio", 0.0)) / 0.2)
+
+    def nearest(self, hparams: dict[str, Any], epochs: float) -> int:
+        """The recorded configuration a trial with these settings and this length trains (module docstring)."""
+        same = [i for i in self.ids if math.isclose(float(self.configs[i]["epochs"]), epochs)]
+        if not same:
+            raise KeyError(f"no recorded configuration trains {epochs} epochs")
+        x = self._coords(hparams)
+        return min(same, key=lambda i: (math.dist(x, self._coords(self.configs[i])), i))
+
+    def run(self, config: int, world: int) -> Run:
+        return self.runs[(config, self.seeds[world % len(self.seeds)])]
+
+    def test_score(self, config: int, world: int, metric: str = "test_accuracy") -> float:
+        return float(self.run(config, world).final.get(metric, float("nan")))
+
+    def best_test(self, world: int, metric: str = "test_accuracy") -> float:
+        return max(self.test_score(i, world, metric) for i in self.ids)
+
+    def default_id(self) -> int:
+        return 0  # record.py writes the default configuration first
+
+    def default_tokens(self, world: int) -> int:
+        """Train tokens of one default training run: the budgets' unit."""
+        return int(self.run(self.default_id(), world).final["tokens"])

@@ -1,0 +1,83 @@
+"""The table trainer: a stand-in with `lmtune.execution.simtrainer.simulate`'s signature that answers a
+trial spec from a recorded table instead of training. It runs inside lmtune's simulated backend, so a
+replayed study goes through the same tuner loop, schedulers, budget and study records as a live one.
+
+Per trial: the spec's settings and planned length pick a recorded configuration (`Table.nearest`); each
+evaluation unit (``spec.examples_per_unit`` examples) reports that run's curve at that amount of data
+(interpolated); the decision after each evaluation is obeyed (stop, pause); a paused trial resumed from its
+checkpoint goes on from the units it reached (the checkpoint is a small manifest, as the simulator's); a run
+that diverged when it was recorded fails at the same point with the recorded reason. Train tokens and
+simulated seconds come from the recording.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lmtune.protocol import CHECKPOINT_MANIFEST, Continue, Decision, Exploit, Pause
+from tables.table import Table
+
+
+def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None) -> Callable[..., int]:
+    """A trainer for `lmtune.execution.simulated.SimulatedExecutor` replaying ``table``'s seed ``world``;
+    ``picked`` (trial number -> configuration id) is filled as trials start."""
+
+    def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
+            *, unit_s: float = 0.0, sleep: Callable[[float], None] | None = None) -> int:
+        hp = dict(spec["hparams"])
+        epochs = spec["total_examples"] / table.rows
+        config = table.nearest(hp, epochs)
+        if picked is not None:
+            picked[int(spec["trial"])] = config
+        recorded = table.run(config, world)
+        per_unit = int(spec["examples_per_unit"])
+        units = max(1, math.ceil(spec["total_examples"] / per_unit))
+        every = int(spec.get("checkpoint_every") or 0)
+        start = 0
+        if spec.get("resume_from"):
+            start = int(json.loads((Path(spec["resume_from"]) / CHECKPOINT_MANIFEST).read_text())["units"])
+        emit({"event": "start", "precision": "fp32", "device": "table", "total_steps": units, "load_time_s": 0.0,
+              "resumed_at_units": start, "table_config": config})
+        last_recorded = recorded.points[-1]["examples"] if recorded.points else 0
+        stopped_by, done, point = None, start, {}
+        for u in range(start + 1, units + 1):
+            examples = min(u * per_unit, spec["total_examples"])
+            if recorded.error and examples > last_recorded:
+                emit({"event": "error", "kind": "TrainingDiverged", "reason": recorded.error})
+                return 1
+            point = recorded.at(examples)
+            done = u
+            metrics = {k: v for k, v in point.items() if k.startswith(("eval_", "train_loss"))}
+            ev: dict[str, Any] = {"event": "eval", "step": round(point.get("step", u)), "units": u,
+                                  "examples": examples, "tokens": round(point.get("tokens", 0)), "metrics": metrics,
+                                  "elapsed_s": point.get("elapsed_s", 0.0)}
+            if every and (u % every == 0 or u == units):
+                folder = Path(spec.get("output_dir") or ".") / "checkpoints" / f"u{u:05d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
+                ev["checkpoint"] = str(folder)
+            emit(ev)
+            answer = receive() if spec.get("interactive", True) and u < units else None
+            if isinstance(answer, Exploit):
+                raise RuntimeError("a table cannot replay an exploit (PBT changes settings mid-run)")
+            if isinstance(answer, Pause):
+                stopped_by = "paused"
+                break
+            if answer is not None and not isinstance(answer, Continue):
+                stopped_by = "pruned"
+                break
+        end: dict[str, Any] = {"event": "end", "units": done, "metrics": {k: v for k, v in point.items()
+                                                                          if k.startswith(("eval_", "train_loss"))},
+                               "stopped_by": stopped_by, "train_tokens": round(point.get("tokens", 0)),
+                               "train_time_s": point.get("elapsed_s", 0.0), "eval_time_s": 0.0,
+                               "table_config": config}
+        if stopped_by is None:
+            end["test_metrics"] = {k: v for k, v in recorded.final.items() if k.startswith("test_")}
+        emit(end)
+        return 0
+
+    return run

@@ -1,0 +1,87 @@
+"""The search-replay benchmark's machinery (benchmarks/tables/) on a synthetic table in the recorded format:
+the mapping of proposed configurations onto the table, curve interpolation, the table trainer inside lmtune's
+tuner loop (budget held, selection read back), and the peers. The recorded tables themselves and the
+replayed numbers are benchmark output (docs/benchmarks/search-replay.md), not asserted here."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_rows
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+from tables import arms
+from tables.record import configurations
+from tables.synthetic import write_synthetic
+from tables.table import Table
+from tables.tasks import split_by_group
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Table:
+    return Table(write_synthetic(tmp_path_factory.mktemp("tables") / "syn", configs=24))
+
+
+def test_the_design_starts_with_the_default_and_extends_without_changing_its_points() -> None:
+    a, b = configurations(24), configurations(48)
+    assert a[0] == {"learning_rate": 5e-5, "batch_size": 32, "epochs": 2, "weight_decay": 0.0, "warmup_ratio": 0.0}
+    assert b[:24] == a
+    assert {c["epochs"] for c in b} == {1, 2, 3} and {c["batch_size"] for c in b} == {8, 16, 32}
+
+
+def test_groups_never_straddle_splits() -> None:
+    rows = [(f"g{i // 3}", {"text": f"t{i}", "label": str(i % 2)}) for i in range(9000)]
+    splits = split_by_group(rows)
+    groups = {s: {r["text"] for r in v} for s, v in splits.items()}
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [1500, 500, 1000]
+    owner = {f"t{i}": f"g{i // 3}" for i in range(9000)}
+    seen = [{owner[t] for t in groups[s]} for s in groups]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+
+
+def test_a_proposal_trains_the_nearest_recorded_configuration_of_its_own_length(table: Table) -> None:
+    for i in table.ids:
+        c = table.configs[i]
+        assert table.nearest(c, float(c["epochs"])) == i  # a recorded configuration maps onto itself
+    c = dict(table.configs[0], learning_rate=table.configs[0]["learning_rate"] * 1.01)
+    assert table.nearest(c, 2.0) == 0
+    assert table.configs[table.nearest(c, 3.0)]["epochs"] == 3
+
+
+def test_curves_interpolate_between_points_and_end_exactly(table: Table) -> None:
+    run = table.run(0, 0)
+    a, b = run.points[0], run.points[1]
+    mid = run.at((a["examples"] + b["examples"]) / 2)
+    assert mid["eval_accuracy"] == pytest.approx((a["eval_accuracy"] + b["eval_accuracy"]) / 2)
+    assert run.at(10**9) == run.final and "test_accuracy" in run.final
+
+
+@pytest.mark.parametrize("strategy", ["auto", "asha"])
+def test_lmtune_replays_through_its_own_tuner_within_the_budget(table: Table, strategy: str,
+                                                               tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", table.rows), ("validation", 50), ("test", 50)):  # the table answers every trial;
+        with (data / f"{split}.csv").open("w", newline="") as f:  # the study sees as many train rows as it has
+            w = csv.DictWriter(f, fieldnames=["text", "label"])
+            w.writeheader()
+            w.writerows(make_rows(n))
+    unit = table.default_tokens(0)
+    r = arms.lmtune_arm(table, 0, strategy, 5 * unit, 0, data, tmp_path / "work")
+    assert r.selected is not None and r.trials >= 2
+    assert r.spent_tokens <= 5 * unit * 1.01  # the token cap's documented slack
+    assert r.test == table.test_score(r.selected, 0)
+
+
+def test_the_peers_replay_in_milliseconds_and_spend_at_most_their_budget(table: Table) -> None:
+    unit = table.default_tokens(0)
+    for peer in (arms.peer_optuna_hyperband, arms.random_search, arms.one_epoch_topk):
+        r = peer(table, 1, 3 * unit, 0)
+        assert r.selected is not None, peer.__name__
+        assert r.spent_tokens <= 3 * unit, peer.__name__
+        assert r.seconds < 5
