@@ -85,3 +85,24 @@ def test_the_peers_replay_in_milliseconds_and_spend_at_most_their_budget(table: 
         assert r.selected is not None, peer.__name__
         assert r.spent_tokens <= 3 * unit, peer.__name__
         assert r.seconds < 5
+
+
+def test_a_recorded_run_has_8_validation_and_4_test_points_per_epoch(tiny_model: Path, tiny_csv: Path,
+                                                                    tmp_path: Path) -> None:
+    from tables.record import record_run
+    from transformers import AutoTokenizer
+
+    from lmtune.data.sources import DataSpec
+    from lmtune.data.tokenized import build_cache
+
+    spec = DataSpec(dataset=str(tiny_csv), dataset_config=None, text_column="text", text_pair_column=None,
+                    label_column="label", sizes={"train": 64, "validation": 16, "test": 16}, seed=0)
+    cache = build_cache(spec, AutoTokenizer.from_pretrained(tiny_model), str(tiny_model), 16, tmp_path / "c")
+    config = {"learning_rate": 1e-3, "batch_size": 8, "epochs": 2, "weight_decay": 0.0, "warmup_ratio": 0.1}
+    run = record_run(cache, str(tiny_model), config, seed=0, rows=64)
+    points = run["points"]
+    assert [p["units"] for p in points] == list(range(1, 17))  # 8 per epoch, 2 epochs
+    assert [p["examples"] for p in points] == [8 * u for u in range(1, 17)]
+    assert [u for u, p in enumerate(points, 1) if "test_accuracy" in p] == list(range(2, 17, 2))
+    assert points[-1]["tokens"] == run["train_tokens"] and run["error"] is None
+    assert all({"eval_loss", "eval_accuracy", "train_loss"} <= set(p) for p in points)

@@ -21,15 +21,34 @@ from typing import Any
 
 import optuna
 
-from tables.table import BATCHES, Table
+from tables.table import Table
 
-SPACE_YAML = {  # the space users write (the issue's held-out task, plus warm-up): the same for every arm
-    "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True},
-    "batch_size": {"type": "categorical", "choices": list(BATCHES)},
-    "epochs": {"type": "int", "low": 1, "high": 3},
-    "weight_decay": {"type": "float", "low": 0.0, "high": 0.1},
-    "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2},
-}
+
+def space_yaml(table: Table) -> dict[str, dict[str, Any]]:
+    """The table's space as a user writes it in ``search.space`` (the same for every arm): a log or linear
+    float range, the training length as an int range, every other choice categorical."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (kind, *v) in table.space.items():
+        if kind in ("log", "float"):
+            out[name] = {"type": "float", "low": v[0], "high": v[1], **({"log": True} if kind == "log" else {})}
+        elif name == "epochs":
+            out[name] = {"type": "int", "low": min(v), "high": max(v)}
+        else:
+            out[name] = {"type": "categorical", "choices": list(v)}
+    return out
+
+
+def _suggest(trial: optuna.Trial, table: Table) -> dict[str, Any]:
+    """One configuration from an Optuna trial over `space_yaml` (what HF's ``hp_space`` returns)."""
+    hp: dict[str, Any] = {}
+    for name, p in space_yaml(table).items():
+        if p["type"] == "float":
+            hp[name] = trial.suggest_float(name, p["low"], p["high"], log=p.get("log", False))
+        elif p["type"] == "int":
+            hp[name] = trial.suggest_int(name, p["low"], p["high"])
+        else:
+            hp[name] = trial.suggest_categorical(name, p["choices"])
+    return hp
 LMTUNE_ARMS = {"auto": "auto", "random": "random", "bayes": "bayes", "asha": "asha", "hyperband": "hyperband"}
 EVAL_EVERY = 6  # steps at the default batch size 32: 192 examples, ~8 evaluations per epoch of 1,500 rows
 
@@ -87,16 +106,25 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
     (work / "cache").mkdir(exist_ok=True)
     (study_dir / "cache").symlink_to(work / "cache")
     meta = table.meta
-    sets = [f"study.dir={study_dir}", f"study.seed={seed}", "study.metric=eval_accuracy",
-            "study.direction=maximize", f"study.name=replay-{strategy}-{seed}",
-            "task.model=builtin:minilm-l6", "task.dataset=" + json.dumps({s: str(data_folder / f"{s}.csv")
-                                                                          for s in ("train", "validation", "test")}),
-            "task.text_column=text", "task.label_column=label", f"task.max_length={meta['max_length']}",
-            "task.train_size=null", "task.validation_size=null", "task.test_size=null",
-            f"training.eval_every={EVAL_EVERY}", f"search.strategy={strategy}", "search.n_trials=1000",
-            "search.space=" + json.dumps(SPACE_YAML), f"budget.max_train_tokens={budget_tokens}"]
-    if (data_folder / "train.csv").read_text().partition("\n")[0].count("text_pair"):
-        sets.append("task.text_pair_column=text_pair")
+    sets = [f"study.dir={study_dir}", f"study.seed={seed}", f"study.metric={table.metric}",
+            f"study.direction={'maximize' if table.maximize else 'minimize'}", f"study.name=replay-{strategy}-{seed}",
+            f"task.max_length={meta['max_length']}", f"training.eval_every={EVAL_EVERY}",
+            f"search.strategy={strategy}", "search.n_trials=1000", "search.space=" + json.dumps(space_yaml(table)),
+            f"budget.max_train_tokens={budget_tokens}", *(f"training.{k}={json.dumps(v)}"
+                                                         for k, v in meta.get("fixed", {}).items())]
+    if meta["kind"] == "causal_lm":
+        rows = meta["rows"]
+        sets += [f"task.model={meta['model']}", "task.type=causal_lm", "task.dataset=builtin:chatterbot",
+                 "task.messages_column=messages", f"task.train_size={rows['train']}",
+                 f"task.validation_size={rows['validation']}", f"task.test_size={rows['test']}",
+                 f"training.batch_size={meta['default']['batch_size']}"]
+    else:
+        sets += ["task.model=builtin:minilm-l6", "task.dataset=" + json.dumps(
+                     {s: str(data_folder / f"{s}.csv") for s in ("train", "validation", "test")}),
+                 "task.text_column=text", "task.label_column=label", "task.train_size=null",
+                 "task.validation_size=null", "task.test_size=null"]
+        if (data_folder / "train.csv").read_text().partition("\n")[0].count("text_pair"):
+            sets.append("task.text_pair_column=text_pair")
     cfg = load_config(None, sets)
     picked: dict[int, int] = {}
     # the study in memory instead of SQLite: the same Optuna study, sampler and pruner calls, without an
@@ -108,7 +136,7 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
         summary = Tuner(cfg, reporter=_Silent(),  # type: ignore[arg-type]
                         backend=SimulatedExecutor(workers=1, trainer=table_trainer(table, world, picked))).run()
         trials = summary.study.trials
-        best = best_of(trials, "maximize")
+        best = best_of(trials, "maximize" if table.maximize else "minimize")
         spent = sum(int(read(t).train_tokens or 0) for t in trials)
         pruned = sum(t.state.name == "PRUNED" for t in trials)
         selected = picked.get(best.number) if best is not None else None
@@ -122,33 +150,26 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
 
 # ---- the peers ---------------------------------------------------------------------------------------------
 
-def _suggest(trial: optuna.Trial) -> dict[str, Any]:
-    return {"learning_rate": trial.suggest_float("learning_rate", 1e-6, 1e-3, log=True),
-            "batch_size": trial.suggest_categorical("batch_size", list(BATCHES)),
-            "epochs": trial.suggest_int("epochs", 1, 3),
-            "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
-            "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2)}
-
-
 def peer_optuna_hyperband(table: Table, world: int, budget_tokens: int, seed: int, *, n_trials: int = 16,
                           eval_steps: int = 16) -> ArmResult:
     """HF ``Trainer.hyperparameter_search(backend="optuna", n_trials=16)`` with ``TPESampler(seed)`` and
     ``HyperbandPruner()``, as benchmarks/search/hf_peer.py runs it live: each trial reports the validation
-    accuracy every ``eval_steps`` of its own optimizer steps (so trials of other batch sizes report at other
+    metric every ``eval_steps`` of its own optimizer steps (so trials of other batch sizes report at other
     amounts of data), the objective is the last reported value, a pruned trial stops there. It stops at
     ``n_trials`` or when the next evaluation interval would cross ``budget_tokens``, whichever is first."""
     _quiet()
     t0 = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+    study = optuna.create_study(direction="maximize" if table.maximize else "minimize",
+                                sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.HyperbandPruner())
     spent, pruned, done = 0, 0, 0
     scores: dict[int, tuple[float, int]] = {}
     for _ in range(n_trials):
         trial = study.ask()
-        hp = _suggest(trial)
+        hp = _suggest(trial, table)
         config = table.nearest(hp, float(hp["epochs"]))
         run = table.run(config, world)
-        batch = int(table.configs[config]["batch_size"])
+        batch = int(table.configs[config]["batch_size"])  # HF's eval_steps are its own steps
         steps = math.ceil(table.rows / batch) * int(hp["epochs"])
         value, used, state = float("nan"), 0, optuna.trial.TrialState.COMPLETE
         for step in [*range(eval_steps, steps, eval_steps), steps]:
@@ -156,7 +177,7 @@ def peer_optuna_hyperband(table: Table, world: int, budget_tokens: int, seed: in
             if not point or spent + point["tokens"] > budget_tokens:
                 state = optuna.trial.TrialState.FAIL  # the budget ends inside this trial: cut at its last report
                 break
-            value, used = float(point["eval_accuracy"]), int(point["tokens"])
+            value, used = float(point[table.metric]), int(point["tokens"])
             trial.report(value, step)
             if step < steps and trial.should_prune():
                 state = optuna.trial.TrialState.PRUNED
@@ -172,7 +193,8 @@ def peer_optuna_hyperband(table: Table, world: int, budget_tokens: int, seed: in
         else:
             study.tell(trial, value)
             scores[trial.number] = (value, config)
-    selected = max(scores.values())[1] if scores else None
+    ranked = sorted(scores.values(), reverse=table.maximize)
+    selected = ranked[0][1] if ranked else None
     test = table.test_score(selected, world) if selected is not None else float("nan")
     return ArmResult(selected, test, spent, done, pruned, time.perf_counter() - t0)
 
@@ -183,15 +205,15 @@ def random_search(table: Table, world: int, budget_tokens: int, seed: int) -> Ar
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     spent, best, n = 0, None, 0
     for _ in range(10_000):
-        hp = _suggest(study.ask())
+        hp = _suggest(study.ask(), table)
         config = table.nearest(hp, float(hp["epochs"]))
         cost = int(table.run(config, world).final["tokens"])
         if spent + cost > budget_tokens:
             break
         spent += cost
         n += 1
-        score = table.run(config, world).final["eval_accuracy"]
-        if best is None or score > best[0]:
+        score = table.run(config, world).final[table.metric]
+        if best is None or table.better(score, best[0]):
             best = (score, config)
     selected = best[1] if best else None
     test = table.test_score(selected, world) if selected is not None else float("nan")
@@ -209,7 +231,7 @@ def one_epoch_topk(table: Table, world: int, budget_tokens: int, seed: int, *, k
     draws: list[tuple[float, int]] = []
     spent = 0
     for _ in range(10_000):
-        hp = _suggest(study.ask())
+        hp = _suggest(study.ask(), table)
         full = table.nearest(hp, float(hp["epochs"]))
         short = table.nearest(hp, 1.0)
         one = table.run(short, world).final
@@ -221,15 +243,15 @@ def one_epoch_topk(table: Table, world: int, budget_tokens: int, seed: int, *, k
         if spent + one["tokens"] > budget_tokens:
             break
         spent += int(one["tokens"])
-        draws.append((float(one["eval_accuracy"]), full))
+        draws.append((float(one[table.metric]), full))
     best = None
-    for _, config in sorted(draws, reverse=True)[:k]:
+    for _, config in sorted(draws, reverse=table.maximize)[:k]:
         final = table.run(config, world).final
         if spent + final["tokens"] > budget_tokens:
             continue
         spent += int(final["tokens"])
-        if best is None or final["eval_accuracy"] > best[0]:
-            best = (final["eval_accuracy"], config)
+        if best is None or table.better(final[table.metric], best[0]):
+            best = (final[table.metric], config)
     selected = best[1] if best else None
     test = table.test_score(selected, world) if selected is not None else float("nan")
     return ArmResult(selected, test, spent, len(draws), 0, time.perf_counter() - t0)

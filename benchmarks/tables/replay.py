@@ -4,11 +4,12 @@ Budgets are multiples of one default training run's train tokens (the table's co
 batch 32 / 2 epochs). Search seed ``k`` replays the table's recorded seed ``k mod seeds`` (a "world": every
 arm of seed ``k`` sees the same recorded curves) with sampler seed ``k``, so arms are paired by seed.
 
-Per (task, budget, arm): regret = the world's best final test accuracy over the table's configurations minus
-the selected configuration's (the default configuration's where an arm selected nothing); mean with a 95 % t
-interval over the search seeds; the fraction of the budget spent; seconds per replayed search; and the
-paired difference to ``auto``. Results of each (task, budget, arm) are kept in ``--out``/cells/ (a rerun
-skips what is there), the summary in ``--out``/summary.json in the form ``../shared/checks/bench`` reads.
+Per (task, budget, arm): regret = how far the selected configuration's final test score (accuracy; test loss
+for the LoRA table) is from the world's best over the table's configurations (the default configuration
+counts where an arm selected nothing); mean with a 95 % t interval over the search seeds; the fraction of
+the budget spent; seconds per replayed search; and the paired difference to ``auto``. Results of each
+(task, budget, arm) are kept in ``--out``/cells/ (a rerun skips what is there), the summary in
+``--out``/summary.json in the form ``../shared/checks/bench`` reads.
 
     .venv/bin/python benchmarks/tables/replay.py --tasks rotten_tomatoes --seeds 100
 """
@@ -66,7 +67,7 @@ def cell(table: Table, arm: str, budget: int, seeds: list[int], data: Path, work
         # a search that selected nothing leaves its user with the default configuration
         test = r.test if math.isfinite(r.test) else table.test_score(table.default_id(), world)
         rows.append({"seed": seed, "world": world, "selected": r.selected, "test": test,
-                     "regret": table.best_test(world) - test,
+                     "regret": table.regret(test, world),
                      "spent": r.spent_tokens / (budget * table.default_tokens(world)), "trials": r.trials,
                      "pruned": r.pruned, "seconds": r.seconds})
     return {"arm": arm, "budget": budget, "rows": rows}
@@ -110,11 +111,12 @@ def main() -> None:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for task in args.tasks:
         table = Table(args.tables / task)
-        data = table_task(task, args.data).folder
+        data = table_task(task, args.data).folder if table.meta["kind"] == "classification" else args.data
         m = table.meta
         summary.setdefault("tables", {})[task] = {
             "kind": m["kind"], "train_rows": m["rows"]["train"], "validation_rows": m["rows"]["validation"],
             "test_rows": m["rows"]["test"], "configurations": len(table.ids), "seeds": len(table.seeds),
+            "metric": table.test_metric,
             "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"]}
         for budget in args.budgets:
             cells = []

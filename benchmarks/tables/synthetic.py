@@ -8,18 +8,20 @@ import math
 import random
 from pathlib import Path
 
-from tables.record import DEFAULT, EVALS_PER_EPOCH, SPACE, TEST_EVERY, configurations
+from tables.record import CLASSIFICATION, configurations
 
 
 def write_synthetic(folder: Path, *, configs: int = 48, seeds: tuple[int, ...] = (0, 1), rows: int = 1500,
                     tokens_per_row: int = 25) -> Path:
     (folder / "runs").mkdir(parents=True, exist_ok=True)
-    cfgs = configurations(configs)
+    spec = CLASSIFICATION
+    cfgs = configurations(configs, spec)
     meta = {"task": folder.name, "kind": "classification", "rows": {"train": rows, "validation": 500, "test": 1000},
-            "max_length": 64, "evals_per_epoch": EVALS_PER_EPOCH, "space": SPACE, "default": DEFAULT,
-            "configs": cfgs, "seeds": list(seeds), "recorded_with": {"hardware": "synthetic"}}
+            "max_length": 64, "evals_per_epoch": spec.evals_per_epoch, "space": spec.space, "default": spec.default,
+            "metric": spec.metric, "direction": spec.direction, "configs": cfgs, "seeds": list(seeds),
+            "recorded_with": {"hardware": "synthetic"}}
     (folder / "meta.json").write_text(json.dumps(meta))
-    per_unit = math.ceil(rows / EVALS_PER_EPOCH)
+    per_unit = math.ceil(rows / spec.evals_per_epoch)
     for i, c in enumerate(cfgs):
         for s in seeds:
             rng = random.Random(f"{i}-{s}")
@@ -33,7 +35,7 @@ def write_synthetic(folder: Path, *, configs: int = 48, seeds: tuple[int, ...] =
                 p = {"units": u, "step": math.ceil(ex / c["batch_size"]), "examples": ex,
                      "tokens": ex * tokens_per_row, "elapsed_s": ex / 60, "eval_loss": 1.2 - q + rng.gauss(0, 0.01),
                      "eval_accuracy": q + rng.gauss(0, 0.01), "train_loss": 1.1 - q}
-                if u % TEST_EVERY == 0 or ex == total:
+                if u % spec.test_every == 0 or ex == total:
                     p["test_accuracy"] = q + rng.gauss(0, 0.01)
                 points.append(p)
             (folder / "runs" / f"c{i:03d}-s{s}.json").write_text(json.dumps({"config": c, "seed": s,

@@ -3,8 +3,8 @@ the rule that maps a configuration a strategy proposes onto the table.
 
 The mapping, the same for every arm: a proposed configuration trains the recorded configuration of its
 own length (``epochs``, which a trial's planned length fixes) that is nearest in the normalised space —
-learning rate in decades over the space's 3 decades, batch size by its index in {8, 16, 32} over 2,
-weight decay over 0.1, warm-up ratio over 0.2 (Euclidean; ties to the lower index). This is the space
+each dimension scaled to [0, 1]: a log-scaled one (learning rate) in decades, a choice (batch size, LoRA
+rank) by the index of the nearest choice (Euclidean; ties to the lower index). This is the space
 restricted to the recorded configurations, as Syne Tune's blackbox repository restricts its tabulated
 benchmarks, with a nearest-neighbour rule so that samplers of continuous spaces (TPE, GP) run unchanged.
 
@@ -22,8 +22,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-BATCHES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -71,14 +69,24 @@ class Table:
             if complete_only else sorted({c for c, _ in runs})
         self.runs = runs
         self.rows = int(self.meta["rows"]["train"])
-        lo, hi = (math.log10(v) for v in self.meta["space"]["learning_rate"])
-        self._lr = (lo, hi)
+        self.space: dict[str, list[Any]] = {k: list(v) for k, v in self.meta["space"].items()}
+        self.metric: str = self.meta.get("metric", "eval_accuracy")
+        self.maximize = self.meta.get("direction", "maximize") == "maximize"
+        self.test_metric = "test_" + self.metric.removeprefix("eval_")
 
-    def _coords(self, c: dict[str, Any]) -> tuple[float, float, float, float]:
-        lo, hi = self._lr
-        batch = min(range(3), key=lambda i: abs(BATCHES[i] - float(c["batch_size"])))
-        return ((math.log10(float(c["learning_rate"])) - lo) / (hi - lo), batch / 2,
-                float(c.get("weight_decay", 0.0)) / 0.1, float(c.get("warmup_ratio", 0.0)) / 0.2)
+    def _coords(self, c: dict[str, Any]) -> tuple[float, ...]:
+        out = []
+        for name, (kind, *v) in self.space.items():
+            if name == "epochs":
+                continue
+            x = float(c.get(name, v[0]))
+            if kind == "log":
+                out.append((math.log10(x) - math.log10(v[0])) / (math.log10(v[1]) - math.log10(v[0])))
+            elif kind == "float":
+                out.append((x - v[0]) / (v[1] - v[0]))
+            else:
+                out.append(min(range(len(v)), key=lambda i: abs(float(v[i]) - x)) / max(len(v) - 1, 1))
+        return tuple(out)
 
     def nearest(self, hparams: dict[str, Any], epochs: float) -> int:
         """The recorded configuration a trial with these settings and this length trains (module docstring)."""
@@ -91,11 +99,21 @@ class Table:
     def run(self, config: int, world: int) -> Run:
         return self.runs[(config, self.seeds[world % len(self.seeds)])]
 
-    def test_score(self, config: int, world: int, metric: str = "test_accuracy") -> float:
-        return float(self.run(config, world).final.get(metric, float("nan")))
+    def test_score(self, config: int, world: int) -> float:
+        return float(self.run(config, world).final.get(self.test_metric, float("nan")))
 
-    def best_test(self, world: int, metric: str = "test_accuracy") -> float:
-        return max(self.test_score(i, world, metric) for i in self.ids)
+    def best_test(self, world: int) -> float:
+        scores = [self.test_score(i, world) for i in self.ids]
+        return max(scores) if self.maximize else min(scores)
+
+    def regret(self, test: float, world: int) -> float:
+        """How far ``test`` is from the world's best configuration (>= 0; in the metric's own units)."""
+        best = self.best_test(world)
+        return best - test if self.maximize else test - best
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether validation score ``a`` beats ``b`` in the table's direction."""
+        return a > b if self.maximize else a < b
 
     def default_id(self) -> int:
         return 0  # record.py writes the default configuration first
