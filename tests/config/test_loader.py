@@ -11,7 +11,7 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart.yaml"
 def test_quickstart_example_is_valid() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.study.metric == "eval_accuracy"
-    assert cfg.search.space["learning_rate"] == {"type": "float", "low": 2e-5, "high": 5e-4, "log": True}
+    assert cfg.search.space["learning_rate"] == {"type": "float", "low": 5e-5, "high": 5e-4, "log": True}
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):  # frozen
