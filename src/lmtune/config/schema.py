@@ -36,12 +36,13 @@ def takes_bool(annotation: Any) -> bool:
 
 
 class StudySection(_Section):
-    name: str = "lmtune"
-    dir: str = "runs/lmtune"
+    name: str = "lmtune"  # the Optuna study's name
+    dir: str = "runs/lmtune"  # the study folder: study.db, lmtune.json, cache/, trials/, report/
     storage: str | None = None  # default sqlite:///<dir>/study.db; any SQLAlchemy URL
-    metric: str = "eval_accuracy"
+    metric: str = "eval_accuracy"  # what trials are ranked by, on the validation split; one the task reports
+    # must match the metric (loss: minimize; accuracy, f1: maximize)
     direction: Literal["maximize", "minimize"] = "maximize"
-    seed: int = 0
+    seed: int = 0  # data splits and the sampler
 
     @field_validator("name")
     @classmethod
@@ -64,25 +65,27 @@ SPLIT_NAMES = ("train", "validation", "test")
 class TaskSection(_Section):
     # script: the user's own training program is the trial (`command`; docs/bring-your-own-trainer.md)
     type: Literal["classification", "causal_lm", "script"] = "classification"
+    # builtin:minilm-l6, builtin:smollm2-135m, a local HF folder, or a hub id where a hub is reachable
     model: str = "builtin:minilm-l6"
     # a built-in, a file, a glob, a folder (save_to_disk, or train/validation/test files), a datasets hub
     # name, or a mapping of split -> file/glob as datasets.load_dataset's data_files (docs/data.md)
     dataset: str | dict[str, str] = "builtin:rotten_tomatoes"
     dataset_config: str | None = None  # the `name` argument of datasets.load_dataset
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
+    text_column: str = "text"  # the input text
+    text_pair_column: str | None = None  # a second text, for sentence-pair tasks
+    label_column: str = "label"  # integer or string classes (strings become the saved model's id2label)
+    # train rows (splits the data lacks are carved from train with study.seed)
     train_size: int | None = Field(default=2000, ge=1)
-    validation_size: int | None = Field(default=500, ge=1)
-    test_size: int | None = Field(default=1000, ge=1)
+    validation_size: int | None = Field(default=500, ge=1)  # rows trials are ranked on
+    test_size: int | None = Field(default=1000, ge=1)  # never seen by a trial; lmtune final scores on it
     max_length: int = Field(default=128, ge=8, le=32768)  # causal_lm: the block length of packed text
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # let transformers run the model's own code
     messages_column: str = "messages"  # causal_lm chat data: a list of {role, content} per row
     assistant_only: bool = True  # causal_lm chat data: loss on the assistant replies only
     # task.type script: the program and its arguments, e.g. [python, train.py] or [torchrun,
     # --nproc-per-node, "2", train.py]; run in `workdir` (default: the config file's folder)
     command: list[str] | None = None
-    workdir: str | None = None
+    workdir: str | None = None  # task.type script: the folder the command runs in (default: the config file's)
     # task.type script: the metrics the script reports (study.metric and search.prune_metric must be
     # among them, checked before anything trains)
     metrics: list[str] | None = None
@@ -173,44 +176,47 @@ class TrainingSection(_Section):
     """The default training settings: the "default" row of every comparison. The search overrides
     whatever its space names; every field here may also appear in ``search.space``."""
 
-    learning_rate: float = Field(default=5e-5, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    epochs: float = Field(default=2, gt=0)
+    learning_rate: float = Field(default=5e-5, gt=0)  # peak learning rate, after warm-up
+    batch_size: int = Field(default=32, ge=1)  # the effective batch (micro_batch_size accumulates to it)
+    epochs: float = Field(default=2, gt=0)  # passes over the train split (fractions allowed)
     max_steps: int | None = Field(default=None, ge=1)  # at the default batch size; wins over epochs
     eval_every: int = Field(default=50, ge=1)  # steps at the default batch size
-    eval_batch_size: int = Field(default=128, ge=1)
+    eval_batch_size: int = Field(default=128, ge=1)  # evaluation batch (no gradients: larger is faster)
     weight_decay: float = Field(default=0.0, ge=0)
     dropout: float | None = Field(default=0.1, ge=0, lt=1)  # None keeps the model's own value
     attention_dropout: float | None = Field(default=None, ge=0, lt=1)  # None follows `dropout`
-    optimizer: Optimizer = "adamw"
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = False
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.999, ge=0, lt=1)
-    eps: float = Field(default=1e-8, gt=0)
-    lr_scheduler: Scheduler = "linear"
-    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    optimizer: Optimizer = "adamw"  # momentum/nesterov apply to sgd, beta1/beta2/eps to adam(w)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
+    nesterov: bool = False  # sgd only
+    beta1: float = Field(default=0.9, ge=0, lt=1)  # adam and adamw only
+    beta2: float = Field(default=0.999, ge=0, lt=1)  # adam and adamw only
+    eps: float = Field(default=1e-8, gt=0)  # adam and adamw only
+    lr_scheduler: Scheduler = "linear"  # the shapes of transformers' get_scheduler
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1)  # fraction of the trial's steps with a linear warm-up
+    max_grad_norm: float | None = Field(default=1.0, gt=0)  # gradient clipping; None: no clipping
     # batches of similar length (less padding, faster) instead of one shuffle cut in slices, HF Trainer's
     # default sampler, which lmtune follows by default so that it trains as HF does (docs/benchmarks/parity.md)
     group_by_length: bool = False
+    # layer-wise LR decay: each block below trains at this times the rate of the one above; 1: off
     layer_decay: float = Field(default=1.0, gt=0, le=1)
+    # auto: autocast on a GPU for models above 135M parameters (bf16, else fp16), else fp32; the trial records why
     precision: Precision = "fp32"
     micro_batch_size: int | None = Field(default=None, ge=1)  # None: start at batch_size, halve on OOM
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
     # causal LM: each micro-batch's examples laid end to end in rows of at most task.max_length tokens, with
     # positions restarting and attention kept within each example (less padding, the same update)
     packing: bool = False
-    lora_enabled: bool = False
-    lora_r: int = Field(default=8, ge=1)
-    lora_alpha: float = Field(default=16.0, gt=0)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_enabled: bool = False  # wrap the model with peft LoRA; the base is frozen
+    lora_r: int = Field(default=8, ge=1)  # LoRA rank
+    lora_alpha: float = Field(default=16.0, gt=0)  # LoRA scaling
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)  # dropout on the LoRA branch
     # None: the architecture's attention projections; a list, or one string "q_proj,v_proj" (searchable)
     lora_target_modules: list[str] | str | None = None
     # QLoRA: the frozen base's linear layers loaded in 4-bit NF4 (bitsandbytes, on a CUDA GPU); LoRA only
     lora_quantization: Literal["none", "4bit"] = "none"
-    seed: int = 0
+    seed: int = 0  # initialisation of new heads, data order, dropout
     early_stopping_patience: int | None = Field(default=None, ge=1)  # in evaluations
+    # the improvement that counts for early_stopping_patience
     early_stopping_min_delta: float = Field(default=0.0, ge=0)
 
 
@@ -220,8 +226,9 @@ class PBTSection(_Section):
     population_size: int | None = Field(default=None, ge=2)  # None: search.n_trials (--n-trials)
     ready_every: int | None = Field(default=None, ge=1)  # steps at training.batch_size; None = eval_every
     quantile: float = Field(default=0.25, gt=0, le=0.5)  # bottom fraction that copies the top fraction
+    # an explored setting is redrawn from the space, else perturbed
     resample_probability: float = Field(default=0.25, ge=0, le=1)
-    perturb_factors: tuple[float, float] = (0.8, 1.2)
+    perturb_factors: tuple[float, float] = (0.8, 1.2)  # an explored setting is multiplied by one of these
     mutable: list[str] | None = None  # None: each parameter's own `mutable` (lr, wd, dropout, momentum...)
 
 
@@ -232,11 +239,12 @@ class SearchSection(_Section):
     strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "auto"
     sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
-    n_trials: int = Field(default=12, ge=1)
-    preset: str | None = None
+    n_trials: int = Field(default=12, ge=1)  # trials to finish in all (--n-trials overrides); the default trial is one
+    preset: str | None = None  # classification, full-finetune or lora-sft: a space that search.space overlays
+    # name -> entry (float/int/categorical; log, step, when, grid, mutable)
     space: dict[str, Any] = Field(default_factory=dict)
     include_default: bool = True  # run the default settings as the first trial (the baseline)
-    max_failures: int = Field(default=5, ge=1)
+    max_failures: int = Field(default=5, ge=1)  # failed trials in one run that end it
     # random trials before TPE/GP model the space; None: sized to the trials the budget allows
     # (a quarter of them, at least 2, at most 10; strategies.samplers.startup_trials)
     n_startup_trials: int | None = Field(default=None, ge=0)
@@ -247,7 +255,7 @@ class SearchSection(_Section):
     reduction_factor: int = Field(default=3, ge=2)  # asha/hyperband
     # warm start: earlier study directories whose prior_top_k best configurations run first (tuner/priors.py)
     prior_studies: list[str] = Field(default_factory=list)
-    prior_top_k: int = Field(default=3, ge=1)
+    prior_top_k: int = Field(default=3, ge=1)  # configurations taken from each prior study
     pbt: PBTSection = PBTSection()
 
 
@@ -260,9 +268,9 @@ SHARDED_4BIT = ("training.lora_quantization: 4bit with execution.shard_model: a 
 
 
 class ExecutionSection(_Section):
-    backend: Literal["local", "ray"] = "local"
-    workers: int = Field(default=1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["local", "ray"] = "local"  # local subprocesses, or a Ray cluster
+    workers: int = Field(default=1, ge=1)  # trials at once (one GPU each where GPUs exist)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA where visible, else CPU
     threads_per_worker: int | None = Field(default=None, ge=1)  # None: cores / workers
     trial_timeout: float | None = Field(default=None, gt=0)  # seconds
     # backend local: fork each trial's trainer from a warm parent that imported torch/transformers and read
@@ -271,8 +279,8 @@ class ExecutionSection(_Section):
     # backend: ray. None or "auto": an existing cluster (RAY_ADDRESS, or one `ray start`ed here), else a
     # local Ray started in-process; "ray://host:10001" (Ray Client, e.g. KubeRay) or "host:port".
     address: str | None = None
-    cpus_per_trial: float = Field(default=1, gt=0)
-    gpus_per_trial: float = Field(default=0, ge=0)
+    cpus_per_trial: float = Field(default=1, gt=0)  # backend ray: CPUs each trial reserves
+    gpus_per_trial: float = Field(default=0, ge=0)  # GPUs each trial reserves; 2 or more: a data-parallel trial
     # lmtune's own trainer as N data-parallel processes per trial (training/distributed.py), the effective
     # batch unchanged. None: gpus_per_trial when it is 2 or more (one process per GPU), else 1. On CPU the
     # processes share the trial's threads (gloo): the multi-process path without GPUs.
@@ -284,7 +292,7 @@ class ExecutionSection(_Section):
     # `lmtune worker` (shared studies): a trial without a heartbeat for grace_period seconds is failed and
     # its configuration enqueued again. grace_period None: 2 × heartbeat_interval.
     heartbeat_interval: int = Field(default=30, ge=1)
-    grace_period: int | None = Field(default=None, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)  # seconds without a heartbeat before a trial is failed
 
     @property
     def trial_processes(self) -> int:
@@ -311,15 +319,16 @@ class ExecutionSection(_Section):
 
 
 class BudgetSection(_Section):
-    max_trials: int | None = Field(default=None, ge=1)
+    max_trials: int | None = Field(default=None, ge=1)  # trials finished in all; running trials finish
     max_wall_time: float | None = Field(default=None, gt=0)  # seconds for this run of the command
+    # a cap: no trial starts that the tokens left could not train to its end
     max_train_tokens: int | None = Field(default=None, ge=1)
 
 
 class WandbSection(_Section):
     project: str | None = None  # None: the study name
     mode: Literal["online", "offline", "disabled"] = "offline"  # offline: local files, `wandb sync` later
-    entity: str | None = None
+    entity: str | None = None  # W&B team or user; None: your default
 
 
 class TrackingSection(_Section):
@@ -424,8 +433,8 @@ class ProxySection(_Section):
     target (``lmtune.tuner.proxy``). The proxy is ``model`` (a smaller model) or ``truncate_layers``
     (the target with only its first k transformer blocks); unset fields follow the target's settings."""
 
-    model: str | None = None
-    truncate_layers: int | None = None
+    model: str | None = None  # a smaller model (folder, hub id or built-in)
+    truncate_layers: int | None = None  # the target with only its first k transformer blocks
     data_fraction: float | None = None  # of the target's train split
     max_steps: int | None = Field(default=None, ge=1)  # at the default batch size
     strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband"] | None = None  # None: search.strategy
