@@ -40,6 +40,8 @@ def study_dir(tiny_model: Path, tiny_csv: Path, tmp_path_factory: pytest.TempPat
     out = lmtune("tune", QUICKSTART, *sets(tiny_overrides(tiny_model, tiny_csv, d)), "--n-trials", "3")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "best trial" in out.stdout and "default settings" in out.stdout
+    for step in (f"lmtune final {d}", f"lmtune report {d}", f"lmtune export {d} --format yaml"):  # what to do next
+        assert step in out.stdout, out.stdout
     return d
 
 
