@@ -106,3 +106,30 @@ def test_a_recorded_run_has_8_validation_and_4_test_points_per_epoch(tiny_model:
     assert [u for u, p in enumerate(points, 1) if "test_accuracy" in p] == list(range(2, 17, 2))
     assert points[-1]["tokens"] == run["train_tokens"] and run["error"] is None
     assert all({"eval_loss", "eval_accuracy", "train_loss"} <= set(p) for p in points)
+
+
+def test_dodge_expected_best_starts_at_the_mean_and_ends_at_the_validation_best(table: Table) -> None:
+    from tables.replay import dodge
+
+    curve = dodge(table, 0, n_max=400)
+    tests = [table.test_score(i, 0) for i in table.ids]
+    assert curve[0] == pytest.approx(sum(tests) / len(tests))
+    best_by_validation = max(table.ids, key=lambda i: table.run(i, 0).final["eval_accuracy"])
+    assert curve[-1] == pytest.approx(table.test_score(best_by_validation, 0), abs=1e-3)
+
+
+def test_the_summary_has_the_form_the_bench_check_reads(table: Table, tmp_path: Path) -> None:
+    from tables.replay import cell, markdown, summarize
+
+    cells = [cell(table, arm, 3, [0, 1, 2], tmp_path, tmp_path / "w")
+             for arm in ("peer_optuna_hyperband", "random_search", "one_epoch_topk")]
+    cells.append(dict(cells[1], arm="auto"))  # a stand-in: the paired comparison needs an "auto" arm
+    s = summarize(cells)
+    for arm in ("peer_optuna_hyperband", "random_search", "one_epoch_topk", "auto"):
+        v = s[arm]
+        assert v["seeds"] == 3 and v["regret_ci95"][0] <= v["regret_mean"] <= v["regret_ci95"][1]
+        assert 0 < v["budget_spent"] <= 1 and v["replay_s_per_search"] < 5 and v["regret_mean"] >= 0
+    assert s["random_search"]["vs_auto"]["mean"] == 0
+    text = markdown({"tables": {"syn": {"metric": "test_accuracy", "configurations": 24, "seeds": 2,
+                                        "recorded_on": "synthetic"}}, "results": {"syn": {"3": s}}})
+    assert "| peer_optuna_hyperband |" in text and "3x" in text

@@ -79,6 +79,7 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
         regrets = [r["regret"] for r in c["rows"]]
         m, lo, hi = interval(regrets)
         out[c["arm"]] = {"seeds": len(regrets), "regret_mean": m, "regret_ci95": [lo, hi],
+                         "test_mean": statistics.mean(r["test"] for r in c["rows"]),
                          "budget_spent": statistics.mean(r["spent"] for r in c["rows"]),
                          "replay_s_per_search": statistics.mean(r["seconds"] for r in c["rows"]),
                          "trials_mean": statistics.mean(r["trials"] for r in c["rows"])}
@@ -92,6 +93,40 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
                 out[c["arm"]]["vs_auto"] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
                                             "losses": sum(x < 0 for x in d)}
     return out
+
+
+def dodge(table: Table, world: int, n_max: int = 64) -> list[float]:
+    """Dodge et al. (2019)'s expected best as a function of the number of random configurations trained to
+    their end: the expected test score of the validation-best of n draws (with replacement) from the table's
+    configurations, n = 1..n_max, from the order statistics of the empirical distribution."""
+    runs = sorted(table.ids, key=lambda i: table.run(i, world).final[table.metric], reverse=not table.maximize)
+    tests = [table.test_score(i, world) for i in runs]  # worst validation first
+    k = len(runs)
+    out = []
+    for n in range(1, n_max + 1):
+        out.append(sum((((i + 1) / k) ** n - (i / k) ** n) * t for i, t in enumerate(tests)))
+    return out
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The results as tables: per task, regret (mean [95 % interval]) and budget spent per arm and budget."""
+    lines = []
+    for task, by_budget in summary.get("results", {}).items():
+        meta = summary["tables"][task]
+        budgets = sorted(by_budget, key=int)
+        arms = list(next(iter(by_budget.values())))
+        lines += [f"### {task} ({meta['metric']}, regret in its units; {meta['configurations']} configurations x "
+                  f"{meta['seeds']} seeds, recorded on {meta['recorded_on']})", "",
+                  "| arm | " + " | ".join(f"{b}x" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for arm in arms:
+            cells = []
+            for b in budgets:
+                v = by_budget[b].get(arm)
+                cells.append("–" if v is None else f"{v['regret_mean']:.4f} [{v['regret_ci95'][0]:.4f}, "
+                             f"{v['regret_ci95'][1]:.4f}] ({v['budget_spent']:.0%})")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -132,7 +167,9 @@ def main() -> None:
                 print(f"{task} {budget}x {arm}: regret {statistics.mean(r['regret'] for r in c['rows']):.4f} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
             summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
+        summary.setdefault("dodge", {})[task] = {str(w): dodge(table, w) for w in range(len(table.seeds))}
         summary_path.write_text(json.dumps(summary, indent=1))
+        (args.out / "results.md").write_text(markdown(summary))
 
 
 if __name__ == "__main__":
