@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck docs clean
+.PHONY: setup demo test lint typecheck docs bench-synetune clean
 
 setup: $(STAMP)
 
@@ -34,5 +34,13 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# Syne Tune, a benchmark peer (benchmarks/tables/synetune_peer.py), in its own environment: its pins are not lmtune's.
+STVENV := benchmarks/.venv-synetune
+bench-synetune: $(STVENV)/.installed
+$(STVENV)/.installed: benchmarks/tables/synetune-requirements.txt
+	$(PYTHON) -m venv $(STVENV)
+	$(STVENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/tables/synetune-requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) site runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STVENV) site runs .pytest_cache .mypy_cache .ruff_cache

@@ -166,6 +166,9 @@ def main() -> None:
                 cells.append(c)
                 print(f"{task} {budget}x {arm}: regret {statistics.mean(r['regret'] for r in c['rows']):.4f} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            # Syne Tune's arms run in their own environment (synetune_peer.py) and leave their cells here
+            theirs = sorted((args.out / "cells").glob(f"{task}-{budget}x-synetune_*.json"))
+            cells += [json.loads(p.read_text()) for p in theirs]
             summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
         summary.setdefault("dodge", {})[task] = {str(w): dodge(table, w) for w in range(len(table.seeds))}
         summary_path.write_text(json.dumps(summary, indent=1))

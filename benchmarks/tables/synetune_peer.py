@@ -1,0 +1,163 @@
+"""Syne Tune's schedulers replayed on a recorded table through Syne Tune's own simulator.
+
+Runs in its own virtual environment (Syne Tune pins that lmtune does not share; ``make bench-synetune-venv``
+builds it from benchmarks/tables/synetune-requirements.txt) and imports nothing from lmtune: the table is read
+with `tables.table` (standard library only) and mapped exactly as for every other arm (`Table.nearest`).
+
+The blackbox: fidelity = evaluation units (8 per epoch for classification, 4 for the LoRA table) of each
+configuration's own run; a trial reports its curve up to its own length (``config_objectives`` below), and
+its elapsed time is its train tokens / 1,000, so Syne Tune's ``StoppingCriterion(max_wallclock_time)`` is
+the token budget. One worker, as every other arm. The selected configuration is Syne Tune's own
+``best_config()`` (the best reported validation value over all results); its score is that configuration's
+final test score in the table.
+
+    benchmarks/.venv-synetune/bin/python benchmarks/tables/synetune_peer.py --task rotten_tomatoes \\
+        --schedulers asha bohb --budgets 1 2 3 5 10 20 --seeds 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+import numpy as np
+
+from tables.table import Table
+
+
+def config_space(table: Table) -> dict[str, Any]:
+    from syne_tune.config_space import choice, loguniform, randint, uniform
+
+    out: dict[str, Any] = {}
+    for name, (kind, *v) in table.space.items():
+        if kind == "log":
+            out[name] = loguniform(v[0], v[1])
+        elif kind == "float":
+            out[name] = uniform(v[0], v[1])
+        elif name == "epochs":
+            out[name] = randint(min(v), max(v))
+        else:
+            out[name] = choice(list(v))
+    return out
+
+
+def make_backend(table: Table, world: int) -> Any:
+    from syne_tune.blackbox_repository.blackbox import Blackbox
+    from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+    from syne_tune.blackbox_repository.utils import metrics_for_configuration
+
+    per_epoch = int(table.meta["evals_per_epoch"])
+    per_unit = math.ceil(table.rows / per_epoch)
+    longest = max(int(c["epochs"]) for c in table.configs)
+    names = [table.metric, "tokens_k", table.test_metric]
+
+    class TableBlackbox(Blackbox):  # type: ignore[misc]
+        def __init__(self) -> None:
+            from syne_tune.config_space import randint
+
+            super().__init__(configuration_space=config_space(table),
+                             fidelity_space={"units": randint(1, per_epoch * longest)}, objectives_names=names)
+
+        @property
+        def fidelity_values(self) -> np.ndarray:
+            return np.arange(1, per_epoch * longest + 1)
+
+        def _objective_function(self, configuration: dict[str, Any], fidelity: Any = None,
+                                seed: int | None = None) -> Any:
+            epochs = int(configuration["epochs"])
+            run = table.run(table.nearest(configuration, float(epochs)), world)
+            rows = []
+            for u in self.fidelity_values:
+                p = run.at(min(int(u) * per_unit, table.rows * epochs))
+                rows.append([p.get(table.metric, float("nan")), p.get("tokens", 0.0) / 1000.0,
+                             run.final.get(table.test_metric, float("nan"))])
+            return np.array(rows)
+
+    class TableBackend(UserBlackboxBackend):  # type: ignore[misc]
+        """A trial's results end with its own run: ``epochs`` x units per epoch."""
+
+        def config_objectives(self, config: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+            last = per_epoch * int(config["epochs"])
+            return metrics_for_configuration(blackbox=self.blackbox, config=self._filter_config(config),
+                                             time_attr=self.time_attr, fidelity_range=(1, last), seed=seed)
+
+    return TableBackend(blackbox=TableBlackbox(), elapsed_time_attr="tokens_k", seed=0)
+
+
+def scheduler_for(name: str, table: Table, seed: int) -> Any:
+    from syne_tune.optimizer import baselines
+
+    longest = max(int(c["epochs"]) for c in table.configs) * int(table.meta["evals_per_epoch"])
+    common = {"config_space": config_space(table), "metric": table.metric, "do_minimize": not table.maximize,
+              "random_seed": seed}
+    if name == "asha":
+        return baselines.ASHA(**common, time_attr="units", max_t=longest)
+    if name == "bohb":
+        return baselines.BOHB(**common, time_attr="units", max_t=longest)
+    if name == "random":
+        return baselines.RandomSearch(**common)
+    raise ValueError(f"unknown scheduler {name}")
+
+
+def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+
+    world = seed % len(table.seeds)
+    tokens = budget * table.default_tokens(world)
+    t0 = time.perf_counter()
+    tuner = Tuner(trial_backend=make_backend(table, world), scheduler=scheduler_for(name, table, seed),
+                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens / 1000.0), n_workers=1, sleep_time=0,
+                  callbacks=[SimulatorCallback()], tuner_name=f"st-{name}-{seed}", save_tuner=False,
+                  suffix_tuner_name=True, print_update_interval=10**9)
+    tuner.run()
+    from syne_tune.experiments import load_experiment
+
+    result = load_experiment(tuner.name)
+    best = {k.removeprefix("config_"): v for k, v in result.best_config().items() if k.startswith("config_")}
+    selected = table.nearest(best, float(best["epochs"]))
+    shutil.rmtree(result.path, ignore_errors=True)
+    spent = float(result.results["tokens_k"].groupby(result.results["trial_id"]).max().sum()) * 1000.0
+    test = table.test_score(selected, world)
+    return {"seed": seed, "world": world, "selected": selected, "test": test, "regret": table.regret(test, world),
+            "spent": spent / tokens, "trials": int(result.results["trial_id"].nunique()),
+            "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--schedulers", nargs="+", default=["asha", "bohb"])
+    ap.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 3, 5, 10, 20])
+    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/search-replay"))
+    args = ap.parse_args()
+    logging.getLogger("syne_tune").setLevel(logging.WARNING)
+    os.environ.setdefault("SYNETUNE_FOLDER", "/tmp/lmtune-synetune")  # its per-run result folders, removed after
+    table = Table(args.tables / args.task)
+    (args.out / "cells").mkdir(parents=True, exist_ok=True)
+    for budget in args.budgets:
+        for name in args.schedulers:
+            path = args.out / "cells" / f"{args.task}-{budget}x-synetune_{name}.json"
+            if path.exists():
+                continue
+            rows = [run_one(table, name, budget, s) for s in range(args.seeds)]
+            path.write_text(json.dumps({"arm": f"synetune_{name}", "budget": budget, "rows": rows}))
+            print(f"{args.task} {budget}x synetune_{name}: regret {statistics.mean(r['regret'] for r in rows):.4f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
