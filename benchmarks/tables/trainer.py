@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmtune.protocol import CHECKPOINT_MANIFEST, Continue, Decision, Exploit, Pause
+from lmtune.execution.simtrainer import ended_by
+from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit
 from tables.table import Table
 
 
@@ -64,11 +65,8 @@ def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None
             answer = receive() if spec.get("interactive", True) and u < units else None
             if isinstance(answer, Exploit):
                 raise RuntimeError("a table cannot replay an exploit (PBT changes settings mid-run)")
-            if isinstance(answer, Pause):
-                stopped_by = "paused"
-                break
-            if answer is not None and not isinstance(answer, Continue):
-                stopped_by = "pruned"
+            stopped_by = ended_by(answer)
+            if stopped_by:
                 break
         end: dict[str, Any] = {"event": "end", "units": done, "metrics": {k: v for k, v in point.items()
                                                                           if k.startswith(("eval_", "train_loss"))},

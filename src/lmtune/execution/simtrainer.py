@@ -31,6 +31,16 @@ def quality_after(units: int, lr: float, weight_decay: float) -> float:
     return ceiling * (1 - (1 - speed) ** units)
 
 
+def ended_by(answer: Decision | None) -> str | None:
+    """How the driver's answer to an evaluation ends a stand-in run: "paused", "pruned", or None to go on
+    (no answer, Continue, or an Exploit, which the stand-in handles itself)."""
+    if isinstance(answer, Pause):
+        return "paused"
+    if answer is not None and not isinstance(answer, Continue | Exploit):
+        return "pruned"
+    return None
+
+
 def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
              *, unit_s: float, sleep: Callable[[float], None] = time.sleep) -> int:
     """Run one simulated trial of ``spec`` (a TrialSpec as JSON): ``emit`` each event, ``receive`` the
@@ -67,11 +77,8 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         if isinstance(answer, Exploit):  # go on from the donor's units with the new settings
             hp = dict(answer.hparams)
             continue
-        if isinstance(answer, Pause):
-            stopped_by = "paused"
-            break
-        if answer is not None and not isinstance(answer, Continue):
-            stopped_by = "pruned"
+        stopped_by = ended_by(answer)
+        if stopped_by:
             break
     end: dict[str, Any] = {"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,
                            "train_tokens": done * per_unit * 32, "train_time_s": (done - start) * unit_s,
