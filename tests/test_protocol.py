@@ -66,3 +66,24 @@ def test_a_checkpoint_is_complete_when_its_manifest_and_every_file_it_names_are_
     assert not checkpoint_complete(folder)  # a file it names was deleted
     (folder / CHECKPOINT_MANIFEST).write_text("{half")
     assert not checkpoint_complete(folder)
+
+
+def test_how_a_run_ended_is_read_from_its_end_event_in_one_place() -> None:
+    from lmtune.protocol import Ending
+
+    assert Ending.of(None) is Ending.NO_END
+    assert Ending.of({"event": "end", "stopped_by": None}) is Ending.COMPLETED
+    assert Ending.of({"event": "end"}) is Ending.COMPLETED
+    assert [Ending.of({"stopped_by": w}) for w in ("pruned", "paused", "early_stopping")] == \
+        [Ending.PRUNED, Ending.PAUSED, Ending.EARLY_STOPPED]
+    # what the trainers and the script API write is what the driver reads
+    from lmtune.protocol import Pause, Stop, script_end
+    assert Ending.of(script_end({}, Stop())) is Ending.PRUNED and Ending.of(script_end({}, Pause())) is Ending.PAUSED
+
+
+def test_the_checkpoint_layout_is_defined_once() -> None:
+    from pathlib import Path
+
+    from lmtune.protocol import checkpoint_folder
+
+    assert checkpoint_folder("/runs/t3", 7) == Path("/runs/t3/checkpoints/u00007")

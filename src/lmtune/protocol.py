@@ -20,14 +20,16 @@ settings, go on from the donor's position). Standard library only: every layer m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 __all__ = ["CHECKPOINT_MANIFEST", "PROGRESS_EVERY_S", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS",
-           "SCRIPT_TRIAL_ENV", "Continue", "Decision", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
-           "checkpoint_complete", "decode_decision", "decode_event", "encode_decision", "encode_event",
-           "failure_reason", "progress_event", "script_end"]
+           "SCRIPT_TRIAL_ENV", "Continue", "Decision", "Ending", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+           "checkpoint_complete", "checkpoint_folder", "decode_decision", "decode_event", "encode_decision",
+           "encode_event", "failure_reason", "progress_event", "script_end"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,30 @@ def script_end(last: dict[str, Any], decision: Decision | None, *, metrics: dict
             "step": last.get("step", 0), "units": last.get("units", 0), "examples": last.get("examples", 0),
             "train_tokens": last.get("tokens", 0), "stopped_by": {Stop: "pruned", Pause: "paused"}.get(type(decision)),
             "unread": last.get("unread", []) if unread is None else unread}
+
+
+class Ending(Enum):
+    """How a trainer run ended, as its end event says. The wire carries it as ``stopped_by`` (absent or
+    null: the run trained its whole length); `Ending.of` is the one place that reads it."""
+
+    COMPLETED = "completed"
+    PRUNED = "pruned"  # a Stop decision (the pruner, or the budget)
+    PAUSED = "paused"  # a Pause decision: an exact checkpoint was saved; the run is resumed later
+    EARLY_STOPPED = "early_stopping"  # training.early_stopping_patience
+    NO_END = "no end event"  # the trainer failed or died before reporting an end
+
+    @classmethod
+    def of(cls, end: Mapping[str, Any] | None) -> Ending:
+        if end is None:
+            return cls.NO_END
+        wire = end.get("stopped_by")
+        return cls.COMPLETED if wire is None else cls(wire)
+
+
+def checkpoint_folder(output_dir: str | Path, units: int) -> Path:
+    """Where a trial saves its exact checkpoint after ``units`` evaluation units: the one definition of the
+    layout (``<output_dir>/checkpoints/uNNNNN``) for trainers, scripts and schedulers."""
+    return Path(output_dir) / "checkpoints" / f"u{units:05d}"
 
 
 @dataclass

@@ -58,6 +58,7 @@ from lmtune.protocol import (
     Pause,
     Stop,
     TrialSpec,
+    checkpoint_folder,
     decode_decision,
     encode_event,
     progress_event,
@@ -187,7 +188,7 @@ class Trial:
         units = self._units_at(examples)
         if units % every and examples < self.spec.total_examples:
             return None
-        return self.output_dir / "checkpoints" / f"u{units:05d}"
+        return checkpoint_folder(self.output_dir, units)
 
     def _units_at(self, examples: int) -> int:
         return max(self._units, max(1, round(examples / max(1, self.spec.examples_per_unit))))

@@ -21,7 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmtune.protocol import CHECKPOINT_MANIFEST, Continue, Decision, Exploit, Pause, decode_decision, encode_event
+from lmtune.protocol import (
+    CHECKPOINT_MANIFEST,
+    Continue,
+    Decision,
+    Exploit,
+    Pause,
+    checkpoint_folder,
+    decode_decision,
+    encode_event,
+)
 
 
 def quality_after(units: int, lr: float, weight_decay: float) -> float:
@@ -51,7 +60,6 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
     rng = random.Random(f"{spec['trial']}")
     metric = spec["metric"]
     every = int(spec.get("checkpoint_every") or 0)
-    ckpt_dir = Path(spec.get("output_dir") or ".") / "checkpoints"
     start = 0
     if spec.get("resume_from"):
         saved = json.loads((Path(spec["resume_from"]) / CHECKPOINT_MANIFEST).read_text())
@@ -68,7 +76,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": u * per_unit,
                               "tokens": u * per_unit * 32, "metrics": metrics, "elapsed_s": time.perf_counter() - t0}
         if every and u % every == 0:
-            folder = ckpt_dir / f"u{u:05d}"
+            folder = checkpoint_folder(spec.get("output_dir") or ".", u)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
             ev["checkpoint"] = str(folder)

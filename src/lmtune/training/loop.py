@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmtune.protocol import PROGRESS_EVERY_S, Decision, Exploit, Pause, Stop, TrialSpec, progress_event
+from lmtune.protocol import (
+    PROGRESS_EVERY_S,
+    Decision,
+    Exploit,
+    Pause,
+    Stop,
+    TrialSpec,
+    checkpoint_folder,
+    progress_event,
+)
 from lmtune.training import distributed
 from lmtune.training.checkpoint import full_state, load_checkpoint, save_checkpoint
 from lmtune.training.optim import retune
@@ -105,7 +114,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         every = spec.checkpoint_every
         if every and (g.main or g.sharded) and (prog.units % every == 0 or s.done(prog.examples)):
             point = {**point, "checkpoint": str(save_checkpoint(
-                Path(spec.output_dir) / "checkpoints" / f"u{prog.units:05d}", s, prog.position()))}
+                checkpoint_folder(spec.output_dir, prog.units), s, prog.position()))}
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
         patience = s.hp.get("early_stopping_patience")
         if patience and prog.evals_since_best >= patience and not s.done(prog.examples):

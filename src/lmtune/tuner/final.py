@@ -28,7 +28,17 @@ from typing import Any
 from lmtune.config import StudyConfig, StudySection, TaskSection, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Outcome, Pause, TrialSpec, failure_reason
+from lmtune.protocol import (
+    CHANGED_IN_PLACE,
+    Continue,
+    Decision,
+    Ending,
+    Outcome,
+    Pause,
+    TrialSpec,
+    checkpoint_folder,
+    failure_reason,
+)
 from lmtune.study.store import load_study
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import Launch, drive
@@ -101,7 +111,7 @@ def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: s
 
 def _boundary(run_dir: Path, units: int) -> Path:
     """Where a chained final run saved its state at ``units`` (a script: ``Trial.checkpoint_dir``)."""
-    return run_dir / "checkpoints" / f"u{units:05d}"
+    return checkpoint_folder(run_dir, units)
 
 
 class FinalRunner:
@@ -301,12 +311,13 @@ class _FinalScheduler:
         if self._chained(job) and job.schedule is not None:
             self.curves.setdefault(job.key, []).extend(outcome.curve)
             outcome = replace(outcome, curve=list(self.curves[job.key]))
-            if outcome.end is not None and outcome.end.get("stopped_by") == "paused" and not failure_reason(outcome):
+            end = outcome.end
+            if end is not None and Ending.of(end) is Ending.PAUSED and not failure_reason(outcome):
                 k = self.segment.get(job.key, 0) + 1
                 if not _boundary(self.runner.final_dir / "runs" / job.key,
                                  int(job.schedule[k]["units"])).is_dir():
                     self.on_crash(key, FinalRunError(
-                        f"the run paused at units {outcome.end.get('units')} without saving its state there (a "
+                        f"the run paused at units {end.get('units')} without saving its state there (a "
                         "script saves it in trial.checkpoint_dir(...)), which replaying the PBT schedule needs; "
                         f"see {outcome.log_path}"))
                     return

@@ -38,7 +38,16 @@ from lmtune import protocol as wire
 from lmtune.config.schema import PBTSection
 from lmtune.execution import TrialHandle
 from lmtune.execution.checkpoints import checkpoint_folders, checkpoint_units, folder_bytes
-from lmtune.protocol import Continue, Decision, Outcome, Pause, checkpoint_complete, failure_reason
+from lmtune.protocol import (
+    Continue,
+    Decision,
+    Ending,
+    Outcome,
+    Pause,
+    checkpoint_complete,
+    checkpoint_folder,
+    failure_reason,
+)
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study import record
@@ -222,9 +231,9 @@ class PBTRunner:
                                          int(ev.get("total_examples") or 0))
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
-        result = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
+        paused = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
         with self.lock:
-            if result == "paused" and not self._stop:
+            if paused and not self._stop:
                 self.waiting.append(int(key))  # type: ignore[call-overload]
 
     def on_crash(self, key: Hashable, exc: Exception) -> None:
@@ -279,14 +288,15 @@ class PBTRunner:
                                 hparams={**self.plan.defaults, **decision.config})
         return Pause() if waiting else Continue()
 
-    def _on_exit(self, member: _Member, outcome: Outcome) -> str:
+    def _on_exit(self, member: _Member, outcome: Outcome) -> bool:
+        """Record how a member's run ended; True when it paused (it is resumed when a slot frees)."""
         end = outcome.end
         member.wall += time.monotonic() - member.started
         trial = member.trial
         with self.lock:
             self._record_member(member)
-            if end is not None and end.get("stopped_by") == "paused":
-                return "paused"
+            if Ending.of(end) is Ending.PAUSED:
+                return True
             if end is not None:
                 if not self.pbt.member_state(member.member).finished:  # ended early (early stopping)
                     self.pbt.retire(member.member)
@@ -299,7 +309,7 @@ class PBTRunner:
                             record.write(trial, **{key: end[key]})
                     self.study.tell(trial, float(value))
                     self._finished(member, "COMPLETE", float(value), "")
-                    return "COMPLETE"
+                    return False
                 reason = f"metric '{self.metric}' was {value!r}"
             else:
                 reason = failure_reason(outcome)
@@ -308,7 +318,7 @@ class PBTRunner:
             self.pbt.retire(member.member)
             self._save_state()
             self._finished(member, "FAIL", None, reason)
-            return "FAIL"
+            return False
 
     def _finished(self, member: _Member, state: str, value: float | None, reason: str) -> None:
         last = (member.curve or [{}])[-1].get("metrics") or {}
@@ -347,7 +357,7 @@ class PBTRunner:
 
     def _ckpt_path(self, member: int, units: int) -> Path:
         number = self.members[member].trial.number
-        return self.plan.paths.trial_dir(number) / "checkpoints" / f"u{units:05d}"
+        return checkpoint_folder(self.plan.paths.trial_dir(number), units)
 
     def _retain(self) -> None:
         """Give up every reported checkpoint the strategy can no longer hand out or resume from (the loop

@@ -32,7 +32,7 @@ from lmtune.config import StudyConfig
 from lmtune.config.schema import BudgetSection, SearchSection, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, LocalExecutor, TrialHandle, make_executor
-from lmtune.protocol import Continue, Decision, Outcome, Stop, failure_reason
+from lmtune.protocol import Continue, Decision, Ending, Outcome, Stop, failure_reason
 from lmtune.strategies import (
     make_pruner,
     make_sampler,
@@ -623,7 +623,7 @@ class SearchScheduler:
         state, value, reason = "FAIL", None, failure_reason(outcome)
         if reason or end is None:  # failed: an error event, or the trainer died without an end event
             pass
-        elif end.get("stopped_by") == "pruned":
+        elif Ending.of(end) is Ending.PRUNED:
             state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
             if budget_stopped:
                 attrs["stopped_by"] = "budget"
