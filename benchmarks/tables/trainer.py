@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.execution.simtrainer import ended_by
-from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit
+from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit, checkpoint_folder
 from tables.table import Table
 
 
@@ -57,7 +57,7 @@ def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None
                                   "examples": examples, "tokens": round(point.get("tokens", 0)), "metrics": metrics,
                                   "elapsed_s": point.get("elapsed_s", 0.0)}
             if every and (u % every == 0 or u == units):
-                folder = Path(spec.get("output_dir") or ".") / "checkpoints" / f"u{u:05d}"
+                folder = checkpoint_folder(spec.get("output_dir") or ".", u)
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
                 ev["checkpoint"] = str(folder)
