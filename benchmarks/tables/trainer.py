@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmtune.execution.simtrainer import ended_by
-from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit, checkpoint_folder
+from lmtune.execution.simtrainer import ended_by, save_manifest
+from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit
 from tables.table import Table
 
 
@@ -57,10 +57,7 @@ def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None
                                   "examples": examples, "tokens": round(point.get("tokens", 0)), "metrics": metrics,
                                   "elapsed_s": point.get("elapsed_s", 0.0)}
             if every and (u % every == 0 or u == units):
-                folder = checkpoint_folder(spec.get("output_dir") or ".", u)
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
-                ev["checkpoint"] = str(folder)
+                ev["checkpoint"] = save_manifest(spec.get("output_dir") or ".", u, hp)
             emit(ev)
             answer = receive() if spec.get("interactive", True) and u < units else None
             if isinstance(answer, Exploit):

@@ -40,6 +40,15 @@ def quality_after(units: int, lr: float, weight_decay: float) -> float:
     return ceiling * (1 - (1 - speed) ** units)
 
 
+def save_manifest(output_dir: str, units: int, hparams: dict[str, Any]) -> str:
+    """A stand-in trainer's checkpoint after ``units`` units: one small manifest (units and settings, no
+    other files) in the layout's folder; returns the folder for the eval event."""
+    folder = checkpoint_folder(output_dir or ".", units)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": units, "hparams": hparams, "files": []}))
+    return str(folder)
+
+
 def ended_by(answer: Decision | None) -> str | None:
     """How the driver's answer to an evaluation ends a stand-in run: "paused", "pruned", or None to go on
     (no answer, Continue, or an Exploit, which the stand-in handles itself)."""
@@ -76,10 +85,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": u * per_unit,
                               "tokens": u * per_unit * 32, "metrics": metrics, "elapsed_s": time.perf_counter() - t0}
         if every and u % every == 0:
-            folder = checkpoint_folder(spec.get("output_dir") or ".", u)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / CHECKPOINT_MANIFEST).write_text(json.dumps({"units": u, "hparams": hp, "files": []}))
-            ev["checkpoint"] = str(folder)
+            ev["checkpoint"] = save_manifest(spec.get("output_dir") or ".", u, hp)
         emit(ev)
         answer = receive() if spec.get("interactive", True) and u < units else None
         if isinstance(answer, Exploit):  # go on from the donor's units with the new settings
