@@ -123,6 +123,33 @@ def test_a_crashing_script_fails_with_its_log_and_the_study_goes_on(tmp_path: Pa
     assert "task.command exited with code 1" in reason and "boom in the user's script" in reason
 
 
+def test_a_launchers_summary_does_not_hide_the_ranks_exception(tmp_path: Path) -> None:
+    """torchrun / accelerate end a failed run's log with their own summary; the fail reason still names the
+    exception a rank died of (the first cause in the log, and the last when it differs)."""
+    from lmtune.execution.script import _tail
+
+    log = tmp_path / "log.txt"
+    log.write_text(textwrap.dedent("""\
+        Traceback (most recent call last):
+          File "train.py", line 3, in <module>
+        ValueError: the rank's own error
+        terminate called after throwing an instance of 'gloo::IoException'
+          what():  Connection closed by peer
+        torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+        Root Cause (first observed failure):
+        [0]:
+          rank      : 0 (local_rank: 0)
+          traceback : Signal 6 (SIGABRT) received by PID 15010
+        ====
+        """))
+    reason = _tail(log)
+    assert reason.startswith("cause: ValueError: the rank's own error ... then: terminate called")
+    assert "Connection closed by peer" in reason and reason.endswith("SIGABRT) received by PID 15010 | ====")
+    assert "ChildFailedError" not in reason  # the launcher's exception says only that a rank failed
+    log.write_text("step 1\nValueError: in the tail\n")
+    assert _tail(log) == "step 1 | ValueError: in the tail"  # a tail that names its cause is enough
+
+
 def test_final_runs_of_a_script_study_score_the_test_split(tmp_path: Path) -> None:
     lmtune.tune(_study(tmp_path, strategy="random"), n_trials=2, progress=False)
     summary = lmtune.final(tmp_path / "study", seeds=1)

@@ -348,8 +348,9 @@ def test_an_accelerate_launch_of_a_hf_trainer_script_is_one_trial_on_two_process
            "search": {"strategy": "asha", "min_units": 1, "space": {
                "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}}}
     result = lmtune.tune(raw, n_trials=3, progress=False)
-    states = [t.state for t in result.trials]
-    assert "FAIL" not in states, [t.fail_reason for t in result.trials]
+    failed = [(result.study_dir / "trials" / f"{t.number:04d}" / "trainer.log") for t in result.trials
+              if t.state == "FAIL"]
+    assert not failed, "\n".join(p.read_text(errors="replace")[-6000:] if p.exists() else f"no {p}" for p in failed)
     for t in result.trials:
         folder = result.study_dir / "trials" / f"{t.number:04d}"
         zero, one = (json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1))

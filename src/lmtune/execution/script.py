@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -194,9 +195,27 @@ def _checked_end(end: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
     return end
 
 
+# a line that names why a program died: a Python exception, a C++ abort, a signal's report
+_CAUSE = re.compile(r"^(\s*[\w.]*(Error|Exception|Interrupt|Exit)\b.*|terminate called.*|.*Killed.*"
+                    r"|.*Segmentation fault.*)$")
+
+# the launchers' own exceptions, which only say that a rank failed
+_LAUNCHERS = ("ChildFailedError", "CalledProcessError")
+
+
 def _tail(path: Path, lines: int = 5) -> str:
+    """The log's last ``lines`` lines, and before them the first and the last lines that name a cause when the
+    tail does not hold one (a launcher such as torchrun or accelerate ends the log with its own summary, which hides
+    the rank's exception)."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "(no log)"
-    return " | ".join(text[-lines:])[-1500:] or "(empty)"
+    tail = text[-lines:]
+    causes = [line.strip() + (" " + text[i + 1].strip() if line.startswith("terminate called") else "")
+              for i, line in enumerate(text[:-lines])
+              if _CAUSE.match(line) and not any(w in line for w in _LAUNCHERS)]
+    named = list(dict.fromkeys([causes[0], causes[-1]] if causes else []))  # the first, often the root, and the last
+    lead = (f"cause: {' ... then: '.join(c[:300] for c in named)} | ... | "
+            if named and not any(_CAUSE.match(line) for line in tail) else "")
+    return (lead + " | ".join(tail)[-1500:]) or "(empty)"
