@@ -46,11 +46,11 @@ RECIPES: dict[str, str] = {
 # What the walk must reach: the components the rule was first enforced on (a walk that checks nothing
 # would pass).
 COMPONENTS = (
-    "lmtune.tuner.search.SearchScheduler.__init__", "lmtune.tuner.search.Budget.__init__",
-    "lmtune.tuner.search.auto_pins", "lmtune.tuner.pbt_run.PBTRunner.__init__", "lmtune.tuner.pbt_run.make_pbt",
+    "lmtune.schedulers.search.SearchScheduler.__init__", "lmtune.tuner.budget.Budget.__init__",
+    "lmtune.schedulers.search.auto_pins", "lmtune.schedulers.pbt.PBTRunner.__init__", "lmtune.schedulers.pbt.make_pbt",
     "lmtune.tuner.priors.prior_configs", "lmtune.study.stages.stage_entries", "lmtune.tuner.plan.TrialBase.of",
     "lmtune.tuner.plan.task_data_spec", "lmtune.tuner.plan.check_compute_metrics", "lmtune.tuner.plan.must_read",
-    "lmtune.tuner.proxy.check_truncation", "lmtune.tuner.final._FinalScheduler.__init__",
+    "lmtune.tuner.proxy.check_truncation", "lmtune.schedulers.final.FinalScheduler.__init__",
     "lmtune.execution.make_executor", "lmtune.strategies.pbt.PBT.__init__",
     "lmtune.training.session.Session.__init__",
 )

@@ -27,6 +27,7 @@ FORBIDDEN = {
     "report": {"torch", "transformers", "peft", "ray"},
     "study": {"torch", "transformers", "ray"},
     "execution": {"optuna"},  # a backend never decides
+    "schedulers": {"torch", "transformers", "ray", "peft", "accelerate"},  # decide; trainers run elsewhere
     "protocol.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
     # runs inside the user's training script: nothing heavy at import, no driver parts
     "script.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
@@ -34,8 +35,8 @@ FORBIDDEN = {
 }
 
 HEAVY = ("torch", "transformers", "peft", "accelerate")
-_LAYERS = ("config", "space", "protocol", "script", "strategies", "study", "tuner", "execution", "training", "data",
-           "report", "cli", "integrations")
+_LAYERS = ("config", "space", "protocol", "script", "strategies", "study", "schedulers", "tuner", "execution",
+           "training", "data", "report", "cli", "integrations")
 
 
 def _layers(*names: str) -> tuple[str, ...]:
@@ -60,6 +61,8 @@ LOADED_FORBIDDEN: dict[str, tuple[str, ...]] = {
     "study": (*HEAVY, "ray", *_layers("training", "tuner", "execution", "strategies", "cli")),
     # the loop holds no training logic: trainers run in their own processes
     "tuner": (*HEAVY, "ray", *_layers("cli", "report")),
+    # the schedulers decide; the tuner's loop runs them and trainers train in their own processes
+    "schedulers": (*HEAVY, "ray", *_layers("cli", "report")),
     "execution": ("optuna", *HEAVY, *_layers("tuner", "strategies", "study", "training", "cli")),
     "training": ("optuna", "ray", *_layers("tuner", "strategies", "execution", "study", "report", "cli")),
     "data": ("optuna", "ray", "torch", *_layers("training", "tuner", "strategies", "execution", "study")),

@@ -112,7 +112,8 @@ def test_the_tuner_starts_the_warm_parent_before_it_tokenizes(tiny_model: Path, 
     """Trial 0 need not wait for the parent's imports: they overlap the driver's own start-up."""
     from conftest import tiny_overrides
     from lmtune.config import load_config
-    from lmtune.tuner import Tuner, search
+    from lmtune.tuner import search
+    from lmtune.tuner.search import Tuner
 
     seen: list[bool] = []
     real_make_plan, real_prestart = search.make_plan, LocalExecutor.prestart

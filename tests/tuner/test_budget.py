@@ -11,7 +11,7 @@ import optuna
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config.schema import BudgetSection
-from lmtune.tuner.search import Budget
+from lmtune.tuner.budget import Budget
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")

@@ -12,9 +12,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from lmtune.config import load_config
 from lmtune.errors import StudyError
 from lmtune.study.store import StudyPaths
-from lmtune.tuner.final import job_spec
 from lmtune.tuner.final_export import describe_machine
-from lmtune.tuner.final_plan import best_choice, default_choice, kept_runs, plan_jobs, todo
+from lmtune.tuner.final_plan import best_choice, default_choice, job_spec, kept_runs, plan_jobs, todo
 from lmtune.tuner.plan import Plan, TrialBase, task_data_spec
 
 ROOT = Path(__file__).parents[2]
@@ -128,7 +127,8 @@ def test_machine_description_names_the_cpu() -> None:
 def test_a_schedule_that_changes_dropout_is_replayed_as_a_chain_of_runs(tmp_path: Path) -> None:
     """lmtune's trainer changes optimizer settings in place; a dropout change needs the model built again,
     so the replay runs once per schedule entry, each from the checkpoint the one before saved there."""
-    from lmtune.tuner.final import FinalSummary, _FinalScheduler
+    from lmtune.schedulers.final import FinalScheduler
+    from lmtune.tuner.final import FinalSummary
 
     steps = [{"units": 0, "config": {"learning_rate": 1e-4, "dropout": 0.1}},
              {"units": 2, "config": {"learning_rate": 1e-4, "dropout": 0.2}},
@@ -148,7 +148,7 @@ def test_a_schedule_that_changes_dropout_is_replayed_as_a_chain_of_runs(tmp_path
     runner = type("R", (), {"final_dir": tmp_path})()
     summary = FinalSummary({}, tmp_path / "results.json", None, job.choice, job.choice)
     cfg = load_config(QUICKSTART)
-    scheduler = _FinalScheduler(runner, [job], plan, study=cfg.study, task=cfg.task, meta={}, machine="",  # type: ignore[arg-type]
+    scheduler = FinalScheduler(runner, [job], plan, study=cfg.study, task=cfg.task, meta={}, machine="",  # type: ignore[arg-type]
                                 runs={}, summary=summary)
     assert scheduler._chained(job)
     lr_only = [{"units": 0, "hparams": {"learning_rate": 1e-4, "dropout": 0.1}},

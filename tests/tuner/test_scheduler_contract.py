@@ -32,12 +32,13 @@ from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.protocol import Continue, Decision, Exploit, Outcome, Pause, Stop
+from lmtune.schedulers import Launch, Scheduler
+from lmtune.schedulers.pbt import PBTRunner
+from lmtune.schedulers.search import SearchScheduler
 from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import drive as drive_module
-from lmtune.tuner.drive import Launch, Scheduler
 from lmtune.tuner.final import FinalRunner
-from lmtune.tuner.pbt_run import PBTRunner
-from lmtune.tuner.search import SearchScheduler, Tuner
+from lmtune.tuner.search import Tuner
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")

@@ -1,7 +1,8 @@
 """The one trial loop: it drives any :class:`Scheduler` on any backend (an ``Executor``).
 
-Every kind of trial runs through :func:`drive`: the search (``tuner/search.py``, Optuna's sampler and
-pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The scheduler decides
+Every kind of trial runs through :func:`drive`: the search (`lmtune.schedulers.search`, Optuna's sampler
+and pruner), PBT (`lmtune.schedulers.pbt`), the final runs (`lmtune.schedulers.final`) and `lmtune train`'s
+one run (`lmtune.schedulers.one`): each a `lmtune.schedulers.Scheduler`. The scheduler decides
 (what to start, how to answer each evaluation, what an ending means for the study); the backend runs
 (slots, trainer processes, their event streams); this loop only connects them:
 
@@ -24,10 +25,7 @@ pruner), PBT (``tuner/pbt_run.py``) and the final runs (``tuner/final.py``). The
    connection lost), met while following a trial or in a trainer's own failure, ends the loop as in 4
    with that error: no further trial would be recorded, and a study that went on would fail every one.
 
-Contract for schedulers: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon``
-are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end``, ``on_crash`` and
-``removable_checkpoints`` from the trial's own thread (a scheduler guards what both touch). ``on_end`` is
-called once per started trial that ended before any interrupt, before the loop hears that the trial ended.
+The contract for schedulers (which method is called from which thread) is `lmtune.schedulers.base`'s.
 """
 
 from __future__ import annotations
@@ -39,70 +37,15 @@ import queue
 import threading
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lmtune.execution import Executor, TrialHandle
-from lmtune.protocol import Decision, Outcome, TrialSpec, failure_reason
+from lmtune.protocol import Decision, failure_reason
+from lmtune.schedulers.base import Launch, Scheduler
 from lmtune.study.store import storage_fault
 from lmtune.tuner.relay import relay
 
 __all__ = ["Launch", "Scheduler", "drive"]
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One trial to start: the scheduler's key for it, its frozen spec and its folder."""
-
-    key: Hashable
-    spec: TrialSpec
-    trial_dir: Path
-
-
-class Scheduler(Protocol):
-    """Decides for :func:`drive` (see the module docstring for the call order and threads)."""
-
-    poll_s: float | None  # how long to wait for an ending before asking again (None: until one ends)
-
-    def stop_reason(self) -> str:
-        """Why no more trials may start ("" while they may). Sticky: once given, given again."""
-        ...
-
-    def suggest(self, device: str, threads: int) -> Launch | None:
-        """The next trial to start on a slot with ``device`` and ``threads``, or None for none now."""
-        ...
-
-    def started(self, key: Hashable, handle: TrialHandle) -> None: ...
-
-    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
-        """The answer to one evaluation (``curve`` already holds it)."""
-        ...
-
-    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
-        """Any other event but the end and the error (those are in the outcome)."""
-        ...
-
-    def on_end(self, key: Hashable, outcome: Outcome) -> None:
-        """The trial ended (completed, stopped, failed or killed): record it."""
-        ...
-
-    def on_crash(self, key: Hashable, exc: Exception) -> None:
-        """Following the trial raised (e.g. the study refused its record): its trainer was killed."""
-        ...
-
-    def removable_checkpoints(self) -> list[Path]:
-        """Checkpoints reported so far that no trial will resume from or copy any more (each named once);
-        the loop has the backend delete them. A scheduler that keeps no checkpoints returns []."""
-        ...
-
-    def waiting_on_others(self) -> bool:
-        """Nothing runs here and nothing can start now: wait for others (True) or end the run (False)."""
-        ...
-
-    def abandon(self, keys: list[Hashable]) -> None:
-        """The loop was interrupted; these trials' trainers were killed (or never launched)."""
-        ...
 
 
 def drive(scheduler: Scheduler, executor: Executor) -> str:

@@ -14,47 +14,45 @@ best configuration's seed-0 run saves its model, exported to ``<study_dir>/final
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import shutil
-import threading
 import time
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmtune.config import StudyConfig, StudySection, TaskSection, validate
 from lmtune.errors import StudyError
-from lmtune.execution import Executor, TrialHandle, make_executor
+from lmtune.execution import Executor, make_executor
 from lmtune.protocol import (
-    CHANGED_IN_PLACE,
-    Continue,
-    Decision,
-    Ending,
     Outcome,
-    Pause,
-    TrialSpec,
-    checkpoint_folder,
     failure_reason,
 )
+from lmtune.schedulers.final import FinalScheduler
 from lmtune.study.store import load_study
 from lmtune.training.export import base_model_name
-from lmtune.tuner.drive import Launch, drive
+from lmtune.tuner.drive import drive
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
-from lmtune.tuner.final_plan import WHICH, Choice, FinalJob, best_choice, default_choice, kept_runs, plan_jobs, todo
-from lmtune.tuner.plan import Plan, make_plan, trial_spec
-from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker, make_tracker
+from lmtune.tuner.final_plan import (
+    WHICH,
+    Choice,
+    FinalJob,
+    FinalRunError,
+    best_choice,
+    default_choice,
+    job_spec,
+    kept_runs,
+    plan_jobs,
+    todo,
+)
+from lmtune.tuner.plan import Plan, make_plan
+from lmtune.tuner.tracking import NoTracking, Tracker, make_tracker
 
 __all__ = ["FINAL_DIR", "FinalRunError", "FinalRunner", "FinalSummary", "job_spec", "study_config"]
 
 FINAL_DIR = "final"
 Log = Callable[[str], None]
-
-
-class FinalRunError(RuntimeError):
-    """A final run ended without test metrics (its reason and log are in the message)."""
 
 
 @dataclass
@@ -80,38 +78,6 @@ def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
         raise StudyError(f"{study_dir}: lmtune.json has no config; rerun 'lmtune tune' to rewrite it")
     raw = {**raw, "study": {**raw.get("study", {}), "dir": str(study_dir)}, "search": {}}
     return validate(raw, source=f"{study_dir / 'lmtune.json'}")
-
-
-def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
-             threads: int | None, segment: int | None = None) -> TrialSpec:
-    """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
-    the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
-    peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``.
-
-    ``segment`` k: a PBT schedule replayed as a chain of runs (by a script, which is never changed while
-    it runs, as in the search; by lmtune's trainer when an entry changes a setting outside
-    ``CHANGED_IN_PLACE``): run k trains entry k's settings from the checkpoint run k-1 saved at
-    that entry's units, checkpointing at every boundary, and is paused at the next one; only the last run
-    scores the test split and saves the model."""
-    if segment is None:
-        spec = trial_spec(plan, number=number, hparams=job.hparams, device=device, threads=threads,
-                          interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
-                          extra={"schedule": job.schedule} if job.schedule else {})
-        return replace(spec, output_dir=str(run_dir))
-    schedule = job.schedule or []
-    last = segment == len(schedule) - 1
-    units = [int(e["units"]) for e in schedule]
-    every = math.gcd(*[u for u in units if u]) if any(units) else 0
-    spec = trial_spec(plan, number=number, hparams=dict(schedule[segment]["hparams"]), device=device,
-                      threads=threads, interactive=not last, evaluate_test=last, save_model=job.save_model and last,
-                      save_adapter=False, checkpoint_every=every,
-                      resume_from=str(_boundary(run_dir, units[segment])) if segment else None)
-    return replace(spec, output_dir=str(run_dir))
-
-
-def _boundary(run_dir: Path, units: int) -> Path:
-    """Where a chained final run saved its state at ``units`` (a script: ``Trial.checkpoint_dir``)."""
-    return checkpoint_folder(run_dir, units)
 
 
 class FinalRunner:
@@ -161,7 +127,7 @@ class FinalRunner:
         self.log(f"{len(pending)} final run(s) to do on {machine}")
         self.tracker = make_tracker(cfg.tracking, str(meta.get("study_name") or cfg.study.name))
         try:
-            drive(_FinalScheduler(self, pending, plan, study=cfg.study, task=cfg.task, meta=meta, machine=machine,
+            drive(FinalScheduler(self, pending, plan, study=cfg.study, task=cfg.task, meta=meta, machine=machine,
                                   runs=runs, summary=summary), executor)
         finally:
             executor.close()  # Ray actors and their reserved resources go back
@@ -232,123 +198,6 @@ class FinalRunner:
         tmp.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
         tmp.replace(path)
         return results
-
-
-class _FinalScheduler:
-    """The final runs as a `lmtune.tuner.drive.Scheduler`: a fixed list of jobs (keys are job keys), none
-    interactive; each ending is written to ``results.json`` at once, and the best configuration's seed-0
-    run exports the final model. ``study`` (name, metric, direction) goes into results.json, ``task``
-    (model, trust_remote_code) into the exported model."""
-
-    poll_s: float | None = None
-
-    def __init__(self, runner: FinalRunner, pending: list[FinalJob], plan: Plan, *, study: StudySection,
-                 task: TaskSection, meta: dict[str, Any], machine: str, runs: dict[tuple[str, int], dict[str, Any]],
-                 summary: FinalSummary) -> None:
-        self.runner, self.plan, self.meta, self.machine = runner, plan, meta, machine
-        self.study, self.task = study, task
-        self.runs, self.summary = runs, summary
-        self.todo = list(pending)
-        self.jobs = {j.key: j for j in pending}
-        self.number = {j.key: i for i, j in enumerate(pending)}
-        self.started_at: dict[str, float] = {}
-        self.lock = threading.Lock()
-        # a PBT schedule is replayed as a chain of runs (see job_spec) by a script, and by lmtune's trainer
-        # when it changes a setting the running trainer cannot (CHANGED_IN_PLACE); the run each job is at
-        self.script = plan.trial.task_type == "script"
-        self.segment: dict[str, int] = {}
-        self.curves: dict[str, list[dict[str, Any]]] = {}
-
-    def stop_reason(self) -> str:
-        return ""
-
-    def removable_checkpoints(self) -> list[Path]:
-        return []  # it hands no trial's checkpoint to another, so it deletes none either
-
-    def waiting_on_others(self) -> bool:
-        return False
-
-    def suggest(self, device: str, threads: int) -> Launch | None:
-        with self.lock:
-            if not self.todo:
-                return None
-            job = self.todo.pop(0)
-        run_dir = self.runner.final_dir / "runs" / job.key
-        segment = self.segment.get(job.key, 0) if self._chained(job) else None
-        if not segment:  # a fresh run (a chain's later runs go on in the same folder)
-            shutil.rmtree(run_dir / "model", ignore_errors=True)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-            self.started_at[job.key] = time.monotonic()
-            self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
-        spec = job_spec(self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
-                        threads=threads, segment=segment)
-        return Launch(job.key, spec, run_dir)
-
-    def _chained(self, job: FinalJob) -> bool:
-        steps = job.schedule or []
-        return bool(steps) and (self.script or any(
-            a["hparams"].get(k) != b["hparams"].get(k) for a, b in itertools.pairwise(steps)
-            for k in {*a["hparams"], *b["hparams"]} - CHANGED_IN_PLACE))
-
-    def started(self, key: Hashable, handle: TrialHandle) -> None:
-        pass
-
-    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
-        """Only a chained schedule replay is interactive: it pauses at the next entry's units (once it
-        saved its state there), to be started again with that entry's settings."""
-        job = self.jobs[str(key)]
-        schedule = job.schedule or []
-        k = self.segment.get(job.key, 0)
-        if k + 1 < len(schedule) and int(event["units"]) >= int(schedule[k + 1]["units"]):
-            return Pause()
-        return Continue()
-
-    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
-        pass
-
-    def on_end(self, key: Hashable, outcome: Outcome) -> None:
-        job = self.jobs[str(key)]
-        if self._chained(job) and job.schedule is not None:
-            self.curves.setdefault(job.key, []).extend(outcome.curve)
-            outcome = replace(outcome, curve=list(self.curves[job.key]))
-            end = outcome.end
-            if end is not None and Ending.of(end) is Ending.PAUSED and not failure_reason(outcome):
-                k = self.segment.get(job.key, 0) + 1
-                if not _boundary(self.runner.final_dir / "runs" / job.key,
-                                 int(job.schedule[k]["units"])).is_dir():
-                    self.on_crash(key, FinalRunError(
-                        f"the run paused at units {end.get('units')} without saving its state there (a "
-                        "script saves it in trial.checkpoint_dir(...)), which replaying the PBT schedule needs; "
-                        f"see {outcome.log_path}"))
-                    return
-                with self.lock:
-                    self.segment[job.key] = k
-                    self.todo.insert(0, job)  # the chain's next run, before any other job
-                return
-        wall = time.monotonic() - self.started_at[job.key]
-        try:
-            record = {**self.runner._finished(job, outcome, wall), "machine": self.machine}
-        except FinalRunError as exc:
-            self.on_crash(key, exc)
-            return
-        self.runner.tracker.log_run(RunRecord(
-            name=f"final-{job.key}", params=dict(job.hparams), curve=list(outcome.curve), metrics=record["metrics"],
-            state="COMPLETE", train_tokens=int(record["train_tokens"]), wall_time_s=wall))
-        with self.lock:
-            self.runs[(job.which, job.seed)] = record
-            self.runner._write(self.summary.results_path, self.study, self.summary.default, self.summary.best,
-                               self.runs, self.runner.final_dir / "model")
-            self.summary.ran.append(job.key)
-        if job.save_model:
-            self.runner._export(job, record, self.task, self.plan, self.meta)
-
-    def on_crash(self, key: Hashable, exc: Exception) -> None:
-        with self.lock:
-            self.summary.failed.append((str(key), str(exc)))
-        self.runner.log(f"{key} FAILED: {exc}")
-
-    def abandon(self, keys: list[Hashable]) -> None:
-        """Interrupted: what finished is in results.json; the rest is redone next time."""
 
 
 def _record(job: FinalJob, end: dict[str, Any], wall: float, run_dir: Path) -> dict[str, Any]:

@@ -11,14 +11,18 @@ best) are dropped and redone, so the comparison never mixes two "best" configura
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from lmtune.errors import StudyError
+from lmtune.protocol import TrialSpec, checkpoint_folder
 from lmtune.study import record
+from lmtune.tuner.plan import Plan, trial_spec
 
 WHICH = ("default", "best")
 
@@ -140,3 +144,39 @@ def todo(jobs: Sequence[FinalJob], kept: Sequence[Mapping[str, Any]], *, model_e
     """Jobs without a valid recorded run; the model-saving run is redone if its export is missing."""
     done = {(str(r["which"]), int(r["seed"])) for r in kept}
     return [j for j in jobs if (j.which, j.seed) not in done or (j.save_model and not model_exported)]
+
+
+class FinalRunError(RuntimeError):
+    """A final run ended without test metrics (its reason and log are in the message)."""
+
+
+def job_spec(plan: Plan, job: FinalJob, *, number: int, run_dir: Path, device: str,
+             threads: int | None, segment: int | None = None) -> TrialSpec:
+    """The trainer's frozen trial file for one final run: not interactive (nothing prunes it), scored on
+    the test split, the model saved when the job says so (a LoRA model saves its adapter there: what
+    peft's ``save_pretrained`` writes), a PBT schedule replayed via ``extra``.
+
+    ``segment`` k: a PBT schedule replayed as a chain of runs (by a script, which is never changed while
+    it runs, as in the search; by lmtune's trainer when an entry changes a setting outside
+    ``CHANGED_IN_PLACE``): run k trains entry k's settings from the checkpoint run k-1 saved at
+    that entry's units, checkpointing at every boundary, and is paused at the next one; only the last run
+    scores the test split and saves the model."""
+    if segment is None:
+        spec = trial_spec(plan, number=number, hparams=job.hparams, device=device, threads=threads,
+                          interactive=False, evaluate_test=True, save_model=job.save_model, save_adapter=False,
+                          extra={"schedule": job.schedule} if job.schedule else {})
+        return replace(spec, output_dir=str(run_dir))
+    schedule = job.schedule or []
+    last = segment == len(schedule) - 1
+    units = [int(e["units"]) for e in schedule]
+    every = math.gcd(*[u for u in units if u]) if any(units) else 0
+    spec = trial_spec(plan, number=number, hparams=dict(schedule[segment]["hparams"]), device=device,
+                      threads=threads, interactive=not last, evaluate_test=last, save_model=job.save_model and last,
+                      save_adapter=False, checkpoint_every=every,
+                      resume_from=str(boundary(run_dir, units[segment])) if segment else None)
+    return replace(spec, output_dir=str(run_dir))
+
+
+def boundary(run_dir: Path, units: int) -> Path:
+    """Where a chained final run saved its state at ``units`` (a script: ``Trial.checkpoint_dir``)."""
+    return checkpoint_folder(run_dir, units)

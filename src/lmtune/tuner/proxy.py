@@ -29,13 +29,15 @@ import optuna
 
 from lmtune.config import StudyConfig, TaskSection, validate
 from lmtune.errors import ConfigError
+from lmtune.schedulers.search import waiting
 from lmtune.space import Space
 from lmtune.study import record
 from lmtune.study.stages import PROXY_SUFFIX, stage_entries
 from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
+from lmtune.tuner.budget import RunSummary
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter
-from lmtune.tuner.search import RunSummary, Tuner, _waiting
+from lmtune.tuner.search import Tuner
 from lmtune.tuner.transfer import Transfer, top_configs
 
 PROXY_DIR = "proxy"  # the proxy stage's folder inside the study directory
@@ -194,7 +196,7 @@ class TwoStageTuner:
         n_transfer = len(linked) + (wants_default and not any(linked.values()))  # the Tuner adds a missing default
         runs: list[RunSummary] = []
         summary.target = runs
-        if _waiting(target) or finished(target) < n_transfer:
+        if waiting(target) or finished(target) < n_transfer:
             # The transfers are fixed configurations: the queue runs to the end, unpruned, and a transfer
             # that fails stays failed (nothing is drawn in its place). The sampler is never asked ("random"
             # only keeps grid/PBT target strategies out of this run: they apply to the refine run).

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lmtune.config import StudyConfig, StudySection
 from lmtune.config.writer import config_yaml
 from lmtune.errors import StudyError
-from lmtune.execution import Executor, TrialHandle, make_executor
-from lmtune.protocol import Decision, Outcome, failure_reason
+from lmtune.execution import Executor, make_executor
+from lmtune.protocol import failure_reason
+from lmtune.schedulers.one import OneRun
 from lmtune.study.folder import check_writable
 from lmtune.training.export import base_model_name
-from lmtune.tuner.drive import Launch, drive
+from lmtune.tuner.drive import drive
 from lmtune.tuner.final_export import export_model
-from lmtune.tuner.plan import Plan, make_plan, trial_spec
+from lmtune.tuner.plan import make_plan
 
 __all__ = ["TrainResult", "train_one"]
 
@@ -66,7 +66,7 @@ def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Execu
     cfg = cfg.model_copy(update={"study": cfg.study.model_copy(update={"dir": str(out_dir)})})
     plan = make_plan(cfg)
     executor = backend or make_executor(cfg.execution.model_copy(update={"workers": 1}))
-    one = _OneRun(plan, log)
+    one = OneRun(plan, log)
     try:
         drive(one, executor)
     finally:
@@ -98,50 +98,3 @@ def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Execu
         "precision_reason": end.get("precision_reason"), "stopped_by": end.get("stopped_by")},
         indent=1, sort_keys=True))
     return result
-
-
-class _OneRun:
-    """The single run as a `lmtune.tuner.drive.Scheduler`: one fixed configuration, not interactive."""
-
-    poll_s: float | None = None
-
-    def __init__(self, plan: Plan, log: Callable[[str], None]) -> None:
-        self.plan, self.log = plan, log
-        self.launched = False
-        self.outcome: Outcome | None = None
-
-    def stop_reason(self) -> str:
-        return ""
-
-    def suggest(self, device: str, threads: int) -> Launch | None:
-        if self.launched:
-            return None
-        self.launched = True
-        spec = trial_spec(self.plan, number=0, hparams=dict(self.plan.defaults), device=device, threads=threads,
-                          interactive=False, evaluate_test=True, save_model=True, save_adapter=False)
-        self.log(f"training one configuration on {device} ({spec.total_examples} train examples)")
-        return Launch(0, spec, self.plan.paths.trial_dir(0))
-
-    def started(self, key: Hashable, handle: TrialHandle) -> None:
-        pass
-
-    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
-        raise AssertionError("lmtune train's run is not interactive")
-
-    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
-        pass
-
-    def on_end(self, key: Hashable, outcome: Outcome) -> None:
-        self.outcome = outcome
-
-    def on_crash(self, key: Hashable, exc: Exception) -> None:
-        self.log(f"the run could not be followed: {type(exc).__name__}: {exc}")
-
-    def removable_checkpoints(self) -> list[Path]:
-        return []
-
-    def waiting_on_others(self) -> bool:
-        return False
-
-    def abandon(self, keys: list[Hashable]) -> None:
-        """Interrupted: nothing is kept but the trial's folder; run the command again."""

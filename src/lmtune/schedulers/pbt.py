@@ -48,11 +48,11 @@ from lmtune.protocol import (
     checkpoint_folder,
     failure_reason,
 )
+from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study import record
 from lmtune.study.store import INTERRUPTED
-from lmtune.tuner.drive import Launch
 from lmtune.tuner.plan import Plan, trial_spec
 from lmtune.tuner.progress import Reporter
 from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
@@ -85,8 +85,9 @@ def make_pbt(p: PBTSection, plan: Plan, population: int, *, seed: int, eval_ever
                mutable=frozenset(p.mutable) if p.mutable is not None else None)
 
 
-class PBTRunner:
-    """One PBT study as a `lmtune.tuner.drive.Scheduler` (keys are member indices), driven to the end or
+@register("pbt")
+class PBTRunner(Scheduler):
+    """One PBT study as a `lmtune.schedulers.Scheduler` (keys are member indices), driven to the end or
     to a budget stop. Only this process writes the study.
 
     Built from its own parts of the config: the ``pbt`` section (search.pbt), ``population`` members, the
@@ -95,6 +96,7 @@ class PBTRunner:
     the default settings)."""
 
     poll_s: float | None = None
+    finished_reason = "population finished"
 
     def __init__(self, plan: Plan, study: optuna.Study, *, pbt: PBTSection, population: int, metric: str,
                  seed: int, eval_every: int, include_default: bool, reporter: Reporter,

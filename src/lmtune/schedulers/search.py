@@ -1,0 +1,353 @@
+"""The search scheduler: an Optuna study (sampler + pruner, ask/tell) deciding for the one trial loop.
+
+`lmtune.tuner.search.Tuner` sets the study up (plan, storage, sampler, the default trial and grid points in
+the queue, warm-start priors) and hands `SearchScheduler` to `lmtune.tuner.drive.drive`, which runs it on
+the study's backend. Every strategy but PBT is this scheduler (`lmtune.schedulers.pbt` is PBT's).
+
+Contract: only the driver process writes the study. Trainer processes stream metrics; each evaluation is
+reported to Optuna as step = evaluation units, and the pruner's answer goes back to the trainer before it
+trains further. A failing trial is recorded with its reason and the study goes on until ``target`` trials
+finished (COMPLETE or PRUNED), a budget runs out, or ``max_failures`` trials failed in this run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import TrialState
+
+from lmtune.config.schema import SearchSection
+from lmtune.execution import TrialHandle
+from lmtune.protocol import Continue, Decision, Ending, Outcome, Stop, failure_reason
+from lmtune.schedulers.base import Launch, Scheduler, register
+from lmtune.strategies import (
+    prune_metric,
+    pruning_value,
+)
+from lmtune.study import record
+from lmtune.study.store import (
+    INTERRUPTED,
+    finished,
+    requeue,
+    storage_fault,
+)
+from lmtune.tuner.budget import Budget, RunSummary
+from lmtune.tuner.coordination import Beat, Coordination
+from lmtune.tuner.plan import (
+    Plan,
+    longest_length,
+    shortest_examples,
+    training_examples,
+    trial_spec,
+)
+from lmtune.tuner.progress import Reporter
+from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
+
+__all__ = ["SearchScheduler", "auto_pins"]
+
+log = logging.getLogger("lmtune")
+
+
+@dataclass
+class _Running:
+    trial: optuna.trial.Trial
+    params: dict[str, Any]
+    is_default: bool
+    beat: Beat
+    lost: threading.Event            # another worker failed it as dead: its trainer is killed
+    handles: list[TrialHandle]       # its trainer, once launched (what on_lost kills)
+    started: float = 0.0
+    timer: threading.Timer | None = None
+    budget_stopped: bool = False
+
+
+@register("auto", "grid", "random", "bayes", "asha", "hyperband")
+class SearchScheduler(Scheduler):
+    """The Optuna study as a `lmtune.schedulers.Scheduler`: ``suggest`` asks the sampler (the queue first:
+    default trial, grid points, priors), each evaluation goes to the pruner and the token cap, each ending
+    is told to the study with its record. Keys are trial numbers.
+
+    Built from its own parts of the config: the ``search`` section, the study's ``metric`` and
+    ``direction``, and ``trial_timeout`` (execution.trial_timeout, seconds; None: none)."""
+
+    def __init__(self, plan: Plan, study: optuna.Study, *, search: SearchSection, metric: str,
+                 direction: Literal["maximize", "minimize"], trial_timeout: float | None, coord: Coordination,
+                 reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
+                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False) -> None:
+        self.plan, self.study, self.coord, self.reporter = plan, study, coord, reporter
+        self.search, self.metric, self.direction, self.trial_timeout = search, metric, direction, trial_timeout
+        self.tracker: Tracker = tracker or NoTracking()
+        self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
+        self.poll_s = coord.poll_s
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._stop = ""
+        self._done = self._others = 0
+        # strategy auto: the searched training length is the pruner's resource, not a choice (see
+        # ``auto_pins``): every configuration the sampler draws is planned at the longest length
+        self.pinned = auto_pins(search.strategy, plan)
+        self.queued_only = queued_only  # fixed configurations: the queue, then nothing
+
+    # -- the loop's side ------------------------------------------------------------------------
+    def stop_reason(self) -> str:
+        with self._lock:
+            self.coord.recover(self.study)
+            self._done = finished(self.study)
+            self._others = self.coord.others_running(self.study, self._running)  # other workers' trials
+        self._stop = self._stop or self.budget.reason(self.study, self.summary.failures)
+        return self._stop
+
+    def removable_checkpoints(self) -> list[Path]:
+        return []  # it hands no trial's checkpoint to another, so it deletes none either
+
+    def waiting_on_others(self) -> bool:
+        return self._others > 0  # a dead worker's trial may come back to the queue
+
+    def suggest(self, device: str, threads: int) -> Launch | None:
+        while self._done + len(self._running) + self._others < self.target:
+            if (self.queued_only or self.search.strategy == "grid") and not waiting(self.study):
+                if not self._others:  # else a dead worker's point may come back to the queue
+                    self._stop = ("queued configurations done" if self.queued_only else
+                                  "grid exhausted (failed points are not retried; see 'lmtune status')")
+                return None
+            self._stop = self._stop or self.budget.launch_reason(self.study, self._next_examples(),
+                                                                 self.plan.examples_per_unit)
+            if self._stop:
+                return None
+            launch = self._ask(device, threads)
+            if launch is not None:
+                return launch
+        return None
+
+    def _next_examples(self) -> int:
+        """The fewest train examples the next trial can be planned for: a queued configuration's own length
+        (the queue is served first, oldest first), auto's pinned longest length, else the shortest length
+        the space allows (the sampler has not drawn it yet)."""
+        plan, fixed = self.plan, dict(self.pinned)
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            fixed = dict(waiting[0].system_attrs.get("fixed_params") or waiting[0].params)
+        elif not fixed:
+            return shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
+        return training_examples({**plan.defaults, **fixed}, train_rows=plan.train_rows,
+                                 default_batch_size=int(plan.defaults["batch_size"]))
+
+    def _ask(self, device: str, threads: int) -> Launch | None:
+        """One trial from the study, or None when another worker holds it (it is failed unrun)."""
+        study, plan = self.study, self.plan
+        with self._lock:
+            if self.pinned and not waiting(study):  # the queue (default, priors, grid) keeps its lengths
+                study.enqueue_trial(self.pinned)
+            trial = study.ask()
+            skip = self.coord.claim(study, trial)
+            if skip:
+                record.write(trial, fail_reason=skip)
+                study.tell(trial, state=TrialState.FAIL)
+                return None
+            params = plan.space.suggest(trial)
+            hparams = {**plan.defaults, **params}
+            is_default = bool(trial.user_attrs.get("is_default"))  # marked when it was enqueued
+            record.write(trial, config=hparams, is_default=is_default)
+        # The heartbeat starts before the launch: a launch can take seconds (a warm start waits for its
+        # parent to import torch and read the weights), longer than other workers' grace period.
+        handles: list[TrialHandle] = []
+        lost = threading.Event()
+
+        def on_lost() -> None:
+            lost.set()
+            for handle in handles:
+                handle.kill()
+
+        beat = self.coord.heartbeat(study, trial, on_lost)
+        item = self._running[trial.number] = _Running(trial, params, is_default, beat, lost, handles)
+        spec = trial_spec(plan, number=trial.number, hparams=hparams, device=device, threads=threads,
+                          extra=dict(self.spec_extra))
+        trial_dir = plan.paths.trial_dir(trial.number)
+        with self._lock:
+            # planned_examples: the pruner compares a trial only with trials of its length
+            record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples)
+        item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
+        return Launch(trial.number, spec, trial_dir)
+
+    def started(self, key: Hashable, handle: TrialHandle) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.handles.append(handle)
+        if item.lost.is_set():  # failed elsewhere while it launched
+            handle.kill()
+        limit = self.trial_timeout
+        if limit:
+            item.timer = threading.Timer(limit, handle.kill)
+            item.timer.daemon = True
+            item.timer.start()
+        self.reporter.trial_started(item.trial.number, item.params, item.is_default)
+
+    def abandon(self, keys: list[Hashable]) -> None:
+        """On Ctrl-C or a crash of the driver (trainers already killed): mark their trials failed with the
+        reason and enqueue their configurations again, so the next run redoes exactly that work."""
+        study = self.study
+        with self._lock:
+            for key in keys:
+                item = self._running.get(int(key))  # type: ignore[call-overload]
+                if item is None:
+                    continue
+                item.beat.stop()  # its follower does not report a trial the loop killed
+                if item.timer is not None:
+                    item.timer.cancel()
+                t = item.trial
+                try:
+                    frozen = study._storage.get_trial(t._trial_id)
+                    if frozen.state != TrialState.RUNNING:
+                        continue
+                    record.write(t, fail_reason=INTERRUPTED)
+                    study.tell(t, state=TrialState.FAIL)
+                    requeue(study, study._storage.get_trial(t._trial_id))
+                except Exception as exc:
+                    if storage_fault(exc) is None:
+                        raise
+                    return  # the storage is gone: the next run's recovery fails and re-queues what ran
+
+    # -- the trial's side -----------------------------------------------------------------------
+    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        metric = self.metric
+        prune = self._report(item.trial, ev, metric, curve)
+        over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0),
+                                                    int(ev.get("examples") or 0), self.plan.examples_per_unit)
+        item.budget_stopped = item.budget_stopped or over
+        self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
+        self.reporter.trial_progress(item.trial.number, ev["units"], self.plan.max_units, ev["metrics"].get(metric))
+        return Stop() if prune or over else Continue()
+
+    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        kind = ev.get("event")
+        if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
+            with self._lock:
+                record.write(item.trial, precision=ev.get("precision"), precision_reason=ev.get("precision_reason"),
+                             forward=ev.get("forward"), startup_s=time.monotonic() - item.started)
+        elif kind == "progress":  # between evaluations, every few seconds from the first step
+            self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
+                                         int(ev.get("total_examples") or 0))
+        elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
+            with self._lock:
+                record.write(item.trial, micro_batch_size=ev.get("micro_batch_size"))
+
+    def on_end(self, key: Hashable, outcome: Outcome) -> None:
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.beat.stop()
+        if item.timer is not None:
+            item.timer.cancel()
+        state, value, reason = self._record(self.study, item, outcome, budget_stopped=item.budget_stopped)
+        self.budget.ended(item.trial.number)  # after the record holds its train_tokens
+        self._finished(item, state, value, reason)
+
+    def on_crash(self, key: Hashable, exc: Exception) -> None:
+        """Following the trial raised (e.g. another worker failed it as dead meanwhile and the study refuses
+        the result): it is failed with the reason, and the loop hears that it ended."""
+        item = self._running[int(key)]  # type: ignore[call-overload]
+        item.beat.stop()
+        reason = f"not recorded: {type(exc).__name__}: {exc}"
+        with self._lock, contextlib.suppress(Exception):
+            record.write(item.trial, fail_reason=reason)
+            self.study.tell(item.trial, state=TrialState.FAIL)
+        self.budget.ended(item.trial.number)
+        self._finished(item, "FAIL", None, reason, best=False)
+
+    def _finished(self, item: _Running, state: str, value: float | None, reason: str, *, best: bool = True) -> None:
+        self.reporter.trial_finished(item.trial.number, state, value, reason,
+                                     _best_value(self.study, self._lock) if best else None)
+        with self._lock:
+            self._running.pop(item.trial.number, None)
+            self.summary.ran.append(item.trial.number)
+            if state == "FAIL":
+                self.summary.failures += 1
+
+    def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
+                curve: list[dict[str, Any]]) -> bool:
+        """Report an evaluation; True when the pruner says stop."""
+        s = self.search
+        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.direction)
+        with self._lock:
+            record.write(trial, curve=curve)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(float(value), step=int(ev["units"]))
+            return bool(trial.should_prune())
+
+    def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
+                budget_stopped: bool = False) -> tuple[str, float | None, str]:
+        trial, metric = item.trial, self.metric
+        curve, end = outcome.curve, outcome.end
+        wall = time.monotonic() - item.started
+        tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
+        attrs: dict[str, Any] = {"curve": curve, "train_tokens": int(tokens), "wall_time_s": wall}
+        if end is not None:
+            busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
+            attrs["overhead_s"] = max(0.0, wall - busy)
+            attrs["stopped_by"] = end.get("stopped_by")
+            attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
+        state, value, reason = "FAIL", None, failure_reason(outcome)
+        if reason or end is None:  # failed: an error event, or the trainer died without an end event
+            pass
+        elif Ending.of(end) is Ending.PRUNED:
+            state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
+            if budget_stopped:
+                attrs["stopped_by"] = "budget"
+                reason = f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
+        else:
+            value = end["metrics"].get(metric)
+            if value is None or not math.isfinite(value):
+                reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end['metrics'])}; "
+                          "set study.metric to one of them")
+            else:
+                state = "COMPLETE"
+        if reason and state == "FAIL":
+            attrs["fail_reason"] = reason
+        elif reason:
+            attrs["stop_reason"] = reason
+        with self._lock:
+            record.write(trial, **attrs)
+            study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        self.tracker.log_run(RunRecord(name=f"trial-{trial.number:04d}", params={**self.plan.defaults, **item.params},
+                                       curve=curve, metrics=dict((end or {}).get("metrics") or {}), state=state,
+                                       reason=reason, train_tokens=int(tokens), wall_time_s=wall))
+        return state, value, reason
+
+
+def auto_pins(strategy: str, plan: Plan) -> dict[str, Any]:
+    """What ``strategy: auto`` (``strategy``: search.strategy) fixes in every configuration its sampler draws:
+    the length fields the space searches (``epochs``, ``max_steps``) at the longest value it allows; empty for
+    other strategies.
+
+    auto treats the training length as the resource ASHA allocates, not as a choice: every trial is
+    planned at the longest length, so trials of one study are compared at equal data *and* at the same
+    point of their schedules, and a weak configuration is stopped after a third of it. Searched as a
+    choice, most of a small budget went to 1-epoch trials that the rungs could not compare with longer
+    ones, and on BBC topics auto tested 2.2 points below the peer (docs/search.md); planned at the
+    longest length it tied the peer at a third of its tokens. The default trial and warm-start
+    configurations keep their own lengths (they are enqueued whole)."""
+    if strategy != "auto":
+        return {}
+    return longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+
+
+def waiting(study: optuna.Study) -> bool:
+    """The study has queued configurations (WAITING trials) not yet run."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
+    with lock:
+        try:
+            return float(study.best_value)
+        except ValueError:
+            return None

@@ -1,0 +1,96 @@
+"""The tuner's budget and failure policy: why a run must stop (`Budget`), and what a run did (`RunSummary`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import optuna
+
+from lmtune.config.schema import BudgetSection
+from lmtune.study.store import train_tokens_spent
+from lmtune.tuner.plan import Plan
+
+__all__ = ["Budget", "RunSummary"]
+
+
+@dataclass
+class RunSummary:
+    plan: Plan
+    study: optuna.Study
+    stop_reason: str
+    failures: int = 0
+    wall_time_s: float = 0.0
+    ran: list[int] = field(default_factory=list)
+
+
+class Budget:
+    """``budget`` and ``search.max_failures``: why a run must stop ("" while it may go on).
+
+    ``max_train_tokens`` is a cap: finished trials' tokens (the study's record) + running trials' so far
+    (``live``) + one evaluation interval (``unit_tokens``, estimated from the mean tokens per train example)
+    may not cross it, so a trial stops at an evaluation when the next interval would. A study can still end
+    a little above the cap when the next batches are longer than the mean. And no trial starts that the
+    tokens left could not train to its end (``launch_reason``): the cap would stop it part-way, and a trial
+    stopped part-way is never selected, so its tokens would be spent for nothing."""
+
+    def __init__(self, budget: BudgetSection, *, max_failures: int, t0: float, unit_tokens: float = 0.0) -> None:
+        self.budget, self.max_failures, self.t0 = budget, max_failures, t0
+        self.unit_tokens = unit_tokens
+        self.learn_unit = not unit_tokens  # no tokenized split here (a script): learn it from the reports
+        self._seen = (0, 0)  # reported (tokens, examples), summed over reports, for that estimate
+        self.live: dict[int, int] = {}  # running trials' train tokens so far
+        self._lock = threading.Lock()
+
+    def reason(self, study: optuna.Study, failures: int) -> str:
+        b = self.budget
+        if failures >= self.max_failures:
+            return (f"stopped: {failures} trials failed in this run (search.max_failures="
+                    f"{self.max_failures}); see the reasons with 'lmtune status'")
+        if b.max_wall_time and time.monotonic() - self.t0 >= b.max_wall_time:
+            return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
+        if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
+            return f"budget: max_trials {b.max_trials} reached"
+        if b.max_train_tokens and self.next_interval_crosses_cap(study):
+            return f"budget: max_train_tokens {b.max_train_tokens} reached"
+        return ""
+
+    def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
+                   examples_per_unit: int = 0) -> bool:
+        """A running trial reached ``tokens``: True when it must stop now for the token cap. Without a
+        tokenized split to estimate one interval from (a script trial's data is its own), the interval
+        is taken from the tokens per example the trials report."""
+        with self._lock:
+            self.live[number] = tokens
+            if self.learn_unit and tokens and examples:
+                self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
+                self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
+        return bool(self.budget.max_train_tokens) and self.next_interval_crosses_cap(study)
+
+    def launch_reason(self, study: optuna.Study, examples: int, examples_per_unit: int) -> str:
+        """Why a trial planned for ``examples`` train examples must not start: the tokens left under the cap
+        cannot train it to its end ("" when they can, or while no tokens per example are known: a script
+        study before its first report)."""
+        cap = self.budget.max_train_tokens
+        if not cap or not self.unit_tokens or examples_per_unit <= 0:
+            return ""
+        need = self.unit_tokens / examples_per_unit * examples
+        with self._lock:
+            live = sum(self.live.values())
+        left = cap - train_tokens_spent(study) - live
+        if need <= left:
+            return ""
+        return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
+                f"another trial to its end (~{round(need)} tokens), so none was started")
+
+    def ended(self, number: int) -> None:
+        """Call after the trial's record holds its train_tokens, so the cap never misses them."""
+        with self._lock:
+            self.live.pop(number, None)
+
+    def next_interval_crosses_cap(self, study: optuna.Study) -> bool:
+        cap = self.budget.max_train_tokens or 0
+        with self._lock:
+            live = sum(self.live.values())
+        return train_tokens_spent(study) + live + self.unit_tokens > cap
