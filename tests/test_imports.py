@@ -28,6 +28,7 @@ FORBIDDEN = {
     "study": {"torch", "transformers", "ray"},
     "execution": {"optuna"},  # a backend never decides
     "schedulers": {"torch", "transformers", "ray", "peft", "accelerate"},  # decide; trainers run elsewhere
+    "testing": {"torch", "transformers", "ray", "optuna", "pytest"},  # contract suites users import
     "protocol.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
     # runs inside the user's training script: nothing heavy at import, no driver parts
     "script.py": {"torch", "transformers", "optuna", "ray", "numpy", "subprocess"},
@@ -36,7 +37,7 @@ FORBIDDEN = {
 
 HEAVY = ("torch", "transformers", "peft", "accelerate")
 _LAYERS = ("config", "space", "protocol", "script", "strategies", "study", "schedulers", "tuner", "execution",
-           "training", "data", "report", "cli", "integrations")
+           "training", "data", "report", "cli", "integrations", "testing")
 
 
 def _layers(*names: str) -> tuple[str, ...]:
@@ -63,6 +64,9 @@ LOADED_FORBIDDEN: dict[str, tuple[str, ...]] = {
     "tuner": (*HEAVY, "ray", *_layers("cli", "report")),
     # the schedulers decide; the tuner's loop runs them and trainers train in their own processes
     "schedulers": (*HEAVY, "ray", *_layers("cli", "report")),
+    # contract suites for users' own backends: the execution layer's rules, and no pytest
+    "testing": ("optuna", *HEAVY, "ray", "pytest", *_layers("tuner", "schedulers", "strategies", "study", "training",
+                                                            "cli", "report")),
     "execution": ("optuna", *HEAVY, *_layers("tuner", "strategies", "study", "training", "cli")),
     "training": ("optuna", "ray", *_layers("tuner", "strategies", "execution", "study", "report", "cli")),
     "data": ("optuna", "ray", "torch", *_layers("training", "tuner", "strategies", "execution", "study")),

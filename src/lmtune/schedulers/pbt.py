@@ -41,12 +41,10 @@ from lmtune.execution.checkpoints import checkpoint_folders, checkpoint_units, f
 from lmtune.protocol import (
     Continue,
     Decision,
-    Ending,
     Outcome,
     Pause,
     checkpoint_complete,
     checkpoint_folder,
-    failure_reason,
 )
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies.decisions import Exploit, Stop
@@ -68,6 +66,8 @@ class _Member:
     proc: TrialHandle | None = None
     started: float = 0.0
     wall: float = 0.0
+    busy: float = 0.0  # seconds its runs trained and evaluated (their end events say)
+    startup: float | None = None  # its first run's launch to first step
     tokens: int = 0
     curve: list[dict[str, Any]] | None = None
     restarts: list[dict[str, Any]] | None = None  # checkpoints found gone: [{"units": u, "missing": path}]
@@ -190,6 +190,9 @@ class PBTRunner(Scheduler):
                           threads=threads, checkpoint_every=self.pbt.ready_units,
                           resume_from=str(resume) if resume is not None else None)
         member.started = time.monotonic()
+        if member.startup is None:  # its first run here: the length it trains (every member's, max_units)
+            with self.lock:
+                record.write(member.trial, planned_examples=spec.total_examples)
         return Launch(m, spec, self.plan.paths.trial_dir(member.trial.number))
 
     def _gone(self, m: int, path: Path) -> bool:
@@ -227,8 +230,13 @@ class PBTRunner(Scheduler):
         return self._on_eval(self.members[int(key)], ev)  # type: ignore[call-overload]
 
     def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+        member = self.members[int(key)]  # type: ignore[call-overload]
+        if ev.get("event") == "start" and member.startup is None:  # its first run: launch to the first step
+            member.startup = time.monotonic() - member.started
+            with self.lock:
+                record.write(member.trial, **record.started(ev, startup_s=member.startup))
         if ev.get("event") == "progress":
-            number = self.members[int(key)].trial.number  # type: ignore[call-overload]
+            number = member.trial.number
             self.reporter.trial_advanced(number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
                                          int(ev.get("total_examples") or 0))
 
@@ -291,31 +299,31 @@ class PBTRunner(Scheduler):
         return Pause() if waiting else Continue()
 
     def _on_exit(self, member: _Member, outcome: Outcome) -> bool:
-        """Record how a member's run ended; True when it paused (it is resumed when a slot frees)."""
+        """Record how a member's run ended (`lmtune.study.record.ended`, over all its runs so far); True when
+        it paused (it is resumed when a slot frees)."""
         end = outcome.end
         member.wall += time.monotonic() - member.started
+        if end is not None:
+            member.busy += float(end.get("train_time_s") or 0) + float(end.get("eval_time_s") or 0)
         trial = member.trial
         with self.lock:
             self._record_member(member)
-            if Ending.of(end) is Ending.PAUSED:
+            ended = record.ended(outcome, metric=self.metric, wall_s=member.wall, busy_s=member.busy,
+                                 curve=list(member.curve or []), train_tokens=member.tokens)
+            if ended.state == "PAUSED":
                 return True
-            if end is not None:
-                if not self.pbt.member_state(member.member).finished:  # ended early (early stopping)
-                    self.pbt.retire(member.member)
-                    self._save_state()
-                value = end["metrics"].get(self.metric)
-                if value is not None and math.isfinite(value):
-                    # as the tuner loop records
-                    for key in ("adapter_dir", "precision", "precision_reason", "forward", "micro_batch_size"):
-                        if end.get(key) is not None:
-                            record.write(trial, **{key: end[key]})
-                    self.study.tell(trial, float(value))
-                    self._finished(member, "COMPLETE", float(value), "")
-                    return False
-                reason = f"metric '{self.metric}' was {value!r}"
-            else:
-                reason = failure_reason(outcome)
-            record.write(trial, fail_reason=reason)
+            if end is not None and not self.pbt.member_state(member.member).finished:  # ended early
+                self.pbt.retire(member.member)  # (early stopping)
+                self._save_state()
+            record.write(trial, **ended.fields)
+            if ended.state == "COMPLETE":
+                self.study.tell(trial, ended.value)
+                self._finished(member, "COMPLETE", ended.value, "")
+                return False
+            # PBT never prunes a member (it sends no Stop): an ending other than these is a failure
+            reason = ended.reason or f"ended as {ended.state} without a result"
+            if "fail_reason" not in ended.fields:
+                record.write(trial, fail_reason=reason)
             self.study.tell(trial, state=TrialState.FAIL)
             self.pbt.retire(member.member)
             self._save_state()

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from lmtune.config.schema import SearchSection
 from lmtune.execution import TrialHandle
-from lmtune.protocol import Continue, Decision, Ending, Outcome, Stop, failure_reason
+from lmtune.protocol import Continue, Decision, Outcome, Stop
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import (
     prune_metric,
@@ -232,8 +232,7 @@ class SearchScheduler(Scheduler):
         kind = ev.get("event")
         if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
             with self._lock:
-                record.write(item.trial, precision=ev.get("precision"), precision_reason=ev.get("precision_reason"),
-                             forward=ev.get("forward"), startup_s=time.monotonic() - item.started)
+                record.write(item.trial, **record.started(ev, startup_s=time.monotonic() - item.started))
         elif kind == "progress":  # between evaluations, every few seconds from the first step
             self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
                                          int(ev.get("total_examples") or 0))
@@ -285,35 +284,18 @@ class SearchScheduler(Scheduler):
 
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
-        trial, metric = item.trial, self.metric
-        curve, end = outcome.curve, outcome.end
+        trial, curve, end = item.trial, outcome.curve, outcome.end
         wall = time.monotonic() - item.started
-        tokens = (end or {}).get("train_tokens") or (curve[-1]["tokens"] if curve else 0)
-        attrs: dict[str, Any] = {"curve": curve, "train_tokens": int(tokens), "wall_time_s": wall}
-        if end is not None:
-            busy = float(end.get("train_time_s", 0)) + float(end.get("eval_time_s", 0))
-            attrs["overhead_s"] = max(0.0, wall - busy)
-            attrs["stopped_by"] = end.get("stopped_by")
-            attrs.update({k: end[k] for k in ("adapter_dir", "micro_batch_size") if end.get(k) is not None})
-        state, value, reason = "FAIL", None, failure_reason(outcome)
-        if reason or end is None:  # failed: an error event, or the trainer died without an end event
-            pass
-        elif Ending.of(end) is Ending.PRUNED:
-            state, attrs["pruned_at_units"] = "PRUNED", end.get("units")
-            if budget_stopped:
-                attrs["stopped_by"] = "budget"
-                reason = f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
-        else:
-            value = end["metrics"].get(metric)
-            if value is None or not math.isfinite(value):
-                reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end['metrics'])}; "
-                          "set study.metric to one of them")
-            else:
-                state = "COMPLETE"
-        if reason and state == "FAIL":
-            attrs["fail_reason"] = reason
-        elif reason:
+        ended = record.ended(outcome, metric=self.metric, wall_s=wall)
+        state, value, reason, attrs = ended.state, ended.value, ended.reason, dict(ended.fields)
+        tokens = attrs["train_tokens"]
+        if state == "PRUNED" and budget_stopped:
+            attrs["stopped_by"] = "budget"
+            reason = f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
             attrs["stop_reason"] = reason
+        elif state == "PAUSED":  # the search never pauses a trial: a trainer that says so did not finish
+            state, reason = "FAIL", "the trainer paused, but the search never asks a trial to pause"
+            attrs["fail_reason"] = reason
         with self._lock:
             record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])

@@ -1,0 +1,17 @@
+"""Contract suites a new backend can be checked with, as Optuna's ``optuna.testing`` does for samplers and
+storages: the same checks lmtune's own backends pass (local cold and warm processes, Ray actors, simulated
+trainers in threads; ``tests/execution/test_backend_contract.py``).
+
+    from lmtune.testing import check_backend, sim_spec
+
+    check_backend(MyExecutor(workers=2), spec_for=sim_spec, folder=tmp_path)
+
+``spec_for(number, trial_dir)`` makes the `TrialSpec` of trial ``number``; `sim_spec` runs lmtune's stand-in
+trainer (``lmtune.execution.simtrainer``: the trainer protocol without training), for a backend started with
+``module="lmtune.execution.simtrainer"``. Each check raises ``AssertionError`` naming what the backend did
+wrong. No pytest needed.
+"""
+
+from lmtune.testing.backends import BACKEND_CHECKS, SIM_TRAINER, SpecFor, check_backend, sim_spec
+
+__all__ = ["BACKEND_CHECKS", "SIM_TRAINER", "SpecFor", "check_backend", "sim_spec"]

@@ -1,0 +1,79 @@
+"""One record for one run, whichever scheduler ran it: the default-settings trial run by the search and by PBT
+(member 0 starts from the default) is recorded through `lmtune.study.record.ended` by both, so its records
+hold the same fields, and the same values for everything the run itself decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import tiny_overrides
+from lmtune.config import load_config
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.protocol import Outcome
+from lmtune.study import record
+from lmtune.study.record import TrialRecord
+from lmtune.tuner.search import Tuner
+
+QUICKSTART = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
+ONLY = {"search": set(), "pbt": {"pbt"}}  # what only one scheduler records
+TIMES = {"wall_time_s", "overhead_s", "startup_s"}  # measured: present in both, values differ
+
+
+def _default_trial(strategy: str, tiny_model: Path, tiny_csv: Path, d: Path) -> TrialRecord:
+    extra = ["search.pbt.population_size=2", "search.pbt.ready_every=12"] if strategy == "pbt" else []
+    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12",
+                                   "execution.workers=2", f"search.strategy={strategy}", *extra])
+    summary = Tuner(cfg, n_trials=2, backend=SimulatedExecutor(workers=2)).run()
+    trials = [r for r in record.records(summary.study.trials) if r.is_default or (r.pbt or {}).get("member") == 0]
+    assert len(trials) == 1 and trials[0].state == "COMPLETE"
+    return trials[0]
+
+
+def _recorded(r: TrialRecord) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in record.ATTRS if getattr(r, k) not in (None, [], {}, False)}
+
+
+def test_the_same_run_is_recorded_alike_by_the_search_and_by_pbt(tiny_model: Path, tiny_csv: Path,
+                                                                 tmp_path: Path) -> None:
+    search = _recorded(_default_trial("random", tiny_model, tiny_csv, tmp_path / "search"))
+    pbt = _recorded(_default_trial("pbt", tiny_model, tiny_csv, tmp_path / "pbt"))
+    assert set(search) - ONLY["search"] == set(pbt) - ONLY["pbt"], (sorted(search), sorted(pbt))
+    assert set(search) >= TIMES
+    for key in sorted(set(search) - TIMES - {"trial_dir", "pbt", "is_default"}):
+        assert search[key] == pbt[key], key
+
+
+@pytest.mark.parametrize(("end", "error", "state"), [
+    ({"metrics": {"eval_loss": 0.5}, "train_tokens": 10, "train_time_s": 2.0, "eval_time_s": 1.0}, None, "COMPLETE"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "pruned", "units": 2}, None, "PRUNED"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "paused", "units": 2}, None, "PAUSED"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "early_stopping"}, None, "COMPLETE"),
+    ({"metrics": {"eval_accuracy": 0.5}}, None, "FAIL"),
+    (None, {"kind": "oom", "reason": "out of memory"}, "FAIL"),
+    (None, None, "FAIL"),
+])
+def test_every_ending_maps_to_one_state_and_its_fields(end: dict[str, Any] | None, error: dict[str, Any] | None,
+                                                        state: str) -> None:
+    curve = [{"units": 1, "tokens": 7, "metrics": {"eval_loss": 0.6}}]
+    e = record.ended(Outcome(curve=curve, end=end, error=error, code=0 if end else 1, log_path="log"),
+                     metric="eval_loss", wall_s=5.0)
+    assert e.state == state
+    assert e.value == (0.5 if state == "COMPLETE" else None)
+    assert e.fields["curve"] == curve and e.fields["wall_time_s"] == 5.0
+    assert e.fields["train_tokens"] == (10 if end and "train_tokens" in end else 7)
+    if end is not None:
+        assert e.fields["stopped_by"] == end.get("stopped_by")
+        assert e.fields["overhead_s"] == (2.0 if "train_time_s" in end else 5.0)
+    assert ("fail_reason" in e.fields) == (state == "FAIL") and bool(e.reason) == (state == "FAIL")
+    assert ("pruned_at_units" in e.fields) == (state == "PRUNED")
+    if state == "FAIL" and end is not None:
+        assert "metric 'eval_loss' was None; reported metrics: ['eval_accuracy']" in e.reason
+    record.write(_Sink(), **e.fields)  # every field is a TrialRecord field
+
+
+class _Sink:
+    def set_user_attr(self, key: str, value: Any) -> None:
+        pass
