@@ -133,3 +133,14 @@ def test_score_vs_compute_has_one_line_per_stage_the_target_after_the_proxy(tmp_
     assert target.points[0][0] > proxy.points[-1][0] and target.points[0][1] > proxy.points[-1][1]
     plain = collect(load_study_dir(make_fake_study(tmp_path / "plain", proxy=False, pbt=False, final=False)))
     assert [s.stage for s in plain.compute] == ["search"]
+
+
+def test_a_file_where_the_report_folder_goes_is_one_message_and_nothing_is_touched(tmp_path: Path) -> None:
+    study_dir = make_fake_study(tmp_path / "run", proxy=False, pbt=False, final=False)
+    (study_dir / "report").write_text("my notes")
+    before = sorted(p.name for p in study_dir.iterdir())
+    out = run_lmtune("report", str(study_dir))
+    text = out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in text, text[-2000:]
+    assert f"{study_dir / 'report'} is a file, not a folder" in text and "move or delete the file" in text
+    assert (study_dir / "report").read_text() == "my notes" and sorted(p.name for p in study_dir.iterdir()) == before

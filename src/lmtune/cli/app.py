@@ -280,8 +280,14 @@ def final(study_dir: StudyDir,
 @app.command()
 def report(study_dir: StudyDir) -> None:
     """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
-    from lmtune.report.render import StudyDirError, StudyMetaError, size_note, write_report
+    from lmtune.report.render import REPORT_DIR, StudyDirError, StudyMetaError, size_note, write_report
+    from lmtune.study.folder import check_writable
 
+    folder = Path(study_dir) / REPORT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise LmtuneError(f"lmtune report: {folder} is a file, not a folder; the report is written into that "
+                          "folder: move or delete the file, then run the command again")
+    check_writable(folder, field="the report folder (STUDY_DIR/report)")
     try:
         html, md = write_report(study_dir)
     except (StudyDirError, StudyMetaError, ValueError) as exc:  # the report's user-state errors
