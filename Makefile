@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck docs bench-synetune clean
+.PHONY: setup demo test test-slow test-all lint typecheck docs bench-synetune clean
 
 setup: $(STAMP)
 
@@ -21,10 +21,18 @@ $(STAMP): requirements.lock requirements-offline.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lmtune tune examples/quickstart.yaml
 
+# Two tiers (docs/development.md): `make test` is the everyday one (the docs build, ruff and every test but
+# the long end-to-end ones marked `slow`, under 15 minutes on 2 cores); `make test-slow` runs those; CI
+# (.ci/run) runs both, so the whole suite is still run on every change.
 test: $(STAMP)
 	$(MAKE) docs  # the site builds with warnings as errors, so a broken docs page fails CI
 	$(VENV)/bin/ruff check src tests benchmarks scripts
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: test test-slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

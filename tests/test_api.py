@@ -71,6 +71,7 @@ def test_errors_are_the_cli_messages_raised_before_training(tiny_model: Path, ti
         lmtune.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_final_compares_default_and_best_over_seeds(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "fin"
     lmtune.tune(QUICKSTART, overrides=[*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random"],

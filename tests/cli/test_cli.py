@@ -83,6 +83,7 @@ def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
         best["config"]["dropout"]
 
 
+@pytest.mark.slow
 def test_train_runs_the_exported_best_once_and_keeps_its_model(study_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -148,6 +149,7 @@ def test_failing_trial_is_recorded_and_study_goes_on(tiny_model: Path, tiny_csv:
     assert states[1e-3].state.name == "COMPLETE"
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "run"
     cmd = [sys.executable, "-m", "lmtune", "tune", QUICKSTART,

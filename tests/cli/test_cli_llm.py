@@ -24,6 +24,7 @@ def lora_study(tiny_llama: Path, tiny_chat: Path, tmp_path_factory: pytest.TempP
     return d
 
 
+@pytest.mark.slow
 def test_lora_study_records_adapter_precision_and_perplexity(lora_study: Path) -> None:
     done = [t for t in trials(lora_study / "study.db") if t.state.name == "COMPLETE"]
     assert len(done) == 2 and done[0].user_attrs["is_default"]

@@ -14,6 +14,8 @@ from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
 from lmtune.tuner.final import FinalRunner
 
+pytestmark = pytest.mark.slow  # end-to-end studies of real trainer processes: the slow tier
+
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 

@@ -28,6 +28,7 @@ def _broken_study(tmp: Path, kind: str) -> str:
 COMMANDS = ["status", "best", "export", "final", "report", "dashboard"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", ["missing", "empty", "bad-json", "bad-db"])
 def test_study_commands_on_a_broken_study_dir(command: str, kind: str, tmp_path: Path) -> None:

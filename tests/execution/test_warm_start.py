@@ -69,6 +69,7 @@ def test_a_killed_warm_trial_reports_a_signal_exit(spec: TrialSpec, tmp_path: Pa
         ex.close()
 
 
+@pytest.mark.slow
 def test_without_a_warm_parent_trials_start_cold(spec: TrialSpec, tmp_path: Path) -> None:
     cold = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=False)
     proc = cold.launch(spec, tmp_path / "c0", 0)

@@ -186,6 +186,7 @@ HF_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_hf_trainer_script_is_a_trial_of_a_pruned_study(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(HF_SCRIPT + textwrap.dedent("""
@@ -256,6 +257,7 @@ ACCELERATE = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--
               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "{free_port}"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ranks", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_hf_trainer_script_runs_pbt_and_an_exploit_resumes_from_a_trainer_checkpoint(
         ranks: int, tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:

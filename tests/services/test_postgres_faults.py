@@ -96,6 +96,7 @@ class Relay:
         self._open.clear()
 
 
+@pytest.mark.slow
 def test_lost_database_connection_stops_the_worker_and_the_next_takes_up_its_trial(
         postgres_url: str, study_name: str, tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     parts = urlsplit(postgres_url)

@@ -76,6 +76,7 @@ class ConnectionPeak:
         return self.peak
 
 
+@pytest.mark.slow
 def test_four_workers_run_every_grid_point_once(postgres_url: str, study_name: str, tiny_model: Path,
                                                 tiny_csv: Path, tmp_path: Path) -> None:
     cmd = worker(tiny_model, tiny_csv, tmp_path / "run", postgres_url, study_name, *GRID)
@@ -98,6 +99,7 @@ def test_four_workers_run_every_grid_point_once(postgres_url: str, study_name: s
     assert connections <= 4 * 4, f"{connections} connections for 4 workers (pool: 2 + overflow 2 each)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "bayes"])
 def test_four_workers_never_draw_one_configuration_twice(strategy: str, postgres_url: str, study_name: str,
                                                          tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
@@ -116,6 +118,7 @@ def test_four_workers_never_draw_one_configuration_twice(strategy: str, postgres
     assert sum(int(o.split("this worker ran ")[1].split()[0]) > 0 for o in outs) >= 2  # they shared the work
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_trial_is_taken_up(postgres_url: str, study_name: str, tiny_model: Path,
                                             tiny_csv: Path, tmp_path: Path) -> None:
     grid = [*GRID[:3], "search.space.batch_size={type: categorical, choices: [16]}"]

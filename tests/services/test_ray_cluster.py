@@ -23,7 +23,7 @@ from lmtune.execution.ray_backend import RayExecutor, RayTrialProcess
 from lmtune.protocol import Continue
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # end-to-end on the cluster: the slow tier
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")

@@ -49,6 +49,7 @@ def test_an_empty_study_db_beside_trial_folders_is_not_a_new_study(tmp_path: Pat
         check_not_lost(paths, paths.default_storage())
 
 
+@pytest.mark.slow
 def test_the_cli_says_it_without_a_traceback(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "lost"
     (d / "trials" / "0000").mkdir(parents=True)

@@ -17,6 +17,8 @@ from test_loop import cache, make_spec  # noqa: F401  (module fixture)
 
 from lmtune.protocol import TrialSpec
 
+pytestmark = pytest.mark.slow  # end-to-end studies of real trainer processes: the slow tier
+
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}  # dropout masks differ per slice; the rest must not
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config.schema import BudgetSection
@@ -17,6 +18,7 @@ ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
 
+@pytest.mark.slow
 def test_no_trial_starts_that_the_token_budget_cannot_finish(tiny_model: Path, tiny_csv: Path,
                                                              tmp_path: Path) -> None:
     d = tmp_path / "cap"
@@ -66,6 +68,7 @@ def test_a_trial_starts_only_when_the_tokens_left_can_train_it_to_its_end() -> N
     assert Budget(BudgetSection(max_train_tokens=1), max_failures=3, t0=0.0).launch_reason(study, 10**9, 10) == ""
 
 
+@pytest.mark.slow
 def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path, tiny_csv: Path,
                                                                 tmp_path: Path) -> None:
     """auto plans every drawn trial at the longest length (3 epochs): the rule leaves room for that; random

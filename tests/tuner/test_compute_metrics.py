@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 
@@ -24,6 +25,7 @@ def mcc(eval_pred):
 """
 
 
+@pytest.mark.slow
 def test_a_study_ranks_trials_by_the_users_metric(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     (tmp_path / "metrics.py").write_text(MCC)
     d = tmp_path / "mcc"

@@ -54,6 +54,7 @@ def trials(study_dir: Path) -> dict[int, optuna.trial.FrozenTrial]:
     return {t.number: t for t in study.trials}
 
 
+@pytest.mark.slow
 def test_full_disk_stops_the_driver_and_the_rerun_resumes(small_disk: Path, tiny_model: Path,
                                                           tiny_csv: Path) -> None:
     d = small_disk / "study"

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from conftest import set_args, tiny_overrides
+
+pytestmark = pytest.mark.slow  # end-to-end studies of real trainer processes: the slow tier
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")

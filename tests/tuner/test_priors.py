@@ -7,10 +7,17 @@ from pathlib import Path
 import optuna
 
 from conftest import run_lmtune, set_args, tiny_overrides
+from lmtune.config import load_config
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.tuner.search import Tuner
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 SPACE = "search.space={learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"
+
+
+def _tune(overrides: list[str], n: int) -> None:
+    Tuner(load_config(QUICKSTART, overrides), n_trials=n, backend=SimulatedExecutor(workers=1)).run()
 
 
 def _study(d: Path) -> optuna.Study:
@@ -18,23 +25,20 @@ def _study(d: Path) -> optuna.Study:
 
 
 def test_prior_studies_best_configurations_run_first_once(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """Each run a new Tuner, as a re-run of ``lmtune tune`` is; trials on the simulated backend."""
     a, b = tmp_path / "a", tmp_path / "b"
-    out = run_lmtune("tune", QUICKSTART, *set_args([*tiny_overrides(tiny_model, tiny_csv, a), SPACE,
-                                                    "search.strategy=random"]), "--n-trials", "4")
-    assert out.returncode == 0, out.stderr
+    _tune([*tiny_overrides(tiny_model, tiny_csv, a), SPACE, "search.strategy=random"], 4)
     earlier = [t for t in _study(a).trials if t.state.name == "COMPLETE" and not t.user_attrs.get("is_default")]
     top2 = sorted(earlier, key=lambda t: (-(t.value or 0.0), t.number))[:2]
     sets = [*tiny_overrides(tiny_model, tiny_csv, b), SPACE, "search.strategy=random",
             f"search.prior_studies=[{a}]", "search.prior_top_k=2"]
-    out = run_lmtune("tune", QUICKSTART, *set_args(sets), "--n-trials", "3")
-    assert out.returncode == 0, out.stderr
+    _tune(sets, 3)
     trials = _study(b).trials
     assert trials[0].user_attrs.get("is_default")  # the baseline stays trial 0
     assert [t.params for t in trials[1:3]] == [t.params for t in top2]
     assert [t.user_attrs["prior_trial"] for t in trials[1:3]] == [t.number for t in top2]
     assert trials[1].user_attrs["prior_study"] == str(a.resolve())
-    again = run_lmtune("tune", QUICKSTART, *set_args(sets), "--n-trials", "4")  # resumed: not enqueued again
-    assert again.returncode == 0, again.stderr
+    _tune(sets, 4)  # resumed: not enqueued again
     trials = _study(b).trials
     assert len(trials) == 4 and "prior_trial" not in trials[3].user_attrs
 
@@ -42,9 +46,7 @@ def test_prior_studies_best_configurations_run_first_once(tiny_model: Path, tiny
 def test_a_prior_that_ranks_by_another_metric_or_is_missing_is_refused(tiny_model: Path, tiny_csv: Path,
                                                                        tmp_path: Path) -> None:
     a = tmp_path / "a"
-    out = run_lmtune("tune", QUICKSTART, *set_args([*tiny_overrides(tiny_model, tiny_csv, a), SPACE]),
-                     "--n-trials", "1")
-    assert out.returncode == 0, out.stderr
+    _tune([*tiny_overrides(tiny_model, tiny_csv, a), SPACE], 1)
     base = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "b"), SPACE]
     other = run_lmtune("tune", QUICKSTART, *set_args([*base, f"search.prior_studies=[{a}]", "study.metric=eval_loss",
                                                       "study.direction=minimize"]), "--n-trials", "1")

@@ -8,6 +8,9 @@ import optuna
 import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
+from lmtune.config import load_config
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.tuner.search import Tuner
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
@@ -16,18 +19,20 @@ QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 @pytest.mark.parametrize("strategy", ["random", "bayes"])
 def test_each_rerun_of_a_study_samples_new_configurations(strategy: str, tiny_model: Path, tiny_csv: Path,
                                                           tmp_path: Path) -> None:
+    """Four runs of one study (1, 2, 3, 4 trials), each a new Tuner on the same study folder as a re-run of
+    ``lmtune tune`` is; the trials run on the simulated backend (the sampler's seeding is the driver's)."""
     d = tmp_path / "resume"
-    sets = set_args([*tiny_overrides(tiny_model, tiny_csv, d), f"search.strategy={strategy}",
-                     "search.include_default=false", "training.max_steps=3",
-                     "search.space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2}}"])
+    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), f"search.strategy={strategy}",
+                                   "search.include_default=false", "training.max_steps=3",
+                                   "search.space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-2}}"])
     for n in (1, 2, 3, 4):
-        out = run_lmtune("tune", QUICKSTART, *sets, "--n-trials", str(n))
-        assert out.returncode == 0, out.stderr
+        Tuner(cfg, n_trials=n, backend=SimulatedExecutor(workers=1)).run()
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     lrs = [t.params["learning_rate"] for t in study.trials]
     assert len(lrs) == 4 and len(set(lrs)) == 4, lrs  # bayes: TPE models from the 3rd trial (2 start-up)
 
 
+@pytest.mark.slow
 def test_changing_the_metric_of_an_existing_study_is_refused(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "metric"
     base = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=3"]

@@ -127,9 +127,28 @@ def _wandb_records(path: Path) -> list[Any]:
     return out
 
 
-def _wandb_runs(folder: Path) -> dict[str, dict[str, Any]]:
+def _wandb_runs(folder: Path, wait_s: float = 30.0) -> dict[str, dict[str, Any]]:
     """Every offline run under ``folder``, by display name: group, project, config, history (step ->
-    values), summary and exit code, as the run's ``.wandb`` file holds them."""
+    values), summary and exit code, as the run's ``.wandb`` file holds them. W&B's service process writes
+    the file after ``finish`` returns; on a loaded machine the run record came later (a KeyError in a
+    run of the suite under load), so this waits up to ``wait_s`` for every file to hold its run record."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _read_wandb_runs(folder)
+        except _Unfinished:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+class _Unfinished(Exception):
+    """A run file without its run record yet."""
+
+
+def _read_wandb_runs(folder: Path) -> dict[str, dict[str, Any]]:
     import json
 
     runs: dict[str, dict[str, Any]] = {}
@@ -148,6 +167,8 @@ def _wandb_runs(folder: Path) -> dict[str, dict[str, Any]]:
                                        for u in record.summary.update})
             elif kind == "exit":
                 run["exit_code"] = record.exit.exit_code
+        if "name" not in run or run["exit_code"] is None:
+            raise _Unfinished(str(path))
         runs[run["name"]] = run
     return runs
 

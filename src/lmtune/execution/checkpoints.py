@@ -4,7 +4,7 @@ A trial's checkpoints are the folders ``<trial_dir>/checkpoints/uNNNNN`` (NNNNN:
 it was saved) that its trainer reports in ``eval`` events. Every backend lmtune has keeps them on a
 filesystem the driver sees: the local disk, or for Ray the shared filesystem that ``study.dir`` must be on
 (docs/scale.md), so the folder operations here serve all of them. Schedulers decide *which* checkpoints
-may go (`lmtune.tuner.drive.Scheduler.removable_checkpoints`); the loop has the backend delete them.
+may go (`lmtune.schedulers.Scheduler.removable_checkpoints`); the loop has the backend delete them.
 
 Copying is not an operation: a trainer resumes from (or exploits) any checkpoint by its path, so a PBT
 exploit reads the donor's folder where it is rather than a copy.
