@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.execution import Executor
-from lmtune.protocol import Continue, Decision, Stop, TrialSpec
+from lmtune.protocol import Continue, Decision, Ending, Stop, TrialSpec
 
 __all__ = ["BACKEND_CHECKS", "SIM_TRAINER", "SpecFor", "check_backend", "sim_spec"]
 
@@ -69,7 +69,7 @@ def check_runs_to_its_end(ex: Executor, spec_for: SpecFor, folder: Path) -> None
     assert kinds[0] == "start" and kinds[-1] == "end" and "eval" in kinds, f"events in the wrong order: {kinds}"
     units = [e["units"] for e in events if e["event"] == "eval"]
     assert units == sorted(set(units)), f"evaluation units not increasing: {units}"
-    assert events[-1]["stopped_by"] is None and events[-1]["train_tokens"] > 0, f"its end: {events[-1]}"
+    assert Ending.of(events[-1]) is Ending.COMPLETED and events[-1]["train_tokens"] > 0, f"its end: {events[-1]}"
     assert Path(log).is_file(), f"no log at {log}"
 
 
@@ -80,7 +80,7 @@ def check_stop(ex: Executor, spec_for: SpecFor, folder: Path) -> None:
     kinds = [e["event"] for e in events if e["event"] != "progress"]
     assert code == 0 and kinds == ["start", "eval", "end"], f"a stopped trial: exit {code}, events {kinds}"
     evals = [e for e in events if e["event"] == "eval"]
-    assert events[-1]["stopped_by"] == "pruned" and events[-1]["units"] == evals[0]["units"], \
+    assert Ending.of(events[-1]) is Ending.PRUNED and events[-1]["units"] == evals[0]["units"], \
         f"a stopped trial's end: {events[-1]}"
 
 
