@@ -24,9 +24,12 @@ for tier in "${tiers[@]}"; do
   start=$(date +%s)
   "$PY" -m coverage run --rcfile="$OUT/$tier.rc" -m pytest -p no:cacheprovider -m "$marker" || echo "[coverage] $tier: some tests failed"
   echo "[coverage] $tier tier: $(( $(date +%s) - start )) s under coverage"
-  "$PY" -m coverage combine --rcfile="$OUT/$tier.rc" --keep -q --data-file="$OUT/$tier.data" "$OUT/$tier"
+  # the files by name: given a folder, combine looks for files named after --data-file
+  "$PY" -m coverage combine --rcfile="$OUT/$tier.rc" --keep -q --data-file="$OUT/$tier.data" "$OUT/$tier"/.coverage.*
 done
-"$PY" -m coverage combine --rcfile="$OUT/${tiers[0]}.rc" --keep -q --data-file="$OUT/all.data" "${tiers[@]/#/$OUT/}"
+all=()
+for tier in "${tiers[@]}"; do all+=("$OUT/$tier"/.coverage.*); done
+"$PY" -m coverage combine --rcfile="$OUT/${tiers[0]}.rc" --keep -q --data-file="$OUT/all.data" "${all[@]}"
 for name in "${tiers[@]}" all; do
   echo "[coverage] $name: $("$PY" -m coverage report --rcfile="$OUT/${tiers[0]}.rc" --data-file="$OUT/$name.data" \
     --format=total --precision=1) % of lines and branches"
