@@ -130,8 +130,10 @@ class PBTRunner(Scheduler):
         for m, number in sorted(numbers.items()):
             frozen = by_number[number]
             rec = record.read(frozen)
+            wall = rec.wall_time_s or 0.0  # its runs before this driver's: their busy part from the record
             self.members[m] = _Member(m, optuna.trial.Trial(self.study, frozen._trial_id), curve=rec.curve,
-                                      tokens=rec.train_tokens or 0, wall=rec.wall_time_s or 0.0,
+                                      tokens=rec.train_tokens or 0, wall=wall,
+                                      busy=max(0.0, wall - rec.overhead_s) if rec.overhead_s is not None else 0.0,
                                       restarts=list((rec.pbt or {}).get("restarts", [])))
             if frozen.state != TrialState.RUNNING:
                 continue
@@ -348,6 +350,8 @@ class PBTRunner(Scheduler):
         st = self.pbt.member_state(member.member)
         parent = self.members[st.parent].trial.number if st.parent is not None else None
         attrs = {"curve": member.curve, "train_tokens": member.tokens, "wall_time_s": member.wall,
+                 # kept with every record, so a resumed driver knows its runs' busy seconds
+                 "overhead_s": max(0.0, member.wall - member.busy),
                  "pbt": {"member": st.member, "generation": st.generation, "parent_trial": parent,
                          "schedule": st.schedule, "units": st.units,
                          **({"restarts": member.restarts} if member.restarts else {})}}
