@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmtune.execution.simtrainer import ended_by, save_manifest
-from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Exploit
+from lmtune.execution.simtrainer import save_manifest
+from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Ending, Exploit
 from tables.table import Table
 
 
@@ -62,8 +62,9 @@ def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None
             answer = receive() if spec.get("interactive", True) and u < units else None
             if isinstance(answer, Exploit):
                 raise RuntimeError("a table cannot replay an exploit (PBT changes settings mid-run)")
-            stopped_by = ended_by(answer)
-            if stopped_by:
+            ending = Ending.after(answer)
+            if ending is not None:
+                stopped_by = ending.wire
                 break
         end: dict[str, Any] = {"event": "end", "units": done, "metrics": {k: v for k, v in point.items()
                                                                           if k.startswith(("eval_", "train_loss"))},

@@ -20,16 +20,18 @@ settings, go on from the donor's position). Standard library only: every layer m
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKPOINT_MANIFEST", "PROGRESS_EVERY_S", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV", "SCRIPT_EVENTS",
-           "SCRIPT_TRIAL_ENV", "Continue", "Decision", "Ending", "Exploit", "Outcome", "Pause", "Stop", "TrialSpec",
+__all__ = ["CHANGED_IN_PLACE", "CHECKPOINT_MANIFEST", "PROGRESS_EVERY_S", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV",
+           "SCRIPT_EVENTS", "SCRIPT_TRIAL_ENV", "CheckpointRef", "Continue", "Decision", "End", "Ending", "Error",
+           "Eval", "Event", "Exploit", "Note", "OomRetry", "Outcome", "Pause", "Progress", "Start", "Stop", "TrialSpec",
            "checkpoint_complete", "checkpoint_folder", "decode_decision", "decode_event", "encode_decision",
-           "encode_event", "failure_reason", "progress_event", "script_end"]
+           "encode_event", "failure_reason", "progress_event", "read_event", "script_end"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,10 @@ class Continue:
 
 @dataclass(frozen=True)
 class Stop:
-    """End the trial now (recorded as pruned by whoever decided it)."""
+    """End the trial now (recorded as pruned, or as stopped by the budget, by whoever decided it).
+    ``reason`` is for people and records (a PBT member "reached max_units"); it does not travel."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,26 @@ class Pause:
 
 
 @dataclass(frozen=True)
-class Exploit:
-    """PBT: continue from the donor's exact checkpoint with ``hparams`` (the full training section)."""
+class CheckpointRef:
+    """A checkpoint named by reference: whose it is (a trial; inside `lmtune.strategies.pbt`, a population
+    member) and after how many evaluation units it was saved. Where it lies is the backend's business
+    (`lmtune.execution.Checkpoints.checkpoint_path`)."""
 
-    checkpoint: str
+    owner: int
+    units: int
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """PBT: go on from the donor's exact checkpoint ``source`` with the settings ``hparams``.
+
+    A strategy names the member and the searched settings; the scheduler that sends it to a trainer names
+    the trial, the full training section, and ``checkpoint``, the folder the backend resolved the reference
+    to (the trainer loads it; `encode_decision` refuses an unresolved exploit)."""
+
+    source: CheckpointRef
     hparams: dict[str, Any]
+    checkpoint: str = ""
 
 
 Decision = Continue | Stop | Pause | Exploit
@@ -143,7 +163,10 @@ def checkpoint_complete(folder: str | Path) -> bool:
 def encode_decision(decision: Decision) -> str:
     """One line (without the newline) for the trainer's stdin."""
     if isinstance(decision, Exploit):
-        return json.dumps({"exploit": {"checkpoint": decision.checkpoint, "hparams": decision.hparams}})
+        if not decision.checkpoint:
+            raise ValueError(f"an exploit of {decision.source} was sent before its checkpoint was resolved")
+        return json.dumps({"exploit": {"checkpoint": decision.checkpoint, "hparams": decision.hparams,
+                                       "source": [decision.source.owner, decision.source.units]}})
     return {Continue: "continue", Stop: "stop", Pause: "pause"}[type(decision)]
 
 
@@ -159,7 +182,9 @@ def decode_decision(line: str) -> Decision:
         return Pause()
     if text.startswith("{"):
         order = json.loads(text)["exploit"]
-        return Exploit(checkpoint=str(order["checkpoint"]), hparams=dict(order["hparams"]))
+        owner, units = order.get("source") or (-1, -1)
+        return Exploit(source=CheckpointRef(int(owner), int(units)), hparams=dict(order["hparams"]),
+                       checkpoint=str(order["checkpoint"]))
     raise ValueError(f"unknown decision line from the driver: {text[:200]!r}")
 
 
@@ -201,26 +226,201 @@ def script_end(last: dict[str, Any], decision: Decision | None, *, metrics: dict
     chosen = last.get("metrics", {}) if metrics is None else metrics
     return {"event": "end", "metrics": chosen, "last_metrics": last.get("metrics", chosen),
             "step": last.get("step", 0), "units": last.get("units", 0), "examples": last.get("examples", 0),
-            "train_tokens": last.get("tokens", 0), "stopped_by": {Stop: "pruned", Pause: "paused"}.get(type(decision)),
+            "train_tokens": last.get("tokens", 0), "stopped_by": _wire(Ending.after(decision)),
             "unread": last.get("unread", []) if unread is None else unread}
 
 
+def _wire(ending: Ending | None) -> str | None:
+    return None if ending is None else ending.wire
+
+
 class Ending(Enum):
-    """How a trainer run ended, as its end event says. The wire carries it as ``stopped_by`` (absent or
-    null: the run trained its whole length); `Ending.of` is the one place that reads it."""
+    """How a trainer run ended: the one vocabulary of endings for every scheduler and record.
+
+    The wire carries it as the end event's ``stopped_by`` (absent or null: the run trained its whole
+    length); `End.read` is the one place that reads it. ``BUDGET`` is a stop the study's budget decided
+    (the trainer only hears ``Stop`` and says ``pruned``; the scheduler that sent it knows why), and
+    ``FAILED`` a run with an error event or none at all (`Outcome.ending`)."""
 
     COMPLETED = "completed"
-    PRUNED = "pruned"  # a Stop decision (the pruner, or the budget)
+    PRUNED = "pruned"  # a Stop decision of the pruner
     PAUSED = "paused"  # a Pause decision: an exact checkpoint was saved; the run is resumed later
     EARLY_STOPPED = "early_stopping"  # training.early_stopping_patience
-    NO_END = "no end event"  # the trainer failed or died before reporting an end
+    BUDGET = "budget"  # a Stop decision because the budget is spent
+    FAILED = "failed"  # an error event, or no end event (the trainer was killed or crashed)
+
+    @property
+    def wire(self) -> str | None:
+        """The end event's (and the trial record's) ``stopped_by``: None for a run that trained its length."""
+        return None if self is Ending.COMPLETED else self.value
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by a decision (pruned, paused, the budget), so it has no final score of its own."""
+        return self in (Ending.PRUNED, Ending.PAUSED, Ending.BUDGET)
 
     @classmethod
-    def of(cls, end: Mapping[str, Any] | None) -> Ending:
+    def after(cls, decision: Decision | None) -> Ending | None:
+        """How a trainer's run ends on the driver's answer: ``Stop`` → PRUNED, ``Pause`` → PAUSED; None (go
+        on) for no answer, ``Continue`` or ``Exploit``. Every trainer words its end event with this."""
+        return cls.PRUNED if isinstance(decision, Stop) else cls.PAUSED if isinstance(decision, Pause) else None
+
+    @classmethod
+    def of(cls, end: End | Mapping[str, Any] | None) -> Ending:
+        """The ending an end event (typed or as read from the wire) says; FAILED for none."""
         if end is None:
-            return cls.NO_END
+            return cls.FAILED
+        if isinstance(end, End):
+            return end.ending
         wire = end.get("stopped_by")
         return cls.COMPLETED if wire is None else cls(wire)
+
+
+# -- typed events: what the driver reads, decoded from the wire in one place (`read_event`) -----------
+def _int(v: Any, default: int = 0) -> int:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else default
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else _int(v)
+
+
+def _float(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _metrics(v: Any) -> dict[str, Any]:
+    return {str(k): x for k, x in v.items()} if isinstance(v, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class Start:
+    """The trainer loaded its model and is about to take its first step: what precision and forward it runs."""
+
+    precision: str | None = None
+    precision_reason: str | None = None  # training.precision as set, or what `auto` chose and why
+    forward: str | None = None           # which forward the training steps run, and why
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run got between evaluations (display only: never answered, never an evaluation)."""
+
+    examples: int = 0        # trained so far in all
+    tokens: int = 0          # their real (non-padding) tokens (0: not counted)
+    total_examples: int = 0  # the run's planned length
+
+
+@dataclass(frozen=True)
+class Eval:
+    """One evaluation: where the run is (in optimizer steps, evaluation units, examples and real tokens)
+    and what it scored; ``checkpoint`` names the exact checkpoint saved just before it (PBT), if any."""
+
+    units: int
+    metrics: dict[str, Any]
+    step: int = 0
+    examples: int = 0
+    tokens: int = 0
+    checkpoint: str | None = None
+
+    def point(self) -> dict[str, Any]:
+        """The curve entry a trial record keeps for this evaluation."""
+        return {"step": self.step, "units": self.units, "examples": self.examples, "tokens": self.tokens,
+                "metrics": dict(self.metrics)}
+
+
+@dataclass(frozen=True)
+class End:
+    """How a run ended (`Ending`) and what it had trained and scored then."""
+
+    ending: Ending = Ending.COMPLETED
+    metrics: dict[str, Any] = field(default_factory=dict)       # the scores it reports (best point under
+    last_metrics: dict[str, Any] = field(default_factory=dict)  # early stopping; the last one otherwise)
+    test_metrics: dict[str, Any] | None = None                  # final runs: the test split's scores
+    step: int = 0
+    units: int = 0
+    examples: int = 0
+    train_tokens: int = 0
+    train_time_s: float = 0.0
+    eval_time_s: float = 0.0
+    precision: str | None = None
+    precision_reason: str | None = None
+    forward: str | None = None
+    micro_batch_size: int | None = None
+    model_dir: str | None = None     # final runs and `lmtune train`: where it saved the model
+    adapter_dir: str | None = None   # LoRA studies: where it saved the adapter
+    unread: list[str] = field(default_factory=list)  # script trials: settings the script never read
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds it trained and evaluated (the rest of its wall time is overhead)."""
+        return self.train_time_s + self.eval_time_s
+
+
+@dataclass(frozen=True)
+class Error:
+    """The trainer failed: ``kind`` (oom, exception, config, lost…) and the reason, for the trial record."""
+
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OomRetry:
+    """The trainer ran out of memory and goes on with half the micro-batch (same effective batch)."""
+
+    micro_batch_size: int
+
+
+@dataclass(frozen=True)
+class Note:
+    """Any other event a trainer sends (e.g. ``exploited``): shown in logs, never decided on."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+Event = Start | Progress | Eval | End | Error | OomRetry | Note
+
+
+def read_event(ev: Mapping[str, Any]) -> Event:
+    """The typed event of one decoded wire event (``{"event": kind, ...}``): the one reader of its fields.
+    Missing or malformed numbers read as 0 (or None), an unknown ``stopped_by`` as a failure's ending."""
+    kind = ev.get("event")
+    if kind == "eval":
+        return Eval(units=_int(ev.get("units")), metrics=_metrics(ev.get("metrics")), step=_int(ev.get("step")),
+                    examples=_int(ev.get("examples")), tokens=_int(ev.get("tokens")),
+                    checkpoint=_str(ev.get("checkpoint")))
+    if kind == "end":
+        try:
+            ending = Ending.of(ev)
+        except ValueError:
+            return Error("exception", f"the trainer ended with an unknown stopped_by {ev.get('stopped_by')!r}")
+        test = ev.get("test_metrics")
+        return End(ending=ending, metrics=_metrics(ev.get("metrics")),
+                   last_metrics=_metrics(ev.get("last_metrics", ev.get("metrics"))),
+                   test_metrics=_metrics(test) if isinstance(test, Mapping) else None,
+                   step=_int(ev.get("step")), units=_int(ev.get("units")), examples=_int(ev.get("examples")),
+                   train_tokens=_int(ev.get("train_tokens")), train_time_s=_float(ev.get("train_time_s")),
+                   eval_time_s=_float(ev.get("eval_time_s")), precision=_str(ev.get("precision")),
+                   precision_reason=_str(ev.get("precision_reason")), forward=_str(ev.get("forward")),
+                   micro_batch_size=_opt_int(ev.get("micro_batch_size")), model_dir=_str(ev.get("model_dir")),
+                   adapter_dir=_str(ev.get("adapter_dir")), unread=[str(n) for n in ev.get("unread") or []])
+    if kind == "error":
+        return Error(kind=str(ev.get("kind") or "exception"), reason=str(ev.get("reason") or ""))
+    if kind == "start":
+        return Start(precision=_str(ev.get("precision")), precision_reason=_str(ev.get("precision_reason")),
+                     forward=_str(ev.get("forward")))
+    if kind == "progress":
+        return Progress(examples=_int(ev.get("examples")), tokens=_int(ev.get("tokens")),
+                        total_examples=_int(ev.get("total_examples")))
+    if kind == "oom_retry":
+        return OomRetry(micro_batch_size=_int(ev.get("micro_batch_size")))
+    return Note(kind=str(kind), data={k: v for k, v in ev.items() if k != "event"})
 
 
 def checkpoint_folder(output_dir: str | Path, units: int) -> Path:
@@ -231,19 +431,25 @@ def checkpoint_folder(output_dir: str | Path, units: int) -> Path:
 
 @dataclass
 class Outcome:
-    """How one trainer run ended: its evaluations, its end or error event, its exit code."""
+    """How one trainer run ended: its evaluations (curve entries, `Eval.point`), its end or error event,
+    its exit code."""
 
     curve: list[dict[str, Any]] = field(default_factory=list)
-    end: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    end: End | None = None
+    error: Error | None = None
     code: int = 0
     log_path: str = ""
+
+    @property
+    def ending(self) -> Ending:
+        """How it ended; FAILED when the trainer reported an error or no end."""
+        return Ending.FAILED if self.error is not None or self.end is None else self.end.ending
 
 
 def failure_reason(outcome: Outcome) -> str:
     """Why a run that did not end normally failed, worded once for every caller ("" when it ended)."""
     if outcome.error is not None:
-        return f"{outcome.error.get('kind')}: {outcome.error.get('reason')}"
+        return f"{outcome.error.kind}: {outcome.error.reason}"
     if outcome.end is None:
         return (f"trainer exited with code {outcome.code} and no result (killed or crashed); "
                 f"see {outcome.log_path}")

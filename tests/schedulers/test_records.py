@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution.simulated import SimulatedExecutor
-from lmtune.protocol import Outcome
+from lmtune.protocol import End, Ending, Error, Outcome, read_event
 from lmtune.study import record
 from lmtune.study.record import TrialRecord
 from lmtune.tuner.search import Tuner
@@ -46,28 +46,35 @@ def test_the_same_run_is_recorded_alike_by_the_search_and_by_pbt(tiny_model: Pat
         assert search[key] == pbt[key], key
 
 
-@pytest.mark.parametrize(("end", "error", "state"), [
-    ({"metrics": {"eval_loss": 0.5}, "train_tokens": 10, "train_time_s": 2.0, "eval_time_s": 1.0}, None, "COMPLETE"),
-    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "pruned", "units": 2}, None, "PRUNED"),
-    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "paused", "units": 2}, None, "PAUSED"),
-    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "early_stopping"}, None, "COMPLETE"),
-    ({"metrics": {"eval_accuracy": 0.5}}, None, "FAIL"),
-    (None, {"kind": "oom", "reason": "out of memory"}, "FAIL"),
-    (None, None, "FAIL"),
+@pytest.mark.parametrize(("end", "error", "budget", "state"), [
+    ({"metrics": {"eval_loss": 0.5}, "train_tokens": 10, "train_time_s": 2.0, "eval_time_s": 1.0}, None, "",
+     "COMPLETE"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "pruned", "units": 2}, None, "", "PRUNED"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "pruned", "units": 2}, None, "budget: spent", "PRUNED"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "paused", "units": 2}, None, "", "PAUSED"),
+    ({"metrics": {"eval_loss": 0.5}, "stopped_by": "early_stopping"}, None, "", "COMPLETE"),
+    ({"metrics": {"eval_accuracy": 0.5}}, None, "", "FAIL"),
+    (None, {"kind": "oom", "reason": "out of memory"}, "", "FAIL"),
+    (None, None, "", "FAIL"),
 ])
 def test_every_ending_maps_to_one_state_and_its_fields(end: dict[str, Any] | None, error: dict[str, Any] | None,
-                                                        state: str) -> None:
+                                                        budget: str, state: str) -> None:
     curve = [{"units": 1, "tokens": 7, "metrics": {"eval_loss": 0.6}}]
-    e = record.ended(Outcome(curve=curve, end=end, error=error, code=0 if end else 1, log_path="log"),
-                     metric="eval_loss", wall_s=5.0)
+    typed_end = read_event({"event": "end", **end}) if end is not None else None
+    typed_error = read_event({"event": "error", **error}) if error is not None else None
+    assert isinstance(typed_end, End | None) and isinstance(typed_error, Error | None)
+    e = record.ended(Outcome(curve=curve, end=typed_end, error=typed_error, code=0 if end else 1, log_path="log"),
+                     metric="eval_loss", wall_s=5.0, stopped_for_budget=budget)
     assert e.state == state
     assert e.value == (0.5 if state == "COMPLETE" else None)
     assert e.fields["curve"] == curve and e.fields["wall_time_s"] == 5.0
     assert e.fields["train_tokens"] == (10 if end and "train_tokens" in end else 7)
-    if end is not None:
+    if budget:  # a stop the budget decided is recorded as such, with its reason, not as pruned
+        assert e.ending is Ending.BUDGET and e.fields["stopped_by"] == "budget" and e.fields["stop_reason"] == budget
+    elif end is not None:
         assert e.fields["stopped_by"] == end.get("stopped_by")
         assert e.fields["overhead_s"] == (2.0 if "train_time_s" in end else 5.0)
-    assert ("fail_reason" in e.fields) == (state == "FAIL") and bool(e.reason) == (state == "FAIL")
+    assert ("fail_reason" in e.fields) == (state == "FAIL") and bool(e.reason) == (state == "FAIL" or bool(budget))
     assert ("pruned_at_units" in e.fields) == (state == "PRUNED")
     if state == "FAIL" and end is not None:
         assert "metric 'eval_loss' was None; reported metrics: ['eval_accuracy']" in e.reason

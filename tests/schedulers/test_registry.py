@@ -11,7 +11,8 @@ import pytest
 
 from lmtune.config.schema import SearchSection
 from lmtune.errors import ConfigError
-from lmtune.protocol import Continue
+from lmtune.execution import FolderCheckpoints
+from lmtune.protocol import Continue, Eval, Progress
 from lmtune.schedulers import Launch, Scheduler, base, register, scheduler_for, strategies_served
 from lmtune.schedulers.pbt import PBTRunner
 from lmtune.schedulers.search import SearchScheduler
@@ -48,10 +49,11 @@ def test_a_new_strategy_registers_its_scheduler_and_one_name_has_one_scheduler(
 def test_the_base_class_defaults_are_a_fixed_list_with_nothing_kept() -> None:
     s = Scheduler()
     assert s.stop_reason() == "" and s.removable_checkpoints() == [] and not s.waiting_on_others()
-    assert isinstance(s.on_eval(0, {"event": "eval"}, []), Continue)
+    assert isinstance(s.on_eval(0, Eval(units=1, metrics={}), []), Continue)
+    assert isinstance(s.checkpoints, FolderCheckpoints)  # until the loop hands it the backend's
     assert s.poll_s is None
     s.started(0, None)  # type: ignore[arg-type]
-    s.on_event(0, {})
+    s.on_event(0, Progress())
     s.abandon([0])
     s.on_crash(0, RuntimeError())
     with pytest.raises(NotImplementedError):

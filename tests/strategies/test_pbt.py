@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lmtune.space import CategoricalParam, FloatParam, IntParam, Space
-from lmtune.strategies.decisions import Continue, Exploit, Stop
+from lmtune.strategies.decisions import CheckpointRef, Continue, Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.strategies.toy import ToyCurve
 
@@ -61,14 +61,14 @@ def test_only_the_bottom_quantile_exploits_and_copies_the_latest_checkpoint() ->
     assert pbt.report(5, 10, 0.3) == Continue()  # 3 members at 10: below quorum
     assert pbt.report(4, 10, 0.6) == Continue()  # n = 4, k = 1: 4 is second worst, not in the bottom
     d = pbt.report(5, 20, 0.35)  # compared at 10 (only 2 members at 20): the worst copies the best
-    assert d == Exploit(7, 30, pbt.member_state(5).config)  # member 7's LATEST checkpoint, not 10
+    assert d == Exploit(CheckpointRef(7, 30), pbt.member_state(5).config)  # member 7's LATEST checkpoint, not 10
     state = pbt.member_state(5)
     assert (state.parent, state.generation, state.units, state.checkpoint) == (7, 1, 30, (7, 30))
     assert pbt.report(3, 10, 0.85) == Continue()  # n = 5 at 10, k = 1: member 4 is the worst
     d = pbt.report(4, 20, 0.62)  # worst at 10; the best at 10 is 5 (ties go to the lower id)
     assert isinstance(d, Exploit) and pbt.member_state(4).parent == 5
     # member 5 has not saved a checkpoint of its own yet: the file to load is member 7's at 30.
-    assert (d.source_member, d.source_units) == (7, 30)
+    assert (d.source.owner, d.source.units) == (7, 30)
     assert pbt.checkpoints_needed() == {(7, 30), (6, 10), (3, 10)}
 
 
@@ -85,18 +85,18 @@ def test_lineage_and_schedule_after_two_exploits() -> None:
     pbt.report(3, 10, 0.9)
     pbt.report(3, 20, 0.92)
     first = pbt.report(1, 10, 0.5)
-    assert isinstance(first, Exploit) and (first.source_member, first.source_units) == (3, 20)
+    assert isinstance(first, Exploit) and (first.source.owner, first.source.units) == (3, 20)
     assert pbt.report(1, 30, 0.95) == Continue()  # member 1 trains on with its new config, saves (1, 30)
     second = pbt.report(2, 10, 0.3)
-    assert isinstance(second, Exploit) and (second.source_member, second.source_units) == (1, 30)
+    assert isinstance(second, Exploit) and (second.source.owner, second.source.units) == (1, 30)
     state = pbt.member_state(2)
     assert (state.generation, state.parent, state.units) == (2, 1, 30)
-    assert state.schedule == [{"units": 0, "config": c3}, {"units": 20, "config": first.config},
-                              {"units": 30, "config": second.config}]
+    assert state.schedule == [{"units": 0, "config": c3}, {"units": 20, "config": first.hparams},
+                              {"units": 30, "config": second.hparams}]
     assert [m.generation for m in pbt.lineage()] == [0, 1, 2, 0]
-    for d, source in ((first, c3), (second, first.config)):
-        assert SPACE.restrict(d.config) == d.config
-        assert all(d.config[k] == source[k] for k in IMMUTABLE)
+    for d, source in ((first, c3), (second, first.hparams)):
+        assert SPACE.restrict(d.hparams) == d.hparams
+        assert all(d.hparams[k] == source[k] for k in IMMUTABLE)
 
 
 @pytest.mark.parametrize(("direction", "good", "bad"), [
@@ -158,10 +158,10 @@ def drive(pbt: PBT, steps: int, *, restore_at: int | None = None, seed: int = 0,
         decisions.append(d)
         if isinstance(d, Exploit):
             parent = pbt.member_state(pbt.member_state(m).parent or 0)
-            assert SPACE.restrict(d.config) == d.config
-            assert all(d.config[k] == parent.config[k] for k in IMMUTABLE)
-            rewinds += d.source_units < units
-            curves[m], configs[m] = store[(d.source_member, d.source_units)].clone(), d.config
+            assert SPACE.restrict(d.hparams) == d.hparams
+            assert all(d.hparams[k] == parent.config[k] for k in IMMUTABLE)
+            rewinds += d.source.units < units
+            curves[m], configs[m] = store[(d.source.owner, d.source.units)].clone(), d.hparams
         needed = pbt.checkpoints_needed()
         assert len(needed) <= pbt.population_size + 1
         store = {k: v for k, v in store.items() if k in needed}
@@ -217,7 +217,7 @@ def test_a_member_whose_checkpoint_is_gone_starts_over_unless_that_overwrites_a_
     assert after.history == {} and after.schedule == [{"units": 0, "config": before.config}]
     assert pbt.checkpoints_needed() == {(1, 20)}
     copy = pbt.report(0, 10, 0.5)  # it trains again from units 0 and is judged like the others: worst at 10
-    assert isinstance(copy, Exploit) and (copy.source_member, copy.source_units) == (1, 20)
+    assert isinstance(copy, Exploit) and (copy.source.owner, copy.source.units) == (1, 20)
     state = pbt.state_dict()
     assert not pbt.restart(1)  # (1, 20) is the best checkpoint: starting over would re-save that key
     assert pbt.state_dict() == state  # refused: nothing changed

@@ -31,7 +31,22 @@ from optuna.trial import TrialState
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution.simulated import SimulatedExecutor
-from lmtune.protocol import Continue, Decision, Exploit, Outcome, Pause, Stop
+from lmtune.protocol import (
+    Continue,
+    Decision,
+    End,
+    Error,
+    Eval,
+    Event,
+    Exploit,
+    Note,
+    OomRetry,
+    Outcome,
+    Pause,
+    Progress,
+    Start,
+    Stop,
+)
 from lmtune.schedulers import Launch, Scheduler
 from lmtune.schedulers.pbt import PBTRunner
 from lmtune.schedulers.search import SearchScheduler
@@ -63,6 +78,7 @@ class Checked:
         self.removed: set[str] = set()
         self.stopped = ""
         self.errors: list[str] = []
+        self.used: list[Any] = []
 
     def _check(self, ok: bool, what: str) -> None:
         if not ok:
@@ -75,8 +91,15 @@ class Checked:
     def _off_loop(self, call: str) -> None:
         self._check(threading.get_ident() != self.loop_thread, f"{call} called on the loop's thread")
 
+    def use(self, checkpoints: Any) -> None:
+        self._on_loop("use")
+        self._check(not self.used and not self.starts, "use called twice, or after a trial started")
+        self.used.append(checkpoints)
+        self.inner.use(checkpoints)
+
     def stop_reason(self) -> str:
         self._on_loop("stop_reason")
+        self._check(bool(self.used), "stop_reason before use")
         reason = self.inner.stop_reason()
         self._check(not self.stopped or reason == self.stopped, f"stop reason {self.stopped!r} not sticky: {reason!r}")
         self.stopped = self.stopped or reason
@@ -102,19 +125,22 @@ class Checked:
             self.started_keys.append(key)
         self.inner.started(key, handle)
 
-    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def on_eval(self, key: Hashable, ev: Eval, curve: list[dict[str, Any]]) -> Decision:
         self._off_loop("on_eval")
+        self._check(isinstance(ev, Eval), f"on_eval got {ev!r}, not a typed Eval")
         with self.lock:
             self._check(key in self.live, f"on_eval for {key!r}, not running")
             self.evals += 1
-        self._check(bool(curve) and curve[-1]["units"] == ev["units"], "curve does not hold the evaluation")
-        if ev.get("checkpoint"):
+        self._check(bool(curve) and curve[-1] == ev.point(), "curve does not hold the evaluation")
+        if ev.checkpoint:
             with self.lock:
-                self.reported.add(str(ev["checkpoint"]))
+                self.reported.add(ev.checkpoint)
         decision = self.inner.on_eval(key, ev, curve)
         self._check(isinstance(decision, DECISIONS), f"answered {decision!r}, not a Decision")
         if isinstance(decision, Exploit):
             self._check(decision.checkpoint not in self.removed, f"exploit of removed {decision.checkpoint}")
+            self._check(bool(decision.checkpoint) and decision.checkpoint in self.reported,
+                        f"exploit of {decision.source}, resolved to {decision.checkpoint!r}: never reported")
         return decision
 
     def removable_checkpoints(self) -> list[Path]:
@@ -127,13 +153,15 @@ class Checked:
                 self.removed.add(str(p))
         return gone
 
-    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+    def on_event(self, key: Hashable, ev: Event) -> None:
         self._off_loop("on_event")
-        self._check(ev.get("event") not in ("eval", "end", "error"), f"on_event got {ev.get('event')}")
+        self._check(isinstance(ev, Start | Progress | OomRetry | Note), f"on_event got {ev!r}")
         self.inner.on_event(key, ev)
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         self._off_loop("on_end")
+        self._check(isinstance(outcome.end, End | None) and isinstance(outcome.error, Error | None),
+                    f"an untyped ending: {outcome.end!r} {outcome.error!r}")
         with self.lock:
             self._check(key in self.live, f"{key!r} ended but was not running")
             self.ended[key] += 1
@@ -323,24 +351,18 @@ def test_an_interrupted_search_fails_and_requeues_what_ran(checked: list[Checked
 def test_drive_stops_when_the_scheduler_has_nothing_left() -> None:
     calls: list[str] = []
 
-    class Nothing:
-        poll_s = None
-
-        def stop_reason(self) -> str:
-            return ""
-
+    class Nothing(Scheduler):
         def suggest(self, device: str, threads: int) -> None:
             calls.append("suggest")
             return None
-
-        def waiting_on_others(self) -> bool:
-            return False
 
         def abandon(self, keys: list[Hashable]) -> None:
             raise AssertionError("nothing to abandon")
 
     ex = SimulatedExecutor(workers=2)
-    assert drive_module.drive(Nothing(), ex) == ""  # type: ignore[arg-type]
+    nothing = Nothing()
+    assert drive_module.drive(nothing, ex) == ""
+    assert nothing.checkpoints is ex  # the loop hands the scheduler its backend's checkpoint operations
     assert calls == ["suggest"] and sorted(ex._free) == [0, 1]  # the slot went back
 
 

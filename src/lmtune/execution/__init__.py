@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lmtune.execution.base import Executor, TrialHandle
+from lmtune.execution.base import Checkpoints, Executor, TrialHandle
+from lmtune.execution.checkpoints import FolderCheckpoints
 from lmtune.execution.local import TRAINER, LocalExecutor, TrialProcess
 
 if TYPE_CHECKING:
     from lmtune.config.schema import ExecutionSection
 
-__all__ = ["TRAINER", "Executor", "LocalExecutor", "TrialHandle", "TrialProcess", "make_executor"]
+__all__ = ["TRAINER", "Checkpoints", "Executor", "FolderCheckpoints", "LocalExecutor", "TrialHandle", "TrialProcess",
+           "make_executor"]
 
 
 def make_executor(execution: ExecutionSection, *, module: str = TRAINER) -> Executor:

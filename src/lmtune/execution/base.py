@@ -40,7 +40,36 @@ class TrialHandle(Protocol):
         ...
 
 
-class Executor(Protocol):
+class Checkpoints(Protocol):
+    """A backend's checkpoint operations: schedulers name a checkpoint by its trial's folder and the units it
+    was saved at (`lmtune.protocol.CheckpointRef` in decisions); the backend says where it lies, whether it
+    is whole, what a trial holds, how big it is, and deletes what no scheduler needs. No scheduler or loop
+    touches a trial's checkpoint folders itself."""
+
+    def checkpoint_path(self, trial_dir: Path, units: int) -> Path:
+        """Where the trial in ``trial_dir`` saves (saved) its checkpoint after ``units`` evaluation units."""
+        ...
+
+    def checkpoint_ready(self, path: Path) -> bool:
+        """The checkpoint is whole: a trainer can resume from it (False: gone, half-written, damaged)."""
+        ...
+
+    def checkpoint_units(self, path: Path) -> int | None:
+        """The units a checkpoint was saved at, None for a path that is not one."""
+        ...
+
+    def list_checkpoints(self, trial_dir: Path) -> list[Path]:
+        """The checkpoints a trial has saved, oldest first."""
+        ...
+
+    def checkpoint_bytes(self, path: Path) -> int: ...
+
+    def delete_checkpoint(self, path: Path) -> None:
+        """Remove a checkpoint no scheduler needs any more (no error when it is already gone)."""
+        ...
+
+
+class Executor(Checkpoints, Protocol):
     workers: int  # trials at once
     threads: int  # CPU threads per trainer
 
@@ -54,14 +83,4 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Give back what the executor holds (Ray actors and their reserved resources)."""
-        ...
-
-    def list_checkpoints(self, trial_dir: Path) -> list[Path]:
-        """The checkpoint folders a trial has saved, oldest first."""
-        ...
-
-    def checkpoint_bytes(self, path: Path) -> int: ...
-
-    def delete_checkpoint(self, path: Path) -> None:
-        """Remove a checkpoint no scheduler needs any more (no error when it is already gone)."""
         ...

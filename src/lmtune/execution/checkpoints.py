@@ -15,6 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from lmtune.protocol import checkpoint_complete, checkpoint_folder
+
 __all__ = ["FolderCheckpoints", "checkpoint_folders", "checkpoint_units", "folder_bytes"]
 
 
@@ -37,7 +39,17 @@ def folder_bytes(path: Path) -> int:
 
 
 class FolderCheckpoints:
-    """The checkpoint operations of a backend whose checkpoints are folders the driver can reach."""
+    """The checkpoint operations of a backend whose checkpoints are folders the driver can reach
+    (`lmtune.execution.Checkpoints`)."""
+
+    def checkpoint_path(self, trial_dir: Path, units: int) -> Path:
+        return checkpoint_folder(trial_dir, units)
+
+    def checkpoint_ready(self, path: Path) -> bool:
+        return checkpoint_complete(path)
+
+    def checkpoint_units(self, path: Path) -> int | None:
+        return checkpoint_units(path)
 
     def list_checkpoints(self, trial_dir: Path) -> list[Path]:
         """The trial's checkpoint folders, oldest first."""

@@ -36,7 +36,7 @@ from lmtune.protocol import SCRIPT_DECISIONS as DECISIONS
 from lmtune.protocol import SCRIPT_DRIVER_ENV as ENV_DRIVER
 from lmtune.protocol import SCRIPT_EVENTS as EVENTS
 from lmtune.protocol import SCRIPT_TRIAL_ENV as ENV_TRIAL
-from lmtune.protocol import Continue, Decision, TrialSpec, decode_event, encode_decision, script_end
+from lmtune.protocol import Continue, Decision, Ending, TrialSpec, decode_event, encode_decision, script_end
 
 POLL_S = 0.05
 
@@ -188,7 +188,7 @@ def _checked_end(end: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
                           "a final run's seed, or a proxy stage's model): a setting that changes nothing is "
                           "refused. Read it through trial.params (LmtuneCallback.arguments() reads the "
                           f"TrainingArguments fields), or remove it from search.space and the training section.{model}"}
-    if spec.evaluate_test and end.get("stopped_by") not in ("pruned", "paused") and not end.get("test_metrics"):
+    if spec.evaluate_test and not Ending.of(end).stopped and not end.get("test_metrics"):
         return {"event": "error", "kind": "config",
                 "reason": "this final run asks for the test split's scores (trial.evaluate_test) but the script "
                           "gave none: call trial.finish(test_metrics=...) when trial.evaluate_test is true"}

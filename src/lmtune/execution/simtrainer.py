@@ -23,10 +23,9 @@ from typing import Any
 
 from lmtune.protocol import (
     CHECKPOINT_MANIFEST,
-    Continue,
     Decision,
+    Ending,
     Exploit,
-    Pause,
     checkpoint_folder,
     decode_decision,
     encode_event,
@@ -49,14 +48,6 @@ def save_manifest(output_dir: str, units: int, hparams: dict[str, Any]) -> str:
     return str(folder)
 
 
-def ended_by(answer: Decision | None) -> str | None:
-    """How the driver's answer to an evaluation ends a stand-in run: "paused", "pruned", or None to go on
-    (no answer, Continue, or an Exploit, which the stand-in handles itself)."""
-    if isinstance(answer, Pause):
-        return "paused"
-    if answer is not None and not isinstance(answer, Continue | Exploit):
-        return "pruned"
-    return None
 
 
 def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
@@ -91,8 +82,9 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         if isinstance(answer, Exploit):  # go on from the donor's units with the new settings
             hp = dict(answer.hparams)
             continue
-        stopped_by = ended_by(answer)
-        if stopped_by:
+        ending = Ending.after(answer)
+        if ending is not None:
+            stopped_by = ending.wire
             break
     end: dict[str, Any] = {"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,
                            "train_tokens": done * per_unit * 32, "train_time_s": (done - start) * unit_s,

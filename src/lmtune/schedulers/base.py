@@ -5,10 +5,10 @@ trial's ending means for the study (``on_end``). The backend runs; the loop only
 base class states the contract once and gives every method but ``suggest`` and ``on_end`` a default (as
 Syne Tune's ``TrialScheduler`` does), so a scheduler writes only what it decides.
 
-Threads: ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and ``abandon`` are called from
-the loop's thread; ``on_eval``, ``on_event``, ``on_end``, ``on_crash`` and ``removable_checkpoints`` from
-the trial's own thread (a scheduler guards what both touch). ``on_end`` is called once per started trial
-that ended before any interrupt, before the loop hears that the trial ended.
+Threads: ``use`` (once, first), ``stop_reason``, ``suggest``, ``started``, ``waiting_on_others`` and
+``abandon`` are called from the loop's thread; ``on_eval``, ``on_event``, ``on_end``, ``on_crash`` and
+``removable_checkpoints`` from the trial's own thread (a scheduler guards what both touch). ``on_end`` is
+called once per started trial that ended before any interrupt, before the loop hears that it ended.
 
 Which scheduler serves a study is looked up by its ``search.strategy`` in a registry
 (`scheduler_for`), filled by the `register` decorator, not decided by comparing strategy names.
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from lmtune.errors import ConfigError
-from lmtune.execution import TrialHandle
-from lmtune.protocol import Continue, Decision, Outcome, TrialSpec
+from lmtune.execution import Checkpoints, FolderCheckpoints, TrialHandle
+from lmtune.protocol import Continue, Decision, Eval, Event, Outcome, TrialSpec
 
 __all__ = ["Launch", "Scheduler", "register", "scheduler_for", "strategies_served"]
 
@@ -45,6 +45,13 @@ class Scheduler:
 
     poll_s: float | None = None  # how long to wait for an ending before asking again (None: until one ends)
     finished_reason: ClassVar[str] = "n_trials reached"  # the run's stop reason when it ran out of trials
+    # the backend's checkpoint operations (`use` sets the driving backend's): a scheduler names checkpoints
+    # by trial folder and units, and never reads or deletes a checkpoint folder itself
+    checkpoints: Checkpoints = FolderCheckpoints()
+
+    def use(self, checkpoints: Checkpoints) -> None:
+        """The loop is about to drive this scheduler on a backend with these checkpoint operations."""
+        self.checkpoints = checkpoints
 
     def stop_reason(self) -> str:
         """Why no more trials may start ("" while they may). Sticky: once given, given again."""
@@ -57,12 +64,13 @@ class Scheduler:
     def started(self, key: Hashable, handle: TrialHandle) -> None:
         """The trial's trainer was launched."""
 
-    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def on_eval(self, key: Hashable, event: Eval, curve: list[dict[str, Any]]) -> Decision:
         """The answer to one evaluation (``curve`` already holds it); only interactive trials ask."""
         return Continue()
 
-    def on_event(self, key: Hashable, event: dict[str, Any]) -> None:
-        """Any other event but the end and the error (those are in the outcome)."""
+    def on_event(self, key: Hashable, event: Event) -> None:
+        """Any other event (`Start`, `Progress`, `OomRetry`, `Note`) but the end and the error (those are in
+        the outcome)."""
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         """The trial ended (completed, stopped, failed or killed): record it."""

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config import StudySection, TaskSection
-from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Ending, Outcome, Pause, failure_reason
+from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Ending, Eval, Outcome, Pause
 from lmtune.schedulers.base import Launch, Scheduler
 from lmtune.tuner.final_plan import FinalJob, FinalRunError, boundary, job_spec
 from lmtune.tuner.plan import Plan
@@ -58,7 +58,8 @@ class FinalScheduler(Scheduler):
         segment = self.segment.get(job.key, 0) if self._chained(job) else None
         if not segment:  # a fresh run (a chain's later runs go on in the same folder)
             shutil.rmtree(run_dir / "model", ignore_errors=True)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            for old in self.checkpoints.list_checkpoints(run_dir):  # an interrupted run's: the backend's to delete
+                self.checkpoints.delete_checkpoint(old)
             self.started_at[job.key] = time.monotonic()
             self.runner.log(f"{job.key} started" + (" (saves the final model)" if job.save_model else ""))
         spec = job_spec(self.plan, job, number=self.number[job.key], run_dir=run_dir, device=device,
@@ -71,13 +72,13 @@ class FinalScheduler(Scheduler):
             a["hparams"].get(k) != b["hparams"].get(k) for a, b in itertools.pairwise(steps)
             for k in {*a["hparams"], *b["hparams"]} - CHANGED_IN_PLACE))
 
-    def on_eval(self, key: Hashable, event: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def on_eval(self, key: Hashable, event: Eval, curve: list[dict[str, Any]]) -> Decision:
         """Only a chained schedule replay is interactive: it pauses at the next entry's units (once it
         saved its state there), to be started again with that entry's settings."""
         job = self.jobs[str(key)]
         schedule = job.schedule or []
         k = self.segment.get(job.key, 0)
-        if k + 1 < len(schedule) and int(event["units"]) >= int(schedule[k + 1]["units"]):
+        if k + 1 < len(schedule) and event.units >= int(schedule[k + 1]["units"]):
             return Pause()
         return Continue()
 
@@ -87,12 +88,12 @@ class FinalScheduler(Scheduler):
             self.curves.setdefault(job.key, []).extend(outcome.curve)
             outcome = replace(outcome, curve=list(self.curves[job.key]))
             end = outcome.end
-            if end is not None and Ending.of(end) is Ending.PAUSED and not failure_reason(outcome):
+            if end is not None and outcome.ending is Ending.PAUSED:
                 k = self.segment.get(job.key, 0) + 1
                 if not boundary(self.runner.final_dir / "runs" / job.key,
                                  int(job.schedule[k]["units"])).is_dir():
                     self.on_crash(key, FinalRunError(
-                        f"the run paused at units {end.get('units')} without saving its state there (a "
+                        f"the run paused at units {end.units} without saving its state there (a "
                         "script saves it in trial.checkpoint_dir(...)), which replaying the PBT schedule needs; "
                         f"see {outcome.log_path}"))
                     return

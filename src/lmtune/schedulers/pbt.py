@@ -34,20 +34,24 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lmtune import protocol as wire
 from lmtune.config.schema import PBTSection
-from lmtune.execution import TrialHandle
-from lmtune.execution.checkpoints import checkpoint_folders, checkpoint_units, folder_bytes
+from lmtune.execution import Checkpoints, TrialHandle
 from lmtune.protocol import (
+    CHANGED_IN_PLACE,
+    CheckpointRef,
     Continue,
     Decision,
+    Ending,
+    Eval,
+    Event,
+    Exploit,
     Outcome,
     Pause,
-    checkpoint_complete,
-    checkpoint_folder,
+    Progress,
+    Start,
+    Stop,
 )
 from lmtune.schedulers.base import Launch, Scheduler, register
-from lmtune.strategies.decisions import Exploit, Stop
 from lmtune.strategies.pbt import PBT
 from lmtune.study import record
 from lmtune.study.store import INTERRUPTED
@@ -111,7 +115,7 @@ class PBTRunner(Scheduler):
         self.state_path = plan.paths.root / STATE_FILE
         self._budget_stop = budget_stop
         self._stop = ""
-        self._reported: set[Path] = set()  # checkpoints members reported, not yet given up
+        self._reported: dict[Path, Path] = {}  # checkpoints members reported, not yet given up → trial folder
         self._removable: list[Path] = []
 
     # -- population ------------------------------------------------------------------------------
@@ -142,10 +146,6 @@ class PBTRunner(Scheduler):
                 self.waiting.append(m)
             elif state.score is not None and math.isfinite(state.score):  # killed between report and tell
                 self.study.tell(self.members[m].trial, state.score)
-        for m, member in self.members.items():  # a resumed study: what the last run's members reported
-            reported = self.pbt.member_state(m).units
-            self._reported |= {c for c in checkpoint_folders(self.plan.paths.trial_dir(member.trial.number))
-                               if (checkpoint_units(c) or 0) <= reported}
         mine = set(numbers.values())
         for t in by_number.values():  # e.g. a member trial asked but never recorded: not ours to resume
             if t.state == TrialState.RUNNING and t.number not in mine:
@@ -165,6 +165,15 @@ class PBTRunner(Scheduler):
         return trial.number
 
     # -- the scheduler -------------------------------------------------------------------------
+    def use(self, checkpoints: Checkpoints) -> None:
+        """The backend's checkpoints; a resumed study takes over the ones its members reported last run."""
+        super().use(checkpoints)
+        with self.lock:
+            for m, member in self.members.items():
+                reported, folder = self.pbt.member_state(m).units, self.plan.paths.trial_dir(member.trial.number)
+                self._reported |= {c: folder for c in checkpoints.list_checkpoints(folder)
+                                   if (checkpoints.checkpoint_units(c) or 0) <= reported}
+
     def stop_reason(self) -> str:
         self._stop = self._stop or self._budget_stop()
         return self._stop
@@ -181,7 +190,7 @@ class PBTRunner(Scheduler):
                 m = self.waiting.popleft()
                 state = self.pbt.member_state(m)
                 resume = self._ckpt_path(*state.checkpoint) if state.checkpoint else None
-                if resume is None or checkpoint_complete(resume):
+                if resume is None or self.checkpoints.checkpoint_ready(resume):
                     break
                 if self._gone(m, resume):
                     state, resume = self.pbt.member_state(m), None  # it starts over from scratch
@@ -206,7 +215,7 @@ class PBTRunner(Scheduler):
         units = self.pbt.member_state(m).units
         best = self.pbt.best()
         if self.pbt.restart(m, best_gone=best is not None and
-                            not checkpoint_complete(self._ckpt_path(best.member, best.units))):
+                            not self.checkpoints.checkpoint_ready(self._ckpt_path(best.member, best.units))):
             member.restarts = [*(member.restarts or []), {"units": units, "missing": str(path)}]
             log.warning("PBT member %d (trial %d): its checkpoint %s is gone; it starts over from the start "
                         "with its current settings", m, member.trial.number, path)
@@ -228,19 +237,17 @@ class PBTRunner(Scheduler):
         self.reporter.trial_started(member.trial.number, {"member": member.member,
                                                           **self.pbt.member_state(member.member).config}, False)
 
-    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def on_eval(self, key: Hashable, ev: Eval, curve: list[dict[str, Any]]) -> Decision:
         return self._on_eval(self.members[int(key)], ev)  # type: ignore[call-overload]
 
-    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+    def on_event(self, key: Hashable, ev: Event) -> None:
         member = self.members[int(key)]  # type: ignore[call-overload]
-        if ev.get("event") == "start" and member.startup is None:  # its first run: launch to the first step
+        if isinstance(ev, Start) and member.startup is None:  # its first run: launch to the first step
             member.startup = time.monotonic() - member.started
             with self.lock:
                 record.write(member.trial, **record.started(ev, startup_s=member.startup))
-        if ev.get("event") == "progress":
-            number = member.trial.number
-            self.reporter.trial_advanced(number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
-                                         int(ev.get("total_examples") or 0))
+        if isinstance(ev, Progress):
+            self.reporter.trial_advanced(member.trial.number, ev.examples, ev.tokens, ev.total_examples)
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         paused = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
@@ -266,22 +273,22 @@ class PBTRunner(Scheduler):
     def abandon(self, keys: list[Hashable]) -> None:
         """Interrupted: the trainers were killed; every member resumes from ``pbt_state.json`` next run."""
 
-    def _on_eval(self, member: _Member, ev: dict[str, Any]) -> Decision:
+    def _on_eval(self, member: _Member, ev: Eval) -> Decision:
         """Record the evaluation, ask PBT, persist, clean up checkpoints; returns the answer."""
         metric = self.metric
-        score = ev["metrics"].get(metric, float("nan"))
+        score = ev.metrics.get(metric, float("nan"))
         score = score if score is not None else float("nan")
         assert member.curve is not None
-        member.curve.append({k: ev[k] for k in ("step", "units", "examples", "tokens", "metrics")})
-        member.tokens = max(member.tokens, int(ev["tokens"]))
-        self.reporter.trial_advanced(member.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
-        self.reporter.trial_progress(member.trial.number, ev["units"], self.plan.max_units, score)
-        if "checkpoint" not in ev:
+        member.curve.append(ev.point())
+        member.tokens = max(member.tokens, ev.tokens)
+        self.reporter.trial_advanced(member.trial.number, ev.examples, ev.tokens, 0)
+        self.reporter.trial_progress(member.trial.number, ev.units, self.plan.max_units, score)
+        if ev.checkpoint is None:
             return Continue()
         with self.lock:
-            self._reported.add(Path(ev["checkpoint"]))
+            self._reported[Path(ev.checkpoint)] = self.plan.paths.trial_dir(member.trial.number)
             running = dict(self.pbt.member_state(member.member).config)  # what its trainer runs with now
-            decision = self.pbt.report(member.member, int(ev["units"]), float(score))
+            decision = self.pbt.report(member.member, ev.units, float(score))
             self._record_member(member)  # before the state: a resumed member never lacks its curve
             self._save_state()
             self._retain()
@@ -289,15 +296,16 @@ class PBTRunner(Scheduler):
         if isinstance(decision, Stop):
             return Continue()  # PBT stops a member at max_units, where its trainer ends by itself
         if isinstance(decision, Exploit):
-            donor = self._ckpt_path(decision.source_member, decision.source_units)
-            changed = {k for k in {*running, *decision.config} if running.get(k) != decision.config.get(k)}
-            if (waiting or not checkpoint_complete(donor) or self.plan.trial.task_type == "script"
-                    or not changed <= wire.CHANGED_IN_PLACE):
+            donor = self._ckpt_path(decision.source.owner, decision.source.units)
+            changed = {k for k in {*running, *decision.hparams} if running.get(k) != decision.hparams.get(k)}
+            if (waiting or not self.checkpoints.checkpoint_ready(donor) or self.plan.trial.task_type == "script"
+                    or not changed <= CHANGED_IN_PLACE):
                 # resumed later from the donor's checkpoint with the new config (gone: `_gone`): a script is
                 # never changed while it runs, and lmtune's trainer builds its model again for a dropout
                 return Pause()
-            return wire.Exploit(checkpoint=str(self._ckpt_path(decision.source_member, decision.source_units)),
-                                hparams={**self.plan.defaults, **decision.config})
+            donor_trial = self.members[decision.source.owner].trial.number
+            return Exploit(CheckpointRef(donor_trial, decision.source.units), checkpoint=str(donor),
+                           hparams={**self.plan.defaults, **decision.hparams})
         return Pause() if waiting else Continue()
 
     def _on_exit(self, member: _Member, outcome: Outcome) -> bool:
@@ -306,13 +314,13 @@ class PBTRunner(Scheduler):
         end = outcome.end
         member.wall += time.monotonic() - member.started
         if end is not None:
-            member.busy += float(end.get("train_time_s") or 0) + float(end.get("eval_time_s") or 0)
+            member.busy += end.busy_s
         trial = member.trial
         with self.lock:
             self._record_member(member)
             ended = record.ended(outcome, metric=self.metric, wall_s=member.wall, busy_s=member.busy,
                                  curve=list(member.curve or []), train_tokens=member.tokens)
-            if ended.state == "PAUSED":
+            if ended.ending is Ending.PAUSED:
                 return True
             if end is not None and not self.pbt.member_state(member.member).finished:  # ended early
                 self.pbt.retire(member.member)  # (early stopping)
@@ -371,7 +379,7 @@ class PBTRunner(Scheduler):
 
     def _ckpt_path(self, member: int, units: int) -> Path:
         number = self.members[member].trial.number
-        return checkpoint_folder(self.plan.paths.trial_dir(number), units)
+        return self.checkpoints.checkpoint_path(self.plan.paths.trial_dir(number), units)
 
     def _retain(self) -> None:
         """Give up every reported checkpoint the strategy can no longer hand out or resume from (the loop
@@ -381,8 +389,11 @@ class PBTRunner(Scheduler):
         keep = {self._ckpt_path(m, u) for m, u in self.pbt.checkpoints_needed()}
         reported = {self.plan.paths.trial_dir(mem.trial.number): self.pbt.member_state(m).units
                     for m, mem in self.members.items()}
-        gone = sorted(p for p in self._reported - keep
-                      if (checkpoint_units(p) or 0) <= reported.get(p.parent.parent, 0))
-        self._reported -= set(gone)
+        units = self.checkpoints.checkpoint_units
+        gone = sorted(p for p, folder in self._reported.items()
+                      if p not in keep and (units(p) or 0) <= reported.get(folder, 0))
+        for p in gone:
+            del self._reported[p]
         self._removable.extend(gone)
-        self.study.set_user_attr("lmtune.checkpoint_bytes", sum(folder_bytes(p) for p in self._reported))
+        self.study.set_user_attr("lmtune.checkpoint_bytes",
+                                 sum(self.checkpoints.checkpoint_bytes(p) for p in self._reported))

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from lmtune.config.schema import SearchSection
 from lmtune.execution import TrialHandle
-from lmtune.protocol import Continue, Decision, Outcome, Stop
+from lmtune.protocol import Continue, Decision, Ending, Eval, Event, OomRetry, Outcome, Progress, Start, Stop
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import (
     prune_metric,
@@ -216,29 +216,27 @@ class SearchScheduler(Scheduler):
                     return  # the storage is gone: the next run's recovery fails and re-queues what ran
 
     # -- the trial's side -----------------------------------------------------------------------
-    def on_eval(self, key: Hashable, ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def on_eval(self, key: Hashable, ev: Eval, curve: list[dict[str, Any]]) -> Decision:
         item = self._running[int(key)]  # type: ignore[call-overload]
         metric = self.metric
         prune = self._report(item.trial, ev, metric, curve)
-        over = not prune and self.budget.running_at(self.study, item.trial.number, int(ev.get("tokens") or 0),
-                                                    int(ev.get("examples") or 0), self.plan.examples_per_unit)
+        over = not prune and self.budget.running_at(self.study, item.trial.number, ev.tokens, ev.examples,
+                                                    self.plan.examples_per_unit)
         item.budget_stopped = item.budget_stopped or over
-        self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0), 0)
-        self.reporter.trial_progress(item.trial.number, ev["units"], self.plan.max_units, ev["metrics"].get(metric))
+        self.reporter.trial_advanced(item.trial.number, ev.examples, ev.tokens, 0)
+        self.reporter.trial_progress(item.trial.number, ev.units, self.plan.max_units, ev.metrics.get(metric))
         return Stop() if prune or over else Continue()
 
-    def on_event(self, key: Hashable, ev: dict[str, Any]) -> None:
+    def on_event(self, key: Hashable, ev: Event) -> None:
         item = self._running[int(key)]  # type: ignore[call-overload]
-        kind = ev.get("event")
-        if kind == "start":  # startup_s: launch to the first step (process, imports, model, data)
+        if isinstance(ev, Start):  # startup_s: launch to the first step (process, imports, model, data)
             with self._lock:
                 record.write(item.trial, **record.started(ev, startup_s=time.monotonic() - item.started))
-        elif kind == "progress":  # between evaluations, every few seconds from the first step
-            self.reporter.trial_advanced(item.trial.number, int(ev.get("examples") or 0), int(ev.get("tokens") or 0),
-                                         int(ev.get("total_examples") or 0))
-        elif kind == "oom_retry":  # the trainer halved its micro-batch after running out of memory
+        elif isinstance(ev, Progress):  # between evaluations, every few seconds from the first step
+            self.reporter.trial_advanced(item.trial.number, ev.examples, ev.tokens, ev.total_examples)
+        elif isinstance(ev, OomRetry):  # the trainer halved its micro-batch after running out of memory
             with self._lock:
-                record.write(item.trial, micro_batch_size=ev.get("micro_batch_size"))
+                record.write(item.trial, micro_batch_size=ev.micro_batch_size)
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         item = self._running[int(key)]  # type: ignore[call-overload]
@@ -270,37 +268,35 @@ class SearchScheduler(Scheduler):
             if state == "FAIL":
                 self.summary.failures += 1
 
-    def _report(self, trial: optuna.trial.Trial, ev: dict[str, Any], metric: str,
+    def _report(self, trial: optuna.trial.Trial, ev: Eval, metric: str,
                 curve: list[dict[str, Any]]) -> bool:
         """Report an evaluation; True when the pruner says stop."""
         s = self.search
-        value = pruning_value(ev["metrics"], prune_metric(s.strategy, s.prune_metric, metric), self.direction)
+        value = pruning_value(ev.metrics, prune_metric(s.strategy, s.prune_metric, metric), self.direction)
         with self._lock:
             record.write(trial, curve=curve)
             if value is None or not math.isfinite(value):
                 return False
-            trial.report(float(value), step=int(ev["units"]))
+            trial.report(float(value), step=ev.units)
             return bool(trial.should_prune())
 
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
         trial, curve, end = item.trial, outcome.curve, outcome.end
         wall = time.monotonic() - item.started
-        ended = record.ended(outcome, metric=self.metric, wall_s=wall)
+        why = (f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
+               if budget_stopped else "")
+        ended = record.ended(outcome, metric=self.metric, wall_s=wall, stopped_for_budget=why)
         state, value, reason, attrs = ended.state, ended.value, ended.reason, dict(ended.fields)
         tokens = attrs["train_tokens"]
-        if state == "PRUNED" and budget_stopped:
-            attrs["stopped_by"] = "budget"
-            reason = f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
-            attrs["stop_reason"] = reason
-        elif state == "PAUSED":  # the search never pauses a trial: a trainer that says so did not finish
+        if ended.ending is Ending.PAUSED:  # the search never pauses a trial: a trainer that says so did not finish
             state, reason = "FAIL", "the trainer paused, but the search never asks a trial to pause"
             attrs["fail_reason"] = reason
         with self._lock:
             record.write(trial, **attrs)
             study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
         self.tracker.log_run(RunRecord(name=f"trial-{trial.number:04d}", params={**self.plan.defaults, **item.params},
-                                       curve=curve, metrics=dict((end or {}).get("metrics") or {}), state=state,
+                                       curve=curve, metrics=dict(end.metrics if end else {}), state=state,
                                        reason=reason, train_tokens=int(tokens), wall_time_s=wall))
         return state, value, reason
 

@@ -45,7 +45,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from lmtune.space import Space
-from lmtune.strategies.decisions import Continue, Exploit, Stop
+from lmtune.strategies.decisions import CheckpointRef, Continue, Exploit, Stop
 from lmtune.strategies.explore import complete_config, effective_mutable, explore
 from lmtune.strategies.pbt_state import Best, MemberState, decode_member, encode_member, encode_score
 
@@ -228,7 +228,7 @@ class PBT:
         m.units, m.checkpoint, m.score = source_units, src.checkpoint, src.score
         m.history = {u: v for u, v in src.history.items() if u <= source_units}
         # src.checkpoint is src's own file unless src has just copied another member itself.
-        return Exploit(source_member=src.checkpoint[0], source_units=source_units, config=dict(config))
+        return Exploit(source=CheckpointRef(src.checkpoint[0], source_units), hparams=dict(config))
 
     def _ranked(self, at: int) -> list[int]:
         """Members with a score at ``at`` units, best first; ties go to the lower member id."""

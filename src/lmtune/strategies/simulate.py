@@ -121,10 +121,10 @@ def _step(pbt: PBT, m: int, run: _Run, store: dict[tuple[int, int], Curve]) -> i
         run.finished = True
     if not isinstance(decision, Exploit):
         return 0
-    key = (decision.source_member, decision.source_units)
+    key = (decision.source.owner, decision.source.units)
     if key not in store:
         raise RuntimeError(f"PBT asked member {m} to copy checkpoint {key}, which was already deleted")
-    run.curve, run.config = store[key].clone(), dict(decision.config)
+    run.curve, run.config = store[key].clone(), dict(decision.hparams)
     return 1
 
 

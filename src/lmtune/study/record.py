@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.protocol import Ending, Outcome, failure_reason
+from lmtune.protocol import Ending, Outcome, Start, failure_reason
 
 
 @dataclass(frozen=True)
@@ -117,62 +117,77 @@ def read(trial: FrozenTrial) -> TrialRecord:
     )
 
 
-# what a trainer's end event says about how the run ran, recorded as it says it
-_FROM_END = ("precision", "precision_reason", "forward", "micro_batch_size", "adapter_dir")
-
-
-def started(event: Mapping[str, Any], *, startup_s: float) -> dict[str, Any]:
+def started(event: Start, *, startup_s: float) -> dict[str, Any]:
     """The record's fields from a trainer's start event, for every scheduler: the precision and forward it
     runs, and ``startup_s`` (launch to the first step: process, imports, model, data)."""
-    return {"precision": event.get("precision"), "precision_reason": event.get("precision_reason"),
-            "forward": event.get("forward"), "startup_s": startup_s}
+    return {"precision": event.precision, "precision_reason": event.precision_reason, "forward": event.forward,
+            "startup_s": startup_s}
 
 
 @dataclass(frozen=True)
 class Ended:
-    """How one trainer run's outcome goes into its trial: the state Optuna is told, the objective, the reason
-    (a failure's, or why a run that did not fail was stopped) and the record's fields to write."""
+    """How one trainer run's outcome goes into its trial: how it ended, the state Optuna is told, the objective,
+    the reason (a failure's, or why a run that did not fail was stopped) and the record's fields to write."""
 
+    ending: Ending
     state: str                 # COMPLETE, PRUNED, PAUSED (a PBT member, resumed later) or FAIL
     value: float | None        # the objective (COMPLETE only)
     reason: str                # "" when there is none
     fields: dict[str, Any]     # TrialRecord attrs (write them with `write`)
 
 
-def ended(outcome: Outcome, *, metric: str, wall_s: float, busy_s: float | None = None,
-          curve: list[dict[str, Any]] | None = None, train_tokens: int | None = None) -> Ended:
+_STATES = {Ending.COMPLETED: "COMPLETE", Ending.EARLY_STOPPED: "COMPLETE", Ending.PRUNED: "PRUNED",
+           Ending.BUDGET: "PRUNED", Ending.PAUSED: "PAUSED", Ending.FAILED: "FAIL"}
+
+
+def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float | None = None,
+          curve: list[dict[str, Any]] | None = None, train_tokens: int | None = None,
+          stopped_for_budget: str = "") -> Ended:
     """The one mapping from a run's outcome to its trial record, for every scheduler.
 
-    ``metric``: the study's objective, read from the end event's metrics. ``wall_s``: launch to end (a PBT
+    ``metric``: the study's objective, read from the end event's metrics (None: a run judged on another
+    split, as the final runs are on the test split, completes without one). ``wall_s``: launch to end (a PBT
     member: summed over its runs, as are ``busy_s``, the seconds it trained and evaluated, and ``curve`` and
-    ``train_tokens``; by default the outcome's own). The end event's precision, forward, micro-batch and
-    adapter folder are recorded as the trainer reports them; a run that ended without an end event, or with
-    an error, or without a finite objective fails with its reason."""
+    ``train_tokens``; by default the outcome's own). ``stopped_for_budget``: the scheduler stopped this run
+    because the budget is spent (why, in words): a stop it sent is then recorded as ``Ending.BUDGET`` with
+    that stop reason, not as pruned. The end event's precision, forward, micro-batch and adapter folder are
+    recorded as the trainer reports them; a run that ended without an end event, or with an error, or
+    without a finite objective fails with its reason."""
     end = outcome.end
     curve = list(outcome.curve if curve is None else curve)
     if train_tokens is None:
-        train_tokens = int((end or {}).get("train_tokens") or (curve[-1].get("tokens") if curve else 0) or 0)
+        train_tokens = int((end.train_tokens if end else 0) or (curve[-1].get("tokens") if curve else 0) or 0)
     fields: dict[str, Any] = {"curve": curve, "train_tokens": int(train_tokens), "wall_time_s": wall_s}
+    how = outcome.ending
+    if how is Ending.PRUNED and stopped_for_budget:
+        how = Ending.BUDGET
     if end is not None:
-        if busy_s is None:
-            busy_s = float(end.get("train_time_s") or 0) + float(end.get("eval_time_s") or 0)
-        fields["overhead_s"] = max(0.0, wall_s - busy_s)
-        fields["stopped_by"] = end.get("stopped_by")
-        fields.update({k: end[k] for k in _FROM_END if end.get(k) is not None})
+        fields["overhead_s"] = max(0.0, wall_s - (end.busy_s if busy_s is None else busy_s))
+        fields["stopped_by"] = how.wire if how is not Ending.FAILED else end.ending.wire
+        fields.update({k: getattr(end, k) for k in _FROM_END if getattr(end, k) is not None})
     reason = failure_reason(outcome)
-    if reason or end is None:
-        return Ended("FAIL", None, reason, {**fields, "fail_reason": reason})
-    how = Ending.of(end)
+    if how is Ending.FAILED:
+        return Ended(how, "FAIL", None, reason, {**fields, "fail_reason": reason})
     if how is Ending.PAUSED:
-        return Ended("PAUSED", None, "", fields)
-    if how is Ending.PRUNED:
-        return Ended("PRUNED", None, "", {**fields, "pruned_at_units": end.get("units")})
-    value = (end.get("metrics") or {}).get(metric)
+        return Ended(how, "PAUSED", None, "", fields)
+    assert end is not None
+    if how.stopped:
+        fields["pruned_at_units"] = end.units
+        if how is Ending.BUDGET:
+            fields["stop_reason"] = stopped_for_budget
+        return Ended(how, _STATES[how], None, stopped_for_budget, fields)
+    if metric is None:
+        return Ended(how, "COMPLETE", None, "", fields)
+    value = end.metrics.get(metric)
     if value is None or not isinstance(value, int | float) or not math.isfinite(value):
-        reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end.get('metrics') or {})}; "
+        reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end.metrics)}; "
                   "set study.metric to one of them")
-        return Ended("FAIL", None, reason, {**fields, "fail_reason": reason})
-    return Ended("COMPLETE", float(value), "", fields)
+        return Ended(Ending.FAILED, "FAIL", None, reason, {**fields, "fail_reason": reason})
+    return Ended(how, "COMPLETE", float(value), "", fields)
+
+
+# what a trainer's end event says about how the run ran, recorded as it says it
+_FROM_END = ("precision", "precision_reason", "forward", "micro_batch_size", "adapter_dir")
 
 
 def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,8 @@ import torch
 from lmtune.protocol import (
     PROGRESS_EVERY_S,
     Decision,
+    Ending,
     Exploit,
-    Pause,
-    Stop,
     TrialSpec,
     checkpoint_folder,
     progress_event,
@@ -86,7 +85,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     best_state: dict[str, torch.Tensor] | None = None
     times = {"train": 0.0, "eval": 0.0}
     tick = time.perf_counter()
-    stopped_by: str | None = None
+    ending = Ending.COMPLETED
     shown = 0.0  # when the last progress event went out
     while not s.done(prog.examples):
         index = s.batch_at(prog.step)
@@ -118,22 +117,23 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
         patience = s.hp.get("early_stopping_patience")
         if patience and prog.evals_since_best >= patience and not s.done(prog.examples):
-            stopped_by = "early_stopping"
+            ending = Ending.EARLY_STOPPED
             break
         change = _scheduled(spec, prog.units)
         if change:  # a replayed PBT schedule: the settings in force from this unit on
             s.set_hyperparameters({**s.hp, **change})
         if spec.interactive and not s.done(prog.examples):
             answer = g.broadcast(decide() if g.main else None)  # every rank takes rank 0's decision
-            if isinstance(answer, Stop | Pause):  # pause: the driver resumes this run later from its checkpoint
-                stopped_by = "pruned" if isinstance(answer, Stop) else "paused"
+            stop = Ending.after(answer)  # pause: the driver resumes this run later from its checkpoint
+            if stop is not None:
+                ending = stop
                 break
             if isinstance(answer, Exploit):
                 s, prog = _exploit(s, prog, answer, emit)
         tick = time.perf_counter()
-    if best_state is not None and stopped_by not in ("pruned", "paused"):
+    if best_state is not None and not ending.stopped:
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
-    return _finish(s, prog, stopped_by, times, t0)
+    return _finish(s, prog, ending, times, t0)
 
 
 def _held(model: torch.nn.Module) -> dict[str, int]:
@@ -276,17 +276,17 @@ def _exploit(s: Session, prog: Progress, order: Exploit, emit: Emit) -> tuple[Se
     return s, new
 
 
-def _finish(s: Session, prog: Progress, stopped_by: str | None, times: dict[str, float],
+def _finish(s: Session, prog: Progress, ending: Ending, times: dict[str, float],
             t0: float) -> dict[str, Any]:
     early = bool(s.hp.get("early_stopping_patience") and prog.best)
     result: dict[str, Any] = {
         "event": "end", "metrics": (prog.best if early else prog.last) or {}, "last_metrics": prog.last or {},
         "step": prog.step, "units": prog.units, "examples": prog.examples, "train_tokens": prog.tokens,
         "train_time_s": times["train"], "eval_time_s": times["eval"], "precision": s.precision,
-        "precision_reason": s.precision_reason, "forward": s.forward, "stopped_by": stopped_by,
+        "precision_reason": s.precision_reason, "forward": s.forward, "stopped_by": ending.wire,
         "total_steps": s.total_steps, "micro_batch_size": s.micro_batch_size,
     }
-    done = stopped_by not in ("pruned", "paused")
+    done = not ending.stopped
     g = distributed.group()
     if not g.main and not g.sharded:
         return result  # rank 0 scores, saves and reports for the trial (sharded: every rank takes part)

@@ -40,7 +40,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from lmtune.execution import Executor, TrialHandle
-from lmtune.protocol import Decision, failure_reason
+from lmtune.protocol import Decision, Eval, failure_reason
 from lmtune.schedulers.base import Launch, Scheduler
 from lmtune.study.store import storage_fault
 from lmtune.tuner.relay import relay
@@ -58,6 +58,7 @@ def drive(scheduler: Scheduler, executor: Executor) -> str:
     faults: list[BaseException] = []  # storage or disk faults met by the trials' threads
     interrupted = threading.Event()  # set before the loop kills trainers: their endings are abandon's
     launches = itertools.count()
+    scheduler.use(executor)
     try:
         while True:
             if faults:
@@ -106,7 +107,7 @@ def _follow(scheduler: Scheduler, executor: Executor, launch: Launch, handle: Tr
             ended: queue.Queue[int], faults: list[BaseException], interrupted: threading.Event) -> None:
     key = launch.key
 
-    def answer(ev: dict[str, Any], curve: list[dict[str, Any]]) -> Decision:
+    def answer(ev: Eval, curve: list[dict[str, Any]]) -> Decision:
         decision = scheduler.on_eval(key, ev, curve)
         _delete_removable(scheduler, executor)  # before the trainer hears the decision
         return decision

@@ -25,11 +25,9 @@ from typing import Any
 from lmtune.config import StudyConfig, StudySection, TaskSection, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, make_executor
-from lmtune.protocol import (
-    Outcome,
-    failure_reason,
-)
+from lmtune.protocol import End, Ending, Outcome
 from lmtune.schedulers.final import FinalScheduler
+from lmtune.study import record as trial_record
 from lmtune.study.store import load_study
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import drive
@@ -139,15 +137,17 @@ class FinalRunner:
 
     # -- running --------------------------------------------------------------------------------
     def _finished(self, job: FinalJob, outcome: Outcome, wall: float) -> dict[str, Any]:
-        """The record of one ended final run; raises FinalRunError when it ended without test metrics."""
+        """The record of one ended final run (`lmtune.study.record.ended`'s fields, as every trial's, and the
+        test metrics); raises FinalRunError when it failed or ended without test metrics."""
+        ended = trial_record.ended(outcome, metric=None, wall_s=wall)
         end = outcome.end
-        if failure_reason(outcome) or end is None:
+        if ended.ending is Ending.FAILED or end is None:
             log = "" if outcome.error is None else f" (log: {outcome.log_path})"  # the no-end reason names it
-            raise FinalRunError(failure_reason(outcome) + log)
-        if not end.get("test_metrics"):
+            raise FinalRunError(ended.reason + log)
+        if not end.test_metrics:
             raise FinalRunError(f"the run ended without test metrics; see {outcome.log_path}")
         run_dir = self.final_dir / "runs" / job.key
-        record = _record(job, end, wall, run_dir.relative_to(self.study_dir))
+        record = _record(job, end, ended.fields, run_dir.relative_to(self.study_dir))
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
         self.log(f"{job.key} done in {wall:.0f}s: {shown}")
         return record
@@ -200,14 +200,16 @@ class FinalRunner:
         return results
 
 
-def _record(job: FinalJob, end: dict[str, Any], wall: float, run_dir: Path) -> dict[str, Any]:
+def _record(job: FinalJob, end: End, fields: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A final run's entry in results.json: the trial record's fields of the run (`fields`, from
+    `lmtune.study.record.ended`) but its curve, and what a final run adds."""
     record: dict[str, Any] = {
         "which": job.which, "seed": job.seed, "config": job.hparams, "source_trial": job.choice.source_trial,
-        "metrics": dict(end["test_metrics"]), "validation_metrics": dict(end.get("metrics") or {}),
-        "train_tokens": int(end.get("train_tokens") or 0), "wall_time_s": wall,
-        "train_time_s": end.get("train_time_s"), "eval_time_s": end.get("eval_time_s"),
-        "precision": end.get("precision"),
-        "precision_reason": end.get("precision_reason"), "stopped_by": end.get("stopped_by"), "run_dir": str(run_dir),
+        "metrics": dict(end.test_metrics or {}), "validation_metrics": dict(end.metrics),
+        "train_tokens": fields["train_tokens"], "wall_time_s": fields["wall_time_s"],
+        "overhead_s": fields.get("overhead_s"), "train_time_s": end.train_time_s, "eval_time_s": end.eval_time_s,
+        "precision": fields.get("precision"), "precision_reason": fields.get("precision_reason"),
+        "forward": fields.get("forward"), "stopped_by": fields.get("stopped_by"), "run_dir": str(run_dir),
     }
     if job.schedule is not None:
         record["schedule"] = job.schedule

@@ -22,8 +22,9 @@ from lmtune.config import StudyConfig, StudySection
 from lmtune.config.writer import config_yaml
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, make_executor
-from lmtune.protocol import failure_reason
+from lmtune.protocol import Ending
 from lmtune.schedulers.one import OneRun
+from lmtune.study import record
 from lmtune.study.folder import check_writable
 from lmtune.training.export import base_model_name
 from lmtune.tuner.drive import drive
@@ -72,29 +73,32 @@ def train_one(cfg: StudyConfig, *, out: Path | str | None = None, backend: Execu
     finally:
         executor.close()
     outcome = one.outcome
-    end = outcome.end if outcome is not None else None
-    reason = failure_reason(outcome) if outcome is not None else "the run did not start"
-    if end is None or reason:
-        return TrainResult(out_dir, None, {}, {}, 0, time.monotonic() - t0, failure=reason or "no end event")
+    if outcome is None:
+        return TrainResult(out_dir, None, {}, {}, 0, time.monotonic() - t0, failure="the run did not start")
+    ended = record.ended(outcome, metric=None, wall_s=one.wall_s)  # the fields every trial's record holds
+    end = outcome.end
+    if ended.ending is Ending.FAILED or end is None:
+        return TrainResult(out_dir, None, {}, {}, 0, time.monotonic() - t0, failure=ended.reason or "no end event")
     model_dir: Path | None = None
-    saved = Path(end["model_dir"]) if end.get("model_dir") else None
+    saved = Path(end.model_dir) if end.model_dir else None
     if saved is not None and saved.is_dir():
         header = ["Written by 'lmtune train': the configuration below, trained once on the training split.",
                   "Test metrics of this model: " + ", ".join(f"{k}={v:.4f}" for k, v in
-                                                             sorted((end.get("test_metrics") or {}).items()))]
+                                                             sorted((end.test_metrics or {}).items()))]
         text = config_yaml(cfg.model_dump(mode="json"), plan.defaults, header=header)
         model_dir = export_model(saved, out_dir / "model", tokenizer_from=plan.model, config_text=text,
                                  trust_remote_code=cfg.task.trust_remote_code,
                                  base_model=base_model_name(cfg.task.model or plan.model, plan.model))
     else:
         log("the trainer saved no model (a script trial saves its own); only the metrics are kept")
-    result = TrainResult(out_dir, model_dir, dict(end.get("metrics") or {}), dict(end.get("test_metrics") or {}),
-                         int(end.get("train_tokens") or 0), time.monotonic() - t0)
+    result = TrainResult(out_dir, model_dir, dict(end.metrics), dict(end.test_metrics or {}),
+                         int(ended.fields["train_tokens"]), time.monotonic() - t0)
+    f = ended.fields
     (out_dir / RESULT_FILE).write_text(json.dumps({
         "config": plan.defaults, "validation_metrics": result.validation_metrics,
         "test_metrics": result.test_metrics, "train_tokens": result.train_tokens,
         "wall_time_s": result.wall_time_s, "model_dir": str(model_dir) if model_dir else None,
-        "precision": end.get("precision"),
-        "precision_reason": end.get("precision_reason"), "stopped_by": end.get("stopped_by")},
+        "precision": f.get("precision"), "precision_reason": f.get("precision_reason"), "forward": f.get("forward"),
+        "overhead_s": f.get("overhead_s"), "stopped_by": f.get("stopped_by")},
         indent=1, sort_keys=True))
     return result
