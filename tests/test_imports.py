@@ -167,3 +167,42 @@ def test_the_transitive_check_fails_on_a_module_that_breaks_a_rule(copy_of_src: 
     finally:
         breaker.unlink()
     assert loaded_violations(copy_of_src, layer) == ""  # and the copy without it passes
+
+
+PACKAGES = sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").is_file())
+
+
+def _cross_package_imports(pkg: Path) -> list[str]:
+    """``from lmtune.P.M import ...`` in a module outside package P (not P's own), except a module's namesake
+    (``from lmtune.tuner.train_one import train_one``: the package attribute of that name is the module)."""
+    found = []
+    for f in sorted(pkg.rglob("*.py")):
+        rel = f.relative_to(pkg).parts
+        owner = rel[0] if len(rel) > 1 else None
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lmtune."):
+                parts = node.module.split(".")
+                if len(parts) == 3 and parts[1] in PACKAGES and parts[1] != owner \
+                        and not all(a.name == parts[2] for a in node.names):
+                    found.append(f"{f.relative_to(pkg.parent)}:{node.lineno}: from {node.module} import ...")
+    return found
+
+
+def test_other_layers_use_a_package_through_its_face() -> None:
+    """Every package's ``__init__`` exports what the others use (``__all__``, as Optuna's do); no module
+    reaches into another package's modules."""
+    assert _cross_package_imports(PKG) == []
+
+
+def test_the_face_check_fails_on_a_module_that_reaches_into_another_package(copy_of_src: Path) -> None:
+    (copy_of_src / "lmtune" / "report" / "reach.py").write_text("from lmtune.tuner.plan import Plan\n")
+    assert _cross_package_imports(copy_of_src / "lmtune") == [
+        "lmtune/report/reach.py:1: from lmtune.tuner.plan import ..."]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_name_a_face_exports_resolves(package: str) -> None:
+    code = (f"import lmtune.{package} as p\n"
+            "missing = [n for n in p.__all__ if getattr(p, n, None) is None]\n"
+            "assert not missing, missing\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})

@@ -22,17 +22,16 @@ from lmtune.protocol import Continue, Stop
 if TYPE_CHECKING:
     from lmtune.config import StudyConfig
     from lmtune.script import Trial, trial
-    from lmtune.study.record import TrialRecord
-    from lmtune.tuner.final import FinalSummary
-    from lmtune.tuner.train_one import TrainResult
+    from lmtune.study import TrialRecord
+    from lmtune.tuner import FinalSummary, TrainResult
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Continue", "DataError", "FinalSummary", "LmtuneError", "ModelLoadError", "Stop",
            "StudyConfig", "StudyError", "StudyFault", "StudyResult", "TrainResult", "Trial", "TrialRecord",
            "__version__", "final", "load", "train", "trial", "tune"]
 
-_LAZY = {"StudyConfig": "lmtune.config", "TrialRecord": "lmtune.study.record", "FinalSummary": "lmtune.tuner.final",
-         "Trial": "lmtune.script", "trial": "lmtune.script", "TrainResult": "lmtune.tuner.train_one"}
+_LAZY = {"StudyConfig": "lmtune.config", "TrialRecord": "lmtune.study", "FinalSummary": "lmtune.tuner",
+         "Trial": "lmtune.script", "trial": "lmtune.script", "TrainResult": "lmtune.tuner"}
 
 
 def __getattr__(name: str) -> Any:

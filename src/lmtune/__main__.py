@@ -1,5 +1,5 @@
 """``python -m lmtune`` runs the CLI."""
 
-from lmtune.cli.app import main
+from lmtune.cli import main
 
 main()

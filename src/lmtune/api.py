@@ -22,9 +22,8 @@ if TYPE_CHECKING:
     import optuna
 
     from lmtune.config import StudyConfig
-    from lmtune.study.record import TrialRecord
-    from lmtune.tuner.final import FinalSummary
-    from lmtune.tuner.train_one import TrainResult
+    from lmtune.study import TrialRecord
+    from lmtune.tuner import FinalSummary, TrainResult
 
 __all__ = ["StudyResult", "final", "load", "train", "tune"]
 
@@ -68,7 +67,7 @@ class StudyResult:
         """The Optuna study itself (opened on first use)."""
         if self._study is not None:
             return self._study  # type: ignore[no-any-return]
-        from lmtune.study.store import open_study
+        from lmtune.study import open_study
 
         return open_study(self.study_name, self.storage)
 
@@ -89,7 +88,7 @@ def tune(config: str | os.PathLike[str] | Mapping[str, Any] | StudyConfig | None
     cfg = study_config(config, overrides)
     reporter = _reporter(progress)
     if cfg.proxy is not None:
-        from lmtune.tuner.proxy import TwoStageTuner
+        from lmtune.tuner import TwoStageTuner
 
         two = TwoStageTuner(cfg, n_trials=n_trials, reporter=reporter).run()
         return _result(Path(cfg.study.dir), two.target_study, stop_reason=two.stop_reason,
@@ -103,7 +102,7 @@ def tune(config: str | os.PathLike[str] | Mapping[str, Any] | StudyConfig | None
 
 def load(study_dir: str | os.PathLike[str]) -> StudyResult:
     """An existing study directory (``study.dir`` of its config), as `tune` returns it."""
-    from lmtune.study.store import load_study
+    from lmtune.study import load_study
 
     study, _meta = load_study(Path(study_dir))
     return _result(Path(study_dir), study)
@@ -116,7 +115,7 @@ def final(study_dir: str | os.PathLike[str], *, seeds: int = 3, workers: int | N
     none)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds: expected a whole number >= 1, got {seeds!r}")
-    from lmtune.tuner.final import FinalRunner
+    from lmtune.tuner import FinalRunner
 
     return FinalRunner(Path(study_dir), seeds=seeds, workers=workers, log=log or (lambda _line: None)).run()
 
@@ -180,7 +179,7 @@ def _with_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> StudyConf
 
 
 def _reporter(progress: bool) -> Callable[[], Any]:
-    from lmtune.tuner.progress import PlainReporter
+    from lmtune.tuner import PlainReporter
 
     if progress:
         return PlainReporter
@@ -199,8 +198,7 @@ class _Quiet:
 
 def _result(study_dir: Path, study: optuna.Study, *, stop_reason: str | None = None,
             wall_time_s: float | None = None) -> StudyResult:
-    from lmtune.study import record
-    from lmtune.study.store import read_meta, storage_url
+    from lmtune.study import read_meta, record, storage_url
 
     meta = read_meta(study_dir)
     trials = study.get_trials(deepcopy=False)

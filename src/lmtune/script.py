@@ -201,7 +201,7 @@ class Trial:
     @property
     def unread(self) -> list[str]:
         """The parameters this trial must apply that the script has not read yet."""
-        from lmtune.config.effects import applies
+        from lmtune.config import applies
 
         hparams = self.spec.hparams
         must = set(self.spec.must_read) | ({_MODEL} if self.spec.extra.get("proxy_model") else set())
@@ -218,7 +218,7 @@ class Trial:
         if not data:
             raise LmtuneError("trial.splits(): the study's config names no task.dataset; set task.dataset, or "
                               "load your data in the script")
-        from lmtune.data.sources import DataSpec, load_splits
+        from lmtune.data import DataSpec, load_splits
 
         return load_splits(DataSpec(**data))
 
@@ -390,7 +390,7 @@ def trial(*, defaults: Mapping[str, Any] | None = None, train_rows: int | None =
 def _standalone(defaults: Mapping[str, Any], train_rows: int | None) -> Trial:
     from pydantic import ValidationError
 
-    from lmtune.config.schema import TrainingSection
+    from lmtune.config import TrainingSection
 
     try:
         hparams = TrainingSection(**dict(defaults)).model_dump()

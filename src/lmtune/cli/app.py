@@ -32,8 +32,7 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     from lmtune.cli.views import best_payload
     from lmtune.config import load_config
     from lmtune.study import read_meta
-    from lmtune.tuner import Tuner
-    from lmtune.tuner.progress import make_reporter
+    from lmtune.tuner import Tuner, make_reporter
 
     cfg = load_config(config, set_ or [])
     if cfg.proxy is not None:  # two stages (lmtune.tuner.proxy): search on the proxy, run its top-k on the target
@@ -86,8 +85,7 @@ def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storag
     from lmtune.cli.views import best_payload
     from lmtune.config import load_config
     from lmtune.study import read_meta
-    from lmtune.tuner import Tuner
-    from lmtune.tuner.progress import make_reporter
+    from lmtune.tuner import Tuner, make_reporter
 
     cfg = load_config(config, set_ or [])
     if not cfg.study.storage:
@@ -105,7 +103,7 @@ def _print_best(p: dict[str, Any]) -> None:
     if p.get("best", 1) is None:
         out.print("no trial completed yet; see 'lmtune status' for the reasons")
         return
-    from lmtune.report.diff import ABSENT, Change, change_lines
+    from lmtune.report import ABSENT, Change, change_lines
 
     out.print(f"best trial {p['trial']}: {p['metric']} = {p['value']:.4f}{_ppl(p)}; what it changed from the default "
               "(full configuration: lmtune export --format yaml):")
@@ -203,9 +201,8 @@ def export(study_dir: StudyDir,
     """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
     the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
     from lmtune.cli.views import best_payload, hf_training_arguments
-    from lmtune.config.writer import best_config_yaml
-    from lmtune.study import load_study, record
-    from lmtune.study.folder import check_writable
+    from lmtune.config import best_config_yaml
+    from lmtune.study import check_writable, load_study, record
 
     weights = fmt in ("adapter", "merged")
     if out_path is not None:  # refused before anything is read or written
@@ -260,7 +257,7 @@ def final(study_dir: StudyDir,
     """Retrain the default and the best configuration with K seeds each; compare them on the test split."""
     from lmtune.cli.final_views import print_final
     from lmtune.study import load_study
-    from lmtune.tuner.final import FinalRunner
+    from lmtune.tuner import FinalRunner
 
     summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}")).run()
     study, meta = load_study(study_dir)
@@ -280,8 +277,8 @@ def final(study_dir: StudyDir,
 @app.command()
 def report(study_dir: StudyDir) -> None:
     """Write report.html (self-contained, interactive) and report.md into STUDY_DIR/report/."""
-    from lmtune.report.render import REPORT_DIR, StudyDirError, StudyMetaError, size_note, write_report
-    from lmtune.study.folder import check_writable
+    from lmtune.report import REPORT_DIR, StudyDirError, StudyMetaError, size_note, write_report
+    from lmtune.study import check_writable
 
     folder = Path(study_dir) / REPORT_DIR
     if folder.exists() and not folder.is_dir():
@@ -308,7 +305,7 @@ def dashboard(study_dir: StudyDir,
 
 def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
     from lmtune.study import best_trial, record
-    from lmtune.training.export import export_adapter, export_merged
+    from lmtune.training import export_adapter, export_merged
 
     best = best_trial(study)
     assert best is not None
@@ -341,7 +338,7 @@ def main() -> None:
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             sys.exit(130)
-        from lmtune.study.store import fault_message, storage_fault
+        from lmtune.study import fault_message, storage_fault
 
         fault = storage_fault(exc)
         if fault is not None:  # final, export, status...: the same message as the tuner's

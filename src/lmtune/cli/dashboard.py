@@ -20,8 +20,8 @@ Say = Callable[[str], None]
 
 def storage_url(study_dir: Path) -> str:
     """The study's storage URL, checked: a moved SQLite file is found, a damaged database named."""
-    from lmtune.study.store import open_study
-    from lmtune.study.store import storage_url as url_of
+    from lmtune.study import open_study
+    from lmtune.study import storage_url as url_of
 
     meta = read_meta(study_dir)
     url = url_of(study_dir, meta)

@@ -12,7 +12,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 from rich.console import Console
 
-from lmtune.report.tables import (
+from lmtune.report import (
     ComparisonRow,
     comparison_table,
     final_cost,

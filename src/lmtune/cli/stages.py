@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from lmtune.cli.views import best_payload
-from lmtune.report.series import TransferSummary, transfer_summary
-from lmtune.study.stages import Stage, stages
+from lmtune.report import TransferSummary, transfer_summary
+from lmtune.study import Stage
+from lmtune.study.stages import stages
 
 __all__ = ["proxy_best", "stages", "transfer_lines", "transfer_of", "tune_two_stage"]
 
@@ -54,8 +55,7 @@ def tune_two_stage(cfg: Any, n_trials: int | None) -> tuple[list[str], dict[str,
     """Run (or resume) a two-stage study; returns the lines to print, the target's best payload, and
     whether the command should exit non-zero (a stage stopped early or nothing completed)."""
     from lmtune.study import read_meta
-    from lmtune.tuner.progress import make_reporter
-    from lmtune.tuner.proxy import TwoStageTuner
+    from lmtune.tuner import TwoStageTuner, make_reporter
 
     run = TwoStageTuner(cfg, n_trials=n_trials, reporter=make_reporter).run()
     meta = read_meta(cfg.study.dir)

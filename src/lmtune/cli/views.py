@@ -7,9 +7,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.report.diff import ABSENT, best_changes
-from lmtune.study import best_trial, default_trial, record
-from lmtune.study.record import TrialRecord
+from lmtune.report import ABSENT, best_changes
+from lmtune.study import TrialRecord, best_trial, default_trial, record
 
 
 def _metric_at_end(r: TrialRecord, metric: str) -> float | None:
@@ -66,8 +65,8 @@ def hf_training_arguments(config: dict[str, Any], *, total_examples: int,
     length it ran, ``total_examples``, as ``max_steps`` of its batch; evaluation every
     ``examples_per_unit`` examples; warm-up in steps), and apart the settings TrainingArguments has no
     field for (`lmtune.integrations.hf_args.lmtune_only`)."""
-    from lmtune.config.schema import TrainingSection
-    from lmtune.integrations.hf_args import lmtune_only, optimizer_arguments, trainer_arguments
+    from lmtune.config import TrainingSection
+    from lmtune.integrations import lmtune_only, optimizer_arguments, trainer_arguments
 
     hp = {**TrainingSection().model_dump(), **config}  # a study recorded before a field existed
     args: dict[str, Any] = {"output_dir": "lmtune-best",

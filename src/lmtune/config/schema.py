@@ -7,9 +7,12 @@ typo is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lmtune.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -218,6 +221,25 @@ class TrainingSection(_Section):
     early_stopping_patience: int | None = Field(default=None, ge=1)  # in evaluations
     # the improvement that counts for early_stopping_patience
     early_stopping_min_delta: float = Field(default=0.0, ge=0)
+
+    @classmethod
+    def of(cls, hparams: Mapping[str, Any]) -> TrainingSection:
+        """The typed section a trainer trains with, rebuilt from a trial file's ``hparams`` (the study's
+        training section with the trial's settings applied; a PBT exploit's or a replayed schedule's on top).
+        Names that are not training fields (a script trial's own parameters) are not its business; a value
+        the schema refuses is a ConfigError naming the setting. Every default is the one stated above."""
+        known = {k: v for k, v in hparams.items() if k in cls.model_fields}
+        try:
+            return cls.model_validate(known)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            raise ConfigError(f"training.{where}: {first.get('msg')} (the trial's value {first.get('input')!r}); "
+                              "fix it in the training section or search.space") from None
+
+    def merged(self, changes: Mapping[str, Any]) -> TrainingSection:
+        """This section with ``changes`` applied (an exploit's or a schedule's settings), validated again."""
+        return TrainingSection.of({**self.model_dump(), **changes})
 
 
 class PBTSection(_Section):

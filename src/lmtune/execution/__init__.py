@@ -9,7 +9,7 @@ from lmtune.execution.checkpoints import FolderCheckpoints
 from lmtune.execution.local import TRAINER, LocalExecutor, TrialProcess
 
 if TYPE_CHECKING:
-    from lmtune.config.schema import ExecutionSection
+    from lmtune.config import ExecutionSection
 
 __all__ = ["TRAINER", "Checkpoints", "Executor", "FolderCheckpoints", "LocalExecutor", "TrialHandle", "TrialProcess",
            "make_executor"]

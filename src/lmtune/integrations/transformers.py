@@ -139,7 +139,7 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if wanted == "auto":
             import torch
 
-            from lmtune.training.session import pick_precision
+            from lmtune.training import pick_precision
 
             gpu = self.trial.spec.device != "cpu" and torch.cuda.is_available()
             wanted, why = pick_precision("auto", torch.device("cuda" if gpu else "cpu"),
@@ -152,22 +152,23 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         ``arguments()``): AdamW, Adam (L2), SGD or Adafactor, with layer-wise learning-rate decay."""
         import torch
 
-        from lmtune.training.optim import build_optimizer, mark_groups
+        from lmtune.config import TrainingSection
+        from lmtune.training import build_optimizer, mark_groups
 
         hp = self.trial.hparams
-        used = {k: hp[k] for k in ("learning_rate", "weight_decay", "layer_decay", "optimizer", "beta1", "beta2",
-                                   "eps", "momentum", "nesterov")}
+        used = TrainingSection.of({k: hp[k] for k in ("learning_rate", "weight_decay", "layer_decay", "optimizer",
+                                                      "beta1", "beta2", "eps", "momentum", "nesterov")})
         self._own_optimizer = True
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         optimizer = build_optimizer(model, used, device)
-        mark_groups(optimizer, float(used["learning_rate"]))  # so a resumed PBT member can be retuned
+        mark_groups(optimizer, used.learning_rate)  # so a resumed PBT member can be retuned
         return optimizer, None
 
     def model_kwargs(self, model: str | Any) -> dict[str, float]:
         """``from_pretrained(name, **kwargs)`` overrides that set the trial's dropout (a name or a config)."""
         from transformers import AutoConfig
 
-        from lmtune.training.models import dropout_overrides
+        from lmtune.training import dropout_overrides
 
         config = AutoConfig.from_pretrained(model) if isinstance(model, str | Path) else model
         hp = self.trial.hparams
@@ -227,9 +228,10 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             raise LmtuneError(f"LmtuneCallback: this trial resumes from {t.resume_from} ({t.resume_examples} "
                               f"examples), but the Trainer starts at {at}; call "
                               "trainer.train(resume_from_checkpoint=callback.resume_from)")
-        from lmtune.training.optim import retune
+        from lmtune.config import TrainingSection
+        from lmtune.training import RETUNED, retune
 
-        retune(kwargs["optimizer"], kwargs["lr_scheduler"], t.hparams)
+        retune(kwargs["optimizer"], kwargs["lr_scheduler"], TrainingSection.of({k: t.hparams[k] for k in RETUNED}))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:

@@ -1,1 +1,58 @@
 """report layer of lmtune (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmtune.report.diff import ABSENT, Change, best_changes, change_lines
+    from lmtune.report.render import REPORT_DIR, StudyDirError, StudyMetaError, size_note, write_report
+    from lmtune.report.series import TransferSummary, transfer_summary
+    from lmtune.report.tables import (
+        ComparisonRow,
+        comparison_table,
+        final_cost,
+        search_cost,
+        seeds_advice,
+        selection_gap,
+        selection_gap_text,
+        trial_table,
+    )
+
+__all__ = ["ABSENT", "REPORT_DIR", "Change", "ComparisonRow", "StudyDirError", "StudyMetaError", "TransferSummary",
+           "best_changes", "change_lines", "comparison_table", "final_cost", "search_cost", "seeds_advice",
+           "selection_gap", "selection_gap_text", "size_note", "transfer_summary", "trial_table", "write_report"]
+
+# The rest of the face: each name imported from its module when first named, so importing the package stays
+# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+_FACE = {
+    "ABSENT": "diff",
+    "Change": "diff",
+    "ComparisonRow": "tables",
+    "REPORT_DIR": "render",
+    "StudyDirError": "render",
+    "StudyMetaError": "render",
+    "TransferSummary": "series",
+    "best_changes": "diff",
+    "change_lines": "diff",
+    "comparison_table": "tables",
+    "final_cost": "tables",
+    "search_cost": "tables",
+    "seeds_advice": "tables",
+    "selection_gap": "tables",
+    "selection_gap_text": "tables",
+    "size_note": "render",
+    "transfer_summary": "series",
+    "trial_table": "tables",
+    "write_report": "render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

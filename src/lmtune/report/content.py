@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmtune.config.writer import best_config_yaml
+from lmtune.config import best_config_yaml
 from lmtune.report import tables as t
 from lmtune.report._trials import finite_value as finite
 from lmtune.report.diff import Change, best_changes

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from lmtune.errors import StudyError
-from lmtune.study.store import open_study, storage_url
+from lmtune.study import open_study, storage_url
 
 __all__ = [
     "META_FILE",

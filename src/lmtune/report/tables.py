@@ -26,7 +26,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.config.schema import lower_is_better
+from lmtune.config import lower_is_better
 from lmtune.report._trials import cost_totals
 from lmtune.report.series import (
     FEW_TRIALS_FOR_IMPORTANCES,
@@ -45,8 +45,7 @@ from lmtune.report.series import (
     transfer_summary,
 )
 from lmtune.report.stats import seeds_for_power, spearman, summarize, welch_p_value
-from lmtune.study import record
-from lmtune.study.record import TrialRecord
+from lmtune.study import TrialRecord, record
 
 __all__ = [
     "ALPHA",

@@ -6,18 +6,37 @@ but PBT), PBT (`PBTRunner`), the final runs (`FinalScheduler`) and `lmtune train
 with `register`. The tuner (`lmtune.tuner`) keeps the loop, the budget and the failure policy.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lmtune.schedulers.base import Launch, Scheduler, register, scheduler_for, strategies_served
 
+if TYPE_CHECKING:
+    from lmtune.schedulers.final import FinalScheduler
+    from lmtune.schedulers.one import OneRun
+    from lmtune.schedulers.pbt import PBTRunner
+    from lmtune.schedulers.search import SearchScheduler, waiting
+
 __all__ = ["FinalScheduler", "Launch", "OneRun", "PBTRunner", "Scheduler", "SearchScheduler", "register",
-           "scheduler_for", "strategies_served"]
+           "scheduler_for", "strategies_served", "waiting"]
+
+# The rest of the face: each name imported from its module when first named, so importing the package stays
+# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+_FACE = {
+    "FinalScheduler": "final",
+    "OneRun": "one",
+    "PBTRunner": "pbt",
+    "SearchScheduler": "search",
+    "waiting": "search",
+}
 
 
-def __getattr__(name: str) -> object:
-    """The schedulers themselves, imported when first named (they import the tuner's parts, which import
-    this package's base)."""
-    modules = {"SearchScheduler": "search", "PBTRunner": "pbt", "FinalScheduler": "final", "OneRun": "one"}
-    if name in modules:
-        import importlib
-
-        return getattr(importlib.import_module(f"lmtune.schedulers.{modules[name]}"), name)
-    raise AttributeError(f"module 'lmtune.schedulers' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

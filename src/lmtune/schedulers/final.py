@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 from lmtune.config import StudySection, TaskSection
 from lmtune.protocol import CHANGED_IN_PLACE, Continue, Decision, Ending, Eval, Outcome, Pause
 from lmtune.schedulers.base import Launch, Scheduler
-from lmtune.tuner.final_plan import FinalJob, FinalRunError, boundary, job_spec
-from lmtune.tuner.plan import Plan
-from lmtune.tuner.tracking import RunRecord
+from lmtune.tuner import FinalJob, FinalRunError, Plan, RunRecord, boundary, job_spec
 
 if TYPE_CHECKING:
-    from lmtune.tuner.final import FinalRunner, FinalSummary
+    from lmtune.tuner import FinalRunner, FinalSummary
 
 __all__ = ["FinalScheduler"]
 

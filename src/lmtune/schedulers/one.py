@@ -9,7 +9,7 @@ from typing import Any
 
 from lmtune.protocol import Decision, Eval, Outcome
 from lmtune.schedulers.base import Launch, Scheduler
-from lmtune.tuner.plan import Plan, trial_spec
+from lmtune.tuner import Plan, trial_spec
 
 __all__ = ["OneRun"]
 

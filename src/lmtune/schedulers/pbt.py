@@ -34,7 +34,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.config.schema import PBTSection
+from lmtune.config import PBTSection
 from lmtune.execution import Checkpoints, TrialHandle
 from lmtune.protocol import (
     CHANGED_IN_PLACE,
@@ -52,12 +52,9 @@ from lmtune.protocol import (
     Stop,
 )
 from lmtune.schedulers.base import Launch, Scheduler, register
-from lmtune.strategies.pbt import PBT
-from lmtune.study import record
-from lmtune.study.store import INTERRUPTED
-from lmtune.tuner.plan import Plan, trial_spec
-from lmtune.tuner.progress import Reporter
-from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
+from lmtune.strategies import PBT
+from lmtune.study import INTERRUPTED, record
+from lmtune.tuner import NoTracking, Plan, Reporter, RunRecord, Tracker, trial_spec
 
 STATE_FILE = "pbt_state.json"
 log = logging.getLogger("lmtune")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.config.schema import SearchSection
+from lmtune.config import SearchSection
 from lmtune.execution import TrialHandle
 from lmtune.protocol import Continue, Decision, Ending, Eval, Event, OomRetry, Outcome, Progress, Start, Stop
 from lmtune.schedulers.base import Launch, Scheduler, register
@@ -33,24 +33,22 @@ from lmtune.strategies import (
     prune_metric,
     pruning_value,
 )
-from lmtune.study import record
-from lmtune.study.store import (
-    INTERRUPTED,
-    finished,
-    requeue,
-    storage_fault,
-)
-from lmtune.tuner.budget import Budget, RunSummary
-from lmtune.tuner.coordination import Beat, Coordination
-from lmtune.tuner.plan import (
+from lmtune.study import INTERRUPTED, finished, record, requeue, storage_fault
+from lmtune.tuner import (
+    Beat,
+    Budget,
+    Coordination,
+    NoTracking,
     Plan,
+    Reporter,
+    RunRecord,
+    RunSummary,
+    Tracker,
     longest_length,
     shortest_examples,
     training_examples,
     trial_spec,
 )
-from lmtune.tuner.progress import Reporter
-from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
 
 __all__ = ["SearchScheduler", "auto_pins"]
 

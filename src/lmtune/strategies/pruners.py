@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # optuna (which loads subprocess) is imported when a sampler or pruner is built
     import optuna
 
-from lmtune.config.schema import lower_is_better
+from lmtune.config import lower_is_better
 
 # How long a trial is planned to train (examples), None when unknown: the study's record supplies it.
 LengthOf = Callable[["optuna.trial.FrozenTrial"], "int | None"]

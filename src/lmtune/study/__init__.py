@@ -1,5 +1,10 @@
 """The study store: Optuna RDB storage + lmtune.json; trial records, reasons and best trial."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lmtune.study.store import (
     INTERRUPTED,
     StudyPaths,
@@ -14,16 +19,41 @@ from lmtune.study.store import (
     write_meta,
 )
 
-__all__ = [
-    "INTERRUPTED",
-    "StudyPaths",
-    "best_trial",
-    "default_trial",
-    "finished",
-    "load_study",
-    "read_meta",
-    "recover_interrupted",
-    "storage_for",
-    "train_tokens_spent",
-    "write_meta",
-]
+if TYPE_CHECKING:
+    from lmtune.study.folder import check_writable, prepare_folder
+    from lmtune.study.lock import driver_lock
+    from lmtune.study.record import TrialRecord
+    from lmtune.study.stages import PROXY_SUFFIX, Stage, stage_entries
+    from lmtune.study.store import check_not_lost, fault_message, open_study, requeue, storage_fault, storage_url
+
+__all__ = ["INTERRUPTED", "PROXY_SUFFIX", "Stage", "StudyPaths", "TrialRecord", "best_trial", "check_not_lost",
+           "check_writable", "default_trial", "driver_lock", "fault_message", "finished", "load_study", "open_study",
+           "prepare_folder", "read_meta", "recover_interrupted", "requeue", "stage_entries", "storage_fault",
+           "storage_for", "storage_url", "train_tokens_spent", "write_meta"]
+
+# The rest of the face: each name imported from its module when first named, so importing the package stays
+# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+_FACE = {
+    "PROXY_SUFFIX": "stages",
+    "Stage": "stages",
+    "TrialRecord": "record",
+    "check_not_lost": "store",
+    "check_writable": "folder",
+    "driver_lock": "lock",
+    "fault_message": "store",
+    "open_study": "store",
+    "prepare_folder": "folder",
+    "requeue": "store",
+    "stage_entries": "stages",
+    "storage_fault": "store",
+    "storage_url": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lmtune.data.causal import IGNORE_INDEX
-from lmtune.data.tokenized import TokenizedSplit
+from lmtune.data import IGNORE_INDEX, TokenizedSplit
 
 
 def group_size(n: int, batch_size: int) -> int:

@@ -81,7 +81,8 @@ def save_checkpoint(folder: Path, session: Session, progress: dict[str, Any]) ->
         "numpy_rng": _numpy_state(),
     }, tmp / STATE)
     (tmp / PROGRESS).write_text(json.dumps({**progress, "python_rng": _python_state(),
-                                            "hparams": session.hp, "files": [WEIGHTS, STATE]}, default=float))
+                                            "hparams": session.hp.model_dump(mode="json"), "files": [WEIGHTS, STATE]},
+                                           default=float))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

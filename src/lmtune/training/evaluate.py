@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmtune.data.causal import IGNORE_INDEX
-from lmtune.data.tokenized import TokenizedSplit
+from lmtune.data import IGNORE_INDEX, TokenizedSplit
 from lmtune.training.batches import collate, eval_batches
 from lmtune.training.metrics import MetricFunction, accuracy, custom_metrics, macro_f1, perplexity
 

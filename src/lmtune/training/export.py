@@ -81,7 +81,7 @@ def export_merged(adapter_dir: str | None, config: Mapping[str, Any], trial: int
     """Load the base model, attach the best adapter, merge it and save a plain folder (with tokenizer)."""
     from peft import PeftModel
 
-    from lmtune.data.tokenized import load_meta
+    from lmtune.data import load_meta
     from lmtune.training.lora import merge_and_save
     from lmtune.training.models import load_causal_lm, load_classifier, load_tokenizer, resolve_model
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lmtune.data.causal import IGNORE_INDEX
+from lmtune.data import IGNORE_INDEX
 from lmtune.training.evaluate import summed_loss
 
 FAST_CPU = "LMTUNE_FAST_CPU"  # set to 0 to train with the stock forward, dropout and embedding gradient

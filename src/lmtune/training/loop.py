@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmtune.config import TrainingSection
 from lmtune.protocol import (
     PROGRESS_EVERY_S,
     Decision,
@@ -106,7 +107,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         loss_n = 0
         times["eval"] += time.perf_counter() - tick
         improved = _record(prog, metrics, spec, s.hp)
-        if improved and s.hp.get("early_stopping_patience"):  # a sharded rank keeps its own shards
+        if improved and s.hp.early_stopping_patience:  # a sharded rank keeps its own shards
             best_state = {k: v.detach().clone() if g.sharded else v.detach().to("cpu", copy=True)
                           for k, v in s.model.state_dict().items()}
         point = prog.curve[-1]
@@ -115,13 +116,13 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
             point = {**point, "checkpoint": str(save_checkpoint(
                 checkpoint_folder(spec.output_dir, prog.units), s, prog.position()))}
         emit({"event": "eval", **point, "elapsed_s": time.perf_counter() - t0})
-        patience = s.hp.get("early_stopping_patience")
+        patience = s.hp.early_stopping_patience
         if patience and prog.evals_since_best >= patience and not s.done(prog.examples):
             ending = Ending.EARLY_STOPPED
             break
         change = _scheduled(spec, prog.units)
         if change:  # a replayed PBT schedule: the settings in force from this unit on
-            s.set_hyperparameters({**s.hp, **change})
+            s.set_hyperparameters(s.hp.merged(change))
         if spec.interactive and not s.done(prog.examples):
             answer = g.broadcast(decide() if g.main else None)  # every rank takes rank 0's decision
             stop = Ending.after(answer)  # pause: the driver resumes this run later from its checkpoint
@@ -184,8 +185,8 @@ def _step(s: Session, index: np.ndarray, emit: Emit) -> torch.Tensor:
     loss = g.sum_gradients([p for p in s.model.parameters() if p.requires_grad], loss)
     if s.scaler is not None:
         s.scaler.unscale_(s.optimizer)
-    if s.hp.get("max_grad_norm"):
-        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.hp["max_grad_norm"])
+    if s.hp.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.hp.max_grad_norm)
     if s.scaler is not None:
         s.scaler.step(s.optimizer)
         s.scaler.update()
@@ -229,7 +230,7 @@ def is_oom(exc: BaseException) -> bool:
 def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]:
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"training loss became {train_loss} by step {prog.step} "
-                               f"(learning_rate={s.hp['learning_rate']:.3g}); lower the learning rate")
+                               f"(learning_rate={s.hp.learning_rate:.3g}); lower the learning rate")
     g = distributed.group()
     # rank 0 evaluates (sharded: every rank runs the forwards with it); every rank sees rank 0's result
     metrics = g.broadcast(s.evaluate() if g.main or g.sharded else None)
@@ -243,7 +244,7 @@ def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]
     return metrics
 
 
-def _record(prog: Progress, metrics: dict[str, float], spec: TrialSpec, hp: dict[str, Any]) -> bool:
+def _record(prog: Progress, metrics: dict[str, float], spec: TrialSpec, hp: TrainingSection) -> bool:
     prog.curve.append({"step": prog.step, "units": prog.units, "examples": prog.examples, "tokens": prog.tokens,
                        "metrics": metrics})
     prog.last = metrics
@@ -265,11 +266,11 @@ def _exploit(s: Session, prog: Progress, order: Exploit, emit: Emit) -> tuple[Se
     Train tokens already spent stay counted (the budget is what this process trained). When the donor's
     LoRA adapters have another shape or scaling, the model is rebuilt with the donor's settings first."""
     spent = prog.tokens
-    hp = {**s.hp, **order.hparams}
-    if any(hp.get(k) != s.hp.get(k) for k in _ADAPTER_SHAPE):
-        s = setup(dataclasses.replace(s.spec, hparams=hp))
+    hp = s.hp.merged(order.hparams)
+    if any(getattr(hp, k) != getattr(s.hp, k) for k in _ADAPTER_SHAPE):
+        s = setup(dataclasses.replace(s.spec, hparams={**s.spec.hparams, **order.hparams}))
     new = _resume(s, Path(order.checkpoint), restore_rng=False)
-    s.set_hyperparameters({**s.hp, **order.hparams})
+    s.set_hyperparameters(s.hp.merged(order.hparams))
     new.curve = prog.curve
     new.tokens = max(new.tokens, spent)
     emit({"event": "exploited", "from": order.checkpoint, "units": new.units, "hparams": order.hparams})
@@ -278,7 +279,7 @@ def _exploit(s: Session, prog: Progress, order: Exploit, emit: Emit) -> tuple[Se
 
 def _finish(s: Session, prog: Progress, ending: Ending, times: dict[str, float],
             t0: float) -> dict[str, Any]:
-    early = bool(s.hp.get("early_stopping_patience") and prog.best)
+    early = bool(s.hp.early_stopping_patience and prog.best)
     result: dict[str, Any] = {
         "event": "end", "metrics": (prog.best if early else prog.last) or {}, "last_metrics": prog.last or {},
         "step": prog.step, "units": prog.units, "examples": prog.examples, "train_tokens": prog.tokens,
@@ -292,7 +293,7 @@ def _finish(s: Session, prog: Progress, ending: Ending, times: dict[str, float],
         return result  # rank 0 scores, saves and reports for the trial (sharded: every rank takes part)
     if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
-    adapter = s.spec.save_adapter and done and s.hp.get("lora_enabled")
+    adapter = s.spec.save_adapter and done and s.hp.lora_enabled
     # sharded: the whole state gathered once from every rank's shards, for the model and the adapter
     whole = full_state(s.model) if g.sharded and (adapter or (s.spec.save_model and done)) else None
     if s.spec.save_model and done:
@@ -315,11 +316,11 @@ def _finish(s: Session, prog: Progress, ending: Ending, times: dict[str, float],
 
 
 def _improved(metrics: dict[str, float], best: dict[str, float] | None, spec: TrialSpec,
-              hp: dict[str, Any]) -> bool:
+              hp: TrainingSection) -> bool:
     if best is None:
         return True
     value, ref = metrics.get(spec.metric, float("nan")), best.get(spec.metric, float("nan"))
-    delta = float(hp.get("early_stopping_min_delta", 0.0))
+    delta = hp.early_stopping_min_delta
     if not math.isfinite(ref):
         return math.isfinite(value)
     return value > ref + delta if spec.direction == "maximize" else value < ref - delta

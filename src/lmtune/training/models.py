@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmtune.data.smollm2 import default_cache_root, minilm_folder, smollm2_folder
+from lmtune.data import default_cache_root, minilm_folder, smollm2_folder
 from lmtune.errors import ModelLoadError
 
 # Built-in offline models (DESIGN.md, "Offline assets"): name → folder, given a cache root for conversions.

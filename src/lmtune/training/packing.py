@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmtune.data.causal import IGNORE_INDEX
-from lmtune.data.tokenized import TokenizedSplit
+from lmtune.data import IGNORE_INDEX, TokenizedSplit
 from lmtune.errors import ConfigError
 
 __all__ = ["check_isolated", "collate_packed", "packed_rows"]

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmtune.config.schema import SHARDED_4BIT, SHARDED_FP16
-from lmtune.data.tokenized import TokenizedSplit, load_meta, load_split
+from lmtune.config import SHARDED_4BIT, SHARDED_FP16, TrainingSection
+from lmtune.data import TokenizedSplit, load_meta, load_split
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.training import distributed
@@ -79,7 +79,7 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
 @dataclass
 class Session:
     spec: TrialSpec
-    hp: dict[str, Any]
+    hp: TrainingSection  # the trial's settings, typed (`TrainingSection.of` its trial file's hparams)
     device: torch.device
     precision: str
     precision_reason: str
@@ -123,8 +123,8 @@ class Session:
         per_epoch = math.ceil(len(lengths) / self.batch_size)
         epoch, pos = divmod(step, per_epoch)
         if getattr(self, "_epoch", None) != epoch:
-            self._batches = train_batches(lengths, self.batch_size, seed=int(self.hp.get("seed", 0)), epoch=epoch,
-                                          by_length=bool(self.hp.get("group_by_length", False)))
+            self._batches = train_batches(lengths, self.batch_size, seed=self.hp.seed, epoch=epoch,
+                                          by_length=self.hp.group_by_length)
             self._epoch = epoch
         return self._batches[pos]
 
@@ -139,38 +139,38 @@ class Session:
         """The model's keyword arguments (and ``labels``) for the examples ``index``: padded to the longest,
         or packed end to end (``training.packing``; `lmtune.training.packing`), read per call so that a
         replayed or exploited setting takes effect at once."""
-        if self.hp.get("packing"):
+        if self.hp.packing:
             return collate_packed(self.train_split, index, self.pad_id, self.device, int(self.meta["max_length"]))
         return collate(self.train_split, index, self.pad_id, self.device)
 
     def evaluate(self, split: str = "validation") -> dict[str, float]:
         data = self.eval_split if split == "validation" else load_split(self.folder, split)
         return evaluate(self.model, data, task_type=self.spec.task_type, num_labels=self.meta["num_labels"],
-                        batch_size=int(self.hp.get("eval_batch_size", 128)), pad_id=self.pad_id,
+                        batch_size=self.hp.eval_batch_size, pad_id=self.pad_id,
                         device=self.device, autocast=self.autocast,
                         prefix="eval" if split == "validation" else split, metric_fn=self.metric_fn)
 
-    def set_hyperparameters(self, hp: dict[str, Any]) -> None:
+    def set_hyperparameters(self, hp: TrainingSection) -> None:
         """Apply changed settings mid-run (a PBT exploit, a replayed schedule): those in
         `lmtune.protocol.CHANGED_IN_PLACE` — the optimizer's (`lmtune.training.optim.retune`), gradient
         clipping and LoRA dropout. Other settings (model dropout, whose attention part lives inside the
         attention kernels) are applied by building the model again: the driver restarts the trainer from
         the checkpoint for those."""
-        self.hp = dict(hp)
+        self.hp = hp
         retune(self.optimizer, self.scheduler, hp)
         for name, module in self.model.named_modules():
             if isinstance(module, torch.nn.Dropout) and ".lora_dropout." in name:
-                module.p = float(hp.get("lora_dropout", module.p))
+                module.p = hp.lora_dropout
 
 
-def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names: list[str] | None = None,
+def load_model(spec: TrialSpec, hp: TrainingSection, num_labels: int, label_names: list[str] | None = None,
                device: torch.device | None = None) -> Any:
     """The task's model with the trial's dropout, wrapped with LoRA adapters when ``lora_enabled`` (on a
     4-bit base, placed on ``device``, with ``lora_quantization: 4bit``)."""
-    quantized = bool(hp.get("lora_enabled")) and hp.get("lora_quantization", "none") == "4bit"
+    quantized = hp.lora_enabled and hp.lora_quantization == "4bit"
     if quantized:
         require_4bit(device)
-    common: dict[str, Any] = {"dropout": hp.get("dropout"), "attention_dropout": hp.get("attention_dropout"),
+    common: dict[str, Any] = {"dropout": hp.dropout, "attention_dropout": hp.attention_dropout,
                               "trust_remote_code": spec.trust_remote_code,
                               # a proxy trial reads only the blocks it keeps from the checkpoint
                               "num_layers": int(spec.extra["truncate_layers"]) if spec.extra.get("truncate_layers")
@@ -182,18 +182,18 @@ def load_model(spec: TrialSpec, hp: dict[str, Any], num_labels: int, label_names
     else:
         model = load_classifier(spec.model, num_labels=num_labels, label_names=label_names, **common)
     apply_proxy(model, spec.extra)  # a proxy trial (lmtune.tuner.proxy) keeps only the first k blocks
-    if hp.get("gradient_checkpointing"):
+    if hp.gradient_checkpointing:
         enable_checkpointing(model)
-    if not hp.get("lora_enabled"):
+    if not hp.lora_enabled:
         return model
     from lmtune.training.lora import apply_lora
 
-    targets = hp.get("lora_target_modules")
+    targets = hp.lora_target_modules
     if isinstance(targets, str):  # "q_proj,v_proj": one searchable categorical value
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     try:
-        return apply_lora(model, r=int(hp["lora_r"]), alpha=float(hp["lora_alpha"]),
-                          dropout=float(hp["lora_dropout"]), target_modules=targets or None,
+        return apply_lora(model, r=hp.lora_r, alpha=hp.lora_alpha, dropout=hp.lora_dropout,
+                          target_modules=targets or None,
                           task_type=spec.task_type, quantized=quantized)
     except ValueError as exc:
         raise ConfigError(f"training.lora_target_modules: {exc}") from None
@@ -231,16 +231,16 @@ def steps_for(total_examples: int, rows: int, batch_size: int) -> int:
 
 
 def setup(spec: TrialSpec) -> Session:
-    hp = dict(spec.hparams)
-    torch.manual_seed(int(hp.get("seed", 0)))
+    hp = TrainingSection.of(spec.hparams)
+    torch.manual_seed(hp.seed)
     device = pick_device(distributed.group().device(spec.device))
     folder = Path(spec.data_cache)
     meta = load_meta(folder)
-    if hp.get("packing") and spec.task_type != "causal_lm":
+    if hp.packing and spec.task_type != "causal_lm":
         raise ConfigError(f"training.packing: packs causal-LM examples; task.type {spec.task_type} has none to "
                           "pack; set training.packing: false")
     model = load_model(spec, hp, meta["num_labels"], meta.get("label_names"), device=device)
-    precision, precision_reason = pick_precision(hp.get("precision", "fp32"), device,
+    precision, precision_reason = pick_precision(hp.precision, device,
                                                  parameters=sum(p.numel() for p in model.parameters()))
     if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base was placed on the device as it loaded
         model = model.to(device)
@@ -254,22 +254,22 @@ def setup(spec: TrialSpec) -> Session:
     if os.environ.get(FAST_CPU, "1") != "0":  # the same function in less work (lmtune.training.fastpath)
         fast_loss, forward = prepare(model, task_type=spec.task_type, device=device,
                                      sharded=distributed.group().sharded,
-                                     checkpointing=bool(hp.get("gradient_checkpointing")))
+                                     checkpointing=hp.gradient_checkpointing)
     model.train()
-    batch_size = int(hp["batch_size"])
+    batch_size = hp.batch_size
     train_split = load_split(folder, "train")
-    if hp.get("packing"):
+    if hp.packing:
         check_isolated(model, train_split, device)
     total_steps = steps_for(spec.total_examples, int(meta["splits"]["train"]["rows"]), batch_size)
     optimizer = build_optimizer(model, hp, device)
-    mark_groups(optimizer, float(hp["learning_rate"]))
+    mark_groups(optimizer, hp.learning_rate)
     return Session(spec=spec, hp=hp, device=device, precision=precision, precision_reason=precision_reason,
                    meta=meta, folder=folder,
                    train_split=train_split, eval_split=load_split(folder, "validation"),
                    model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, hp, total_steps),
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
                    pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps,
-                   micro_batch_size=min(int(hp.get("micro_batch_size") or batch_size), batch_size),
+                   micro_batch_size=min(hp.micro_batch_size or batch_size, batch_size),
                    train_terms=loss_terms(train_split), fast_loss=fast_loss, forward=forward,
                    metric_fn=load_metric_function(spec.compute_metrics, search_path=spec.compute_metrics_path)
                    if spec.compute_metrics else None)

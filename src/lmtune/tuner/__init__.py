@@ -2,26 +2,62 @@
 backend (`lmtune.tuner.drive`), the study's plan, budgets and the failure policy. The schedulers that
 decide are in `lmtune.schedulers`."""
 
-from typing import TYPE_CHECKING
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 
 if TYPE_CHECKING:
-    from lmtune.tuner.budget import RunSummary
+    from lmtune.tuner.budget import Budget, RunSummary
+    from lmtune.tuner.coordination import Beat, Coordination
+    from lmtune.tuner.final import FinalRunner, FinalSummary
+    from lmtune.tuner.final_plan import FinalJob, FinalRunError, boundary, job_spec
+    from lmtune.tuner.plan import longest_length, shortest_examples, training_examples
+    from lmtune.tuner.progress import PlainReporter, Reporter, make_reporter
+    from lmtune.tuner.proxy import TwoStageTuner
     from lmtune.tuner.search import Tuner
+    from lmtune.tuner.tracking import NoTracking, RunRecord, Tracker
+    from lmtune.tuner.train_one import TrainResult
 
-__all__ = ["Plan", "RunSummary", "Tuner", "make_plan", "trial_spec"]
+__all__ = ["Beat", "Budget", "Coordination", "FinalJob", "FinalRunError", "FinalRunner", "FinalSummary", "NoTracking",
+           "PlainReporter", "Plan", "Reporter", "RunRecord", "RunSummary", "Tracker", "TrainResult", "Tuner",
+           "TwoStageTuner", "boundary", "job_spec", "longest_length", "make_plan", "make_reporter",
+           "shortest_examples", "training_examples", "trial_spec"]
+
+# The rest of the face: each name imported from its module when first named, so importing the package stays
+# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+_FACE = {
+    "Beat": "coordination",
+    "Budget": "budget",
+    "Coordination": "coordination",
+    "FinalJob": "final_plan",
+    "FinalRunError": "final_plan",
+    "FinalRunner": "final",
+    "FinalSummary": "final",
+    "NoTracking": "tracking",
+    "PlainReporter": "progress",
+    "Reporter": "progress",
+    "RunRecord": "tracking",
+    "RunSummary": "budget",
+    "Tracker": "tracking",
+    "TrainResult": "train_one",
+    "Tuner": "search",
+    "TwoStageTuner": "proxy",
+    "boundary": "final_plan",
+    "job_spec": "final_plan",
+    "longest_length": "plan",
+    "make_reporter": "progress",
+    "shortest_examples": "plan",
+    "training_examples": "plan",
+}
 
 
-def __getattr__(name: str) -> object:
-    """`Tuner` and `RunSummary`, imported when first named: the search recipe imports the schedulers, which
-    import the tuner's parts (the plan, the budget), so importing this package must not import it."""
-    if name == "Tuner":
-        from lmtune.tuner.search import Tuner
-
-        return Tuner
-    if name == "RunSummary":
-        from lmtune.tuner.budget import RunSummary
-
-        return RunSummary
-    raise AttributeError(f"module 'lmtune.tuner' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

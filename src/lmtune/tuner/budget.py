@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from lmtune.config.schema import BudgetSection
-from lmtune.study.store import train_tokens_spent
+from lmtune.config import BudgetSection
+from lmtune.study import train_tokens_spent
 from lmtune.tuner.plan import Plan
 
 __all__ = ["Budget", "RunSummary"]

@@ -16,9 +16,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.study import shared
-from lmtune.study.lock import driver_lock
-from lmtune.study.store import recover_interrupted, requeue, storage_for
+from lmtune.study import driver_lock, recover_interrupted, requeue, shared, storage_for
 
 
 class Beat(Protocol):

@@ -41,8 +41,8 @@ from typing import Any
 
 from lmtune.execution import Executor, TrialHandle
 from lmtune.protocol import Decision, Eval, failure_reason
-from lmtune.schedulers.base import Launch, Scheduler
-from lmtune.study.store import storage_fault
+from lmtune.schedulers import Launch, Scheduler
+from lmtune.study import storage_fault
 from lmtune.tuner.relay import relay
 
 __all__ = ["Launch", "Scheduler", "drive"]

@@ -26,10 +26,10 @@ from lmtune.config import StudyConfig, StudySection, TaskSection, validate
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, make_executor
 from lmtune.protocol import End, Ending, Outcome
-from lmtune.schedulers.final import FinalScheduler
+from lmtune.schedulers import FinalScheduler
+from lmtune.study import load_study
 from lmtune.study import record as trial_record
-from lmtune.study.store import load_study
-from lmtune.training.export import base_model_name
+from lmtune.training import base_model_name
 from lmtune.tuner.drive import drive
 from lmtune.tuner.final_export import CONFIG_FILE, config_yaml, describe_machine, export_model
 from lmtune.tuner.final_plan import (

@@ -14,9 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lmtune.config.writer import config_yaml
-from lmtune.training.export import name_base_model
-from lmtune.training.models import load_tokenizer
+from lmtune.config import config_yaml
+from lmtune.training import load_tokenizer, name_base_model
 
 CONFIG_FILE = "lmtune-config.yaml"
 __all__ = ["CONFIG_FILE", "config_yaml", "describe_machine", "export_model"]

@@ -12,17 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lmtune.config import StudyConfig, resolved_space
-from lmtune.config.schema import CLASSIFICATION_METRICS, TaskSection, TrainingSection
-from lmtune.data.sources import DataSpec, load_splits
-from lmtune.data.tokenized import build_cache, load_meta
+from lmtune.config import CLASSIFICATION_METRICS, StudyConfig, TaskSection, TrainingSection, resolved_space
+from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.space import Space
-from lmtune.study.folder import prepare_folder
-from lmtune.study.store import StudyPaths
-from lmtune.training.metrics import MetricFunctionError, metric_names
-from lmtune.training.models import check_model_folder, load_tokenizer, resolve_model
+from lmtune.study import StudyPaths, prepare_folder
+from lmtune.training import MetricFunctionError, check_model_folder, load_tokenizer, metric_names, resolve_model
 
 
 @dataclass(frozen=True)

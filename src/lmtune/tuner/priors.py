@@ -22,8 +22,7 @@ import optuna
 from lmtune.config import SearchSection
 from lmtune.errors import ConfigError, StudyError
 from lmtune.space import Space
-from lmtune.study import record
-from lmtune.study.store import load_study
+from lmtune.study import load_study, record
 from lmtune.tuner.transfer import top_configs
 
 

@@ -29,11 +29,9 @@ import optuna
 
 from lmtune.config import StudyConfig, TaskSection, validate
 from lmtune.errors import ConfigError
-from lmtune.schedulers.search import waiting
+from lmtune.schedulers import waiting
 from lmtune.space import Space
-from lmtune.study import record
-from lmtune.study.stages import PROXY_SUFFIX, stage_entries
-from lmtune.study.store import StudyPaths, finished, read_meta, storage_for, write_meta
+from lmtune.study import PROXY_SUFFIX, StudyPaths, finished, read_meta, record, stage_entries, storage_for, write_meta
 from lmtune.tuner.budget import RunSummary
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter

@@ -21,13 +21,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lmtune.config import StudyConfig
-from lmtune.config.schema import lower_is_better
+from lmtune.config import StudyConfig, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, LocalExecutor, make_executor
-from lmtune.schedulers.base import Scheduler, scheduler_for
-from lmtune.schedulers.pbt import PBTRunner
-from lmtune.schedulers.search import SearchScheduler
+from lmtune.schedulers import PBTRunner, Scheduler, SearchScheduler, scheduler_for
 from lmtune.strategies import (
     make_pruner,
     make_sampler,
@@ -35,17 +32,17 @@ from lmtune.strategies import (
     pruner_name,
     startup_trials,
 )
-from lmtune.study import record
-from lmtune.study.store import (
+from lmtune.study import (
     StudyPaths,
     check_not_lost,
     fault_message,
     finished,
+    record,
     storage_fault,
     train_tokens_spent,
     write_meta,
 )
-from lmtune.training.models import resolve_model
+from lmtune.training import resolve_model
 from lmtune.tuner.budget import Budget, RunSummary
 from lmtune.tuner.coordination import Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import drive

@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from lmtune.config.loader import check_tracking
-from lmtune.config.schema import TrackingSection
+from lmtune.config import TrackingSection, check_tracking
 from lmtune.errors import ConfigError
 
 __all__ = ["NoTracking", "RunRecord", "Tracker", "check_tracking", "make_tracker"]

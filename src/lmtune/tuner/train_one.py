@@ -18,15 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmtune.config import StudyConfig, StudySection
-from lmtune.config.writer import config_yaml
+from lmtune.config import StudyConfig, StudySection, config_yaml
 from lmtune.errors import StudyError
 from lmtune.execution import Executor, make_executor
 from lmtune.protocol import Ending
-from lmtune.schedulers.one import OneRun
-from lmtune.study import record
-from lmtune.study.folder import check_writable
-from lmtune.training.export import base_model_name
+from lmtune.schedulers import OneRun
+from lmtune.study import check_writable, record
+from lmtune.training import base_model_name
 from lmtune.tuner.drive import drive
 from lmtune.tuner.final_export import export_model
 from lmtune.tuner.plan import make_plan
