@@ -431,10 +431,11 @@ def checkpoint_folder(output_dir: str | Path, units: int) -> Path:
 
 @dataclass
 class Outcome:
-    """How one trainer run ended: its evaluations (curve entries, `Eval.point`), its end or error event,
-    its exit code."""
+    """How one trainer run went: its start, its evaluations (curve entries, `Eval.point`), its end or error
+    event, its exit code."""
 
     curve: list[dict[str, Any]] = field(default_factory=list)
+    start: Start | None = None  # its first start event (a resumed or restarted run sends one per process)
     end: End | None = None
     error: Error | None = None
     code: int = 0

@@ -1,31 +1,39 @@
-"""One record for one run, whichever scheduler ran it: the default-settings trial run by the search and by PBT
-(member 0 starts from the default) is recorded through `lmtune.study.record.ended` by both, so its records
-hold the same fields, and the same values for everything the run itself decides."""
+"""One record for one run, whichever scheduler ran it: the default-settings run by the search, by PBT (member 0
+starts from the default), by the final runs and by `lmtune train` is recorded through
+`lmtune.study.record.ended` by all four, so its records hold the same fields, and the same values for
+everything the run itself decides."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import tiny_overrides
-from lmtune.config import load_config
+from lmtune.config import StudyConfig, load_config
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.protocol import End, Ending, Error, Outcome, read_event
 from lmtune.study import record
 from lmtune.study.record import TrialRecord
+from lmtune.tuner.final import FinalRunner
 from lmtune.tuner.search import Tuner
+from lmtune.tuner.train_one import RESULT_FILE, train_one
 
 QUICKSTART = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
 ONLY = {"search": set(), "pbt": {"pbt"}}  # what only one scheduler records
 TIMES = {"wall_time_s", "overhead_s", "startup_s"}  # measured: present in both, values differ
 
 
-def _default_trial(strategy: str, tiny_model: Path, tiny_csv: Path, d: Path) -> TrialRecord:
+def _cfg(strategy: str, tiny_model: Path, tiny_csv: Path, d: Path) -> StudyConfig:
     extra = ["search.pbt.population_size=2", "search.pbt.ready_every=12"] if strategy == "pbt" else []
-    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12",
-                                   "execution.workers=2", f"search.strategy={strategy}", *extra])
+    return load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12",
+                                    "execution.workers=2", f"search.strategy={strategy}", *extra])
+
+
+def _default_trial(strategy: str, tiny_model: Path, tiny_csv: Path, d: Path) -> TrialRecord:
+    cfg = _cfg(strategy, tiny_model, tiny_csv, d)
     summary = Tuner(cfg, n_trials=2, backend=SimulatedExecutor(workers=2)).run()
     trials = [r for r in record.records(summary.study.trials) if r.is_default or (r.pbt or {}).get("member") == 0]
     assert len(trials) == 1 and trials[0].state == "COMPLETE"
@@ -44,6 +52,25 @@ def test_the_same_run_is_recorded_alike_by_the_search_and_by_pbt(tiny_model: Pat
     assert set(search) >= TIMES
     for key in sorted(set(search) - TIMES - {"trial_dir", "pbt", "is_default"}):
         assert search[key] == pbt[key], key
+
+
+# what the run itself decides, and so every scheduler's record of it must agree on
+RUN_DECIDES = ("train_tokens", "precision", "precision_reason", "forward", "stopped_by")
+
+
+def test_the_same_run_is_recorded_alike_by_the_final_runs_and_lmtune_train(tiny_model: Path, tiny_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    search = _recorded(_default_trial("random", tiny_model, tiny_csv, tmp_path / "study"))
+    final = FinalRunner(tmp_path / "study", seeds=1, log=lambda _m: None, backend=SimulatedExecutor(workers=1)).run()
+    run = next(r for r in final.results["runs"] if r["which"] == "default")
+    one = train_one(_cfg("random", tiny_model, tiny_csv, tmp_path / "study"), out=tmp_path / "train",
+                    backend=SimulatedExecutor(workers=1), log=lambda _m: None)
+    kept = json.loads((tmp_path / "train" / RESULT_FILE).read_text())
+    assert search["precision"] == "fp32"  # the stand-in trainer says so in its start event only
+    for name, rec in (("final", run), ("train", kept)):
+        assert {k: rec.get(k) for k in RUN_DECIDES} == {k: search.get(k) for k in RUN_DECIDES}, name
+        assert rec["wall_time_s"] > 0 and rec["overhead_s"] is not None, name
+    assert one.train_tokens == search["train_tokens"]
 
 
 @pytest.mark.parametrize(("end", "error", "budget", "state"), [

@@ -151,7 +151,8 @@ def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float 
     ``train_tokens``; by default the outcome's own). ``stopped_for_budget``: the scheduler stopped this run
     because the budget is spent (why, in words): a stop it sent is then recorded as ``Ending.BUDGET`` with
     that stop reason, not as pruned. The end event's precision, forward, micro-batch and adapter folder are
-    recorded as the trainer reports them; a run that ended without an end event, or with an error, or
+    recorded as the trainer reports them (precision and forward from its start event where the end does not
+    say); a run that ended without an end event, or with an error, or
     without a finite objective fails with its reason."""
     end = outcome.end
     curve = list(outcome.curve if curve is None else curve)
@@ -165,6 +166,9 @@ def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float 
         fields["overhead_s"] = max(0.0, wall_s - (end.busy_s if busy_s is None else busy_s))
         fields["stopped_by"] = how.wire if how is not Ending.FAILED else end.ending.wire
         fields.update({k: getattr(end, k) for k in _FROM_END if getattr(end, k) is not None})
+    if outcome.start is not None:  # what it ran with, when the end event does not say (a script, the stand-in)
+        fields.update({k: v for k, v in started(outcome.start, startup_s=0.0).items()
+                       if k != "startup_s" and v is not None and fields.get(k) is None})
     reason = failure_reason(outcome)
     if how is Ending.FAILED:
         return Ended(how, "FAIL", None, reason, {**fields, "fail_reason": reason})

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmtune.execution import TrialHandle
-from lmtune.protocol import Decision, End, Error, Eval, Event, Outcome, read_event
+from lmtune.protocol import Decision, End, Error, Eval, Event, Outcome, Start, read_event
 
 OnEval = Callable[[Eval, list[dict[str, Any]]], Decision]
 
@@ -30,7 +30,10 @@ def relay(proc: TrialHandle, *, on_eval: OnEval | None = None,
             outcome.end = ev
         elif isinstance(ev, Error):
             outcome.error = ev
-        elif on_event is not None:
-            on_event(ev)
+        else:
+            if isinstance(ev, Start) and outcome.start is None:
+                outcome.start = ev
+            if on_event is not None:
+                on_event(ev)
     outcome.code = proc.wait()
     return outcome
