@@ -61,3 +61,19 @@ def test_the_base_class_defaults_are_a_fixed_list_with_nothing_kept() -> None:
     with pytest.raises(NotImplementedError):
         s.on_end(0, None)  # type: ignore[arg-type]
     assert Launch(1, None, Path("x")).key == 1  # type: ignore[arg-type]
+
+
+def test_every_strategy_states_its_traits_and_no_recipe_compares_strategy_names() -> None:
+    import re
+
+    from lmtune.strategies import traits
+
+    names = get_args(SearchSection.model_fields["strategy"].annotation)
+    assert {n: traits(n).samples for n in names} == {n: n not in ("grid", "pbt") for n in names}
+    assert [n for n in names if traits(n).changes_settings] == ["pbt"]
+    src = Path(__file__).parents[2] / "src" / "lmtune"
+    compared = re.compile(r"strategy\s*(==|!=|in\b|not in\b)\s*[\"'(]")
+    found = [f"{f.relative_to(src)}:{n}" for layer in ("tuner", "schedulers", "strategies", "execution", "study")
+             for f in sorted((src / layer).rglob("*.py"))
+             for n, line in enumerate(f.read_text().splitlines(), 1) if compared.search(line)]
+    assert found == []

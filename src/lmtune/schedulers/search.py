@@ -32,6 +32,7 @@ from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import (
     prune_metric,
     pruning_value,
+    traits,
 )
 from lmtune.study import INTERRUPTED, finished, record, requeue, storage_fault
 from lmtune.tuner import (
@@ -112,7 +113,7 @@ class SearchScheduler(Scheduler):
 
     def suggest(self, device: str, threads: int) -> Launch | None:
         while self._done + len(self._running) + self._others < self.target:
-            if (self.queued_only or self.search.strategy == "grid") and not waiting(self.study):
+            if (self.queued_only or traits(self.search.strategy).points) and not waiting(self.study):
                 if not self._others:  # else a dead worker's point may come back to the queue
                     self._stop = ("queued configurations done" if self.queued_only else
                                   "grid exhausted (failed points are not retried; see 'lmtune status')")
@@ -311,7 +312,7 @@ def auto_pins(strategy: str, plan: Plan) -> dict[str, Any]:
     ones, and on BBC topics auto tested 2.2 points below the peer (docs/search.md); planned at the
     longest length it tied the peer at a third of its tokens. The default trial and warm-start
     configurations keep their own lengths (they are enqueued whole)."""
-    if strategy != "auto":
+    if not traits(strategy).pins_length:
         return {}
     return longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
 

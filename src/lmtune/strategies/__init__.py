@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.strategies.pruners import LengthOf, make_pruner, prune_metric, pruner_name, pruning_value
 from lmtune.strategies.samplers import make_sampler, startup_trials
+from lmtune.strategies.traits import StrategyTraits, traits
 
 if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
-__all__ = ["PBT", "LengthOf", "make_pruner", "make_sampler", "prune_metric", "pruner_name", "pruning_value",
-           "startup_trials"]
+__all__ = ["PBT", "LengthOf", "StrategyTraits", "make_pruner", "make_sampler", "prune_metric", "pruner_name",
+           "pruning_value", "startup_trials", "traits"]
 
 # The rest of the face: each name imported from its module when first named, so importing the package stays
 # cheap (no torch, no Optuna until used) and free of import cycles between layers.

@@ -22,6 +22,7 @@ import optuna
 from lmtune.config import SearchSection
 from lmtune.errors import ConfigError, StudyError
 from lmtune.space import Space
+from lmtune.strategies import traits
 from lmtune.study import load_study, record
 from lmtune.tuner.transfer import top_configs
 
@@ -43,7 +44,7 @@ def prior_configs(search: SearchSection, *, metric: str, direction: str, study_d
     study's space); raises ``ConfigError`` (exit 2) for a folder that is not a study or that ranks by
     another metric: before anything is tokenized or trained."""
     out: list[Prior] = []
-    if search.prior_studies and search.strategy in ("grid", "pbt"):
+    if search.prior_studies and not traits(search.strategy).samples:
         raise ConfigError(f"search.prior_studies: not used by strategy {search.strategy} (grid runs its "
                           "points, pbt its population); use a sampling strategy (auto, bayes, random, asha, hyperband)")
     for folder in search.prior_studies:

@@ -31,6 +31,7 @@ from lmtune.config import StudyConfig, TaskSection, validate
 from lmtune.errors import ConfigError
 from lmtune.schedulers import waiting
 from lmtune.space import Space
+from lmtune.strategies import traits
 from lmtune.study import PROXY_SUFFIX, StudyPaths, finished, read_meta, record, stage_entries, storage_for, write_meta
 from lmtune.tuner.budget import RunSummary
 from lmtune.tuner.plan import make_plan
@@ -78,10 +79,10 @@ def proxy_config(cfg: StudyConfig, *, storage: str, train_rows: int | None = Non
         raw["training"]["max_steps"] = p.max_steps
     raw["search"]["strategy"] = p.strategy or cfg.search.strategy
     raw["search"]["n_trials"] = p.n_trials or cfg.search.n_trials
-    if cfg.search.strategy == "pbt" and p.refine_trials:
+    if traits(cfg.search.strategy).changes_settings and p.refine_trials:
         raise ConfigError("proxy.refine_trials: a PBT population cannot start from the transferred trials; set "
                           "proxy.refine_trials: 0, or search.strategy to bayes, random, asha or hyperband")
-    if raw["search"]["strategy"] == "pbt":
+    if traits(raw["search"]["strategy"]).changes_settings:
         raise ConfigError("proxy.strategy: PBT changes a trial's settings while it trains, so its trials are no "
                           "single configuration to transfer; set proxy.strategy to bayes, random, asha, "
                           "hyperband or grid")

@@ -31,6 +31,7 @@ from lmtune.strategies import (
     prune_metric,
     pruner_name,
     startup_trials,
+    traits,
 )
 from lmtune.study import (
     StudyPaths,
@@ -78,13 +79,13 @@ class Tuner:
         self.queued_only = queued_only
         self.backend = backend  # None: the one execution.backend names
         ex = cfg.execution
-        if shared and cfg.search.strategy == "pbt":
+        if shared and traits(cfg.search.strategy).changes_settings:
             raise ConfigError("search.strategy: pbt runs from one driver (its population state is in the study "
                               "directory); spread a population over machines with 'lmtune tune' and "
                               "execution.backend: ray instead of 'lmtune worker'")
         self.coord: Coordination = (SharedCoordination(heartbeat_interval=ex.heartbeat_interval,
                                                        grace_period=ex.grace_period,
-                                                       grid=cfg.search.strategy == "grid")
+                                                       grid=traits(cfg.search.strategy).points)
                                     if shared else LocalCoordination())
         self.n_trials = n_trials or cfg.search.n_trials
         self.reporter = reporter or PlainReporter()
@@ -285,7 +286,7 @@ class Tuner:
             log.warning("no default-settings trial (the baseline): training.%s lies outside search.space; "
                         "widen the space or set the default inside it", ", training.".join(outside))
         has_default = any(r.is_default for r in record.records(trials))
-        if self.cfg.search.strategy != "grid":
+        if not traits(self.cfg.search.strategy).points:
             if wants_default and not has_default:
                 study.enqueue_trial(default, user_attrs=record.enqueue_attrs(is_default=True))
             return self.n_trials
