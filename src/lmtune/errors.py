@@ -23,6 +23,10 @@ class StudyError(LmtuneError, ValueError):
     """The study directory or storage is missing or inconsistent."""
 
 
+class NotAStudyError(StudyError, FileNotFoundError):
+    """The folder is not an lmtune study directory (it has no ``lmtune.json``)."""
+
+
 class StudyFault(Exception):
     """The study could not go on for a fault of the machine, not of the input: its storage could not be
     written (disk full, database connection lost). The CLI prints the message (what was kept, what is

@@ -144,3 +144,20 @@ def test_a_file_where_the_report_folder_goes_is_one_message_and_nothing_is_touch
     assert out.returncode == 2 and "Traceback" not in text, text[-2000:]
     assert f"{study_dir / 'report'} is a file, not a folder" in text and "move or delete the file" in text
     assert (study_dir / "report").read_text() == "my notes" and sorted(p.name for p in study_dir.iterdir()) == before
+
+
+def test_the_report_reads_a_study_folder_as_the_study_store_does(tmp_path: Path) -> None:
+    """One reader of a study directory, one error family: what `lmtune status` or `lmtune final` would say
+    about the folder is what the report says."""
+    from lmtune.errors import NotAStudyError, StudyError
+    from lmtune.study import read_meta
+
+    for broken in (None, "{not json", '{"study_name": "x"}'):
+        if broken is not None:
+            (tmp_path / "lmtune.json").write_text(broken, encoding="utf-8")
+        with pytest.raises(StudyError) as store:
+            read_meta(tmp_path)
+        with pytest.raises(StudyError) as report:
+            load_study_dir(tmp_path)
+        assert type(report.value) is type(store.value) and str(report.value) == str(store.value)
+        assert isinstance(report.value, NotAStudyError) == (broken is None)

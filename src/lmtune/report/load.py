@@ -21,8 +21,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from lmtune.errors import StudyError
-from lmtune.study import open_study, storage_url
+from lmtune.errors import NotAStudyError, StudyError
+from lmtune.study import META_FILE, open_study, read_meta, storage_url
 
 __all__ = [
     "META_FILE",
@@ -33,16 +33,13 @@ __all__ = [
     "load_study_dir",
 ]
 
-META_FILE = "lmtune.json"
 RESULTS_FILE = Path("final") / "results.json"
 
 
-class StudyDirError(FileNotFoundError):
-    """The directory is not an lmtune study directory (it has no ``lmtune.json``)."""
-
-
-class StudyMetaError(ValueError):
-    """``lmtune.json`` or ``final/results.json`` exists but cannot be used (bad JSON, missing keys)."""
+# The report's errors are the study store's (one reader of a study directory, one error family): kept under
+# these names for callers of the report API.
+StudyDirError = NotAStudyError  # no lmtune.json: a FileNotFoundError and a StudyError
+StudyMetaError = StudyError  # lmtune.json or final/results.json unusable: a ValueError
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,10 @@ class StudyRecord:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise StudyMetaError(f"{path} is not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path} is not valid JSON ({exc}); 'lmtune final' writes it again") from None
     if not isinstance(data, dict):
-        raise StudyMetaError(f"{path} must hold a JSON object, found {type(data).__name__}")
+        raise StudyError(f"{path} must hold a JSON object, found {type(data).__name__}")
     return data
 
 
@@ -90,28 +87,16 @@ def _proxy_name(meta: Mapping[str, Any]) -> str | None:
 def load_study_dir(study_dir: Path | str) -> StudyRecord:
     """Load the study record of ``study_dir``.
 
-    Raises ``StudyDirError`` (a ``FileNotFoundError``) when ``lmtune.json`` is absent, and
-    ``StudyMetaError`` (a ``ValueError``) when it or ``final/results.json`` is malformed or names a
-    study the storage does not hold.
+    Raises the study store's errors: `lmtune.errors.NotAStudyError` (a ``FileNotFoundError``) when
+    ``lmtune.json`` is absent, `lmtune.errors.StudyError` (a ``ValueError``) when it or
+    ``final/results.json`` is malformed or names a study the storage does not hold.
     """
     study_dir = Path(study_dir)
-    meta_path = study_dir / META_FILE
-    if not meta_path.is_file():
-        raise StudyDirError(
-            f"{study_dir} is not an lmtune study directory: no {META_FILE} there. "
-            "Run `lmtune tune <study.yaml>` first, then `lmtune report` on the study directory."
-        )
-    meta = _read_json(meta_path)
-    missing = [k for k in ("study_name", "storage") if not isinstance(meta.get(k), str)]
-    if missing:
-        raise StudyMetaError(f"{meta_path} lacks {', '.join(missing)}; rerun `lmtune tune` to rewrite it")
-    try:  # the study store's own reader: a moved SQLite file found, a damaged database named
-        storage = storage_url(study_dir, meta)
-        study = open_study(meta["study_name"], storage)
-        proxy_name = _proxy_name(meta)
-        proxy = open_study(proxy_name, storage) if proxy_name else None
-    except StudyError as exc:
-        raise StudyMetaError(f"{meta_path}: {exc}") from None
+    meta = read_meta(study_dir)  # the study store's reader: one message for a missing or damaged lmtune.json
+    storage = storage_url(study_dir, meta)  # a moved SQLite file found, a missing one named
+    study = open_study(meta["study_name"], storage)
+    proxy_name = _proxy_name(meta)
+    proxy = open_study(proxy_name, storage) if proxy_name else None
     results_path = study_dir / RESULTS_FILE
     return StudyRecord(
         study_dir=study_dir,

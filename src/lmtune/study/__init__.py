@@ -24,16 +24,25 @@ if TYPE_CHECKING:
     from lmtune.study.lock import driver_lock
     from lmtune.study.record import TrialRecord
     from lmtune.study.stages import PROXY_SUFFIX, Stage, stage_entries
-    from lmtune.study.store import check_not_lost, fault_message, open_study, requeue, storage_fault, storage_url
+    from lmtune.study.store import (
+        META_FILE,
+        check_not_lost,
+        fault_message,
+        open_study,
+        requeue,
+        storage_fault,
+        storage_url,
+    )
 
-__all__ = ["INTERRUPTED", "PROXY_SUFFIX", "Stage", "StudyPaths", "TrialRecord", "best_trial", "check_not_lost",
-           "check_writable", "default_trial", "driver_lock", "fault_message", "finished", "load_study", "open_study",
-           "prepare_folder", "read_meta", "recover_interrupted", "requeue", "stage_entries", "storage_fault",
-           "storage_for", "storage_url", "train_tokens_spent", "write_meta"]
+__all__ = ["INTERRUPTED", "META_FILE", "PROXY_SUFFIX", "Stage", "StudyPaths", "TrialRecord", "best_trial",
+           "check_not_lost", "check_writable", "default_trial", "driver_lock", "fault_message", "finished",
+           "load_study", "open_study", "prepare_folder", "read_meta", "recover_interrupted", "requeue",
+           "stage_entries", "storage_fault", "storage_for", "storage_url", "train_tokens_spent", "write_meta"]
 
 # The rest of the face: each name imported from its module when first named, so importing the package stays
 # cheap (no torch, no Optuna until used) and free of import cycles between layers.
 _FACE = {
+    "META_FILE": "store",
     "PROXY_SUFFIX": "stages",
     "Stage": "stages",
     "TrialRecord": "record",

@@ -23,7 +23,7 @@ import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.errors import StudyError
+from lmtune.errors import NotAStudyError, StudyError
 from lmtune.study import record
 
 META_FILE = "lmtune.json"
@@ -182,12 +182,13 @@ def write_meta(paths: StudyPaths, meta: dict[str, Any]) -> None:
 def read_meta(study_dir: str | Path) -> dict[str, Any]:
     path = Path(study_dir) / META_FILE
     if not path.is_file():
-        raise StudyError(f"{study_dir}: not an lmtune study directory (no {META_FILE}); run "
-                         "'lmtune tune CONFIG' first, or pass the study.dir of your config")
+        raise NotAStudyError(f"{study_dir}: not an lmtune study directory (no {META_FILE}); run "
+                             "'lmtune tune CONFIG' first, or pass the study.dir of your config")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path}: damaged ({exc}); 'lmtune tune' with the study's config rewrites it") from None
+        raise StudyError(f"{path}: damaged, not valid JSON ({exc}); 'lmtune tune' with the study's config "
+                         "rewrites it") from None
     if not isinstance(meta, dict) or "study_name" not in meta or "storage" not in meta:
         raise StudyError(f"{path}: not an lmtune study record (no study_name/storage); 'lmtune tune' with the "
                          "study's config rewrites it")
