@@ -92,3 +92,18 @@ def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path
     # per example, so a study may end slightly above the cap when its last batches are longer than the mean;
     # 7 tokens = 0.15 % here once the batch windows changed)
     assert sum(t.user_attrs["train_tokens"] for t in rand) <= 1.5 * three * 1.01
+
+
+def test_the_first_stop_reason_keeps_its_kind() -> None:
+    """The CLI's exit code and the proxy stages read the kind, not the words: failures first, then a cap."""
+    from lmtune.tuner.budget import StopKind
+
+    study = optuna.create_study()
+    budget = Budget(BudgetSection(max_trials=1), max_failures=2, t0=time.monotonic())
+    assert budget.reason(study, failures=0) == "" and budget.stopped is None
+    assert budget.reason(study, failures=2).startswith("stopped: 2 trials failed")
+    assert budget.stopped is StopKind.FAILURES
+    study.ask()
+    assert budget.reason(study, failures=0) == "budget: max_trials 1 reached"
+    assert budget.stopped is StopKind.FAILURES  # the first reason given is the run's
+    assert StopKind.FAILURES.failed and StopKind.STAGE.failed and not StopKind.BUDGET.failed

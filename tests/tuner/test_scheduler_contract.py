@@ -52,6 +52,7 @@ from lmtune.schedulers.pbt import PBTRunner
 from lmtune.schedulers.search import SearchScheduler
 from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import drive as drive_module
+from lmtune.tuner.budget import StopKind
 from lmtune.tuner.final import FinalRunner
 from lmtune.tuner.search import Tuner
 
@@ -230,6 +231,7 @@ def test_the_search_keeps_the_contract(name: str, checked: list[Checked], tiny_m
         assert summary.stop_reason.startswith("budget: max_train_tokens") and len(done) < 5
     else:
         assert len(done) == 5 and summary.stop_reason == "n_trials reached"
+    assert summary.stop_kind is (StopKind.BUDGET if name == "token-cap" else StopKind.FINISHED)
 
 
 def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
@@ -237,7 +239,7 @@ def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_c
                "search.pbt.ready_every=3")
     summary = Tuner(cfg, backend=SimulatedExecutor(workers=2)).run()
     checked[0].assert_kept()
-    assert summary.stop_reason == "population finished"
+    assert summary.stop_reason == "population finished" and summary.stop_kind is StopKind.FINISHED
     assert [t.state for t in summary.study.trials] == [TrialState.COMPLETE] * 3
     # 3 members on 2 slots: someone paused for a slot and was resumed, so a key started more than once
     assert len(checked[0].started_keys) > 3

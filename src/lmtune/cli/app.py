@@ -50,7 +50,7 @@ def tune(config: Annotated[Path, typer.Argument(help="Study YAML")], set_: SetOp
     out.print(f"\n{summary.stop_reason}; study at {cfg.study.dir} ({summary.wall_time_s:.0f}s this run)")
     _print_best(payload)
     _print_next(payload, cfg.study.dir)
-    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+    if payload.get("best", 1) is None or summary.stop_kind.failed:
         raise typer.Exit(1)
 
 
@@ -95,7 +95,7 @@ def worker(config: Annotated[Path, typer.Argument(help="Study YAML (study.storag
     payload = best_payload(summary.study, read_meta(cfg.study.dir))
     out.print(f"\n{summary.stop_reason}; this worker ran {len(summary.ran)} trials ({summary.wall_time_s:.0f}s)")
     _print_best(payload)
-    if payload.get("best", 1) is None or summary.stop_reason.startswith("stopped"):
+    if payload.get("best", 1) is None or summary.stop_kind.failed:
         raise typer.Exit(1)
 
 

@@ -68,5 +68,5 @@ def tune_two_stage(cfg: Any, n_trials: int | None) -> tuple[list[str], dict[str,
     if tr is not None:
         lines += transfer_lines(tr)
     payload = best_payload(run.target_study, meta)
-    failed = payload.get("best", 1) is None or run.stop_reason.startswith(("stopped", "proxy stage", "target stage"))
+    failed = payload.get("best", 1) is None or run.stop_kind.failed
     return lines, payload, failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 
 import optuna
 
@@ -12,7 +13,21 @@ from lmtune.config import BudgetSection
 from lmtune.study import train_tokens_spent
 from lmtune.tuner.plan import Plan
 
-__all__ = ["Budget", "RunSummary"]
+__all__ = ["Budget", "RunSummary", "StopKind"]
+
+
+class StopKind(Enum):
+    """Why a run stopped, as the CLI's exit code and the proxy stages need it (the stop reason is its words)."""
+
+    FINISHED = "finished"  # it ran what it was asked: n_trials, the grid, the population, the queue
+    BUDGET = "budget"      # a budget cap (tokens, wall time, trials)
+    FAILURES = "failures"  # search.max_failures trials failed in this run
+    STAGE = "stage"        # a proxy study's stage ended the run before the target was searched
+
+    @property
+    def failed(self) -> bool:
+        """The run ended without doing what it was asked, for a reason that is not the user's cap."""
+        return self in (StopKind.FAILURES, StopKind.STAGE)
 
 
 @dataclass
@@ -20,6 +35,7 @@ class RunSummary:
     plan: Plan
     study: optuna.Study
     stop_reason: str
+    stop_kind: StopKind = StopKind.FINISHED
     failures: int = 0
     wall_time_s: float = 0.0
     ran: list[int] = field(default_factory=list)
@@ -37,6 +53,7 @@ class Budget:
 
     def __init__(self, budget: BudgetSection, *, max_failures: int, t0: float, unit_tokens: float = 0.0) -> None:
         self.budget, self.max_failures, self.t0 = budget, max_failures, t0
+        self.stopped: StopKind | None = None  # the kind of the first stop reason given
         self.unit_tokens = unit_tokens
         self.learn_unit = not unit_tokens  # no tokenized split here (a script): learn it from the reports
         self._seen = (0, 0)  # reported (tokens, examples), summed over reports, for that estimate
@@ -44,17 +61,21 @@ class Budget:
         self._lock = threading.Lock()
 
     def reason(self, study: optuna.Study, failures: int) -> str:
+        """Why the run must stop now ("" while it may go on); `stopped` keeps the kind of the first reason."""
         b = self.budget
+        kind, why = StopKind.BUDGET, ""
         if failures >= self.max_failures:
-            return (f"stopped: {failures} trials failed in this run (search.max_failures="
-                    f"{self.max_failures}); see the reasons with 'lmtune status'")
-        if b.max_wall_time and time.monotonic() - self.t0 >= b.max_wall_time:
-            return f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
-        if b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
-            return f"budget: max_trials {b.max_trials} reached"
-        if b.max_train_tokens and self.next_interval_crosses_cap(study):
-            return f"budget: max_train_tokens {b.max_train_tokens} reached"
-        return ""
+            kind, why = StopKind.FAILURES, (f"stopped: {failures} trials failed in this run (search.max_failures="
+                                            f"{self.max_failures}); see the reasons with 'lmtune status'")
+        elif b.max_wall_time and time.monotonic() - self.t0 >= b.max_wall_time:
+            why = f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
+        elif b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
+            why = f"budget: max_trials {b.max_trials} reached"
+        elif b.max_train_tokens and self.next_interval_crosses_cap(study):
+            why = f"budget: max_train_tokens {b.max_train_tokens} reached"
+        if why and self.stopped is None:
+            self.stopped = kind
+        return why
 
     def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
                    examples_per_unit: int = 0) -> bool:

@@ -33,7 +33,7 @@ from lmtune.schedulers import waiting
 from lmtune.space import Space
 from lmtune.strategies import traits
 from lmtune.study import PROXY_SUFFIX, StudyPaths, finished, read_meta, record, stage_entries, storage_for, write_meta
-from lmtune.tuner.budget import RunSummary
+from lmtune.tuner.budget import RunSummary, StopKind
 from lmtune.tuner.plan import make_plan
 from lmtune.tuner.progress import PlainReporter, Reporter
 from lmtune.tuner.search import Tuner
@@ -51,6 +51,7 @@ class TwoStageSummary:
     proxy: RunSummary | None = None  # None when a finished proxy stage was skipped
     target: list[RunSummary] | None = None  # transfer run, then refine run; None when stage 2 did not start
     stop_reason: str = ""
+    stop_kind: StopKind = StopKind.FINISHED
     wall_time_s: float = 0.0
 
 
@@ -152,7 +153,8 @@ class TwoStageTuner:
                                     direction=self.cfg.study.direction, load_if_exists=True)
         summary = TwoStageSummary(proxy_study=proxy, target_study=target)
         try:
-            summary.stop_reason = self._proxy_stage(pcfg, proxy, summary) or self._target_stage(
+            early = self._proxy_stage(pcfg, proxy, summary)
+            summary.stop_reason, summary.stop_kind = (early, StopKind.STAGE) if early else self._target_stage(
                 target, proxy, summary, plan.space)
         finally:
             summary.wall_time_s = time.monotonic() - t0
@@ -180,16 +182,16 @@ class TwoStageTuner:
             extra["proxy_model"] = True
         run = Tuner(pcfg, n_trials=self.n_trials, reporter=self.reporter(), spec_extra=extra).run()
         summary.proxy = run
-        if run.stop_reason.startswith(("stopped", "budget")):
+        if run.stop_kind is not StopKind.FINISHED:
             return f"proxy stage: {run.stop_reason}; re-run the same command to resume"
         return ""
 
     def _target_stage(self, target: optuna.Study, proxy: optuna.Study, summary: TwoStageSummary,
-                      space: Space) -> str:
+                      space: Space) -> tuple[str, StopKind]:
         wants_default = self._wants_default(space)
         transfers = top_configs(proxy, self.proxy.top_k, with_default=wants_default)
         if not transfers:
-            return "proxy stage: no trial completed, nothing to transfer; see 'lmtune status'"
+            return "proxy stage: no trial completed, nothing to transfer; see 'lmtune status'", StopKind.STAGE
         enqueue_transfers(target, transfers)
         linked = _linked(target)  # every transfer ever enqueued (a re-run with more proxy trials may add some)
         n_transfer = len(linked) + (wants_default and not any(linked.values()))  # the Tuner adds a missing default
@@ -202,13 +204,14 @@ class TwoStageTuner:
             unpruned = self.cfg.search.model_copy(update={"strategy": "random", "pruner": "none"})
             runs.append(self._target_run(self.cfg.model_copy(update={"search": unpruned}), n_transfer,
                                          queued_only=True))
-            if runs[-1].stop_reason.startswith(("stopped", "budget")):
-                return f"target stage: {runs[-1].stop_reason}; re-run the same command to resume"
+            if runs[-1].stop_kind is not StopKind.FINISHED:
+                return (f"target stage: {runs[-1].stop_reason}; re-run the same command to resume",
+                        StopKind.STAGE)
         n_total = n_transfer - _failed_transfers(target) + self.proxy.refine_trials  # refine_trials more, exactly
         if finished(target) < n_total:
             runs.append(self._target_run(self.cfg, n_total))
-            return runs[-1].stop_reason
-        return "n_trials reached"
+            return runs[-1].stop_reason, runs[-1].stop_kind
+        return "n_trials reached", StopKind.FINISHED
 
     def _target_run(self, cfg: StudyConfig, n_trials: int, *, queued_only: bool = False) -> RunSummary:
         return Tuner(cfg, n_trials=n_trials, reporter=self.reporter(), meta={"stages": self.stages},

@@ -44,7 +44,7 @@ from lmtune.study import (
     write_meta,
 )
 from lmtune.training import resolve_model
-from lmtune.tuner.budget import Budget, RunSummary
+from lmtune.tuner.budget import Budget, RunSummary, StopKind
 from lmtune.tuner.coordination import Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import drive
 from lmtune.tuner.plan import (
@@ -77,6 +77,7 @@ class Tuner:
                  shared: bool = False, backend: Executor | None = None, queued_only: bool = False) -> None:
         self.cfg = cfg
         self.queued_only = queued_only
+        self._budget: Budget | None = None  # the run's budget, once prepared (its stop kind goes in the summary)
         self.backend = backend  # None: the one execution.backend names
         ex = cfg.execution
         if shared and traits(cfg.search.strategy).changes_settings:
@@ -110,6 +111,7 @@ class Tuner:
                 try:
                     reason = drive(scheduler, executor)
                     summary.stop_reason = reason or scheduler.finished_reason
+                    summary.stop_kind = (self._budget.stopped if reason and self._budget else None) or StopKind.FINISHED
                 finally:
                     executor.close()
                     if self.tracker is not None:
@@ -149,7 +151,7 @@ class Tuner:
         if population < 2:
             raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
                               "set search.pbt.population_size or --n-trials to 2 or more")
-        pbt_budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0)
+        pbt_budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0)
         runner = PBTRunner(plan, study, pbt=cfg.search.pbt, population=population, metric=cfg.study.metric,
                            seed=cfg.study.seed, eval_every=cfg.training.eval_every,
                            include_default=cfg.search.include_default, reporter=self.reporter,
@@ -174,8 +176,8 @@ class Tuner:
                                    seconds_left=cfg.budget.max_wall_time)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
-        budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
-                        unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
+        budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
+                                       unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
         scheduler = SearchScheduler(plan, study, search=cfg.search, metric=cfg.study.metric,
                                     direction=cfg.study.direction, trial_timeout=cfg.execution.trial_timeout,
                                     coord=self.coord, reporter=self.reporter, budget=budget, target=target,
