@@ -101,7 +101,8 @@ def check_crash(ex: Executor, spec_for: SpecFor, folder: Path) -> None:
 
 
 def check_checkpoints(ex: Executor, spec_for: SpecFor, folder: Path) -> None:
-    """The backend lists, sizes and deletes the checkpoints its trainers reported (deleting twice is fine)."""
+    """The backend resolves, lists, sizes and deletes the checkpoints its trainers reported (deleting twice is
+    fine)."""
     d = folder / "checkpoints"
     d.mkdir(parents=True, exist_ok=True)
     events, code, _ = run_one(ex, replace(spec_for(0, d), checkpoint_every=2), d, lambda ev: Continue())
@@ -110,6 +111,11 @@ def check_checkpoints(ex: Executor, spec_for: SpecFor, folder: Path) -> None:
     assert reported, "no evaluation reported a checkpoint with checkpoint_every=2"
     assert ex.list_checkpoints(d) == sorted(reported), f"listed {ex.list_checkpoints(d)}, reported {reported}"
     assert all(ex.checkpoint_bytes(p) > 0 for p in reported), "a reported checkpoint sized 0 bytes"
+    at = {int(ev["units"]): Path(ev["checkpoint"]) for ev in events if ev["event"] == "eval" and ev.get("checkpoint")}
+    for units, path in at.items():  # a scheduler names a checkpoint by (trial folder, units): the backend resolves it
+        assert ex.checkpoint_path(d, units) == path, f"checkpoint_path({d}, {units}) is not the reported {path}"
+        assert ex.checkpoint_units(path) == units and ex.checkpoint_ready(path), f"{path}: not whole, or not at {units}"
+    assert not ex.checkpoint_ready(ex.checkpoint_path(d, 999)), "a checkpoint never saved reads as ready"
     ex.delete_checkpoint(reported[0])
     ex.delete_checkpoint(reported[0])  # already gone: no error
     assert ex.list_checkpoints(d) == sorted(reported[1:]) and ex.checkpoint_bytes(reported[0]) == 0, \
