@@ -29,9 +29,9 @@ from typing import Any
 
 __all__ = ["CHANGED_IN_PLACE", "CHECKPOINT_MANIFEST", "PROGRESS_EVERY_S", "SCRIPT_DECISIONS", "SCRIPT_DRIVER_ENV",
            "SCRIPT_EVENTS", "SCRIPT_TRIAL_ENV", "CheckpointRef", "Continue", "Decision", "End", "Ending", "Error",
-           "Eval", "Event", "Exploit", "Note", "OomRetry", "Outcome", "Pause", "Progress", "Start", "Stop", "TrialSpec",
-           "checkpoint_complete", "checkpoint_folder", "decode_decision", "decode_event", "encode_decision",
-           "encode_event", "failure_reason", "progress_event", "read_event", "script_end"]
+           "Eval", "Event", "Exploit", "Note", "OomRetry", "Outcome", "Pause", "Progress", "Start", "Stop", "ToolArgs",
+           "TrialSpec", "checkpoint_complete", "checkpoint_folder", "decode_decision", "decode_event",
+           "encode_decision", "encode_event", "failure_reason", "progress_event", "read_event", "script_end"]
 
 
 @dataclass(frozen=True)
@@ -377,6 +377,13 @@ class OomRetry:
 
 
 @dataclass(frozen=True)
+class ToolArgs:
+    """A tool trial: what the tool's Trainer actually runs with (HF's key names), for the trial's record."""
+
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Note:
     """Any other event a trainer sends (e.g. ``exploited``): shown in logs, never decided on."""
 
@@ -384,7 +391,7 @@ class Note:
     data: dict[str, Any]
 
 
-Event = Start | Progress | Eval | End | Error | OomRetry | Note
+Event = Start | Progress | Eval | End | Error | OomRetry | ToolArgs | Note
 
 
 def read_event(ev: Mapping[str, Any]) -> Event:
@@ -420,6 +427,8 @@ def read_event(ev: Mapping[str, Any]) -> Event:
                         total_examples=_int(ev.get("total_examples")))
     if kind == "oom_retry":
         return OomRetry(micro_batch_size=_int(ev.get("micro_batch_size")))
+    if kind == "tool_args":
+        return ToolArgs(values=_metrics(ev.get("values")))
     return Note(kind=str(kind), data={k: v for k, v in ev.items() if k != "event"})
 
 

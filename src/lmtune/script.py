@@ -277,6 +277,12 @@ class Trial:
         with contextlib.suppress(OSError):  # display only: a lost line must not end the training
             self._send(event)
 
+    def tool_args(self, values: Mapping[str, Any]) -> None:
+        """Record what a tool's Trainer actually runs with (a flat JSON object, HF's own key names) in the trial's
+        record (attr ``tool_args``): sent by rank 0, once the Trainer starts (`lmtune.integrations.attach`)."""
+        if self.is_reporter and self._folder is not None:
+            self._send({"event": "tool_args", "values": dict(values)})
+
     @property
     def should_stop(self) -> bool:
         """True once a report was answered with Stop."""

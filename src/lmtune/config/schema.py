@@ -98,6 +98,19 @@ class TaskSection(_Section):
     # classification: your own metrics, "package.module:function" or "path/file.py:function" taking HF's
     # EvalPrediction (logits, labels) and returning {name: number}; reported as eval_NAME (and test_NAME)
     compute_metrics: str | None = None
+    # task.type script: the command is a fine-tuning tool, tuned without editing it (docs/tools.md): trl (TRL's
+    # CLI), hf (TrainingArguments flags: run_glue.py...), llamafactory, axolotl; lmtune writes the trial's
+    # settings the tool's way and attaches itself to the tool's transformers.Trainer. none: only the
+    # {name} placeholders of task.command are filled
+    tool: Literal["none", "trl", "hf", "llamafactory", "axolotl"] | None = None
+    # the tool's own config file (llamafactory, axolotl; optional for trl): each trial runs a copy with its
+    # settings set, named by {config} in task.command
+    tool_config: str | None = None
+    # extra or renamed keys: an lmtune name (a training field or a task.defaults parameter) -> the tool's key
+    # (dotted for a nested key of the config file), e.g. {my_warmup: warmup_steps}
+    tool_args: dict[str, str] = Field(default_factory=dict)
+    # what lmtune final's runs add, so the tool scores the test split, e.g. {dataset_test_split: test}
+    tool_final_args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -135,6 +148,20 @@ class TaskSection(_Section):
             if clash:
                 raise ValueError(f"task.defaults.{clash[0]}: a training field; set it in the training section "
                                  "(task.defaults is for the script's own parameters)")
+        if self.tool is not None:
+            if self.type != "script":
+                raise ValueError(f"task.tool {self.tool}: a tool is run as task.type script (its command in "
+                                 "task.command); set task.type: script")
+            needs_config = self.tool in ("llamafactory", "axolotl")
+            if needs_config and not self.tool_config:
+                raise ValueError(f"task.tool {self.tool}: set task.tool_config to the tool's YAML config (each trial "
+                                 "runs a copy with its settings) and put {config} where the command takes it")
+            if self.tool_config and not any("{config}" in part for part in self.command or []):
+                raise ValueError("task.tool_config: put {config} in task.command where the tool takes its config "
+                                 f"file, e.g. {_tool_example(self.tool)}")
+        elif self.tool_config or self.tool_args or self.tool_final_args:
+            raise ValueError("task.tool_config / tool_args / tool_final_args: set task.tool (trl, hf, llamafactory, "
+                             "axolotl or none) too")
         if self.compute_metrics is not None and self.type != "classification":
             raise ValueError(f"task.compute_metrics is for task.type classification (lmtune's trainer hands it the "
                              f"logits); this task is {self.type}"
@@ -440,14 +467,46 @@ class StudyConfig(_Section):
                 and "eval_loss" not in reported:  # auto prunes on eval_loss: it would never prune
             raise ValueError("search.strategy: auto prunes on eval_loss, which task.metrics does not list; add "
                              "eval_loss to task.metrics or set search.prune_metric")
+        self._tool_gets_every_setting()
         natural = known_direction(self.study.metric)
         if natural is not None and natural != self.study.direction:  # the best trial would be the worst
             raise ValueError(f"study.direction: metric '{self.study.metric}' is better when "
                              f"{'lower' if natural == 'minimize' else 'higher'}; set study.direction: {natural}")
         return self
 
+    def _tool_gets_every_setting(self) -> None:
+        """A tool trial (task.tool): every searched setting, and every training field the config sets, must reach
+        the tool (refused here, before anything runs, rather than searched without effect)."""
+        task = self.task
+        if task.tool is None or task.tool == "none":
+            return
+        from lmtune.integrations import undeliverable
+
+        changed = [n for n, info in TrainingSection.model_fields.items() if getattr(self.training, n) != info.default]
+        names = [*self.search.space, *changed]  # (a saved study's config sets every field: the defaults are not news)
+        bad = undeliverable(task.tool, names, tool_args=task.tool_args, training_fields=TRAINING_FIELDS)
+        if bad:
+            where = "search.space" if bad[0] in self.search.space else "training"
+            raise ValueError(f"{where}.{bad[0]}: task.tool {task.tool} has no setting lmtune can give it for {bad[0]} "
+                             f"(docs/tools.md lists what each tool takes); map it to the tool's key in "
+                             f"task.tool_args, or leave it out")
+        command = " ".join(task.command or [])
+        own = [n for n in self.search.space if n not in TRAINING_FIELDS and n not in task.tool_args
+               and "{" + n + "}" not in command]
+        if own:
+            raise ValueError(f"search.space.{own[0]}: not a training field, so {task.tool} gets it only through "
+                             f"task.tool_args ({{{own[0]}: <the tool's key>}}) or {{{own[0]}}} in task.command")
+        if self.search.strategy == "pbt":
+            raise ValueError(f"search.strategy pbt: lmtune does not pause and resume {task.tool} runs yet (PBT needs "
+                             "both); use auto, asha or hyperband, which stop weak trials early instead")
+
 
 TRAINING_FIELDS = frozenset(TrainingSection.model_fields)
+
+
+def _tool_example(tool: str) -> str:
+    return {"llamafactory": "[llamafactory-cli, train, '{config}']", "axolotl": "[axolotl, train, '{config}']"}.get(
+        tool, "[trl, sft, --config, '{config}']")
 
 
 class ProxySection(_Section):

@@ -73,6 +73,35 @@ def with_free_port(command: list[str]) -> list[str]:
     return [part.replace(FREE_PORT, port) for part in command]
 
 
+def tool_launch(spec: TrialSpec, folder: Path, env: dict[str, str], tool: dict[str, Any]
+                ) -> tuple[list[str], dict[str, str]]:
+    """A tool trial's command (`lmtune.integrations.tools.deliver`) and environment: the folder whose
+    ``sitecustomize`` attaches lmtune to the tool's Trainer (`lmtune.integrations.attach`) first on
+    ``PYTHONPATH``, and the hub kept offline (the tool's data and model are local)."""
+    from lmtune.integrations import deliver, write_site
+
+    data_dir = _write_splits(spec, folder) if spec.extra.get("data") else None
+    command = deliver(spec, tool=str(tool["name"]), folder=folder, config=tool.get("config"),
+                      tool_args=tool.get("args") or {}, final_args=tool.get("final_args") or {}, data_dir=data_dir)
+    site = write_site(folder)
+    path = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    return command, {**env, "PYTHONPATH": path, "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+                     "HF_DATASETS_OFFLINE": env.get("HF_DATASETS_OFFLINE", "1")}
+
+
+def _write_splits(spec: TrialSpec, folder: Path) -> Path:
+    """task.dataset's splits, as the study sized them, written as ``train/validation/test.jsonl`` in
+    ``folder/data`` for the tool to load (``{data_dir}`` in task.command: ``load_dataset`` reads such a
+    folder, split names from the file names)."""
+    from lmtune.data import DataSpec, load_splits
+
+    out = folder / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for split, rows in load_splits(DataSpec(**spec.extra["data"])).items():
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), encoding="utf-8")
+    return out
+
+
 def _in_own_group() -> None:  # runs in the child between fork and exec
     os.setsid()  # the program and everything it starts (torchrun's ranks) are killed together
     die_with_parent()
@@ -94,8 +123,16 @@ class ScriptProcess:
         (self.folder / EVENTS).touch()
         self._log: IO[str] = open(log_path, "a")  # noqa: SIM115 (closed in wait())
         env = {**env, ENV_TRIAL: str(spec_path.resolve()), ENV_DRIVER: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        command = spec.command
+        tool = spec.extra.get("tool")
         try:
-            self.proc = subprocess.Popen(program(with_free_port(spec.command)), cwd=spec.workdir or None, env=env,
+            if tool is not None:  # a tool tuned unedited: its settings written its way, lmtune attached to its Trainer
+                command, env = tool_launch(spec, self.folder, env, tool)
+        except (OSError, ValueError) as exc:
+            self._log.write(f"lmtune: could not write the trial's settings for the tool: {exc}\n")
+            command = [sys.executable, "-c", "raise SystemExit(2)"]
+        try:
+            self.proc = subprocess.Popen(program(with_free_port(command)), cwd=spec.workdir or None, env=env,
                                          stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                          preexec_fn=_in_own_group if sys.platform == "linux" else None)
         except OSError as exc:

@@ -1,7 +1,9 @@
 """Bridges from other training libraries to lmtune script trials (``task.type: script``).
 
 `lmtune.integrations.transformers.LmtuneCallback` makes an HF ``Trainer`` / TRL ``SFTTrainer`` script an
-lmtune trial. Each bridge imports its library only when it is used.
+lmtune trial; `lmtune.integrations.tools` tunes a fine-tuning tool (TRL's CLI, HF example scripts,
+LLaMA-Factory, axolotl) without editing it, attaching `ToolCallback` to its Trainer
+(`lmtune.integrations.attach`). Each bridge imports its library only when it is used.
 """
 
 from __future__ import annotations
@@ -10,13 +12,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lmtune.integrations.attach import write_site
     from lmtune.integrations.hf_args import lmtune_only, optimizer_arguments, trainer_arguments
+    from lmtune.integrations.tools import TOOLS, deliver, undeliverable
 
-__all__ = ["lmtune_only", "optimizer_arguments", "trainer_arguments"]
+__all__ = ["TOOLS", "deliver", "lmtune_only", "optimizer_arguments", "trainer_arguments", "undeliverable",
+           "write_site"]
 
 # The rest of the face: each name imported from its module when first named, so importing the package stays
 # cheap (no torch, no Optuna until used) and free of import cycles between layers.
 _FACE = {
+    "TOOLS": "tools",
+    "deliver": "tools",
+    "undeliverable": "tools",
+    "write_site": "attach",
     "lmtune_only": "hf_args",
     "optimizer_arguments": "hf_args",
     "trainer_arguments": "hf_args",

@@ -49,7 +49,7 @@ from lmtune.integrations.hf_args import ArgumentsError, optimizer_arguments, tra
 from lmtune.protocol import Pause, Stop
 from lmtune.script import Trial, trial
 
-__all__ = ["LmtuneCallback"]
+__all__ = ["LmtuneCallback", "ToolCallback"]
 
 # what arguments() sets: an override of one of these would train something else than the trial says
 _OWNED = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
@@ -321,3 +321,135 @@ def _scores(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     """The scores among an HF metrics dict (not its timings: ``eval_runtime``, ``..._per_second``)."""
     return {k: float(v) for k, v in metrics.items() if k.startswith(prefix) and isinstance(v, int | float)
             and not k.endswith(("_runtime", "_per_second"))}
+
+
+# what a tool trial checks the tool's Trainer runs with: (HF name, tolerance-free comparison); the batch is
+# checked as the effective batch (per device x accumulation x processes)
+_CHECKED = ("learning_rate", "max_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "seed",
+            "max_grad_norm")
+_PEFT = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout"}
+
+
+NO_EVAL = ("tool trial: the tool's Trainer has no evaluation data, so the trial could never be judged: give it an "
+           "evaluation split (trl: a 'test' split or --dataset_test_split; llamafactory: val_size or eval_dataset; "
+           "axolotl: val_set_size; run_*.py: --do_eval with --validation_file)")
+
+
+class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+    """lmtune inside a tool's own ``Trainer`` (`lmtune.integrations.attach` adds it; the tool is not edited).
+
+    At the start of training it records what the Trainer actually runs with (the trial attr ``tool_args``:
+    the ``TrainingArguments`` values and, for LoRA, the peft config's), and stops the trial, naming the
+    setting, where that differs from what the trial asked (`lmtune.integrations.tools.expected`), or where
+    the Trainer has no evaluation data (the trial could never be judged). Then it evaluates at every
+    evaluation unit (equal data: examples = steps x per-device batch x accumulation x processes, from the
+    Trainer's own arguments) and at the last step, reports each evaluation, and stops training on a Stop.
+    A final run (``trial.evaluate_test``) scores the Trainer's evaluation data once more as ``test_*``:
+    ``task.tool_final_args`` points it at the test split."""
+
+    def __init__(self, trainer: Any, trial_: Trial | None = None) -> None:
+        self.trial = trial_ if trial_ is not None else trial()
+        self.trial.mark_read(*self.trial.spec.must_read)  # delivered by lmtune itself, checked below
+        self.trainer = trainer
+        self._batch = 0
+        self._last_eval_step = -1
+        self._next_unit = 1
+
+    @property
+    def resume_from(self) -> str | None:
+        folder = self.trial.resume_from
+        return str(folder) if folder is not None else None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        from lmtune.integrations.tools import expected
+
+        self._batch = int(args.per_device_train_batch_size) * int(args.gradient_accumulation_steps) * \
+            max(1, int(args.world_size))
+        model = kwargs.get("model")
+        actual = _flat(args.to_dict())
+        peft = _peft_config(model)
+        actual.update(peft)
+        self.trial.tool_args(actual)
+        if getattr(self.trainer, "eval_dataset", None) is None:
+            raise LmtuneError(NO_EVAL)
+        want = expected(self.trial.spec, world=max(1, int(args.world_size)))
+        wrong = []
+        batch = int(self.trial.spec.hparams["batch_size"])
+        if self._batch != batch:
+            wrong.append(f"batch_size: the Trainer trains {self._batch} examples per step "
+                         f"({args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} "
+                         f"accumulation x {args.world_size} processes), the trial asked {batch}")
+        for key in _CHECKED:
+            if key in want and not _same(actual.get(key), want[key]):
+                wrong.append(f"{key}: the Trainer runs {actual.get(key)!r}, the trial asked {want[key]!r}")
+        for ours, theirs in _PEFT.items():
+            if ours in want and not _same(peft.get(theirs), want[ours]):
+                wrong.append(f"{ours}: the model's LoRA has {theirs}={peft.get(theirs)!r}, "
+                             f"the trial asked {want[ours]!r}")
+        if wrong:
+            raise LmtuneError("tool trial: the tool did not train the trial's settings (a key the tool reads under "
+                              "another name? map it in task.tool_args): " + "; ".join(wrong))
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        examples = state.global_step * self._batch
+        if examples >= self._next_unit * self.trial.examples_per_unit:  # equal data in every trial
+            control.should_evaluate = True
+            self._next_unit = examples // self.trial.examples_per_unit + 1
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_evaluate = True  # the trial's end is always scored
+        self.trial.progress(examples, _tokens(state))
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if metrics is None or state.global_step == self._last_eval_step or not self._batch:
+            return
+        self._last_eval_step = state.global_step
+        decision = self.trial.report(_scores(metrics, "eval_"), examples=state.global_step * self._batch,
+                                     tokens=_tokens(state))
+        if isinstance(decision, Stop | Pause):
+            control.should_training_stop = True
+
+    def trained(self, trainer: Any) -> None:
+        """``Trainer.train`` returned: a final run scores the evaluation data (the test split there) as ``test_*``."""
+        t = self.trial
+        if t.evaluate_test and not t.should_stop:
+            t.finish(test_metrics=_scores(trainer.evaluate(metric_key_prefix="test"), "test_"))
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A JSON-safe flat copy (nested keys joined with '.'; other objects as text)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, bool | int | float | str) for v in value):
+            out[name] = list(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _peft_config(model: Any) -> dict[str, Any]:
+    """The LoRA settings of a peft model (r, lora_alpha, lora_dropout, target_modules), {} for another model."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or not configs:
+        return {}
+    cfg = next(iter(configs.values()))
+    targets = getattr(cfg, "target_modules", None)
+    return {"r": getattr(cfg, "r", None), "lora_alpha": getattr(cfg, "lora_alpha", None),
+            "lora_dropout": getattr(cfg, "lora_dropout", None),
+            "target_modules": sorted(targets) if isinstance(targets, set | list | tuple) else targets}
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, float) or isinstance(actual, float):
+        try:
+            return math.isclose(float(actual), float(wanted), rel_tol=1e-6, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return bool(str(actual).split(".")[-1] == str(wanted)) if isinstance(wanted, str) else bool(actual == wanted)

@@ -27,7 +27,19 @@ from optuna.trial import TrialState
 
 from lmtune.config import SearchSection
 from lmtune.execution import TrialHandle
-from lmtune.protocol import Continue, Decision, Ending, Eval, Event, OomRetry, Outcome, Progress, Start, Stop
+from lmtune.protocol import (
+    Continue,
+    Decision,
+    Ending,
+    Eval,
+    Event,
+    OomRetry,
+    Outcome,
+    Progress,
+    Start,
+    Stop,
+    ToolArgs,
+)
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import (
     prune_metric,
@@ -236,6 +248,9 @@ class SearchScheduler(Scheduler):
         elif isinstance(ev, OomRetry):  # the trainer halved its micro-batch after running out of memory
             with self._lock:
                 record.write(item.trial, micro_batch_size=ev.micro_batch_size)
+        elif isinstance(ev, ToolArgs):  # a tool trial: what the tool's Trainer runs with
+            with self._lock:
+                record.write(item.trial, tool_args=ev.values)
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         item = self._running[int(key)]  # type: ignore[call-overload]

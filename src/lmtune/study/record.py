@@ -54,6 +54,7 @@ class TrialRecord:
     prior_trial: int | None = None
     prior_value: float | None = None
     retry_of: int | None = None      # the failed trial (another worker's) whose configuration this re-runs
+    tool_args: dict[str, Any] | None = None  # a tool trial: what the tool's Trainer ran with (HF key names)
 
     @property
     def examples(self) -> int | None:
@@ -114,6 +115,7 @@ def read(trial: FrozenTrial) -> TrialRecord:
         proxy_trial=_int(a.get("proxy_trial")), proxy_value=_float(a.get("proxy_value")),
         prior_study=_str(a.get("prior_study")), prior_trial=_int(a.get("prior_trial")),
         prior_value=_float(a.get("prior_value")), retry_of=_int(a.get("retry_of")),
+        tool_args=dict(a["tool_args"]) if isinstance(a.get("tool_args"), Mapping) else None,
     )
 
 

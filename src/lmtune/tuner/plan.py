@@ -40,6 +40,7 @@ class TrialBase:
     must_read: tuple[str, ...] = ()
     must_read_final: tuple[str, ...] = ()
     count_tokens: bool = False  # budget.max_train_tokens: a script must report the tokens it trained
+    tool: dict[str, Any] | None = None  # a tool trial (task.tool): which tool, its config file and mappings
 
     @staticmethod
     def of(task: TaskSection, training: TrainingSection, space: Space, *, metric: str,
@@ -58,7 +59,7 @@ class TrialBase:
                          data=asdict(data) if script and task.dataset else None,
                          must_read=tuple(must_read(training, space, task.defaults)) if script else (),
                          must_read_final=tuple(must_read(training, space, task.defaults, final=True)) if script else (),
-                         count_tokens=script and count_tokens)
+                         count_tokens=script and count_tokens, tool=tool_of(task) if script else None)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,15 @@ def must_read(training: TrainingSection, space: Space, script_defaults: Mapping[
     return sorted(set(space.names) | changed | set(script_defaults or {}) | ({"seed"} if final else set()))
 
 
+def tool_of(task: TaskSection) -> dict[str, Any] | None:
+    """A tool trial's part of the spec: the tool, its config file (absolute), the user's key mappings."""
+    if task.tool is None:
+        return None
+    config = str((Path(task.workdir or ".") / task.tool_config).resolve()) if task.tool_config else None
+    return {"name": task.tool, "config": config, "args": dict(task.tool_args),
+            "final_args": dict(task.tool_final_args)}
+
+
 def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str, threads: int | None,
                **extra: Any) -> TrialSpec:
     """The frozen spec of one trial: the study's shared part (``plan.trial``) and this trial's settings."""
@@ -240,6 +250,9 @@ def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
         extra.update(command=list(base.command), workdir=base.workdir,
                      must_read=list(base.must_read_final if extra.get("evaluate_test") else base.must_read),
                      save_adapter=False)
+        if base.tool is not None:  # lmtune delivers the settings itself and checks what the tool ran with
+            extra["extra"]["tool"] = base.tool
+            extra["must_read"] = []
     else:
         extra.setdefault("world_size", base.world_size)
         extra.setdefault("shard_model", base.shard_model)

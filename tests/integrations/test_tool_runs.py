@@ -1,0 +1,154 @@
+"""Real tools tuned unedited (`lmtune.integrations.tools`): TRL's own `trl sft` CLI and a plain HF Trainer
+script (tool hf) run as lmtune trials on the tiny models; what each tool's Trainer ran with is read back from
+the trial (attr ``tool_args``, recorded from inside the tool's Trainer), and a tool that trains something
+other than the trial asked, or never evaluates, fails the trial with the reason."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import run_lmtune, set_args
+
+pytestmark = pytest.mark.slow
+
+TRL_STUDY = """
+study: {{name: trl-tiny, dir: {dir}, metric: eval_loss, direction: minimize}}
+task:
+  type: script
+  tool: trl
+  command: [trl, sft, --model_name_or_path, "{{model}}", --dataset_name, "{{data_dir}}",
+            --dataset_test_split, validation, --max_length, "64"]
+  tool_final_args: {{dataset_test_split: test}}
+  metrics: [eval_loss]
+  model: {model}
+  dataset: {data}
+  train_size: 64
+  validation_size: 16
+  test_size: 16
+training: {{learning_rate: 1.0e-3, batch_size: 8, epochs: 1, eval_every: 2, eval_batch_size: 16,
+           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
+search:
+  strategy: asha
+  n_trials: 3
+  space:
+    learning_rate: {{type: float, low: 1.0e-6, high: 1.0e-2, log: true}}
+    lora_r: {{type: categorical, choices: [2, 4, 8]}}
+execution: {{workers: 1}}
+"""
+
+
+def _trials(study_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{study_dir / 'study.db'}").trials
+
+
+def test_trls_own_cli_is_a_pruned_study_with_its_searched_settings_reaching_trl(tiny_llama: Path, tiny_chat: Path,
+                                                                               tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    cfg = tmp_path / "trl.yaml"
+    cfg.write_text(TRL_STUDY.format(dir=d, model=tiny_llama, data=tiny_chat))
+    out = run_lmtune("tune", str(cfg))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = [t for t in _trials(d) if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(trials) == 3
+    for t in trials:
+        ran = t.user_attrs["tool_args"]  # recorded from inside trl's SFTTrainer
+        assert math.isclose(ran["learning_rate"], t.params["learning_rate"], rel_tol=1e-9)
+        assert ran["r"] == t.params["lora_r"] and ran["max_steps"] == 8 and ran["per_device_train_batch_size"] == 8
+        saved = json.loads((Path(t.user_attrs["trial_dir"]) / "tool" / "adapter_config.json").read_text()) \
+            if t.state.name == "COMPLETE" else None
+        if saved is not None:  # the adapter trl saved has the trial's rank
+            assert saved["r"] == t.params["lora_r"]
+    assert {min(t.intermediate_values) for t in trials} == {1}  # judged at equal data: 16 dialogs per unit
+    final = run_lmtune("final", str(d), "--seeds", "1")
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    results = json.loads((d / "final" / "results.json").read_text())
+    assert all("test_loss" in r["metrics"] for r in results["runs"])  # trl scored the test split
+    exported = run_lmtune("export", str(d), "--format", "yaml", "--out", str(tmp_path / "best.yaml"))
+    assert exported.returncode == 0 and "tool: trl" in (tmp_path / "best.yaml").read_text()
+
+
+HF_SCRIPT = '''
+import sys
+from dataclasses import dataclass
+from datasets import Dataset
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, Trainer,
+                          TrainingArguments)
+
+@dataclass
+class Task:
+    model: str
+    data: str
+    no_eval: bool = False
+    force_lr: float = 0.0
+
+task, args = HfArgumentParser((Task, TrainingArguments)).parse_args_into_dataclasses()
+if task.force_lr:
+    args.learning_rate = task.force_lr  # a script that trains something else than it was given
+tok = AutoTokenizer.from_pretrained(task.model)
+rows = Dataset.from_json(task.data)
+enc = rows.map(lambda r: tok(r["text"], truncation=True, max_length=16), batched=True)
+enc = enc.rename_column("label", "labels")
+train, val = enc.select(range(64)), enc.select(range(64, 96))
+model = AutoModelForSequenceClassification.from_pretrained(task.model, num_labels=2)
+Trainer(model=model, args=args, train_dataset=train, eval_dataset=None if task.no_eval else val,
+        processing_class=tok).train()
+'''
+
+HF_STUDY = """
+study: {{name: hf-tiny, dir: {dir}, metric: eval_loss, direction: minimize}}
+task:
+  type: script
+  tool: hf
+  command: [python, run.py, --model, {model}, --data, {data}{extra}]
+  metrics: [eval_loss]
+  train_size: 64
+training: {{learning_rate: 1.0e-3, batch_size: 16, max_steps: 8, eval_every: 2}}
+search:
+  strategy: random
+  n_trials: 2
+  space: {{learning_rate: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}}}
+execution: {{workers: 1}}
+"""
+
+
+def _hf_study(tmp_path: Path, tiny_model: Path, tiny_csv: Path, extra: str = "") -> Path:
+    import csv
+
+    data = tmp_path / "rows.jsonl"
+    with open(tiny_csv) as fh:
+        data.write_text("".join(json.dumps({"text": r["text"], "label": int(r["label"])}) + "\n"
+                                for r in csv.DictReader(fh)))
+    (tmp_path / "run.py").write_text(HF_SCRIPT)
+    cfg = tmp_path / "hf.yaml"
+    cfg.write_text(HF_STUDY.format(dir=tmp_path / "s", model=tiny_model, data=data, extra=extra))
+    return cfg
+
+
+def test_a_plain_hf_trainer_script_is_tuned_through_its_trainingarguments_flags(tiny_model: Path, tiny_csv: Path,
+                                                                                tmp_path: Path) -> None:
+    out = run_lmtune("tune", str(_hf_study(tmp_path, tiny_model, tiny_csv)))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = _trials(tmp_path / "s")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        ran = t.user_attrs["tool_args"]
+        assert math.isclose(ran["learning_rate"], t.params["learning_rate"]) and ran["max_steps"] == 8
+        assert sorted(t.intermediate_values) == [1, 2, 3, 4]  # every 2 steps of 16: equal data
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    (", --force_lr, '0.5'", "learning_rate: the Trainer runs 0.5, the trial asked"),
+    (", --no_eval, 'true'", "the tool's Trainer has no evaluation data"),
+])
+def test_a_tool_that_trains_something_else_or_never_evaluates_fails_the_trial_saying_why(
+        tiny_model: Path, tiny_csv: Path, tmp_path: Path, extra: str, reason: str) -> None:
+    cfg = _hf_study(tmp_path, tiny_model, tiny_csv, extra=extra)
+    out = run_lmtune("tune", str(cfg), *set_args(["search.n_trials=1", "search.max_failures=1"]))
+    assert out.returncode != 0
+    trial = _trials(tmp_path / "s")[0]
+    assert trial.state.name == "FAIL" and reason in trial.user_attrs["fail_reason"], trial.user_attrs.get("fail_reason")
