@@ -152,3 +152,26 @@ def test_a_tool_that_trains_something_else_or_never_evaluates_fails_the_trial_sa
     assert out.returncode != 0
     trial = _trials(tmp_path / "s")[0]
     assert trial.state.name == "FAIL" and reason in trial.user_attrs["fail_reason"], trial.user_attrs.get("fail_reason")
+
+
+def test_pbt_pauses_trl_at_its_own_checkpoints_and_resumes_it_with_the_explored_settings(
+        tiny_llama: Path, tiny_chat: Path, tmp_path: Path) -> None:
+    """Two members on one worker: each pauses at its ready points (a checkpoint trl's Trainer saved, moved to the
+    trial's folder) and is started again from it; a resumed run goes on at the step it saved and trains the
+    member's settings of that moment (tool_args is recorded at every start: the last one is the last run's)."""
+    d = tmp_path / "s"
+    cfg = tmp_path / "trl.yaml"
+    cfg.write_text(TRL_STUDY.format(dir=d, model=tiny_llama, data=tiny_chat))
+    out = run_lmtune("tune", str(cfg), *set_args([
+        "search.strategy=pbt", "search.pbt.population_size=2", "search.pbt.ready_every=4",
+        "search.space={learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"]))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = _trials(d)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        assert [p["units"] for p in t.user_attrs["curve"]] == [1, 2, 3, 4]  # 8 steps of 8 dialogs, every 16
+        ran, last = t.user_attrs["tool_args"], t.user_attrs["pbt"]["schedule"][-1]["config"]
+        assert math.isclose(ran["learning_rate"], last["learning_rate"], rel_tol=1e-9)
+        log = (Path(t.user_attrs["trial_dir"]) / "trainer.log").read_text()
+        assert log.count("Training completed") == 2  # trl's word after each run: paused at units 2, then resumed
+        assert log.count("'eval_loss'") == 4  # the resumed run went on from step 4 (from scratch: 2 + 4)

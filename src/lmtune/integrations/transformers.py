@@ -345,7 +345,13 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
     evaluation unit (equal data: examples = steps x per-device batch x accumulation x processes, from the
     Trainer's own arguments) and at the last step, reports each evaluation, and stops training on a Stop.
     A final run (``trial.evaluate_test``) scores the Trainer's evaluation data once more as ``test_*``:
-    ``task.tool_final_args`` points it at the test split."""
+    ``task.tool_final_args`` points it at the test split.
+
+    PBT, through the tool's own checkpoints: at a ready point the Trainer saves one (``control.should_save``),
+    which is moved to ``trial.checkpoint_dir(...)`` and reported there; a Pause stops training. A resumed
+    trial's ``Trainer.train`` is given that folder (`lmtune.integrations.attach`), HF restores weights,
+    optimizer, schedule, RNG and data position, and the trial's (explored) settings are then put in force in
+    the restored optimizer (`lmtune.training.optim.retune`)."""
 
     def __init__(self, trainer: Any, trial_: Trial | None = None) -> None:
         self.trial = trial_ if trial_ is not None else trial()
@@ -354,6 +360,7 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
         self._batch = 0
         self._last_eval_step = -1
         self._next_unit = 1
+        self._ready: tuple[dict[str, float], int] | None = None  # a ready point's scores, reported on save
 
     @property
     def resume_from(self) -> str | None:
@@ -390,6 +397,28 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
         if wrong:
             raise LmtuneError("tool trial: the tool did not train the trial's settings (a key the tool reads under "
                               "another name? map it in task.tool_args): " + "; ".join(wrong))
+        self._next_unit = state.global_step * self._batch // self.trial.examples_per_unit + 1
+        if self.trial.resume_from is not None:
+            self._resumed(state, model, kwargs)
+
+    def _resumed(self, state: TrainerState, model: Any, kwargs: dict[str, Any]) -> None:
+        """PBT, after HF restored the checkpoint: the run goes on where the trial says, with the trial's settings
+        (the restored optimizer holds the saving run's)."""
+        at = state.global_step * self._batch
+        if at != self.trial.resume_examples:
+            raise LmtuneError(f"tool trial: resumed from {self.trial.resume_from} ({self.trial.resume_examples} "
+                              f"examples) but the Trainer starts at {at}: the tool does not pass "
+                              "resume_from_checkpoint to Trainer.train")
+        from lmtune.config import TrainingSection
+        from lmtune.training import RETUNED, retune
+
+        optimizer = kwargs["optimizer"]
+        decays = set(self.trainer.get_decay_parameter_names(model)) if model is not None else set()
+        names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+        for group in optimizer.param_groups:  # HF's two groups: decayed weights, and biases and norms
+            group["decays"] = any(names.get(id(p)) in decays for p in group["params"])
+        hp = self.trial.hparams
+        retune(optimizer, kwargs["lr_scheduler"], TrainingSection.of({k: hp[k] for k in RETUNED}))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
@@ -399,6 +428,8 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
             self._next_unit = examples // self.trial.examples_per_unit + 1
         if state.max_steps and state.global_step >= state.max_steps:
             control.should_evaluate = True  # the trial's end is always scored
+        if control.should_evaluate and self.trial.checkpoint_dir(examples) is not None:
+            control.should_save = True  # a PBT ready point: the Trainer saves its state, on_save reports
         self.trial.progress(examples, _tokens(state))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -406,8 +437,29 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
         if metrics is None or state.global_step == self._last_eval_step or not self._batch:
             return
         self._last_eval_step = state.global_step
-        decision = self.trial.report(_scores(metrics, "eval_"), examples=state.global_step * self._batch,
-                                     tokens=_tokens(state))
+        shown, examples = _scores(metrics, "eval_"), state.global_step * self._batch
+        if self.trial.checkpoint_dir(examples) is not None:
+            self._ready = (shown, examples)  # reported with its checkpoint, once the Trainer saved it
+            return
+        decision = self.trial.report(shown, examples=examples, tokens=_tokens(state))
+        if isinstance(decision, Stop | Pause):
+            control.should_training_stop = True
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        if self._ready is None:
+            return
+        (shown, examples), self._ready = self._ready, None
+        folder = self.trial.checkpoint_dir(examples)
+        assert folder is not None
+        if self.trial.is_reporter:  # the Trainer's checkpoint becomes the trial's (the tool's own saves stay)
+            import shutil
+
+            saved = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(saved), str(folder))
+        decision = self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder)
         if isinstance(decision, Stop | Pause):
             control.should_training_stop = True
 

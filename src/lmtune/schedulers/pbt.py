@@ -50,6 +50,7 @@ from lmtune.protocol import (
     Progress,
     Start,
     Stop,
+    ToolArgs,
 )
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import PBT
@@ -245,6 +246,9 @@ class PBTRunner(Scheduler):
                 record.write(member.trial, **record.started(ev, startup_s=member.startup))
         if isinstance(ev, Progress):
             self.reporter.trial_advanced(member.trial.number, ev.examples, ev.tokens, ev.total_examples)
+        if isinstance(ev, ToolArgs):  # a tool trial: what the tool's Trainer runs with (its latest run's)
+            with self.lock:
+                record.write(member.trial, tool_args=ev.values)
 
     def on_end(self, key: Hashable, outcome: Outcome) -> None:
         paused = self._on_exit(self.members[int(key)], outcome)  # type: ignore[call-overload]
