@@ -175,3 +175,76 @@ def test_pbt_pauses_trl_at_its_own_checkpoints_and_resumes_it_with_the_explored_
         log = (Path(t.user_attrs["trial_dir"]) / "trainer.log").read_text()
         assert log.count("Training completed") == 2  # trl's word after each run: paused at units 2, then resumed
         assert log.count("'eval_loss'") == 4  # the resumed run went on from step 4 (from scratch: 2 + 4)
+
+
+LF_CONFIG = """model_name_or_path: {model}
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+dataset: chat
+dataset_dir: {data}
+template: empty
+cutoff_len: 64
+output_dir: saves/tiny
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 8
+learning_rate: 1.0e-4
+num_train_epochs: 3.0
+lr_scheduler_type: cosine
+warmup_ratio: 0.1
+val_size: 0.2
+eval_strategy: steps
+eval_steps: 500
+"""
+
+
+def test_llama_factory_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Path, tiny_chat: Path,
+                                                                 tmp_path: Path) -> None:
+    """LLaMA-Factory in its own virtual environment (scripts/tool_venvs.sh; LMTUNE_LLAMAFACTORY_CLI names its
+    CLI): its example-style config, with a warm-up ratio of its own that lmtune's written warm-up replaces."""
+    import os
+    import shutil
+
+    cli = os.environ.get("LMTUNE_LLAMAFACTORY_CLI") or shutil.which("llamafactory-cli")
+    if not cli:
+        pytest.skip("LLaMA-Factory is not installed (scripts/tool_venvs.sh llamafactory, then set "
+                    "LMTUNE_LLAMAFACTORY_CLI)")
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(tiny_chat, data / "chat.jsonl")
+    (data / "dataset_info.json").write_text(json.dumps({"chat": {
+        "file_name": "chat.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    (tmp_path / "lora_sft.yaml").write_text(LF_CONFIG.format(model=tiny_llama, data=data))
+    study = tmp_path / "lf.yaml"
+    study.write_text(f"""
+study: {{name: lf-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
+task:
+  type: script
+  tool: llamafactory
+  tool_config: lora_sft.yaml
+  command: [{cli}, train, "{{config}}"]
+  metrics: [eval_loss]
+  train_size: 128
+training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
+           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
+search:
+  strategy: asha
+  n_trials: 3
+  space:
+    learning_rate: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
+    lora_r: {{type: categorical, choices: [2, 4, 8]}}
+execution: {{workers: 1}}
+""")
+    out = run_lmtune("tune", str(study))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = [t for t in _trials(tmp_path / "s") if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(trials) == 3 and {min(t.intermediate_values) for t in trials} == {1}
+    for t in trials:
+        ran = t.user_attrs["tool_args"]
+        assert math.isclose(ran["learning_rate"], t.params["learning_rate"]) and ran["r"] == t.params["lora_r"]
+        assert ran["warmup_steps"] == 0  # the config's warmup_ratio did not replace the trial's warm-up
+        written = (Path(t.user_attrs["trial_dir"]) / "tool-lora_sft.yaml").read_text()
+        assert f"lora_rank: {t.params['lora_r']}" in written and "warmup_ratio" not in written

@@ -105,7 +105,7 @@ def _cfg(tmp_path: Path, *sets: str) -> None:
     (["task.tool=trl", "search.space={my_knob: {type: int, low: 1, high: 3}}"],
      r"search\.space\.my_knob: not a training field.*task\.tool_args"),
     (["task.tool=axolotl", "task.tool_config=own.yaml", "task.command=[axolotl, train, '{config}']",
-      "search.strategy=pbt"], r"search\.strategy pbt: axolotl is not run here"),
+      "search.strategy=pbt"], r"search\.strategy pbt: pausing and resuming axolotl"),
     (["task.tool=llamafactory"], r"task\.tool llamafactory: set task\.tool_config"),
     (["task.tool=axolotl", "task.tool_config=own.yaml"], r"put \{config\} in task\.command"),
     (["task.tool_args={a: b}"], r"set task\.tool"),

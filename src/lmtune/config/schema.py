@@ -497,8 +497,8 @@ class StudyConfig(_Section):
             raise ValueError(f"search.space.{own[0]}: not a training field, so {task.tool} gets it only through "
                              f"task.tool_args ({{{own[0]}: <the tool's key>}}) or {{{own[0]}}} in task.command")
         if self.search.strategy == "pbt" and task.tool in ("llamafactory", "axolotl"):
-            raise ValueError(f"search.strategy pbt: {task.tool} is not run here, so pausing and resuming it through "
-                             "its checkpoints is untested (docs/tools.md); use auto, asha or hyperband")
+            raise ValueError(f"search.strategy pbt: pausing and resuming {task.tool} through its checkpoints is not "
+                             "tested yet (docs/tools.md); use auto, asha or hyperband")
 
 
 TRAINING_FIELDS = frozenset(TrainingSection.model_fields)

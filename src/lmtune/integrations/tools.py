@@ -85,6 +85,10 @@ _DELIVERED = {"learning_rate", "batch_size", "micro_batch_size", "epochs", "max_
               "nesterov", "precision"}
 _LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# keys of a tool's config that say what a written key says, another way: dropped from the copy (transformers
+# 5.x reads warmup_ratio into warmup_steps, so a config's ratio would replace the trial's warm-up)
+_SUPERSEDES = {"warmup_steps": ("warmup_ratio",), "eval_strategy": ("evaluation_strategy",),
+               "lr_scheduler": ("lr_scheduler_type",), "lora_rank": ("lora_r",)}
 
 
 def undeliverable(tool: str, names: Iterable[str], *, tool_args: Mapping[str, str], training_fields: Iterable[str]
@@ -183,6 +187,8 @@ def deliver(spec: TrialSpec, *, tool: str, folder: Path, config: str | None, too
             data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
             for key, value in settings.items():
                 _set(data, key, value)
+                for old in _SUPERSEDES.get(key, ()):  # the config's own way of saying it would win over ours
+                    data.pop(old, None)
             written = folder / f"tool-{source.name}"
             written.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         else:
