@@ -248,3 +248,20 @@ execution: {{workers: 1}}
         assert ran["warmup_steps"] == 0  # the config's warmup_ratio did not replace the trial's warm-up
         written = (Path(t.user_attrs["trial_dir"]) / "tool-lora_sft.yaml").read_text()
         assert f"lora_rank: {t.params['lora_r']}" in written and "warmup_ratio" not in written
+
+
+def test_a_token_budget_stops_a_trl_study_with_the_tokens_trl_counted(tiny_llama: Path, tiny_chat: Path,
+                                                                       tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    cfg = tmp_path / "trl.yaml"
+    cfg.write_text(TRL_STUDY.format(dir=d, model=tiny_llama, data=tiny_chat))
+    first = run_lmtune("tune", str(cfg), *set_args(["search.n_trials=1"]))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    one = _trials(d)[0].user_attrs["train_tokens"]
+    assert one > 0  # trl's own count of the non-padding tokens it trained on
+    # half a trial's tokens left: the budget stops the study at an evaluation, by the tokens trl counted
+    cap = int(one * 1.5)
+    out = run_lmtune("tune", str(cfg), *set_args([f"budget.max_train_tokens={cap}"]))
+    assert out.returncode == 0 and "budget: max_train_tokens" in out.stdout, out.stdout[-3000:]
+    spent = sum(t.user_attrs.get("train_tokens", 0) for t in _trials(d))
+    assert one < spent <= cap * 1.1, (one, spent, cap)  # one evaluation interval is ~1/4 of a trial

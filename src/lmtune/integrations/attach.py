@@ -102,6 +102,11 @@ def _patch(module: ModuleType) -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         from lmtune.integrations.transformers import NO_EVAL, ToolCallback
 
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if training_args is not None and hasattr(training_args, "include_num_input_tokens_seen"):
+            # lmtune's measurement, not a setting: the real (non-padding) tokens trained, for the trial's
+            # train_tokens and budget.max_train_tokens
+            training_args.include_num_input_tokens_seen = "non_padding"
         try:
             init(self, *args, **kwargs)
         except ValueError as exc:  # lmtune asks for evaluations: HF refuses a Trainer without data for them
