@@ -2,8 +2,9 @@
 # Virtual environments for the fine-tuning tools whose pins clash with lmtune's (docs/tools.md), each with the
 # CPU build of the pinned torch. Their tests (tests/integrations/test_tool_runs.py) run when the CLI is named:
 #   scripts/tool_venvs.sh llamafactory && export LMTUNE_LLAMAFACTORY_CLI=$PWD/.venv-llamafactory/bin/llamafactory-cli
+#   scripts/tool_venvs.sh axolotl && export LMTUNE_AXOLOTL_CLI=$PWD/.venv-axolotl/bin/axolotl
 set -euo pipefail
-tool=${1:?usage: scripts/tool_venvs.sh llamafactory}
+tool=${1:?usage: scripts/tool_venvs.sh llamafactory|axolotl}
 torch_pin=$(grep -E '^torch==' requirements.lock | head -1)
 case "$tool" in
   llamafactory)
@@ -18,5 +19,10 @@ case "$tool" in
     echo '"""Empty stand-in written by lmtune scripts/tool_venvs.sh (no torchaudio wheel for this torch)."""' \
       > "$site/torchaudio/__init__.py"
     "$venv/bin/llamafactory-cli" version | grep -q "LLaMA Factory" && echo "$venv/bin/llamafactory-cli";;
-  *) echo "unknown tool $tool (llamafactory)"; exit 2;;
+  axolotl)
+    venv=.venv-axolotl
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$torch_pin" "axolotl==0.19.0"
+    "$venv/bin/axolotl" --help >/dev/null && echo "$venv/bin/axolotl";;
+  *) echo "unknown tool $tool (llamafactory, axolotl)"; exit 2;;
 esac

@@ -265,3 +265,73 @@ def test_a_token_budget_stops_a_trl_study_with_the_tokens_trl_counted(tiny_llama
     assert out.returncode == 0 and "budget: max_train_tokens" in out.stdout, out.stdout[-3000:]
     spent = sum(t.user_attrs.get("train_tokens", 0) for t in _trials(d))
     assert one < spent <= cap * 1.1, (one, spent, cap)  # one evaluation interval is ~1/4 of a trial
+
+
+AX_CONFIG = """base_model: {model}
+datasets:
+  - path: {data}
+    ds_type: json
+    type: chat_template
+    field_messages: messages
+chat_template: tokenizer_default
+val_set_size: 0.2
+output_dir: ./outputs/lora-out
+sequence_len: 64
+adapter: lora
+lora_r: 8
+lora_alpha: 16
+lora_dropout: 0.05
+lora_target_modules: [q_proj, v_proj]
+micro_batch_size: 1
+gradient_accumulation_steps: 8
+num_epochs: 1
+optimizer: adamw_torch
+lr_scheduler: cosine
+learning_rate: 0.0002
+bf16: false
+fp16: false
+tf32: false
+warmup_ratio: 0.1
+evals_per_epoch: 2
+"""
+
+
+def test_axolotl_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Path, tiny_chat: Path, tmp_path: Path) -> None:
+    """axolotl in its own virtual environment (scripts/tool_venvs.sh; LMTUNE_AXOLOTL_CLI names its CLI), launched
+    with its python launcher; its config's evals_per_epoch and warmup_ratio give way to what lmtune writes."""
+    import os
+    import shutil
+
+    cli = os.environ.get("LMTUNE_AXOLOTL_CLI") or shutil.which("axolotl")
+    if not cli:
+        pytest.skip("axolotl is not installed (scripts/tool_venvs.sh axolotl, then set LMTUNE_AXOLOTL_CLI)")
+    (tmp_path / "lora.yml").write_text(AX_CONFIG.format(model=tiny_llama, data=tiny_chat))
+    study = tmp_path / "ax.yaml"
+    study.write_text(f"""
+study: {{name: ax-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
+task:
+  type: script
+  tool: axolotl
+  tool_config: lora.yml
+  command: [{cli}, train, "{{config}}", --launcher, python]
+  metrics: [eval_loss]
+  train_size: 128
+training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
+           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
+search:
+  strategy: asha
+  n_trials: 3
+  space:
+    learning_rate: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
+    lora_r: {{type: categorical, choices: [2, 4, 8]}}
+execution: {{workers: 1}}
+""")
+    out = run_lmtune("tune", str(study))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = [t for t in _trials(tmp_path / "s") if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(trials) == 3 and {min(t.intermediate_values) for t in trials} == {1}
+    for t in trials:
+        ran = t.user_attrs["tool_args"]
+        assert math.isclose(ran["learning_rate"], t.params["learning_rate"]) and ran["r"] == t.params["lora_r"]
+        log = (Path(t.user_attrs["trial_dir"]) / "trainer.log").read_text()
+        assert "posthog" not in log  # the tool's telemetry is off in a trial

@@ -77,7 +77,7 @@ def tool_launch(spec: TrialSpec, folder: Path, env: dict[str, str], tool: dict[s
                 ) -> tuple[list[str], dict[str, str]]:
     """A tool trial's command (`lmtune.integrations.tools.deliver`) and environment: the folder whose
     ``sitecustomize`` attaches lmtune to the tool's Trainer (`lmtune.integrations.attach`) first on
-    ``PYTHONPATH``, and the hub kept offline (the tool's data and model are local)."""
+    ``PYTHONPATH``, the hub kept offline (the tool's data and model are local), the tool's telemetry off."""
     from lmtune.integrations import deliver, write_site
 
     data_dir = _write_splits(spec, folder) if spec.extra.get("data") else None
@@ -85,7 +85,9 @@ def tool_launch(spec: TrialSpec, folder: Path, env: dict[str, str], tool: dict[s
                       tool_args=tool.get("args") or {}, final_args=tool.get("final_args") or {}, data_dir=data_dir)
     site = write_site(folder)
     path = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
-    return command, {**env, "PYTHONPATH": path, "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+    # no telemetry from the tool (axolotl reports usage to a server unless told not to), as lmtune sends none
+    quiet = {"DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return command, {**quiet, **env, "PYTHONPATH": path, "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
                      "HF_DATASETS_OFFLINE": env.get("HF_DATASETS_OFFLINE", "1")}
 
 

@@ -71,7 +71,8 @@ TOOLS: dict[str, Tool] = {
                             "eval_batch_size", "lr_scheduler_type": "lr_scheduler", "train_sampling_strategy": None,
                             "eval_strategy": None, "disable_tqdm": None, "report_to": None,
                             "activation_checkpointing": "gradient_checkpointing",
-                            "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs"},
+                            "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs", "optim": "optimizer",
+                            "use_cpu": None},
                     fixed={"save_strategy": "no"},
                     lora={"lora_r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
                           "lora_target_modules": "lora_target_modules"},
@@ -88,7 +89,7 @@ _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # keys of a tool's config that say what a written key says, another way: dropped from the copy (transformers
 # 5.x reads warmup_ratio into warmup_steps, so a config's ratio would replace the trial's warm-up)
 _SUPERSEDES = {"warmup_steps": ("warmup_ratio",), "eval_strategy": ("evaluation_strategy",),
-               "lr_scheduler": ("lr_scheduler_type",), "lora_rank": ("lora_r",)}
+               "eval_steps": ("evals_per_epoch",), "lr_scheduler": ("lr_scheduler_type",), "lora_rank": ("lora_r",)}
 
 
 def undeliverable(tool: str, names: Iterable[str], *, tool_args: Mapping[str, str], training_fields: Iterable[str]
