@@ -107,3 +107,6 @@ def test_the_first_stop_reason_keeps_its_kind() -> None:
     assert budget.reason(study, failures=0) == "budget: max_trials 1 reached"
     assert budget.stopped is StopKind.FAILURES  # the first reason given is the run's
     assert StopKind.FAILURES.failed and StopKind.STAGE.failed and not StopKind.BUDGET.failed
+    capped = Budget(BudgetSection(max_train_tokens=100), max_failures=2, t0=time.monotonic(), unit_tokens=50)
+    assert capped.launch_reason(study, 1000, 10).startswith("budget: max_train_tokens")  # a launch refused
+    assert capped.stopped is StopKind.BUDGET

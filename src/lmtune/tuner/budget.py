@@ -102,6 +102,8 @@ class Budget:
         left = cap - train_tokens_spent(study) - live
         if need <= left:
             return ""
+        if self.stopped is None:
+            self.stopped = StopKind.BUDGET
         return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
                 f"another trial to its end (~{round(need)} tokens), so none was started")
 
