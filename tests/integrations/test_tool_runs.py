@@ -213,10 +213,13 @@ def test_llama_factory_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Pat
                     "LMTUNE_LLAMAFACTORY_CLI)")
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copy(tiny_chat, data / "chat.jsonl")
-    (data / "dataset_info.json").write_text(json.dumps({"chat": {
-        "file_name": "chat.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
-        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    rows = tiny_chat.read_text().splitlines(keepends=True)
+    (data / "chat.jsonl").write_text("".join(rows[:128]))
+    (data / "chat_test.jsonl").write_text("".join(rows[128:]))
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages"},
+             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
+    (data / "dataset_info.json").write_text(json.dumps({"chat": {"file_name": "chat.jsonl", **entry},
+                                                        "chat_test": {"file_name": "chat_test.jsonl", **entry}}))
     (tmp_path / "lora_sft.yaml").write_text(LF_CONFIG.format(model=tiny_llama, data=data))
     study = tmp_path / "lf.yaml"
     study.write_text(f"""
@@ -226,8 +229,9 @@ task:
   tool: llamafactory
   tool_config: lora_sft.yaml
   command: [{cli}, train, "{{config}}"]
+  tool_final_args: {{eval_dataset: chat_test, val_size: 0.0}}   # lmtune final: LLaMA-Factory scores the test rows
   metrics: [eval_loss]
-  train_size: 128
+  train_size: 102
 training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
            lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
 search:
@@ -248,6 +252,15 @@ execution: {{workers: 1}}
         assert ran["warmup_steps"] == 0  # the config's warmup_ratio did not replace the trial's warm-up
         written = (Path(t.user_attrs["trial_dir"]) / "tool-lora_sft.yaml").read_text()
         assert f"lora_rank: {t.params['lora_r']}" in written and "warmup_ratio" not in written
+        if t.state.name == "COMPLETE":  # the adapter LLaMA-Factory saved has the trial's rank
+            saved = json.loads((Path(t.user_attrs["trial_dir"]) / "tool" / "adapter_config.json").read_text())
+            assert saved["r"] == t.params["lora_r"]
+    final = run_lmtune("final", str(tmp_path / "s"), "--seeds", "1")
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    runs = json.loads((tmp_path / "s" / "final" / "results.json").read_text())["runs"]
+    assert len(runs) == 2 and all("test_loss" in r["metrics"] for r in runs)
+    exported = run_lmtune("export", str(tmp_path / "s"), "--format", "yaml", "--out", str(tmp_path / "best.yaml"))
+    assert exported.returncode == 0 and "tool: llamafactory" in (tmp_path / "best.yaml").read_text()
 
 
 def test_a_token_budget_stops_a_trl_study_with_the_tokens_trl_counted(tiny_llama: Path, tiny_chat: Path,
@@ -305,7 +318,12 @@ def test_axolotl_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Path, tin
     cli = os.environ.get("LMTUNE_AXOLOTL_CLI") or shutil.which("axolotl")
     if not cli:
         pytest.skip("axolotl is not installed (scripts/tool_venvs.sh axolotl, then set LMTUNE_AXOLOTL_CLI)")
-    (tmp_path / "lora.yml").write_text(AX_CONFIG.format(model=tiny_llama, data=tiny_chat))
+    rows = tiny_chat.read_text().splitlines(keepends=True)
+    (tmp_path / "train.jsonl").write_text("".join(rows[:128]))
+    (tmp_path / "test.jsonl").write_text("".join(rows[128:]))
+    (tmp_path / "lora.yml").write_text(AX_CONFIG.format(model=tiny_llama, data=tmp_path / "train.jsonl"))
+    test_set = json.dumps([{"path": str(tmp_path / "test.jsonl"), "ds_type": "json", "type": "chat_template",
+                            "field_messages": "messages", "split": "train"}])
     study = tmp_path / "ax.yaml"
     study.write_text(f"""
 study: {{name: ax-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
@@ -314,8 +332,9 @@ task:
   tool: axolotl
   tool_config: lora.yml
   command: [{cli}, train, "{{config}}", --launcher, python]
+  tool_final_args: {{val_set_size: 0.0, test_datasets: {test_set}}}   # lmtune final: axolotl scores the test rows
   metrics: [eval_loss]
-  train_size: 128
+  train_size: 102
 training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
            lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
 search:
@@ -335,3 +354,9 @@ execution: {{workers: 1}}
         assert math.isclose(ran["learning_rate"], t.params["learning_rate"]) and ran["r"] == t.params["lora_r"]
         log = (Path(t.user_attrs["trial_dir"]) / "trainer.log").read_text()
         assert "posthog" not in log  # the tool's telemetry is off in a trial
+    final = run_lmtune("final", str(tmp_path / "s"), "--seeds", "1")
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    runs = json.loads((tmp_path / "s" / "final" / "results.json").read_text())["runs"]
+    assert len(runs) == 2 and all("test_loss" in r["metrics"] for r in runs)
+    exported = run_lmtune("export", str(tmp_path / "s"), "--format", "yaml", "--out", str(tmp_path / "best.yaml"))
+    assert exported.returncode == 0 and "tool: axolotl" in (tmp_path / "best.yaml").read_text()

@@ -464,10 +464,14 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
             control.should_training_stop = True
 
     def trained(self, trainer: Any) -> None:
-        """``Trainer.train`` returned: a final run scores the evaluation data (the test split there) as ``test_*``."""
+        """``Trainer.train`` returned: the trial ends with its last report (and its training seconds, so the rest
+        of the tool's run counts as overhead); a final run first scores the evaluation data (the test split
+        there) as ``test_*``."""
         t = self.trial
         if t.evaluate_test and not t.should_stop:
             t.finish(test_metrics=_scores(trainer.evaluate(metric_key_prefix="test"), "test_"))
+        else:
+            t.finish()
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
