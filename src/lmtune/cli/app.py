@@ -160,9 +160,25 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
     out.print(f"spent: {len(rows)} trials, {tokens:,} train tokens, {wall:.0f}s trial wall time (* = default)")
+    caps = _cost_caps(study, meta)
+    if caps:
+        out.print(f"cost: {caps}")
     ckpt = study.user_attrs.get("lmtune.checkpoint_bytes")
     if ckpt is not None:  # PBT keeps only the checkpoints it can still hand out or resume from
         out.print(f"checkpoints kept on disk: {ckpt / 2**20:,.1f} MiB")
+
+
+def _cost_caps(study: Any, meta: dict[str, Any]) -> str:
+    """What the finished trials spent against the study's budget.max_gpu_hours / max_cost ("" when unset)."""
+    from lmtune.config import BudgetSection
+    from lmtune.tuner.cost import CostMeter
+
+    raw = (meta.get("config") or {}).get("budget") or {}
+    try:
+        budget = BudgetSection(**raw)
+    except ValueError:
+        return ""
+    return CostMeter(budget).status(study)
 
 
 def _short(v: Any) -> str:

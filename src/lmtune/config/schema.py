@@ -372,6 +372,12 @@ class BudgetSection(_Section):
     max_wall_time: float | None = Field(default=None, gt=0)  # seconds for this run of the command
     # a cap: no trial starts that the tokens left could not train to its end
     max_train_tokens: int | None = Field(default=None, ge=1)
+    # caps that hold by prediction (docs/budgets.md): device-hours of GPU trials (wall time x GPUs), and money
+    # (wall time x devices x the price of a device-hour of their kind, budget.prices; CPU trials cost too)
+    max_gpu_hours: float | None = Field(default=None, gt=0)
+    max_cost: float | None = Field(default=None, gt=0)
+    # price of one device-hour by device kind: cpu, cuda (what execution.device names, without its index)
+    prices: dict[str, float] = Field(default_factory=dict)
 
 
 class WandbSection(_Section):
@@ -468,6 +474,13 @@ class StudyConfig(_Section):
             raise ValueError("search.strategy: auto prunes on eval_loss, which task.metrics does not list; add "
                              "eval_loss to task.metrics or set search.prune_metric")
         self._tool_gets_every_setting()
+        if self.budget.max_cost is not None:  # every kind a trial may run on needs its price, before anything runs
+            kinds = {"auto": ["cpu", "cuda"], "cpu": ["cpu"], "cuda": ["cuda"]}[self.execution.device]
+            missing = [k for k in kinds if k not in self.budget.prices]
+            if missing:
+                raise ValueError(f"budget.max_cost: set budget.prices for {', '.join(missing)} (the price of one "
+                                 f"device-hour; execution.device {self.execution.device} may run trials there), "
+                                 "e.g. prices: {cpu: 0.05, cuda: 2.5}")
         natural = known_direction(self.study.metric)
         if natural is not None and natural != self.study.direction:  # the best trial would be the worst
             raise ValueError(f"study.direction: metric '{self.study.metric}' is better when "

@@ -201,7 +201,8 @@ class PBTRunner(Scheduler):
         member.started = time.monotonic()
         if member.startup is None:  # its first run here: the length it trains (every member's, max_units)
             with self.lock:
-                record.write(member.trial, planned_examples=spec.total_examples)
+                record.write(member.trial, planned_examples=spec.total_examples, device=device,
+                             devices=max(1, spec.world_size))
         return Launch(m, spec, self.plan.paths.trial_dir(member.trial.number))
 
     def _gone(self, m: int, path: Path) -> bool:

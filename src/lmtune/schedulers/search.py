@@ -131,7 +131,8 @@ class SearchScheduler(Scheduler):
                                   "grid exhausted (failed points are not retried; see 'lmtune status')")
                 return None
             self._stop = self._stop or self.budget.launch_reason(self.study, self._next_examples(),
-                                                                 self.plan.examples_per_unit)
+                                                                 self.plan.examples_per_unit, device=device,
+                                                                 devices=self.plan.trial.world_size)
             if self._stop:
                 return None
             launch = self._ask(device, threads)
@@ -184,9 +185,13 @@ class SearchScheduler(Scheduler):
                           extra=dict(self.spec_extra))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
-            # planned_examples: the pruner compares a trial only with trials of its length
-            record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples)
+            # planned_examples: the pruner compares a trial only with trials of its length; device and devices:
+            # what it holds, for the cost caps
+            record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples, device=device,
+                         devices=max(1, spec.world_size))
         item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
+        self.budget.started(trial.number, device=device, devices=max(1, spec.world_size),
+                            examples=spec.total_examples, at=item.started)
         return Launch(trial.number, spec, trial_dir)
 
     def started(self, key: Hashable, handle: TrialHandle) -> None:
@@ -232,7 +237,7 @@ class SearchScheduler(Scheduler):
         metric = self.metric
         prune = self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, ev.tokens, ev.examples,
-                                                    self.plan.examples_per_unit)
+                                                    self.plan.examples_per_unit, ev.units)
         item.budget_stopped = item.budget_stopped or over
         self.reporter.trial_advanced(item.trial.number, ev.examples, ev.tokens, 0)
         self.reporter.trial_progress(item.trial.number, ev.units, self.plan.max_units, ev.metrics.get(metric))
@@ -258,7 +263,8 @@ class SearchScheduler(Scheduler):
         if item.timer is not None:
             item.timer.cancel()
         state, value, reason = self._record(self.study, item, outcome, budget_stopped=item.budget_stopped)
-        self.budget.ended(item.trial.number)  # after the record holds its train_tokens
+        # after the record holds its train_tokens and wall time
+        self.budget.ended(item.trial.number, examples=int(outcome.curve[-1]["examples"]) if outcome.curve else 0)
         self._finished(item, state, value, reason)
 
     def on_crash(self, key: Hashable, exc: Exception) -> None:
@@ -298,8 +304,7 @@ class SearchScheduler(Scheduler):
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
         trial, curve, end = item.trial, outcome.curve, outcome.end
         wall = time.monotonic() - item.started
-        why = (f"budget: max_train_tokens {self.budget.budget.max_train_tokens} reached during this trial"
-               if budget_stopped else "")
+        why = self.budget.why.get(item.trial.number, "budget: reached during this trial") if budget_stopped else ""
         ended = record.ended(outcome, metric=self.metric, wall_s=wall, stopped_for_budget=why)
         state, value, reason, attrs = ended.state, ended.value, ended.reason, dict(ended.fields)
         tokens = attrs["train_tokens"]

@@ -55,6 +55,8 @@ class TrialRecord:
     prior_value: float | None = None
     retry_of: int | None = None      # the failed trial (another worker's) whose configuration this re-runs
     tool_args: dict[str, Any] | None = None  # a tool trial: what the tool's Trainer ran with (HF key names)
+    device: str | None = None        # what it ran on (execution.device for its slot: cpu, cuda:1, ...)
+    devices: int | None = None       # the devices (processes) it held: its cost is wall time x devices
 
     @property
     def examples(self) -> int | None:
@@ -116,6 +118,7 @@ def read(trial: FrozenTrial) -> TrialRecord:
         prior_study=_str(a.get("prior_study")), prior_trial=_int(a.get("prior_trial")),
         prior_value=_float(a.get("prior_value")), retry_of=_int(a.get("retry_of")),
         tool_args=dict(a["tool_args"]) if isinstance(a.get("tool_args"), Mapping) else None,
+        device=_str(a.get("device")), devices=_int(a.get("devices")),
     )
 
 

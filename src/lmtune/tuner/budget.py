@@ -11,6 +11,7 @@ import optuna
 
 from lmtune.config import BudgetSection
 from lmtune.study import train_tokens_spent
+from lmtune.tuner.cost import CostMeter
 from lmtune.tuner.plan import Plan
 
 __all__ = ["Budget", "RunSummary", "StopKind"]
@@ -58,6 +59,8 @@ class Budget:
         self.learn_unit = not unit_tokens  # no tokenized split here (a script): learn it from the reports
         self._seen = (0, 0)  # reported (tokens, examples), summed over reports, for that estimate
         self.live: dict[int, int] = {}  # running trials' train tokens so far
+        self.cost = CostMeter(budget)  # budget.max_gpu_hours / max_cost
+        self.why: dict[int, str] = {}  # why a running trial was stopped for the budget (its record's stop_reason)
         self._lock = threading.Lock()
 
     def reason(self, study: optuna.Study, failures: int) -> str:
@@ -73,26 +76,43 @@ class Budget:
             why = f"budget: max_trials {b.max_trials} reached"
         elif b.max_train_tokens and self.next_interval_crosses_cap(study):
             why = f"budget: max_train_tokens {b.max_train_tokens} reached"
+        elif self.cost.active:
+            why = self.cost.over(self.cost.spent(study))
         if why and self.stopped is None:
             self.stopped = kind
         return why
 
     def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
-                   examples_per_unit: int = 0) -> bool:
-        """A running trial reached ``tokens``: True when it must stop now for the token cap. Without a
-        tokenized split to estimate one interval from (a script trial's data is its own), the interval
-        is taken from the tokens per example the trials report."""
+                   examples_per_unit: int = 0, units: int = 0) -> bool:
+        """A running trial reached ``tokens`` (``examples``, ``units``): True when it must stop now for the token
+        cap or a cost cap. Without a tokenized split to estimate one interval from (a script trial's data is its
+        own), the interval is taken from the tokens per example the trials report."""
+        if self.cost.running_at(study, number, examples=examples, units=units):
+            caps = [f"{k} {v:g}" for k, v in (("max_gpu_hours", self.budget.max_gpu_hours),
+                                              ("max_cost", self.budget.max_cost)) if v is not None]
+            self.why[number] = f"budget: {' / '.join(caps)} would be crossed by this trial's next evaluation"
+            return True
         with self._lock:
             self.live[number] = tokens
             if self.learn_unit and tokens and examples:
                 self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
                 self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
-        return bool(self.budget.max_train_tokens) and self.next_interval_crosses_cap(study)
+        if self.budget.max_train_tokens and self.next_interval_crosses_cap(study):
+            self.why[number] = f"budget: max_train_tokens {self.budget.max_train_tokens} reached during this trial"
+            return True
+        return False
 
-    def launch_reason(self, study: optuna.Study, examples: int, examples_per_unit: int) -> str:
+    def launch_reason(self, study: optuna.Study, examples: int, examples_per_unit: int, *, device: str = "cpu",
+                      devices: int = 1) -> str:
         """Why a trial planned for ``examples`` train examples must not start: the tokens left under the cap
         cannot train it to its end ("" when they can, or while no tokens per example are known: a script
-        study before its first report)."""
+        study before its first report), or its predicted cost does not fit under a cost cap
+        (`lmtune.tuner.cost.CostMeter.launch_reason`)."""
+        why = self.cost.launch_reason(study, device=device, devices=devices, examples=examples)
+        if why:
+            if self.stopped is None:
+                self.stopped = StopKind.BUDGET
+            return why
         cap = self.budget.max_train_tokens
         if not cap or not self.unit_tokens or examples_per_unit <= 0:
             return ""
@@ -107,10 +127,16 @@ class Budget:
         return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
                 f"another trial to its end (~{round(need)} tokens), so none was started")
 
-    def ended(self, number: int) -> None:
-        """Call after the trial's record holds its train_tokens, so the cap never misses them."""
+    def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
+        """Trial ``number`` is launched at ``at`` (monotonic) on ``devices`` devices of ``device``, planned for
+        ``examples``: the cost caps count it from then."""
+        self.cost.started(number, device=device, devices=devices, examples=examples, at=at)
+
+    def ended(self, number: int, *, examples: int = 0) -> None:
+        """Call after the trial's record holds its train_tokens and wall time, so the caps never miss them."""
         with self._lock:
             self.live.pop(number, None)
+        self.cost.ended(number, examples=examples)
 
     def next_interval_crosses_cap(self, study: optuna.Study) -> bool:
         cap = self.budget.max_train_tokens or 0

@@ -1,0 +1,195 @@
+"""Cost budgets that hold: ``budget.max_gpu_hours`` and ``budget.max_cost`` (docs/budgets.md).
+
+A trial costs the wall time it holds its devices (launch to end: start-up, training, evaluation, saving) ×
+its devices (processes) × the price of a device-hour of its kind (``budget.prices``: ``cpu``, ``cuda``, ...);
+its GPU-hours are the same without the price, for any kind but ``cpu``. Finished trials are costed from their
+records (``wall_time_s``, ``device``, ``devices``), so a resumed study counts what earlier runs spent;
+running trials by their time so far.
+
+The cap is held by prediction, as the token cap is:
+
+- **before a launch** the trial's cost is predicted from the seconds per training example measured so far on
+  its device kind (finished trials of this run), × its planned examples; it starts only if the spent cost,
+  the predicted rest of the running trials and its own prediction fit under the cap (the first trial of a
+  kind has no measurement: it starts, and the next rule guards it);
+- **at each evaluation** a running trial goes on only if, with every running trial projected to its next
+  evaluation (its own seconds per evaluation unit so far), the cap still holds; else it is stopped there
+  (recorded as stopped by the budget).
+
+What can still overrun: the tail of a trial after its last evaluation (saving, the end), and trials whose
+speed changes between evaluations; `benchmarks/cost_cap.py` measures the overrun with simulated trials of
+varying speed (docs/benchmarks/cost/cap.json).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from lmtune.config import BudgetSection
+from lmtune.study import record
+
+__all__ = ["CostMeter", "Spent", "device_kind"]
+
+
+def device_kind(device: str) -> str:
+    """The kind a device is priced by: ``cpu``, ``cuda`` (``cuda:1`` too), or the name as given."""
+    return device.split(":", 1)[0] if device else "cpu"
+
+
+@dataclass(frozen=True)
+class Spent:
+    gpu_hours: float
+    cost: float
+
+
+@dataclass
+class _Run:
+    kind: str
+    devices: int
+    started: float
+    planned: int  # examples
+    examples: int = 0
+    units: int = 0
+
+
+class CostMeter:
+    """Accounts a study's device-hours and money against ``budget.max_gpu_hours`` / ``budget.max_cost``."""
+
+    def __init__(self, budget: BudgetSection) -> None:
+        self.budget = budget
+        self.running: dict[int, _Run] = {}
+        self._measured: dict[str, tuple[float, int]] = {}  # kind -> (seconds, examples) of finished trials
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.budget.max_gpu_hours is not None or self.budget.max_cost is not None
+
+    # -- rates ---------------------------------------------------------------------------------------------
+    def _per_second(self, kind: str, devices: int) -> Spent:
+        gpu = 0.0 if kind == "cpu" else devices / 3600
+        return Spent(gpu, devices * float(self.budget.prices.get(kind, 0.0)) / 3600)
+
+    def spent(self, study: optuna.Study, *, now: float | None = None) -> Spent:
+        """What the study has spent: its finished trials (records) and the running ones (their time so far)."""
+        now = time.monotonic() if now is None else now
+        gpu = cost = 0.0
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        for t in study.get_trials(deepcopy=False, states=done):
+            r = record.read(t)
+            if r.wall_time_s is None or r.device is None or t.number in self.running:
+                continue
+            rate = self._per_second(device_kind(r.device), r.devices or 1)
+            gpu, cost = gpu + rate.gpu_hours * r.wall_time_s, cost + rate.cost * r.wall_time_s
+        with self._lock:
+            for run in self.running.values():
+                rate = self._per_second(run.kind, run.devices)
+                gpu, cost = gpu + rate.gpu_hours * (now - run.started), cost + rate.cost * (now - run.started)
+        return Spent(gpu, cost)
+
+    def over(self, spent: Spent) -> str:
+        """The cap ``spent`` reaches ("" when none)."""
+        b = self.budget
+        if b.max_gpu_hours is not None and spent.gpu_hours >= b.max_gpu_hours:
+            return f"budget: max_gpu_hours {b.max_gpu_hours:g} reached ({spent.gpu_hours:.4g} spent)"
+        if b.max_cost is not None and spent.cost >= b.max_cost:
+            return f"budget: max_cost {b.max_cost:g} reached ({spent.cost:.4g} spent)"
+        return ""
+
+    # -- the rules --------------------------------------------------------------------------------------------
+    def launch_reason(self, study: optuna.Study, *, device: str, devices: int, examples: int) -> str:
+        """Why a trial planned for ``examples`` on ``devices`` devices of ``device`` must not start ("" when its
+        predicted cost fits, or while nothing was measured on that kind)."""
+        if not self.active:
+            return ""
+        kind = device_kind(device)
+        now = time.monotonic()
+        spent = self.spent(study, now=now)
+        why = self.over(spent)
+        if why:
+            return why
+        with self._lock:
+            measured = self._measured.get(kind)
+            rest = Spent(0.0, 0.0)
+            for run in self.running.values():  # each running trial's predicted rest, at its own speed so far
+                per = (now - run.started) / run.examples if run.examples else None
+                if per is None:
+                    m = self._measured.get(run.kind)
+                    per = m[0] / m[1] if m and m[1] else 0.0
+                rate = self._per_second(run.kind, run.devices)
+                left = max(0, run.planned - run.examples) * per
+                rest = Spent(rest.gpu_hours + rate.gpu_hours * left, rest.cost + rate.cost * left)
+        if measured is None or not measured[1]:
+            return ""
+        seconds = measured[0] / measured[1] * examples
+        rate = self._per_second(kind, devices)
+        need = Spent(rate.gpu_hours * seconds, rate.cost * seconds)
+        total = Spent(spent.gpu_hours + rest.gpu_hours + need.gpu_hours, spent.cost + rest.cost + need.cost)
+        b = self.budget
+        if b.max_gpu_hours is not None and total.gpu_hours > b.max_gpu_hours and need.gpu_hours > 0:
+            return (f"budget: max_gpu_hours {b.max_gpu_hours:g} reached: {spent.gpu_hours:.4g} spent and "
+                    f"{rest.gpu_hours:.4g} to come leave too little for another trial (~{need.gpu_hours:.4g} "
+                    f"GPU-hours at the {seconds / examples:.3g} s per example measured on {kind})")
+        if b.max_cost is not None and total.cost > b.max_cost and need.cost > 0:
+            return (f"budget: max_cost {b.max_cost:g} reached: {spent.cost:.4g} spent and {rest.cost:.4g} to come "
+                    f"leave too little for another trial (~{need.cost:.4g} at the {seconds / examples:.3g} s per "
+                    f"example measured on {kind})")
+        return ""
+
+    def running_at(self, study: optuna.Study, number: int, *, examples: int, units: int) -> bool:
+        """Trial ``number`` reported an evaluation: True when it must stop here, because with every running trial
+        projected to its next evaluation (its own seconds per unit so far) the cap would be crossed."""
+        if not self.active:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            run = self.running.get(number)
+            if run is None:
+                return False
+            run.examples, run.units = examples, units
+            ahead = Spent(0.0, 0.0)
+            for r in self.running.values():
+                if not r.units:
+                    continue
+                interval = (now - r.started) / r.units
+                rate = self._per_second(r.kind, r.devices)
+                ahead = Spent(ahead.gpu_hours + rate.gpu_hours * interval, ahead.cost + rate.cost * interval)
+        spent = self.spent(study, now=now)
+        projected = Spent(spent.gpu_hours + ahead.gpu_hours, spent.cost + ahead.cost)
+        b = self.budget
+        return bool((b.max_gpu_hours is not None and projected.gpu_hours > b.max_gpu_hours)
+                    or (b.max_cost is not None and projected.cost > b.max_cost))
+
+    def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
+        with self._lock:
+            self.running[number] = _Run(device_kind(device), max(1, devices), at, examples)
+
+    def ended(self, number: int, *, examples: int) -> None:
+        """Call once the trial's record holds its wall time: it is costed from the record from now on, and its
+        speed joins its kind's measurement."""
+        with self._lock:
+            run = self.running.pop(number, None)
+            if run is not None and examples:
+                seconds, seen = self._measured.get(run.kind, (0.0, 0))
+                self._measured[run.kind] = (seconds + time.monotonic() - run.started, seen + examples)
+
+    def status(self, study: optuna.Study) -> str:
+        """One line: spent against each cap set ("" when none is)."""
+        if not self.active:
+            return ""
+        return spent_line(self.spent(study), self.budget)
+
+
+def spent_line(spent: Spent, budget: BudgetSection) -> str:
+    """``GPU-hours x of cap y; cost x of cap y`` for the caps set."""
+    parts = []
+    if budget.max_gpu_hours is not None:
+        parts.append(f"GPU-hours {spent.gpu_hours:.4g} of cap {budget.max_gpu_hours:g}")
+    if budget.max_cost is not None:
+        parts.append(f"cost {spent.cost:.4g} of cap {budget.max_cost:g}")
+    return "; ".join(parts)

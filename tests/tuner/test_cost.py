@@ -1,0 +1,70 @@
+"""Cost budgets (`lmtune.tuner.cost`): a trial costs its wall time x devices x the price of its device kind; a
+trial starts only if its predicted cost fits, a running one stops at the evaluation before the cap, so a study
+of trials of varying speed ends at or under its cap; `lmtune status` shows spent against the cap."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from conftest import run_lmtune, tiny_overrides
+from lmtune.config import BudgetSection, load_config
+from lmtune.errors import ConfigError
+from lmtune.execution.simtrainer import simulate
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.study import record
+from lmtune.tuner import Tuner
+from lmtune.tuner.cost import CostMeter, device_kind
+
+QUICKSTART = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
+
+
+def test_a_money_cap_needs_a_price_for_every_device_the_study_may_use(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"budget\.max_cost: set budget\.prices for cpu, cuda"):
+        load_config(QUICKSTART, [f"study.dir={tmp_path}", "budget.max_cost=10"])
+    load_config(QUICKSTART, [f"study.dir={tmp_path}", "budget.max_cost=10", "execution.device=cpu",
+                             "budget.prices={cpu: 0.05}"])
+
+
+def test_a_launch_is_refused_when_its_predicted_cost_does_not_fit() -> None:
+    meter = CostMeter(BudgetSection(max_cost=10.0, prices={"cpu": 3600.0}))  # 1 per device-second
+    study = optuna.create_study()
+    assert meter.launch_reason(study, device="cpu", devices=1, examples=100) == ""  # nothing measured yet
+    meter.started(0, device="cpu", devices=1, examples=100, at=time.monotonic() - 4.0)  # ran 4 s for 100
+    meter.ended(0, examples=100)
+    t = study.ask()
+    record.write(t, wall_time_s=4.0, device="cpu", devices=1)
+    study.tell(t, 1.0)
+    assert meter.spent(study).cost == pytest.approx(4.0)
+    assert meter.launch_reason(study, device="cpu", devices=1, examples=100) == ""  # 4 + 4 <= 10
+    assert "max_cost 10 reached" in meter.launch_reason(study, device="cpu", devices=2, examples=100)  # 4 + 8
+    assert device_kind("cuda:1") == "cuda" and CostMeter(BudgetSection(max_gpu_hours=1.0))._per_second(
+        "cpu", 4).gpu_hours == 0.0  # a CPU trial spends no GPU-hours
+
+
+def _varying(spec: dict[str, Any], emit: Any, receive: Any, *, unit_s: float, sleep: Any) -> int:
+    rng = random.Random(spec["trial"])
+    factor = rng.choice([0.5, 1.0, 2.0])  # trials of varying speed, and every interval +-30 %
+    return simulate(spec, emit, receive, unit_s=unit_s * factor, sleep=lambda s: sleep(s * rng.uniform(0.7, 1.3)))
+
+
+def test_a_study_of_trials_of_varying_speed_ends_at_or_under_its_cost_cap(tiny_model: Path, tiny_csv: Path,
+                                                                         tmp_path: Path) -> None:
+    cap = 2.0  # device-seconds (price 3600 per device-hour): about 4 trials' worth at this speed
+    cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24",
+                                   "training.eval_every=3", "search.strategy=random", "execution.workers=2",
+                                   "execution.device=cpu", f"budget.max_cost={cap}", "budget.prices={cpu: 3600}"])
+    summary = Tuner(cfg, n_trials=30, backend=SimulatedExecutor(workers=2, unit_s=0.06, trainer=_varying)).run()
+    recs = record.records(summary.study.trials)
+    spent = sum((r.wall_time_s or 0) * (r.devices or 1) for r in recs)
+    assert summary.stop_reason.startswith("budget: max_cost") and len(recs) < 30
+    assert spent <= cap * 1.05, (spent, cap)
+    assert spent >= cap * 0.5  # it spent the budget, not a small part of it
+    assert all(r.device == "cpu" and r.devices == 1 for r in recs)
+    shown = run_lmtune("status", str(tmp_path / "s"))
+    assert f"cost: cost {spent:.4g} of cap 2" in shown.stdout, shown.stdout[-1500:]
