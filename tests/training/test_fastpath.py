@@ -108,6 +108,25 @@ def test_encoder_step_gives_the_models_logits_and_gradients(lengths: list[int]) 
     assert_same_grads(expected, grads(model))
 
 
+def test_encoder_step_gives_the_models_logits_for_a_sentence_pair() -> None:
+    """A pair task's batches carry token_type_ids: the fast forward embeds them as the model's own does."""
+    model = tiny_bert()
+    batch = padded_batch([9, 5, 7])
+    types = torch.zeros_like(batch["input_ids"])
+    for row, (start, end) in enumerate([(4, 9), (2, 5), (6, 7)]):
+        types[row, start:end] = 1
+    batch["token_type_ids"] = types
+    stock = model(**batch).logits
+    assert not torch.allclose(stock, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits)
+    stock.square().sum().backward()
+    expected = grads(model)
+    model.zero_grad(set_to_none=True)
+    fast = EncoderClassifierStep(model)(batch)
+    assert torch.allclose(fast, stock, atol=1e-5)
+    fast.square().sum().backward()
+    assert_same_grads(expected, grads(model))
+
+
 def test_encoder_step_under_lora_and_on_left_padding() -> None:
     from lmtune.training.lora import apply_lora
 

@@ -32,7 +32,7 @@ from lmtune.errors import DataError
 
 log = logging.getLogger("lmtune")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pair tasks keep where each row's second segment starts (token_type_ids)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,19 @@ class TokenizedSplit:
     offsets: np.ndarray
     labels: np.ndarray | None
     token_labels: np.ndarray | None = None  # causal_lm: flat, aligned with ids
+    # sentence-pair tasks of a model with segment embeddings (BERT's token_type_ids): the position in each row
+    # where the second text starts (its length when there is none); None for single-text tasks
+    segments: np.ndarray | None = None
+
+    def token_types(self, index: np.ndarray, width: int) -> np.ndarray | None:
+        """token_type_ids of rows ``index`` padded to ``width``: 0 up to each row's second text, 1 from it (and
+        0 on padding); None for a single-text task."""
+        if self.segments is None:
+            return None
+        starts = self.segments[index].astype(np.int64)[:, None]
+        ends = self.lengths()[index][:, None]
+        pos = np.arange(width)[None, :]
+        return ((pos >= starts) & (pos < ends)).astype(np.int64)
 
     def row_labels(self, i: int) -> np.ndarray:
         assert self.token_labels is not None
@@ -96,9 +109,11 @@ def _write_classification(tmp: Path, spec: DataSpec, tokenizer: Any,
     for name in SPLITS:
         rows = splits[name]
         empty = _empty_texts(rows, spec, name)
-        ids, offsets = _encode(tokenizer, rows, spec, max_length)
+        ids, offsets, segments = _encode(tokenizer, rows, spec, max_length)
         np.save(tmp / f"{name}.ids.npy", ids)
         np.save(tmp / f"{name}.offsets.npy", offsets)
+        if segments is not None:
+            np.save(tmp / f"{name}.segments.npy", segments)
         if spec.label_column:
             np.save(tmp / f"{name}.labels.npy", _label_ids(rows, spec.label_column, label_names, name))
         counts[name] = {"rows": len(rows), "tokens": len(ids), "empty_texts": empty}
@@ -143,7 +158,7 @@ def load_split(folder: Path, split: str) -> TokenizedSplit:
     return TokenizedSplit(
         ids=np.load(folder / f"{split}.ids.npy", allow_pickle=False),
         offsets=np.load(folder / f"{split}.offsets.npy", allow_pickle=False),
-        labels=optional("labels"), token_labels=optional("labels_flat"),
+        labels=optional("labels"), token_labels=optional("labels_flat"), segments=optional("segments"),
     )
 
 
@@ -152,11 +167,18 @@ def load_meta(folder: Path) -> dict[str, Any]:
 
 
 def _encode(tokenizer: Any, rows: Sequence[dict[str, Any]], spec: DataSpec,
-            max_length: int) -> tuple[np.ndarray, np.ndarray]:
+            max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Ids and row offsets, and for a pair task whose tokenizer gives segment ids (BERT's token_type_ids) where
+    each row's second text starts, as HF's collator would hand the model."""
     texts = [_text(r, spec.text_column) for r in rows]
     pairs = [_text(r, spec.text_pair_column) for r in rows] if spec.text_pair_column else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, add_special_tokens=True)
-    return _flatten(enc["input_ids"])
+    ids, offsets = _flatten(enc["input_ids"])
+    types = enc.get("token_type_ids") if pairs is not None else None
+    if not types or not any(1 in t for t in types):
+        return ids, offsets, None
+    starts = np.array([t.index(1) if 1 in t else len(t) for t in types], dtype=np.int32)
+    return ids, offsets, starts
 
 
 def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -44,8 +44,8 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 def collate(split: TokenizedSplit, index: np.ndarray, pad_id: int,
             device: torch.device) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest row of the batch; returns input_ids, attention_mask, labels
-    (class ids, or per-token labels for causal LM)."""
+    """Dynamic padding to the longest row of the batch; returns input_ids, attention_mask, token_type_ids (a
+    sentence-pair task), labels (class ids, or per-token labels for causal LM)."""
     rows = [split.row(int(i)) for i in index]
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
@@ -54,6 +54,9 @@ def collate(split: TokenizedSplit, index: np.ndarray, pad_id: int,
         ids[j, :len(r)] = r
         mask[j, :len(r)] = 1
     batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    types = split.token_types(index, width)
+    if types is not None:  # a sentence pair: which tokens are the second text (BERT's segment embeddings)
+        batch["token_type_ids"] = torch.from_numpy(types)
     if split.token_labels is not None:  # causal LM: one label per token, -100 on padding (no loss)
         labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
         for j, i in enumerate(index):

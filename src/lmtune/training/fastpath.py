@@ -184,12 +184,13 @@ class EncoderClassifierStep:
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         net = _unwrap(self.model)
         ids, mask = batch.get("input_ids"), batch.get("attention_mask")
-        if (not net.training or ids is None or mask is None or set(batch) != {"input_ids", "attention_mask"}
+        if (not net.training or ids is None or mask is None
+                or not set(batch) <= {"input_ids", "attention_mask", "token_type_ids"}
                 or not bool(mask[:, 0].all())):  # left padding: the stock forward reads a pad at position 0
             return self.model(**batch).logits
         bert: Any = net.bert
         b, length = ids.shape
-        hidden = bert.embeddings(input_ids=ids)  # [b, L, d], dropout included
+        hidden = bert.embeddings(input_ids=ids, token_type_ids=batch.get("token_type_ids"))  # [b, L, d], dropout
         width = hidden.shape[-1]
         real = mask.reshape(-1).nonzero().squeeze(1)  # positions of the real tokens in [b * L]
         lengths = mask.sum(1)
