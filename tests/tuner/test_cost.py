@@ -68,3 +68,7 @@ def test_a_study_of_trials_of_varying_speed_ends_at_or_under_its_cost_cap(tiny_m
     assert all(r.device == "cpu" and r.devices == 1 for r in recs)
     shown = run_lmtune("status", str(tmp_path / "s"))
     assert f"cost: cost {spent:.4g} of cap 2" in shown.stdout, shown.stdout[-1500:]
+    from lmtune.report import write_report
+
+    _, md = write_report(tmp_path / "s")
+    assert f"Search budget spent: cost {spent:.4g} of cap 2" in md.read_text()

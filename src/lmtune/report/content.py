@@ -46,6 +46,7 @@ class ReportContent:
     selection: t.SelectionGap | None = None  # None until `lmtune final` has run
     changes: list[Change] | None = None  # what the best changed from the default; None without a best
     gain: list[GainPanel] | None = None  # the comparison as pictures; None until `lmtune final` has run
+    budget: str = ""  # what the search spent against budget.max_gpu_hours / max_cost ("": no such cap)
 
 
 def best_row(record: StudyRecord, rows: list[t.TrialRow]) -> t.TrialRow | None:
@@ -121,4 +122,18 @@ def collect(record: StudyRecord) -> ReportContent:
         selection=t.selection_gap(final, rows, record.metric) if final is not None else None,
         changes=best_changes(record.trials, best_trial, record.config) if best_trial is not None else None,
         gain=gain_panels(final, comparison, search_cost) if final is not None and comparison else None,
+        budget=_budget_line(record),
     )
+
+
+def _budget_line(record: StudyRecord) -> str:
+    """Spent against the study's cost caps, from the trial records ("" without a cost cap)."""
+    from lmtune.config import BudgetSection
+    from lmtune.study import spent_line, trials_spent
+
+    raw = record.config.get("budget") or {}
+    try:
+        budget = BudgetSection(**raw)
+    except ValueError:
+        return ""
+    return spent_line(trials_spent(record.trials, budget), budget)

@@ -151,6 +151,8 @@ def _cost(c: ReportContent) -> Section:
                 ]
             )
     paragraphs = []
+    if c.budget:
+        paragraphs.append(f"Search budget spent: {c.budget} (wall time x devices x price per device-hour).")
     if c.final_cost is not None and c.final_cost.get("machine"):
         paragraphs.append(f"Final runs measured on: {c.final_cost['machine']}.")
     table = Table(["stage", "trials / runs", "train tokens", "wall time", "overhead share"], rows)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from lmtune.study.folder import check_writable, prepare_folder
     from lmtune.study.lock import driver_lock
     from lmtune.study.record import TrialRecord
+    from lmtune.study.spend import Spent, device_kind, per_second, spent_line, trials_spent
     from lmtune.study.stages import PROXY_SUFFIX, Stage, stage_entries
     from lmtune.study.store import (
         META_FILE,
@@ -34,14 +35,20 @@ if TYPE_CHECKING:
         storage_url,
     )
 
-__all__ = ["INTERRUPTED", "META_FILE", "PROXY_SUFFIX", "Stage", "StudyPaths", "TrialRecord", "best_trial",
-           "check_not_lost", "check_writable", "default_trial", "driver_lock", "fault_message", "finished",
-           "load_study", "open_study", "prepare_folder", "read_meta", "recover_interrupted", "requeue",
-           "stage_entries", "storage_fault", "storage_for", "storage_url", "train_tokens_spent", "write_meta"]
+__all__ = ["INTERRUPTED", "META_FILE", "PROXY_SUFFIX", "Spent", "Stage", "StudyPaths", "TrialRecord", "best_trial",
+           "check_not_lost", "check_writable", "default_trial", "device_kind", "driver_lock", "fault_message",
+           "finished", "load_study", "open_study", "per_second", "prepare_folder", "read_meta", "recover_interrupted",
+           "requeue", "spent_line", "stage_entries", "storage_fault", "storage_for", "storage_url",
+           "train_tokens_spent", "trials_spent", "write_meta"]
 
 # The rest of the face: each name imported from its module when first named, so importing the package stays
 # cheap (no torch, no Optuna until used) and free of import cycles between layers.
 _FACE = {
+    "Spent": "spend",
+    "device_kind": "spend",
+    "per_second": "spend",
+    "spent_line": "spend",
+    "trials_spent": "spend",
     "META_FILE": "store",
     "PROXY_SUFFIX": "stages",
     "Stage": "stages",

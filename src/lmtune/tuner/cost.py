@@ -28,23 +28,11 @@ import time
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
 
 from lmtune.config import BudgetSection
-from lmtune.study import record
+from lmtune.study import Spent, device_kind, per_second, spent_line, trials_spent
 
 __all__ = ["CostMeter", "Spent", "device_kind"]
-
-
-def device_kind(device: str) -> str:
-    """The kind a device is priced by: ``cpu``, ``cuda`` (``cuda:1`` too), or the name as given."""
-    return device.split(":", 1)[0] if device else "cpu"
-
-
-@dataclass(frozen=True)
-class Spent:
-    gpu_hours: float
-    cost: float
 
 
 @dataclass
@@ -72,25 +60,17 @@ class CostMeter:
 
     # -- rates ---------------------------------------------------------------------------------------------
     def _per_second(self, kind: str, devices: int) -> Spent:
-        gpu = 0.0 if kind == "cpu" else devices / 3600
-        return Spent(gpu, devices * float(self.budget.prices.get(kind, 0.0)) / 3600)
+        return per_second(self.budget, kind, devices)
 
     def spent(self, study: optuna.Study, *, now: float | None = None) -> Spent:
         """What the study has spent: its finished trials (records) and the running ones (their time so far)."""
         now = time.monotonic() if now is None else now
-        gpu = cost = 0.0
-        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        for t in study.get_trials(deepcopy=False, states=done):
-            r = record.read(t)
-            if r.wall_time_s is None or r.device is None or t.number in self.running:
-                continue
-            rate = self._per_second(device_kind(r.device), r.devices or 1)
-            gpu, cost = gpu + rate.gpu_hours * r.wall_time_s, cost + rate.cost * r.wall_time_s
         with self._lock:
-            for run in self.running.values():
-                rate = self._per_second(run.kind, run.devices)
-                gpu, cost = gpu + rate.gpu_hours * (now - run.started), cost + rate.cost * (now - run.started)
-        return Spent(gpu, cost)
+            running = list(self.running.items())
+        total = trials_spent(study.get_trials(deepcopy=False), self.budget, skip=[n for n, _ in running])
+        for _, run in running:
+            total = total + self._per_second(run.kind, run.devices).times(now - run.started)
+        return total
 
     def over(self, spent: Spent) -> str:
         """The cap ``spent`` reaches ("" when none)."""
@@ -184,12 +164,3 @@ class CostMeter:
             return ""
         return spent_line(self.spent(study), self.budget)
 
-
-def spent_line(spent: Spent, budget: BudgetSection) -> str:
-    """``GPU-hours x of cap y; cost x of cap y`` for the caps set."""
-    parts = []
-    if budget.max_gpu_hours is not None:
-        parts.append(f"GPU-hours {spent.gpu_hours:.4g} of cap {budget.max_gpu_hours:g}")
-    if budget.max_cost is not None:
-        parts.append(f"cost {spent.cost:.4g} of cap {budget.max_cost:g}")
-    return "; ".join(parts)
