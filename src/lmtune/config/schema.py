@@ -98,7 +98,7 @@ class TaskSection(_Section):
     # classification: your own metrics, "package.module:function" or "path/file.py:function" taking HF's
     # EvalPrediction (logits, labels) and returning {name: number}; reported as eval_NAME (and test_NAME)
     compute_metrics: str | None = None
-    # task.type script: the command is a fine-tuning tool, tuned without editing it (docs/tools.md): trl (TRL's
+    # task.type script: the command is a fine-tuning tool, tuned without editing it (docs/tools/index.md): trl (TRL's
     # CLI), hf (TrainingArguments flags: run_glue.py...), llamafactory, axolotl; lmtune writes the trial's
     # settings the tool's way and attaches itself to the tool's transformers.Trainer. none: only the
     # {name} placeholders of task.command are filled
@@ -501,7 +501,7 @@ class StudyConfig(_Section):
         if bad:
             where = "search.space" if bad[0] in self.search.space else "training"
             raise ValueError(f"{where}.{bad[0]}: task.tool {task.tool} has no setting lmtune can give it for {bad[0]} "
-                             f"(docs/tools.md lists what each tool takes); map it to the tool's key in "
+                             f"(docs/tools/index.md lists what each tool takes); map it to the tool's key in "
                              f"task.tool_args, or leave it out")
         command = " ".join(task.command or [])
         own = [n for n in self.search.space if n not in TRAINING_FIELDS and n not in task.tool_args
@@ -511,7 +511,7 @@ class StudyConfig(_Section):
                              f"task.tool_args ({{{own[0]}: <the tool's key>}}) or {{{own[0]}}} in task.command")
         if self.search.strategy == "pbt" and task.tool in ("llamafactory", "axolotl"):
             raise ValueError(f"search.strategy pbt: pausing and resuming {task.tool} through its checkpoints is not "
-                             "tested yet (docs/tools.md); use auto, asha or hyperband")
+                             "tested yet (docs/tools/index.md); use auto, asha or hyperband")
 
 
 TRAINING_FIELDS = frozenset(TrainingSection.model_fields)

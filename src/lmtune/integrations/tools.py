@@ -1,7 +1,7 @@
 """Tool trials: the fine-tuning tools people run from a config file or flags — TRL's CLI (``trl sft``), HF
 example scripts (``run_glue.py``, ``run_clm.py``: ``TrainingArguments`` flags), LLaMA-Factory
 (``llamafactory-cli train cfg.yaml``) and axolotl (``axolotl train cfg.yml``) — tuned without editing them
-(``task.type: script`` with ``task.tool``; docs/tools.md).
+(``task.type: script`` with ``task.tool``; docs/tools/index.md).
 
 What happens per trial: the trial's settings are written the tool's way — appended to ``task.command`` as
 flags (``trl``, ``hf``; the last occurrence of a flag wins in their argument parsers) or set in a copy of
