@@ -177,6 +177,34 @@ def test_pbt_pauses_trl_at_its_own_checkpoints_and_resumes_it_with_the_explored_
         assert log.count("'eval_loss'") == 4  # the resumed run went on from step 4 (from scratch: 2 + 4)
 
 
+def _tool_study(tmp_path: Path, tool: str, command: list[str], final_args: str) -> Path:
+    """A 3-trial ASHA study of a config-file tool (its config in tmp_path, named by tool_config) on the tiny
+    model: learning rate and LoRA rank searched, 8 steps of 8, judged every 16 examples."""
+    config = {"llamafactory": "lora_sft.yaml", "axolotl": "lora.yml"}[tool]
+    study = tmp_path / f"{tool}.yaml"
+    study.write_text(f"""
+study: {{name: {tool}-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
+task:
+  type: script
+  tool: {tool}
+  tool_config: {config}
+  command: {json.dumps(command)}
+  tool_final_args: {final_args}
+  metrics: [eval_loss]
+  train_size: 102
+training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
+           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
+search:
+  strategy: asha
+  n_trials: 3
+  space:
+    learning_rate: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
+    lora_r: {{type: categorical, choices: [2, 4, 8]}}
+execution: {{workers: 1}}
+""")
+    return study
+
+
 LF_CONFIG = """model_name_or_path: {model}
 stage: sft
 do_train: true
@@ -221,27 +249,8 @@ def test_llama_factory_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Pat
     (data / "dataset_info.json").write_text(json.dumps({"chat": {"file_name": "chat.jsonl", **entry},
                                                         "chat_test": {"file_name": "chat_test.jsonl", **entry}}))
     (tmp_path / "lora_sft.yaml").write_text(LF_CONFIG.format(model=tiny_llama, data=data))
-    study = tmp_path / "lf.yaml"
-    study.write_text(f"""
-study: {{name: lf-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
-task:
-  type: script
-  tool: llamafactory
-  tool_config: lora_sft.yaml
-  command: [{cli}, train, "{{config}}"]
-  tool_final_args: {{eval_dataset: chat_test, val_size: 0.0}}   # lmtune final: LLaMA-Factory scores the test rows
-  metrics: [eval_loss]
-  train_size: 102
-training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
-           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
-search:
-  strategy: asha
-  n_trials: 3
-  space:
-    learning_rate: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
-    lora_r: {{type: categorical, choices: [2, 4, 8]}}
-execution: {{workers: 1}}
-""")
+    study = _tool_study(tmp_path, "llamafactory", [cli, "train", "{config}"],
+                        "{eval_dataset: chat_test, val_size: 0.0}")  # lmtune final: LLaMA-Factory scores test rows
     out = run_lmtune("tune", str(study))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = [t for t in _trials(tmp_path / "s") if t.state.name in ("COMPLETE", "PRUNED")]
@@ -324,27 +333,8 @@ def test_axolotl_is_tuned_through_a_copy_of_its_own_config(tiny_llama: Path, tin
     (tmp_path / "lora.yml").write_text(AX_CONFIG.format(model=tiny_llama, data=tmp_path / "train.jsonl"))
     test_set = json.dumps([{"path": str(tmp_path / "test.jsonl"), "ds_type": "json", "type": "chat_template",
                             "field_messages": "messages", "split": "train"}])
-    study = tmp_path / "ax.yaml"
-    study.write_text(f"""
-study: {{name: ax-tiny, dir: {tmp_path / 's'}, metric: eval_loss, direction: minimize}}
-task:
-  type: script
-  tool: axolotl
-  tool_config: lora.yml
-  command: [{cli}, train, "{{config}}", --launcher, python]
-  tool_final_args: {{val_set_size: 0.0, test_datasets: {test_set}}}   # lmtune final: axolotl scores the test rows
-  metrics: [eval_loss]
-  train_size: 102
-training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 8, eval_every: 2, eval_batch_size: 8,
-           lora_enabled: true, lora_r: 4, lora_alpha: 8, lora_dropout: 0.0}}
-search:
-  strategy: asha
-  n_trials: 3
-  space:
-    learning_rate: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
-    lora_r: {{type: categorical, choices: [2, 4, 8]}}
-execution: {{workers: 1}}
-""")
+    study = _tool_study(tmp_path, "axolotl", [cli, "train", "{config}", "--launcher", "python"],
+                        f"{{val_set_size: 0.0, test_datasets: {test_set}}}")  # lmtune final: axolotl's test rows
     out = run_lmtune("tune", str(study))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = [t for t in _trials(tmp_path / "s") if t.state.name in ("COMPLETE", "PRUNED")]

@@ -171,14 +171,14 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
 def _cost_caps(study: Any, meta: dict[str, Any]) -> str:
     """What the finished trials spent against the study's budget.max_gpu_hours / max_cost ("" when unset)."""
     from lmtune.config import BudgetSection
-    from lmtune.tuner.cost import CostMeter
+    from lmtune.study import spent_line, trials_spent
 
     raw = (meta.get("config") or {}).get("budget") or {}
     try:
         budget = BudgetSection(**raw)
     except ValueError:
         return ""
-    return CostMeter(budget).status(study)
+    return spent_line(trials_spent(study.get_trials(deepcopy=False), budget), budget)
 
 
 def _short(v: Any) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lmtune._faces import lazy
 from lmtune.config.loader import apply_overrides, load_config, parse_value, resolved_space, validate
 from lmtune.config.schema import (
     TRAINING_FIELDS,
@@ -37,8 +37,7 @@ __all__ = ["CLASSIFICATION_METRICS", "SHARDED_4BIT", "SHARDED_FP16", "TRAINING_F
            "check_tracking", "config_yaml", "load_config", "lower_is_better", "parse_value", "resolved_space",
            "validate"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "CLASSIFICATION_METRICS": "schema",
     "PBTSection": "schema",
@@ -52,11 +51,4 @@ _FACE = {
     "lower_is_better": "schema",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

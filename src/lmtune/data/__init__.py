@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lmtune._faces import lazy
 
 if TYPE_CHECKING:
     from lmtune.data.causal import IGNORE_INDEX
@@ -14,8 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["IGNORE_INDEX", "DataSpec", "TokenizedSplit", "build_cache", "default_cache_root", "load_meta",
            "load_split", "load_splits", "minilm_folder", "smollm2_folder"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "DataSpec": "sources",
     "IGNORE_INDEX": "causal",
@@ -29,11 +29,4 @@ _FACE = {
     "smollm2_folder": "smollm2",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

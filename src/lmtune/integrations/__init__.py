@@ -8,8 +8,9 @@ LLaMA-Factory, axolotl) without editing it, attaching `ToolCallback` to its Trai
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lmtune._faces import lazy
 
 if TYPE_CHECKING:
     from lmtune.integrations.attach import write_site
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["TOOLS", "deliver", "lmtune_only", "optimizer_arguments", "trainer_arguments", "undeliverable",
            "write_site"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "TOOLS": "tools",
     "deliver": "tools",
@@ -31,11 +31,4 @@ _FACE = {
     "trainer_arguments": "hf_args",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lmtune._faces import lazy
 
 if TYPE_CHECKING:
     from lmtune.report.diff import ABSENT, Change, best_changes, change_lines
@@ -24,8 +25,7 @@ __all__ = ["ABSENT", "REPORT_DIR", "Change", "ComparisonRow", "StudyDirError", "
            "best_changes", "change_lines", "comparison_table", "final_cost", "search_cost", "seeds_advice",
            "selection_gap", "selection_gap_text", "size_note", "transfer_summary", "trial_table", "write_report"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "ABSENT": "diff",
     "Change": "diff",
@@ -48,11 +48,4 @@ _FACE = {
     "write_report": "render",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

@@ -8,9 +8,9 @@ with `register`. The tuner (`lmtune.tuner`) keeps the loop, the budget and the f
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lmtune._faces import lazy
 from lmtune.schedulers.base import Launch, Scheduler, register, scheduler_for, strategies_served
 
 if TYPE_CHECKING:
@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["FinalScheduler", "Launch", "OneRun", "PBTRunner", "Scheduler", "SearchScheduler", "register",
            "scheduler_for", "strategies_served", "waiting"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "FinalScheduler": "final",
     "OneRun": "one",
@@ -32,11 +31,4 @@ _FACE = {
     "waiting": "search",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lmtune._faces import lazy
 from lmtune.study.store import (
     INTERRUPTED,
     StudyPaths,
@@ -41,8 +41,7 @@ __all__ = ["INTERRUPTED", "META_FILE", "PROXY_SUFFIX", "Spent", "Stage", "StudyP
            "requeue", "spent_line", "stage_entries", "storage_fault", "storage_for", "storage_url",
            "train_tokens_spent", "trials_spent", "write_meta"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "Spent": "spend",
     "device_kind": "spend",
@@ -65,11 +64,4 @@ _FACE = {
     "storage_url": "store",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lmtune._faces import lazy
 
 if TYPE_CHECKING:
     from lmtune.training.export import base_model_name, export_adapter, export_merged, name_base_model
@@ -16,8 +17,7 @@ __all__ = ["RETUNED", "MetricFunctionError", "base_model_name", "build_optimizer
            "dropout_overrides", "export_adapter", "export_merged", "load_tokenizer", "mark_groups", "metric_names",
            "name_base_model", "pick_precision", "resolve_model", "retune"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "RETUNED": "optim",
     "MetricFunctionError": "metrics",
@@ -36,11 +36,4 @@ _FACE = {
     "retune": "optim",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

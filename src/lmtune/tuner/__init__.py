@@ -4,9 +4,9 @@ decide are in `lmtune.schedulers`."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lmtune._faces import lazy
 from lmtune.tuner.plan import Plan, make_plan, trial_spec
 
 if TYPE_CHECKING:
@@ -26,8 +26,7 @@ __all__ = ["Beat", "Budget", "Coordination", "FinalJob", "FinalRunError", "Final
            "TwoStageTuner", "boundary", "job_spec", "longest_length", "make_plan", "make_reporter",
            "shortest_examples", "training_examples", "trial_spec"]
 
-# The rest of the face: each name imported from its module when first named, so importing the package stays
-# cheap (no torch, no Optuna until used) and free of import cycles between layers.
+# the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "Beat": "coordination",
     "Budget": "budget",
@@ -53,11 +52,4 @@ _FACE = {
     "training_examples": "plan",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE)

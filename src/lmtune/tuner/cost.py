@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import optuna
 
 from lmtune.config import BudgetSection
-from lmtune.study import Spent, device_kind, per_second, spent_line, trials_spent
+from lmtune.study import Spent, device_kind, per_second, trials_spent
 
 __all__ = ["CostMeter", "Spent", "device_kind"]
 
@@ -157,10 +157,3 @@ class CostMeter:
             if run is not None and examples:
                 seconds, seen = self._measured.get(run.kind, (0.0, 0))
                 self._measured[run.kind] = (seconds + time.monotonic() - run.started, seen + examples)
-
-    def status(self, study: optuna.Study) -> str:
-        """One line: spent against each cap set ("" when none is)."""
-        if not self.active:
-            return ""
-        return spent_line(self.spent(study), self.budget)
-
