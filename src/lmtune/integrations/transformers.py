@@ -261,18 +261,7 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         (shown, examples), self._ready = self._ready, None
         folder = self.trial.checkpoint_dir(examples)
         assert folder is not None
-        if args.world_size > 1:  # every rank writes into the Trainer's checkpoint (its rng_state_RANK.pth) and
-            import torch.distributed as dist  # HF does not wait for them before on_save: rank 0 moves it after
-
-            if dist.is_available() and dist.is_initialized():
-                dist.barrier()
-        if self.trial.is_reporter:
-            import shutil
-
-            saved = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(saved), str(folder))
+        _take_checkpoint(self.trial, args, state, folder)
         self._decide(self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder),
                      shown, control)
 
@@ -309,6 +298,23 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             saved = t.output_dir / "model"
             trainer.save_model(str(saved))
         t.finish(test_metrics=tests, model_dir=saved)
+
+
+def _take_checkpoint(t: Trial, args: TrainingArguments, state: TrainerState, folder: Path) -> None:
+    """Make the checkpoint the Trainer just saved the trial's ready-point checkpoint ``folder`` (rank 0 moves it,
+    once every rank has written its part)."""
+    if args.world_size > 1:  # every rank writes into the Trainer's checkpoint (its rng_state_RANK.pth) and
+        import torch.distributed as dist  # HF does not wait for them before on_save: rank 0 moves it after
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+    if t.is_reporter:
+        import shutil
+
+        saved = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(saved), str(folder))
 
 
 def _tokens(state: TrainerState) -> int | None:
@@ -452,13 +458,7 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
         (shown, examples), self._ready = self._ready, None
         folder = self.trial.checkpoint_dir(examples)
         assert folder is not None
-        if self.trial.is_reporter:  # the Trainer's checkpoint becomes the trial's (the tool's own saves stay)
-            import shutil
-
-            saved = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(saved), str(folder))
+        _take_checkpoint(self.trial, args, state, folder)
         decision = self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder)
         if isinstance(decision, Stop | Pause):
             control.should_training_stop = True
