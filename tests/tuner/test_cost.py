@@ -55,11 +55,11 @@ def _varying(spec: dict[str, Any], emit: Any, receive: Any, *, unit_s: float, sl
 
 def test_a_study_of_trials_of_varying_speed_ends_at_or_under_its_cost_cap(tiny_model: Path, tiny_csv: Path,
                                                                          tmp_path: Path) -> None:
-    cap = 2.0  # device-seconds (price 3600 per device-hour): about 4 trials' worth at this speed
+    cap = 6.0  # device-seconds (price 3600 per device-hour): about 4 trials' worth at this speed
     cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24",
                                    "training.eval_every=3", "search.strategy=random", "execution.workers=2",
                                    "execution.device=cpu", f"budget.max_cost={cap}", "budget.prices={cpu: 3600}"])
-    summary = Tuner(cfg, n_trials=30, backend=SimulatedExecutor(workers=2, unit_s=0.06, trainer=_varying)).run()
+    summary = Tuner(cfg, n_trials=30, backend=SimulatedExecutor(workers=2, unit_s=0.2, trainer=_varying)).run()
     recs = record.records(summary.study.trials)
     spent = sum((r.wall_time_s or 0) * (r.devices or 1) for r in recs)
     assert summary.stop_reason.startswith("budget: max_cost") and len(recs) < 30
@@ -67,8 +67,32 @@ def test_a_study_of_trials_of_varying_speed_ends_at_or_under_its_cost_cap(tiny_m
     assert spent >= cap * 0.5  # it spent the budget, not a small part of it
     assert all(r.device == "cpu" and r.devices == 1 for r in recs)
     shown = run_lmtune("status", str(tmp_path / "s"))
-    assert f"cost: cost {spent:.4g} of cap 2" in shown.stdout, shown.stdout[-1500:]
+    assert f"cost: cost {spent:.4g} of cap 6" in shown.stdout, shown.stdout[-1500:]
     from lmtune.report import write_report
 
     _, md = write_report(tmp_path / "s")
-    assert f"Search budget spent: cost {spent:.4g} of cap 2" in md.read_text()
+    assert f"Search budget spent: cost {spent:.4g} of cap 6" in md.read_text()
+
+
+class _OnGpus(SimulatedExecutor):
+    """The simulated backend, its slots named as GPUs (device-hours of a GPU kind count as GPU-hours)."""
+
+    def device_for(self, slot: int) -> str:
+        return f"cuda:{slot}"
+
+
+def test_a_gpu_hour_cap_stops_a_study_on_gpus_and_not_one_on_cpus(tiny_model: Path, tiny_csv: Path,
+                                                                   tmp_path: Path) -> None:
+    cap_s = 6.0  # GPU-seconds: trials of a second or two, so the bookkeeping around each (ms) is small beside it
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "gpu"), "training.max_steps=24", "training.eval_every=3",
+            "search.strategy=random", "execution.workers=2", f"budget.max_gpu_hours={cap_s / 3600}"]
+    on_gpus = Tuner(load_config(QUICKSTART, sets), n_trials=30,
+                    backend=_OnGpus(workers=2, unit_s=0.2, trainer=_varying)).run()
+    recs = record.records(on_gpus.study.trials)
+    assert on_gpus.stop_reason.startswith("budget: max_gpu_hours") and len(recs) < 30
+    assert sum(r.wall_time_s or 0 for r in recs) <= cap_s * 1.05
+    assert {r.device for r in recs} <= {"cuda:0", "cuda:1"}
+    sets[0] = f"study.dir={tmp_path / 'cpu'}"
+    on_cpus = Tuner(load_config(QUICKSTART, sets), n_trials=4,  # CPU trials spend no GPU-hours: the cap never binds
+                    backend=SimulatedExecutor(workers=2, unit_s=0.05, trainer=_varying)).run()
+    assert on_cpus.stop_reason == "n_trials reached"
