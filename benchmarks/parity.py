@@ -176,6 +176,17 @@ def summary(path: Path) -> dict[str, Any]:
     return out
 
 
+def write_bench_parity(result: dict[str, Any], path: Path) -> None:
+    """The summary's ``parity`` entry as ../shared/checks/bench reads it: per task with >= 10 paired seeds of
+    the default lmtune arm, the seeds, both means and the 95 % interval of lmtune - HF."""
+    bench = json.loads(path.read_text()) if path.exists() else {}
+    bench["parity"] = {task: {"seeds": v["lmtune"]["seeds"], "hf_mean": v["means"]["hf"]["mean"],
+                              "lmtune_mean": v["means"]["lmtune"]["mean"], "diff_ci95": v["lmtune"]["diff_ci95"]}
+                       for task, v in result.items() if v.get("lmtune") and v["lmtune"]["seeds"] >= 10}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bench, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["rotten_tomatoes", "convention_party"])
@@ -188,9 +199,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/parity/runs.jsonl"))
     ap.add_argument("--summary", action="store_true", help="print the paired summary of --out and exit")
+    ap.add_argument("--bench-summary", type=Path, default=None,
+                    help="also write the parity entry (tasks with >= 10 paired seeds) into this search-replay "
+                         "summary.json (docs/benchmarks/search-replay/summary.json), keeping its other keys")
     args = ap.parse_args()
     if args.summary:
-        print(json.dumps(summary(args.out), indent=1))
+        result = summary(args.out)
+        print(json.dumps(result, indent=1))
+        if args.bench_summary is not None:
+            write_bench_parity(result, args.bench_summary)
         return
     torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
