@@ -361,7 +361,6 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
 
     def __init__(self, trainer: Any, trial_: Trial | None = None) -> None:
         self.trial = trial_ if trial_ is not None else trial()
-        self.trial.mark_read(*self.trial.spec.must_read)  # delivered by lmtune itself, checked below
         self.trainer = trainer
         self._batch = 0
         self._last_eval_step = -1
