@@ -23,23 +23,29 @@ if TYPE_CHECKING:
     from lmtune.config.loader import check_tracking
     from lmtune.config.schema import (
         CLASSIFICATION_METRICS,
+        COST_METRICS,
+        SERVE_METRICS,
         SHARDED_4BIT,
         SHARDED_FP16,
+        Objective,
         PBTSection,
         TrackingSection,
         lower_is_better,
     )
     from lmtune.config.writer import best_config_yaml, config_yaml
 
-__all__ = ["CLASSIFICATION_METRICS", "SHARDED_4BIT", "SHARDED_FP16", "TRAINING_FIELDS", "BudgetSection",
-           "ExecutionSection", "PBTSection", "ProxySection", "SearchSection", "StudyConfig", "StudySection",
-           "TaskSection", "TrackingSection", "TrainingSection", "applies", "apply_overrides", "best_config_yaml",
-           "check_tracking", "config_yaml", "load_config", "lower_is_better", "parse_value", "resolved_space",
-           "validate"]
+__all__ = ["CLASSIFICATION_METRICS", "COST_METRICS", "SERVE_METRICS", "SHARDED_4BIT", "SHARDED_FP16", "TRAINING_FIELDS",
+           "BudgetSection", "ExecutionSection", "Objective", "PBTSection", "ProxySection", "SearchSection",
+           "StudyConfig", "StudySection", "TaskSection", "TrackingSection", "TrainingSection", "applies",
+           "apply_overrides", "best_config_yaml", "check_tracking", "config_yaml", "load_config", "lower_is_better",
+           "parse_value", "resolved_space", "validate"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
     "CLASSIFICATION_METRICS": "schema",
+    "COST_METRICS": "schema",
+    "Objective": "schema",
+    "SERVE_METRICS": "schema",
     "PBTSection": "schema",
     "SHARDED_4BIT": "schema",
     "SHARDED_FP16": "schema",

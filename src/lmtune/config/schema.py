@@ -38,6 +38,34 @@ def takes_bool(annotation: Any) -> bool:
     return any(takes_bool(a) for a in get_args(annotation)) if get_args(annotation) else False
 
 
+# Costs lmtune measures itself, usable as objectives (study.objectives) next to any reported metric: the
+# trial's real train tokens and device-hours (wall time x devices, GPUs or CPU alike), and the trained model's
+# serving cost: its parameters (a LoRA adapter's count with the base it is served on, so its rank counts),
+# trainable parameters, and latency per example on the evaluation device (batch of one, median of 16,
+# measured at the end of the trial).
+COST_METRICS = ("train_tokens", "train_gpu_hours", "serve_params", "serve_trainable_params", "serve_latency_ms")
+SERVE_METRICS = ("serve_params", "serve_trainable_params", "serve_latency_ms")
+
+
+class Objective(_Section):
+    """One objective of a multi-objective study: a metric and whether it is maximized or minimized."""
+
+    metric: str
+    # None: the metric's own sense (costs and losses minimize; accuracy, f1 maximize); required for others
+    direction: Literal["maximize", "minimize"] | None = None
+
+    def resolved(self) -> Literal["maximize", "minimize"]:
+        if self.direction is not None:
+            return self.direction
+        if self.metric in COST_METRICS:
+            return "minimize"
+        natural = known_direction(self.metric)
+        if natural is None:
+            raise ValueError(f"study.objectives: say whether '{self.metric}' is maximized or minimized, e.g. "
+                             f"{{metric: {self.metric}, direction: minimize}}")
+        return "minimize" if natural == "minimize" else "maximize"
+
+
 class StudySection(_Section):
     name: str = "lmtune"  # the Optuna study's name
     dir: str = "runs/lmtune"  # the study folder: study.db, lmtune.json, cache/, trials/, report/
@@ -46,6 +74,53 @@ class StudySection(_Section):
     # must match the metric (loss: minimize; accuracy, f1: maximize)
     direction: Literal["maximize", "minimize"] = "maximize"
     seed: int = 0  # data splits and the sampler
+    # several objectives (a Pareto front, docs/objectives.md): the first is the score (study.metric and
+    # direction follow it), the others are costs or other metrics, e.g. [{metric: eval_accuracy},
+    # {metric: serve_params}]; None or one: a single-objective study ranked by study.metric
+    objectives: list[Objective] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_objective(cls, data: Any) -> Any:
+        """With objectives, study.metric and study.direction are the first objective's (set them equal, or
+        leave them out)."""
+        if not isinstance(data, dict) or not data.get("objectives"):
+            return data
+        objectives = data["objectives"]
+        if not isinstance(objectives, list) or not all(isinstance(o, dict) for o in objectives):
+            return data  # the field's own validation says what is wrong
+        first = Objective.model_validate(objectives[0])
+        direction = first.resolved()
+        if data.get("metric", first.metric) != first.metric or data.get("direction", direction) != direction:
+            raise ValueError(f"study.metric/direction ({data.get('metric')}, {data.get('direction')}) differ from the "
+                             f"first objective ({first.metric}, {direction}); the first objective is the study's "
+                             "score: leave study.metric and study.direction out, or set them to it")
+        return {**data, "metric": first.metric, "direction": direction}
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, v: list[Objective] | None) -> list[Objective] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("study.objectives is empty; list at least the score, e.g. [{metric: eval_accuracy}]")
+        names = [o.metric for o in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"study.objectives: {', '.join(twice)} listed twice; list each metric once")
+        for o in v:
+            o.resolved()
+        return v
+
+    def objective_list(self) -> list[tuple[str, Literal["maximize", "minimize"]]]:
+        """(metric, direction) of every objective; one (study.metric) in a single-objective study."""
+        if not self.objectives:
+            return [(self.metric, self.direction)]
+        return [(o.metric, o.resolved()) for o in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.objectives) and len(self.objectives or []) > 1
 
     @field_validator("name")
     @classmethod
@@ -286,7 +361,8 @@ class SearchSection(_Section):
     # auto (the default, chosen by benchmarks/search: docs/search.md): TPE + ASHA on eval_loss, each
     # drawn configuration planned at the longest length the space allows
     strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "auto"
-    sampler: Literal["tpe", "gp"] = "tpe"  # for strategy bayes (and hyperband, which is bayes + hyperband)
+    # for strategies bayes, hyperband and auto: tpe, gp, or nsga2 (genetic; for several objectives)
+    sampler: Literal["tpe", "gp", "nsga2"] = "tpe"
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
     n_trials: int = Field(default=12, ge=1)  # trials to finish in all (--n-trials overrides); the default trial is one
     preset: str | None = None  # classification, full-finetune or lora-sft: a space that search.space overlays
@@ -417,7 +493,7 @@ class StudyConfig(_Section):
             return data
         task, study = data.get("task"), data.get("study") or {}
         if isinstance(task, dict) and task.get("type") == "causal_lm" and isinstance(study, dict) \
-                and "metric" not in study:
+                and "metric" not in study and not study.get("objectives"):
             data = {**data, "study": {**study, "metric": "eval_loss", "direction": study.get("direction", "minimize")}}
         search = data.get("search") or {}
         if isinstance(task, dict) and task.get("type") == "script" and isinstance(search, dict) \
@@ -474,6 +550,7 @@ class StudyConfig(_Section):
             raise ValueError("search.strategy: auto prunes on eval_loss, which task.metrics does not list; add "
                              "eval_loss to task.metrics or set search.prune_metric")
         self._tool_gets_every_setting()
+        self._objectives_measurable(reported, fix)
         if self.budget.max_cost is not None:  # every kind a trial may run on needs its price, before anything runs
             kinds = {"auto": ["cpu", "cuda"], "cpu": ["cpu"], "cuda": ["cuda"]}[self.execution.device]
             missing = [k for k in kinds if k not in self.budget.prices]
@@ -486,6 +563,33 @@ class StudyConfig(_Section):
             raise ValueError(f"study.direction: metric '{self.study.metric}' is better when "
                              f"{'lower' if natural == 'minimize' else 'higher'}; set study.direction: {natural}")
         return self
+
+    def _objectives_measurable(self, reported: tuple[str, ...] | list[str], fix: str) -> None:
+        """Every objective is a metric the trials report or a cost lmtune measures; what cannot rank or prune
+        several objectives soundly is refused."""
+        if not self.study.objectives:
+            return
+        script = self.task.type == "script"
+        for o in self.study.objectives[1:]:
+            if o.metric in SERVE_METRICS and script and o.metric not in reported:
+                raise ValueError(f"study.objectives: {o.metric} is measured by lmtune's trainer on the model it "
+                                 "trained; a script trial must report it itself (add it to task.metrics and report "
+                                 "it with lmtune.report), or use train_tokens / train_gpu_hours")
+            if o.metric not in COST_METRICS and o.metric not in reported:
+                raise ValueError(f"study.objectives: '{o.metric}' is not reported for task.type {self.task.type}; "
+                                 f"use one of {', '.join((*reported, *COST_METRICS))}{fix}")
+        if not self.study.multi_objective:
+            return
+        if self.search.strategy == "pbt":
+            raise ValueError("study.objectives: PBT copies the best member by one score; with several objectives "
+                             "'best' is a front, not a member. Use strategy auto, asha, hyperband, bayes or random "
+                             "(auto and asha prune with multi-objective successive halving)")
+        if self.search.pruner == "median":
+            raise ValueError("search.pruner: median compares one value per trial; with several objectives use "
+                             "asha or hyperband (multi-objective successive halving, docs/objectives.md) or none")
+        if self.proxy is not None:
+            raise ValueError("proxy: a two-stage study carries its proxy's top-k by one score; with several "
+                             "objectives run a one-stage study (remove the proxy section)")
 
     def _tool_gets_every_setting(self) -> None:
         """A tool trial (task.tool): every searched setting, and every training field the config sets, must reach

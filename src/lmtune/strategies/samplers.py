@@ -1,4 +1,7 @@
-"""Which configuration next: Optuna samplers for grid, random and Bayesian (TPE, GP) search."""
+"""Which configuration next: Optuna samplers for grid, random and Bayesian (TPE, GP) search, and NSGA-II.
+
+TPE and GP model several objectives too (a multi-objective study, ``study.objectives``); NSGA-II is the
+genetic sampler Optuna users know for that case (``search.sampler: nsga2``)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ def make_sampler(*, strategy: str, sampler: str, seed: int, n_startup_trials: in
     import optuna
 
     if strategy in MODELLED:
+        if sampler == "nsga2":  # a genetic sampler, for several objectives (Optuna's NSGA-II)
+            return optuna.samplers.NSGAIISampler(seed=seed)
         if sampler == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
         # multivariate + group: TPE models parameters jointly and handles conditional subspaces. Optuna
