@@ -60,6 +60,8 @@ class TrialSpec:
     checkpoint_every: int = 0       # PBT: save an exact checkpoint at every multiple of this many units
                                     # (and at the end) before the evaluation is reported; 0 = never
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
+    measure_serving: bool = False   # report serve_params, serve_trainable_params (every evaluation) and
+                                    # serve_latency_ms (lmtune.training.serving): a study objective needs them
     resume_from: str | None = None  # an exact checkpoint folder to continue from
     world_size: int = 1             # processes that train this trial data-parallel (execution.gpus_per_trial)
     shard_model: bool = False       # FSDP: the world_size processes each hold a shard of the weights

@@ -177,3 +177,23 @@ def test_worker_reports_errors(tmp_path: Path) -> None:
     assert out.returncode == 1
     ev = json.loads(out.stdout.strip().splitlines()[-1])
     assert ev["event"] == "error" and ev["reason"]
+
+
+def test_serving_cost_is_measured_on_the_trained_model_and_a_larger_rank_costs_more(tiny_model: Path, cache: Path,
+                                                                                  tmp_path: Path) -> None:
+    measured = {}
+    for r in (2, 16):
+        spec = make_spec(tiny_model, cache, tmp_path / str(r), lora_enabled=True, lora_r=r, lora_alpha=2 * r)
+        spec = TrialSpec(**{**spec.__dict__, "measure_serving": True})
+        result, events = run(spec)
+        evals = [e["metrics"] for e in events if e["event"] == "eval"]
+        assert all(m["serve_params"] == result["metrics"]["serve_params"] for m in evals)  # every evaluation
+        assert 0 < result["metrics"]["serve_latency_ms"] < 10_000
+        measured[r] = result["metrics"]
+    # the adapter sits beside the base: 14 ranks more add 14 x (in + out) per adapted matrix
+    assert measured[16]["serve_params"] > measured[2]["serve_params"]
+    assert measured[16]["serve_trainable_params"] - measured[2]["serve_trainable_params"] == \
+        measured[16]["serve_params"] - measured[2]["serve_params"]
+    assert measured[2]["serve_trainable_params"] < measured[2]["serve_params"]  # the base is frozen
+    plain, _ = run(make_spec(tiny_model, cache, tmp_path / "plain"))
+    assert "serve_params" not in plain["metrics"]  # measured only when a study objective needs it

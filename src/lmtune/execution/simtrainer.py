@@ -50,6 +50,15 @@ def save_manifest(output_dir: str, units: int, hparams: dict[str, Any]) -> str:
 
 
 
+def serving(hp: dict[str, Any]) -> dict[str, float]:
+    """The stand-in's serving cost (``measure_serving``): a 1M-parameter model, a LoRA adapter of 10k
+    parameters per rank on top, latency growing with both."""
+    adapter = 10_000 * int(hp.get("lora_r", 8)) if hp.get("lora_enabled") else 0
+    total = 1_000_000 + adapter
+    return {"serve_params": float(total), "serve_trainable_params": float(adapter or total),
+            "serve_latency_ms": 5.0 + total / 1e6}
+
+
 def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
              *, unit_s: float, sleep: Callable[[float], None] = time.sleep) -> int:
     """Run one simulated trial of ``spec`` (a TrialSpec as JSON): ``emit`` each event, ``receive`` the
@@ -72,7 +81,10 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         sleep(unit_s)
         done = u
         q = quality_after(u, float(hp.get("learning_rate", 1e-3)), float(hp.get("weight_decay", 0.0)))
-        metrics = {metric: q + 0.01 * rng.gauss(0, 1), "train_loss": 1 - q, "eval_loss": 1 - q}
+        serve = serving(hp) if spec.get("measure_serving") else {}
+        if serve and hp.get("lora_enabled"):  # the serving trade-off: a larger adapter fits a little better
+            q += 0.02 * math.log2(max(1, int(hp.get("lora_r", 8))))
+        metrics = {metric: q + 0.01 * rng.gauss(0, 1), "train_loss": 1 - q, "eval_loss": 1 - q, **serve}
         ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": u * per_unit,
                               "tokens": u * per_unit * 32, "metrics": metrics, "elapsed_s": time.perf_counter() - t0}
         if every and u % every == 0:

@@ -37,6 +37,7 @@ from lmtune.protocol import (
 from lmtune.training import distributed
 from lmtune.training.checkpoint import full_state, load_checkpoint, save_checkpoint
 from lmtune.training.optim import retune
+from lmtune.training.serving import latency_ms, parameters
 from lmtune.training.session import Session, setup
 
 Emit = Callable[[dict[str, Any]], None]
@@ -88,6 +89,7 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     tick = time.perf_counter()
     ending = Ending.COMPLETED
     shown = 0.0  # when the last progress event went out
+    serve: dict[str, float] = {}  # serving cost (spec.measure_serving), once measured
     while not s.done(prog.examples):
         index = s.batch_at(prog.step)
         loss_sum += _step(s, index, emit)
@@ -103,6 +105,9 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
         times["train"] += time.perf_counter() - tick
         tick = time.perf_counter()
         metrics = _evaluate(s, prog, float(loss_sum) / max(loss_n, 1))
+        if spec.measure_serving and (g.main or g.sharded):  # constant for the run; latency measured once, at
+            serve = serve or _serving(s)  # the first evaluation (a multi-objective pruner's rungs compare it)
+            metrics.update(serve)
         loss_sum.zero_()
         loss_n = 0
         times["eval"] += time.perf_counter() - tick
@@ -135,6 +140,13 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
     if best_state is not None and not ending.stopped:
         s.model.load_state_dict(best_state)  # report (and save) the best point, not the last
     return _finish(s, prog, ending, times, t0)
+
+
+def _serving(s: Session) -> dict[str, float]:
+    """The trained model's serving cost (`lmtune.training.serving`): its parameters and its latency per
+    example on this device and precision."""
+    return {**parameters(s.model), "serve_latency_ms": latency_ms(s.model, s.eval_split, pad_id=s.pad_id,
+                                                                   device=s.device, autocast=s.autocast)}
 
 
 def _held(model: torch.nn.Module) -> dict[str, int]:
@@ -291,6 +303,10 @@ def _finish(s: Session, prog: Progress, ending: Ending, times: dict[str, float],
     g = distributed.group()
     if not g.main and not g.sharded:
         return result  # rank 0 scores, saves and reports for the trial (sharded: every rank takes part)
+    if s.spec.measure_serving and done:  # measured again on the model as trained and saved
+        serve = _serving(s)
+        result["metrics"] = {**result["metrics"], **serve}
+        result["last_metrics"] = {**result["last_metrics"], **serve}
     if s.spec.evaluate_test and done:
         result["test_metrics"] = s.evaluate("test")
     adapter = s.spec.save_adapter and done and s.hp.lora_enabled
