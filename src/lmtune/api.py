@@ -46,6 +46,11 @@ class StudyResult:
     default: TrialRecord | None
     stop_reason: str | None = None
     wall_time_s: float | None = None
+    # a multi-objective study (study.objectives): (metric, direction) of each objective, and the Pareto front
+    # (every trial no other dominates; each record's ``values`` holds its objectives). One objective: the
+    # study's metric, and the front is the best trial (ties included).
+    objectives: tuple[tuple[str, str], ...] = ()
+    front: tuple[TrialRecord, ...] = ()
     _study: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -198,15 +203,18 @@ class _Quiet:
 
 def _result(study_dir: Path, study: optuna.Study, *, stop_reason: str | None = None,
             wall_time_s: float | None = None) -> StudyResult:
-    from lmtune.study import read_meta, record, storage_url
+    from lmtune.study import objectives_of, read_meta, record, storage_url
 
     meta = read_meta(study_dir)
     trials = study.get_trials(deepcopy=False)
-    direction = study.direction.name.lower()
+    direction = study.directions[0].name.lower()
     best, default = record.best_of(trials, direction), record.default_of(trials)
+    objectives = tuple(objectives_of(study, meta))
     return StudyResult(study_dir=study_dir, study_name=study.study_name, storage=storage_url(study_dir, meta),
                        metric=str(meta["metric"]), direction=direction,
                        trials=tuple(record.records(trials)),
                        best=None if best is None else record.read(best),
                        default=None if default is None else record.read(default),
-                       stop_reason=stop_reason, wall_time_s=wall_time_s, _study=study)
+                       stop_reason=stop_reason, wall_time_s=wall_time_s, objectives=objectives,
+                       front=tuple(record.records(record.front_of(trials, [d for _, d in objectives]))),
+                       _study=study)

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from lmtune.config import SearchSection
 from lmtune.execution import TrialHandle
+from lmtune.pareto import promotable
 from lmtune.protocol import (
     Continue,
     Decision,
@@ -42,7 +43,9 @@ from lmtune.protocol import (
 )
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import (
+    default_min_units,
     prune_metric,
+    pruner_name,
     pruning_value,
     traits,
 )
@@ -79,6 +82,7 @@ class _Running:
     started: float = 0.0
     timer: threading.Timer | None = None
     budget_stopped: bool = False
+    devices: int = 1                 # processes it holds (its device-hours: wall time x devices)
 
 
 @register("auto", "grid", "random", "bayes", "asha", "hyperband")
@@ -88,12 +92,15 @@ class SearchScheduler(Scheduler):
     is told to the study with its record. Keys are trial numbers.
 
     Built from its own parts of the config: the ``search`` section, the study's ``metric`` and
-    ``direction``, and ``trial_timeout`` (execution.trial_timeout, seconds; None: none)."""
+    ``direction``, and ``trial_timeout`` (execution.trial_timeout, seconds; None: none). ``objectives``
+    ((metric, direction) each, the first being ``metric``): a multi-objective study, told every objective
+    and pruned by multi-objective successive halving (`lmtune.pareto.promotable`) where the strategy prunes."""
 
     def __init__(self, plan: Plan, study: optuna.Study, *, search: SearchSection, metric: str,
                  direction: Literal["maximize", "minimize"], trial_timeout: float | None, coord: Coordination,
                  reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
-                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False) -> None:
+                 spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False,
+                 objectives: Sequence[tuple[str, str]] = ()) -> None:
         self.plan, self.study, self.coord, self.reporter = plan, study, coord, reporter
         self.search, self.metric, self.direction, self.trial_timeout = search, metric, direction, trial_timeout
         self.tracker: Tracker = tracker or NoTracking()
@@ -105,8 +112,11 @@ class SearchScheduler(Scheduler):
         self._done = self._others = 0
         # strategy auto: the searched training length is the pruner's resource, not a choice (see
         # ``auto_pins``): every configuration the sampler draws is planned at the longest length
-        self.pinned = auto_pins(search.strategy, plan)
+        self.objectives = list(objectives) if len(objectives) > 1 else []  # [] : one objective
+        # ... unless the training cost is an objective: then the length is a choice the front trades off
+        self.pinned = {} if any(m in TRAIN_COSTS for m, _ in self.objectives) else auto_pins(search.strategy, plan)
         self.queued_only = queued_only  # fixed configurations: the queue, then nothing
+        self.halving = halving_of(search, plan.max_units) if self.objectives else None
 
     # -- the loop's side ------------------------------------------------------------------------
     def stop_reason(self) -> str:
@@ -189,6 +199,7 @@ class SearchScheduler(Scheduler):
             # what it holds, for the cost caps
             record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples, device=device,
                          devices=max(1, spec.world_size))
+        item.devices = max(1, spec.world_size)
         item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
         self.budget.started(trial.number, device=device, devices=max(1, spec.world_size),
                             examples=spec.total_examples, at=item.started)
@@ -235,7 +246,8 @@ class SearchScheduler(Scheduler):
     def on_eval(self, key: Hashable, ev: Eval, curve: list[dict[str, Any]]) -> Decision:
         item = self._running[int(key)]  # type: ignore[call-overload]
         metric = self.metric
-        prune = self._report(item.trial, ev, metric, curve)
+        prune = self._report_several(item.trial, curve) if self.objectives else \
+            self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, ev.tokens, ev.examples,
                                                     self.plan.examples_per_unit, ev.units)
         item.budget_stopped = item.budget_stopped or over
@@ -300,12 +312,71 @@ class SearchScheduler(Scheduler):
             trial.report(float(value), step=ev.units)
             return bool(trial.should_prune())
 
+    def _report_several(self, trial: optuna.trial.Trial, curve: list[dict[str, Any]]) -> bool:
+        """Record an evaluation of a multi-objective trial; True when multi-objective successive halving
+        says stop: at each rung the evaluation crossed, the trial goes on only when it ranks among the first
+        1/reduction_factor of the trials (of its planned length) that reached that rung (`lmtune.pareto`)."""
+        with self._lock:
+            record.write(trial, curve=curve)
+            if self.halving is None or not curve:
+                return False
+            rungs, factor = self.halving
+            before = int(curve[-2]["units"]) if len(curve) > 1 else 0
+            crossed = [r for r in rungs if before < r <= int(curve[-1]["units"])]
+            if not crossed:
+                return False
+            length = record.planned_examples_of(self.study._storage.get_trial(trial._trial_id))
+            peers = [t for t in self.study.get_trials(deepcopy=False, states=_RANKED) if t.number != trial.number
+                     and (length is None or record.planned_examples_of(t) in (None, length))]
+            for rung in crossed:
+                mine = self._rung_values(curve, rung)
+                if mine is None:
+                    continue
+                points = [p for p in (self._rung_values(record.read(t).curve, rung, keys=mine) for t in peers)
+                          if p is not None]
+                points.append(mine)  # last: on a full tie the older trials rank first
+                names = list(mine)
+                if not promotable([tuple(p[k] for k in names) for p in points], len(points) - 1, factor):
+                    return True
+            return False
+
+    def _rung_values(self, curve: list[dict[str, Any]], rung: int,
+                     keys: Mapping[str, float] | None = None) -> dict[str, float] | None:
+        """The objectives of a trial at ``rung`` (its first evaluation at or past it), lower-is-better, by
+        name; None when it has not reached the rung or lacks one of ``keys``. The score is compared on the
+        pruning metric (search.prune_metric, else the strategy's); train costs are left out (at a rung
+        trials are compared at equal data, so they differ only by noise); a cost known only at the end is left
+        out until every trial has it."""
+        point = next((p for p in curve if int(p.get("units", 0)) >= rung), None)
+        if point is None:
+            return None
+        metrics = point.get("metrics") or {}
+        out: dict[str, float] = {}
+        for i, (name, direction) in enumerate(self.objectives):
+            if i == 0:
+                name = prune_metric(self.search.strategy, self.search.prune_metric, name)
+                value = pruning_value(metrics, name, self.direction)
+                direction = self.direction
+            elif name in TRAIN_COSTS:
+                continue
+            else:
+                value = metrics.get(name)
+            if isinstance(value, int | float) and math.isfinite(value):
+                out[name] = -float(value) if direction == "maximize" else float(value)
+        if keys is not None:
+            if any(k not in out for k in keys):
+                return None
+            return {k: out[k] for k in keys}
+        return out if out else None
+
     def _record(self, study: optuna.Study, item: _Running, outcome: Outcome, *,
                 budget_stopped: bool = False) -> tuple[str, float | None, str]:
         trial, curve, end = item.trial, outcome.curve, outcome.end
         wall = time.monotonic() - item.started
         why = self.budget.why.get(item.trial.number, "budget: reached during this trial") if budget_stopped else ""
-        ended = record.ended(outcome, metric=self.metric, wall_s=wall, stopped_for_budget=why)
+        ended = record.ended(outcome, metric=self.metric, wall_s=wall, stopped_for_budget=why,
+                             objectives=[m for m, _ in self.objectives],
+                             costs={"train_gpu_hours": wall * item.devices / 3600.0})
         state, value, reason, attrs = ended.state, ended.value, ended.reason, dict(ended.fields)
         tokens = attrs["train_tokens"]
         if ended.ending is Ending.PAUSED:  # the search never pauses a trial: a trainer that says so did not finish
@@ -313,7 +384,8 @@ class SearchScheduler(Scheduler):
             attrs["fail_reason"] = reason
         with self._lock:
             record.write(trial, **attrs)
-            study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+            told = (ended.values if self.objectives else value) if state == "COMPLETE" else None
+            study.tell(trial, told, state=TrialState[state])
         self.tracker.log_run(RunRecord(name=f"trial-{trial.number:04d}", params={**self.plan.defaults, **item.params},
                                        curve=curve, metrics=dict(end.metrics if end else {}), state=state,
                                        reason=reason, train_tokens=int(tokens), wall_time_s=wall))
@@ -342,9 +414,28 @@ def waiting(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
+def halving_of(search: SearchSection, max_units: int) -> tuple[list[int], int] | None:
+    """Multi-objective successive halving's rungs (evaluation units: min_units x reduction_factor^k below
+    max_units) and reduction factor, where the strategy prunes (asha, hyperband, auto; None: it does not).
+    Hyperband's brackets become one asynchronous bracket, whose first rung is ASHA's default."""
+    if pruner_name(search.strategy, search.pruner) not in ("asha", "hyperband"):
+        return None
+    factor = search.reduction_factor
+    rung = search.min_units or default_min_units("asha", max_units, factor)
+    rungs: list[int] = []
+    while rung < max_units:
+        rungs.append(rung)
+        rung *= factor
+    return rungs, factor
+
+
+# the states whose curves a rung compares: finished, stopped, and running trials (asynchronous halving)
+_RANKED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+TRAIN_COSTS = ("train_tokens", "train_gpu_hours")
+
+
 def _best_value(study: optuna.Study, lock: threading.Lock) -> float | None:
+    """The best value so far (the first objective's in a multi-objective study)."""
     with lock:
-        try:
-            return float(study.best_value)
-        except ValueError:
-            return None
+        best = record.best_of(study.get_trials(deepcopy=False), study.directions[0].name.lower())
+        return None if best is None else float(best.values[0])

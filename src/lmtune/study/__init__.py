@@ -11,7 +11,9 @@ from lmtune.study.store import (
     best_trial,
     default_trial,
     finished,
+    front,
     load_study,
+    objectives_of,
     read_meta,
     recover_interrupted,
     storage_for,
@@ -37,9 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["INTERRUPTED", "META_FILE", "PROXY_SUFFIX", "Spent", "Stage", "StudyPaths", "TrialRecord", "best_trial",
            "check_not_lost", "check_writable", "default_trial", "device_kind", "driver_lock", "fault_message",
-           "finished", "load_study", "open_study", "per_second", "prepare_folder", "read_meta", "recover_interrupted",
-           "requeue", "spent_line", "stage_entries", "storage_fault", "storage_for", "storage_url",
-           "train_tokens_spent", "trials_spent", "write_meta"]
+           "finished", "front", "load_study", "objectives_of", "open_study", "per_second", "prepare_folder",
+           "read_meta", "recover_interrupted", "requeue", "spent_line", "stage_entries", "storage_fault", "storage_for",
+           "storage_url", "train_tokens_spent", "trials_spent", "write_meta"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.pareto import fronts, oriented
 from lmtune.protocol import Ending, Outcome, Start, failure_reason
 
 
@@ -26,8 +27,9 @@ class TrialRecord:
 
     number: int
     state: str                       # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
-    value: float | None              # the objective, when finite
+    value: float | None              # the objective (the first, the score, of several), when finite
     params: dict[str, Any]           # what the sampler chose (the searched fields only)
+    values: list[float] | None = None  # every objective (study.objectives), COMPLETE trials only
     # -- lmtune's attrs (each the name of its user attr) --
     config: dict[str, Any] = field(default_factory=dict)  # the training settings the trial ran
     is_default: bool = False         # the default-settings trial
@@ -69,7 +71,7 @@ class TrialRecord:
         return _int(self.curve[-1].get("units")) if self.curve else None
 
 
-_OPTUNA_FIELDS = ("number", "state", "value", "params")
+_OPTUNA_FIELDS = ("number", "state", "value", "params", "values")
 ATTRS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in _OPTUNA_FIELDS)
 # Facts about a configuration (not about one run of it) that a re-run of an interrupted trial keeps.
 _CARRIED = ("is_default", "proxy_value", "proxy_trial")
@@ -92,8 +94,9 @@ def _str(v: Any) -> str | None:
 
 
 def value_of(trial: FrozenTrial) -> float | None:
-    """The trial's objective value when it has one finite value, else None."""
-    return _float(trial.value) if trial.values is not None and len(trial.values) == 1 else None
+    """The trial's objective value (the first objective's, the score, in a multi-objective study) when finite,
+    else None."""
+    return _float(trial.values[0]) if trial.values else None
 
 
 def read(trial: FrozenTrial) -> TrialRecord:
@@ -102,6 +105,7 @@ def read(trial: FrozenTrial) -> TrialRecord:
     curve = a.get("curve")
     return TrialRecord(
         number=trial.number, state=trial.state.name, value=value_of(trial), params=dict(trial.params),
+        values=[float(v) for v in trial.values] if trial.values else None,
         config=dict(a["config"]) if isinstance(a.get("config"), Mapping) else {},
         is_default=bool(a.get("is_default", False)),
         curve=[dict(p) for p in curve if isinstance(p, Mapping)] if isinstance(curve, list) else [],
@@ -139,6 +143,7 @@ class Ended:
     value: float | None        # the objective (COMPLETE only)
     reason: str                # "" when there is none
     fields: dict[str, Any]     # TrialRecord attrs (write them with `write`)
+    values: list[float] | None = None  # every objective of a multi-objective study (COMPLETE only)
 
 
 _STATES = {Ending.COMPLETED: "COMPLETE", Ending.EARLY_STOPPED: "COMPLETE", Ending.PRUNED: "PRUNED",
@@ -147,7 +152,8 @@ _STATES = {Ending.COMPLETED: "COMPLETE", Ending.EARLY_STOPPED: "COMPLETE", Endin
 
 def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float | None = None,
           curve: list[dict[str, Any]] | None = None, train_tokens: int | None = None,
-          stopped_for_budget: str = "") -> Ended:
+          stopped_for_budget: str = "", objectives: Sequence[str] = (),
+          costs: Mapping[str, float] | None = None) -> Ended:
     """The one mapping from a run's outcome to its trial record, for every scheduler.
 
     ``metric``: the study's objective, read from the end event's metrics (None: a run judged on another
@@ -155,7 +161,9 @@ def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float 
     member: summed over its runs, as are ``busy_s``, the seconds it trained and evaluated, and ``curve`` and
     ``train_tokens``; by default the outcome's own). ``stopped_for_budget``: the scheduler stopped this run
     because the budget is spent (why, in words): a stop it sent is then recorded as ``Ending.BUDGET`` with
-    that stop reason, not as pruned. The end event's precision, forward, micro-batch and adapter folder are
+    that stop reason, not as pruned. ``objectives``: every objective of a multi-objective study (the first is
+    ``metric``), read from the end event's metrics, the run's train tokens and ``costs`` (what the scheduler
+    measured: ``train_gpu_hours``). The end event's precision, forward, micro-batch and adapter folder are
     recorded as the trainer reports them (precision and forward from its start event where the end does not
     say); a run that ended without an end event, or with an error, or
     without a finite objective fails with its reason."""
@@ -192,7 +200,18 @@ def ended(outcome: Outcome, *, metric: str | None, wall_s: float, busy_s: float 
         reason = (f"metric '{metric}' was {value!r}; reported metrics: {sorted(end.metrics)}; "
                   "set study.metric to one of them")
         return Ended(Ending.FAILED, "FAIL", None, reason, {**fields, "fail_reason": reason})
-    return Ended(how, "COMPLETE", float(value), "", fields)
+    values: list[float] | None = None
+    if len(objectives) > 1:
+        known = {**end.metrics, "train_tokens": fields["train_tokens"], **(costs or {})}
+        values = []
+        for name in objectives:
+            v = known.get(name)
+            if v is None or isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                reason = (f"objective '{name}' was {v!r}; reported metrics: {sorted(end.metrics)}; every objective "
+                          "in study.objectives must be reported or measured")
+                return Ended(Ending.FAILED, "FAIL", None, reason, {**fields, "fail_reason": reason})
+            values.append(float(v))
+    return Ended(how, "COMPLETE", float(value), "", fields, values)
 
 
 # what a trainer's end event says about how the run ran, recorded as it says it
@@ -251,7 +270,18 @@ def best_of(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
     if not done:
         return None
     pick = max if direction == "maximize" else min
-    return pick(done, key=lambda t: float(t.value))  # type: ignore[arg-type]
+    return pick(done, key=lambda t: float(t.values[0]))
+
+
+def front_of(trials: list[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The Pareto front of a multi-objective study: the COMPLETE trials with every objective finite that no
+    other such trial dominates, in trial order (one objective: the best trial, ties included)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
+            and len(t.values) == len(directions) and all(math.isfinite(v) for v in t.values)]
+    if not done:
+        return []
+    points = [oriented(t.values, directions) for t in done]
+    return sorted((done[i] for i in fronts(points)[0]), key=lambda t: t.number)
 
 
 def default_of(trials: list[FrozenTrial]) -> FrozenTrial | None:

@@ -267,8 +267,24 @@ def train_tokens_spent(study: optuna.Study) -> int:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The study's best COMPLETE trial (``record.best_of``: the first of equal values), or None."""
-    return record.best_of(study.get_trials(deepcopy=False), study.direction.name.lower())
+    """The study's best COMPLETE trial (``record.best_of``: the first of equal values), or None. In a
+    multi-objective study: the best by the first objective (the score), one trial of `front`."""
+    return record.best_of(study.get_trials(deepcopy=False), study.directions[0].name.lower())
+
+
+def front(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front of a multi-objective study (``record.front_of``), in trial order; a single-objective
+    study's front is its best trial (ties included)."""
+    return record.front_of(study.get_trials(deepcopy=False), [d.name.lower() for d in study.directions])
+
+
+def objectives_of(study: optuna.Study, meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, direction) of each objective: ``lmtune.json``'s, else the study's own metric names."""
+    listed = meta.get("objectives")
+    if isinstance(listed, list) and listed:
+        return [(str(o["metric"]), str(o["direction"])) for o in listed]
+    names = study.metric_names or [meta.get("metric", f"objective {i}") for i in range(len(study.directions))]
+    return [(str(n), d.name.lower()) for n, d in zip(names, study.directions, strict=False)]
 
 
 def default_trial(study: optuna.Study) -> FrozenTrial | None:

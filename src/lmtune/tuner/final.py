@@ -79,11 +79,13 @@ def study_config(meta: dict[str, Any], study_dir: Path) -> StudyConfig:
 
 
 class FinalRunner:
-    """Runs (or resumes) the final runs of one study directory. Keyword-only; one ``run()`` each."""
+    """Runs (or resumes) the final runs of one study directory. Keyword-only; one ``run()`` each. ``trial``:
+    the configuration to compare with the default (its runs are labelled ``best``); None: the best trial."""
 
     def __init__(self, study_dir: Path | str, *, seeds: int = 3, workers: int | None = None,
-                 log: Log = print, backend: Executor | None = None) -> None:
+                 log: Log = print, backend: Executor | None = None, trial: int | None = None) -> None:
         self.study_dir = Path(study_dir)
+        self.trial = trial  # retrain this COMPLETE trial instead of the best (a point of a Pareto front)
         self.seeds = seeds
         self.workers = workers
         self.log = log
@@ -101,7 +103,7 @@ class FinalRunner:
         plan = make_plan(cfg)
         trials = study.get_trials(deepcopy=False)
         default = default_choice(trials, plan.defaults)
-        best = best_choice(trials, plan.defaults, cfg.study.direction)
+        best = best_choice(trials, plan.defaults, cfg.study.direction, trial=self.trial)
         jobs = plan_jobs(default, best, self.seeds)
         path = self.final_dir / "results.json"
         previous = _read(path)

@@ -12,7 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lmtune.config import CLASSIFICATION_METRICS, StudyConfig, TaskSection, TrainingSection, resolved_space
+from lmtune.config import (
+    CLASSIFICATION_METRICS,
+    SERVE_METRICS,
+    StudyConfig,
+    TaskSection,
+    TrainingSection,
+    resolved_space,
+)
 from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
@@ -41,11 +48,12 @@ class TrialBase:
     must_read_final: tuple[str, ...] = ()
     count_tokens: bool = False  # budget.max_train_tokens: a script must report the tokens it trained
     tool: dict[str, Any] | None = None  # a tool trial (task.tool): which tool, its config file and mappings
+    measure_serving: bool = False  # an objective is a serving cost (study.objectives): the trainer measures it
 
     @staticmethod
     def of(task: TaskSection, training: TrainingSection, space: Space, *, metric: str,
            direction: Literal["maximize", "minimize"], data: DataSpec, world_size: int,
-           count_tokens: bool, shard_model: bool = False) -> TrialBase:
+           count_tokens: bool, shard_model: bool = False, measure_serving: bool = False) -> TrialBase:
         """``data``: the task's data (`task_data_spec`); ``world_size``: execution.trial_processes;
         ``count_tokens``: whether budget.max_train_tokens is set."""
         script = task.type == "script"
@@ -59,7 +67,8 @@ class TrialBase:
                          data=asdict(data) if script and task.dataset else None,
                          must_read=tuple(must_read(training, space, task.defaults)) if script else (),
                          must_read_final=tuple(must_read(training, space, task.defaults, final=True)) if script else (),
-                         count_tokens=script and count_tokens, tool=tool_of(task) if script else None)
+                         count_tokens=script and count_tokens, tool=tool_of(task) if script else None,
+                         measure_serving=measure_serving and not script)
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,8 @@ def make_plan(cfg: StudyConfig) -> Plan:
     total = longest_examples(space, defaults, train_rows=train_rows)
     trial = TrialBase.of(task, tr, space, metric=cfg.study.metric, direction=cfg.study.direction, data=data,
                          world_size=cfg.execution.trial_processes, shard_model=cfg.execution.shard_model,
-                         count_tokens=cfg.budget.max_train_tokens is not None)
+                         count_tokens=cfg.budget.max_train_tokens is not None,
+                         measure_serving=any(m in SERVE_METRICS for m, _ in cfg.study.objective_list()))
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
                 examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
@@ -256,6 +266,8 @@ def trial_spec(plan: Plan, *, number: int, hparams: dict[str, Any], device: str,
     else:
         extra.setdefault("world_size", base.world_size)
         extra.setdefault("shard_model", base.shard_model)
+    if base.measure_serving:
+        extra.setdefault("measure_serving", True)
     if base.compute_metrics:
         extra.update(compute_metrics=base.compute_metrics, compute_metrics_path=[os.getcwd()])
     return TrialSpec(trial=number, model=plan.model, task_type=base.task_type,

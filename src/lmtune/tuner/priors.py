@@ -55,7 +55,7 @@ def prior_configs(search: SearchSection, *, metric: str, direction: str, study_d
             study, meta = load_study(folder)
         except StudyError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        was = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
+        was = "minimize" if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else "maximize"
         if meta.get("metric") not in (None, metric) or was != direction:
             raise ConfigError(f"{where} ranks trials by {meta.get('metric')} ({was}), this study by "
                               f"{metric} ({direction}); its best trials would not be this "

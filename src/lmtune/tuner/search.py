@@ -182,7 +182,7 @@ class Tuner:
                                     direction=cfg.study.direction, trial_timeout=cfg.execution.trial_timeout,
                                     coord=self.coord, reporter=self.reporter, budget=budget, target=target,
                                     summary=summary, spec_extra=self.spec_extra, tracker=self._tracker(),
-                                    queued_only=self.queued_only)
+                                    queued_only=self.queued_only, objectives=cfg.study.objective_list())
         if scheduler.pinned:
             pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
@@ -223,12 +223,19 @@ class Tuner:
 
     def _open_study(self, plan: Plan) -> optuna.Study:
         cfg = self.cfg
-        pruner = make_pruner(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
-                             reduction_factor=cfg.search.reduction_factor, min_units=cfg.search.min_units,
-                             length_of=record.planned_examples_of)
+        objectives = cfg.study.objective_list()
+        several = len(objectives) > 1  # pruned by the scheduler's multi-objective halving, not Optuna's pruners
+        pruner = make_pruner("none" if several else pruner_name(cfg.search.strategy, cfg.search.pruner),
+                             max_units=plan.max_units, reduction_factor=cfg.search.reduction_factor,
+                             min_units=cfg.search.min_units, length_of=record.planned_examples_of)
         check_not_lost(plan.paths, plan.storage)
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
-                                    direction=cfg.study.direction, pruner=pruner, load_if_exists=True)
+                                    directions=[d for _, d in objectives], pruner=pruner, load_if_exists=True)
+        names = [m for m, _ in objectives]
+        if study.metric_names is not None and study.metric_names != names:
+            raise ConfigError(f"study.objectives: study '{cfg.study.name}' in {plan.storage} has the objectives "
+                              f"{study.metric_names}, this config {names}; its trials were told other values: use "
+                              "the study's objectives, or a new study.name / study.dir")
         study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
                                      seed=self._sampler_seed(study),
                                      n_startup_trials=startup_trials(self._expected_trials(plan),
@@ -243,12 +250,14 @@ class Tuner:
                               "and direction, or a new study.name / study.dir")
         study.set_user_attr("lmtune.direction", cfg.study.direction)  # first: the check above keys on the metric
         study.set_user_attr("lmtune.metric", cfg.study.metric)
-        name_objective(study, cfg.study.metric)
+        name_objective(study, names)
         study.set_user_attr("lmtune.intermediate_values", intermediate_meaning(
             prune_metric(cfg.search.strategy, cfg.search.prune_metric, cfg.study.metric), cfg.study.direction,
             plan.examples_per_unit))
         write_meta(plan.paths, {"study_name": cfg.study.name, "storage": plan.storage,
                                 "metric": cfg.study.metric, "direction": cfg.study.direction,
+                                **({"objectives": [{"metric": m, "direction": d} for m, d in objectives]}
+                                   if several else {}),
                                 "config": cfg.model_dump(mode="json"), "data_cache": str(plan.data_cache),
                                 "examples_per_unit": plan.examples_per_unit,
                                 "total_examples": plan.total_examples, **self.meta})
@@ -301,14 +310,14 @@ class Tuner:
         return min(self.n_trials, len(points))
 
 
-def name_objective(study: optuna.Study, metric: str) -> None:
-    """Name the objective after the study metric, so optuna-dashboard and ``optuna.load_study`` show
-    ``eval_accuracy`` rather than "Objective 0" (Optuna marks the call experimental: its warning is
-    silenced)."""
-    if study.metric_names != [metric]:
+def name_objective(study: optuna.Study, names: list[str]) -> None:
+    """Name the objectives after their metrics, so optuna-dashboard and ``optuna.load_study`` show
+    ``eval_accuracy`` and ``serve_params`` rather than "Objective 0" and "Objective 1" (Optuna marks the call
+    experimental: its warning is silenced)."""
+    if study.metric_names != names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([metric])
+            study.set_metric_names(names)
 
 
 def intermediate_meaning(metric: str, direction: str, examples_per_unit: int) -> str:

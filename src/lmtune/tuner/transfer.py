@@ -30,7 +30,7 @@ def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> li
     """With ``with_default``, the default trial when it completed (so the target runs the baseline first,
     as trial 0 like any study); then the ``k`` best COMPLETE trials of ``study`` with distinct params
     other than the default settings, best first (ties: lower number)."""
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else 1.0
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     default = record.default_of(done)
     out: list[Transfer] = []
