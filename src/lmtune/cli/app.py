@@ -116,6 +116,32 @@ def _print_best(p: dict[str, Any]) -> None:
         diff = p["value"] - d["value"]
         out.print(f"default settings (trial {d['trial']}): {p['metric']} = {d['value']:.4f}{_ppl(d)} "
                   f"(best − default = {diff:+.4f}, validation split)")
+    _print_front(p)
+
+
+def _print_front(p: dict[str, Any]) -> None:
+    """A multi-objective study's Pareto front: every trial no other beats on all objectives at once."""
+    front = p.get("front")
+    if not front:
+        return
+    senses = ", ".join(f"{o['metric']} ({o['direction']})" for o in p["objectives"])
+    out.print(f"Pareto front: {len(front)} trials, none beaten on all of {senses}; take any of them with "
+              "lmtune export --trial N, lmtune final --trial N", markup=False)
+    d = p.get("default") or {}
+    for f in front:
+        values = ", ".join(f"{k} = {_fmt(v)}" for k, v in f["values"].items())
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in f["params"].items())
+        mark = " (default settings)" if f.get("default") else ""
+        out.print(f"  trial {f['trial']}: {values}{mark}   {params}", markup=False)
+    if d.get("values") and not any(f.get("default") for f in front):
+        values = ", ".join(f"{k} = {_fmt(v)}" for k, v in d["values"].items())
+        out.print(f"  (default settings, trial {d['trial']}, not on the front: {values})", markup=False)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
 
 def _print_next(p: dict[str, Any], study_dir: str) -> None:
@@ -143,23 +169,31 @@ def status(study_dir: StudyDir) -> None:
 
 def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     from lmtune.cli.views import trial_rows
+    from lmtune.study import front, objectives_of
 
     rows = trial_rows(study, meta["metric"])
     table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
     ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
-    for col in ("#", "state", meta["metric"], *(["perplexity"] if ppl else []), "evals", "train tokens", "wall s",
-                "params / reason"):
+    others = [m for m, _ in objectives_of(study, meta)][1:]  # a multi-objective study's other objectives
+    on_front = {t.number for t in front(study)} if others else set()
+    for col in ("#", "state", meta["metric"], *others, *(["perplexity"] if ppl else []), "evals", "train tokens",
+                "wall s", "params / reason"):
         table.add_column(col, min_width=len(col) if col == "perplexity" else None)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
-        extra = [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
+        extra = [_fmt(v) for v in (r["values"] or [None] * (len(others) + 1))[1:]] if others else []
+        extra = ["" if v == "None" else v for v in extra]
+        extra += [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
+        if r["number"] in on_front:
+            value += " F"
         tail = r["reason"] or " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         table.add_row(f"{r['number']}{'*' if r['default'] else ''}", r["state"], value, *extra,
                       str(r["units"] or ""), str(r["train_tokens"] or ""), f"{r['wall_time_s'] or 0:.0f}", tail)
     out.print(table)
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
-    out.print(f"spent: {len(rows)} trials, {tokens:,} train tokens, {wall:.0f}s trial wall time (* = default)")
+    out.print(f"spent: {len(rows)} trials, {tokens:,} train tokens, {wall:.0f}s trial wall time (* = default"
+              + (f"; F = on the Pareto front, {len(on_front)} trials: lmtune best lists it)" if others else ")"))
     caps = _cost_caps(study, meta)
     if caps:
         out.print(f"cost: {caps}")
@@ -213,9 +247,12 @@ def best(study_dir: StudyDir,
 def export(study_dir: StudyDir,
            fmt: Annotated[str, typer.Option("--format", help="yaml | hf | adapter | merged")] = "yaml",
            out_path: Annotated[Path | None, typer.Option("--out", help="File (yaml, hf) or folder to write")] = None,
+           trial: Annotated[int | None, typer.Option("--trial", help="Export this completed trial instead of the "
+                                                     "best (e.g. a point of the Pareto front)")] = None,
            ) -> None:
     """Export the best configuration (an lmtune YAML, or HF TrainingArguments JSON) or, for LoRA studies,
-    the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder)."""
+    the best trial's adapter (peft folder) or its base model with the adapter merged (plain HF folder).
+    --trial N exports trial N instead of the best."""
     from lmtune.cli.views import best_payload, hf_training_arguments
     from lmtune.config import best_config_yaml
     from lmtune.study import check_writable, load_study, record
@@ -227,14 +264,14 @@ def export(study_dir: StudyDir,
                               f"e.g. --out {out_path / ('best.yaml' if fmt == 'yaml' else 'training_args.json')}")
         check_writable(out_path if weights else out_path.parent, field="--out")
     study, meta = load_study(study_dir)
-    payload = best_payload(study, meta)
+    payload = best_payload(study, meta, trial=trial)
     if payload.get("best", 1) is None:
         raise LmtuneError(f"{study_dir}: no completed trial to export yet; run 'lmtune tune' first")
     if weights:
         target = out_path or study_dir / "export" / fmt
         if out_path is None:
             check_writable(target, field="--out (default STUDY_DIR/export/FORMAT)")
-        _export_weights(study, meta, study_dir, fmt, target)
+        _export_weights(study, meta, study_dir, fmt, target, trial)
         return
     if fmt == "yaml":
         text = best_config_yaml(meta["config"], payload["config"], trial=payload["trial"],
@@ -269,13 +306,17 @@ def export(study_dir: StudyDir,
 def final(study_dir: StudyDir,
           seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration (0..K-1)")] = 3,
           workers: Annotated[int | None, typer.Option("--workers", help="Runs at once (default: the config's "
-                                                      "execution.workers)")] = None) -> None:
-    """Retrain the default and the best configuration with K seeds each; compare them on the test split."""
+                                                      "execution.workers)")] = None,
+          trial: Annotated[int | None, typer.Option("--trial", help="Retrain this completed trial instead of the "
+                                                    "best (e.g. a point of the Pareto front)")] = None) -> None:
+    """Retrain the default and the best configuration (or --trial N) with K seeds each; compare them on the test
+    split."""
     from lmtune.cli.final_views import print_final
     from lmtune.study import load_study
     from lmtune.tuner import FinalRunner
 
-    summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}")).run()
+    summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}"),
+                          trial=trial).run()
     study, meta = load_study(study_dir)
     out.print()
     print_final(out, summary.results, study.get_trials(deepcopy=False), metric=meta["metric"],
@@ -319,18 +360,20 @@ def dashboard(study_dir: StudyDir,
     serve(study_dir, host=host, port=port, say=out.print)
 
 
-def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path) -> None:
+def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path,
+                    trial: int | None = None) -> None:
+    from lmtune.cli.views import chosen_trial
     from lmtune.study import best_trial, record
     from lmtune.training import export_adapter, export_merged
 
-    best = best_trial(study)
+    best = best_trial(study) if trial is None else chosen_trial(study, trial)
     assert best is not None
     r = record.read(best)
     if fmt == "adapter":
         folder = export_adapter(r.adapter_dir, r.config, best.number, study_dir, target, task=meta["config"]["task"])
     else:
         folder = export_merged(r.adapter_dir, r.config, best.number, study_dir, meta, target)
-    out.print(f"wrote {folder} ({fmt} of best trial {best.number})")
+    out.print(f"wrote {folder} ({fmt} of {'best ' if trial is None else ''}trial {best.number})")
 
 
 def main() -> None:

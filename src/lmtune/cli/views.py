@@ -7,8 +7,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.errors import LmtuneError
 from lmtune.report import ABSENT, best_changes
-from lmtune.study import TrialRecord, best_trial, default_trial, record
+from lmtune.study import TrialRecord, best_trial, default_trial, front, objectives_of, record
 
 
 def _metric_at_end(r: TrialRecord, metric: str) -> float | None:
@@ -21,7 +22,8 @@ def perplexity_of(t: FrozenTrial, metric: str) -> float | None:
     points = [p["metrics"] for p in record.read(t).curve if "eval_perplexity" in p.get("metrics", {})]
     if not points:
         return None
-    at_value = [m for m in points if t.value is not None and m.get(metric) == t.value]
+    value = record.value_of(t)
+    at_value = [m for m in points if value is not None and m.get(metric) == value]
     return float((at_value or points)[-1]["eval_perplexity"])
 
 
@@ -31,7 +33,8 @@ def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
         r = record.read(t)
         rows.append({
             "number": r.number, "state": r.state,
-            "value": t.value if t.state == TrialState.COMPLETE else _metric_at_end(r, metric),
+            "value": r.value if t.state == TrialState.COMPLETE else _metric_at_end(r, metric),
+            "values": r.values,
             "units": r.units, "train_tokens": r.train_tokens, "wall_time_s": r.wall_time_s,
             "default": r.is_default, "params": r.params,
             "reason": r.fail_reason or "", "perplexity": perplexity_of(t, metric),
@@ -39,24 +42,47 @@ def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
-def best_payload(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
-    """The best trial (and the default trial for comparison), JSON-ready."""
-    best = best_trial(study)
+def best_payload(study: optuna.Study, meta: dict[str, Any], trial: int | None = None) -> dict[str, Any]:
+    """The best trial (and the default trial for comparison), JSON-ready; with ``trial``, that trial in the
+    best's place (any COMPLETE trial: a point of a multi-objective study's front). A multi-objective study
+    adds its objectives and its Pareto front."""
+    best = best_trial(study) if trial is None else chosen_trial(study, trial)
     if best is None:
         return {"study": meta["study_name"], "metric": meta["metric"], "best": None}
     default = default_trial(study)
     out: dict[str, Any] = {
         "study": meta["study_name"], "metric": meta["metric"], "direction": meta["direction"],
-        "trial": best.number, "value": best.value, "params": dict(best.params),
+        "trial": best.number, "value": record.value_of(best), "params": dict(best.params),
         "config": record.read(best).config, "perplexity": perplexity_of(best, meta["metric"]),
         # what the best changed from the default; a side without the setting has no key
         "changes": [{"name": c.name, "searched": c.searched, "changed": c.changed,
                      **{side: v for side, v in (("default", c.default), ("best", c.best)) if v is not ABSENT}}
                     for c in best_changes(study.get_trials(deepcopy=False), best, meta.get("config") or {})],
-        "default": None if default is None else {"trial": default.number, "value": default.value,
+        "default": None if default is None else {"trial": default.number, "value": record.value_of(default),
                                                  "perplexity": perplexity_of(default, meta["metric"])},
     }
+    objectives = objectives_of(study, meta)
+    if len(objectives) > 1:
+        names = [m for m, _ in objectives]
+        out["objectives"] = [{"metric": m, "direction": d} for m, d in objectives]
+        out["front"] = [{"trial": t.number, "values": dict(zip(names, t.values, strict=True)),
+                         "params": dict(t.params), "default": record.read(t).is_default} for t in front(study)]
+        out["values"] = dict(zip(names, best.values, strict=True))
+        if default is not None and out["default"] is not None:
+            out["default"]["values"] = dict(zip(names, default.values, strict=True))
     return out
+
+
+def chosen_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    """Trial ``number`` when it completed (what export and final can take); else a clear error."""
+    trials = study.get_trials(deepcopy=False)
+    t = next((t for t in trials if t.number == number), None)
+    if t is None or t.state != TrialState.COMPLETE or record.value_of(t) is None:
+        done = [t.number for t in trials if t.state == TrialState.COMPLETE]
+        where = "has no such trial" if t is None else f"trial {number} is {t.state.name}, not COMPLETE"
+        raise LmtuneError(f"--trial {number}: study '{study.study_name}' {where}; choose a completed trial "
+                          f"({', '.join(map(str, done[:20])) or 'none yet'}; 'lmtune best' lists the front)")
+    return t
 
 
 def hf_training_arguments(config: dict[str, Any], *, total_examples: int,

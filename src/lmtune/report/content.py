@@ -18,7 +18,7 @@ from lmtune.report.gain import GainPanel, gain_panels
 from lmtune.report.load import StudyRecord
 from lmtune.study import record as trial_record
 
-__all__ = ["ReportContent", "best_row", "best_yaml", "collect"]
+__all__ = ["Front", "FrontPoint", "ReportContent", "best_row", "best_yaml", "collect"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,31 @@ class ReportContent:
     changes: list[Change] | None = None  # what the best changed from the default; None without a best
     gain: list[GainPanel] | None = None  # the comparison as pictures; None until `lmtune final` has run
     budget: str = ""  # what the search spent against budget.max_gpu_hours / max_cost ("": no such cap)
+    front: Front | None = None  # a multi-objective study's objectives and Pareto front (None: one objective)
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One COMPLETE trial of a multi-objective study: its objectives, whether it is on the Pareto front."""
+
+    number: int
+    values: list[float]
+    on_front: bool
+    is_default: bool
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Front:
+    """A multi-objective study's objectives ((metric, direction) each, the score first) and its COMPLETE
+    trials, the front's marked."""
+
+    objectives: list[tuple[str, str]]
+    points: list[FrontPoint]
+
+    @property
+    def members(self) -> list[FrontPoint]:
+        return [p for p in self.points if p.on_front]
 
 
 def best_row(record: StudyRecord, rows: list[t.TrialRow]) -> t.TrialRow | None:
@@ -123,7 +148,21 @@ def collect(record: StudyRecord) -> ReportContent:
         changes=best_changes(record.trials, best_trial, record.config) if best_trial is not None else None,
         gain=gain_panels(final, comparison, search_cost) if final is not None and comparison else None,
         budget=_budget_line(record),
+        front=_front(record),
     )
+
+
+def _front(record: StudyRecord) -> Front | None:
+    from lmtune.study import objectives_of
+
+    objectives = objectives_of(record.study, record.meta)
+    if len(objectives) < 2:
+        return None
+    on = {t.number for t in trial_record.front_of(record.trials, [d for _, d in objectives])}
+    points = [FrontPoint(r.number, list(r.values), r.number in on, r.is_default, dict(r.params))
+              for r in trial_record.records(record.trials)
+              if r.state == "COMPLETE" and r.values is not None and len(r.values) == len(objectives)]
+    return Front(objectives, points)
 
 
 def _budget_line(record: StudyRecord) -> str:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lmtune.report.axes import metric_range
-from lmtune.report.content import ReportContent
+from lmtune.report.content import Front, ReportContent
 from lmtune.report.gain_plot import gain_figure
 from lmtune.report.series import ComputeSeries, Curve, Lineage, TransferSummary
 
@@ -203,13 +203,16 @@ def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.F
     ``expected_best``, ``importances``, ``curves``, ``pbt`` and ``transfer`` (all but the first two only
     when their data exists). Every metric axis spans the data (``axes.metric_range``)."""
     name = content.metric
+    # a multi-objective study: these two show the first objective (the score); the front shows them all
+    score = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     figs: dict[str, go.Figure] = {
-        "history": optuna.visualization.plot_optimization_history(study, target_name=name),
-        "parallel": optuna.visualization.plot_parallel_coordinate(study, target_name=name),
+        "history": optuna.visualization.plot_optimization_history(study, target=score, target_name=name),
+        "parallel": optuna.visualization.plot_parallel_coordinate(study, target=score, target_name=name),
     }
     for key in ("history", "parallel"):
         figs[key].update_layout(**_LAYOUT)
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    values = [t.values[0] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if t.values]
     figs["history"].update_yaxes(range=metric_range(name, values))  # plotly's own fit counts empty traces
     # parallel coordinates: Optuna scales every axis, the objective's too, to its own data's span
     if content.gain:
@@ -227,4 +230,33 @@ def build_figures(study: optuna.Study, content: ReportContent) -> dict[str, go.F
         figs["pbt"] = _pbt_figure(content.lineage)
     if content.transfer is not None and content.transfer.pairs:
         figs["transfer"] = _transfer_figure(content.transfer, name)
+    if content.front is not None and content.front.points:
+        figs["front"] = _front_figure(content.front)
     return figs
+
+
+def _front_figure(front: Front) -> go.Figure:
+    """The score (first objective, y) against each other objective (x), one panel each: every COMPLETE
+    trial, the front's joined by a line, the default settings marked."""
+    (score, _), costs = front.objectives[0], front.objectives[1:]
+    fig = make_subplots(rows=1, cols=len(costs), shared_yaxes=True,
+                        subplot_titles=[f"{score} vs {m} ({d})" for m, d in costs])
+    for k, (cost, _d) in enumerate(costs, start=1):
+        groups = (("other trials", [p for p in front.points if not p.on_front], "#9aa5b1", "circle"),
+                  ("Pareto front", sorted(front.members, key=lambda p: p.values[k]), "#1f77b4", "circle"),
+                  ("default settings", [p for p in front.points if p.is_default], "#d62728", "star"))
+        for label, pts, color, symbol in groups:
+            if not pts:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[p.values[k] for p in pts], y=[p.values[0] for p in pts], name=label, legendgroup=label,
+                showlegend=k == 1, mode="lines+markers" if label == "Pareto front" else "markers",
+                line={"shape": "hv", "color": color}, marker={"color": color, "symbol": symbol,
+                                                                "size": 14 if symbol == "star" else 9},
+                text=[f"trial #{p.number}" for p in pts],
+                hovertemplate="%{text}<br>" + cost + " %{x:.4g}<br>" + score + " %{y:.4g}<extra></extra>"),
+                row=1, col=k)
+        fig.update_xaxes(title_text=cost, row=1, col=k)
+    fig.update_yaxes(title_text=score, row=1, col=1)
+    fig.update_layout(**_LAYOUT)
+    return fig

@@ -224,6 +224,26 @@ def _search_plots(c: ReportContent) -> list[Section]:
     ]
 
 
+def _front(c: ReportContent) -> Section | None:
+    f = c.front
+    if f is None:
+        return None
+    names = [m for m, _ in f.objectives]
+    senses = ", ".join(f"`{m}` ({d})" for m, d in f.objectives)
+    members = sorted(f.members, key=lambda p: p.number)
+    text = [f"{len(members)} of {len(f.points)} completed trials are on the Pareto front of {senses}: no other "
+            "trial is at least as good on every objective and better on one. Each is a valid answer; choose by "
+            "what you pay for, then `lmtune export --trial N` or `lmtune final --trial N`."]
+    default = next((p for p in f.points if p.is_default), None)
+    if default is not None:
+        where = "on the front" if default.on_front else "not on the front (some trial beats it on every objective)"
+        text.append(f"The default settings (trial #{default.number}) are {where}.")
+    rows = [[f"#{p.number}" + (" (default)" if p.is_default else ""), *(fmt_num(v) for v in p.values),
+             _fmt_params(p.params)] for p in members]
+    return Section("front", "Pareto front", text, [Table(["trial", *names, "params"], rows)],
+                   figures=["front"] if f.points else [], figures_first=True)
+
+
 def _pbt(c: ReportContent) -> Section | None:
     lin = c.lineage
     if lin is None:
@@ -296,6 +316,7 @@ def _trials(c: ReportContent) -> list[Section]:
 
 def sections(c: ReportContent) -> list[Section]:
     """The report's sections in reading order; optional ones (PBT, proxy) only when they apply."""
-    out = [_overview(c), _comparison(c), _best_config(c), _cost(c), *_search_plots(c)]
+    out = [_overview(c), _comparison(c), *([front] if (front := _front(c)) else []), _best_config(c), _cost(c),
+           *_search_plots(c)]
     out += [s for s in (_pbt(c), _transfer(c)) if s is not None]
     return out + _trials(c)
