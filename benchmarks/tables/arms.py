@@ -15,6 +15,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,10 @@ def _quiet() -> None:
 
 
 def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed: int,
-               data_folder: Path, work: Path) -> ArmResult:
+               data_folder: Path, work: Path, more: Sequence[str] = ()) -> ArmResult:
     """``lmtune tune`` with ``search.strategy`` = ``strategy`` under ``budget.max_train_tokens``, every trial
-    answered by the table (`tables.trainer`)."""
+    answered by the table (`tables.trainer`); ``more``: further ``--set`` overrides (e.g. study.objectives).
+    ``extra["completed"]``: the configurations of the trials that completed, in trial order."""
     from lmtune.config import load_config
     from lmtune.execution.simulated import SimulatedExecutor
     from lmtune.study.record import best_of, read
@@ -111,7 +113,7 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
             f"task.max_length={meta['max_length']}", f"training.eval_every={EVAL_EVERY}",
             f"search.strategy={strategy}", "search.n_trials=1000", "search.space=" + json.dumps(space_yaml(table)),
             f"budget.max_train_tokens={budget_tokens}", *(f"training.{k}={json.dumps(v)}"
-                                                         for k, v in meta.get("fixed", {}).items())]
+                                                         for k, v in meta.get("fixed", {}).items()), *more]
     if meta["kind"] == "causal_lm":
         rows = meta["rows"]
         sets += [f"task.model={meta['model']}", "task.type=causal_lm", "task.dataset=builtin:chatterbot",
@@ -140,12 +142,13 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
         spent = sum(int(read(t).train_tokens or 0) for t in trials)
         pruned = sum(t.state.name == "PRUNED" for t in trials)
         selected = picked.get(best.number) if best is not None else None
+        completed = [picked[t.number] for t in trials if t.state.name == "COMPLETE" and t.number in picked]
     finally:
         coordination.storage_for, plan.load_tokenizer = real_storage, real_tokenizer
         shutil.rmtree(study_dir, ignore_errors=True)
     test = table.test_score(selected, world) if selected is not None else float("nan")
     return ArmResult(selected, test, spent, len(trials), pruned, time.perf_counter() - t0,
-                     {"stop_reason": summary.stop_reason})
+                     {"stop_reason": summary.stop_reason, "completed": completed})
 
 
 # ---- the peers ---------------------------------------------------------------------------------------------

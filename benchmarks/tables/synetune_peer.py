@@ -52,7 +52,7 @@ def config_space(table: Table) -> dict[str, Any]:
     return out
 
 
-def make_backend(table: Table, world: int) -> Any:
+def make_backend(table: Table, world: int, *, error: bool = False) -> Any:
     from syne_tune.blackbox_repository.blackbox import Blackbox
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
     from syne_tune.blackbox_repository.utils import metrics_for_configuration
@@ -60,7 +60,7 @@ def make_backend(table: Table, world: int) -> Any:
     per_epoch = int(table.meta["evals_per_epoch"])
     per_unit = math.ceil(table.rows / per_epoch)
     longest = max(int(c["epochs"]) for c in table.configs)
-    names = [table.metric, "tokens_k", table.test_metric]
+    names = [table.metric, "tokens_k", table.test_metric, *(["error"] if error else [])]
 
     class TableBlackbox(Blackbox):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -81,7 +81,8 @@ def make_backend(table: Table, world: int) -> Any:
             for u in self.fidelity_values:
                 p = run.at(min(int(u) * per_unit, table.rows * epochs))
                 rows.append([p.get(table.metric, float("nan")), p.get("tokens", 0.0) / 1000.0,
-                             run.final.get(table.test_metric, float("nan"))])
+                             run.final.get(table.test_metric, float("nan")),
+                             *([1.0 - p.get(table.metric, float("nan"))] if error else [])])
             return np.array(rows)
 
     class TableBackend(UserBlackboxBackend):  # type: ignore[misc]
@@ -108,6 +109,42 @@ def scheduler_for(name: str, table: Table, seed: int) -> Any:
     if name == "random":
         return baselines.RandomSearch(**common)
     raise ValueError(f"unknown scheduler {name}")
+
+
+def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
+    """Syne Tune's MOASHA (random configurations, multi-objective successive halving) on validation error and
+    train tokens (both minimized; tokens as a trial reports them, cumulative), for ``benchmarks/objectives.py``:
+    the configurations it trained to their own end, which that script scores."""
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.experiments import load_experiment
+    from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
+
+    world = seed % len(table.seeds)
+    tokens = budget * table.default_tokens(world)
+    per_epoch = int(table.meta["evals_per_epoch"])
+    longest = max(int(c["epochs"]) for c in table.configs) * per_epoch
+    t0 = time.perf_counter()
+    backend = make_backend(table, world, error=True)
+    scheduler = MOASHA(config_space=config_space(table), metrics=["error", "tokens_k"], do_minimize=True,
+                       time_attr="units", max_t=longest, grace_period=1, reduction_factor=3, random_seed=seed)
+    tuner = Tuner(trial_backend=backend, scheduler=scheduler,
+                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens / 1000.0), n_workers=1, sleep_time=0,
+                  callbacks=[SimulatorCallback()], tuner_name=f"st-moasha-{seed}", save_tuner=False,
+                  suffix_tuner_name=True, print_update_interval=10**9)
+    tuner.run()
+    result = load_experiment(tuner.name)
+    df = result.results
+    completed = []
+    for _trial, rows in df.groupby("trial_id"):
+        config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
+        if int(rows["units"].max()) >= per_epoch * int(config["epochs"]):
+            completed.append(table.nearest(config, float(config["epochs"])))
+    spent = float(df["tokens_k"].groupby(df["trial_id"]).max().sum()) * 1000.0
+    trials = int(df["trial_id"].nunique())
+    shutil.rmtree(result.path, ignore_errors=True)
+    return {"seed": seed, "world": world, "completed": completed, "spent": spent / tokens, "trials": trials,
+            "pruned": trials - len(completed), "seconds": time.perf_counter() - t0}
 
 
 def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
@@ -143,10 +180,22 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/search-replay"))
+    ap.add_argument("--moasha", action="store_true", help="MOASHA cells for benchmarks/objectives.py (--out "
+                    "docs/benchmarks/objectives)")
     args = ap.parse_args()
     logging.getLogger("syne_tune").setLevel(logging.WARNING)
     os.environ.setdefault("SYNETUNE_FOLDER", "/tmp/lmtune-synetune")  # its per-run result folders, removed after
     table = Table(args.tables / args.task)
+    if args.moasha:
+        (args.out / "cells").mkdir(parents=True, exist_ok=True)
+        for budget in args.budgets:
+            path = args.out / "cells" / f"{args.task}-{budget}x-synetune_moasha.json"
+            rows = [run_moasha(table, budget, s) for s in range(args.seeds)]
+            path.write_text(json.dumps({"arm": "synetune_moasha", "budget": budget,
+                                        "configurations": len(table.ids), "rows": rows}))
+            print(f"{args.task} {budget}x synetune_moasha: {statistics.mean(r['trials'] for r in rows):.1f} trials",
+                  flush=True)
+        return
     (args.out / "cells").mkdir(parents=True, exist_ok=True)
     for budget in args.budgets:
         for name in args.schedulers:
