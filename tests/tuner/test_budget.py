@@ -71,8 +71,9 @@ def test_a_trial_starts_only_when_the_tokens_left_can_train_it_to_its_end() -> N
 @pytest.mark.slow
 def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path, tiny_csv: Path,
                                                                 tmp_path: Path) -> None:
-    """auto plans every drawn trial at the longest length (3 epochs): the rule leaves room for that; random
-    may still draw a 1-epoch trial, so it starts one while a 1-epoch trial fits."""
+    """auto plans every drawn trial at the longest length (3 epochs) while the budget left can train it, then at
+    the longest length that fits (the budget is spent, not left because the next trial is too long); random may
+    still draw a 1-epoch trial, so it starts one while a 1-epoch trial fits."""
     def run(strategy: str, cap: int | None, n: int) -> list[optuna.trial.FrozenTrial]:
         d = tmp_path / f"{strategy}-{cap}"
         over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
@@ -85,7 +86,11 @@ def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path
 
     three = run("auto", None, 1)[0].user_attrs["train_tokens"]  # auto's trial: the longest, 3 epochs
     auto = run("auto", int(1.5 * three), 6)
-    assert [t.state.name for t in auto] == ["COMPLETE"]  # a second 3-epoch trial could not finish
+    # a second 3-epoch trial could not finish: the 1.5 epochs left train a 1-epoch trial instead, to its end
+    assert [t.state.name for t in auto] == ["COMPLETE", "COMPLETE"]
+    assert [t.params["epochs"] for t in auto] == [3, 1]
+    spent = sum(t.user_attrs["train_tokens"] for t in auto)
+    assert 0.85 * 1.5 * three <= spent <= 1.5 * three * 1.01  # 4 of the 4.5 epochs the cap holds
     rand = run("random", int(1.5 * three), 6)
     assert len(rand) >= 2  # its next draw may be 1 epoch (a third of the tokens), so it may start
     # within the cap up to the estimate's slack (the README: tokens per trial are estimated from the mean tokens

@@ -11,11 +11,25 @@ from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.space import build_space
 from lmtune.strategies import startup_trials
 from lmtune.study import record
-from lmtune.tuner.plan import longest_examples, longest_length, training_examples
+from lmtune.tuner.plan import longest_examples, longest_fitting, longest_length, training_examples
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 DEFAULTS = {"epochs": 2.0, "max_steps": None, "batch_size": 16}
+
+
+def test_the_longest_length_that_fits_what_is_left() -> None:
+    """What auto plans when the budget left cannot train the longest length: the longest that fits."""
+    ints = build_space({"epochs": {"type": "int", "low": 1, "high": 4}})
+    assert longest_fitting(ints, DEFAULTS, train_rows=100, max_examples=399) == {"epochs": 3}
+    assert longest_fitting(ints, DEFAULTS, train_rows=100, max_examples=400) == {"epochs": 4}
+    assert longest_fitting(ints, DEFAULTS, train_rows=100, max_examples=99) is None  # not even 1 epoch
+    floats = build_space({"epochs": {"type": "float", "low": 0.5, "high": 3.0}})
+    assert longest_fitting(floats, DEFAULTS, train_rows=100, max_examples=170) == {"epochs": 1.7}
+    steps = build_space({"max_steps": {"type": "categorical", "choices": [10, 50, 100]}})
+    assert longest_fitting(steps, DEFAULTS, train_rows=100, max_examples=900) == {"max_steps": 50}  # 50 x 16
+    assert longest_fitting(build_space({"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3}}), DEFAULTS,
+                           train_rows=100, max_examples=10**6) is None  # the space searches no length
 
 
 def test_training_length_in_examples() -> None:

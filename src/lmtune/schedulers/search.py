@@ -60,6 +60,7 @@ from lmtune.tuner import (
     RunRecord,
     RunSummary,
     Tracker,
+    longest_fitting,
     longest_length,
     shortest_examples,
     training_examples,
@@ -154,7 +155,7 @@ class SearchScheduler(Scheduler):
         """The fewest train examples the next trial can be planned for: a queued configuration's own length
         (the queue is served first, oldest first), auto's pinned longest length, else the shortest length
         the space allows (the sampler has not drawn it yet)."""
-        plan, fixed = self.plan, dict(self.pinned)
+        plan, fixed = self.plan, self._pins()
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting:
             fixed = dict(waiting[0].system_attrs.get("fixed_params") or waiting[0].params)
@@ -163,12 +164,27 @@ class SearchScheduler(Scheduler):
         return training_examples({**plan.defaults, **fixed}, train_rows=plan.train_rows,
                                  default_batch_size=int(plan.defaults["batch_size"]))
 
+    def _pins(self) -> dict[str, Any]:
+        """auto's length for the next configuration: the longest the space allows or, when the token budget
+        left cannot train that to its end, the longest that it can (a trial that completes can be selected; the
+        budget is spent instead of left over because the next trial is a little too long)."""
+        if not self.pinned:
+            return {}
+        plan = self.plan
+        room = self.budget.examples_left(self.study, plan.examples_per_unit)
+        full = training_examples({**plan.defaults, **self.pinned}, train_rows=plan.train_rows,
+                                 default_batch_size=int(plan.defaults["batch_size"]))
+        if room is None or full <= room:
+            return dict(self.pinned)
+        fit = longest_fitting(plan.space, plan.defaults, train_rows=plan.train_rows, max_examples=room)
+        return fit if fit is not None else dict(self.pinned)  # nothing fits: the launch rule says so
+
     def _ask(self, device: str, threads: int) -> Launch | None:
         """One trial from the study, or None when another worker holds it (it is failed unrun)."""
         study, plan = self.study, self.plan
         with self._lock:
             if self.pinned and not waiting(study):  # the queue (default, priors, grid) keeps its lengths
-                study.enqueue_trial(self.pinned)
+                study.enqueue_trial(self._pins())
             trial = study.ask()
             skip = self.coord.claim(study, trial)
             if skip:

@@ -127,6 +127,17 @@ class Budget:
         return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
                 f"another trial to its end (~{round(need)} tokens), so none was started")
 
+    def examples_left(self, study: optuna.Study, examples_per_unit: int) -> float | None:
+        """How many train examples the tokens left under ``max_train_tokens`` can still train (at the mean tokens
+        per example), finished and running trials counted; None without a token cap or before the tokens per
+        example are known."""
+        cap = self.budget.max_train_tokens
+        if not cap or not self.unit_tokens or examples_per_unit <= 0:
+            return None
+        with self._lock:
+            live = sum(self.live.values())
+        return max(0.0, cap - train_tokens_spent(study) - live) / (self.unit_tokens / examples_per_unit)
+
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         """Trial ``number`` is launched at ``at`` (monotonic) on ``devices`` devices of ``device``, planned for
         ``examples``: the cost caps count it from then."""

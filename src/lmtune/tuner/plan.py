@@ -23,7 +23,7 @@ from lmtune.config import (
 from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
-from lmtune.space import Space
+from lmtune.space import FloatParam, Space
 from lmtune.study import StudyPaths, prepare_folder
 from lmtune.training import MetricFunctionError, check_model_folder, load_tokenizer, metric_names, resolve_model
 
@@ -203,6 +203,31 @@ def shortest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: 
     """The shortest training length (in examples) the space allows: what the token cap must leave room
     for before a trial whose length the sampler has not drawn yet may start."""
     return min(_examples(c, defaults, train_rows) for c in _length_ends(space, defaults))
+
+
+def longest_fitting(space: Space, defaults: Mapping[str, Any], *, train_rows: int,
+                    max_examples: float) -> dict[str, Any] | None:
+    """The values of the searched length fields (``epochs``, ``max_steps``) that give the longest training the
+    space allows within ``max_examples`` train examples; None when even the shortest does not fit, or the
+    space searches no length. A float range gives the longest value that fits (on its step, if any)."""
+    options: dict[str, list[Any]] = {}
+    for name in ("epochs", "max_steps"):
+        param = space.get(name)
+        if param is None:
+            options[name] = [defaults[name]]
+            continue
+        values = param.grid_values()
+        if values is None:  # a continuous float range: the ends, and the value that just fits
+            assert isinstance(param, FloatParam)
+            per = train_rows if name == "epochs" else int(defaults["batch_size"])
+            values = (*param.extremes(), min(max(max_examples / max(per, 1), param.low), param.high))
+        options[name] = [v for v in values if v is not None or name == "max_steps"]
+    fits = [c for c in ({"epochs": e, "max_steps": m} for e in options["epochs"] for m in options["max_steps"])
+            if _examples(c, defaults, train_rows) <= max_examples]
+    if not fits or not any(space.get(k) is not None for k in ("epochs", "max_steps")):
+        return None
+    best = max(fits, key=lambda c: _examples(c, defaults, train_rows))
+    return {k: v for k, v in best.items() if space.get(k) is not None}
 
 
 def _length_ends(space: Space, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
