@@ -53,6 +53,22 @@ def test_a_running_trial_stops_at_the_evaluation_before_the_cap() -> None:
     assert budget.reason(study, failures=0) == ""  # 400 + 200 + 100 <= 1000 (trial 1's record not counted here)
 
 
+def test_a_trial_planned_to_end_at_the_cap_is_not_stopped_before_its_last_shorter_interval() -> None:
+    """A default run at a budget of exactly one default run: 3,000 examples in units of 192, so its last
+    interval is 120 examples. Counting a whole unit there stopped it one evaluation before its end."""
+    study = optuna.create_study()
+    per_example = 27.0
+    budget = Budget(BudgetSection(max_train_tokens=int(3000 * per_example)), max_failures=3, t0=time.monotonic(),
+                    unit_tokens=192 * per_example)
+    budget.started(0, device="cpu", devices=1, examples=3000, at=time.monotonic())
+    at = 15 * 192  # 2,880 examples: 120 left
+    assert not budget.running_at(study, 0, int(at * per_example), at, 192, 15)
+    # another trial planned longer is stopped there: its next whole unit would cross the cap
+    budget.ended(0)
+    budget.started(1, device="cpu", devices=1, examples=6000, at=time.monotonic())
+    assert budget.running_at(study, 1, int(at * per_example), at, 192, 15)
+
+
 def test_a_trial_starts_only_when_the_tokens_left_can_train_it_to_its_end() -> None:
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"train_tokens": 600}))

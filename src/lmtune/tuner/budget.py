@@ -61,6 +61,7 @@ class Budget:
         self.live: dict[int, int] = {}  # running trials' train tokens so far
         self.cost = CostMeter(budget)  # budget.max_gpu_hours / max_cost
         self.why: dict[int, str] = {}  # why a running trial was stopped for the budget (its record's stop_reason)
+        self.planned: dict[int, int] = {}  # running trials' planned lengths (examples)
         self._lock = threading.Lock()
 
     def reason(self, study: optuna.Study, failures: int) -> str:
@@ -97,7 +98,13 @@ class Budget:
             if self.learn_unit and tokens and examples:
                 self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
                 self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
-        if self.budget.max_train_tokens and self.next_interval_crosses_cap(study):
+        # its next interval: one evaluation unit, or what is left of its planned length when that is less (a trial
+        # planned to end exactly at the cap is not stopped before its last, shorter interval)
+        interval = self.unit_tokens
+        planned = self.planned.get(number)
+        if planned and examples_per_unit > 0:
+            interval = min(interval, self.unit_tokens / examples_per_unit * max(0, planned - examples))
+        if self.budget.max_train_tokens and self.next_interval_crosses_cap(study, interval):
             self.why[number] = f"budget: max_train_tokens {self.budget.max_train_tokens} reached during this trial"
             return True
         return False
@@ -141,16 +148,21 @@ class Budget:
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         """Trial ``number`` is launched at ``at`` (monotonic) on ``devices`` devices of ``device``, planned for
         ``examples``: the cost caps count it from then."""
+        with self._lock:
+            self.planned[number] = examples
         self.cost.started(number, device=device, devices=devices, examples=examples, at=at)
 
     def ended(self, number: int, *, examples: int = 0) -> None:
         """Call after the trial's record holds its train_tokens and wall time, so the caps never miss them."""
         with self._lock:
             self.live.pop(number, None)
+            self.planned.pop(number, None)
         self.cost.ended(number, examples=examples)
 
-    def next_interval_crosses_cap(self, study: optuna.Study) -> bool:
+    def next_interval_crosses_cap(self, study: optuna.Study, interval: float | None = None) -> bool:
+        """Whether the tokens spent, the running trials' so far and one more ``interval`` (default: one evaluation
+        unit's) cross ``max_train_tokens``."""
         cap = self.budget.max_train_tokens or 0
         with self._lock:
             live = sum(self.live.values())
-        return train_tokens_spent(study) + live + self.unit_tokens > cap
+        return train_tokens_spent(study) + live + (self.unit_tokens if interval is None else interval) > cap

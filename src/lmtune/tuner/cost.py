@@ -134,9 +134,11 @@ class CostMeter:
             run.examples, run.units = examples, units
             ahead = Spent(0.0, 0.0)
             for r in self.running.values():
-                if not r.units:
+                if not r.units or r.examples >= r.planned:  # at its end: no next evaluation to project
                     continue
-                interval = (now - r.started) / r.units
+                # its next evaluation at its pace so far: one unit, or what is left of its planned length
+                left = min(1.0, (r.planned - r.examples) / max(r.examples / r.units, 1.0))
+                interval = (now - r.started) / r.units * left
                 rate = self._per_second(r.kind, r.devices)
                 ahead = Spent(ahead.gpu_hours + rate.gpu_hours * interval, ahead.cost + rate.cost * interval)
         spent = self.spent(study, now=now)
