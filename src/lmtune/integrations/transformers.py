@@ -258,12 +258,9 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                 **kwargs: Any) -> None:
         if self._ready is None:
             return
-        (shown, examples), self._ready = self._ready, None
-        folder = self.trial.checkpoint_dir(examples)
-        assert folder is not None
-        _take_checkpoint(self.trial, args, state, folder)
-        self._decide(self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder),
-                     shown, control)
+        ready, self._ready = self._ready, None
+        shown, decision = _report_saved(self.trial, ready, args, state)
+        self._decide(decision, shown, control)
 
     def _decide(self, decision: Any, shown: dict[str, float], control: TrainerControl) -> None:
         if isinstance(decision, Stop | Pause) or self._early_stop(shown):
@@ -298,6 +295,17 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             saved = t.output_dir / "model"
             trainer.save_model(str(saved))
         t.finish(test_metrics=tests, model_dir=saved)
+
+
+def _report_saved(t: Trial, ready: tuple[dict[str, float], int], args: TrainingArguments,
+                  state: TrainerState) -> tuple[dict[str, float], Any]:
+    """A PBT ready point the Trainer has just saved (``ready``: its scores and examples): its checkpoint taken
+    into the trial's folder, then the evaluation reported with it; returns the scores and the driver's answer."""
+    shown, examples = ready
+    folder = t.checkpoint_dir(examples)
+    assert folder is not None
+    _take_checkpoint(t, args, state, folder)
+    return shown, t.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder)
 
 
 def _take_checkpoint(t: Trial, args: TrainingArguments, state: TrainerState, folder: Path) -> None:
@@ -454,11 +462,8 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
                 **kwargs: Any) -> None:
         if self._ready is None:
             return
-        (shown, examples), self._ready = self._ready, None
-        folder = self.trial.checkpoint_dir(examples)
-        assert folder is not None
-        _take_checkpoint(self.trial, args, state, folder)
-        decision = self.trial.report(shown, examples=examples, tokens=_tokens(state), checkpoint=folder)
+        ready, self._ready = self._ready, None
+        _shown, decision = _report_saved(self.trial, ready, args, state)
         if isinstance(decision, Stop | Pause):
             control.should_training_stop = True
 
