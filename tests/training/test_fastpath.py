@@ -108,6 +108,26 @@ def test_encoder_step_gives_the_models_logits_and_gradients(lengths: list[int]) 
     assert_same_grads(expected, grads(model))
 
 
+def test_evaluation_takes_the_fast_forward_and_scores_what_the_stock_forward_scores(tiny_model: Path, cache: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Evaluation through `fastpath.eval_forward` (a dropout model in eval mode): the stock forward's logits, so
+    the same loss, accuracy and F1; LMTUNE_FAST_CPU=0 evaluates with the stock forward."""
+    model = tiny_bert(dropout=0.3).eval()
+    batch = padded_batch([9, 4, 6, 2])
+    forward = fastpath.eval_forward(model, task_type="classification", device=torch.device("cpu"), sharded=False)
+    assert forward is not None
+    with torch.inference_mode():
+        assert torch.allclose(forward(batch), model(**batch).logits, atol=1e-6)
+    assert fastpath.eval_forward(model, task_type="causal_lm", device=torch.device("cpu"), sharded=False) is None
+    session = setup(make_spec(tiny_model, cache, tmp_path))
+    assert session.eval_logits is not None
+    fast = session.evaluate()
+    session.eval_logits = None
+    stock = session.evaluate()
+    assert fast.keys() == stock.keys()
+    assert all(abs(fast[k] - stock[k]) < 1e-5 for k in fast), (fast, stock)
+
+
 def test_encoder_step_gives_the_models_logits_for_a_sentence_pair() -> None:
     """A pair task's batches carry token_type_ids: the fast forward embeds them as the model's own does."""
     model = tiny_bert()

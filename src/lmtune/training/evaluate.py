@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -30,10 +31,12 @@ def summed_loss(logits: torch.Tensor, labels: torch.Tensor, task_type: str) -> t
 def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, num_labels: int,
              batch_size: int, pad_id: int, device: torch.device,
              autocast: AbstractContextManager[Any], prefix: str = "eval",
-             metric_fn: MetricFunction | None = None) -> dict[str, float]:
+             metric_fn: MetricFunction | None = None,
+             forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None) -> dict[str, float]:
     """Mean loss (per example for classification, per token for causal LM) and task metrics:
     accuracy and macro F1 (and ``metric_fn``'s, given the logits: ``task.compute_metrics``), or
-    perplexity and next-token accuracy."""
+    perplexity and next-token accuracy. ``forward``: the logits of a batch (default: the model's own forward;
+    `lmtune.training.fastpath.eval_forward` computes the same in less work)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -46,7 +49,7 @@ def evaluate(model: torch.nn.Module, split: TokenizedSplit, *, task_type: str, n
             batch = collate(split, index, pad_id, device)
             labels = batch.pop("labels")
             with autocast:
-                logits = model(**batch).logits
+                logits = forward(batch) if forward is not None else model(**batch).logits
             loss_sum += summed_loss(logits, labels, task_type).double()
             if task_type == "classification":
                 count += len(index)

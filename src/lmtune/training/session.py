@@ -23,7 +23,7 @@ from lmtune.protocol import TrialSpec
 from lmtune.training import distributed
 from lmtune.training.batches import collate, loss_terms, train_batches
 from lmtune.training.evaluate import evaluate, summed_loss
-from lmtune.training.fastpath import FAST_CPU, LossFunction, prepare
+from lmtune.training.fastpath import FAST_CPU, Forward, LossFunction, eval_forward, prepare
 from lmtune.training.metrics import MetricFunction, load_metric_function
 from lmtune.training.models import load_causal_lm, load_classifier
 from lmtune.training.optim import build_optimizer, build_scheduler, mark_groups, retune
@@ -99,6 +99,7 @@ class Session:
     metric_fn: MetricFunction | None = None  # task.compute_metrics, loaded once per trial
     fast_loss: LossFunction | None = None  # the training loss through `lmtune.training.fastpath` (None: stock)
     forward: str = "the model's own forward"  # which forward the training steps run, and why (recorded)
+    eval_logits: Forward | None = None  # evaluation's forward (`lmtune.training.fastpath.eval_forward`; None: stock)
 
     def loss_terms(self, index: np.ndarray) -> int:
         """Loss terms of a whole batch: each micro-batch's summed loss is divided by this."""
@@ -148,7 +149,8 @@ class Session:
         return evaluate(self.model, data, task_type=self.spec.task_type, num_labels=self.meta["num_labels"],
                         batch_size=self.hp.eval_batch_size, pad_id=self.pad_id,
                         device=self.device, autocast=self.autocast,
-                        prefix="eval" if split == "validation" else split, metric_fn=self.metric_fn)
+                        prefix="eval" if split == "validation" else split, metric_fn=self.metric_fn,
+                        forward=self.eval_logits)
 
     def set_hyperparameters(self, hp: TrainingSection) -> None:
         """Apply changed settings mid-run (a PBT exploit, a replayed schedule): those in
@@ -250,11 +252,13 @@ def setup(spec: TrialSpec) -> Session:
         if getattr(model, "is_loaded_in_4bit", False):
             raise ConfigError(SHARDED_4BIT)
         distributed.shard(model, device)  # before the optimizer: it holds the shards, not full tensors
-    fast_loss, forward = None, f"the model's own forward ({FAST_CPU}=0)"
+    fast_loss, forward, eval_logits = None, f"the model's own forward ({FAST_CPU}=0)", None
     if os.environ.get(FAST_CPU, "1") != "0":  # the same function in less work (lmtune.training.fastpath)
         fast_loss, forward = prepare(model, task_type=spec.task_type, device=device,
                                      sharded=distributed.group().sharded,
                                      checkpointing=hp.gradient_checkpointing)
+        eval_logits = eval_forward(model, task_type=spec.task_type, device=device,
+                                   sharded=distributed.group().sharded)
     model.train()
     batch_size = hp.batch_size
     train_split = load_split(folder, "train")
@@ -270,6 +274,6 @@ def setup(spec: TrialSpec) -> Session:
                    scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
                    pad_id=int(model.config.pad_token_id or 0), batch_size=batch_size, total_steps=total_steps,
                    micro_batch_size=min(hp.micro_batch_size or batch_size, batch_size),
-                   train_terms=loss_terms(train_split), fast_loss=fast_loss, forward=forward,
+                   train_terms=loss_terms(train_split), fast_loss=fast_loss, forward=forward, eval_logits=eval_logits,
                    metric_fn=load_metric_function(spec.compute_metrics, search_path=spec.compute_metrics_path)
                    if spec.compute_metrics else None)
