@@ -46,6 +46,17 @@ def test_promotion_keeps_a_third_of_a_rung_and_reduces_to_successive_halving_wit
     assert promotable(two, 3, 3) and not promotable(two, 4, 3)
 
 
+def test_rungs_are_laid_from_the_end_so_none_sits_just_before_it() -> None:
+    from lmtune.config import SearchSection
+    from lmtune.schedulers.search import halving_of
+
+    assert halving_of(SearchSection(strategy="asha"), 10) == ([3], 3)  # not 3 and 9 (of 10)
+    assert halving_of(SearchSection(strategy="asha", min_units=1), 27) == ([1, 3, 9], 3)
+    assert halving_of(SearchSection(strategy="hyperband", min_units=2, reduction_factor=2), 16) == ([2, 4, 8], 2)
+    assert halving_of(SearchSection(strategy="random"), 27) is None  # no pruner, no rungs
+    assert halving_of(SearchSection(strategy="random", pruner="asha"), 27) == ([9], 3)
+
+
 def test_hypervolume_is_exact_in_two_and_three_dimensions() -> None:
     assert hypervolume([(1.0, 1.0)], (2.0, 2.0)) == pytest.approx(1.0)
     assert hypervolume([(0.0, 1.0), (1.0, 0.0)], (2.0, 2.0)) == pytest.approx(3.0)

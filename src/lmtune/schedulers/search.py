@@ -431,18 +431,25 @@ def waiting(study: optuna.Study) -> bool:
 
 
 def halving_of(search: SearchSection, max_units: int) -> tuple[list[int], int] | None:
-    """Multi-objective successive halving's rungs (evaluation units: min_units x reduction_factor^k below
-    max_units) and reduction factor, where the strategy prunes (asha, hyperband, auto; None: it does not).
-    Hyperband's brackets become one asynchronous bracket, whose first rung is ASHA's default."""
+    """Multi-objective successive halving's rungs and reduction factor, where the strategy prunes (asha,
+    hyperband, auto; None: it does not). Rungs in evaluation units, laid from the end as Hyperband lays them:
+    max_units / reduction_factor^k for k = 1, 2, ... down to the first rung (search.min_units, else ASHA's
+    default), so no rung falls just before the end (counted from the first rung up, 10 units gave rungs at 3
+    and 9, and a trial stopped at 9 had spent nine tenths of its run for nothing). Hyperband's brackets become
+    one asynchronous bracket."""
     if pruner_name(search.strategy, search.pruner) not in ("asha", "hyperband"):
         return None
     factor = search.reduction_factor
-    rung = search.min_units or default_min_units("asha", max_units, factor)
-    rungs: list[int] = []
-    while rung < max_units:
-        rungs.append(rung)
-        rung *= factor
-    return rungs, factor
+    first = search.min_units or default_min_units("asha", max_units, factor)
+    rungs: set[int] = set()
+    k = 1
+    while (rung := round(max_units / factor**k)) >= max(first, 1):
+        if rung < max_units:
+            rungs.add(rung)
+        k += 1
+    if not rungs and first < max_units:
+        rungs.add(first)
+    return sorted(rungs), factor
 
 
 # the states whose curves a rung compares: finished, stopped, and running trials (asynchronous halving)
