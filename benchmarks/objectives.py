@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tables import arms
+from tables.replay import interval
 from tables.table import Table
 from tables.tasks import table_task
 
@@ -117,15 +117,6 @@ def run_arm(table: Table, arm: str, budget_x: int, seed: int, data: Path, work: 
     return {"seed": seed, "world": world, "completed": completed, "spent": spent / budget, "trials": trials,
             "pruned": pruned, "seconds": time.perf_counter() - t0, **score(table, completed, world)}
 
-
-def interval(xs: list[float]) -> tuple[float, float, float]:
-    from scipy import stats
-
-    m = statistics.mean(xs)
-    if len(xs) < 2:
-        return m, m, m
-    h = float(stats.t.ppf(0.975, len(xs) - 1)) * statistics.stdev(xs) / math.sqrt(len(xs))
-    return m, m - h, m + h
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:

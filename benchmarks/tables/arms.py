@@ -107,26 +107,7 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
     # tokenized once for every replayed study of this table (lmtune caches by content hash under the study)
     (work / "cache").mkdir(exist_ok=True)
     (study_dir / "cache").symlink_to(work / "cache")
-    meta = table.meta
-    sets = [f"study.dir={study_dir}", f"study.seed={seed}", f"study.metric={table.metric}",
-            f"study.direction={'maximize' if table.maximize else 'minimize'}", f"study.name=replay-{strategy}-{seed}",
-            f"task.max_length={meta['max_length']}", f"training.eval_every={EVAL_EVERY}",
-            f"search.strategy={strategy}", "search.n_trials=1000", "search.space=" + json.dumps(space_yaml(table)),
-            f"budget.max_train_tokens={budget_tokens}", *(f"training.{k}={json.dumps(v)}"
-                                                         for k, v in meta.get("fixed", {}).items()), *more]
-    if meta["kind"] == "causal_lm":
-        rows = meta["rows"]
-        sets += [f"task.model={meta['model']}", "task.type=causal_lm", "task.dataset=builtin:chatterbot",
-                 "task.messages_column=messages", f"task.train_size={rows['train']}",
-                 f"task.validation_size={rows['validation']}", f"task.test_size={rows['test']}",
-                 f"training.batch_size={meta['default']['batch_size']}"]
-    else:
-        sets += ["task.model=builtin:minilm-l6", "task.dataset=" + json.dumps(
-                     {s: str(data_folder / f"{s}.csv") for s in ("train", "validation", "test")}),
-                 "task.text_column=text", "task.label_column=label", "task.train_size=null",
-                 "task.validation_size=null", "task.test_size=null"]
-        if (data_folder / "train.csv").read_text().partition("\n")[0].count("text_pair"):
-            sets.append("task.text_pair_column=text_pair")
+    sets = study_sets(table, strategy, budget_tokens, seed, data_folder, study_dir, more)
     cfg = load_config(None, sets)
     picked: dict[int, int] = {}
     # the study in memory instead of SQLite: the same Optuna study, sampler and pruner calls, without an
@@ -149,6 +130,34 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
     test = table.test_score(selected, world) if selected is not None else float("nan")
     return ArmResult(selected, test, spent, len(trials), pruned, time.perf_counter() - t0,
                      {"stop_reason": summary.stop_reason, "completed": completed})
+
+
+def study_sets(table: Table, strategy: str, budget_tokens: int, seed: int, data_folder: Path, study_dir: Path,
+               more: Sequence[str] = ()) -> list[str]:
+    """The ``--set`` overrides of a study searching ``table``'s task and space the way its runs were recorded
+    (data, length, evaluation interval, fixed settings), under ``budget.max_train_tokens``: what a replayed
+    arm runs on the table, and what the live check (`tables.live_check`) runs for real."""
+    meta = table.meta
+    sets = [f"study.dir={study_dir}", f"study.seed={seed}", f"study.metric={table.metric}",
+            f"study.direction={'maximize' if table.maximize else 'minimize'}", f"study.name=replay-{strategy}-{seed}",
+            f"task.max_length={meta['max_length']}", f"training.eval_every={EVAL_EVERY}",
+            f"search.strategy={strategy}", "search.n_trials=1000", "search.space=" + json.dumps(space_yaml(table)),
+            f"budget.max_train_tokens={budget_tokens}", *(f"training.{k}={json.dumps(v)}"
+                                                         for k, v in meta.get("fixed", {}).items()), *more]
+    if meta["kind"] == "causal_lm":
+        rows = meta["rows"]
+        sets += [f"task.model={meta['model']}", "task.type=causal_lm", "task.dataset=builtin:chatterbot",
+                 "task.messages_column=messages", f"task.train_size={rows['train']}",
+                 f"task.validation_size={rows['validation']}", f"task.test_size={rows['test']}",
+                 f"training.batch_size={meta['default']['batch_size']}"]
+    else:
+        sets += ["task.model=builtin:minilm-l6", "task.dataset=" + json.dumps(
+                     {s: str(data_folder / f"{s}.csv") for s in ("train", "validation", "test")}),
+                 "task.text_column=text", "task.label_column=label", "task.train_size=null",
+                 "task.validation_size=null", "task.test_size=null"]
+        if (data_folder / "train.csv").read_text().partition("\n")[0].count("text_pair"):
+            sets.append("task.text_pair_column=text_pair")
+    return sets
 
 
 # ---- the peers ---------------------------------------------------------------------------------------------

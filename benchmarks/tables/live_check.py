@@ -1,0 +1,187 @@
+"""The live check of the search replay: do live searches land where the replay says they land?
+
+On one table task, for search seeds 0..4: ``auto`` runs live (``lmtune tune``'s Tuner on the local backend, lmtune's
+real trainer) at a budget of ``--budget`` default training runs, with exactly the study a replayed arm runs
+(`tables.arms.study_sets`: the table's data, space, length and evaluation interval), and the peer runs live as
+its users run it (HF ``Trainer.hyperparameter_search`` + Optuna TPE + ``HyperbandPruner``, 16 trials,
+`search.hf_peer.run_peer`, on the same data and space). Each arm's selected configuration is then trained once
+more with the table's recipe (lmtune's trainer, the table's seed for that search seed: ``seed mod 2``) and
+scored on the test split, so its score is comparable with the table's; regret = the table's best test score
+of that seed minus it.
+
+The comparison (``--compare``): the live regrets of each arm against the replayed ones of the same arm and
+budget (``docs/benchmarks/search-replay/cells``; the uncapped peer against the replay at 20x, where 16 trials
+end before the budget): the live mean with its 95 % interval, the replayed mean with its own, the difference
+of the means with a Welch interval, and how many live searches fall inside the replay's 2.5-97.5 % range of
+single searches.
+
+One cell per (arm, seed) in ``--out`` (a rerun skips finished cells; each takes 10-40 minutes on this CPU):
+
+    .venv/bin/python benchmarks/tables/live_check.py --task rotten_tomatoes --seeds 0 1 2 3 4
+    .venv/bin/python benchmarks/tables/live_check.py --task rotten_tomatoes --compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from tables import arms
+from tables.record import prepare, spec_of
+from tables.replay import interval
+from tables.table import Table
+from tables.tasks import table_task
+
+ROOT = Path(__file__).parents[2]
+PEER_TRIALS = 16
+PEER_EVAL_STEPS = 16  # as the replayed peer (`tables.arms.peer_optuna_hyperband`)
+
+
+def retrain_test(table: Table, config: dict[str, Any], world: int, cache: Path, model: str, out: Path) -> float:
+    """``config`` trained once with the table's recipe and seed ``world``, scored on the test split at its end
+    (evaluations in between change nothing a run learns, so this is the table's final test score for a recorded
+    configuration)."""
+    from lmtune.config import TrainingSection
+    from lmtune.protocol import Continue, TrialSpec
+    from lmtune.training.loop import train
+
+    hp = {**TrainingSection().model_dump(), **table.meta.get("fixed", {}), **config, "seed": world}
+    total = table.rows * int(config["epochs"])
+    spec = TrialSpec(trial=0, model=model, task_type=table.meta["kind"], data_cache=str(cache), hparams=hp,
+                     examples_per_unit=total, total_examples=total, output_dir=str(out), interactive=False,
+                     evaluate_test=True)
+    result = train(spec, lambda _e: None, Continue)
+    return float(result["test_metrics"][table.test_metric])
+
+
+def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path) -> dict[str, Any]:
+    from lmtune.config import load_config
+    from lmtune.study.record import best_of, read
+    from lmtune.tuner import PlainReporter
+    from lmtune.tuner.search import Tuner
+
+    world = seed % len(table.seeds)
+    tokens = budget * table.default_tokens(world)
+    study_dir = work / f"auto-{seed}"
+    cfg = load_config(None, arms.study_sets(table, "auto", tokens, seed, data, study_dir))
+    summary = Tuner(cfg, reporter=PlainReporter()).run()
+    trials = summary.study.trials
+    best = best_of(trials, "maximize" if table.maximize else "minimize")
+    keys = list(table.space)
+    selected = {k: read(best).config[k] for k in keys} if best is not None else dict(table.meta["default"])
+    return {"selected": selected, "spent": sum(int(read(t).train_tokens or 0) for t in trials) / tokens,
+            "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
+            "stop_reason": summary.stop_reason}
+
+
+def live_peer(table: Table, seed: int, data: Path, work: Path, n_trials: int = PEER_TRIALS) -> dict[str, Any]:
+    from search.hf_peer import Data, run_peer
+
+    from lmtune.config import load_config
+
+    world = seed % len(table.seeds)
+    cfg = load_config(None, arms.study_sets(table, "random", 10**15, seed, data, work / f"peer-{seed}"))
+    model = str(resolve(cfg.task.model))
+    result = run_peer(cfg, model, Data(cfg, model), arms.space_yaml(table), seed=seed, n_trials=n_trials,
+                      eval_steps=PEER_EVAL_STEPS, workdir=work / f"peer-{seed}")
+    selected = {**table.meta["default"], **result.best_params}
+    return {"selected": selected, "spent": result.train_tokens / table.default_tokens(world),
+            "trials": len(result.trials), "pruned": sum(t.state == "PRUNED" for t in result.trials)}
+
+
+def resolve(model: str) -> Path:
+    from lmtune.training.models import resolve_model
+
+    return Path(resolve_model(model))
+
+
+
+def compare(task: str, out: Path, replay: Path) -> str:
+    """The live cells against the replayed ones, as a Markdown table."""
+    from scipy import stats
+
+    lines = ["| arm | live searches | live regret [95 %] | replayed regret [95 %] (searches) | live - replayed "
+             "[95 %, Welch] | live inside the replay's 2.5-97.5 % |", "|---|---|---|---|---|---|"]
+    for arm, replayed_as in (("auto", "auto"), ("peer", "peer_optuna_hyperband")):
+        cells = [json.loads(p.read_text()) for p in sorted(out.glob(f"{task}-{arm}-s*.json"))]
+        if not cells:
+            continue
+        budget = cells[0]["budget"] if arm == "auto" else 20
+        path = replay / "cells" / f"{task}-{budget}x-{replayed_as}.json"
+        if not path.exists():
+            lines.append(f"| {arm} | {len(cells)} | – | no replay cell {path.name} | – | – |")
+            continue
+        table = Table(Path(__file__).parent / task)
+        live = [table.regret(c["test"], c["world"]) for c in cells]
+        rep = [r["regret"] for r in json.loads(path.read_text())["rows"]]
+        lm, llo, lhi = interval(live)
+        rm, rlo, rhi = interval(rep)
+        diff = lm - rm
+        se = math.sqrt(statistics.variance(live) / len(live) + statistics.variance(rep) / len(rep)) \
+            if len(live) > 1 else float("nan")
+        h = float(stats.t.ppf(0.975, max(len(live) - 1, 1))) * se
+        q = statistics.quantiles(rep, n=40)
+        inside = sum(q[0] <= x <= q[-1] for x in live)
+        lines.append(f"| {arm} ({budget}x) | {len(live)} | {lm:.4f} [{llo:.4f}, {lhi:.4f}] | {rm:.4f} [{rlo:.4f}, "
+                     f"{rhi:.4f}] ({len(rep)}) | {diff:+.4f} [{diff - h:+.4f}, {diff + h:+.4f}] | {inside} of "
+                     f"{len(live)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="rotten_tomatoes")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--arms", nargs="+", default=["auto", "peer"])
+    ap.add_argument("--budget", type=int, default=3, help="auto's budget in default training runs")
+    ap.add_argument("--peer-trials", type=int, default=PEER_TRIALS, help="16, as users run it (fewer: a smoke test)")
+    ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/lmtune-tables/data"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/lmtune-live-check"))
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay" / "live")
+    ap.add_argument("--replay", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay")
+    ap.add_argument("--compare", action="store_true", help="compare the finished cells with the replay")
+    args = ap.parse_args()
+    if args.compare:
+        print(compare(args.task, args.out, args.replay))
+        return
+    table = Table(args.tables / args.task, complete_only=False)
+    data = table_task(args.task, args.data).folder
+    args.out.mkdir(parents=True, exist_ok=True)
+    work_root = Path(os.environ.get("LMTUNE_TABLES_WORK", "/tmp/lmtune-tables"))
+    cache, meta = prepare(args.task, spec_of(args.task), work_root)
+    model = str(meta["model_folder"])
+    for seed in args.seeds:
+        for arm in args.arms:
+            path = args.out / f"{args.task}-{arm}-s{seed}.json"
+            if path.exists():
+                continue
+            world = seed % len(table.seeds)
+            work = args.work / f"{arm}-{seed}"
+            t0 = time.perf_counter()
+            found = live_auto(table, seed, args.budget, data, work) if arm == "auto" else \
+                live_peer(table, seed, data, work, args.peer_trials)
+            search_s = time.perf_counter() - t0
+            test = retrain_test(table, found["selected"], world, cache, model, work / "retrain")
+            cell = {"task": args.task, "arm": arm, "seed": seed, "world": world,
+                    "budget": args.budget if arm == "auto" else None, **found, "test": test,
+                    "regret": table.regret(test, world),  # against the table as recorded then (compare: as it is)
+                    "search_s": round(search_s, 1), "retrain_s": round(time.perf_counter() - t0 - search_s, 1),
+                    "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "table_configurations": len(table.ids)}
+            path.write_text(json.dumps(cell, indent=1))
+            print(f"{args.task} {arm} seed {seed}: test {test:.4f}, regret {cell['regret']:.4f}, spent "
+                  f"{found['spent']:.2f} ({search_s:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
