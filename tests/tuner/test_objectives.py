@@ -207,3 +207,17 @@ def test_final_retrains_the_front_trial_asked_for(tiny_model: Path, tiny_csv: Pa
     with pytest.raises(StudyError, match=f"--trial {pruned.number}: it is PRUNED"):
         FinalRunner(tmp_path / "s", seeds=1, log=lambda _m: None, backend=SimulatedExecutor(workers=1),
                     trial=pruned.number).run()
+
+
+def test_a_multi_objective_study_warm_starts_another_by_its_score(tiny_model: Path, tiny_csv: Path,
+                                                                   tmp_path: Path) -> None:
+    """search.prior_studies reads an earlier multi-objective study's best configurations by its first objective."""
+    from lmtune.tuner.transfer import top_configs
+
+    cfg = load_config(QUICKSTART, _study(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=random"))
+    Tuner(cfg, n_trials=3, backend=SimulatedExecutor(workers=1)).run()
+    study, _ = load_study(tmp_path / "s")
+    top = top_configs(study, 2, with_default=False)
+    done = sorted((t for t in study.trials if t.state.name == "COMPLETE" and not record.read(t).is_default),
+                  key=lambda t: -t.values[0])
+    assert [t.proxy_trial for t in top] == [t.number for t in done[:2]]

@@ -31,14 +31,16 @@ def top_configs(study: optuna.Study, k: int, *, with_default: bool = True) -> li
     as trial 0 like any study); then the ``k`` best COMPLETE trials of ``study`` with distinct params
     other than the default settings, best first (ties: lower number)."""
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else 1.0
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    # the first objective's value (the score) where a study has several
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if record.value_of(t) is not None]
     default = record.default_of(done)
     out: list[Transfer] = []
     if with_default and default is not None:
-        out.append(Transfer(dict(default.params), default.number, float(default.value or 0.0), True))
-    for t in sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number)):
+        out.append(Transfer(dict(default.params), default.number, float(record.value_of(default) or 0.0), True))
+    for t in sorted(done, key=lambda t: (-sign * float(record.value_of(t) or 0.0), t.number)):
         if sum(not o.is_default for o in out) == k:
             break
         if t.params != (default.params if default else None) and all(t.params != o.params for o in out):
-            out.append(Transfer(dict(t.params), t.number, float(t.value or 0.0), False))
+            out.append(Transfer(dict(t.params), t.number, float(record.value_of(t) or 0.0), False))
     return out
