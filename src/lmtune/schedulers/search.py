@@ -153,8 +153,9 @@ class SearchScheduler(Scheduler):
 
     def _next_examples(self) -> int:
         """The fewest train examples the next trial can be planned for: a queued configuration's own length
-        (the queue is served first, oldest first), auto's pinned longest length, else the shortest length
-        the space allows (the sampler has not drawn it yet)."""
+        (the queue is served first, oldest first), auto's pinned length (`_pins`: the longest, or the longest
+        the tokens left can train), else the shortest length the space allows (the sampler has not drawn it
+        yet)."""
         plan, fixed = self.plan, self._pins()
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting:
