@@ -233,10 +233,6 @@ class Tuner:
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,
                                     directions=[d for _, d in objectives], pruner=pruner, load_if_exists=True)
         names = [m for m, _ in objectives]
-        if study.metric_names is not None and study.metric_names != names:
-            raise ConfigError(f"study.objectives: study '{cfg.study.name}' in {plan.storage} has the objectives "
-                              f"{study.metric_names}, this config {names}; its trials were told other values: use "
-                              "the study's objectives, or a new study.name / study.dir")
         study.sampler = make_sampler(strategy=cfg.search.strategy, sampler=cfg.search.sampler,
                                      seed=self._sampler_seed(study),
                                      n_startup_trials=startup_trials(self._expected_trials(plan),
@@ -249,6 +245,10 @@ class Tuner:
                               f"{was[0]} ({was[1]}), this config by {cfg.study.metric} ({cfg.study.direction}); "
                               "its finished trials would be compared by the wrong measure: use the study's metric "
                               "and direction, or a new study.name / study.dir")
+        if study.metric_names is not None and study.metric_names != names:  # the same score, other objectives
+            raise ConfigError(f"study.objectives: study '{cfg.study.name}' in {plan.storage} has the objectives "
+                              f"{study.metric_names}, this config {names}; its trials were told other values: use "
+                              "the study's objectives, or a new study.name / study.dir")
         study.set_user_attr("lmtune.direction", cfg.study.direction)  # first: the check above keys on the metric
         study.set_user_attr("lmtune.metric", cfg.study.metric)
         name_objective(study, names)
