@@ -9,9 +9,8 @@ The pruning rule (`promotable`) is MOASHA's (Schmucker et al. 2021, Syne Tune): 
 when it is among the first ``max(1, n // reduction_factor)`` of the ``n`` trials that reached that rung,
 ordered by non-dominated sorting (front 1, then front 2, …) and, inside a front, the best score first (as Syne
 Tune's MOASHA picks), then by NSGA-II's crowding distance (the other ends of the front, then the most isolated
-points). With one objective this is
-exactly successive halving's rule (Optuna's ``SuccessiveHalvingPruner``: the top ``n // reduction_factor``,
-at least the best).
+points). With one objective this is successive halving's rule (Optuna's ``SuccessiveHalvingPruner``: the top
+``n // reduction_factor``, at least the best).
 """
 
 from __future__ import annotations
