@@ -315,6 +315,8 @@ def final(study_dir: StudyDir,
     from lmtune.study import load_study
     from lmtune.tuner import FinalRunner
 
+    if trial is not None:
+        out.print(f"[final] trial {trial} (--trial) takes the best configuration's place: its runs are labelled best")
     summary = FinalRunner(study_dir, seeds=seeds, workers=workers, log=lambda m: out.print(f"[final] {m}"),
                           trial=trial).run()
     study, meta = load_study(study_dir)
