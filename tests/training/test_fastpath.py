@@ -108,8 +108,8 @@ def test_encoder_step_gives_the_models_logits_and_gradients(lengths: list[int]) 
     assert_same_grads(expected, grads(model))
 
 
-def test_evaluation_takes_the_fast_forward_and_scores_what_the_stock_forward_scores(tiny_model: Path, cache: Path,
-                                                                                     tmp_path: Path) -> None:
+def test_evaluation_takes_the_fast_forward_and_scores_what_the_stock_forward_scores(
+        tiny_model: Path, cache: Path, tmp_path: Path) -> None:  # noqa: F811 (cache: test_loop's module fixture)
     """Evaluation through `fastpath.eval_forward` (a dropout model in eval mode): the stock forward's logits, so
     the same loss, accuracy and F1; LMTUNE_FAST_CPU=0 evaluates with the stock forward."""
     model = tiny_bert(dropout=0.3).eval()
