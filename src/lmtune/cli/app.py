@@ -364,11 +364,10 @@ def dashboard(study_dir: StudyDir,
 
 def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path,
                     trial: int | None = None) -> None:
-    from lmtune.cli.views import chosen_trial
     from lmtune.study import best_trial, record
     from lmtune.training import export_adapter, export_merged
 
-    best = best_trial(study) if trial is None else chosen_trial(study, trial)
+    best = best_trial(study) if trial is None else record.chosen_of(study.get_trials(deepcopy=False), trial)
     assert best is not None
     r = record.read(best)
     if fmt == "adapter":

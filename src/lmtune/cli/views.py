@@ -7,7 +7,6 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lmtune.errors import LmtuneError
 from lmtune.report import ABSENT, best_changes
 from lmtune.study import TrialRecord, best_trial, default_trial, front, objectives_of, record
 
@@ -46,7 +45,7 @@ def best_payload(study: optuna.Study, meta: dict[str, Any], trial: int | None = 
     """The best trial (and the default trial for comparison), JSON-ready; with ``trial``, that trial in the
     best's place (any COMPLETE trial: a point of a multi-objective study's front). A multi-objective study
     adds its objectives and its Pareto front."""
-    best = best_trial(study) if trial is None else chosen_trial(study, trial)
+    best = best_trial(study) if trial is None else record.chosen_of(study.get_trials(deepcopy=False), trial)
     if best is None:
         return {"study": meta["study_name"], "metric": meta["metric"], "best": None}
     default = default_trial(study)
@@ -72,17 +71,6 @@ def best_payload(study: optuna.Study, meta: dict[str, Any], trial: int | None = 
             out["default"]["values"] = dict(zip(names, default.values, strict=True))
     return out
 
-
-def chosen_trial(study: optuna.Study, number: int) -> FrozenTrial:
-    """Trial ``number`` when it completed (what export and final can take); else a clear error."""
-    trials = study.get_trials(deepcopy=False)
-    t = next((t for t in trials if t.number == number), None)
-    if t is None or t.state != TrialState.COMPLETE or record.value_of(t) is None:
-        done = [t.number for t in trials if t.state == TrialState.COMPLETE]
-        where = "has no such trial" if t is None else f"trial {number} is {t.state.name}, not COMPLETE"
-        raise LmtuneError(f"--trial {number}: study '{study.study_name}' {where}; choose a completed trial "
-                          f"({', '.join(map(str, done[:20])) or 'none yet'}; 'lmtune best' lists the front)")
-    return t
 
 
 def hf_training_arguments(config: dict[str, Any], *, total_examples: int,

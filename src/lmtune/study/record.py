@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from optuna.trial import FrozenTrial, TrialState
 
+from lmtune.errors import StudyError
 from lmtune.pareto import fronts, oriented
 from lmtune.protocol import Ending, Outcome, Start, failure_reason
 
@@ -271,6 +272,18 @@ def best_of(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
         return None
     pick = max if direction == "maximize" else min
     return pick(done, key=lambda t: float(t.values[0]))
+
+
+def chosen_of(trials: list[FrozenTrial], number: int) -> FrozenTrial:
+    """Trial ``number`` when it completed with a value (what ``--trial N`` of export and final take, e.g. a point
+    of a Pareto front); else `StudyError` naming what it is and the trials to choose from."""
+    t = next((t for t in trials if t.number == number), None)
+    if t is None or t.state != TrialState.COMPLETE or value_of(t) is None:
+        done = ", ".join([str(t.number) for t in trials if t.state == TrialState.COMPLETE][:20])
+        where = "the study has no such trial" if t is None else f"it is {t.state.name}, not COMPLETE"
+        raise StudyError(f"--trial {number}: {where}; choose a completed trial ({done or 'none yet'}; 'lmtune "
+                         "best' lists the best, and a multi-objective study's Pareto front)")
+    return t
 
 
 def front_of(trials: list[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:

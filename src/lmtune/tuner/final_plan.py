@@ -100,14 +100,6 @@ def _best_trial(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial:
     return best
 
 
-def _chosen(trials: Sequence[FrozenTrial], number: int) -> FrozenTrial:
-    t = next((t for t in trials if t.number == number), None)
-    if t is None or t.state != TrialState.COMPLETE or record.value_of(t) is None:
-        where = "the study has no such trial" if t is None else f"it is {t.state.name}, not COMPLETE"
-        raise StudyError(f"--trial {number}: {where}; choose a completed trial ('lmtune best' lists the best, and "
-                         "a multi-objective study's Pareto front)")
-    return t
-
 
 def pbt_schedule(trial: FrozenTrial, defaults: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """A PBT member's schedule (``pbt.schedule``: [{"units", "config"}]) as full settings per step."""
@@ -125,7 +117,7 @@ def best_choice(trials: Sequence[FrozenTrial], defaults: Mapping[str, Any], dire
                 trial: int | None = None) -> Choice:
     """The best COMPLETE trial's settings (``trial``: that COMPLETE trial's instead, e.g. a point of a
     multi-objective study's front); for a PBT member, its schedule replayed from the start."""
-    best = _best_trial(trials, direction) if trial is None else _chosen(trials, trial)
+    best = _best_trial(trials, direction) if trial is None else record.chosen_of(list(trials), trial)
     schedule = pbt_schedule(best, defaults)
     if schedule is not None:
         return Choice("best", dict(schedule[0]["hparams"]), schedule, best.number)
