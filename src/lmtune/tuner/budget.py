@@ -124,9 +124,7 @@ class Budget:
         if not cap or not self.unit_tokens or examples_per_unit <= 0:
             return ""
         need = self.unit_tokens / examples_per_unit * examples
-        with self._lock:
-            live = sum(self.live.values())
-        left = cap - train_tokens_spent(study) - live
+        left = self._tokens_left(study)
         if need <= left:
             return ""
         if self.stopped is None:
@@ -141,9 +139,7 @@ class Budget:
         cap = self.budget.max_train_tokens
         if not cap or not self.unit_tokens or examples_per_unit <= 0:
             return None
-        with self._lock:
-            live = sum(self.live.values())
-        return max(0.0, cap - train_tokens_spent(study) - live) / (self.unit_tokens / examples_per_unit)
+        return max(0.0, self._tokens_left(study)) / (self.unit_tokens / examples_per_unit)
 
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         """Trial ``number`` is launched at ``at`` (monotonic) on ``devices`` devices of ``device``, planned for
@@ -162,7 +158,10 @@ class Budget:
     def next_interval_crosses_cap(self, study: optuna.Study, interval: float | None = None) -> bool:
         """Whether the tokens spent, the running trials' so far and one more ``interval`` (default: one evaluation
         unit's) cross ``max_train_tokens``."""
-        cap = self.budget.max_train_tokens or 0
+        return (self.unit_tokens if interval is None else interval) > self._tokens_left(study)
+
+    def _tokens_left(self, study: optuna.Study) -> float:
+        """``max_train_tokens`` (0 when unset) less the finished trials' tokens and the running trials' so far."""
         with self._lock:
             live = sum(self.live.values())
-        return train_tokens_spent(study) + live + (self.unit_tokens if interval is None else interval) > cap
+        return (self.budget.max_train_tokens or 0) - train_tokens_spent(study) - live
