@@ -59,25 +59,22 @@ def points(table: Table, configs: list[int], world: int, *, test: bool) -> list[
     return out
 
 
-def reference(table: Table, world: int) -> tuple[float, ...]:
-    every = points(table, list(table.ids), world, test=True)
-    return (max(p[0] for p in every), max(p[1] for p in every))
+def ratio(table: Table, configs: list[int], world: int, *, test: bool) -> float:
+    """The hypervolume of ``configs`` over that of every recorded configuration of ``world`` (test or validation
+    accuracy, and train tokens), from the worst accuracy and the most tokens of any recorded configuration."""
+    every = points(table, list(table.ids), world, test=test)
+    ref = (max(p[0] for p in every), max(p[1] for p in every))
+    whole = hypervolume(every, ref)
+    return hypervolume(points(table, configs, world, test=test), ref) / whole if whole else 0.0
 
 
 def score(table: Table, completed: list[int], world: int) -> dict[str, float]:
     """The hypervolume ratio of a search's validation front, measured on test (and on validation)."""
     configs = sorted(set(completed))
-    ref = reference(table, world)
-    best = hypervolume(points(table, list(table.ids), world, test=True), ref)
     if not configs:
         return {"hv_test": 0.0, "hv_validation": 0.0, "front": 0}
-    val = points(table, configs, world, test=False)
-    front = [configs[i] for i in fronts(val)[0]]
-    every_val = points(table, list(table.ids), world, test=False)
-    val_ref = (max(p[0] for p in every_val), max(p[1] for p in every_val))
-    return {"hv_test": hypervolume(points(table, front, world, test=True), ref) / best if best else 0.0,
-            "hv_validation": hypervolume(points(table, front, world, test=False), val_ref)
-            / max(hypervolume(every_val, val_ref), 1e-12),
+    front = [configs[i] for i in fronts(points(table, configs, world, test=False))[0]]
+    return {"hv_test": ratio(table, front, world, test=True), "hv_validation": ratio(table, front, world, test=False),
             "front": len(front)}
 
 
