@@ -81,6 +81,30 @@ def stored_parameters(model: str) -> int | None:
     return total
 
 
+_LEAVING = False
+
+
+def _leave_group_at_exit() -> None:
+    """Destroy the launcher's process group when the script ends, once per process: a gloo group left to the
+    interpreter's teardown sometimes aborts the rank ("terminate called without an active exception", exit -6)
+    after its training finished, and the launcher then reports the whole trial failed."""
+    global _LEAVING
+    if _LEAVING:
+        return
+    _LEAVING = True
+    import atexit
+
+    def leave() -> None:
+        import contextlib
+
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            with contextlib.suppress(Exception):  # best effort at exit: the trial's results are already sent
+                dist.destroy_process_group()
+
+    atexit.register(leave)
+
 class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
     """A ``transformers.TrainerCallback`` that reports to lmtune and applies its decisions."""
 
@@ -193,6 +217,8 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                        **kwargs: Any) -> None:
         if self.trial.spec.checkpoint_every:
             self._resumed(state, kwargs)
+        if args.world_size > 1:
+            _leave_group_at_exit()
         if args.world_size > 1 and args.average_tokens_across_devices and not _per_token_loss(kwargs.get("model")):
             # HF multiplies the loss by the number of processes for any model that takes loss kwargs, to undo
             # DDP's mean when the model divides by the tokens of all ranks; a classifier's loss is already a
@@ -386,6 +412,8 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
 
         self._batch = int(args.per_device_train_batch_size) * int(args.gradient_accumulation_steps) * \
             max(1, int(args.world_size))
+        if args.world_size > 1:
+            _leave_group_at_exit()
         model = kwargs.get("model")
         actual = _flat(args.to_dict())
         peft = _peft_config(model)
