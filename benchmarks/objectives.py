@@ -109,7 +109,7 @@ def run_arm(table: Table, arm: str, budget_x: int, seed: int, data: Path, work: 
     else:
         sets = ["study.objectives=[{metric: eval_accuracy, direction: maximize}, "
                 "{metric: train_tokens, direction: minimize}]"]
-        r = arms.lmtune_arm(table, world, LMTUNE_ARMS[arm], budget, seed, data, work, more=sets)
+        r = arms.lmtune_arm(table, world, LMTUNE_ARMS[arm], budget, seed, data, work, more=sets, distinct=False)
         completed, spent, trials, pruned = r.extra["completed"], r.spent_tokens, r.trials, r.pruned
     return {"seed": seed, "world": world, "completed": completed, "spent": spent / budget, "trials": trials,
             "pruned": pruned, "seconds": time.perf_counter() - t0, **score(table, completed, world)}

@@ -53,6 +53,34 @@ def test_a_proposal_trains_the_nearest_recorded_configuration_of_its_own_length(
     assert table.configs[table.nearest(c, 3.0)]["epochs"] == 3
 
 
+def test_a_search_trains_each_recorded_configuration_once_before_any_twice(table: Table) -> None:
+    mapping = table.mapper()
+    c = dict(table.configs[0], learning_rate=table.configs[0]["learning_rate"] * 1.01)
+    first = mapping(c, 2.0)
+    assert first == 0 and mapping(dict(c), 2.0) == 0  # the same settings again (a trial read again): the same run
+    near = dict(c, learning_rate=c["learning_rate"] * 1.001)  # other settings nearest the same run: the next nearest
+    second = mapping(near, 2.0)
+    assert second != 0 and table.configs[second]["epochs"] == 2
+    same_length = [i for i in table.ids if table.configs[i]["epochs"] == 2]
+    got = {mapping(dict(c, learning_rate=c["learning_rate"] * (1 + k / 1000)), 2.0) for k in range(2, 2 + 40)}
+    assert got | {0, second} == set(same_length)  # every run of that length once, then repeats
+    plain = table.mapper(distinct=False)
+    assert plain(c, 2.0) == plain(near, 2.0) == 0
+
+
+def test_a_length_between_the_recorded_ones_trains_the_next_longer_runs_prefix(table: Table) -> None:
+    i = table.nearest(table.configs[0], 1.47)
+    assert table.configs[i]["epochs"] == 2
+    run = table.run(i, 0)
+    half = run.points[-1]["examples"] * 0.75
+    tests = [p for p in run.points if table.test_metric in p]
+    assert min(p[table.test_metric] for p in tests) <= table.test_score(i, 0, half) <= max(
+        p[table.test_metric] for p in tests)
+    assert table.test_score(i, 0, run.points[-1]["examples"]) == table.test_score(i, 0)
+    with pytest.raises(KeyError):
+        table.nearest(table.configs[0], 3.5)
+
+
 def test_curves_interpolate_between_points_and_end_exactly(table: Table) -> None:
     run = table.run(0, 0)
     a, b = run.points[0], run.points[1]

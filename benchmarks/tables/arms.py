@@ -85,11 +85,11 @@ class ArmResult:
 
 def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("lmtune").setLevel(logging.WARNING)
+    logging.getLogger("lmtune").setLevel(logging.ERROR)  # not auto's notice of its length, once per search
 
 
 def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed: int,
-               data_folder: Path, work: Path, more: Sequence[str] = ()) -> ArmResult:
+               data_folder: Path, work: Path, more: Sequence[str] = (), *, distinct: bool = True) -> ArmResult:
     """``lmtune tune`` with ``search.strategy`` = ``strategy`` under ``budget.max_train_tokens``, every trial
     answered by the table (`tables.trainer`); ``more``: further ``--set`` overrides (e.g. study.objectives).
     ``extra["completed"]``: the configurations of the trials that completed, in trial order."""
@@ -110,14 +110,16 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
     sets = study_sets(table, strategy, budget_tokens, seed, data_folder, study_dir, more)
     cfg = load_config(None, sets)
     picked: dict[int, int] = {}
+    lengths: dict[int, int] = {}
     # the study in memory instead of SQLite: the same Optuna study, sampler and pruner calls, without an
     # ORM round trip per reported value (a replayed search is hundreds of evaluations in a second)
     real_storage, real_tokenizer = coordination.storage_for, plan.load_tokenizer
     coordination.storage_for = _in_memory  # type: ignore[assignment]
     plan.load_tokenizer = _tokenizer  # type: ignore[assignment]  # loaded once per process, not per search
     try:
+        trainer = table_trainer(table, world, picked, lengths, table.mapper(distinct=distinct))
         summary = Tuner(cfg, reporter=_Silent(),  # type: ignore[arg-type]
-                        backend=SimulatedExecutor(workers=1, trainer=table_trainer(table, world, picked))).run()
+                        backend=SimulatedExecutor(workers=1, trainer=trainer)).run()
         trials = summary.study.trials
         best = best_of(trials, "maximize" if table.maximize else "minimize")
         spent = sum(int(read(t).train_tokens or 0) for t in trials)
@@ -127,7 +129,9 @@ def lmtune_arm(table: Table, world: int, strategy: str, budget_tokens: int, seed
     finally:
         coordination.storage_for, plan.load_tokenizer = real_storage, real_tokenizer
         shutil.rmtree(study_dir, ignore_errors=True)
-    test = table.test_score(selected, world) if selected is not None else float("nan")
+    # a trial planned shorter than its recorded run (auto's last trial) is scored where it ended
+    test = table.test_score(selected, world, lengths.get(best.number) if best is not None else None) \
+        if selected is not None else float("nan")
     return ArmResult(selected, test, spent, len(trials), pruned, time.perf_counter() - t0,
                      {"stop_reason": summary.stop_reason, "completed": completed})
 
@@ -176,10 +180,11 @@ def peer_optuna_hyperband(table: Table, world: int, budget_tokens: int, seed: in
                                 pruner=optuna.pruners.HyperbandPruner())
     spent, pruned, done = 0, 0, 0
     scores: dict[int, tuple[float, int]] = {}
+    mapping = table.mapper()
     for _ in range(n_trials):
         trial = study.ask()
         hp = _suggest(trial, table)
-        config = table.nearest(hp, float(hp["epochs"]))
+        config = mapping(hp, float(hp["epochs"]))
         run = table.run(config, world)
         batch = int(table.configs[config]["batch_size"])  # HF's eval_steps are its own steps
         steps = math.ceil(table.rows / batch) * int(hp["epochs"])
@@ -216,9 +221,10 @@ def random_search(table: Table, world: int, budget_tokens: int, seed: int) -> Ar
     t0 = time.perf_counter()
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     spent, best, n = 0, None, 0
+    mapping = table.mapper()
     for _ in range(10_000):
         hp = _suggest(study.ask(), table)
-        config = table.nearest(hp, float(hp["epochs"]))
+        config = mapping(hp, float(hp["epochs"]))
         cost = int(table.run(config, world).final["tokens"])
         if spent + cost > budget_tokens:
             break
@@ -242,10 +248,11 @@ def one_epoch_topk(table: Table, world: int, budget_tokens: int, seed: int, *, k
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     draws: list[tuple[float, int]] = []
     spent = 0
+    mapping = table.mapper()
     for _ in range(10_000):
         hp = _suggest(study.ask(), table)
-        full = table.nearest(hp, float(hp["epochs"]))
-        short = table.nearest(hp, 1.0)
+        full = mapping(hp, float(hp["epochs"]))
+        short = mapping(hp, 1.0)
         one = table.run(short, world).final
         longest = max([table.run(c, world).final["tokens"] for _, c in draws]
                       + [table.run(full, world).final["tokens"]])

@@ -2,7 +2,9 @@
 
 Runs in its own virtual environment (Syne Tune pins that lmtune does not share; ``make bench-synetune-venv``
 builds it from benchmarks/tables/synetune-requirements.txt) and imports nothing from lmtune: the table is read
-with `tables.table` (standard library only) and mapped exactly as for every other arm (`Table.nearest`).
+with `tables.table` (standard library only) and mapped exactly as for every other arm (`tables.table.Mapper`:
+the nearest recorded configuration this search has not trained yet; the multi-objective run of
+benchmarks/objectives.py keeps the plain nearest, as its other arms do).
 
 The blackbox: fidelity = evaluation units (8 per epoch for classification, 4 for the LoRA table) of each
 configuration's own run; a trial reports its curve up to its own length (``config_objectives`` below), and
@@ -52,7 +54,7 @@ def config_space(table: Table) -> dict[str, Any]:
     return out
 
 
-def make_backend(table: Table, world: int, *, error: bool = False) -> Any:
+def make_backend(table: Table, world: int, mapping: Any, *, error: bool = False) -> Any:
     from syne_tune.blackbox_repository.blackbox import Blackbox
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
     from syne_tune.blackbox_repository.utils import metrics_for_configuration
@@ -76,7 +78,7 @@ def make_backend(table: Table, world: int, *, error: bool = False) -> Any:
         def _objective_function(self, configuration: dict[str, Any], fidelity: Any = None,
                                 seed: int | None = None) -> Any:
             epochs = int(configuration["epochs"])
-            run = table.run(table.nearest(configuration, float(epochs)), world)
+            run = table.run(mapping(configuration, float(epochs)), world)
             rows = []
             for u in self.fidelity_values:
                 p = run.at(min(int(u) * per_unit, table.rows * epochs))
@@ -125,7 +127,8 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     per_epoch = int(table.meta["evals_per_epoch"])
     longest = max(int(c["epochs"]) for c in table.configs) * per_epoch
     t0 = time.perf_counter()
-    backend = make_backend(table, world, error=True)
+    mapping = table.mapper(distinct=False)
+    backend = make_backend(table, world, mapping, error=True)
     scheduler = MOASHA(config_space=config_space(table), metrics=["error", "tokens_k"], do_minimize=True,
                        time_attr="units", max_t=longest, grace_period=1, reduction_factor=3, random_seed=seed)
     tuner = Tuner(trial_backend=backend, scheduler=scheduler,
@@ -139,7 +142,7 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     for _trial, rows in df.groupby("trial_id"):
         config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
         if int(rows["units"].max()) >= per_epoch * int(config["epochs"]):
-            completed.append(table.nearest(config, float(config["epochs"])))
+            completed.append(mapping(config, float(config["epochs"])))
     spent = float(df["tokens_k"].groupby(df["trial_id"]).max().sum()) * 1000.0
     trials = int(df["trial_id"].nunique())
     shutil.rmtree(result.path, ignore_errors=True)
@@ -154,7 +157,8 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
     world = seed % len(table.seeds)
     tokens = budget * table.default_tokens(world)
     t0 = time.perf_counter()
-    tuner = Tuner(trial_backend=make_backend(table, world), scheduler=scheduler_for(name, table, seed),
+    mapping = table.mapper()
+    tuner = Tuner(trial_backend=make_backend(table, world, mapping), scheduler=scheduler_for(name, table, seed),
                   stop_criterion=StoppingCriterion(max_wallclock_time=tokens / 1000.0), n_workers=1, sleep_time=0,
                   callbacks=[SimulatorCallback()], tuner_name=f"st-{name}-{seed}", save_tuner=False,
                   suffix_tuner_name=True, print_update_interval=10**9)
@@ -163,7 +167,7 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
 
     result = load_experiment(tuner.name)
     best = {k.removeprefix("config_"): v for k, v in result.best_config().items() if k.startswith("config_")}
-    selected = table.nearest(best, float(best["epochs"]))
+    selected = mapping(best, float(best["epochs"]))
     shutil.rmtree(result.path, ignore_errors=True)
     spent = float(result.results["tokens_k"].groupby(result.results["trial_id"]).max().sum()) * 1000.0
     test = table.test_score(selected, world)

@@ -50,6 +50,21 @@ class Run:
             w = (examples - lo["examples"]) / max(hi["examples"] - lo["examples"], 1e-9)
         return {k: lo[k] + w * (hi[k] - lo[k]) for k in lo if k in hi and not k.startswith("test_")}
 
+    def test_at(self, examples: float, metric: str) -> float:
+        """The test ``metric`` after ``examples`` training examples: interpolated between the points that
+        measured it (every second recorded point and the end); the end exact."""
+        pts = [p for p in self.points if metric in p]
+        if not pts:
+            return float("nan")
+        if examples >= pts[-1]["examples"]:
+            return float(pts[-1][metric])
+        i = bisect.bisect_left([p["examples"] for p in pts], examples)
+        if i == 0:
+            return float(pts[0][metric])
+        lo, hi = pts[i - 1], pts[i]
+        w = (examples - lo["examples"]) / max(hi["examples"] - lo["examples"], 1e-9)
+        return float(lo[metric] + w * (hi[metric] - lo[metric]))
+
 
 class Table:
     """One recorded table: ``meta.json`` and ``runs/c<NNN>-s<seed>.json``."""
@@ -88,19 +103,34 @@ class Table:
                 out.append(min(range(len(v)), key=lambda i: abs(float(v[i]) - x)) / max(len(v) - 1, 1))
         return tuple(out)
 
-    def nearest(self, hparams: dict[str, Any], epochs: float) -> int:
-        """The recorded configuration a trial with these settings and this length trains (module docstring)."""
-        same = [i for i in self.ids if math.isclose(float(self.configs[i]["epochs"]), epochs)]
-        if not same:
-            raise KeyError(f"no recorded configuration trains {epochs} epochs")
+    def mapper(self, *, distinct: bool = True) -> Mapper:
+        """One search's mapping of the configurations it proposes onto this table (`Mapper`)."""
+        return Mapper(self, distinct=distinct)
+
+    def nearest(self, hparams: dict[str, Any], epochs: float, exclude: set[int] | frozenset[int] = frozenset()) -> int:
+        """The recorded configuration a trial with these settings and this length trains (module docstring).
+        A length between the recorded ones (auto's last trial, planned from the budget left) trains the prefix
+        of the next longer recorded length: its learning rate has not decayed as far as a run planned at that
+        length would, so the replay is if anything unfair to it."""
+        lengths = sorted({float(self.configs[i]["epochs"]) for i in self.ids})
+        longer = [e for e in lengths if e >= epochs or math.isclose(e, epochs)]
+        if not longer:
+            raise KeyError(f"no recorded configuration trains {epochs} epochs or more")
+        same = [i for i in self.ids if math.isclose(float(self.configs[i]["epochs"]), longer[0])]
+        same = [i for i in same if i not in exclude] or same
         x = self._coords(hparams)
         return min(same, key=lambda i: (math.dist(x, self._coords(self.configs[i])), i))
 
     def run(self, config: int, world: int) -> Run:
         return self.runs[(config, self.seeds[world % len(self.seeds)])]
 
-    def test_score(self, config: int, world: int) -> float:
-        return float(self.run(config, world).final.get(self.test_metric, float("nan")))
+    def test_score(self, config: int, world: int, examples: float | None = None) -> float:
+        """The test score of ``config``'s run in ``world``: at its end, or after ``examples`` training
+        examples (a trial that trained a prefix of it)."""
+        run = self.run(config, world)
+        if examples is not None:
+            return run.test_at(examples, self.test_metric)
+        return float(run.final.get(self.test_metric, float("nan")))
 
     def best_test(self, world: int) -> float:
         scores = [self.test_score(i, world) for i in self.ids]
@@ -121,3 +151,29 @@ class Table:
     def default_tokens(self, world: int) -> int:
         """Train tokens of one default training run: the budgets' unit."""
         return int(self.run(self.default_id(), world).final["tokens"])
+
+
+class Mapper:
+    """One search's mapping of proposals onto a table: a proposal trains the nearest recorded configuration of
+    its length (`Table.nearest`) that this search has not trained yet — the space restricted to the recorded
+    configurations without repeats, as Syne Tune's blackbox repository restricts its searchers. Settings
+    proposed again (a trial read at another fidelity, resumed, or selected at the end) map to the
+    configuration they mapped to first. When every configuration of that length has been trained, the nearest
+    is trained again. Live, a proposal near an earlier one is a new run that tells the search something; on a
+    table of a few dozen configurations, mapped to the nearest alone, a model-based sampler that concentrates
+    its proposals trained the same recorded run up to ten times in one search (measured: TPE + ASHA at 20x on
+    28 configurations, 3-5 distinct of 11-12 completed trials), which says more about the table's sparsity
+    than about the sampler. ``distinct=False``: the plain nearest, repeats allowed."""
+
+    def __init__(self, table: Table, *, distinct: bool = True) -> None:
+        self.table, self.distinct = table, distinct
+        self.seen: dict[tuple[float, ...], int] = {}
+        self.used: set[int] = set()
+
+    def __call__(self, hparams: dict[str, Any], epochs: float) -> int:
+        key = (round(float(epochs), 6), *(round(x, 9) for x in self.table._coords(hparams)))
+        if key not in self.seen:
+            config = self.table.nearest(hparams, epochs, self.used if self.distinct else frozenset())
+            self.seen[key] = config
+            self.used.add(config)
+        return self.seen[key]

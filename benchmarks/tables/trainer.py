@@ -2,7 +2,7 @@
 trial spec from a recorded table instead of training. It runs inside lmtune's simulated backend, so a
 replayed study goes through the same tuner loop, schedulers, budget and study records as a live one.
 
-Per trial: the spec's settings and planned length pick a recorded configuration (`Table.nearest`); each
+Per trial: the spec's settings and planned length pick a recorded configuration (`tables.table.Mapper`); each
 evaluation unit (``spec.examples_per_unit`` examples) reports that run's curve at that amount of data
 (interpolated); the decision after each evaluation is obeyed (stop, pause); a paused trial resumed from its
 checkpoint goes on from the units it reached (the checkpoint is a small manifest, as the simulator's); a run
@@ -20,20 +20,26 @@ from typing import Any
 
 from lmtune.execution.simtrainer import save_manifest
 from lmtune.protocol import CHECKPOINT_MANIFEST, Decision, Ending, Exploit
-from tables.table import Table
+from tables.table import Mapper, Table
 
 
-def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None) -> Callable[..., int]:
+def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None,
+                  lengths: dict[int, int] | None = None, mapper: Mapper | None = None) -> Callable[..., int]:
     """A trainer for `lmtune.execution.simulated.SimulatedExecutor` replaying ``table``'s seed ``world``;
-    ``picked`` (trial number -> configuration id) is filled as trials start."""
+    ``picked`` (trial number -> configuration id) and ``lengths`` (trial number -> planned train examples)
+    are filled as trials start. ``mapper``: the search's mapping onto the table (default: a new
+    `tables.table.Mapper`, no repeats)."""
+    mapping = mapper if mapper is not None else table.mapper()
 
     def run(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], receive: Callable[[], Decision | None],
             *, unit_s: float = 0.0, sleep: Callable[[float], None] | None = None) -> int:
         hp = dict(spec["hparams"])
         epochs = spec["total_examples"] / table.rows
-        config = table.nearest(hp, epochs)
+        config = mapping(hp, epochs)
         if picked is not None:
             picked[int(spec["trial"])] = config
+        if lengths is not None:
+            lengths[int(spec["trial"])] = int(spec["total_examples"])
         recorded = table.run(config, world)
         per_unit = int(spec["examples_per_unit"])
         units = max(1, math.ceil(spec["total_examples"] / per_unit))
@@ -71,8 +77,10 @@ def table_trainer(table: Table, world: int, picked: dict[int, int] | None = None
                                "stopped_by": stopped_by, "train_tokens": round(point.get("tokens", 0)),
                                "train_time_s": point.get("elapsed_s", 0.0), "eval_time_s": 0.0,
                                "table_config": config}
-        if stopped_by is None:
-            end["test_metrics"] = {k: v for k, v in recorded.final.items() if k.startswith("test_")}
+        if stopped_by is None:  # a trial planned shorter than the recorded run: its test score where it ended
+            end["test_metrics"] = {k: (v if spec["total_examples"] >= last_recorded else
+                                       recorded.test_at(spec["total_examples"], k))
+                                   for k, v in recorded.final.items() if k.startswith("test_")}
         emit(end)
         return 0
 

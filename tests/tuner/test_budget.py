@@ -88,8 +88,8 @@ def test_a_trial_starts_only_when_the_tokens_left_can_train_it_to_its_end() -> N
 def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path, tiny_csv: Path,
                                                                 tmp_path: Path) -> None:
     """auto plans every drawn trial at the longest length (3 epochs) while the budget left can train it, then at
-    the longest length that fits (the budget is spent, not left because the next trial is too long); random may
-    still draw a 1-epoch trial, so it starts one while a 1-epoch trial fits."""
+    what the budget left can train (it is spent, not left because the next trial is too long); random may still
+    draw a 1-epoch trial, so it starts one while a 1-epoch trial fits."""
     def run(strategy: str, cap: int | None, n: int) -> list[optuna.trial.FrozenTrial]:
         d = tmp_path / f"{strategy}-{cap}"
         over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
@@ -102,11 +102,13 @@ def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path
 
     three = run("auto", None, 1)[0].user_attrs["train_tokens"]  # auto's trial: the longest, 3 epochs
     auto = run("auto", int(1.5 * three), 6)
-    # a second 3-epoch trial could not finish: the 1.5 epochs left train a 1-epoch trial instead, to its end
+    # a second 3-epoch trial could not finish: the 1.5 epochs left train a trial of ~1.47 epochs, to its end (the
+    # sampler sees the longest whole length that fits, 1)
     assert [t.state.name for t in auto] == ["COMPLETE", "COMPLETE"]
     assert [t.params["epochs"] for t in auto] == [3, 1]
+    assert 1.4 < auto[1].user_attrs["config"]["epochs"] < 1.5
     spent = sum(t.user_attrs["train_tokens"] for t in auto)
-    assert 0.85 * 1.5 * three <= spent <= 1.5 * three * 1.01  # 4 of the 4.5 epochs the cap holds
+    assert 0.95 * 1.5 * three <= spent <= 1.5 * three * 1.01  # nearly all of the 4.5 epochs the cap holds
     rand = run("random", int(1.5 * three), 6)
     assert len(rand) >= 2  # its next draw may be 1 epoch (a third of the tokens), so it may start
     # within the cap up to the estimate's slack (the README: tokens per trial are estimated from the mean tokens
@@ -131,3 +133,40 @@ def test_the_first_stop_reason_keeps_its_kind() -> None:
     capped = Budget(BudgetSection(max_train_tokens=100), max_failures=2, t0=time.monotonic(), unit_tokens=50)
     assert capped.launch_reason(study, 1000, 10).startswith("budget: max_train_tokens")  # a launch refused
     assert capped.stopped is StopKind.BUDGET
+
+
+@pytest.mark.parametrize("left", [1.5, 0.95, 0.5])
+def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_model: Path, tiny_csv: Path,
+                                                           tmp_path: Path) -> None:
+    """After a 3-epoch trial, a budget of 3 + ``left`` epochs: the last trial is planned at what is left (less a
+    2 % margin) and completes, so it can be selected and the budget is spent; the sampler sees the longest
+    whole length that fits (else the shortest). Less than 90 % of the shortest length left: none starts, and
+    the stop reason says how many tokens were left."""
+    from lmtune.config import load_config
+    from lmtune.execution.simulated import SimulatedExecutor
+    from lmtune.study.record import read
+    from lmtune.tuner.budget import RunSummary
+    from lmtune.tuner.search import Tuner
+
+    def run(cap: int | None, d: Path) -> RunSummary:
+        over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
+                "search.strategy=auto", "search.include_default=false",
+                "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
+                "high: 1e-2, log: true}}", *([f"budget.max_train_tokens={cap}"] if cap else [])]
+        return Tuner(load_config(QUICKSTART, over), n_trials=8 if cap else 1,
+                     backend=SimulatedExecutor(workers=1)).run()
+
+    three = read(run(None, tmp_path / "one").study.trials[0]).train_tokens
+    cap = int((3 + left) / 3 * three)
+    summary = run(cap, tmp_path / "capped")
+    trials = [read(t) for t in summary.study.trials]
+    assert trials[0].config["epochs"] == 3 and trials[0].state == "COMPLETE"
+    spent = sum(t.train_tokens for t in trials)
+    if left < 0.9:
+        assert len(trials) == 1 and "cannot train another trial to its end" in summary.stop_reason
+        return
+    last = trials[-1]
+    assert len(trials) == 2 and last.state == "COMPLETE" and last.value is not None
+    assert last.params["epochs"] == 1  # what the sampler sees: the longest whole length that fits, else the shortest
+    assert last.config["epochs"] == pytest.approx(left * 0.98, abs=0.02)  # trained at what was left
+    assert 0.97 * cap <= spent <= cap * 1.01

@@ -39,6 +39,17 @@ def quality_after(units: int, lr: float, weight_decay: float) -> float:
     return ceiling * (1 - (1 - speed) ** units)
 
 
+def tokens_per_example(spec: dict[str, Any]) -> float:
+    """The mean real tokens per train example of the trial's tokenized data (its cache's meta.json), as the
+    budget estimates them; 32 without a cache (a script study, a bare spec)."""
+    meta = Path(spec.get("data_cache") or "") / "meta.json"
+    if spec.get("data_cache") and meta.is_file():
+        train = json.loads(meta.read_text()).get("splits", {}).get("train", {})
+        if train.get("rows") and train.get("tokens"):
+            return float(train["tokens"]) / float(train["rows"])
+    return 32.0
+
+
 def save_manifest(output_dir: str, units: int, hparams: dict[str, Any]) -> str:
     """A stand-in trainer's checkpoint after ``units`` units: one small manifest (units and settings, no
     other files) in the layout's folder; returns the folder for the eval event."""
@@ -77,6 +88,11 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
     emit({"event": "start", "precision": "fp32", "device": "sim", "total_steps": units, "load_time_s": 0.0,
           "resumed_at_units": start})
     stopped_by, done, metrics = None, start, {}
+    per_token = tokens_per_example(spec)
+
+    def seen(u: int) -> int:  # examples after u units: the last, shorter interval ends at the planned length
+        return min(u * per_unit, int(spec["total_examples"]))
+
     for u in range(start + 1, units + 1):
         sleep(unit_s)
         done = u
@@ -85,8 +101,9 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         if serve and hp.get("lora_enabled"):  # the serving trade-off: a larger adapter fits a little better
             q += 0.02 * math.log2(max(1, int(hp.get("lora_r", 8))))
         metrics = {metric: q + 0.01 * rng.gauss(0, 1), "train_loss": 1 - q, "eval_loss": 1 - q, **serve}
-        ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": u * per_unit,
-                              "tokens": u * per_unit * 32, "metrics": metrics, "elapsed_s": time.perf_counter() - t0}
+        ev: dict[str, Any] = {"event": "eval", "step": u, "units": u, "examples": seen(u),
+                              "tokens": round(seen(u) * per_token), "metrics": metrics,
+                              "elapsed_s": time.perf_counter() - t0}
         if every and u % every == 0:
             ev["checkpoint"] = save_manifest(spec.get("output_dir") or ".", u, hp)
         emit(ev)
@@ -99,7 +116,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
             stopped_by = ending.wire
             break
     end: dict[str, Any] = {"event": "end", "units": done, "metrics": metrics, "stopped_by": stopped_by,
-                           "train_tokens": done * per_unit * 32, "train_time_s": (done - start) * unit_s,
+                           "train_tokens": round(seen(done) * per_token), "train_time_s": (done - start) * unit_s,
                            "eval_time_s": 0.0}
     if spec.get("evaluate_test"):  # final runs: the same curve, scored "on test"
         end["test_metrics"] = {"test_" + k.removeprefix("eval_"): v for k, v in metrics.items() if k != "train_loss"}

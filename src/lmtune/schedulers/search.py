@@ -60,14 +60,21 @@ from lmtune.tuner import (
     RunRecord,
     RunSummary,
     Tracker,
+    length_of,
     longest_fitting,
     longest_length,
     shortest_examples,
+    shortest_length,
     training_examples,
     trial_spec,
 )
 
-__all__ = ["SearchScheduler", "auto_pins"]
+__all__ = ["LAST_TRIAL_FRACTION", "SearchScheduler", "auto_pins"]
+
+# auto's last trial, planned from the tokens left (`SearchScheduler._pins`): not shorter than this fraction of the
+# shortest length the space allows, and planned this much short of the tokens left
+LAST_TRIAL_FRACTION = 0.9
+LAST_TRIAL_MARGIN = 0.02
 
 log = logging.getLogger("lmtune")
 
@@ -153,39 +160,62 @@ class SearchScheduler(Scheduler):
 
     def _next_examples(self) -> int:
         """The fewest train examples the next trial can be planned for: a queued configuration's own length
-        (the queue is served first, oldest first), auto's pinned length (`_pins`: the longest, or the longest
-        the tokens left can train), else the shortest length the space allows (the sampler has not drawn it
+        (the queue is served first, oldest first), auto's planned length (`_pins`: the longest, or what the
+        tokens left can train), else the shortest length the space allows (the sampler has not drawn it
         yet)."""
-        plan, fixed = self.plan, self._pins()
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if waiting:
-            fixed = dict(waiting[0].system_attrs.get("fixed_params") or waiting[0].params)
-        elif not fixed:
-            return shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
+        plan = self.plan
+        waiting_ = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting_:
+            fixed = dict(waiting_[0].system_attrs.get("fixed_params") or waiting_[0].params)
+        else:
+            fixed, planned = self._pins()
+            if planned is not None:
+                return planned
+            if not fixed:
+                return shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
         return training_examples({**plan.defaults, **fixed}, train_rows=plan.train_rows,
                                  default_batch_size=int(plan.defaults["batch_size"]))
 
-    def _pins(self) -> dict[str, Any]:
-        """auto's length for the next configuration: the longest the space allows or, when the token budget
-        left cannot train that to its end, the longest that it can (a trial that completes can be selected; the
-        budget is spent instead of left over because the next trial is a little too long)."""
+    def _pins(self) -> tuple[dict[str, Any], int | None]:
+        """auto's length for the next configuration: the length fields it enqueues (what the sampler sees) and,
+        where the trial trains another length than they give, that length in train examples.
+
+        The longest length the space allows while the token budget left can train it to its end; after that
+        the last trials are planned from the budget left (a trial that completes can be selected, and the
+        budget is spent instead of left over because the next trial is a little too long): at the tokens left,
+        enqueued as the longest length that fits (the shortest where none does), as long as that is at least
+        ``LAST_TRIAL_FRACTION`` of the shortest length the space allows. Below that, nothing fits and the launch
+        rule stops the search, saying so. auto treats the length as the resource, not a choice (`auto_pins`),
+        so a last trial of 1.4 epochs in a space of whole epochs is still one of its configurations, trained
+        with its schedule ending at the budget."""
         if not self.pinned:
-            return {}
+            return {}, None
         plan = self.plan
         room = self.budget.examples_left(self.study, plan.examples_per_unit)
-        full = training_examples({**plan.defaults, **self.pinned}, train_rows=plan.train_rows,
-                                 default_batch_size=int(plan.defaults["batch_size"]))
+        bs = int(plan.defaults["batch_size"])
+        full = training_examples({**plan.defaults, **self.pinned}, train_rows=plan.train_rows, default_batch_size=bs)
         if room is None or full <= room:
-            return dict(self.pinned)
+            return dict(self.pinned), None
+        # a small margin: the tokens per example of the examples the trial will draw differ from the mean a little,
+        # and a trial the cap stops at its last evaluation has no score
+        planned = int(room * (1 - LAST_TRIAL_MARGIN))
+        shortest = shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
         fit = longest_fitting(plan.space, plan.defaults, train_rows=plan.train_rows, max_examples=room)
-        return fit if fit is not None else dict(self.pinned)  # nothing fits: the launch rule says so
+        if planned < LAST_TRIAL_FRACTION * shortest:
+            return (fit if fit is not None else dict(self.pinned)), None  # nothing fits: the launch rule says so
+        fields = fit if fit is not None else shortest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        if planned <= training_examples({**plan.defaults, **fields}, train_rows=plan.train_rows,
+                                        default_batch_size=bs) <= room:
+            return fields, None  # that length fits and is (about) what is left: trained as it is
+        return fields, planned
 
     def _ask(self, device: str, threads: int) -> Launch | None:
         """One trial from the study, or None when another worker holds it (it is failed unrun)."""
         study, plan = self.study, self.plan
         with self._lock:
             if self.pinned and not waiting(study):  # the queue (default, priors, grid) keeps its lengths
-                study.enqueue_trial(self._pins())
+                fields, planned = self._pins()
+                study.enqueue_trial(fields, user_attrs={} if planned is None else {"planned_examples": planned})
             trial = study.ask()
             skip = self.coord.claim(study, trial)
             if skip:
@@ -194,6 +224,10 @@ class SearchScheduler(Scheduler):
                 return None
             params = plan.space.suggest(trial)
             hparams = {**plan.defaults, **params}
+            planned = trial.user_attrs.get("planned_examples")
+            if planned:  # auto's last trial, planned from the budget left (`_pins`): trained at that length
+                hparams.update(length_of(int(planned), hparams, train_rows=plan.train_rows,
+                                         default_batch_size=int(plan.defaults["batch_size"])))
             is_default = bool(trial.user_attrs.get("is_default"))  # marked when it was enqueued
             record.write(trial, config=hparams, is_default=is_default)
         # The heartbeat starts before the launch: a launch can take seconds (a warm start waits for its

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     from lmtune.tuner.coordination import Beat, Coordination
     from lmtune.tuner.final import FinalRunner, FinalSummary
     from lmtune.tuner.final_plan import FinalJob, FinalRunError, boundary, job_spec
-    from lmtune.tuner.plan import longest_fitting, longest_length, shortest_examples, training_examples
+    from lmtune.tuner.plan import (
+        length_of,
+        longest_fitting,
+        longest_length,
+        shortest_examples,
+        shortest_length,
+        training_examples,
+    )
     from lmtune.tuner.progress import PlainReporter, Reporter, make_reporter
     from lmtune.tuner.proxy import TwoStageTuner
     from lmtune.tuner.search import Tuner
@@ -23,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Beat", "Budget", "Coordination", "FinalJob", "FinalRunError", "FinalRunner", "FinalSummary", "NoTracking",
            "PlainReporter", "Plan", "Reporter", "RunRecord", "RunSummary", "Tracker", "TrainResult", "Tuner",
-           "TwoStageTuner", "boundary", "job_spec", "longest_fitting", "longest_length", "make_plan", "make_reporter",
-           "shortest_examples", "training_examples", "trial_spec"]
+           "TwoStageTuner", "boundary", "job_spec", "length_of", "longest_fitting", "longest_length", "make_plan",
+           "make_reporter", "shortest_examples", "shortest_length", "training_examples", "trial_spec"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
@@ -46,10 +53,12 @@ _FACE = {
     "TwoStageTuner": "proxy",
     "boundary": "final_plan",
     "job_spec": "final_plan",
+    "length_of": "plan",
     "longest_fitting": "plan",
     "longest_length": "plan",
     "make_reporter": "progress",
     "shortest_examples": "plan",
+    "shortest_length": "plan",
     "training_examples": "plan",
 }
 

@@ -199,6 +199,22 @@ def longest_length(space: Space, defaults: Mapping[str, Any], *, train_rows: int
     return {k: v for k, v in best.items() if space.get(k) is not None}
 
 
+def shortest_length(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> dict[str, Any]:
+    """The values of the length fields the space searches that give the shortest training it allows."""
+    best = min(_length_ends(space, defaults), key=lambda c: _examples(c, defaults, train_rows))
+    return {k: v for k, v in best.items() if space.get(k) is not None}
+
+
+def length_of(examples: int, hparams: Mapping[str, Any], *, train_rows: int,
+              default_batch_size: int) -> dict[str, Any]:
+    """The length fields that train exactly ``examples`` train examples (as `training_examples` reads them),
+    in the field ``hparams`` already sets: ``max_steps`` (at the default batch size) where it is set, else
+    ``epochs`` (a fraction of a pass)."""
+    if hparams.get("max_steps"):
+        return {"max_steps": max(1, examples // default_batch_size)}
+    return {"epochs": examples / train_rows}
+
+
 def shortest_examples(space: Space, defaults: Mapping[str, Any], *, train_rows: int) -> int:
     """The shortest training length (in examples) the space allows: what the token cap must leave room
     for before a trial whose length the sampler has not drawn yet may start."""

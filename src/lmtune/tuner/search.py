@@ -188,8 +188,8 @@ class Tuner:
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
             log.warning("strategy auto: the searched training length is ASHA's resource, not a choice: every "
                         "configuration it draws trains %s (the longest the space allows) and weaker ones stop "
-                        "early (under a token budget, the last ones at the longest length the tokens left can "
-                        "train); to compare lengths as choices use strategy bayes or hyperband", pins)
+                        "early (under a token budget, the last ones at the length the tokens left can train); "
+                        "to compare lengths as choices use strategy bayes or hyperband", pins)
         return scheduler
 
     # -- set-up ---------------------------------------------------------------------------------
