@@ -156,12 +156,12 @@ def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_mode
         return Tuner(load_config(QUICKSTART, over), n_trials=8 if cap else 1,
                      backend=SimulatedExecutor(workers=1)).run()
 
-    three = read(run(None, tmp_path / "one").study.trials[0]).train_tokens
+    three = read(run(None, tmp_path / "one").study.trials[0]).train_tokens or 0
     cap = int((3 + left) / 3 * three)
     summary = run(cap, tmp_path / "capped")
     trials = [read(t) for t in summary.study.trials]
     assert trials[0].config["epochs"] == 3 and trials[0].state == "COMPLETE"
-    spent = sum(t.train_tokens for t in trials)
+    spent = sum(t.train_tokens or 0 for t in trials)
     if left < 0.9:
         assert len(trials) == 1 and "cannot train another trial to its end" in summary.stop_reason
         return
