@@ -9,6 +9,12 @@ second of one CPU device cost 1, so a cap of C is C device-seconds; spent is cou
 (wall time × devices × price), as `lmtune status` counts it.
 
     .venv/bin/python benchmarks/cost_cap.py --out docs/benchmarks/cost/cap.json
+
+``--strategy auto`` runs the same caps with ``strategy: auto`` over epochs 1..3 (and the learning rate): every
+trial planned at 3 epochs until that no longer fits the cost left, then the last one planned from what the cap
+leaves at the measured speed (docs/configuration.md, ``budget``); it records whether that last trial completed.
+
+    .venv/bin/python benchmarks/cost_cap.py --strategy auto --out docs/benchmarks/cost/cap-auto.json
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def varying(seed: int):  # type: ignore[no-untyped-def]
     return trainer
 
 
-def one_run(cap: float, unit_s: float, seed: int, folder: Path) -> dict[str, Any]:
+def one_run(cap: float, unit_s: float, seed: int, folder: Path, strategy: str = "random") -> dict[str, Any]:
     from lmtune.config import load_config
     from lmtune.execution.simulated import SimulatedExecutor
     from lmtune.study import record
@@ -48,23 +54,32 @@ def one_run(cap: float, unit_s: float, seed: int, folder: Path) -> dict[str, Any
     sets = [f"study.dir={folder}", f"study.seed={seed}", "task.model=builtin:minilm-l6",
             "task.dataset=builtin:rotten_tomatoes", "task.train_size=160", "task.validation_size=32",
             "task.test_size=32", "task.max_length=32", "training.batch_size=16", "training.max_steps=40",
-            "training.eval_every=2", "search.strategy=random",
+            "training.eval_every=2", f"search.strategy={strategy}",
             "search.n_trials=40", "execution.workers=2", "execution.device=cpu",
             f"budget.max_cost={cap}", "budget.prices={cpu: 3600}"]
+    if strategy == "auto":  # 10 steps an epoch: a 3-epoch trial is 15 units, about 0.75 device-seconds at 0.05
+        sets += ["training.max_steps=null", "training.epochs=1", "search.include_default=false",
+                 "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
+                 "high: 1e-2, log: true}}"]
     cfg = load_config(str(ROOT / "examples" / "quickstart.yaml"), sets)
     t0 = time.monotonic()
     summary = Tuner(cfg, backend=SimulatedExecutor(workers=2, unit_s=unit_s, trainer=varying(seed))).run()
     recs = record.records(summary.study.trials)
     spent = sum((r.wall_time_s or 0.0) * (r.devices or 1) for r in recs)
-    return {"cap": cap, "spent": round(spent, 3), "over": round(spent / cap - 1, 4), "unit_s": unit_s, "seed": seed,
-            "trials": len(recs), "stopped_by_budget": sum(r.stopped_by == "budget" for r in recs),
-            "stop_reason": summary.stop_reason, "wall_s": round(time.monotonic() - t0, 1)}
+    out = {"cap": cap, "spent": round(spent, 3), "over": round(spent / cap - 1, 4), "unit_s": unit_s, "seed": seed,
+           "trials": len(recs), "stopped_by_budget": sum(r.stopped_by == "budget" for r in recs),
+           "stop_reason": summary.stop_reason, "wall_s": round(time.monotonic() - t0, 1)}
+    if strategy == "auto":  # the trials planned shorter than 3 epochs from the cost left, and how they ended
+        out["planned_from_budget"] = [{"epochs": round(float(r.config["epochs"]), 3), "state": r.state}
+                                      for r in recs if float(r.config.get("epochs", 3)) < 3]
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "cost" / "cap.json")
     ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--strategy", default="random", choices=["random", "auto"])
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     runs = []
@@ -74,9 +89,10 @@ def main() -> int:
                                               (10.0, 0.06), (3.5, 0.04), (16.0, 0.05))][: args.runs]
     for i, (cap, unit_s) in enumerate(plan):
         with tempfile.TemporaryDirectory() as d:
-            runs.append(one_run(cap, unit_s, seed=i, folder=Path(d) / "s"))
+            runs.append(one_run(cap, unit_s, seed=i, folder=Path(d) / "s", strategy=args.strategy))
         print(json.dumps(runs[-1]), flush=True)
-    out = {"what": "budget.max_cost caps of simulated trials of varying speed (benchmarks/cost_cap.py)",
+    out = {"what": f"budget.max_cost caps of simulated trials of varying speed (benchmarks/cost_cap.py), "
+                   f"strategy {args.strategy}",
            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "max_over": max(r["over"] for r in runs), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)

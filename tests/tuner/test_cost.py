@@ -47,6 +47,39 @@ def test_a_launch_is_refused_when_its_predicted_cost_does_not_fit() -> None:
         "cpu", 4).gpu_hours == 0.0  # a CPU trial spends no GPU-hours
 
 
+def test_the_room_left_under_a_cost_cap_is_counted_in_examples_at_the_measured_speed() -> None:
+    meter = CostMeter(BudgetSection(max_cost=10.0, prices={"cpu": 3600.0}))  # 1 per device-second
+    study = optuna.create_study()
+    assert meter.examples_left(study, device="cpu", devices=1) is None  # nothing measured yet
+    meter.started(0, device="cpu", devices=1, examples=100, at=time.monotonic() - 4.0)  # 0.04 s per example
+    meter.ended(0, examples=100)
+    t = study.ask()
+    record.write(t, wall_time_s=4.0, device="cpu", devices=1)
+    study.tell(t, 1.0)
+    assert meter.examples_left(study, device="cpu", devices=1) == pytest.approx(150, rel=0.01)  # 6 left / 0.04
+    assert meter.examples_left(study, device="cpu", devices=2) == pytest.approx(75, rel=0.01)  # twice the rate
+    assert CostMeter(BudgetSection(max_train_tokens=5)).examples_left(study, device="cpu", devices=1) is None
+
+
+def test_autos_last_trial_is_planned_from_the_cost_left(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """Under a cost cap, once a trial at the longest length no longer fits, auto plans its last one at what the
+    cost left buys at the measured speed (less 5 %), and that trial completes, so it can be selected."""
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=null", "training.epochs=1",
+            "search.strategy=auto", "search.include_default=false", "execution.workers=1", "execution.device=cpu",
+            "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
+            "high: 1e-2, log: true}}", "budget.max_cost=1.5", "budget.prices={cpu: 3600}"]
+    # a 3-epoch trial here: 6 evaluation units of 0.15 s, ~0.9 device-seconds; 1.5 leave ~0.6 for a second
+    summary = Tuner(load_config(QUICKSTART, sets), n_trials=8, backend=SimulatedExecutor(workers=1, unit_s=0.15)).run()
+    recs = record.records(summary.study.trials)
+    assert recs[0].config["epochs"] == 3 and recs[0].state == "COMPLETE"
+    assert len(recs) == 2, [(r.state, r.config.get("epochs"), r.stop_reason) for r in recs]
+    last = recs[1]
+    assert last.state == "COMPLETE" and last.value is not None, (last.state, last.stop_reason)
+    assert 1 <= last.config["epochs"] < 3 and last.config["epochs"] != int(last.config["epochs"])
+    spent = sum(r.wall_time_s or 0 for r in recs)
+    assert 0.75 * 1.5 <= spent <= 1.5 * 1.05
+
+
 def _varying(spec: dict[str, Any], emit: Any, receive: Any, *, unit_s: float, sleep: Any) -> int:
     rng = random.Random(spec["trial"])
     factor = rng.choice([0.5, 1.0, 2.0])  # trials of varying speed, and every interval +-30 %

@@ -94,7 +94,7 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
         return min(u * per_unit, int(spec["total_examples"]))
 
     for u in range(start + 1, units + 1):
-        sleep(unit_s)
+        sleep(unit_s * (seen(u) - seen(u - 1)) / per_unit)  # a shorter last interval takes its share of a unit
         done = u
         q = quality_after(u, float(hp.get("learning_rate", 1e-3)), float(hp.get("weight_decay", 0.0)))
         serve = serving(hp) if spec.get("measure_serving") else {}

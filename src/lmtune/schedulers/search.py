@@ -71,8 +71,9 @@ from lmtune.tuner import (
 
 __all__ = ["LAST_TRIAL_FRACTION", "SearchScheduler", "auto_pins"]
 
-# auto's last trial, planned from the tokens left (`SearchScheduler._pins`): not shorter than this fraction of the
-# shortest length the space allows, and planned this much short of the tokens left
+# auto's last trial, planned from the budget left (`SearchScheduler._pins`): not shorter than this fraction of the
+# shortest length the space allows, and planned this much short of the tokens left (the cost caps keep their own
+# margin, `lmtune.tuner.budget.COST_MARGIN`)
 LAST_TRIAL_FRACTION = 0.9
 LAST_TRIAL_MARGIN = 0.02
 
@@ -148,9 +149,17 @@ class SearchScheduler(Scheduler):
                     self._stop = ("queued configurations done" if self.queued_only else
                                   "grid exhausted (failed points are not retried; see 'lmtune status')")
                 return None
-            self._stop = self._stop or self.budget.launch_reason(self.study, self._next_examples(),
-                                                                 self.plan.examples_per_unit, device=device,
-                                                                 devices=self.plan.trial.world_size)
+            if self._stop:
+                return None
+            kind = self.budget.stopped
+            why = self.budget.launch_reason(self.study, self._next_examples(device), self.plan.examples_per_unit,
+                                            device=device, devices=self.plan.trial.world_size)
+            if why and self._running:
+                # not yet: the running trials' predicted rest is counted against the cap, and a trial that is
+                # pruned ends sooner than predicted; ask again when one ends (the driver waits for it)
+                self.budget.stopped = kind
+                return None
+            self._stop = why
             if self._stop:
                 return None
             launch = self._ask(device, threads)
@@ -158,7 +167,7 @@ class SearchScheduler(Scheduler):
                 return launch
         return None
 
-    def _next_examples(self) -> int:
+    def _next_examples(self, device: str) -> int:
         """The fewest train examples the next trial can be planned for: a queued configuration's own length
         (the queue is served first, oldest first), auto's planned length (`_pins`: the longest, or what the
         tokens left can train), else the shortest length the space allows (the sampler has not drawn it
@@ -168,7 +177,7 @@ class SearchScheduler(Scheduler):
         if waiting_:
             fixed = dict(waiting_[0].system_attrs.get("fixed_params") or waiting_[0].params)
         else:
-            fixed, planned = self._pins()
+            fixed, planned = self._pins(device)
             if planned is not None:
                 return planned
             if not fixed:
@@ -176,13 +185,14 @@ class SearchScheduler(Scheduler):
         return training_examples({**plan.defaults, **fixed}, train_rows=plan.train_rows,
                                  default_batch_size=int(plan.defaults["batch_size"]))
 
-    def _pins(self) -> tuple[dict[str, Any], int | None]:
+    def _pins(self, device: str) -> tuple[dict[str, Any], int | None]:
         """auto's length for the next configuration: the length fields it enqueues (what the sampler sees) and,
         where the trial trains another length than they give, that length in train examples.
 
-        The longest length the space allows while the token budget left can train it to its end; after that
-        the last trials are planned from the budget left (a trial that completes can be selected, and the
-        budget is spent instead of left over because the next trial is a little too long): at the tokens left,
+        The longest length the space allows while the budget left (tokens, and the cost caps at the measured
+        speed: `Budget.examples_left`) can train it to its end; after that the last trials are planned from the
+        budget left (a trial that completes can be selected, and the budget is spent instead of left over
+        because the next trial is a little too long): at what is left,
         enqueued as the longest length that fits (the shortest where none does), as long as that is at least
         ``LAST_TRIAL_FRACTION`` of the shortest length the space allows. Below that, nothing fits and the launch
         rule stops the search, saying so. auto treats the length as the resource, not a choice (`auto_pins`),
@@ -191,7 +201,8 @@ class SearchScheduler(Scheduler):
         if not self.pinned:
             return {}, None
         plan = self.plan
-        room = self.budget.examples_left(self.study, plan.examples_per_unit)
+        room = self.budget.examples_left(self.study, plan.examples_per_unit, device=device,
+                                         devices=max(1, plan.trial.world_size))
         bs = int(plan.defaults["batch_size"])
         full = training_examples({**plan.defaults, **self.pinned}, train_rows=plan.train_rows, default_batch_size=bs)
         if room is None or full <= room:
@@ -214,7 +225,7 @@ class SearchScheduler(Scheduler):
         study, plan = self.study, self.plan
         with self._lock:
             if self.pinned and not waiting(study):  # the queue (default, priors, grid) keeps its lengths
-                fields, planned = self._pins()
+                fields, planned = self._pins(device)
                 study.enqueue_trial(fields, user_attrs={} if planned is None else {"planned_examples": planned})
             trial = study.ask()
             skip = self.coord.claim(study, trial)

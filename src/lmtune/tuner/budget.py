@@ -42,6 +42,11 @@ class RunSummary:
     ran: list[int] = field(default_factory=list)
 
 
+# the share of the cost caps' room left unplanned (`Budget.examples_left`), on top of the 2 % every planned last
+# trial leaves (`lmtune.schedulers.search.LAST_TRIAL_MARGIN`): about 5 % in all
+COST_MARGIN = 0.03
+
+
 class Budget:
     """``budget`` and ``search.max_failures``: why a run must stop ("" while it may go on).
 
@@ -132,14 +137,21 @@ class Budget:
         return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
                 f"another trial to its end (~{round(need)} tokens), so none was started")
 
-    def examples_left(self, study: optuna.Study, examples_per_unit: int) -> float | None:
-        """How many train examples the tokens left under ``max_train_tokens`` can still train (at the mean tokens
-        per example), finished and running trials counted; None without a token cap or before the tokens per
-        example are known."""
+    def examples_left(self, study: optuna.Study, examples_per_unit: int, *, device: str = "cpu",
+                      devices: int = 1) -> float | None:
+        """How many train examples the budget left can still train: under ``max_train_tokens`` (at the mean
+        tokens per example) and, for a trial on ``devices`` devices of ``device``, under the cost caps less
+        ``COST_MARGIN`` (at the seconds per example measured on that kind; a shorter trial's start-up weighs
+        more per example), the least of them, finished and running trials counted; None while no cap gives a
+        number (none set, or nothing measured yet)."""
+        rooms = []
         cap = self.budget.max_train_tokens
-        if not cap or not self.unit_tokens or examples_per_unit <= 0:
-            return None
-        return max(0.0, self._tokens_left(study)) / (self.unit_tokens / examples_per_unit)
+        if cap and self.unit_tokens and examples_per_unit > 0:
+            rooms.append(max(0.0, self._tokens_left(study)) / (self.unit_tokens / examples_per_unit))
+        cost = self.cost.examples_left(study, device=device, devices=devices)
+        if cost is not None:
+            rooms.append(cost * (1 - COST_MARGIN))
+        return min(rooms) if rooms else None
 
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         """Trial ``number`` is launched at ``at`` (monotonic) on ``devices`` devices of ``device``, planned for

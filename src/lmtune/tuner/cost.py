@@ -88,22 +88,10 @@ class CostMeter:
         if not self.active:
             return ""
         kind = device_kind(device)
-        now = time.monotonic()
-        spent = self.spent(study, now=now)
+        spent, rest, measured = self._outlook(study, kind)
         why = self.over(spent)
         if why:
             return why
-        with self._lock:
-            measured = self._measured.get(kind)
-            rest = Spent(0.0, 0.0)
-            for run in self.running.values():  # each running trial's predicted rest, at its own speed so far
-                per = (now - run.started) / run.examples if run.examples else None
-                if per is None:
-                    m = self._measured.get(run.kind)
-                    per = m[0] / m[1] if m and m[1] else 0.0
-                rate = self._per_second(run.kind, run.devices)
-                left = max(0, run.planned - run.examples) * per
-                rest = Spent(rest.gpu_hours + rate.gpu_hours * left, rest.cost + rate.cost * left)
         if measured is None or not measured[1]:
             return ""
         seconds = measured[0] / measured[1] * examples
@@ -120,6 +108,44 @@ class CostMeter:
                     f"leave too little for another trial (~{need.cost:.4g} at the {seconds / examples:.3g} s per "
                     f"example measured on {kind})")
         return ""
+
+    def _outlook(self, study: optuna.Study, kind: str) -> tuple[Spent, Spent, tuple[float, int] | None]:
+        """What is spent, the running trials' predicted rest (each at its own speed so far, else its kind's
+        measured speed), and the (seconds, examples) measured on ``kind`` (None: not yet)."""
+        now = time.monotonic()
+        spent = self.spent(study, now=now)
+        with self._lock:
+            measured = self._measured.get(kind)
+            rest = Spent(0.0, 0.0)
+            for run in self.running.values():
+                per = (now - run.started) / run.examples if run.examples else None
+                if per is None:
+                    m = self._measured.get(run.kind)
+                    per = m[0] / m[1] if m and m[1] else 0.0
+                rate = self._per_second(run.kind, run.devices)
+                left = max(0, run.planned - run.examples) * per
+                rest = Spent(rest.gpu_hours + rate.gpu_hours * left, rest.cost + rate.cost * left)
+        return spent, rest, measured
+
+    def examples_left(self, study: optuna.Study, *, device: str, devices: int) -> float | None:
+        """How many train examples a trial on ``devices`` devices of ``device`` can still train under the cost
+        caps, at the seconds per example measured on that kind, after what is spent and the running trials'
+        predicted rest; None without a cost cap that binds this kind, or before the kind was measured."""
+        if not self.active:
+            return None
+        kind = device_kind(device)
+        spent, rest, measured = self._outlook(study, kind)
+        if measured is None or not measured[1]:
+            return None
+        per_example = measured[0] / measured[1]
+        rate = self._per_second(kind, devices)
+        b, room = self.budget, None
+        for cap, used, per_s in ((b.max_gpu_hours, spent.gpu_hours + rest.gpu_hours, rate.gpu_hours),
+                                 (b.max_cost, spent.cost + rest.cost, rate.cost)):
+            if cap is not None and per_s > 0 and per_example > 0:
+                fits = max(0.0, cap - used) / (per_s * per_example)
+                room = fits if room is None else min(room, fits)
+        return room
 
     def running_at(self, study: optuna.Study, number: int, *, examples: int, units: int) -> bool:
         """Trial ``number`` reported an evaluation: True when it must stop here, because with every running trial
