@@ -164,6 +164,10 @@ def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_mode
     spent = sum(t.train_tokens or 0 for t in trials)
     if left < 0.9:
         assert len(trials) == 1 and "cannot train another trial to its end" in summary.stop_reason
+        import re
+
+        cited = int(re.search(r"\(~(\d+) tokens\)", summary.stop_reason).group(1))  # type: ignore[union-attr]
+        assert cited == pytest.approx(three / 3, rel=0.05)  # the shortest trial it refused, not a 3-epoch one
         return
     last = trials[-1]
     assert len(trials) == 2 and last.state == "COMPLETE" and last.value is not None

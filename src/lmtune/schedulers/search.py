@@ -212,9 +212,10 @@ class SearchScheduler(Scheduler):
         planned = int(room * (1 - LAST_TRIAL_MARGIN))
         shortest = shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
         fit = longest_fitting(plan.space, plan.defaults, train_rows=plan.train_rows, max_examples=room)
-        if planned < LAST_TRIAL_FRACTION * shortest:
-            return (fit if fit is not None else dict(self.pinned)), None  # nothing fits: the launch rule says so
-        fields = fit if fit is not None else shortest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        short = shortest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        if planned < LAST_TRIAL_FRACTION * shortest:  # nothing fits (no length does here, see above): the launch
+            return short, None  # rule refuses the shortest trial, naming its tokens
+        fields = fit if fit is not None else short
         if planned <= training_examples({**plan.defaults, **fields}, train_rows=plan.train_rows,
                                         default_batch_size=bs) <= room:
             return fields, None  # that length fits and is (about) what is left: trained as it is
