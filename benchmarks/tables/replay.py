@@ -39,6 +39,13 @@ PEERS: dict[str, Callable[..., arms_module.ArmResult]] = {
     "one_epoch_topk": arms_module.one_epoch_topk,
 }
 LMTUNE = ("auto", "random", "asha", "hyperband", "bayes")
+# candidates for auto's redesign (issue 31), replayed beside it: the length a choice and the first rung at the
+# first evaluation (1/8 epoch here), with random or TPE sampling. On the partial rotten_tomatoes table (28
+# configurations, 40 seeds) they led auto from 3x up and trailed it at 2x (docs/benchmarks/search-replay.md)
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "asha_early": ("asha", ("search.min_units=1",)),
+    "bayes_asha_early": ("bayes", ("search.pruner=asha", "search.min_units=1")),
+}
 
 
 def run_arm(table: Table, arm: str, budget: int, seed: int, data: Path, work: Path) -> arms_module.ArmResult:
@@ -46,6 +53,9 @@ def run_arm(table: Table, arm: str, budget: int, seed: int, data: Path, work: Pa
     tokens = budget * table.default_tokens(world)
     if arm in PEERS:
         return PEERS[arm](table, world, tokens, seed)
+    if arm in VARIANTS:
+        strategy, more = VARIANTS[arm]
+        return arms_module.lmtune_arm(table, world, strategy, tokens, seed, data, work, more)
     return arms_module.lmtune_arm(table, world, arm, tokens, seed, data, work)
 
 
@@ -132,7 +142,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", required=True)
-    ap.add_argument("--arms", nargs="+", default=[*LMTUNE, *PEERS])
+    ap.add_argument("--arms", nargs="+", default=[*LMTUNE, *VARIANTS, *PEERS])
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
