@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -174,3 +175,30 @@ def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_mode
     assert last.params["epochs"] == 1  # what the sampler sees: the longest whole length that fits, else the shortest
     assert last.config["epochs"] == pytest.approx(left * 0.98, abs=0.02)  # trained at what was left
     assert 0.97 * cap <= spent <= cap * 1.01
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_sampled_length_is_planned_from_the_tokens_left_once_the_longest_no_longer_fits(
+        seed: int, tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """random draws the length (1-3 epochs) while a 3-epoch trial fits the tokens left; after that the next
+    trial's length is planned from them, so no trial is cut part-way by the cap and the budget is spent."""
+    from lmtune.config import load_config
+    from lmtune.execution.simulated import SimulatedExecutor
+    from lmtune.study.record import read
+    from lmtune.tuner.search import Tuner
+
+    def run(cap: int | None, d: Path, epochs: str) -> list[Any]:
+        over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", f"training.epochs={epochs}",
+                f"study.seed={seed}", "search.strategy=random", "search.include_default=false",
+                "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
+                "high: 1e-2, log: true}}" if cap else "search.space={learning_rate: {type: float, low: 1e-5, "
+                "high: 1e-2, log: true}}", *([f"budget.max_train_tokens={cap}"] if cap else [])]
+        summary = Tuner(load_config(QUICKSTART, over), n_trials=30 if cap else 1,
+                        backend=SimulatedExecutor(workers=1)).run()
+        return [read(t) for t in summary.study.trials]
+
+    one = run(None, tmp_path / "one", "1")[0].train_tokens or 0  # one epoch
+    cap = int(5.5 * one)
+    trials = run(cap, tmp_path / "capped", "1")
+    assert all(t.state == "COMPLETE" for t in trials), [(t.state, t.config["epochs"]) for t in trials]
+    assert 0.97 * cap <= sum(t.train_tokens or 0 for t in trials) <= 1.01 * cap

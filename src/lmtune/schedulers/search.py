@@ -123,8 +123,14 @@ class SearchScheduler(Scheduler):
         # ``auto_pins``): every configuration the sampler draws is planned at the longest length
         self.objectives = list(objectives) if len(objectives) > 1 else []  # [] : one objective
         # ... unless the training cost is an objective: then the length is a choice the front trades off
-        self.pinned = {} if any(m in TRAIN_COSTS for m, _ in self.objectives) else auto_pins(search.strategy, plan)
+        trades_length = any(m in TRAIN_COSTS for m, _ in self.objectives)
+        self.pinned = {} if trades_length else auto_pins(search.strategy, plan)
         self.queued_only = queued_only  # fixed configurations: the queue, then nothing
+        # a strategy whose sampler draws the length as a choice: once the longest length no longer fits the budget
+        # left, the next trial's length is planned from it (`_pins`), not drawn and then cut part-way by the cap
+        self.fits_length = (not self.pinned and not trades_length and not queued_only
+                            and traits(search.strategy).samples
+                            and any(plan.space.get(k) is not None for k in ("epochs", "max_steps")))
         self.halving = halving_of(search, plan.max_units) if self.objectives else None
 
     # -- the loop's side ------------------------------------------------------------------------
@@ -186,25 +192,27 @@ class SearchScheduler(Scheduler):
                                  default_batch_size=int(plan.defaults["batch_size"]))
 
     def _pins(self, device: str) -> tuple[dict[str, Any], int | None]:
-        """auto's length for the next configuration: the length fields it enqueues (what the sampler sees) and,
-        where the trial trains another length than they give, that length in train examples.
+        """The next configuration's length: the length fields enqueued for it (what the sampler sees; empty: the
+        sampler draws them) and, where the trial trains another length than they give, that length in train
+        examples.
 
-        The longest length the space allows while the budget left (tokens, and the cost caps at the measured
-        speed: `Budget.examples_left`) can train it to its end; after that the last trials are planned from the
+        auto: the longest length the space allows while the budget left (tokens, and the cost caps at the
+        measured speed: `Budget.examples_left`) can train it to its end; another strategy whose sampler draws
+        the length: a drawn length while the longest fits. After that the last trials are planned from the
         budget left (a trial that completes can be selected, and the budget is spent instead of left over
-        because the next trial is a little too long): at what is left,
+        because the next trial is a little too long, or cut part-way by the cap): at what is left,
         enqueued as the longest length that fits (the shortest where none does), as long as that is at least
         ``LAST_TRIAL_FRACTION`` of the shortest length the space allows. Below that, nothing fits and the launch
-        rule stops the search, saying so. auto treats the length as the resource, not a choice (`auto_pins`),
-        so a last trial of 1.4 epochs in a space of whole epochs is still one of its configurations, trained
-        with its schedule ending at the budget."""
-        if not self.pinned:
+        rule stops the search, saying so. A last trial of 1.4 epochs in a space of whole epochs is trained with
+        its schedule ending at the budget; the sampler sees the whole length it was enqueued with."""
+        if not self.pinned and not self.fits_length:
             return {}, None
         plan = self.plan
         room = self.budget.examples_left(self.study, plan.examples_per_unit, device=device,
                                          devices=max(1, plan.trial.world_size))
         bs = int(plan.defaults["batch_size"])
-        full = training_examples({**plan.defaults, **self.pinned}, train_rows=plan.train_rows, default_batch_size=bs)
+        longest = self.pinned or longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        full = training_examples({**plan.defaults, **longest}, train_rows=plan.train_rows, default_batch_size=bs)
         if room is None or full <= room:
             return dict(self.pinned), None
         # a small margin: the tokens per example of the examples the trial will draw differ from the mean a little,
@@ -225,9 +233,10 @@ class SearchScheduler(Scheduler):
         """One trial from the study, or None when another worker holds it (it is failed unrun)."""
         study, plan = self.study, self.plan
         with self._lock:
-            if self.pinned and not waiting(study):  # the queue (default, priors, grid) keeps its lengths
+            if (self.pinned or self.fits_length) and not waiting(study):  # the queue keeps its lengths
                 fields, planned = self._pins(device)
-                study.enqueue_trial(fields, user_attrs={} if planned is None else {"planned_examples": planned})
+                if fields or planned is not None:  # else the sampler draws the length too
+                    study.enqueue_trial(fields, user_attrs={} if planned is None else {"planned_examples": planned})
             trial = study.ask()
             skip = self.coord.claim(study, trial)
             if skip:
