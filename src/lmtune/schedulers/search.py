@@ -92,6 +92,7 @@ class _Running:
     timer: threading.Timer | None = None
     budget_stopped: bool = False
     devices: int = 1                 # processes it holds (its device-hours: wall time x devices)
+    planned: int | None = None       # its planned length in train examples (the rungs compare equal lengths)
 
 
 @register("auto", "grid", "random", "bayes", "asha", "hyperband")
@@ -271,7 +272,7 @@ class SearchScheduler(Scheduler):
             # what it holds, for the cost caps
             record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples, device=device,
                          devices=max(1, spec.world_size))
-        item.devices = max(1, spec.world_size)
+        item.devices, item.planned = max(1, spec.world_size), spec.total_examples
         item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
         self.budget.started(trial.number, device=device, devices=max(1, spec.world_size),
                             examples=spec.total_examples, at=item.started)
@@ -397,7 +398,9 @@ class SearchScheduler(Scheduler):
             crossed = [r for r in rungs if before < r <= int(curve[-1]["units"])]
             if not crossed:
                 return False
-            length = record.planned_examples_of(self.study._storage.get_trial(trial._trial_id))
+            item = self._running.get(trial.number)
+            length = item.planned if item is not None and item.planned is not None else \
+                record.planned_examples_of(self.study._storage.get_trial(trial._trial_id))
             peers = [t for t in self.study.get_trials(deepcopy=False, states=_RANKED) if t.number != trial.number
                      and (length is None or record.planned_examples_of(t) in (None, length))]
             for rung in crossed:
