@@ -118,6 +118,15 @@ def test_a_two_objective_study_prunes_tells_both_objectives_and_keeps_a_front(ti
     for t in study.trials:  # a pruned trial was behind a third of its rung's trials, on both objectives
         if t.state.name == "PRUNED":
             assert record.read(t).pruned_at_units is not None
+    from lmtune.cli.views import trial_rows
+
+    rows = {r["number"]: r for r in trial_rows(study, "eval_accuracy", ["eval_accuracy", "serve_params"])}
+    for t in study.trials:  # lmtune status: a pruned trial's objectives where it stopped, marked as such
+        if t.state.name == "PRUNED":
+            assert rows[t.number]["values_at_end"]
+            assert rows[t.number]["values"][1] == 1_000_000 + 10_000 * t.params.get("lora_r", 8)
+        else:
+            assert rows[t.number]["values"] == t.values and not rows[t.number]["values_at_end"]
 
 
 def test_without_pruning_nothing_is_pruned_and_costs_are_told_as_measured(tiny_model: Path, tiny_csv: Path,

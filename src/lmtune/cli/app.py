@@ -171,10 +171,11 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     from lmtune.cli.views import trial_rows
     from lmtune.study import front, objectives_of
 
-    rows = trial_rows(study, meta["metric"])
+    names = [m for m, _ in objectives_of(study, meta)]
+    others = names[1:]  # a multi-objective study's other objectives
+    rows = trial_rows(study, meta["metric"], names if others else None)
     table = Table(title=f"{prefix}{study.study_name} — {meta['metric']} ({meta['direction']})")
     ppl = meta["metric"] != "eval_perplexity" and any(r["perplexity"] is not None for r in rows)  # LM studies
-    others = [m for m, _ in objectives_of(study, meta)][1:]  # a multi-objective study's other objectives
     on_front = {t.number for t in front(study)} if others else set()
     for col in ("#", "state", meta["metric"], *others, *(["perplexity"] if ppl else []), "evals", "train tokens",
                 "wall s", "params / reason"):
@@ -182,7 +183,7 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
         extra = [_fmt(v) for v in (r["values"] or [None] * (len(others) + 1))[1:]] if others else []
-        extra = ["" if v == "None" else v for v in extra]
+        extra = ["" if v == "None" else f"({v})" if r["values_at_end"] else v for v in extra]
         extra += [f"{r['perplexity']:.3f}" if r["perplexity"] is not None else ""] if ppl else []
         if r["number"] in on_front:
             value += " F"
@@ -193,7 +194,8 @@ def _status_table(study: Any, meta: dict[str, Any], prefix: str) -> None:
     tokens = sum(r["train_tokens"] or 0 for r in rows)
     wall = sum(r["wall_time_s"] or 0 for r in rows)
     out.print(f"spent: {len(rows)} trials, {tokens:,} train tokens, {wall:.0f}s trial wall time (* = default"
-              + (f"; F = on the Pareto front, {len(on_front)} trials: lmtune best lists it)" if others else ")"))
+              + (f"; F = on the Pareto front, {len(on_front)} trials: lmtune best lists it; (x) = a trial that "
+                 "did not complete, where it stopped)" if others else ")"))
     caps = _cost_caps(study, meta)
     if caps:
         out.print(f"cost: {caps}")

@@ -26,14 +26,32 @@ def perplexity_of(t: FrozenTrial, metric: str) -> float | None:
     return float((at_value or points)[-1]["eval_perplexity"])
 
 
-def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
+def _objective_at_end(r: TrialRecord, name: str) -> float | None:
+    """A trial that did not complete (pruned, stopped by the budget): an objective where it stopped — a
+    reported metric (a serving cost) from its last evaluation, its train tokens and device-hours so far."""
+    if name == "train_tokens":
+        return float(r.train_tokens) if r.train_tokens is not None else None
+    if name == "train_gpu_hours":
+        return (r.wall_time_s or 0.0) * (r.devices or 1) / 3600.0 if r.wall_time_s is not None else None
+    value = _metric_at_end(r, name)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def trial_rows(study: optuna.Study, metric: str, objectives: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial for ``lmtune status``; ``objectives`` (a multi-objective study's, the score first):
+    ``values`` is a trial's recorded values, or for one that did not complete its objectives where it
+    stopped (``values_at_end`` True)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         r = record.read(t)
+        values: list[float | None] | None = list(r.values) if r.values is not None else None
+        at_end = False
+        if objectives and values is None and t.state != TrialState.COMPLETE and r.curve:
+            values, at_end = [_objective_at_end(r, name) for name in objectives], True
         rows.append({
             "number": r.number, "state": r.state,
             "value": r.value if t.state == TrialState.COMPLETE else _metric_at_end(r, metric),
-            "values": r.values,
+            "values": values, "values_at_end": at_end,
             "units": r.units, "train_tokens": r.train_tokens, "wall_time_s": r.wall_time_s,
             "default": r.is_default, "params": r.params,
             "reason": r.fail_reason or "", "perplexity": perplexity_of(t, metric),
