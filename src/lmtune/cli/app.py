@@ -273,7 +273,7 @@ def export(study_dir: StudyDir,
         target = out_path or study_dir / "export" / fmt
         if out_path is None:
             check_writable(target, field="--out (default STUDY_DIR/export/FORMAT)")
-        _export_weights(study, meta, study_dir, fmt, target, trial)
+        _export_weights(study, meta, study_dir, fmt, target, int(payload["trial"]), asked=trial is not None)
         return
     if fmt == "yaml":
         text = best_config_yaml(meta["config"], payload["config"], trial=payload["trial"],
@@ -364,19 +364,19 @@ def dashboard(study_dir: StudyDir,
     serve(study_dir, host=host, port=port, say=out.print)
 
 
-def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path,
-                    trial: int | None = None) -> None:
-    from lmtune.study import best_trial, record
+def _export_weights(study: Any, meta: dict[str, Any], study_dir: Path, fmt: str, target: Path, number: int, *,
+                    asked: bool) -> None:
+    """Trial ``number``'s adapter or merged model (the best, or the trial ``--trial`` asked for: ``asked``)."""
+    from lmtune.study import record
     from lmtune.training import export_adapter, export_merged
 
-    best = best_trial(study) if trial is None else record.chosen_of(study.get_trials(deepcopy=False), trial)
-    assert best is not None
+    best = study.trials[number]
     r = record.read(best)
     if fmt == "adapter":
         folder = export_adapter(r.adapter_dir, r.config, best.number, study_dir, target, task=meta["config"]["task"])
     else:
         folder = export_merged(r.adapter_dir, r.config, best.number, study_dir, meta, target)
-    out.print(f"wrote {folder} ({fmt} of {'best ' if trial is None else ''}trial {best.number})")
+    out.print(f"wrote {folder} ({fmt} of {'' if asked else 'best '}trial {best.number})")
 
 
 def main() -> None:
