@@ -47,7 +47,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from lmtune.errors import LmtuneError
 from lmtune.integrations.hf_args import ArgumentsError, optimizer_arguments, trainer_arguments
 from lmtune.protocol import Pause, Stop
-from lmtune.script import Trial, trial
+from lmtune.script import Trial, tidy_exit_of_ranks, trial
 
 __all__ = ["LmtuneCallback", "ToolCallback"]
 
@@ -80,42 +80,6 @@ def stored_parameters(model: str) -> int | None:
                 total += math.prod(h.get_slice(key).get_shape())
     return total
 
-
-_LEAVING = False
-
-
-def _leave_group_at_exit() -> None:
-    """Free the DDP reducers and destroy the launcher's process group when the script ends, once per process.
-
-    A rank of a gloo run (accelerate or torchrun on CPU) sometimes aborted at interpreter teardown, after its
-    training had finished ("terminate called without an active exception", exit -6), and the launcher then
-    reported the whole trial failed. It is torch's, not HF's: a bare torchrun script that trains a DDP model a
-    few steps and returns aborted in 6 of 20 runs here; destroying the group alone did not help while the DDP
-    model was alive (5 of 16); freeing the model's reducer first did (0 of 40). The Trainer keeps its DDP
-    model referenced until the interpreter tears down, so the reducers are freed here, at exit, before that."""
-    global _LEAVING
-    if _LEAVING:
-        return
-    _LEAVING = True
-    import atexit
-
-    def leave() -> None:
-        import contextlib
-        import gc
-
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        for obj in gc.get_objects():
-            with contextlib.suppress(Exception):
-                if isinstance(obj, DistributedDataParallel) and hasattr(obj, "reducer"):
-                    del obj.reducer
-        gc.collect()
-        if dist.is_available() and dist.is_initialized():
-            with contextlib.suppress(Exception):  # best effort at exit: the trial's results are already sent
-                dist.destroy_process_group()
-
-    atexit.register(leave)
 
 class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
     """A ``transformers.TrainerCallback`` that reports to lmtune and applies its decisions."""
@@ -230,7 +194,7 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if self.trial.spec.checkpoint_every:
             self._resumed(state, kwargs)
         if args.world_size > 1:
-            _leave_group_at_exit()
+            tidy_exit_of_ranks()
         if args.world_size > 1 and args.average_tokens_across_devices and not _per_token_loss(kwargs.get("model")):
             # HF multiplies the loss by the number of processes for any model that takes loss kwargs, to undo
             # DDP's mean when the model divides by the tokens of all ranks; a classifier's loss is already a
@@ -425,7 +389,7 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
         self._batch = int(args.per_device_train_batch_size) * int(args.gradient_accumulation_steps) * \
             max(1, int(args.world_size))
         if args.world_size > 1:
-            _leave_group_at_exit()
+            tidy_exit_of_ranks()
         model = kwargs.get("model")
         actual = _flat(args.to_dict())
         peft = _peft_config(model)
