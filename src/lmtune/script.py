@@ -385,16 +385,16 @@ def tidy_exit_of_ranks() -> None:
     import sys
 
     def tidy() -> None:
-        if "torch" not in sys.modules:  # the script never imported torch: nothing to tidy
+        torch = sys.modules.get("torch")  # only what the script imported: this module never imports torch
+        if torch is None:
             return
         import gc
 
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
+        dist = torch.distributed
+        ddp = torch.nn.parallel.DistributedDataParallel
         for obj in gc.get_objects():
             with contextlib.suppress(Exception):
-                if isinstance(obj, DistributedDataParallel) and hasattr(obj, "reducer"):
+                if isinstance(obj, ddp) and hasattr(obj, "reducer"):
                     del obj.reducer
         gc.collect()
         if dist.is_available() and dist.is_initialized():
