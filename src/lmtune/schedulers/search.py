@@ -158,7 +158,7 @@ class SearchScheduler(Scheduler):
                 return None
             if self._stop:
                 return None
-            kind = self.budget.stopped
+            kind = self.budget.stopped  # launch_reason records a stop's kind; a launch that waits keeps none
             why = self.budget.launch_reason(self.study, self._next_examples(device), self.plan.examples_per_unit,
                                             device=device, devices=self.plan.trial.world_size)
             if why and self._running:
@@ -219,9 +219,9 @@ class SearchScheduler(Scheduler):
         # a small margin: the tokens per example of the examples the trial will draw differ from the mean a little,
         # and a trial the cap stops at its last evaluation has no score
         planned = int(room * (1 - LAST_TRIAL_MARGIN))
-        shortest = shortest_examples(plan.space, plan.defaults, train_rows=plan.train_rows)
         fit = longest_fitting(plan.space, plan.defaults, train_rows=plan.train_rows, max_examples=room)
         short = shortest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        shortest = training_examples({**plan.defaults, **short}, train_rows=plan.train_rows, default_batch_size=bs)
         if planned < LAST_TRIAL_FRACTION * shortest:  # nothing fits (no length does here, see above): the launch
             return short, None  # rule refuses the shortest trial, naming its tokens
         fields = fit if fit is not None else short
