@@ -369,7 +369,8 @@ _TIDYING = False
 
 def tidy_exit_of_ranks() -> None:
     """On a multi-process launch (torchrun, accelerate), free the DDP reducers and destroy the process group
-    when the script ends, once per process. `trial` calls it under a launcher; so do the HF callbacks.
+    when the script ends, once per process. `trial` calls it under a launcher (every HF callback's trial comes
+    from it).
 
     A rank of a gloo run (CPU) sometimes aborted at interpreter teardown, after its training had finished
     ("terminate called without an active exception", exit -6), and the launcher then reported the whole trial
@@ -419,6 +420,9 @@ def trial(*, defaults: Mapping[str, Any] | None = None, train_rows: int | None =
     the script runs standalone with those settings (training fields; the rest take lmtune's defaults),
     reports go nowhere and every decision is `Continue`; ``train_rows`` (the examples in one epoch) sets
     ``total_examples`` from ``epochs`` when ``max_steps`` is not given."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    if world.isdigit() and int(world) > 1:  # under torchrun / accelerate: see tidy_exit_of_ranks
+        tidy_exit_of_ranks()
     path = os.environ.get(SCRIPT_TRIAL_ENV)
     if not path:
         if defaults is None:
@@ -430,9 +434,6 @@ def trial(*, defaults: Mapping[str, Any] | None = None, train_rows: int | None =
         spec = TrialSpec.read(path)
     except (OSError, ValueError, TypeError) as exc:
         raise LmtuneError(f"lmtune.trial(): cannot read the trial file {path}: {exc}") from None
-    world = os.environ.get("WORLD_SIZE", "1").strip()
-    if world.isdigit() and int(world) > 1:  # under torchrun / accelerate: see tidy_exit_of_ranks
-        tidy_exit_of_ranks()
     return Trial(spec, Path(path).parent, rank=_rank())
 
 

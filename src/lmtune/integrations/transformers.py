@@ -47,7 +47,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from lmtune.errors import LmtuneError
 from lmtune.integrations.hf_args import ArgumentsError, optimizer_arguments, trainer_arguments
 from lmtune.protocol import Pause, Stop
-from lmtune.script import Trial, tidy_exit_of_ranks, trial
+from lmtune.script import Trial, trial
 
 __all__ = ["LmtuneCallback", "ToolCallback"]
 
@@ -193,8 +193,6 @@ class LmtuneCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                        **kwargs: Any) -> None:
         if self.trial.spec.checkpoint_every:
             self._resumed(state, kwargs)
-        if args.world_size > 1:
-            tidy_exit_of_ranks()
         if args.world_size > 1 and args.average_tokens_across_devices and not _per_token_loss(kwargs.get("model")):
             # HF multiplies the loss by the number of processes for any model that takes loss kwargs, to undo
             # DDP's mean when the model divides by the tokens of all ranks; a classifier's loss is already a
@@ -388,8 +386,6 @@ class ToolCallback(TrainerCallback):  # type: ignore[misc]  # transformers is un
 
         self._batch = int(args.per_device_train_batch_size) * int(args.gradient_accumulation_steps) * \
             max(1, int(args.world_size))
-        if args.world_size > 1:
-            tidy_exit_of_ranks()
         model = kwargs.get("model")
         actual = _flat(args.to_dict())
         peft = _peft_config(model)
