@@ -165,6 +165,7 @@ def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_mode
     spent = sum(t.train_tokens or 0 for t in trials)
     if left < 0.9:
         assert len(trials) == 1 and "cannot train another trial to its end" in summary.stop_reason
+        assert "down to 90% of the shortest length" in summary.stop_reason  # why no shorter last trial ran
         import re
 
         cited = int(re.search(r"\(~(\d+) tokens\)", summary.stop_reason).group(1))  # type: ignore[union-attr]
