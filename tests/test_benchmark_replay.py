@@ -161,3 +161,16 @@ def test_the_summary_has_the_form_the_bench_check_reads(table: Table, tmp_path: 
     text = markdown({"tables": {"syn": {"metric": "test_accuracy", "configurations": 24, "seeds": 2,
                                         "recorded_on": "synthetic"}}, "results": {"syn": {"3": s}}})
     assert "| peer_optuna_hyperband |" in text and "3x" in text
+
+
+def test_the_seed_spread_is_the_difference_between_a_configurations_two_recorded_runs(table: Table) -> None:
+    """``seed_spread``: mean |test(seed 0) - test(seed 1)| over the configurations, the standard deviation it
+    implies, and the same over the top third by mean score (what searches end between)."""
+    d = [table.test_score(i, 0) - table.test_score(i, 1) for i in table.ids]
+    s = table.seed_spread()
+    assert s["mean_abs_diff"] == pytest.approx(sum(abs(x) for x in d) / len(d))
+    assert s["sd"] == pytest.approx((sum(x * x for x in d) / len(d) / 2) ** 0.5)
+    means = sorted(((table.test_score(i, 0) + table.test_score(i, 1)) / 2, i) for i in table.ids)[::-1]
+    top = [i for _, i in means[:len(table.ids) // 3]]
+    assert s["top_third_mean_abs_diff"] == pytest.approx(
+        sum(abs(table.test_score(i, 0) - table.test_score(i, 1)) for i in top) / len(top))

@@ -45,6 +45,10 @@ LMTUNE = ("auto", "random", "asha", "hyperband", "bayes")
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "asha_early": ("asha", ("search.min_units=1",)),
     "bayes_asha_early": ("bayes", ("search.pruner=asha", "search.min_units=1")),
+    # the same, pruned on validation loss (auto's pruning metric) instead of the study's metric
+    "asha_early_loss": ("asha", ("search.min_units=1", "search.prune_metric=eval_loss")),
+    "bayes_asha_early_loss": ("bayes", ("search.pruner=asha", "search.min_units=1",
+                                        "search.prune_metric=eval_loss")),
 }
 
 
@@ -97,11 +101,17 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     if auto:
         ref = {r["seed"]: r["regret"] for r in auto["rows"]}
         for c in cells:
-            d = [ref[r["seed"]] - r["regret"] for r in c["rows"] if r["seed"] in ref]  # > 0: this arm beats auto
+            rows = [r for r in c["rows"] if r["seed"] in ref]
+            d = [ref[r["seed"]] - r["regret"] for r in rows]  # > 0: this arm beats auto
             if c["arm"] != "auto" and len(d) > 1:
                 m, lo, hi = interval(d)
+                # per recorded world: the interval above is conditional on the table's runs; a difference whose
+                # sign flips between worlds belongs to which runs were recorded as much as to the arms
+                worlds = sorted({r.get("world", 0) for r in rows})
+                by_world = {str(w): statistics.mean(x for x, r in zip(d, rows, strict=True) if r.get("world", 0) == w)
+                            for w in worlds}
                 out[c["arm"]]["vs_auto"] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
-                                            "losses": sum(x < 0 for x in d)}
+                                            "losses": sum(x < 0 for x in d), "by_world": by_world}
     return out
 
 
@@ -162,7 +172,9 @@ def main() -> None:
             "kind": m["kind"], "train_rows": m["rows"]["train"], "validation_rows": m["rows"]["validation"],
             "test_rows": m["rows"]["test"], "configurations": len(table.ids), "seeds": len(table.seeds),
             "metric": table.test_metric,
-            "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"]}
+            "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"],
+            "best_test": [table.best_test(w) for w in range(len(table.seeds))],
+            "seed_spread": table.seed_spread()}
         for budget in args.budgets:
             cells = []
             for arm in args.arms:

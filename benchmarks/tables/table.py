@@ -136,6 +136,27 @@ class Table:
         scores = [self.test_score(i, world) for i in self.ids]
         return max(scores) if self.maximize else min(scores)
 
+    def seed_spread(self) -> dict[str, float]:
+        """How far training noise alone moves a configuration's final test score: over the configurations, the
+        mean absolute difference between two recorded seeds and the seed-to-seed standard deviation it implies
+        (sqrt(mean d^2 / 2)), both in the metric's units. A difference between arms smaller than this is a
+        difference of which runs the table happened to record, as much as of the arms."""
+        if len(self.seeds) < 2:
+            nan = float("nan")
+            return {"mean_abs_diff": nan, "sd": nan, "top_third_mean_abs_diff": nan, "top_third_sd": nan}
+        pairs = [(self.test_score(i, 0), self.test_score(i, 1)) for i in self.ids]
+        pairs = [p for p in pairs if all(math.isfinite(x) for x in p)]
+
+        def spread(ps: list[tuple[float, float]]) -> tuple[float, float]:
+            d = [a - b for a, b in ps]
+            return sum(abs(x) for x in d) / len(d), math.sqrt(sum(x * x for x in d) / len(d) / 2)
+
+        # the top third by mean score: the configurations a search ends between (the collapsed runs of a too high
+        # learning rate, near chance in one seed and not the other, dominate the spread of all)
+        top = sorted(pairs, key=lambda p: -(p[0] + p[1]) if self.maximize else p[0] + p[1])[:max(2, len(pairs) // 3)]
+        (mad, sd), (mad_top, sd_top) = spread(pairs), spread(top)
+        return {"mean_abs_diff": mad, "sd": sd, "top_third_mean_abs_diff": mad_top, "top_third_sd": sd_top}
+
     def regret(self, test: float, world: int) -> float:
         """How far ``test`` is from the world's best configuration (>= 0; in the metric's own units)."""
         best = self.best_test(world)
