@@ -100,7 +100,7 @@ def nsga2(table: Table, world: int, budget: int, seed: int) -> tuple[list[int], 
 
 
 def run_arm(table: Table, arm: str, budget_x: int, seed: int, data: Path, work: Path) -> dict[str, Any]:
-    world = seed % len(table.seeds)
+    world = seed  # world k: each configuration at one of its recorded seeds (tables.table)
     budget = budget_x * table.default_tokens(world)
     t0 = time.perf_counter()
     if arm == "optuna_nsga2":

@@ -166,11 +166,26 @@ def test_the_summary_has_the_form_the_bench_check_reads(table: Table, tmp_path: 
 def test_the_seed_spread_is_the_difference_between_a_configurations_two_recorded_runs(table: Table) -> None:
     """``seed_spread``: mean |test(seed 0) - test(seed 1)| over the configurations, the standard deviation it
     implies, and the same over the top third by mean score (what searches end between)."""
-    d = [table.test_score(i, 0) - table.test_score(i, 1) for i in table.ids]
+    def test(i: int, seed: int) -> float:
+        return float(table.runs[(i, seed)].final[table.test_metric])
+
+    d = [test(i, 0) - test(i, 1) for i in table.ids]
     s = table.seed_spread()
     assert s["mean_abs_diff"] == pytest.approx(sum(abs(x) for x in d) / len(d))
     assert s["sd"] == pytest.approx((sum(x * x for x in d) / len(d) / 2) ** 0.5)
-    means = sorted(((table.test_score(i, 0) + table.test_score(i, 1)) / 2, i) for i in table.ids)[::-1]
-    top = [i for _, i in means[:len(table.ids) // 3]]
-    assert s["top_third_mean_abs_diff"] == pytest.approx(
-        sum(abs(table.test_score(i, 0) - table.test_score(i, 1)) for i in top) / len(top))
+    top = sorted(table.ids, key=lambda i: -(test(i, 0) + test(i, 1)))[:len(table.ids) // 3]
+    assert s["top_third_mean_abs_diff"] == pytest.approx(sum(abs(test(i, 0) - test(i, 1)) for i in top) / len(top))
+
+
+def test_a_world_trains_each_configuration_at_one_recorded_seed_drawn_per_configuration(table: Table) -> None:
+    """World w gives each configuration one of its recorded seeds, the same draw every time it is asked (every
+    arm of search seed w meets the same runs), and different configurations of one world draw different seeds,
+    so a hundred worlds are not two."""
+    draws = {w: [table.seed_in(i, w) for i in table.ids] for w in range(100)}
+    assert draws == {w: [table.seed_in(i, w) for i in table.ids] for w in range(100)}
+    assert all(set(d) == {0, 1} for d in draws.values())  # each world mixes the two recorded seeds
+    assert len({tuple(d) for d in draws.values()}) == 100
+    share = sum(sum(d) for d in draws.values()) / (100 * len(table.ids))
+    assert 0.4 < share < 0.6
+    i = table.ids[3]
+    assert table.run(i, 7) is table.runs[(i, table.seed_in(i, 7))]

@@ -5,9 +5,9 @@ real trainer) at a budget of ``--budget`` default training runs, with exactly th
 (`tables.arms.study_sets`: the table's data, space, length and evaluation interval), and the peer runs live as
 its users run it (HF ``Trainer.hyperparameter_search`` + Optuna TPE + ``HyperbandPruner``, 16 trials,
 `search.hf_peer.run_peer`, on the same data and space). Each arm's selected configuration is then trained once
-more with the table's recipe (lmtune's trainer, the table's seed for that search seed: ``seed mod 2``) and
-scored on the test split, so its score is comparable with the table's; regret = the table's best test score
-of that seed minus it.
+more with the table's recipe (lmtune's trainer, at the seed the nearest recorded configuration has in world
+``seed``) and scored on the test split, so its score is comparable with the table's; regret = the best test
+score of that world minus it.
 
 The comparison (``--compare``): the live regrets of each arm against the replayed ones of the same arm and
 budget (``docs/benchmarks/search-replay/cells``; the uncapped peer against the replay at 20x, where 16 trials
@@ -47,14 +47,16 @@ PEER_EVAL_STEPS = 16  # as the replayed peer (`tables.arms.peer_optuna_hyperband
 
 
 def retrain_test(table: Table, config: dict[str, Any], world: int, cache: Path, model: str, out: Path) -> float:
-    """``config`` trained once with the table's recipe and seed ``world``, scored on the test split at its end
-    (evaluations in between change nothing a run learns, so this is the table's final test score for a recorded
-    configuration)."""
+    """``config`` trained once with the table's recipe, scored on the test split at its end (evaluations in
+    between change nothing a run learns, so this is the table's final test score for a recorded configuration).
+    Its seed: the recorded seed that the nearest recorded configuration of its length has in ``world``
+    (`Table.seed_in`), so a live selection is trained as a replayed one in that world would be."""
     from lmtune.config import TrainingSection
     from lmtune.protocol import Continue, TrialSpec
     from lmtune.training.loop import train
 
-    hp = {**TrainingSection().model_dump(), **table.meta.get("fixed", {}), **config, "seed": world}
+    hp = {**TrainingSection().model_dump(), **table.meta.get("fixed", {}), **config,
+          "seed": table.seed_in(table.nearest(config, float(config["epochs"])), world)}
     total = table.rows * int(config["epochs"])
     spec = TrialSpec(trial=0, model=model, task_type=table.meta["kind"], data_cache=str(cache), hparams=hp,
                      examples_per_unit=total, total_examples=total, output_dir=str(out), interactive=False,
@@ -69,7 +71,7 @@ def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path) -> d
     from lmtune.tuner import PlainReporter
     from lmtune.tuner.search import Tuner
 
-    world = seed % len(table.seeds)
+    world = seed
     tokens = budget * table.default_tokens(world)
     study_dir = work / f"auto-{seed}"
     cfg = load_config(None, arms.study_sets(table, "auto", tokens, seed, data, study_dir))
@@ -88,7 +90,7 @@ def live_peer(table: Table, seed: int, data: Path, work: Path, n_trials: int = P
 
     from lmtune.config import load_config
 
-    world = seed % len(table.seeds)
+    world = seed
     cfg = load_config(None, arms.study_sets(table, "random", 10**15, seed, data, work / f"peer-{seed}"))
     model = str(resolve(cfg.task.model))
     result = run_peer(cfg, model, Data(cfg, model), arms.space_yaml(table), seed=seed, n_trials=n_trials,
@@ -165,7 +167,7 @@ def main() -> None:
             path = args.out / f"{args.task}-{arm}-s{seed}.json"
             if path.exists():
                 continue
-            world = seed % len(table.seeds)
+            world = seed
             work = args.work / f"{arm}-{seed}"
             t0 = time.perf_counter()
             found = live_auto(table, seed, args.budget, data, work) if arm == "auto" else \

@@ -1,8 +1,9 @@
 """Replay every arm on recorded tables, many search seeds per (task, budget), and write the summary.
 
 Budgets are multiples of one default training run's train tokens (the table's configuration 0, lr 5e-5 /
-batch 32 / 2 epochs). Search seed ``k`` replays the table's recorded seed ``k mod seeds`` (a "world": every
-arm of seed ``k`` sees the same recorded curves) with sampler seed ``k``, so arms are paired by seed.
+batch 32 / 2 epochs). Search seed ``k`` replays world ``k`` of the table (each configuration at one of its
+recorded seeds, drawn per world: `tables.table`; every arm of seed ``k`` sees the same curves) with sampler
+seed ``k``, so arms are paired by seed and the intervals include which recorded runs a search meets.
 
 Per (task, budget, arm): regret = how far the selected configuration's final test score (accuracy; test loss
 for the LoRA table) is from the world's best over the table's configurations (the default configuration
@@ -53,7 +54,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def run_arm(table: Table, arm: str, budget: int, seed: int, data: Path, work: Path) -> arms_module.ArmResult:
-    world = seed % len(table.seeds)
+    world = seed  # world k: each configuration at one of its recorded seeds (`tables.table.Table.seed_in`)
     tokens = budget * table.default_tokens(world)
     if arm in PEERS:
         return PEERS[arm](table, world, tokens, seed)
@@ -76,7 +77,7 @@ def interval(xs: list[float]) -> tuple[float, float, float]:
 def cell(table: Table, arm: str, budget: int, seeds: list[int], data: Path, work: Path) -> dict[str, Any]:
     rows = []
     for seed in seeds:
-        world = seed % len(table.seeds)
+        world = seed
         r = run_arm(table, arm, budget, seed, data, work)
         # a search that selected nothing leaves its user with the default configuration
         test = r.test if math.isfinite(r.test) else table.test_score(table.default_id(), world)
@@ -101,17 +102,11 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     if auto:
         ref = {r["seed"]: r["regret"] for r in auto["rows"]}
         for c in cells:
-            rows = [r for r in c["rows"] if r["seed"] in ref]
-            d = [ref[r["seed"]] - r["regret"] for r in rows]  # > 0: this arm beats auto
+            d = [ref[r["seed"]] - r["regret"] for r in c["rows"] if r["seed"] in ref]  # > 0: this arm beats auto
             if c["arm"] != "auto" and len(d) > 1:
                 m, lo, hi = interval(d)
-                # per recorded world: the interval above is conditional on the table's runs; a difference whose
-                # sign flips between worlds belongs to which runs were recorded as much as to the arms
-                worlds = sorted({r.get("world", 0) for r in rows})
-                by_world = {str(w): statistics.mean(x for x, r in zip(d, rows, strict=True) if r.get("world", 0) == w)
-                            for w in worlds}
                 out[c["arm"]]["vs_auto"] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
-                                            "losses": sum(x < 0 for x in d), "by_world": by_world}
+                                            "losses": sum(x < 0 for x in d)}
     return out
 
 
@@ -173,7 +168,7 @@ def main() -> None:
             "test_rows": m["rows"]["test"], "configurations": len(table.ids), "seeds": len(table.seeds),
             "metric": table.test_metric,
             "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"],
-            "best_test": [table.best_test(w) for w in range(len(table.seeds))],
+            "best_test_mean": statistics.mean(table.best_test(w) for w in range(args.seeds)),
             "seed_spread": table.seed_spread()}
         for budget in args.budgets:
             cells = []
@@ -192,7 +187,9 @@ def main() -> None:
             theirs = sorted((args.out / "cells").glob(f"{task}-{budget}x-synetune_*.json"))
             cells += [json.loads(p.read_text()) for p in theirs]
             summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
-        summary.setdefault("dodge", {})[task] = {str(w): dodge(table, w) for w in range(len(table.seeds))}
+        # the expected best by number of random configurations, averaged over the search seeds' worlds
+        curves = [dodge(table, w) for w in range(args.seeds)]
+        summary.setdefault("dodge", {})[task] = [statistics.mean(c[n] for c in curves) for n in range(len(curves[0]))]
         summary_path.write_text(json.dumps(summary, indent=1))
         (args.out / "results.md").write_text(markdown(summary))
 

@@ -122,7 +122,7 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     from syne_tune.experiments import load_experiment
     from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 
-    world = seed % len(table.seeds)
+    world = seed  # world k: each configuration at one of its recorded seeds (tables.table)
     tokens = budget * table.default_tokens(world)
     per_epoch = int(table.meta["evals_per_epoch"])
     longest = max(int(c["epochs"]) for c in table.configs) * per_epoch
@@ -154,7 +154,7 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
     from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
 
-    world = seed % len(table.seeds)
+    world = seed  # world k: each configuration at one of its recorded seeds (tables.table)
     tokens = budget * table.default_tokens(world)
     t0 = time.perf_counter()
     mapping = table.mapper()
