@@ -65,7 +65,8 @@ def retrain_test(table: Table, config: dict[str, Any], world: int, cache: Path, 
     return float(result["test_metrics"][table.test_metric])
 
 
-def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path) -> dict[str, Any]:
+def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path,
+              threads: int | None = None) -> dict[str, Any]:
     from lmtune.config import load_config
     from lmtune.study.record import best_of, read
     from lmtune.tuner import PlainReporter
@@ -74,7 +75,8 @@ def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path) -> d
     world = seed
     tokens = budget * table.default_tokens(world)
     study_dir = work / f"auto-{seed}"
-    cfg = load_config(None, arms.study_sets(table, "auto", tokens, seed, data, study_dir))
+    more = [f"execution.threads_per_worker={threads}"] if threads else []
+    cfg = load_config(None, arms.study_sets(table, "auto", tokens, seed, data, study_dir, more))
     summary = Tuner(cfg, reporter=PlainReporter()).run()
     trials = summary.study.trials
     best = best_of(trials, "maximize" if table.maximize else "minimize")
@@ -152,7 +154,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay" / "live")
     ap.add_argument("--replay", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay")
     ap.add_argument("--compare", action="store_true", help="compare the finished cells with the replay")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of every arm's training (default: all cores); 1 beside table recorders")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # the HF peer and the retrain run in this process
     if args.compare:
         print(compare(args.task, args.out, args.replay))
         return
@@ -170,7 +178,7 @@ def main() -> None:
             world = seed
             work = args.work / f"{arm}-{seed}"
             t0 = time.perf_counter()
-            found = live_auto(table, seed, args.budget, data, work) if arm == "auto" else \
+            found = live_auto(table, seed, args.budget, data, work, args.threads) if arm == "auto" else \
                 live_peer(table, seed, data, work, args.peer_trials)
             search_s = time.perf_counter() - t0
             test = retrain_test(table, found["selected"], world, cache, model, work / "retrain")

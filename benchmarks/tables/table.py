@@ -143,7 +143,10 @@ class Table:
         return self.seeds[(h ^ (h >> 31)) % len(self.seeds)]
 
     def run(self, config: int, world: int) -> Run:
-        return self.runs[(config, self.seed_in(config, world))]
+        run = self.runs.get((config, self.seed_in(config, world)))
+        if run is None:  # a partial table read with complete_only=False: the seed this configuration has
+            run = next(self.runs[(config, s)] for s in self.seeds if (config, s) in self.runs)
+        return run
 
     def test_score(self, config: int, world: int, examples: float | None = None) -> float:
         """The test score of ``config``'s run in ``world``: at its end, or after ``examples`` training
