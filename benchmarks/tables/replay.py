@@ -44,6 +44,8 @@ LMTUNE = ("auto", "random", "asha", "hyperband", "bayes")
 # first evaluation (1/8 epoch here), with random or TPE sampling. On the partial rotten_tomatoes table (28
 # configurations, 40 seeds) they led auto from 3x up and trailed it at 2x (docs/benchmarks/search-replay.md)
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # auto before its practice prior (the learning rate searched as written)
+    "auto_no_prior": ("auto", ("search.practice_prior=false",)),
     "asha_early": ("asha", ("search.min_units=1",)),
     "bayes_asha_early": ("bayes", ("search.pruner=asha", "search.min_units=1")),
     # the same, pruned on validation loss (auto's pruning metric) instead of the study's metric

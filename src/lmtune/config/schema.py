@@ -381,7 +381,23 @@ class SearchSection(_Section):
     # warm start: earlier study directories whose prior_top_k best configurations run first (tuner/priors.py)
     prior_studies: list[str] = Field(default_factory=list)
     prior_top_k: int = Field(default=3, ge=1)  # configurations taken from each prior study
+    # search the learning rate where fine-tuning practice puts it (1e-5..5e-4; LoRA 1e-4..5e-3) within the range
+    # written (strategies/practice.py); None: on for auto, off for the other strategies
+    practice_prior: bool | None = None
     pbt: PBTSection = PBTSection()
+
+    @model_validator(mode="after")
+    def _practice_prior(self) -> SearchSection:
+        if self.practice_prior and self.strategy in ("grid", "pbt"):
+            raise ValueError(f"search.practice_prior: narrows what a sampler draws; strategy {self.strategy} "
+                             "draws nothing from the space (grid runs its points, pbt perturbs its population): "
+                             "remove practice_prior or use a sampling strategy (auto, random, bayes, asha, hyperband)")
+        return self
+
+    @property
+    def uses_practice_prior(self) -> bool:
+        """Whether the learning rate is searched where practice puts it (auto unless turned off)."""
+        return self.strategy == "auto" if self.practice_prior is None else self.practice_prior
 
 
 # What a sharded trial (execution.shard_model) cannot run: checked here for fixed settings, by the trainer

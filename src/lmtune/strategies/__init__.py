@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lmtune._faces import lazy
+from lmtune.strategies.practice import Narrowed, practice_space
 from lmtune.strategies.pruners import LengthOf, default_min_units, make_pruner, prune_metric, pruner_name, pruning_value
 from lmtune.strategies.samplers import make_sampler, startup_trials
 from lmtune.strategies.traits import StrategyTraits, traits
@@ -15,8 +16,8 @@ from lmtune.strategies.traits import StrategyTraits, traits
 if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
-__all__ = ["PBT", "LengthOf", "StrategyTraits", "default_min_units", "make_pruner", "make_sampler", "prune_metric",
-           "pruner_name", "pruning_value", "startup_trials", "traits"]
+__all__ = ["PBT", "LengthOf", "Narrowed", "StrategyTraits", "default_min_units", "make_pruner", "make_sampler",
+           "practice_space", "prune_metric", "pruner_name", "pruning_value", "startup_trials", "traits"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {

@@ -24,6 +24,7 @@ from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.space import FloatParam, Space
+from lmtune.strategies import Narrowed, practice_space
 from lmtune.study import StudyPaths, prepare_folder
 from lmtune.training import MetricFunctionError, check_model_folder, load_tokenizer, metric_names, resolve_model
 
@@ -84,6 +85,7 @@ class Plan:
     space: Space
     defaults: dict[str, Any]
     trial: TrialBase = TrialBase()
+    narrowed: Narrowed | None = None  # what search.practice_prior narrowed in the space written (None: nothing)
 
     @property
     def max_units(self) -> int:
@@ -127,6 +129,9 @@ def make_plan(cfg: StudyConfig) -> Plan:
         model, cache, train_rows, train_tokens = _tokenized_data(task, data, paths)
         defaults = tr.model_dump()
     space = resolved_space(cfg)  # the Space validation built for this config (kept by the config layer)
+    narrowed = None
+    if cfg.search.uses_practice_prior and space.get("lora_enabled") is None:  # (LoRA on and off: no one prior)
+        space, narrowed = practice_space(space, defaults, lora=tr.lora_enabled)
     total = longest_examples(space, defaults, train_rows=train_rows)
     trial = TrialBase.of(task, tr, space, metric=cfg.study.metric, direction=cfg.study.direction, data=data,
                          world_size=cfg.execution.trial_processes, shard_model=cfg.execution.shard_model,
@@ -135,7 +140,7 @@ def make_plan(cfg: StudyConfig) -> Plan:
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
                 examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
-                defaults=defaults, trial=trial)
+                defaults=defaults, trial=trial, narrowed=narrowed)
 
 
 def _tokenized_data(task: TaskSection, data: DataSpec, paths: StudyPaths) -> tuple[str, Path, int, int]:

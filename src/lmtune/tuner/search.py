@@ -183,6 +183,12 @@ class Tuner:
                                     coord=self.coord, reporter=self.reporter, budget=budget, target=target,
                                     summary=summary, spec_extra=self.spec_extra, tracker=self._tracker(),
                                     queued_only=self.queued_only, objectives=cfg.study.objective_list())
+        if plan.narrowed is not None:
+            n = plan.narrowed
+            study.set_user_attr("lmtune.practice_prior", {"name": n.name, "written": list(n.written),
+                                                          "searched": list(n.searched)})
+            log.warning("search.practice_prior: %s; set search.practice_prior: false to search the range as "
+                        "written", n.describe())
         if scheduler.pinned:
             pins = ", ".join(f"{k}={v}" for k, v in scheduler.pinned.items())
             study.set_user_attr("lmtune.auto_length", scheduler.pinned)
