@@ -11,6 +11,8 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 def lmtune_imports() -> list[tuple[str, str, str]]:
     found = []
     for path in sorted(BENCHMARKS.rglob("*.py")):
+        if any(part.startswith(".") for part in path.relative_to(BENCHMARKS).parts):
+            continue  # a tool's virtual environment (`make bench-synetune` puts Syne Tune's in benchmarks/)
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lmtune"):
                 found += [(str(path.relative_to(BENCHMARKS)), node.module or "", a.name) for a in node.names]
