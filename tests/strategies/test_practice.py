@@ -96,3 +96,20 @@ def test_grid_and_pbt_refuse_the_prior_before_anything_runs(tmp_path: Path) -> N
     out = run_lmtune("tune", QUICKSTART, *set_args([f"study.dir={tmp_path}", "search.strategy=grid",
                                                     "search.practice_prior=true"]))
     assert out.returncode == 2 and "search.practice_prior" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_study_started_without_the_prior_resumes_with_it(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    """A study begun with the learning rate searched as written (lmtune before the prior, or the prior off)
+    goes on under auto's narrowed range: its earlier trials stay, and the new ones draw inside the range."""
+    from lmtune.config import load_config
+    from lmtune.execution.simulated import SimulatedExecutor
+    from lmtune.study.record import read
+    from lmtune.tuner.search import Tuner
+
+    over = [*tiny_overrides(tiny_model, tiny_csv, tmp_path), "search.strategy=auto", "search.include_default=false"]
+    Tuner(load_config(QUICKSTART, [*over, "search.practice_prior=false"]), n_trials=6,
+          backend=SimulatedExecutor(workers=1)).run()
+    summary = Tuner(load_config(QUICKSTART, over), n_trials=12, backend=SimulatedExecutor(workers=1)).run()
+    trials = summary.study.trials
+    assert len(trials) >= 12 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert all(1e-5 <= float(read(t).config["learning_rate"]) <= 1e-3 for t in trials[6:])
