@@ -32,7 +32,7 @@ def test_the_users_range_is_cut_to_full_fine_tuning_practice() -> None:
 def test_lora_practice_is_about_ten_times_higher() -> None:
     space, narrowed = practice_space(lr_space(1e-6, 1e-2), {"learning_rate": 2e-4}, lora=True)
     lr = space.get("learning_rate")
-    assert isinstance(lr, FloatParam) and (lr.low, lr.high) == (1e-4, 5e-3)
+    assert isinstance(lr, FloatParam) and (lr.low, lr.high) == (5e-5, 5e-3)
     assert narrowed is not None and "LoRA" in narrowed.reason
 
 
@@ -113,3 +113,15 @@ def test_a_study_started_without_the_prior_resumes_with_it(tiny_model: Path, tin
     trials = summary.study.trials
     assert len(trials) >= 12 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     assert all(1e-5 <= float(read(t).config["learning_rate"]) <= 1e-3 for t in trials[6:])
+
+
+@pytest.mark.parametrize("name", ["classification", "full-finetune", "lora-sft"])
+def test_no_built_in_preset_is_narrowed(name: str) -> None:
+    """The presets' learning-rate ranges (each citing its sources) lie within practice's, so a preset searched
+    by auto is searched as the preset says."""
+    from lmtune.space.build import build_space, preset
+
+    raw = preset(name)
+    space = build_space(raw)
+    lora = "lora_r" in raw
+    assert practice_space(space, {}, lora=lora) == (space, None)

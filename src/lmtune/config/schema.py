@@ -381,7 +381,7 @@ class SearchSection(_Section):
     # warm start: earlier study directories whose prior_top_k best configurations run first (tuner/priors.py)
     prior_studies: list[str] = Field(default_factory=list)
     prior_top_k: int = Field(default=3, ge=1)  # configurations taken from each prior study
-    # search the learning rate where fine-tuning practice puts it (1e-5..5e-4; LoRA 1e-4..5e-3) within the range
+    # search the learning rate where fine-tuning practice puts it (1e-5..5e-4; LoRA 5e-5..5e-3) within the range
     # written (strategies/practice.py); None: on for auto, off for the other strategies
     practice_prior: bool | None = None
     pbt: PBTSection = PBTSection()
