@@ -73,6 +73,8 @@ def test_autos_last_trial_is_planned_from_the_cost_left(tiny_model: Path, tiny_c
     recs = record.records(summary.study.trials)
     assert recs[0].config["epochs"] == 3 and recs[0].state == "COMPLETE"
     assert len(recs) == 2, [(r.state, r.config.get("epochs"), r.stop_reason) for r in recs]
+    assert summary.stop_reason.startswith("budget: max_cost")  # and it says why no shorter third trial ran:
+    assert "down to 90% of the shortest length" in summary.stop_reason
     last = recs[1]
     assert last.state == "COMPLETE" and last.value is not None, (last.state, last.stop_reason)
     assert 1 <= last.config["epochs"] < 3 and last.config["epochs"] != int(last.config["epochs"])

@@ -166,8 +166,8 @@ class SearchScheduler(Scheduler):
                 # pruned ends sooner than predicted; ask again when one ends (the driver waits for it)
                 self.budget.stopped = kind
                 return None
-            if why and (self.pinned or self.fits_length) and "max_train_tokens" in why:
-                why += (f" (the last trials are planned from the tokens left, down to {LAST_TRIAL_FRACTION:.0%} of "
+            if why and (self.pinned or self.fits_length):  # `_pins` planned from what every cap leaves
+                why += (f" (the last trials are planned from the budget left, down to {LAST_TRIAL_FRACTION:.0%} of "
                         "the shortest length the space allows; less than that was left)")
             self._stop = why
             if self._stop:
