@@ -189,3 +189,39 @@ def test_a_world_trains_each_configuration_at_one_recorded_seed_drawn_per_config
     assert 0.4 < share < 0.6
     i = table.ids[3]
     assert table.run(i, 7) is table.runs[(i, table.seed_in(i, 7))]
+
+
+def test_the_plots_draw_each_arms_regret_where_its_number_puts_it(tmp_path: Path) -> None:
+    """The replay's SVG plots (tables/plots.py): one line per drawn arm, a lower regret drawn lower down (log
+    scale), the interval around the mean, and the expected-best curve with one point per n."""
+    import xml.etree.ElementTree as ET
+
+    from tables.plots import write_plots
+
+    budgets = ["1", "2", "5"]
+    auto = [0.04, 0.02, 0.01]
+    peer = [0.10, 0.05, 0.03]
+    results = {b: {name: {"seeds": 100, "regret_mean": r[i], "regret_ci95": [r[i] * 0.8, r[i] * 1.2],
+                          "test_mean": 0.9 - r[i], "budget_spent": 0.99}
+                   for name, r in (("auto", auto), ("random_search", peer))} for i, b in enumerate(budgets)}
+    summary = {"tables": {"syn": {"metric": "test_accuracy", "configurations": 24, "seeds": 2,
+                                  "best_test_mean": 0.91}},
+               "results": {"syn": results}, "dodge": {"syn": [0.80 + 0.1 * (1 - 0.5 ** n) for n in range(64)]}}
+    paths = write_plots(summary, tmp_path)
+    assert sorted(p.name for p in paths) == ["syn-expected-best.svg", "syn-regret.svg"]
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    svg = ET.parse(tmp_path / "syn-regret.svg").getroot()
+    lines = svg.findall("s:polyline", ns)
+    assert len(lines) == 2  # the two arms drawn
+    auto_line = next(p for p in lines if p.get("stroke-width") == "3")
+    ys = [float(xy.split(",")[1]) for xy in auto_line.get("points", "").split()]
+    assert ys[0] < ys[1] < ys[2]  # regret falls with the budget: drawn lower down (SVG's y grows downwards)
+    # auto's regret is below the peer's at every budget: drawn below it (a larger y)
+    peer_line = next(p for p in lines if p is not auto_line)
+    peer_ys = [float(xy.split(",")[1]) for xy in peer_line.get("points", "").split()]
+    assert all(a > p for a, p in zip(ys, peer_ys, strict=True))
+    titles = [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any("lmtune auto at 2×: 2.00 [1.60, 2.40]" in t for t in titles)  # in points, with the interval
+    best = ET.parse(tmp_path / "syn-expected-best.svg").getroot()
+    curve = next(p for p in best.findall("s:polyline", ns) if p.get("stroke") == "#000")
+    assert len(curve.get("points", "").split()) == 64

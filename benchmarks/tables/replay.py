@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tables import arms as arms_module
+from tables.plots import write_plots
 from tables.table import Table
 from tables.tasks import table_task
 
@@ -194,6 +195,7 @@ def main() -> None:
         summary.setdefault("dodge", {})[task] = [statistics.mean(c[n] for c in curves) for n in range(len(curves[0]))]
         summary_path.write_text(json.dumps(summary, indent=1))
         (args.out / "results.md").write_text(markdown(summary))
+        write_plots(summary, args.out / "plots")
 
 
 if __name__ == "__main__":
