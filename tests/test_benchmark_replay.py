@@ -225,3 +225,32 @@ def test_the_plots_draw_each_arms_regret_where_its_number_puts_it(tmp_path: Path
     best = ET.parse(tmp_path / "syn-expected-best.svg").getroot()
     curve = next(p for p in best.findall("s:polyline", ns) if p.get("stroke") == "#000")
     assert len(curve.get("points", "").split()) == 64
+
+
+def test_pbt_live_is_sized_to_its_budget_with_at_least_the_population_asked(table: Table) -> None:
+    """Issue 31's live PBT arm (tables/live_check.py): each member trains the longest recorded length at which
+    the population fits in the budget, and as many members as fit at it."""
+    from tables.live_check import pbt_sizing
+
+    default = table.default_tokens(0)  # 2 epochs
+    assert pbt_sizing(table, 5 * default, 0, 8) == (10, 1)  # 10 epochs: 8 x 2 do not fit, 10 x 1 do
+    assert pbt_sizing(table, 10 * default, 0, 8) == (10, 2)  # 20 epochs: 8 x 3 do not fit, 10 x 2 do
+    assert pbt_sizing(table, 20 * default, 0, 8) == (13, 3)
+    assert pbt_sizing(table, 1 * default, 0, 8) == (8, 1)  # nothing fits: the population at the shortest
+
+
+def test_the_live_summary_has_the_form_the_auto_check_reads(tmp_path: Path) -> None:
+    import json
+
+    from tables.live_check import summarize_live
+
+    for arm, tests, tokens in (("auto", [0.80, 0.82], [100, 120]), ("peer", [0.79, 0.81], [330, 360])):
+        for seed, (t, n) in enumerate(zip(tests, tokens, strict=True)):
+            (tmp_path / f"syn-{arm}-s{seed}.json").write_text(json.dumps(
+                {"task": "syn", "arm": arm, "seed": seed, "test": t, "train_tokens": n, "search_s": 1.0,
+                 "budget": 1.0 if arm == "auto" else None}))
+    live = summarize_live(tmp_path)
+    assert live["syn"]["auto"]["seeds"] == 2 and live["syn"]["auto"]["test_mean"] == pytest.approx(0.81)
+    assert live["syn"]["auto"]["train_tokens"] == 110 and live["syn"]["peer"]["train_tokens"] == 345
+    lo, hi = live["syn"]["peer"]["test_ci95"]
+    assert lo < 0.80 < hi and live["syn"]["peer"]["budget_mean"] is None

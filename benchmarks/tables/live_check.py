@@ -19,6 +19,19 @@ One cell per (arm, seed) in ``--out`` (a rerun skips finished cells; each takes 
 
     .venv/bin/python benchmarks/tables/live_check.py --task rotten_tomatoes --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/tables/live_check.py --task rotten_tomatoes --compare
+
+The same runs serve issue 31's live checks, with their own ``--out``:
+
+- ``auto`` at a third of the peer's train tokens (``--auto-share-of-peer 0.3333``): per seed, ``auto``'s budget
+  is that seed's live peer's train tokens times the share (the peer's cell is taken from ``--peer-from`` when it
+  ran there already: a peer search is the dearest cell), and ``--summarize-live`` writes the check's
+  ``docs/benchmarks/search-live/summary.json`` ({task: {arm: {seeds, test_mean, train_tokens}}});
+- PBT against ``auto`` at the same budget (``--arms pbt auto --budget 5``): PBT cannot be replayed (it changes
+  settings mid-run). Its population is sized to the budget: each member trains the longest recorded length
+  at which at least ``--pbt-population`` members fit in the budget, and as many members as fit at that
+  length (5x on a 2-epoch default: 10 members of 1 epoch; 10x: 10 of 2 epochs); the length leaves the
+  searched space. Its selection is the best member's schedule of settings, trained once more from the start
+  (what ``lmtune final`` trains; `lmtune.tuner.final_plan.best_choice`) and scored on the test split.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,26 +79,77 @@ def retrain_test(table: Table, config: dict[str, Any], world: int, cache: Path, 
     return float(result["test_metrics"][table.test_metric])
 
 
-def live_auto(table: Table, seed: int, budget: int, data: Path, work: Path,
-              threads: int | None = None) -> dict[str, Any]:
-    from lmtune.config import load_config
+def retrain_schedule(table: Table, cfg: Any, schedule: list[dict[str, Any]], world: int, out: Path) -> float:
+    """A PBT member's schedule of settings (`lmtune.tuner.final_plan.best_choice`) trained once more from the
+    start, as ``lmtune final`` trains it (the study's plan: its units, length and data), at the seed the
+    nearest recorded configuration to the schedule's first settings has in ``world``; its test score."""
+    from lmtune.protocol import Continue
+    from lmtune.training.loop import train
+    from lmtune.tuner.plan import make_plan, trial_spec
+
+    plan = make_plan(cfg)
+    first = schedule[0]["hparams"]
+    seed = table.seed_in(table.nearest(first, float(first.get("epochs") or table.meta["default"]["epochs"])), world)
+    steps = [{"units": e["units"], "hparams": {**e["hparams"], "seed": seed}} for e in schedule]
+    spec = trial_spec(plan, number=0, hparams=dict(steps[0]["hparams"]), device="cpu",
+                      threads=cfg.execution.threads_per_worker, interactive=False, evaluate_test=True,
+                      extra={"schedule": steps})
+    result = train(replace(spec, output_dir=str(out)), lambda _e: None, Continue)
+    return float(result["test_metrics"][table.test_metric])
+
+
+def pbt_sizing(table: Table, tokens: int, world: int, population: int) -> tuple[int, int]:
+    """(members, epochs per member) for PBT under ``tokens``: the longest recorded length at which at least
+    ``population`` members fit, and as many members as fit at it (at least ``population``)."""
+    per_epoch = table.default_tokens(world) / float(table.meta["default"]["epochs"])
+    lengths = sorted({int(c["epochs"]) for c in table.meta["configs"]}, reverse=True)
+    for epochs in lengths:
+        members = int(tokens // (per_epoch * epochs))
+        if members >= population:
+            return members, epochs
+    return population, lengths[-1]
+
+
+def live_lmtune(table: Table, strategy: str, seed: int, tokens: int, data: Path, work: Path,
+                threads: int | None = None, population: int = 8) -> dict[str, Any]:
+    """``lmtune tune`` live with ``search.strategy`` = ``strategy`` (auto or pbt) under ``tokens`` train tokens,
+    on the study a replayed arm runs; what it selected (PBT: the best member's schedule, in ``schedule``)."""
+    from lmtune.config import TrainingSection, load_config
     from lmtune.study.record import best_of, read
     from lmtune.tuner import PlainReporter
+    from lmtune.tuner.final_plan import best_choice
     from lmtune.tuner.search import Tuner
 
     world = seed
-    tokens = budget * table.default_tokens(world)
-    study_dir = work / f"auto-{seed}"
+    study_dir = work / f"{strategy}-{seed}"
     more = [f"execution.threads_per_worker={threads}"] if threads else []
-    cfg = load_config(None, arms.study_sets(table, "auto", tokens, seed, data, study_dir, more))
+    sizing: dict[str, Any] = {}
+    if strategy == "pbt":
+        members, epochs = pbt_sizing(table, tokens, world, population)
+        space = {k: v for k, v in arms.space_yaml(table).items() if k != "epochs"}
+        more += [f"search.pbt.population_size={members}", f"training.epochs={epochs}",
+                 "search.space=" + json.dumps(space)]
+        sizing = {"population": members, "member_epochs": epochs}
+    cfg = load_config(None, arms.study_sets(table, strategy, tokens, seed, data, study_dir, more))
     summary = Tuner(cfg, reporter=PlainReporter()).run()
     trials = summary.study.trials
-    best = best_of(trials, "maximize" if table.maximize else "minimize")
+    direction = "maximize" if table.maximize else "minimize"
+    best = best_of(trials, direction)
     keys = list(table.space)
-    selected = {k: read(best).config[k] for k in keys} if best is not None else dict(table.meta["default"])
-    return {"selected": selected, "spent": sum(int(read(t).train_tokens or 0) for t in trials) / tokens,
-            "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
-            "stop_reason": summary.stop_reason}
+    found: dict[str, Any] = {"train_tokens": sum(int(read(t).train_tokens or 0) for t in trials),
+                             "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
+                             "stop_reason": summary.stop_reason, **sizing}
+    found["spent"] = found["train_tokens"] / tokens
+    if strategy == "pbt" and best is not None:
+        defaults = {**TrainingSection().model_dump(), **table.meta.get("fixed", {}),
+                    "epochs": sizing["member_epochs"]}
+        choice = best_choice(trials, defaults, direction)
+        found["selected"] = {k: choice.hparams.get(k) for k in keys}
+        found["schedule"] = choice.schedule or [{"units": 0, "hparams": dict(choice.hparams)}]
+        found["config"] = cfg
+        return found
+    found["selected"] = {k: read(best).config[k] for k in keys} if best is not None else dict(table.meta["default"])
+    return found
 
 
 def live_peer(table: Table, seed: int, data: Path, work: Path, n_trials: int = PEER_TRIALS) -> dict[str, Any]:
@@ -99,6 +164,7 @@ def live_peer(table: Table, seed: int, data: Path, work: Path, n_trials: int = P
                       eval_steps=PEER_EVAL_STEPS, workdir=work / f"peer-{seed}")
     selected = {**table.meta["default"], **result.best_params}
     return {"selected": selected, "spent": result.train_tokens / table.default_tokens(world),
+            "train_tokens": result.train_tokens,
             "trials": len(result.trials), "pruned": sum(t.state == "PRUNED" for t in result.trials)}
 
 
@@ -141,6 +207,26 @@ def compare(task: str, out: Path, replay: Path) -> str:
     return "\n".join(lines)
 
 
+def summarize_live(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The finished cells under ``out`` per task and arm: searches, mean test score with its 95 % interval,
+    mean train tokens (the form ``../shared/checks/auto`` reads from docs/benchmarks/search-live/summary.json)."""
+    by: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for p in sorted(out.glob("*-s*.json")):
+        c = json.loads(p.read_text())
+        by.setdefault(c["task"], {}).setdefault(c["arm"], []).append(c)
+    live: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, arms_ in by.items():
+        for arm, cells in arms_.items():
+            m, lo, hi = interval([float(c["test"]) for c in cells])
+            live.setdefault(task, {})[arm] = {
+                "seeds": len(cells), "test_mean": m, "test_ci95": [lo, hi],
+                "train_tokens": statistics.mean(float(c["train_tokens"]) for c in cells),
+                "budget_mean": statistics.mean(float(c["budget"]) for c in cells) if all(
+                    c.get("budget") is not None for c in cells) else None,
+                "search_s_mean": statistics.mean(float(c["search_s"]) for c in cells)}
+    return live
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="rotten_tomatoes")
@@ -154,6 +240,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay" / "live")
     ap.add_argument("--replay", type=Path, default=ROOT / "docs" / "benchmarks" / "search-replay")
     ap.add_argument("--compare", action="store_true", help="compare the finished cells with the replay")
+    ap.add_argument("--auto-share-of-peer", type=float, default=None,
+                    help="auto's budget: this share of the same seed's live peer's train tokens (not --budget)")
+    ap.add_argument("--peer-from", type=Path, default=None,
+                    help="a folder of finished peer cells to reuse (copied into --out) instead of running them")
+    ap.add_argument("--pbt-population", type=int, default=8, help="PBT's smallest population (sized to the budget)")
+    ap.add_argument("--summarize-live", type=Path, default=None,
+                    help="write the cells of --out as the auto check's live summary to this file, and stop")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of every arm's training (default: all cores); 1 beside table recorders")
     args = ap.parse_args()
@@ -164,26 +257,47 @@ def main() -> None:
     if args.compare:
         print(compare(args.task, args.out, args.replay))
         return
+    if args.summarize_live:
+        live = summarize_live(args.out)
+        args.summarize_live.parent.mkdir(parents=True, exist_ok=True)
+        args.summarize_live.write_text(json.dumps(live, indent=1))
+        print(json.dumps(live, indent=1))
+        return
     table = Table(args.tables / args.task, complete_only=False)
     data = table_task(args.task, args.data).folder
     args.out.mkdir(parents=True, exist_ok=True)
     work_root = Path(os.environ.get("LMTUNE_TABLES_WORK", "/tmp/lmtune-tables"))
     cache, meta = prepare(args.task, spec_of(args.task), work_root)
     model = str(meta["model_folder"])
+    arms_in_order = sorted(args.arms, key=lambda a: a != "peer")  # the peer first: auto's share is of its tokens
     for seed in args.seeds:
-        for arm in args.arms:
+        for arm in arms_in_order:
             path = args.out / f"{args.task}-{arm}-s{seed}.json"
+            reuse = args.peer_from / path.name if args.peer_from and arm == "peer" else None
+            if not path.exists() and reuse is not None and reuse.exists():
+                path.write_text(reuse.read_text())
             if path.exists():
                 continue
             world = seed
             work = args.work / f"{arm}-{seed}"
+            tokens = args.budget * table.default_tokens(world)
+            budget: float | None = args.budget
+            if arm == "auto" and args.auto_share_of_peer:
+                peer = json.loads((args.out / f"{args.task}-peer-s{seed}.json").read_text())
+                tokens = int(peer["train_tokens"] * args.auto_share_of_peer)
+                budget = tokens / table.default_tokens(world)
             t0 = time.perf_counter()
-            found = live_auto(table, seed, args.budget, data, work, args.threads) if arm == "auto" else \
-                live_peer(table, seed, data, work, args.peer_trials)
+            if arm == "peer":
+                found, budget = live_peer(table, seed, data, work, args.peer_trials), None
+            else:
+                found = live_lmtune(table, arm, seed, tokens, data, work, args.threads, args.pbt_population)
             search_s = time.perf_counter() - t0
-            test = retrain_test(table, found["selected"], world, cache, model, work / "retrain")
+            if "schedule" in found:
+                test = retrain_schedule(table, found.pop("config"), found["schedule"], world, work / "retrain")
+            else:
+                test = retrain_test(table, found["selected"], world, cache, model, work / "retrain")
             cell = {"task": args.task, "arm": arm, "seed": seed, "world": world,
-                    "budget": args.budget if arm == "auto" else None, **found, "test": test,
+                    "budget": budget, **found, "test": test,
                     "regret": table.regret(test, world),  # against the table as recorded then (compare: as it is)
                     "search_s": round(search_s, 1), "retrain_s": round(time.perf_counter() - t0 - search_s, 1),
                     "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
