@@ -461,7 +461,8 @@ class ExecutionSection(_Section):
 
 class BudgetSection(_Section):
     max_trials: int | None = Field(default=None, ge=1)  # trials finished in all; running trials finish
-    max_wall_time: float | None = Field(default=None, gt=0)  # seconds for this run of the command
+    # seconds for this run of the command, held by prediction: no trial starts that would end after it
+    max_wall_time: float | None = Field(default=None, gt=0)
     # a cap: no trial starts that the tokens left could not train to its end
     max_train_tokens: int | None = Field(default=None, ge=1)
     # caps that hold by prediction (docs/budgets.md): device-hours of GPU trials (wall time x GPUs), and money

@@ -11,7 +11,7 @@ import optuna
 
 from lmtune.config import BudgetSection
 from lmtune.study import train_tokens_spent
-from lmtune.tuner.cost import CostMeter
+from lmtune.tuner.cost import CostMeter, device_kind
 from lmtune.tuner.plan import Plan
 
 __all__ = ["Budget", "RunSummary", "StopKind"]
@@ -88,11 +88,26 @@ class Budget:
             self.stopped = kind
         return why
 
+    def time_left(self, now: float | None = None) -> float | None:
+        """Seconds left of ``max_wall_time`` in this run of the command (None: no such cap)."""
+        cap = self.budget.max_wall_time
+        if not cap:
+            return None
+        return cap - ((time.monotonic() if now is None else now) - self.t0)
+
     def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
                    examples_per_unit: int = 0, units: int = 0) -> bool:
         """A running trial reached ``tokens`` (``examples``, ``units``): True when it must stop now for the token
-        cap or a cost cap. Without a tokenized split to estimate one interval from (a script trial's data is its
+        cap, a cost cap, or ``max_wall_time`` (its next evaluation, at its own pace so far, would end after the
+        deadline). Without a tokenized split to estimate one interval from (a script trial's data is its
         own), the interval is taken from the tokens per example the trials report."""
+        now = time.monotonic()
+        left, wait = self.time_left(now), self.cost.seconds_to_next_eval(number, examples=examples, units=units,
+                                                                         now=now)
+        if left is not None and wait is not None and wait > left:
+            self.why[number] = (f"budget: max_wall_time {self.budget.max_wall_time:g}s would be crossed by this "
+                                f"trial's next evaluation (~{wait:.0f}s at its pace; {max(0.0, left):.0f}s left)")
+            return True
         if self.cost.running_at(study, number, examples=examples, units=units):
             caps = [f"{k} {v:g}" for k, v in (("max_gpu_hours", self.budget.max_gpu_hours),
                                               ("max_cost", self.budget.max_cost)) if v is not None]
@@ -120,7 +135,8 @@ class Budget:
         cannot train it to its end ("" when they can, or while no tokens per example are known: a script
         study before its first report), or its predicted cost does not fit under a cost cap
         (`lmtune.tuner.cost.CostMeter.launch_reason`)."""
-        why = self.cost.launch_reason(study, device=device, devices=devices, examples=examples)
+        why = self.cost.launch_reason(study, device=device, devices=devices, examples=examples) or \
+            self._wall_time_reason(device, examples)
         if why:
             if self.stopped is None:
                 self.stopped = StopKind.BUDGET
@@ -137,13 +153,29 @@ class Budget:
         return (f"budget: max_train_tokens {cap} reached: the {max(0, round(left))} tokens left cannot train "
                 f"another trial to its end (~{round(need)} tokens), so none was started")
 
+    def _wall_time_reason(self, device: str, examples: int) -> str:
+        """Why a trial planned for ``examples`` on ``device`` must not start under ``max_wall_time``: at the
+        launch-to-end seconds per example measured on its kind, it would end after the deadline ("" when it
+        would not, or while nothing was measured on that kind: the first trial starts)."""
+        left, per = self.time_left(), self.cost.seconds_per_example(device)
+        if left is None or per is None:
+            return ""
+        need = per * examples
+        if need <= left:
+            return ""
+        return (f"budget: max_wall_time {self.budget.max_wall_time:g}s reached: the {max(0.0, left):.0f}s left "
+                f"cannot train another trial to its end (~{need:.0f}s at the {per:.3g}s per example measured on "
+                f"{device_kind(device)}), so none was started")
+
     def examples_left(self, study: optuna.Study, examples_per_unit: int, *, device: str = "cpu",
                       devices: int = 1) -> float | None:
         """How many train examples the budget left can still train: under ``max_train_tokens`` (at the mean
         tokens per example) and, for a trial on ``devices`` devices of ``device``, under the cost caps less
         ``COST_MARGIN`` (at the seconds per example measured on that kind; a shorter trial's start-up weighs
-        more per example), the least of them, finished and running trials counted; None while no cap gives a
-        number (none set, or nothing measured yet)."""
+        more per example), and under ``max_wall_time`` in the seconds left (at the same speed, less the same
+        margin: a trial started now must end by the deadline, whatever else runs beside it), the least of them,
+        finished and running trials counted; None while no cap gives a number (none set, or nothing measured
+        yet)."""
         rooms = []
         cap = self.budget.max_train_tokens
         if cap and self.unit_tokens and examples_per_unit > 0:
@@ -151,6 +183,9 @@ class Budget:
         cost = self.cost.examples_left(study, device=device, devices=devices)
         if cost is not None:
             rooms.append(cost * (1 - COST_MARGIN))
+        left, per = self.time_left(), self.cost.seconds_per_example(device)
+        if left is not None and per:
+            rooms.append(max(0.0, left) / per * (1 - COST_MARGIN))
         return min(rooms) if rooms else None
 
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:

@@ -173,6 +173,23 @@ class CostMeter:
         return bool((b.max_gpu_hours is not None and projected.gpu_hours > b.max_gpu_hours)
                     or (b.max_cost is not None and projected.cost > b.max_cost))
 
+    def seconds_per_example(self, device: str) -> float | None:
+        """Launch-to-end seconds per train example of the trials this run finished on ``device``'s kind (their
+        start-up included: a shorter trial's weighs more per example); None before one finished there."""
+        with self._lock:
+            measured = self._measured.get(device_kind(device))
+        return measured[0] / measured[1] if measured and measured[1] else None
+
+    def seconds_to_next_eval(self, number: int, *, examples: int, units: int, now: float) -> float | None:
+        """At running trial ``number``'s own pace so far, the seconds until its next evaluation (or its planned
+        end, when that comes first); None at its end, before its first evaluation, or for an unknown trial."""
+        with self._lock:
+            run = self.running.get(number)
+            if run is None or not units or examples >= run.planned:
+                return None
+            left = min(1.0, (run.planned - examples) / max(examples / units, 1.0))
+            return (now - run.started) / units * left
+
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         with self._lock:
             self.running[number] = _Run(device_kind(device), max(1, devices), at, examples)
