@@ -254,3 +254,22 @@ def test_the_live_summary_has_the_form_the_auto_check_reads(tmp_path: Path) -> N
     assert live["syn"]["auto"]["train_tokens"] == 110 and live["syn"]["peer"]["train_tokens"] == 345
     lo, hi = live["syn"]["peer"]["test_ci95"]
     assert lo < 0.80 < hi and live["syn"]["peer"]["budget_mean"] is None
+
+
+def test_auto_is_set_against_the_uncapped_peer_at_the_share_of_its_tokens_it_was_given() -> None:
+    """`replay.against_the_peer`: the peer's cell at 20x (its 16 trials end before that budget) is what its
+    users get; auto at budget B had B / (the peer's spend) of its tokens; the difference is paired by seed."""
+    from tables.replay import against_the_peer
+
+    def cell(arm: str, regrets: list[float], spent: float) -> dict[str, object]:
+        return {"arm": arm, "rows": [{"seed": s, "regret": r, "spent": spent} for s, r in enumerate(regrets)]}
+
+    cells = {3: {"auto": cell("auto", [0.03, 0.02, 0.04], 0.99)},
+             20: {"auto": cell("auto", [0.01, 0.01, 0.01], 0.99),
+                  "peer_optuna_hyperband": cell("peer_optuna_hyperband", [0.01, 0.02, 0.00], 0.45)}}
+    vs = against_the_peer(cells)  # type: ignore[arg-type]
+    assert vs["peer_spent_default_runs"] == pytest.approx(9.0)
+    assert vs["3"]["share_of_peer_tokens"] == pytest.approx(1 / 3)
+    assert vs["3"]["auto_minus_peer_regret"] == pytest.approx((0.02 + 0.0 + 0.04) / 3)
+    assert vs["3"]["auto_worse"] == 2 and vs["3"]["auto_better"] == 0
+    assert against_the_peer({3: cells[3]}) == {}  # no peer cell: nothing to compare

@@ -113,6 +113,31 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20) -> dict[str, Any]:
+    """``auto`` at each budget against the peer as its users run it (16 trials, uncapped: its cell at
+    ``peer_budget``, where its trials end before the budget does), paired by seed: the share of the peer's
+    train tokens ``auto`` was given, and auto's regret minus the peer's (> 0: auto is worse). Issue 31's live
+    claim, `auto` at a third of the peer's tokens at least as good, read off the replay. ``cells``: budget ->
+    {arm: cell}."""
+    peer = cells.get(peer_budget, {}).get("peer_optuna_hyperband")
+    if peer is None:
+        return {}
+    peer_rows = {r["seed"]: r for r in peer["rows"]}
+    peer_x = statistics.mean(r["spent"] for r in peer["rows"]) * peer_budget  # in default training runs
+    out: dict[str, Any] = {"peer_spent_default_runs": peer_x}
+    for budget, arms_ in sorted(cells.items()):
+        auto = arms_.get("auto")
+        if auto is None:
+            continue
+        d = [r["regret"] - peer_rows[r["seed"]]["regret"] for r in auto["rows"] if r["seed"] in peer_rows]
+        if len(d) < 2:
+            continue
+        m, lo, hi = interval(d)
+        out[str(budget)] = {"share_of_peer_tokens": budget / peer_x, "auto_minus_peer_regret": m,
+                            "ci95": [lo, hi], "auto_worse": sum(x > 0 for x in d), "auto_better": sum(x < 0 for x in d)}
+    return out
+
+
 def dodge(table: Table, world: int, n_max: int = 64) -> list[float]:
     """Dodge et al. (2019)'s expected best as a function of the number of random configurations trained to
     their end: the expected test score of the validation-best of n draws (with replacement) from the table's
@@ -144,6 +169,14 @@ def markdown(summary: dict[str, Any]) -> str:
                              f"{v['regret_ci95'][1]:.4f}] ({v['budget_spent']:.0%})")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
+        vs = summary.get("against_the_peer", {}).get(task, {})
+        if vs:
+            lines += [f"auto against the peer as users run it (16 trials, {vs['peer_spent_default_runs']:.1f} default "
+                      "runs of tokens), paired; > 0: auto's regret is higher:", ""]
+            lines += [f"- {b}x ({v['share_of_peer_tokens']:.2f} of the peer's tokens): "
+                      f"{v['auto_minus_peer_regret']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
+                      for b, v in vs.items() if isinstance(v, dict)]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -173,6 +206,7 @@ def main() -> None:
             "evals_per_epoch": m["evals_per_epoch"], "recorded_on": m["recorded_with"]["hardware"],
             "best_test_mean": statistics.mean(table.best_test(w) for w in range(args.seeds)),
             "seed_spread": table.seed_spread()}
+        by_budget: dict[int, dict[str, Any]] = {}
         for budget in args.budgets:
             cells = []
             for arm in args.arms:
@@ -190,6 +224,8 @@ def main() -> None:
             theirs = sorted((args.out / "cells").glob(f"{task}-{budget}x-synetune_*.json"))
             cells += [json.loads(p.read_text()) for p in theirs]
             summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
+            by_budget[budget] = {c["arm"]: c for c in cells}
+        summary.setdefault("against_the_peer", {})[task] = against_the_peer(by_budget)
         # the expected best by number of random configurations, averaged over the search seeds' worlds
         curves = [dodge(table, w) for w in range(args.seeds)]
         summary.setdefault("dodge", {})[task] = [statistics.mean(c[n] for c in curves) for n in range(len(curves[0]))]
