@@ -115,6 +115,15 @@ def test_the_peers_replay_in_milliseconds_and_spend_at_most_their_budget(table: 
         assert r.seconds < 5
 
 
+def test_a_peer_search_replayed_again_selects_the_same_and_pays_the_same(table: Table) -> None:
+    """Hyperband's brackets hash the study's name: an unnamed study (HF's) gets a random one, and the same seed
+    pruned other trials run after run. The replayed peer names its study after the seed."""
+    unit = table.default_tokens(0)
+    for seed in range(6):
+        a, b = (arms.peer_optuna_hyperband(table, seed, 20 * unit, seed) for _ in range(2))
+        assert (a.selected, a.spent_tokens, a.pruned) == (b.selected, b.spent_tokens, b.pruned), seed
+
+
 def test_a_recorded_run_has_8_validation_and_4_test_points_per_epoch(tiny_model: Path, tiny_csv: Path,
                                                                     tmp_path: Path) -> None:
     from tables.record import record_run

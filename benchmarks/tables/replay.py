@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "asha_early_loss": ("asha", ("search.min_units=1", "search.prune_metric=eval_loss")),
     "bayes_asha_early_loss": ("bayes", ("search.pruner=asha", "search.min_units=1",
                                         "search.prune_metric=eval_loss")),
+    # auto without its default-settings trial (a budget of 3x spends a third of itself on the default)
+    "auto_no_default": ("auto", ("search.include_default=false",)),
 }
 
 
