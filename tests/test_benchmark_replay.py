@@ -282,3 +282,18 @@ def test_auto_is_set_against_the_uncapped_peer_at_the_share_of_its_tokens_it_was
     assert vs["3"]["auto_minus_peer_regret"] == pytest.approx((0.02 + 0.0 + 0.04) / 3)
     assert vs["3"]["auto_worse"] == 2 and vs["3"]["auto_better"] == 0
     assert against_the_peer({3: cells[3]}) == {}  # no peer cell: nothing to compare
+
+
+def test_the_halving_candidate_stays_in_its_budget_and_trains_one_schedule_length(table: Table) -> None:
+    """tables/candidates.py's synchronous halving: every configuration it trains has the longest length, it
+    spends at most its budget (continuation: a configuration that goes on pays only for its new units), and
+    a larger budget tries more configurations."""
+    from tables.candidates import halving
+
+    unit = table.default_tokens(0)
+    small, large = halving(table, 0, 3 * unit, 0), halving(table, 0, 10 * unit, 0)
+    longest = max(table.configs[i]["epochs"] for i in table.ids)
+    for r, budget in ((small, 3 * unit), (large, 10 * unit)):
+        assert r.selected is not None and table.configs[r.selected]["epochs"] == longest
+        assert 0 < r.spent_tokens <= budget
+    assert large.trials > small.trials

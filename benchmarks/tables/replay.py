@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tables import arms as arms_module
+from tables.candidates import CANDIDATES
 from tables.plots import write_plots
 from tables.table import Table
 from tables.tasks import table_task
@@ -63,6 +64,8 @@ def run_arm(table: Table, arm: str, budget: int, seed: int, data: Path, work: Pa
     tokens = budget * table.default_tokens(world)
     if arm in PEERS:
         return PEERS[arm](table, world, tokens, seed)
+    if arm in CANDIDATES:
+        return CANDIDATES[arm](table, world, tokens, seed)
     if arm in VARIANTS:
         strategy, more = VARIANTS[arm]
         return arms_module.lmtune_arm(table, world, strategy, tokens, seed, data, work, more)
