@@ -47,6 +47,7 @@ from lmtune.strategies import (
     prune_metric,
     pruner_name,
     pruning_value,
+    rungs_from_end,
     traits,
 )
 from lmtune.study import INTERRUPTED, finished, record, requeue, storage_fault
@@ -503,15 +504,7 @@ def halving_of(search: SearchSection, max_units: int) -> tuple[list[int], int] |
         return None
     factor = search.reduction_factor
     first = search.min_units or default_min_units("asha", max_units, factor)
-    rungs: set[int] = set()
-    k = 1
-    while (rung := round(max_units / factor**k)) >= max(first, 1):
-        if rung < max_units:
-            rungs.add(rung)
-        k += 1
-    if not rungs and first < max_units:
-        rungs.add(first)
-    return sorted(rungs), factor
+    return rungs_from_end(max_units, first, factor), factor
 
 
 # the states whose curves a rung compares: finished, stopped, and running trials (asynchronous halving)

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 from lmtune._faces import lazy
 from lmtune.strategies.practice import Narrowed, practice_space
-from lmtune.strategies.pruners import LengthOf, default_min_units, make_pruner, prune_metric, pruner_name, pruning_value
+from lmtune.strategies.pruners import (
+    LengthOf,
+    default_min_units,
+    make_pruner,
+    prune_metric,
+    pruner_name,
+    pruning_value,
+    rungs_from_end,
+)
 from lmtune.strategies.samplers import make_sampler, startup_trials
 from lmtune.strategies.traits import StrategyTraits, traits
 
@@ -17,7 +25,8 @@ if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
 __all__ = ["PBT", "LengthOf", "Narrowed", "StrategyTraits", "default_min_units", "make_pruner", "make_sampler",
-           "practice_space", "prune_metric", "pruner_name", "pruning_value", "startup_trials", "traits"]
+           "practice_space", "prune_metric", "pruner_name", "pruning_value", "rungs_from_end", "startup_trials",
+           "traits"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {

@@ -11,6 +11,7 @@ rate, so equal data alone prunes every long trial (measured: docs/search.md, BBC
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,62 @@ def default_min_units(name: str, max_units: int, reduction_factor: int) -> int:
     return max(1, max_units // reduction_factor**2)
 
 
+def rungs_from_end(max_units: int, first: int, reduction_factor: int) -> list[int]:
+    """Successive halving's rungs in evaluation units, laid from the end as Hyperband lays them:
+    max_units / reduction_factor^k for k = 1, 2, ... down to the first rung (``first``), so no rung falls just
+    before the end. Counted from the first rung up (Optuna's ``SuccessiveHalvingPruner``: first x factor^k), 10
+    units gave rungs at 3 and 9, 16 at 5 and 15, 20 at 6 and 18: a trial stopped at 9 of 10 had spent nine
+    tenths of its run for nothing. With no rung between ``first`` and the end, ``first`` itself."""
+    rungs: set[int] = set()
+    k = 1
+    while (rung := round(max_units / reduction_factor**k)) >= max(first, 1):
+        if rung < max_units:
+            rungs.add(rung)
+        k += 1
+    if not rungs and first < max_units:
+        rungs.add(first)
+    return sorted(rungs)
+
+
+def _asha(rungs: list[int], reduction_factor: int) -> optuna.pruners.BasePruner:
+    import optuna
+
+    class RungHalving(optuna.pruners.BasePruner):
+        """Asynchronous successive halving at explicit rungs (`rungs_from_end`), by Optuna's rule otherwise: at
+        a rung a trial goes on only when its value ranks among the first 1/reduction_factor of the values the
+        trials that reached that rung had there (itself counted; fewer than reduction_factor of them: only
+        when it is the best so far); a NaN stops it. Each trial's value at each rung it passed is kept in its
+        system attributes (``completed_rung_k``), as Optuna's pruner keeps it."""
+
+        def __init__(self) -> None:
+            self.rungs, self.factor = list(rungs), reduction_factor
+
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            step = trial.last_step
+            if step is None:
+                return False
+            value = trial.intermediate_values[step]
+            rung = sum(f"completed_rung_{k}" in trial.system_attrs for k in range(len(self.rungs)))
+            trials: list[optuna.trial.FrozenTrial] | None = None
+            while rung < len(self.rungs) and step >= self.rungs[rung]:
+                if math.isnan(value):
+                    return True
+                if trials is None:
+                    trials = study.get_trials(deepcopy=False)
+                key = f"completed_rung_{rung}"
+                study._storage.set_trial_system_attr(trial._trial_id, key, value)
+                competing = sorted([t.system_attrs[key] for t in trials
+                                    if key in t.system_attrs and t.number != trial.number] + [value])
+                keep = max(len(competing) // self.factor - 1, 0)
+                maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+                if not (value >= competing[-(keep + 1)] if maximize else value <= competing[keep]):
+                    return True
+                rung += 1
+            return False
+
+    return RungHalving()
+
+
 def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3, min_units: int | None = None,
                 length_of: LengthOf | None = None) -> optuna.pruners.BasePruner:
     """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step). With
@@ -77,8 +134,8 @@ def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3, min_uni
     inner: optuna.pruners.BasePruner
     if name == "median":
         inner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(0, first - 1))
-    elif name == "asha":
-        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=reduction_factor)
+    elif name == "asha":  # rungs laid from the end (`rungs_from_end`), not Optuna's first x factor^k
+        inner = _asha(rungs_from_end(max_units, first, reduction_factor), reduction_factor)
     elif name == "hyperband":
         inner = _hyperband_per_length()(min_resource=first, max_resource=max(max_units, first),
                                         reduction_factor=reduction_factor)
