@@ -151,6 +151,21 @@ class Tuner:
         if population < 2:
             raise ConfigError(f"search.pbt.population_size: PBT needs at least 2 members, got {population}; "
                               "set search.pbt.population_size or --n-trials to 2 or more")
+        cap = cfg.budget.max_train_tokens
+        if cap and not study.get_trials(deepcopy=False):  # a fresh population (a resumed one has spent some)
+            per_member = plan.total_examples * plan.train_tokens / max(plan.train_rows, 1)
+            if population * per_member > cap:
+                fits = int(cap // per_member)
+                fix = (f"Set search.pbt.population_size to {fits} or fewer, shorten training (training.epochs or "
+                       f"max_steps), or raise budget.max_train_tokens to {math.ceil(population * per_member)}"
+                       if fits >= 2 else
+                       "Shorten training (training.epochs or max_steps) or raise budget.max_train_tokens to at "
+                       f"least {math.ceil(2 * per_member)} (two members)")
+                raise ConfigError(
+                    f"search.strategy pbt: {population} members trained to their end need about "
+                    f"{population * per_member:,.0f} train tokens (~{per_member:,.0f} each), more than "
+                    f"budget.max_train_tokens {cap:,}; PBT does not plan its members from the budget, so none "
+                    f"would reach its end. {fix}.")
         pbt_budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0)
         runner = PBTRunner(plan, study, pbt=cfg.search.pbt, population=population, metric=cfg.study.metric,
                            seed=cfg.study.seed, eval_every=cfg.training.eval_every,
