@@ -242,8 +242,9 @@ def test_pbt_live_is_sized_to_its_budget_with_at_least_the_population_asked(tabl
     from tables.live_check import pbt_sizing
 
     default = table.default_tokens(0)  # 2 epochs
-    assert pbt_sizing(table, 5 * default, 0, 8) == (10, 1)  # 10 epochs: 8 x 2 do not fit, 10 x 1 do
-    assert pbt_sizing(table, 10 * default, 0, 8) == (10, 2)  # 20 epochs: 8 x 3 do not fit, 10 x 2 do
+    # 1 % held back (lmtune refuses a population its token cap cannot finish, by its own estimate)
+    assert pbt_sizing(table, 5 * default, 0, 8) == (9, 1)  # 10 epochs: 8 x 2 do not fit, 9 x 1 do
+    assert pbt_sizing(table, 10 * default, 0, 8) == (9, 2)  # 20 epochs: 8 x 3 do not fit, 9 x 2 do
     assert pbt_sizing(table, 20 * default, 0, 8) == (13, 3)
     assert pbt_sizing(table, 1 * default, 0, 8) == (8, 1)  # nothing fits: the population at the shortest
 

@@ -29,7 +29,7 @@ The same runs serve issue 31's live checks, with their own ``--out``:
 - PBT against ``auto`` at the same budget (``--arms pbt auto --budget 5``): PBT cannot be replayed (it changes
   settings mid-run). Its population is sized to the budget: each member trains the longest recorded length
   at which at least ``--pbt-population`` members fit in the budget, and as many members as fit at that
-  length (5x on a 2-epoch default: 10 members of 1 epoch; 10x: 10 of 2 epochs); the length leaves the
+  length, 1 % held back (5x on a 2-epoch default: 9 members of 1 epoch; 10x: 9 of 2 epochs); the length leaves the
   searched space. Its selection is the best member's schedule of settings, trained once more from the start
   (what ``lmtune final`` trains; `lmtune.tuner.final_plan.best_choice`) and scored on the test split.
 """
@@ -101,7 +101,8 @@ def retrain_schedule(table: Table, cfg: Any, schedule: list[dict[str, Any]], wor
 def pbt_sizing(table: Table, tokens: int, world: int, population: int) -> tuple[int, int]:
     """(members, epochs per member) for PBT under ``tokens``: the longest recorded length at which at least
     ``population`` members fit, and as many members as fit at it (at least ``population``)."""
-    per_epoch = table.default_tokens(world) / float(table.meta["default"]["epochs"])
+    # 1 % held back: lmtune refuses a PBT population its token cap cannot finish, by its own estimate
+    per_epoch = 1.01 * table.default_tokens(world) / float(table.meta["default"]["epochs"])
     lengths = sorted({int(c["epochs"]) for c in table.meta["configs"]}, reverse=True)
     for epochs in lengths:
         members = int(tokens // (per_epoch * epochs))
