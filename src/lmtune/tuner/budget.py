@@ -134,7 +134,8 @@ class Budget:
         """Why a trial planned for ``examples`` train examples must not start: the tokens left under the cap
         cannot train it to its end ("" when they can, or while no tokens per example are known: a script
         study before its first report), or its predicted cost does not fit under a cost cap
-        (`lmtune.tuner.cost.CostMeter.launch_reason`)."""
+        (`lmtune.tuner.cost.CostMeter.launch_reason`), or it would end after ``max_wall_time``'s deadline
+        (`_wall_time_reason`)."""
         why = self.cost.launch_reason(study, device=device, devices=devices, examples=examples) or \
             self._wall_time_reason(device, examples)
         if why:
