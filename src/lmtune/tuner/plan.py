@@ -91,6 +91,11 @@ class Plan:
     def max_units(self) -> int:
         return max(1, math.ceil(self.total_examples / self.examples_per_unit))
 
+    @property
+    def tokens_per_example(self) -> float:
+        """Mean real tokens of one train example (the train split's)."""
+        return self.train_tokens / max(self.train_rows, 1)
+
 
 def task_data_spec(task: TaskSection, *, seed: int) -> DataSpec:
     """The task's data and splits (``seed``: study.seed, which draws the splits)."""

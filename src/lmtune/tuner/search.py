@@ -153,7 +153,7 @@ class Tuner:
                               "set search.pbt.population_size or --n-trials to 2 or more")
         cap = cfg.budget.max_train_tokens
         if cap and not study.get_trials(deepcopy=False):  # a fresh population (a resumed one has spent some)
-            per_member = plan.total_examples * plan.train_tokens / max(plan.train_rows, 1)
+            per_member = plan.total_examples * plan.tokens_per_example
             if population * per_member > cap:
                 fits = int(cap // per_member)
                 fix = (f"Set search.pbt.population_size to {fits} or fewer, shorten training (training.epochs or "
@@ -186,13 +186,13 @@ class Tuner:
                 enqueue_priors(study, within(plan.space, priors))
         self.reporter.study_started(cfg.study.name, finished(study), target, plan.max_units)
         cap = cfg.budget.max_train_tokens
-        self.reporter.study_budget(tokens_per_trial=plan.total_examples * plan.train_tokens / max(plan.train_rows, 1),
+        self.reporter.study_budget(tokens_per_trial=plan.total_examples * plan.tokens_per_example,
                                    tokens_left=None if cap is None else max(0, cap - train_tokens_spent(study)),
                                    seconds_left=cfg.budget.max_wall_time)
         # one evaluation interval's train tokens (mean tokens per train example): the token cap stops a
         # trial, or launches none, when the next interval would cross it
         budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
-                                       unit_tokens=plan.examples_per_unit * plan.train_tokens / max(plan.train_rows, 1))
+                                       unit_tokens=plan.examples_per_unit * plan.tokens_per_example)
         scheduler = SearchScheduler(plan, study, search=cfg.search, metric=cfg.study.metric,
                                     direction=cfg.study.direction, trial_timeout=cfg.execution.trial_timeout,
                                     coord=self.coord, reporter=self.reporter, budget=budget, target=target,
@@ -304,7 +304,7 @@ class Tuner:
         if b.max_trials:
             n = min(n, b.max_trials)
         if b.max_train_tokens:
-            per_trial = plan.train_tokens / max(plan.train_rows, 1) * plan.total_examples
+            per_trial = plan.tokens_per_example * plan.total_examples
             n = min(n, max(1, math.ceil(b.max_train_tokens / max(per_trial, 1.0))))
         return n
 
