@@ -44,6 +44,14 @@ class _Run:
     examples: int = 0
     units: int = 0
 
+    def to_next_eval(self, now: float) -> float | None:
+        """Seconds until its next evaluation at its pace so far: one unit, or what is left of its planned length
+        when less; None at its end (no next evaluation) or before its first evaluation."""
+        if not self.units or self.examples >= self.planned:
+            return None
+        left = min(1.0, (self.planned - self.examples) / max(self.examples / self.units, 1.0))
+        return (now - self.started) / self.units * left
+
 
 class CostMeter:
     """Accounts a study's device-hours and money against ``budget.max_gpu_hours`` / ``budget.max_cost``."""
@@ -160,11 +168,9 @@ class CostMeter:
             run.examples, run.units = examples, units
             ahead = Spent(0.0, 0.0)
             for r in self.running.values():
-                if not r.units or r.examples >= r.planned:  # at its end: no next evaluation to project
+                interval = r.to_next_eval(now)
+                if interval is None:  # at its end: no next evaluation to project
                     continue
-                # its next evaluation at its pace so far: one unit, or what is left of its planned length
-                left = min(1.0, (r.planned - r.examples) / max(r.examples / r.units, 1.0))
-                interval = (now - r.started) / r.units * left
                 rate = self._per_second(r.kind, r.devices)
                 ahead = Spent(ahead.gpu_hours + rate.gpu_hours * interval, ahead.cost + rate.cost * interval)
         spent = self.spent(study, now=now)
@@ -185,10 +191,10 @@ class CostMeter:
         end, when that comes first); None at its end, before its first evaluation, or for an unknown trial."""
         with self._lock:
             run = self.running.get(number)
-            if run is None or not units or examples >= run.planned:
+            if run is None:
                 return None
-            left = min(1.0, (run.planned - examples) / max(examples / units, 1.0))
-            return (now - run.started) / units * left
+            run.examples, run.units = examples, units
+            return run.to_next_eval(now)
 
     def started(self, number: int, *, device: str, devices: int, examples: int, at: float) -> None:
         with self._lock:
