@@ -79,20 +79,20 @@ def retrain_test(table: Table, config: dict[str, Any], world: int, cache: Path, 
     return float(result["test_metrics"][table.test_metric])
 
 
-def retrain_schedule(table: Table, cfg: Any, schedule: list[dict[str, Any]], world: int, out: Path) -> float:
+def retrain_schedule(table: Table, plan: Any, schedule: list[dict[str, Any]], world: int, out: Path,
+                     threads: int | None = None) -> float:
     """A PBT member's schedule of settings (`lmtune.tuner.final_plan.best_choice`) trained once more from the
     start, as ``lmtune final`` trains it (the study's plan: its units, length and data), at the seed the
     nearest recorded configuration to the schedule's first settings has in ``world``; its test score."""
     from lmtune.protocol import Continue
     from lmtune.training.loop import train
-    from lmtune.tuner.plan import make_plan, trial_spec
+    from lmtune.tuner.plan import trial_spec
 
-    plan = make_plan(cfg)
     first = schedule[0]["hparams"]
     seed = table.seed_in(table.nearest(first, float(first.get("epochs") or table.meta["default"]["epochs"])), world)
     steps = [{"units": e["units"], "hparams": {**e["hparams"], "seed": seed}} for e in schedule]
     spec = trial_spec(plan, number=0, hparams=dict(steps[0]["hparams"]), device="cpu",
-                      threads=cfg.execution.threads_per_worker, interactive=False, evaluate_test=True,
+                      threads=threads, interactive=False, evaluate_test=True,
                       extra={"schedule": steps})
     result = train(replace(spec, output_dir=str(out)), lambda _e: None, Continue)
     return float(result["test_metrics"][table.test_metric])
@@ -115,7 +115,7 @@ def live_lmtune(table: Table, strategy: str, seed: int, tokens: int, data: Path,
                 threads: int | None = None, population: int = 8) -> dict[str, Any]:
     """``lmtune tune`` live with ``search.strategy`` = ``strategy`` (auto or pbt) under ``tokens`` train tokens,
     on the study a replayed arm runs; what it selected (PBT: the best member's schedule, in ``schedule``)."""
-    from lmtune.config import TrainingSection, load_config
+    from lmtune.config import load_config
     from lmtune.study.record import best_of, read
     from lmtune.tuner import PlainReporter
     from lmtune.tuner.final_plan import best_choice
@@ -142,12 +142,10 @@ def live_lmtune(table: Table, strategy: str, seed: int, tokens: int, data: Path,
                              "stop_reason": summary.stop_reason, **sizing}
     found["spent"] = found["train_tokens"] / tokens
     if strategy == "pbt" and best is not None:
-        defaults = {**TrainingSection().model_dump(), **table.meta.get("fixed", {}),
-                    "epochs": sizing["member_epochs"]}
-        choice = best_choice(trials, defaults, direction)
+        choice = best_choice(trials, summary.plan.defaults, direction)  # what `lmtune final` retrains
         found["selected"] = {k: choice.hparams.get(k) for k in keys}
         found["schedule"] = choice.schedule or [{"units": 0, "hparams": dict(choice.hparams)}]
-        found["config"] = cfg
+        found["plan"] = summary.plan
         return found
     found["selected"] = {k: read(best).config[k] for k in keys} if best is not None else dict(table.meta["default"])
     return found
@@ -294,7 +292,8 @@ def main() -> None:
                 found = live_lmtune(table, arm, seed, tokens, data, work, args.threads, args.pbt_population)
             search_s = time.perf_counter() - t0
             if "schedule" in found:
-                test = retrain_schedule(table, found.pop("config"), found["schedule"], world, work / "retrain")
+                test = retrain_schedule(table, found.pop("plan"), found["schedule"], world, work / "retrain",
+                                        args.threads)
             else:
                 test = retrain_test(table, found["selected"], world, cache, model, work / "retrain")
             cell = {"task": args.task, "arm": arm, "seed": seed, "world": world,
