@@ -22,10 +22,9 @@ import time
 
 import optuna
 
+from lmtune.strategies.practice import FULL_FINETUNE_LR
 from tables.arms import ArmResult, _suggest
 from tables.table import Table
-
-PRACTICE_LR = (1e-5, 5e-4)  # lmtune.strategies.practice: full fine-tuning's range
 
 
 def _plan(n0: int, rungs: list[int], eta: int) -> list[int]:
@@ -88,7 +87,7 @@ def halving(table: Table, world: int, budget_tokens: int, seed: int, *, first_un
     if n0 >= 1:
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
         mapping = table.mapper()
-        lo, hi = PRACTICE_LR
+        lo, hi = FULL_FINETUNE_LR  # auto's practice prior for a full fine-tune
         _, written_lo, written_hi = table.space["learning_rate"]
         pool: list[int] = []
         for _ in range(50 * n0):  # distinct configurations (a small table runs out of them)
