@@ -14,6 +14,7 @@ from lmtune.errors import ConfigError
 from lmtune.execution import FolderCheckpoints
 from lmtune.protocol import Continue, Eval, Progress
 from lmtune.schedulers import Launch, Scheduler, base, register, scheduler_for, strategies_served
+from lmtune.schedulers.halving import HalvingScheduler
 from lmtune.schedulers.pbt import PBTRunner
 from lmtune.schedulers.search import SearchScheduler
 
@@ -22,7 +23,9 @@ def test_every_strategy_the_config_accepts_has_a_scheduler() -> None:
     strategies = get_args(SearchSection.model_fields["strategy"].annotation)
     assert set(strategies) <= set(strategies_served())
     assert scheduler_for("pbt") is PBTRunner
-    assert {scheduler_for(s) for s in strategies if s != "pbt"} == {SearchScheduler}
+    assert scheduler_for("halving") is HalvingScheduler
+    assert {scheduler_for(s) for s in strategies if s not in ("pbt", "halving")} == {SearchScheduler}
+    assert HalvingScheduler.finished_reason == "successive halving finished"
     assert PBTRunner.finished_reason == "population finished"
     assert SearchScheduler.finished_reason == "n_trials reached"
 

@@ -151,7 +151,9 @@ def test_autos_last_trial_is_planned_from_the_tokens_left(left: float, tiny_mode
 
     def run(cap: int | None, d: Path) -> RunSummary:
         over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
-                "search.strategy=auto", "search.include_default=false",
+                # auto as TPE + ASHA (an explicit pruner keeps it there under a token budget; without one it runs
+                # successive halving, tests/tuner/test_halving.py)
+                "search.strategy=auto", "search.pruner=asha", "search.include_default=false",
                 "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
                 "high: 1e-2, log: true}}", *([f"budget.max_train_tokens={cap}"] if cap else [])]
         return Tuner(load_config(QUICKSTART, over), n_trials=8 if cap else 1,

@@ -251,6 +251,23 @@ def test_pbt_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_c
     assert kept and kept <= reported - removed
 
 
+def test_halving_keeps_the_contract(checked: list[Checked], tiny_model: Path, tiny_csv: Path,
+                                   tmp_path: Path) -> None:
+    """Synchronous successive halving on 2 slots: configurations pause at each rung and the best are started again
+    under the same key; the checkpoints no configuration resumes from are given up and deleted."""
+    cfg = _cfg(tiny_model, tiny_csv, tmp_path / "halving", "search.strategy=halving", "training.eval_every=2",
+               "search.min_units=1")
+    summary = Tuner(cfg, n_trials=4, backend=SimulatedExecutor(workers=2)).run()
+    checked[0].assert_kept()
+    assert summary.stop_reason == "successive halving finished" and summary.stop_kind is StopKind.FINISHED
+    states = [t.state for t in summary.study.trials]
+    assert states.count(TrialState.COMPLETE) == 1 and states.count(TrialState.PRUNED) == 3, states
+    assert len(checked[0].started_keys) > 4  # promoted configurations were started again
+    removed, reported = checked[0].removed, checked[0].reported
+    assert removed and not any(Path(p).exists() for p in removed)
+    assert {str(p) for p in (tmp_path / "halving").rglob("u?????")} <= reported - removed
+
+
 def test_pbt_changes_in_place_only_what_a_running_trainer_can(checked: list[Checked], tiny_model: Path,
                                                               tiny_csv: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -357,10 +357,10 @@ class PBTSection(_Section):
 
 
 class SearchSection(_Section):
-    # auto: TPE with start-up trials sized to the budget + ASHA on eval_loss (docs/strategies.md says why)
-    # auto (the default, chosen by benchmarks/search: docs/search.md): TPE + ASHA on eval_loss, each
-    # drawn configuration planned at the longest length the space allows
-    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "pbt"] = "auto"
+    # auto (the default; docs/search.md): under budget.max_train_tokens, halving; otherwise TPE + ASHA on
+    # eval_loss, each drawn configuration planned at the longest length the space allows. halving: synchronous
+    # successive halving sized to the budget, paused configurations continued (strategies/halving.py)
+    strategy: Literal["auto", "grid", "random", "bayes", "asha", "hyperband", "halving", "pbt"] = "auto"
     # for strategies bayes, hyperband and auto: tpe, gp, or nsga2 (genetic; for several objectives)
     sampler: Literal["tpe", "gp", "nsga2"] = "tpe"
     pruner: Literal["none", "median", "asha", "hyperband"] | None = None  # None: the strategy's own
@@ -373,11 +373,13 @@ class SearchSection(_Section):
     # random trials before TPE/GP model the space; None: sized to the trials the budget allows
     # (a quarter of them, at least 2, at most 10; strategies.samplers.startup_trials)
     n_startup_trials: int | None = Field(default=None, ge=0)
-    min_units: int | None = Field(default=None, ge=1)  # first rung of asha/hyperband (None: see pruners.py)
+    # first rung of asha/hyperband/halving (None: asha, hyperband: see pruners.py; halving: a quarter epoch)
+    min_units: int | None = Field(default=None, ge=1)
     # what the pruner compares at each rung (None: study.metric). eval_loss separates configurations
     # early, while accuracy still sits at the majority class for good and bad ones alike.
     prune_metric: str | None = None
-    reduction_factor: int = Field(default=3, ge=2)  # asha/hyperband
+    # asha/hyperband/halving: 1/reduction_factor of a rung go on (None: 3 for asha and hyperband, 2 for halving)
+    reduction_factor: int | None = Field(default=None, ge=2)
     # warm start: earlier study directories whose prior_top_k best configurations run first (tuner/priors.py)
     prior_studies: list[str] = Field(default_factory=list)
     prior_top_k: int = Field(default=3, ge=1)  # configurations taken from each prior study
@@ -391,13 +393,19 @@ class SearchSection(_Section):
         if self.practice_prior and self.strategy in ("grid", "pbt"):
             raise ValueError(f"search.practice_prior: narrows what a sampler draws; strategy {self.strategy} "
                              "draws nothing from the space (grid runs its points, pbt perturbs its population): "
-                             "remove practice_prior or use a sampling strategy (auto, random, bayes, asha, hyperband)")
+                             "remove practice_prior or use a sampling strategy (auto, random, bayes, asha, hyperband, "
+                             "halving)")
         return self
 
     @property
     def uses_practice_prior(self) -> bool:
         """Whether the learning rate is searched where practice puts it (auto unless turned off)."""
-        return self.strategy == "auto" if self.practice_prior is None else self.practice_prior
+        return self.strategy in ("auto", "halving") if self.practice_prior is None else self.practice_prior
+
+    @property
+    def factor(self) -> int:
+        """The reduction factor: search.reduction_factor, else the strategy's (halving 2, the pruners 3)."""
+        return self.reduction_factor or (2 if self.strategy == "halving" else 3)
 
 
 # What a sharded trial (execution.shard_model) cannot run: checked here for fixed settings, by the trainer

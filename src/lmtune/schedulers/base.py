@@ -127,5 +127,6 @@ def strategies_served() -> dict[str, str]:
 
 def _load() -> None:
     """Import the built-in schedulers (each registers itself)."""
+    import lmtune.schedulers.halving
     import lmtune.schedulers.pbt
     import lmtune.schedulers.search  # noqa: F401

@@ -502,7 +502,7 @@ def halving_of(search: SearchSection, max_units: int) -> tuple[list[int], int] |
     one asynchronous bracket."""
     if pruner_name(search.strategy, search.pruner) not in ("asha", "hyperband"):
         return None
-    factor = search.reduction_factor
+    factor = search.factor
     first = search.min_units or default_min_units("asha", max_units, factor)
     return rungs_from_end(max_units, first, factor), factor
 

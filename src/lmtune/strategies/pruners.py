@@ -27,7 +27,7 @@ STRATEGY_PRUNER = {"asha": "asha", "hyperband": "hyperband", "auto": "asha"}
 # What a strategy prunes on when search.prune_metric is unset. auto prunes on eval_loss: in the strategy
 # benchmark (docs/strategies.md) pruning on accuracy cut the best configurations at a first rung where
 # every trial still sat at the majority class, pruning on loss kept them.
-STRATEGY_PRUNE_METRIC = {"auto": "eval_loss"}
+STRATEGY_PRUNE_METRIC = {"auto": "eval_loss", "halving": "eval_loss"}
 
 
 def prune_metric(strategy: str, requested: str | None, metric: str) -> str:

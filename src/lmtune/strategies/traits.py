@@ -7,7 +7,10 @@ instead of comparing strategy names.
   configuration: it cannot be transferred from a proxy stage, seeded with one, or shared by `lmtune worker`
   processes (its population state is the one driver's);
 - ``pins_length``: every drawn configuration is planned at the longest training length the space allows,
-  the length being the resource its pruner allocates (`auto`; `lmtune.schedulers.search.auto_pins`).
+  the length being the resource its pruner allocates (`auto`, `halving`; `lmtune.schedulers.search.auto_pins`);
+- ``halves_under_token_budget``: under ``budget.max_train_tokens`` it runs synchronous successive halving sized
+  to the budget (`lmtune.schedulers.halving`) where that trains two or more configurations to their end (`auto`;
+  `lmtune.tuner.search.Tuner`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class StrategyTraits:
     points: bool = False
     changes_settings: bool = False
     pins_length: bool = False
+    halves_under_token_budget: bool = False
 
     @property
     def samples(self) -> bool:
@@ -30,12 +34,13 @@ class StrategyTraits:
 
 
 _TRAITS = {
-    "auto": StrategyTraits(pins_length=True),
+    "auto": StrategyTraits(pins_length=True, halves_under_token_budget=True),
     "grid": StrategyTraits(points=True),
     "random": StrategyTraits(),
     "bayes": StrategyTraits(),
     "asha": StrategyTraits(),
     "hyperband": StrategyTraits(),
+    "halving": StrategyTraits(pins_length=True),
     "pbt": StrategyTraits(changes_settings=True),
 }
 

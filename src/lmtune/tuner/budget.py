@@ -14,8 +14,12 @@ from lmtune.study import train_tokens_spent
 from lmtune.tuner.cost import CostMeter, device_kind
 from lmtune.tuner.plan import Plan
 
-__all__ = ["Budget", "RunSummary", "StopKind"]
+__all__ = ["PLANNED_SLACK", "Budget", "RunSummary", "StopKind"]
 
+
+# a study whose scheduler plans its trials to fit max_train_tokens (successive halving) may end up to this share
+# above it: its plan estimates a trial's tokens from the train split's mean tokens per example
+PLANNED_SLACK = 0.01
 
 class StopKind(Enum):
     """Why a run stopped, as the CLI's exit code and the proxy stages need it (the stop reason is its words)."""
@@ -69,8 +73,11 @@ class Budget:
         self.planned: dict[int, int] = {}  # running trials' planned lengths (examples)
         self._lock = threading.Lock()
 
-    def reason(self, study: optuna.Study, failures: int) -> str:
-        """Why the run must stop now ("" while it may go on); `stopped` keeps the kind of the first reason."""
+    def reason(self, study: optuna.Study, failures: int, *, planned: bool = False) -> str:
+        """Why the run must stop now ("" while it may go on); `stopped` keeps the kind of the first reason.
+        ``planned``: the scheduler planned its trials to fit ``max_train_tokens`` (successive halving), so the
+        token cap stops it only once crossed by more than ``PLANNED_SLACK`` of it (the plan's tokens per example
+        are the train split's mean), not when one more evaluation interval would not fit."""
         b = self.budget
         kind, why = StopKind.BUDGET, ""
         if failures >= self.max_failures:
@@ -80,7 +87,8 @@ class Budget:
             why = f"budget: max_wall_time {b.max_wall_time:.0f}s reached"
         elif b.max_trials and len(study.get_trials(deepcopy=False)) >= b.max_trials:
             why = f"budget: max_trials {b.max_trials} reached"
-        elif b.max_train_tokens and self.next_interval_crosses_cap(study):
+        elif b.max_train_tokens and (self._tokens_left(study) < -PLANNED_SLACK * b.max_train_tokens if planned
+                                     else self.next_interval_crosses_cap(study)):
             why = f"budget: max_train_tokens {b.max_train_tokens} reached"
         elif self.cost.active:
             why = self.cost.over(self.cost.spent(study))

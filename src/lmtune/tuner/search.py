@@ -9,6 +9,7 @@ study's backend. The budget and the failure policy are the tuner's (`lmtune.tune
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,10 +25,13 @@ from optuna.trial import TrialState
 from lmtune.config import StudyConfig, lower_is_better
 from lmtune.errors import ConfigError, LmtuneError, StudyFault
 from lmtune.execution import Executor, LocalExecutor, make_executor
-from lmtune.schedulers import PBTRunner, Scheduler, SearchScheduler, scheduler_for
+from lmtune.schedulers import HALVING_STATE, HalvingScheduler, PBTRunner, Scheduler, SearchScheduler, scheduler_for
 from lmtune.strategies import (
+    HalvingPlan,
+    default_first_rung,
     make_pruner,
     make_sampler,
+    plan_halving,
     prune_metric,
     pruner_name,
     startup_trials,
@@ -44,11 +48,12 @@ from lmtune.study import (
     write_meta,
 )
 from lmtune.training import resolve_model
-from lmtune.tuner.budget import Budget, RunSummary, StopKind
+from lmtune.tuner.budget import PLANNED_SLACK, Budget, RunSummary, StopKind
 from lmtune.tuner.coordination import Coordination, LocalCoordination, SharedCoordination
 from lmtune.tuner.drive import drive
 from lmtune.tuner.plan import (
     Plan,
+    longest_length,
     make_plan,
 )
 from lmtune.tuner.priors import Prior, enqueue_priors, prior_configs, within
@@ -57,6 +62,10 @@ from lmtune.tuner.tracking import Tracker, make_tracker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger("lmtune")
+# halving: the token budget is planned this much short (a trial's examples differ from the mean in length), and
+# at most this many configurations are drawn (each is one trial, paused with a checkpoint on disk)
+HALVING_MARGIN = 0.005
+MAX_HALVING_CONFIGS = 256
 
 
 class Tuner:
@@ -140,8 +149,85 @@ class Tuner:
         plan = make_plan(cfg)  # the space is built once, in the plan: components get plan.space
         study = self._open_study(plan)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
+        if kind is HalvingScheduler or (traits(cfg.search.strategy).halves_under_token_budget
+                                        and self._auto_halves(plan, study, priors)):
+            return summary, self._halving(plan, study, t0)
         build = {PBTRunner: self._population, SearchScheduler: self._search}[kind]
         return summary, build(plan, study, summary, priors, t0)
+
+    def _auto_halves(self, plan: Plan, study: optuna.Study, priors: list[Prior]) -> bool:
+        """Whether ``strategy: auto`` runs synchronous successive halving (`_halving`) here: under a token budget
+        that trains two or more configurations to their end through the halving, for one objective, from one
+        driver, with no queued configurations (priors, transfers) to serve; a study that ran auto's ASHA before
+        goes on with it. Otherwise auto is TPE + ASHA (`_search`)."""
+        cfg = self.cfg
+        if (plan.paths.root / HALVING_STATE).is_file():
+            return True
+        if (cfg.budget.max_train_tokens is None or len(cfg.study.objective_list()) > 1 or priors
+                or self.queued_only or isinstance(self.coord, SharedCoordination) or cfg.search.pruner is not None
+                or study.get_trials(deepcopy=False)):
+            return False
+        halving = self._halving_plan(plan, study)
+        return halving is not None and halving.configurations >= 2
+
+    def _halving_plan(self, plan: Plan, study: optuna.Study) -> HalvingPlan | None:
+        """The halving for the budget left: rungs from search.min_units (else a quarter epoch) by the reduction
+        factor (search.reduction_factor, else 2) to the longest length; as many configurations as the token budget
+        (less a 0.5 % margin: examples differ in length) pays for, at most search.n_trials when no token budget
+        is set."""
+        cfg = self.cfg
+        saved = plan.paths.root / HALVING_STATE
+        if saved.is_file():
+            state = json.loads(saved.read_text())
+            return HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"]))
+        room = None
+        if cfg.budget.max_train_tokens is not None:
+            spent = train_tokens_spent(study)
+            room = max(0.0, cfg.budget.max_train_tokens - spent) / (plan.examples_per_unit * plan.tokens_per_example)
+            room *= 1 - HALVING_MARGIN
+        first = cfg.search.min_units or default_first_rung(plan.train_rows / plan.examples_per_unit)
+        return plan_halving(plan.max_units, room, first=first, factor=cfg.search.reduction_factor or 2,
+                            most=self.n_trials if room is None else MAX_HALVING_CONFIGS)
+
+    def _halving(self, plan: Plan, study: optuna.Study, t0: float) -> HalvingScheduler:
+        """Synchronous successive halving (`lmtune.schedulers.halving`), sized to the budget; refused before any
+        training when the budget cannot train one configuration to its end."""
+        cfg = self.cfg
+        if len(cfg.study.objective_list()) > 1:
+            raise ConfigError("search.strategy halving: ranks configurations by one metric at each rung; with "
+                              "study.objectives use strategy auto, asha or hyperband (multi-objective halving)")
+        if isinstance(self.coord, SharedCoordination):
+            raise ConfigError("search.strategy halving: runs from one driver (its rungs' state is in the study "
+                              "directory); run 'lmtune tune' with execution.workers or execution.backend: ray "
+                              "instead of 'lmtune worker'")
+        halving = self._halving_plan(plan, study)
+        if halving is None:
+            per_run = plan.total_examples * plan.tokens_per_example
+            raise ConfigError(
+                f"search.strategy {cfg.search.strategy}: budget.max_train_tokens {cfg.budget.max_train_tokens:,} "
+                f"(less what the study spent) cannot train one configuration to its end (~{per_run:,.0f} train "
+                "tokens at the longest length the space allows); raise budget.max_train_tokens, shorten training "
+                "(training.epochs or max_steps), or use strategy random or bayes")
+        budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
+                                       unit_tokens=plan.examples_per_unit * plan.tokens_per_example)
+        pinned = longest_length(plan.space, plan.defaults, train_rows=plan.train_rows)
+        scheduler = HalvingScheduler(
+            plan, study, halving=halving, pinned=pinned, metric=cfg.study.metric,
+            prune_metric=prune_metric("halving", cfg.search.prune_metric, cfg.study.metric),
+            direction=cfg.study.direction, include_default=cfg.search.include_default, reporter=self.reporter,
+            budget_stop=lambda: budget.reason(study, 0, planned=True),
+            tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
+                                 cfg.budget.max_train_tokens * (1 + PLANNED_SLACK) - train_tokens_spent(study)),
+            tracker=self._tracker())
+        scheduler.start()
+        self.reporter.study_started(cfg.study.name, finished(study), halving.configurations, plan.max_units)
+        log.warning("strategy %s: successive halving of %d configurations at the longest length (%s), rungs at %s "
+                    "of %d evaluation units, %s per rung, paused configurations continued from their checkpoints",
+                    cfg.search.strategy, halving.configurations,
+                    ", ".join(f"{k}={v}" for k, v in pinned.items()) or "as set",
+                    "/".join(map(str, halving.rungs[:-1])) or "none", plan.max_units,
+                    "/".join(map(str, halving.sizes)))
+        return scheduler
 
     def _population(self, plan: Plan, study: optuna.Study, summary: RunSummary, priors: list[Prior],
                     t0: float) -> PBTRunner:
@@ -248,7 +334,7 @@ class Tuner:
         objectives = cfg.study.objective_list()
         several = len(objectives) > 1  # pruned by the scheduler's multi-objective halving, not Optuna's pruners
         pruner = make_pruner("none" if several else pruner_name(cfg.search.strategy, cfg.search.pruner),
-                             max_units=plan.max_units, reduction_factor=cfg.search.reduction_factor,
+                             max_units=plan.max_units, reduction_factor=cfg.search.factor,
                              min_units=cfg.search.min_units, length_of=record.planned_examples_of)
         check_not_lost(plan.paths, plan.storage)
         study = optuna.create_study(storage=self.coord.storage(plan.storage), study_name=cfg.study.name,

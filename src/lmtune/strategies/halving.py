@@ -1,0 +1,144 @@
+"""Synchronous successive halving sized to a budget, with continuation (``search.strategy: halving``, and
+``auto`` under a token budget): the plan only; `lmtune.schedulers.halving.HalvingScheduler` runs it.
+
+Every configuration is planned at the same length (the longest the space allows), so all share one learning-rate
+schedule and are compared at equal data. ``n`` configurations train to the first rung and pause there (an exact
+checkpoint); the best ``1/factor`` of them by the pruning metric at that rung go on *from where they paused* to the
+next rung, and so on to the end, where the finalists' final scores select. Nothing is trained twice, and no
+configuration is trained to its end before it has beaten the others at every rung.
+
+Sized to the budget: ``n`` is the largest number of configurations whose plan fits the budget, and what that plan
+leaves promotes more configurations to the highest rungs it pays for and draws more for the first rung (`fill`);
+what is left after that, less than a rung's step, moves rungs later (`shift`). So the budget is spent rather than
+left over. Why it is built: on the recorded tables (docs/benchmarks/search-replay.md) the sequential, asynchronous
+ASHA that ``auto`` ran before trained its first trials to their end with nothing to compare them with, and a
+budget of 3 default runs went to the default and one random draw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["HalvingPlan", "default_first_rung", "fill", "halving_rungs", "plan_halving", "shift"]
+
+
+@dataclass(frozen=True)
+class HalvingPlan:
+    """Rungs in evaluation units (the last is the full length) and how many configurations train to each."""
+
+    rungs: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def configurations(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def cost_units(self) -> int:
+        """Evaluation units trained in all: a promoted configuration goes on from where it paused."""
+        return _cost(self.sizes, self.rungs)
+
+    def checkpoint_every(self) -> int:
+        """Units between the checkpoints a trial saves so that it can pause at every rung but the last: their
+        greatest common divisor."""
+        return math.gcd(*self.rungs[:-1]) if len(self.rungs) > 1 else 0
+
+
+def default_first_rung(units_per_epoch: float) -> int:
+    """The first rung when search.min_units is unset: a quarter of an epoch (at least one evaluation). On the
+    recorded tables a quarter epoch (2 of 8 evaluations per epoch) beat one evaluation, half an epoch and a whole
+    one at 3x to 10x budgets (docs/benchmarks/search-replay.md)."""
+    return max(1, round(units_per_epoch / 4))
+
+
+def halving_rungs(max_units: int, first: int, factor: int) -> tuple[int, ...]:
+    """``first``, ``first * factor``, ... below ``max_units``, then ``max_units``."""
+    if max_units < 1 or first < 1 or factor < 2:
+        raise ValueError(f"halving rungs need max_units >= 1, first >= 1, factor >= 2; got {max_units}, {first}, "
+                         f"{factor}")
+    rungs, r = [], first
+    while r < max_units:
+        rungs.append(r)
+        r *= factor
+    rungs.append(max_units)
+    return tuple(rungs)
+
+
+def _sizes(n: int, rungs: tuple[int, ...], factor: int) -> list[int]:
+    sizes = [n]
+    for _ in rungs[1:]:
+        sizes.append(max(1, sizes[-1] // factor))
+    return sizes
+
+
+def _cost(sizes: tuple[int, ...] | list[int], rungs: tuple[int, ...]) -> int:
+    prev, total = 0, 0
+    for n, r in zip(sizes, rungs, strict=True):
+        total += n * (r - prev)
+        prev = r
+    return total
+
+
+def fill(sizes: list[int], rungs: tuple[int, ...], room: float, most: int) -> list[int]:
+    """Spend what a plan leaves: promote one more configuration to the highest rung it can still pay for (more
+    finalists first; never more than reached the rung below), and then draw more configurations for the first
+    rung (at most ``most`` in all), while the units left allow."""
+    sizes = list(sizes)
+    left = room - _cost(sizes, rungs)
+    while True:
+        for k in range(len(rungs) - 1, -1, -1):
+            step = rungs[k] - (rungs[k - 1] if k else 0)
+            if (sizes[k] < sizes[k - 1] if k else sizes[0] < most) and step <= left:
+                sizes[k] += 1
+                left -= step
+                break
+        else:
+            return sizes
+
+
+def shift(sizes: list[int], rungs: tuple[int, ...], room: float) -> tuple[int, ...]:
+    """Spend what is still left (less than a rung's step) by moving rungs later, the earliest first: moving rung
+    ``k`` one unit later costs one unit for each configuration that stops there (those that go on train that
+    unit anyway), and gives the cut there one more evaluation's worth of data."""
+    out = list(rungs)
+    left = room - _cost(sizes, tuple(out))
+    moved = True
+    while moved:
+        moved = False
+        for k in range(len(out) - 1):
+            cost = sizes[k] - sizes[k + 1]
+            if 0 < cost <= left and out[k] + 1 < out[k + 1]:
+                out[k] += 1
+                left -= cost
+                moved = True
+                break
+    return tuple(out)
+
+
+def plan_halving(max_units: int, room_units: float | None, *, first: int, factor: int,
+                 most: int) -> HalvingPlan | None:
+    """The plan for a budget of ``room_units`` evaluation units (None: no budget, ``most`` configurations):
+    the most configurations whose halving fits, the rest spent by `fill` and `shift`. None when not even one
+    configuration can be trained to its end.
+
+    At most one full bracket is drawn: ``factor ** (rungs - 1)`` configurations, the number from which halving
+    at every rung leaves one finalist (16 for rungs at 2, 4, 8, 16 and 24 units), and more (times ``factor``)
+    only where that bracket with every configuration trained to its end would leave budget over (never more than
+    ``most``). A larger budget promotes more configurations instead of drawing more for the first rung, where a
+    quarter epoch decides: on the recorded tables, drawing as many as the budget paid for at 10x (31) tested
+    worse than 16 with the rest spent on promotions (docs/benchmarks/search-replay.md)."""
+    rungs = halving_rungs(max_units, min(first, max_units), factor)
+    if room_units is None:
+        return HalvingPlan(rungs, tuple(_sizes(max(1, most), rungs, factor)))
+    bracket = factor ** (len(rungs) - 1)
+    while bracket * max_units < room_units and bracket < most:
+        bracket *= factor
+    most = min(most, bracket)
+    n = 0
+    while n < most and _cost(_sizes(n + 1, rungs, factor), rungs) <= room_units:
+        n += 1
+    if n == 0:
+        return None
+    sizes = fill(_sizes(n, rungs, factor), rungs, room_units, most)
+    return HalvingPlan(shift(sizes, rungs, room_units), tuple(sizes))

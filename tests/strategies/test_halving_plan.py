@@ -1,0 +1,76 @@
+"""The plan of synchronous successive halving (`lmtune.strategies.halving`): rungs, how many configurations reach
+each, sized to a budget in evaluation units, and the budget spent rather than left over."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lmtune.strategies.halving import HalvingPlan, default_first_rung, fill, halving_rungs, plan_halving, shift
+
+
+def test_rungs_grow_by_the_factor_from_the_first_to_the_full_length() -> None:
+    assert halving_rungs(24, 2, 2) == (2, 4, 8, 16, 24)
+    assert halving_rungs(24, 2, 3) == (2, 6, 18, 24)
+    assert halving_rungs(3, 1, 2) == (1, 2, 3)
+    assert halving_rungs(1, 1, 2) == (1,)
+    with pytest.raises(ValueError, match="factor >= 2"):
+        halving_rungs(10, 1, 1)
+
+
+def test_the_first_rung_is_a_quarter_epoch() -> None:
+    assert default_first_rung(8) == 2 and default_first_rung(3) == 1 and default_first_rung(1) == 1
+
+
+def test_no_budget_plans_the_given_number_of_configurations() -> None:
+    plan = plan_halving(24, None, first=2, factor=2, most=12)
+    assert plan == HalvingPlan((2, 4, 8, 16, 24), (12, 6, 3, 1, 1))
+    assert plan.cost_units == 12 * 2 + 6 * 2 + 3 * 4 + 1 * 8 + 1 * 8
+
+
+@pytest.mark.parametrize("units,per_epoch", [(24, 8), (16, 8), (12, 4), (30, 10), (6, 2)])
+@pytest.mark.parametrize("budget", [2, 3, 5, 10, 20])
+def test_a_budget_is_spent_to_within_five_percent_and_never_overrun(units: int, per_epoch: int,
+                                                                   budget: int) -> None:
+    """The budget in default runs of 2 epochs; every configuration trains ``units`` to its end."""
+    room = budget * 2 * per_epoch
+    plan = plan_halving(units, room, first=default_first_rung(per_epoch), factor=2, most=256)
+    assert plan is not None
+    assert plan.cost_units <= room
+    assert plan.cost_units >= 0.95 * room, (plan, plan.cost_units, room)
+    assert plan.rungs[-1] == units and list(plan.rungs) == sorted(set(plan.rungs))
+    # each rung keeps at most as many as the one before, and at least one configuration reaches the end
+    assert all(a >= b >= 1 for a, b in zip(plan.sizes, plan.sizes[1:], strict=False))
+    # every rung but the last is a checkpoint a configuration can pause at
+    every = plan.checkpoint_every()
+    assert every >= 1 and all(r % every == 0 for r in plan.rungs[:-1])
+
+
+def test_a_budget_too_small_for_one_configuration_to_its_end_has_no_plan() -> None:
+    assert plan_halving(24, 23, first=2, factor=2, most=256) is None
+    one = plan_halving(24, 24, first=2, factor=2, most=256)
+    assert one is not None and one.configurations == 1 and one.cost_units == 24
+
+
+def test_more_configurations_are_never_drawn_than_allowed() -> None:
+    plan = plan_halving(24, 10_000, first=2, factor=2, most=40)
+    assert plan is not None and plan.configurations == 40
+
+
+def test_fill_promotes_to_the_highest_rung_first_then_draws_more_for_the_first() -> None:
+    rungs = (2, 4, 8, 16, 24)
+    assert fill([3, 1, 1, 1, 1], rungs, 30, most=100) == [3, 2, 1, 1, 1]  # 28 + one more to rung 4 (2 units)
+    # 32 of 50: rung 8 (4 units) so that rung 16 can take one more (8), then rungs 4 and 8 again (2 + 4)
+    assert fill([4, 2, 1, 1, 1], rungs, 50, most=100) == [4, 3, 3, 2, 1]
+    assert fill([2, 1, 1, 1, 1], rungs, 31, most=100) == [3, 2, 1, 1, 1]  # rung 4, then one more at rung 2
+    assert fill([2, 1, 1, 1, 1], rungs, 31, most=2) == [2, 2, 1, 1, 1]
+
+
+def test_shift_moves_the_earliest_rung_it_can_pay_for() -> None:
+    # 30 of 31.84 units: one configuration stops at rung 2; moving it to 3 costs 1 unit
+    assert shift([3, 2, 1, 1, 1], (2, 4, 8, 16, 24), 31.84) == (3, 4, 8, 16, 24)
+    assert shift([3, 2, 1, 1, 1], (2, 4, 8, 16, 24), 30) == (2, 4, 8, 16, 24)
+    # a rung is never moved onto the next one
+    assert shift([2, 1], (1, 2), 100) == (1, 2)
+    assert math.isclose(HalvingPlan((3, 4, 8, 16, 24), (3, 2, 1, 1, 1)).cost_units, 31)

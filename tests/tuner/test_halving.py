@@ -1,0 +1,193 @@
+"""Synchronous successive halving (``search.strategy: halving``, and ``auto`` under ``budget.max_train_tokens``),
+run by the tuner on the simulated backend: configurations pause at each rung and the best go on from their
+checkpoints (nothing is trained twice), the token budget is spent, an interrupted study resumes, and a budget too
+small for one configuration is refused before anything trains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import run_lmtune, set_args, tiny_overrides
+from lmtune.config import load_config
+from lmtune.errors import ConfigError
+from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.schedulers import HALVING_STATE as STATE_FILE
+from lmtune.study import record
+from lmtune.tuner import Tuner, make_plan
+
+QUICKSTART = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
+
+
+def _sets(tiny_model: Path, tiny_csv: Path, d: Path, *more: str) -> list[str]:
+    # 24 steps of 16 evaluated every 2 steps: 12 units of 32 examples, 3 per epoch of the 96 train rows
+    return [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=24", "training.eval_every=2",
+            "execution.workers=1", *more]
+
+
+def _run_tokens(sets: list[str]) -> float:
+    plan = make_plan(load_config(QUICKSTART, sets))
+    return plan.total_examples * plan.tokens_per_example
+
+
+def _loss_at(curve: list[dict[str, Any]], units: int) -> float:
+    return float(next(p for p in curve if int(p["units"]) >= units)["metrics"]["eval_loss"])
+
+
+def test_auto_under_a_token_budget_halves_continues_and_spends_the_budget(tiny_model: Path, tiny_csv: Path,
+                                                                         tmp_path: Path) -> None:
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=auto")
+    cap = int(4 * _run_tokens(sets))
+    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
+                    backend=SimulatedExecutor(workers=1)).run()
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    rungs, sizes = state["rungs"], state["sizes"]
+    assert summary.stop_reason == "successive halving finished"
+    recs = record.records(summary.study.trials)
+    assert len(recs) == sizes[0] >= 6  # four runs' tokens pay for many configurations, not four
+    for r in recs:  # continued from where it paused: every unit trained once
+        assert [int(p["units"]) for p in r.curve] == list(range(1, len(r.curve) + 1)), r.curve
+        assert r.config["max_steps"] == 24  # the pinned (longest) length
+    # at each rung the best by validation loss went on, the others were pruned there
+    for k, rung in enumerate(rungs[:-1]):
+        reached = [r for r in recs if r.curve and int(r.curve[-1]["units"]) >= rung]
+        went_on = [r for r in reached if int(r.curve[-1]["units"]) > rung]
+        assert len(reached) == sizes[k] and len(went_on) == sizes[k + 1]
+        worst_kept = max(_loss_at(r.curve, rung) for r in went_on)
+        assert all(_loss_at(r.curve, rung) >= worst_kept for r in reached if r not in went_on)
+        assert all(r.state == "PRUNED" and r.pruned_at_units == rung and "successive halving" in (r.stop_reason or "")
+                   for r in reached if r not in went_on)
+    assert [r.state for r in recs].count("COMPLETE") == sizes[-1]
+    spent = sum(r.train_tokens or 0 for r in recs)
+    assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap)  # the plan may end up to 1 % above (PLANNED_SLACK)
+
+
+def test_auto_without_a_token_budget_stays_tpe_with_asha(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    summary = Tuner(load_config(QUICKSTART, _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=auto")),
+                    n_trials=3,
+                    backend=SimulatedExecutor(workers=1)).run()
+    assert not (tmp_path / "s" / STATE_FILE).exists() and summary.stop_reason == "n_trials reached"
+    assert record.records(summary.study.trials)[0].is_default
+
+
+def test_halving_without_a_budget_halves_n_trials_configurations(tiny_model: Path, tiny_csv: Path,
+                                                                 tmp_path: Path) -> None:
+    summary = Tuner(load_config(QUICKSTART, _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")),
+                    n_trials=8, backend=SimulatedExecutor(workers=1)).run()
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    assert state["rungs"] == [1, 2, 4, 8, 12] and state["sizes"] == [8, 4, 2, 1, 1]
+    assert [r.state for r in record.records(summary.study.trials)].count("COMPLETE") == 1
+
+
+def test_a_budget_too_small_for_one_configuration_is_refused_before_training(tiny_model: Path, tiny_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
+    cap = f"budget.max_train_tokens={int(0.8 * _run_tokens(sets))}"
+    with pytest.raises(ConfigError, match="cannot train one configuration to its end"):
+        Tuner(load_config(QUICKSTART, [*sets, cap]), backend=SimulatedExecutor(workers=1)).run()
+    out = run_lmtune("tune", QUICKSTART, *set_args([*sets, f"study.dir={tmp_path / 'cli'}", cap]))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-800:]
+    assert "raise budget.max_train_tokens" in out.stderr + out.stdout
+    # auto falls back to its default trial and ASHA there instead (a budget of one run trains the default)
+    auto = [*_sets(tiny_model, tiny_csv, tmp_path / "auto", "search.strategy=auto"), cap]
+    summary = Tuner(load_config(QUICKSTART, auto), backend=SimulatedExecutor(workers=1)).run()
+    assert not (tmp_path / "auto" / STATE_FILE).exists() and record.records(summary.study.trials)[0].is_default
+
+
+class _Interrupting(SimulatedExecutor):
+    """Ctrl-C at the ``after``-th acquire."""
+
+    def __init__(self, after: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.after = after
+
+    def acquire(self) -> int:
+        if self.after == 0:
+            raise KeyboardInterrupt
+        self.after -= 1
+        return super().acquire()
+
+
+def test_an_interrupted_halving_resumes_each_configuration_from_its_checkpoint(tiny_model: Path, tiny_csv: Path,
+                                                                               tmp_path: Path) -> None:
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
+    cfg = load_config(QUICKSTART, sets)
+    with pytest.raises(KeyboardInterrupt):
+        Tuner(cfg, n_trials=8, backend=_Interrupting(10, workers=1)).run()  # the 8 at rung 1, 2 of rung 2
+    summary = Tuner(cfg, n_trials=8, backend=SimulatedExecutor(workers=1)).run()
+    recs = record.records(summary.study.trials)
+    assert summary.stop_reason == "successive halving finished" and len(recs) == 8  # no configuration drawn again
+    assert sorted(r.state for r in recs) == ["COMPLETE"] + ["PRUNED"] * 7
+    for r in recs:  # each resumed where it paused: no unit trained twice, none skipped
+        assert [int(p["units"]) for p in r.curve] == list(range(1, len(r.curve) + 1)), r.curve
+
+
+def test_halving_with_several_objectives_is_refused(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving",
+                 "study.objectives=[{metric: eval_accuracy}, {metric: serve_params}]")
+    with pytest.raises(ConfigError, match="ranks configurations by one metric"):
+        Tuner(load_config(QUICKSTART, sets), backend=SimulatedExecutor(workers=1)).run()
+
+
+@pytest.mark.slow  # real trainer processes: the slow tier
+def test_halving_pauses_and_continues_real_trainers_from_their_checkpoints(tiny_model: Path, tiny_csv: Path,
+                                                                        tmp_path: Path) -> None:
+    """``lmtune tune`` on the local backend: each configuration's trainer saves an exact checkpoint at the rung,
+    exits, and the promoted ones start again from it (the curve goes on where it paused); the checkpoints no
+    configuration resumes from are deleted."""
+    d = tmp_path / "s"
+    sets = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12", "training.eval_every=2",
+            "search.strategy=halving", "execution.workers=1"]
+    out = run_lmtune("tune", QUICKSTART, *set_args(sets), "--n-trials", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    from lmtune.study import load_study
+
+    recs = record.records(load_study(d)[0].trials)
+    assert sorted(r.state for r in recs) == ["COMPLETE", "PRUNED", "PRUNED", "PRUNED"]
+    for r in recs:  # no evaluation twice (a larger batch than the default evaluates every few units)
+        units = [int(p["units"]) for p in r.curve]
+        assert units == sorted(set(units)) and units[0] <= 2, r.curve
+    finalist = next(r for r in recs if r.state == "COMPLETE")
+    assert int(finalist.curve[-1]["units"]) == 6 and finalist.train_tokens and finalist.value is not None
+    # kept: at most the finalist's own checkpoints of its last run; every paused one was given up
+    assert not any(p.is_dir() for r in recs if r.state == "PRUNED" for p in Path(r.trial_dir or "").glob("u?????"))
+
+
+def test_longer_examples_than_planned_promote_fewer_instead_of_overrunning(tiny_model: Path, tiny_csv: Path,
+                                                                          tmp_path: Path) -> None:
+    """A trainer whose examples are 30 % longer than the train split's mean (a script's own data, say): the plan
+    over-promises, the rungs ahead are planned again from the tokens left at the rate trained, fewer go on, and a
+    finalist still completes within the cap's slack."""
+    from lmtune.execution.simtrainer import simulate
+
+    def longer(spec: dict[str, Any], emit: Any, receive: Any, **kw: Any) -> int:
+        def scaled(ev: dict[str, Any]) -> None:
+            for k in ("tokens", "train_tokens"):
+                if k in ev:
+                    ev[k] = round(ev[k] * 1.3)
+            emit(ev)
+        return simulate(spec, scaled, receive, **kw)
+
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
+    cap = int(4 * _run_tokens(sets))
+    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
+                    backend=SimulatedExecutor(workers=1, trainer=longer)).run()
+    recs = record.records(summary.study.trials)
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    assert summary.stop_reason == "successive halving finished", summary.stop_reason
+    assert "COMPLETE" in [r.state for r in recs]
+    assert sum(r.train_tokens or 0 for r in recs) <= 1.01 * cap
+    planned = _plan_of(sets, cap)
+    assert state["sizes"][1:] != list(planned.sizes[1:])  # fewer went on than first planned
+
+
+def _plan_of(sets: list[str], cap: int) -> Any:
+    from lmtune.strategies import default_first_rung, plan_halving
+
+    plan = make_plan(load_config(QUICKSTART, sets))
+    room = cap * 0.995 / (plan.examples_per_unit * plan.tokens_per_example)
+    return plan_halving(plan.max_units, room, first=default_first_rung(plan.train_rows / plan.examples_per_unit),
+                        factor=2, most=256)
