@@ -56,6 +56,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
                                         "search.prune_metric=eval_loss")),
     # auto without its default-settings trial (a budget of 3x spends a third of itself on the default)
     "auto_no_default": ("auto", ("search.include_default=false",)),
+    # auto before synchronous halving (issue 31): TPE + asynchronous ASHA on eval_loss, every configuration at the
+    # longest length, the default trial first; an explicit search.pruner keeps auto on it under a token budget
+    "auto_asha": ("auto", ("search.pruner=asha",)),
 }
 
 

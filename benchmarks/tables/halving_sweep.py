@@ -1,0 +1,126 @@
+"""The sweep that chose `auto`'s successive halving (docs/benchmarks/search-replay.md): the simulated candidate of
+`tables.candidates` (synchronous halving with continuation, sized to the budget, the practice prior's learning
+rate, every configuration at the longest recorded length) over its first rung (1, 2, 4, 8 evaluations), reduction
+factor (2, 3, 4), ranking metric (validation loss or accuracy) and whether the default configuration trains first
+on its own (``--default-first``: the default settings instead as the halving's first configuration), at 2, 3, 5,
+10 and 20 default runs, 100 worlds per cell. Prints one line per variant (mean regret per budget, in points) and
+writes every cell's mean regret and budget spent as JSON.
+
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/tables/halving_sweep.py --tasks rotten_tomatoes \\
+        --out /tmp/halving-sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+from pathlib import Path
+
+import optuna
+
+from lmtune.strategies.practice import FULL_FINETUNE_LR
+from tables.arms import _suggest
+from tables.candidates import _cost_units, _fill, _plan
+from tables.table import Table
+
+BUDGETS = (2, 3, 5, 10, 20)
+
+
+def draws(table: Table, longest: float, seed: int, n: int = 800, *, default_first: bool = False) -> list[int]:
+    """The distinct configurations a random search with the practice prior meets, in order (the candidate's
+    pool for ``n0`` configurations is the first ``n0`` of them); ``default_first``: the default settings at the
+    longest length first (what lmtune's halving draws first)."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    mapping = table.mapper()
+    lo, hi = FULL_FINETUNE_LR
+    _, written_lo, written_hi = table.space["learning_rate"]
+    pool: list[int] = [mapping(dict(table.meta["default"]), longest)] if default_first else []
+    for _ in range(n):
+        hp = _suggest(study.ask(), table)
+        u = math.log(hp["learning_rate"] / written_lo) / math.log(written_hi / written_lo)
+        hp["learning_rate"] = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
+        c = mapping(hp, longest)
+        if c not in pool:
+            pool.append(c)
+    return pool
+
+
+def halving(table: Table, pool: list[int], world: int, budget_tokens: float, first: int, eta: int, rank: str,
+            with_default: bool) -> tuple[float, float]:
+    """`tables.candidates.halving` on a drawn pool: (the selected configuration's test score, tokens spent)."""
+    longest = max(float(table.configs[i]["epochs"]) for i in table.ids)
+    per_epoch = int(table.meta["evals_per_epoch"])
+    units = round(longest * per_epoch)
+    rungs, r = [], first
+    while r < units:
+        rungs.append(r)
+        r *= eta
+    rungs.append(units)
+    default = table.default_id()
+    spent, finalists = 0.0, []
+    if with_default:
+        d = table.run(default, world).final
+        spent += float(d["tokens"])
+        finalists.append((float(d[table.metric]), default))
+    unit_tokens = table.default_tokens(world) / (float(table.meta["default"]["epochs"]) * per_epoch)
+    left = (budget_tokens - spent) / unit_tokens
+    n0 = 0
+    while n0 < len(pool) and _cost_units(_plan(n0 + 1, rungs, eta), rungs) <= left * 0.98:
+        n0 += 1
+    if n0:
+        sizes = _fill(_plan(n0, rungs, eta), rungs, left * 0.98)
+        reached = dict.fromkeys(pool[:n0], 0)
+        alive = list(pool[:n0])
+        for k, (n, rung) in enumerate(zip(sizes, rungs, strict=True)):
+            alive = alive[:n]
+            for c in alive:
+                run = table.run(c, world)
+                start = run.points[reached[c] - 1]["tokens"] if reached[c] else 0.0
+                spent += run.points[min(rung, len(run.points)) - 1]["tokens"] - start
+                reached[c] = rung
+            if k + 1 < len(rungs):
+                sign = -1.0 if rank.endswith("loss") else 1.0
+                alive.sort(key=lambda c, at=rung: -sign * table.run(c, world).points[at - 1][rank])
+        finalists += [(float(table.run(c, world).final[table.metric]), c) for c in alive]
+    if not finalists:
+        return table.test_score(default, world), spent
+    return table.test_score((max if table.maximize else min)(finalists)[1], world), spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", required=True)
+    ap.add_argument("--tables", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--worlds", type=int, default=100)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--default-first", action="store_true",
+                    help="the default settings at the longest length as the first configuration of the halving")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out: dict[str, list[float]] = {}
+    for task in args.tasks:
+        table = Table(args.tables / task)
+        longest = max(float(table.configs[i]["epochs"]) for i in table.ids)
+        pools = [draws(table, longest, w, default_first=args.default_first) for w in range(args.worlds)]
+        for with_default, rank, first, eta in itertools.product([False, True], ["eval_loss", "eval_accuracy"],
+                                                                 [1, 2, 4, 8], [2, 3, 4]):
+            means = []
+            for b in BUDGETS:
+                regrets, spent = [], []
+                for w in range(args.worlds):
+                    tokens = b * table.default_tokens(w)
+                    test, s = halving(table, pools[w], w, tokens, first, eta, rank, with_default)
+                    regrets.append(table.regret(test, w))
+                    spent.append(s / tokens)
+                key = f"{task}|default={int(with_default)}|{rank}|first={first}|factor={eta}|{b}x"
+                out[key] = [statistics.mean(regrets), statistics.mean(spent)]
+                means.append(round(100 * out[key][0], 2))
+            print(task, f"default={with_default}", rank, f"first={first}", f"factor={eta}", means, flush=True)
+    args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
