@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,17 @@ RATE_TOLERANCE = 0.10
 log = logging.getLogger("lmtune")
 
 
+class Stage(Enum):
+    """Where one configuration of the halving stands (its value is what the state file holds)."""
+
+    WAITING = "waiting"   # to be started (or resumed) for the current rung
+    RUNNING = "running"
+    PAUSED = "paused"     # at the current rung, with a checkpoint
+    DONE = "done"         # trained to its end: told to the study
+    PRUNED = "pruned"
+    FAILED = "failed"
+
+
 @dataclass
 class _Config:
     """One configuration of the halving: its trial, how far it trained and where it paused."""
@@ -57,7 +69,7 @@ class _Config:
     params: dict[str, Any]
     units: int = 0                      # units trained (where it paused, or ended)
     checkpoint: str | None = None       # the checkpoint it resumes from (None: from the start)
-    state: Literal["waiting", "running", "paused", "done", "pruned", "failed"] = "waiting"
+    state: Stage = Stage.WAITING
     curve: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
     wall: float = 0.0
@@ -135,14 +147,14 @@ class HalvingScheduler(Scheduler):
             frozen = by_number[int(c["trial"])]
             rec = record.read(frozen)
             conf = _Config(i, optuna.trial.Trial(self.study, frozen._trial_id), dict(frozen.params),
-                          units=int(c["units"]), checkpoint=c.get("checkpoint"), state=c["state"],
+                          units=int(c["units"]), checkpoint=c.get("checkpoint"), state=Stage(c["state"]),
                           tokens=rec.train_tokens or 0, wall=rec.wall_time_s or 0.0)
-            if conf.state == "running":  # interrupted: from its last checkpoint, or from the start
-                conf.state = "waiting"
+            if conf.state is Stage.RUNNING:  # interrupted: from its last checkpoint, or from the start
+                conf.state = Stage.WAITING
             # the evaluations after its checkpoint are trained again
             conf.curve = [p for p in rec.curve if int(p.get("units", 0)) <= conf.units]
             self.configs.append(conf)
-            if conf.state == "waiting":
+            if conf.state is Stage.WAITING:
                 self.waiting.append(i)
         mine = {c.trial.number for c in self.configs}
         for t in by_number.values():  # a trial asked but never recorded in the state: not ours to resume
@@ -154,7 +166,7 @@ class HalvingScheduler(Scheduler):
     def _save(self) -> None:
         state = {"rung": self.rung, "rungs": list(self.halving.rungs), "sizes": list(self.halving.sizes),
                  "configs": [{"trial": c.trial.number, "units": c.units, "checkpoint": c.checkpoint,
-                              "state": c.state} for c in self.configs]}
+                              "state": c.state.value} for c in self.configs]}
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(self.state_path)
@@ -169,7 +181,7 @@ class HalvingScheduler(Scheduler):
             if not self.waiting:
                 return None
             conf = self.configs[self.waiting.popleft()]
-            conf.state = "running"
+            conf.state = Stage.RUNNING
             resume = conf.checkpoint
             if resume is not None and not self.checkpoints.checkpoint_ready(Path(resume)):
                 log.warning("halving: trial %d's checkpoint %s is gone; it trains again from the start",
@@ -244,12 +256,12 @@ class HalvingScheduler(Scheduler):
         finished: tuple[str, float | None, str] | None = None
         with self.lock:
             if ended.ending is Ending.PAUSED:
-                conf.state = "paused"
+                conf.state = Stage.PAUSED
                 record.write(conf.trial, **{k: v for k, v in ended.fields.items() if k != "stopped_by"})
             else:
                 record.write(conf.trial, **ended.fields)
                 if ended.state == "COMPLETE":
-                    conf.state, conf.units = "done", self.plan.max_units
+                    conf.state, conf.units = Stage.DONE, self.plan.max_units
                     self.study.tell(conf.trial, ended.value)
                     finished = ("COMPLETE", ended.value, "")
                 else:
@@ -257,7 +269,7 @@ class HalvingScheduler(Scheduler):
                     state = TrialState.PRUNED if ended.state == "PRUNED" else TrialState.FAIL
                     if state is TrialState.FAIL and "fail_reason" not in ended.fields:
                         record.write(conf.trial, fail_reason=reason)
-                    conf.state = "pruned" if state is TrialState.PRUNED else "failed"
+                    conf.state = Stage.PRUNED if state is TrialState.PRUNED else Stage.FAILED
                     self.study.tell(conf.trial, state=state)
                     finished = (state.name, None, reason)
                 if conf.checkpoint is not None:
@@ -274,7 +286,7 @@ class HalvingScheduler(Scheduler):
         with self.lock:
             record.write(conf.trial, fail_reason=reason)
             self.study.tell(conf.trial, state=TrialState.FAIL)
-            conf.state = "failed"
+            conf.state = Stage.FAILED
             self._promote_if_done()
             self._save()
         self._finished(conf, "FAIL", None, reason)
@@ -291,12 +303,12 @@ class HalvingScheduler(Scheduler):
     def _promote_if_done(self) -> None:
         """Every configuration of this rung has paused, ended or failed: the best go on to the next rung, the
         others are pruned. Under the lock."""
-        if self.waiting or any(c.state == "running" for c in self.configs):
+        if self.waiting or any(c.state is Stage.RUNNING for c in self.configs):
             return
         if self.rung + 1 >= len(self.halving.rungs) or self._stop:
             return
         rung = self.halving.rungs[self.rung]
-        here = [c for c in self.configs if c.state == "paused"]
+        here = [c for c in self.configs if c.state is Stage.PAUSED]
         self._fit_rest()
         keep = self.halving.sizes[self.rung + 1]
         ranked = sorted(here, key=lambda c: (-self._value_at(c, rung), c.index))  # ties: the earlier first
@@ -305,7 +317,7 @@ class HalvingScheduler(Scheduler):
                       f"{self.plan.max_units} units; the best {keep} went on")
             record.write(conf.trial, stopped_by=Ending.PRUNED.wire, pruned_at_units=conf.units, stop_reason=reason)
             self.study.tell(conf.trial, state=TrialState.PRUNED)
-            conf.state = "pruned"
+            conf.state = Stage.PRUNED
             if conf.checkpoint is not None:
                 self._removable.append(Path(conf.checkpoint))
                 conf.checkpoint = None
@@ -316,7 +328,7 @@ class HalvingScheduler(Scheduler):
             self.reporter.trial_finished(conf.trial.number, "PRUNED", None, reason, None)
         self.rung += 1
         for conf in ranked[:keep]:
-            conf.state = "waiting"
+            conf.state = Stage.WAITING
             self.waiting.append(conf.index)
 
     def _fit_rest(self) -> None:
