@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +200,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible); run `pytest -m gpu` on a GPU machine")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+def interrupting_executor(after: int, **kw: Any) -> Any:
+    """A simulated backend whose ``acquire`` is interrupted (Ctrl-C) once ``after`` trials were launched."""
+    from lmtune.execution.simulated import SimulatedExecutor
+
+    class Interrupting(SimulatedExecutor):
+        def __init__(self) -> None:
+            super().__init__(**kw)
+            self.after = after
+
+        def acquire(self) -> int:
+            if self.after == 0:
+                raise KeyboardInterrupt
+            self.after -= 1
+            return super().acquire()
+
+    return Interrupting()

@@ -60,8 +60,10 @@ def _fill(sizes: list[int], rungs: list[int], room: float) -> list[int]:
             return sizes
 
 
-def halving(table: Table, world: int, budget_tokens: int, seed: int, *, first_units: int = 4, eta: int = 3,
-            rank_metric: str = "eval_loss", with_default: bool = False) -> ArmResult:
+def halving(table: Table, world: int, budget_tokens: float, seed: int, *, first_units: int = 4, eta: int = 3,
+            rank_metric: str = "eval_loss", with_default: bool = False, pool: list[int] | None = None) -> ArmResult:
+    """The candidate (module docstring); ``pool``: the distinct configurations to take, in order, instead of
+    drawing them here (`tables.halving_sweep` draws them once per world for all its variants)."""
     t0 = time.perf_counter()
     longest = max(float(table.configs[i]["epochs"]) for i in table.ids)
     per_epoch = int(table.meta["evals_per_epoch"])
@@ -82,14 +84,16 @@ def halving(table: Table, world: int, budget_tokens: int, seed: int, *, first_un
     unit_tokens = table.default_tokens(world) / (float(table.meta["default"]["epochs"]) * per_epoch)
     left_units = (budget_tokens - spent) / unit_tokens
     n0 = 0
-    while _cost_units(_plan(n0 + 1, rungs, eta), rungs) <= left_units * 0.98:
+    while (pool is None or n0 < len(pool)) and _cost_units(_plan(n0 + 1, rungs, eta), rungs) <= left_units * 0.98:
         n0 += 1
-    if n0 >= 1:
+    if n0 >= 1 and pool is not None:
+        pool = pool[:n0]
+    elif n0 >= 1:
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
         mapping = table.mapper()
         lo, hi = FULL_FINETUNE_LR  # auto's practice prior for a full fine-tune
         _, written_lo, written_hi = table.space["learning_rate"]
-        pool: list[int] = []
+        pool = []
         for _ in range(50 * n0):  # distinct configurations (a small table runs out of them)
             if len(pool) == n0:
                 break
@@ -100,6 +104,7 @@ def halving(table: Table, world: int, budget_tokens: int, seed: int, *, first_un
             c = mapping(hp, longest)
             if c not in pool:
                 pool.append(c)
+    if n0 >= 1 and pool:
         n0 = len(pool)
         sizes = _fill(_plan(n0, rungs, eta), rungs, left_units * 0.98)
         reached = {c: 0 for c in pool}

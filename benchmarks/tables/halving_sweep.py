@@ -23,7 +23,7 @@ import optuna
 
 from lmtune.strategies.practice import FULL_FINETUNE_LR
 from tables.arms import _suggest
-from tables.candidates import _cost_units, _fill, _plan
+from tables.candidates import halving
 from tables.table import Table
 
 BUDGETS = (2, 3, 5, 10, 20)
@@ -48,48 +48,6 @@ def draws(table: Table, longest: float, seed: int, n: int = 800, *, default_firs
     return pool
 
 
-def halving(table: Table, pool: list[int], world: int, budget_tokens: float, first: int, eta: int, rank: str,
-            with_default: bool) -> tuple[float, float]:
-    """`tables.candidates.halving` on a drawn pool: (the selected configuration's test score, tokens spent)."""
-    longest = max(float(table.configs[i]["epochs"]) for i in table.ids)
-    per_epoch = int(table.meta["evals_per_epoch"])
-    units = round(longest * per_epoch)
-    rungs, r = [], first
-    while r < units:
-        rungs.append(r)
-        r *= eta
-    rungs.append(units)
-    default = table.default_id()
-    spent, finalists = 0.0, []
-    if with_default:
-        d = table.run(default, world).final
-        spent += float(d["tokens"])
-        finalists.append((float(d[table.metric]), default))
-    unit_tokens = table.default_tokens(world) / (float(table.meta["default"]["epochs"]) * per_epoch)
-    left = (budget_tokens - spent) / unit_tokens
-    n0 = 0
-    while n0 < len(pool) and _cost_units(_plan(n0 + 1, rungs, eta), rungs) <= left * 0.98:
-        n0 += 1
-    if n0:
-        sizes = _fill(_plan(n0, rungs, eta), rungs, left * 0.98)
-        reached = dict.fromkeys(pool[:n0], 0)
-        alive = list(pool[:n0])
-        for k, (n, rung) in enumerate(zip(sizes, rungs, strict=True)):
-            alive = alive[:n]
-            for c in alive:
-                run = table.run(c, world)
-                start = run.points[reached[c] - 1]["tokens"] if reached[c] else 0.0
-                spent += run.points[min(rung, len(run.points)) - 1]["tokens"] - start
-                reached[c] = rung
-            if k + 1 < len(rungs):
-                sign = -1.0 if rank.endswith("loss") else 1.0
-                alive.sort(key=lambda c, at=rung: -sign * table.run(c, world).points[at - 1][rank])
-        finalists += [(float(table.run(c, world).final[table.metric]), c) for c in alive]
-    if not finalists:
-        return table.test_score(default, world), spent
-    return table.test_score((max if table.maximize else min)(finalists)[1], world), spent
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", required=True)
@@ -112,9 +70,12 @@ def main() -> None:
                 regrets, spent = [], []
                 for w in range(args.worlds):
                     tokens = b * table.default_tokens(w)
-                    test, s = halving(table, pools[w], w, tokens, first, eta, rank, with_default)
+                    r = halving(table, w, tokens, w, first_units=first, eta=eta, rank_metric=rank,
+                                with_default=with_default, pool=pools[w])
+                    # a search that selected nothing leaves its user with the default configuration
+                    test = r.test if math.isfinite(r.test) else table.test_score(table.default_id(), w)
                     regrets.append(table.regret(test, w))
-                    spent.append(s / tokens)
+                    spent.append(r.spent_tokens / tokens)
                 key = f"{task}|default={int(with_default)}|{rank}|first={first}|factor={eta}|{b}x"
                 out[key] = [statistics.mean(regrets), statistics.mean(spent)]
                 means.append(round(100 * out[key][0], 2))

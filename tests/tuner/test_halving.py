@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_lmtune, set_args, tiny_overrides
+from conftest import interrupting_executor, run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.execution.simulated import SimulatedExecutor
@@ -97,26 +97,12 @@ def test_a_budget_too_small_for_one_configuration_is_refused_before_training(tin
     assert not (tmp_path / "auto" / STATE_FILE).exists() and record.records(summary.study.trials)[0].is_default
 
 
-class _Interrupting(SimulatedExecutor):
-    """Ctrl-C at the ``after``-th acquire."""
-
-    def __init__(self, after: int, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.after = after
-
-    def acquire(self) -> int:
-        if self.after == 0:
-            raise KeyboardInterrupt
-        self.after -= 1
-        return super().acquire()
-
-
 def test_an_interrupted_halving_resumes_each_configuration_from_its_checkpoint(tiny_model: Path, tiny_csv: Path,
                                                                                tmp_path: Path) -> None:
     sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
     cfg = load_config(QUICKSTART, sets)
     with pytest.raises(KeyboardInterrupt):
-        Tuner(cfg, n_trials=8, backend=_Interrupting(10, workers=1)).run()  # the 8 at rung 1, 2 of rung 2
+        Tuner(cfg, n_trials=8, backend=interrupting_executor(10, workers=1)).run()  # the 8 at rung 1, 2 of rung 2
     summary = Tuner(cfg, n_trials=8, backend=SimulatedExecutor(workers=1)).run()
     recs = record.records(summary.study.trials)
     assert summary.stop_reason == "successive halving finished" and len(recs) == 8  # no configuration drawn again

@@ -28,7 +28,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import tiny_overrides
+from conftest import interrupting_executor, tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.protocol import (
@@ -334,20 +334,6 @@ def test_the_final_runs_keep_the_contract(checked: list[Checked], tiny_model: Pa
     assert {r["which"] for r in summary.results["runs"]} == {"default", "best"}
 
 
-class _Interrupting(SimulatedExecutor):
-    """A backend whose ``acquire`` is interrupted (Ctrl-C) once ``after`` trials were launched."""
-
-    def __init__(self, after: int, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.after = after
-
-    def acquire(self) -> int:
-        if self.after == 0:
-            raise KeyboardInterrupt
-        self.after -= 1
-        return super().acquire()
-
-
 def test_an_interrupted_search_fails_and_requeues_what_ran(checked: list[Checked], tiny_model: Path,
                                                            tiny_csv: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,7 +346,7 @@ def test_an_interrupted_search_fails_and_requeues_what_ran(checked: list[Checked
 
     monkeypatch.setattr(SearchScheduler, "abandon", late_abandon)
     with pytest.raises(KeyboardInterrupt):
-        Tuner(cfg, n_trials=5, backend=_Interrupting(2, workers=3, unit_s=0.5)).run()  # a 3rd slot: Ctrl-C
+        Tuner(cfg, n_trials=5, backend=interrupting_executor(2, workers=3, unit_s=0.5)).run()  # a 3rd slot: Ctrl-C
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'int' / 'study.db'}")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == 2 and all(record.read(t).fail_reason == INTERRUPTED for t in failed)
