@@ -17,14 +17,35 @@ validation accuracy tested 1.0 below (docs/benchmarks/search-replay.md).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from collections.abc import Iterator
 
 import optuna
 
 from lmtune.strategies.practice import FULL_FINETUNE_LR
 from tables.arms import ArmResult, _suggest
 from tables.table import Table
+
+
+def practice_draws(table: Table, longest: float, seed: int, *, tries: int) -> Iterator[int]:
+    """The distinct configurations at the ``longest`` length that ``tries`` random draws meet, in order, each
+    learning rate drawn log-uniformly in the written range and moved onto auto's practice range (the prior
+    for a full fine-tune)."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    mapping = table.mapper()
+    lo, hi = FULL_FINETUNE_LR
+    _, written_lo, written_hi = table.space["learning_rate"]
+    seen: set[int] = set()
+    for _ in range(tries):
+        hp = _suggest(study.ask(), table)
+        u = math.log(hp["learning_rate"] / written_lo) / math.log(written_hi / written_lo)
+        hp["learning_rate"] = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
+        c = mapping(hp, longest)
+        if c not in seen:
+            seen.add(c)
+            yield c
 
 
 def _plan(n0: int, rungs: list[int], eta: int) -> list[int]:
@@ -88,22 +109,8 @@ def halving(table: Table, world: int, budget_tokens: float, seed: int, *, first_
         n0 += 1
     if n0 >= 1 and pool is not None:
         pool = pool[:n0]
-    elif n0 >= 1:
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
-        mapping = table.mapper()
-        lo, hi = FULL_FINETUNE_LR  # auto's practice prior for a full fine-tune
-        _, written_lo, written_hi = table.space["learning_rate"]
-        pool = []
-        for _ in range(50 * n0):  # distinct configurations (a small table runs out of them)
-            if len(pool) == n0:
-                break
-            hp = _suggest(study.ask(), table)
-            # the written range's log-uniform draw, moved onto the practice range
-            u = math.log(hp["learning_rate"] / written_lo) / math.log(written_hi / written_lo)
-            hp["learning_rate"] = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
-            c = mapping(hp, longest)
-            if c not in pool:
-                pool.append(c)
+    elif n0 >= 1:  # distinct configurations (a small table runs out of them)
+        pool = list(itertools.islice(practice_draws(table, longest, seed, tries=50 * n0), n0))
     if n0 >= 1 and pool:
         n0 = len(pool)
         sizes = _fill(_plan(n0, rungs, eta), rungs, left_units * 0.98)

@@ -21,31 +21,18 @@ from pathlib import Path
 
 import optuna
 
-from lmtune.strategies.practice import FULL_FINETUNE_LR
-from tables.arms import _suggest
-from tables.candidates import halving
+from tables.candidates import halving, practice_draws
 from tables.table import Table
 
 BUDGETS = (2, 3, 5, 10, 20)
 
 
 def draws(table: Table, longest: float, seed: int, n: int = 800, *, default_first: bool = False) -> list[int]:
-    """The distinct configurations a random search with the practice prior meets, in order (the candidate's
-    pool for ``n0`` configurations is the first ``n0`` of them); ``default_first``: the default settings at the
-    longest length first (what lmtune's halving draws first)."""
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
-    mapping = table.mapper()
-    lo, hi = FULL_FINETUNE_LR
-    _, written_lo, written_hi = table.space["learning_rate"]
-    pool: list[int] = [mapping(dict(table.meta["default"]), longest)] if default_first else []
-    for _ in range(n):
-        hp = _suggest(study.ask(), table)
-        u = math.log(hp["learning_rate"] / written_lo) / math.log(written_hi / written_lo)
-        hp["learning_rate"] = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
-        c = mapping(hp, longest)
-        if c not in pool:
-            pool.append(c)
-    return pool
+    """The distinct configurations a random search with the practice prior meets in ``n`` draws, in order (the
+    candidate's pool for ``n0`` configurations is the first ``n0`` of them); ``default_first``: the default
+    settings at the longest length first (what lmtune's halving draws first)."""
+    first = [table.mapper()(dict(table.meta["default"]), longest)] if default_first else []
+    return first + [c for c in practice_draws(table, longest, seed, tries=n) if c not in first]
 
 
 def main() -> None:
