@@ -111,11 +111,15 @@ def test_an_interrupted_halving_resumes_each_configuration_from_its_checkpoint(t
         assert [int(p["units"]) for p in r.curve] == list(range(1, len(r.curve) + 1)), r.curve
 
 
-def test_halving_with_several_objectives_is_refused(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
+def test_halving_with_several_objectives_or_queued_configurations_is_refused(tiny_model: Path, tiny_csv: Path,
+                                                                            tmp_path: Path) -> None:
     sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving",
                  "study.objectives=[{metric: eval_accuracy}, {metric: serve_params}]")
     with pytest.raises(ConfigError, match="ranks configurations by one metric"):
         Tuner(load_config(QUICKSTART, sets), backend=SimulatedExecutor(workers=1)).run()
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "q", "search.strategy=halving")
+    with pytest.raises(ConfigError, match="runs no queued ones"):  # a proxy stage's transfers
+        Tuner(load_config(QUICKSTART, sets), queued_only=True, backend=SimulatedExecutor(workers=1)).run()
 
 
 @pytest.mark.slow  # real trainer processes: the slow tier

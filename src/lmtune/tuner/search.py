@@ -151,7 +151,7 @@ class Tuner:
         summary = RunSummary(plan=plan, study=study, stop_reason="")
         if kind is HalvingScheduler or (traits(cfg.search.strategy).halves_under_token_budget
                                         and self._auto_halves(plan, study, priors)):
-            return summary, self._halving(plan, study, t0)
+            return summary, self._halving(plan, study, priors, t0)
         build = {PBTRunner: self._population, SearchScheduler: self._search}[kind]
         return summary, build(plan, study, summary, priors, t0)
 
@@ -189,10 +189,15 @@ class Tuner:
         return plan_halving(plan.max_units, room, first=first, factor=cfg.search.reduction_factor or 2,
                             most=self.n_trials if room is None else MAX_HALVING_CONFIGS)
 
-    def _halving(self, plan: Plan, study: optuna.Study, t0: float) -> HalvingScheduler:
+    def _halving(self, plan: Plan, study: optuna.Study, priors: list[Prior], t0: float) -> HalvingScheduler:
         """Synchronous successive halving (`lmtune.schedulers.halving`), sized to the budget; refused before any
-        training when the budget cannot train one configuration to its end."""
+        training when the budget cannot train one configuration to its end, and where it would leave out
+        configurations it was given (warm-start priors, a proxy's transfers)."""
         cfg = self.cfg
+        if priors or self.queued_only:
+            raise ConfigError("search.strategy halving: draws its own configurations at the start and runs no "
+                              "queued ones; for warm-start priors (search.prior_studies) or a proxy stage's "
+                              "transfers use strategy auto, bayes or asha")
         if len(cfg.study.objective_list()) > 1:
             raise ConfigError("search.strategy halving: ranks configurations by one metric at each rung; with "
                               "study.objectives use strategy auto, asha or hyperband (multi-objective halving)")
