@@ -96,6 +96,9 @@ def test_the_launch_rule_plans_the_next_trial_at_its_own_length(tiny_model: Path
         over = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=null", "training.epochs=1",
                 f"search.strategy={strategy}", "search.include_default=false",
                 "search.space={epochs: {type: int, low: 1, high: 3}}",
+                # auto as TPE + ASHA: an explicit pruner keeps it there under a token budget (without one it
+                # runs successive halving, tests/tuner/test_halving.py)
+                *(["search.pruner=asha"] if strategy == "auto" else []),
                 *([f"budget.max_train_tokens={cap}"] if cap else [])]
         out = run_lmtune("tune", QUICKSTART, *set_args(over), "--n-trials", str(n))
         assert out.returncode == 0, out.stderr
