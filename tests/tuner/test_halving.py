@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from conftest import interrupting_executor, run_lmtune, set_args, tiny_overrides
+from lmtune.cli.views import trial_rows
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.schedulers import HALVING_STATE as STATE_FILE
-from lmtune.study import record
+from lmtune.study import load_study, record
 from lmtune.tuner import Tuner, make_plan
 
 QUICKSTART = str(Path(__file__).parents[2] / "examples" / "quickstart.yaml")
@@ -103,10 +104,20 @@ def test_an_interrupted_halving_resumes_each_configuration_from_its_checkpoint(t
     cfg = load_config(QUICKSTART, sets)
     with pytest.raises(KeyboardInterrupt):
         Tuner(cfg, n_trials=8, backend=interrupting_executor(10, workers=1)).run()  # the 8 at rung 1, 2 of rung 2
+    # meanwhile `lmtune status` shows the configurations waiting at the rung as PAUSED there, not RUNNING
+    status = run_lmtune("status", str(tmp_path / "s"))
+    assert status.returncode == 0, status.stderr[-800:]
+    study, meta = load_study(tmp_path / "s")
+    rows = trial_rows(study, meta["metric"])
+    paused = [r for r in rows if r["state"] == "PAUSED"]
+    assert {r["number"]: r["reason"].split(" with")[0] for r in paused} == {
+        r.number: f"paused at {r.units} units" for r in record.records(study.trials) if r.state == "PAUSED"}
+    assert len(paused) >= 2 and "PAUSED" in status.stdout and "paused at" in status.stdout
     summary = Tuner(cfg, n_trials=8, backend=SimulatedExecutor(workers=1)).run()
     recs = record.records(summary.study.trials)
     assert summary.stop_reason == "successive halving finished" and len(recs) == 8  # no configuration drawn again
     assert sorted(r.state for r in recs) == ["COMPLETE"] + ["PRUNED"] * 7
+    assert all(r.paused_at_units is None for r in recs)
     for r in recs:  # each resumed where it paused: no unit trained twice, none skipped
         assert [int(p["units"]) for p in r.curve] == list(range(1, len(r.curve) + 1)), r.curve
 

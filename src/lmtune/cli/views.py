@@ -54,7 +54,10 @@ def trial_rows(study: optuna.Study, metric: str, objectives: list[str] | None = 
             "values": values, "values_at_end": at_end,
             "units": r.units, "train_tokens": r.train_tokens, "wall_time_s": r.wall_time_s,
             "default": r.is_default, "params": r.params,
-            "reason": r.fail_reason or "", "perplexity": perplexity_of(t, metric),
+            "reason": r.fail_reason or (f"paused at {r.paused_at_units} units with a checkpoint (successive halving: "
+                                        "goes on if it ranks among the best at this rung)"
+                                        if r.paused_at_units is not None else ""),
+            "perplexity": perplexity_of(t, metric),
         })
     return rows
 

@@ -7,7 +7,8 @@ first ``n`` trials. Each trains to the current rung, saving an exact checkpoint 
 when every configuration of the rung has paused (or failed), they are ranked by the pruning metric at the rung
 (search.prune_metric, else validation loss), the best go on from their checkpoints to the next rung and the
 others are recorded as pruned. At the last rung the survivors train to their end and are told to the study with
-their final score. An Optuna trial stays RUNNING while its configuration is paused.
+their final score. An Optuna trial stays RUNNING while its configuration is paused; its record's
+``paused_at_units`` says where (`lmtune status` shows it PAUSED).
 
 The state (rung, each configuration's units and checkpoint) is written to ``<study_dir>/halving_state.json``
 after every decision, so an interrupted study resumes every paused configuration from its checkpoint, and one
@@ -182,6 +183,8 @@ class HalvingScheduler(Scheduler):
                 return None
             conf = self.configs[self.waiting.popleft()]
             conf.state = Stage.RUNNING
+            if conf.units:
+                record.write(conf.trial, paused_at_units=None)
             resume = conf.checkpoint
             if resume is not None and not self.checkpoints.checkpoint_ready(Path(resume)):
                 log.warning("halving: trial %d's checkpoint %s is gone; it trains again from the start",
@@ -257,7 +260,8 @@ class HalvingScheduler(Scheduler):
         with self.lock:
             if ended.ending is Ending.PAUSED:
                 conf.state = Stage.PAUSED
-                record.write(conf.trial, **{k: v for k, v in ended.fields.items() if k != "stopped_by"})
+                record.write(conf.trial, **{k: v for k, v in ended.fields.items() if k != "stopped_by"},
+                             paused_at_units=conf.units)
             else:
                 record.write(conf.trial, **ended.fields)
                 if ended.state == "COMPLETE":
@@ -315,7 +319,8 @@ class HalvingScheduler(Scheduler):
         for place, conf in enumerate(ranked[keep:], start=keep + 1):
             reason = (f"successive halving: ranked {place} of {len(ranked)} by {self.prune_metric} at {rung} of "
                       f"{self.plan.max_units} units; the best {keep} went on")
-            record.write(conf.trial, stopped_by=Ending.PRUNED.wire, pruned_at_units=conf.units, stop_reason=reason)
+            record.write(conf.trial, stopped_by=Ending.PRUNED.wire, pruned_at_units=conf.units, stop_reason=reason,
+                         paused_at_units=None)
             self.study.tell(conf.trial, state=TrialState.PRUNED)
             conf.state = Stage.PRUNED
             if conf.checkpoint is not None:

@@ -6,7 +6,7 @@ trial with batch size 8 and one with batch size 64 are compared after the same e
 Where the space searches the training length (``epochs`` or ``max_steps``), a trial is compared only
 with trials planned to train as long (rungs per length): at one epoch of data a 1-epoch trial has
 finished its decayed schedule while a 3-epoch trial is a third into its own, still at a high learning
-rate, so equal data alone prunes every long trial (measured: docs/search.md, BBC topics).
+rate, so equal data alone prunes every long trial (measured: docs/benchmarks/search-small-cells.md, BBC topics).
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ class TrialRecord:
     """One trial as lmtune reads it. Optuna's own fields first, then lmtune's attrs."""
 
     number: int
-    state: str                       # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    # COMPLETE, PRUNED, FAIL, RUNNING, WAITING, or PAUSED: a successive-halving configuration paused at a rung
+    # (Optuna holds it RUNNING until it goes on or is pruned; `paused_at_units` says where)
+    state: str
     value: float | None              # the objective (the first, the score, of several), when finite
     params: dict[str, Any]           # what the sampler chose (the searched fields only)
     values: list[float] | None = None  # every objective (study.objectives), COMPLETE trials only
@@ -48,6 +50,7 @@ class TrialRecord:
     adapter_dir: str | None = None   # where a LoRA trial saved its adapter
     stopped_by: str | None = None    # why a trial ended before its length: pruned, budget, early_stopping…
     pruned_at_units: int | None = None
+    paused_at_units: int | None = None  # paused at this rung with a checkpoint, to go on (None once it trains on)
     fail_reason: str | None = None
     stop_reason: str | None = None   # why a trial that did not fail was stopped (the budget)
     pbt: dict[str, Any] | None = None  # member, generation, parent_trial, schedule, units
@@ -104,8 +107,11 @@ def read(trial: FrozenTrial) -> TrialRecord:
     """The typed record of ``trial``; missing or malformed attrs read as their defaults."""
     a = trial.user_attrs
     curve = a.get("curve")
+    paused = _int(a.get("paused_at_units"))
+    running = trial.state == TrialState.RUNNING
     return TrialRecord(
-        number=trial.number, state=trial.state.name, value=value_of(trial), params=dict(trial.params),
+        number=trial.number, state="PAUSED" if running and paused is not None else trial.state.name,
+        value=value_of(trial), params=dict(trial.params),
         values=[float(v) for v in trial.values] if trial.values else None,
         config=dict(a["config"]) if isinstance(a.get("config"), Mapping) else {},
         is_default=bool(a.get("is_default", False)),
@@ -117,6 +123,7 @@ def read(trial: FrozenTrial) -> TrialRecord:
         precision_reason=_str(a.get("precision_reason")), forward=_str(a.get("forward")),
         micro_batch_size=_int(a.get("micro_batch_size")), adapter_dir=_str(a.get("adapter_dir")),
         stopped_by=_str(a.get("stopped_by")), pruned_at_units=_int(a.get("pruned_at_units")),
+        paused_at_units=paused if running else None,
         fail_reason=_str(a.get("fail_reason")), stop_reason=_str(a.get("stop_reason")),
         pbt=dict(a["pbt"]) if isinstance(a.get("pbt"), Mapping) else None,
         proxy_trial=_int(a.get("proxy_trial")), proxy_value=_float(a.get("proxy_value")),

@@ -149,26 +149,29 @@ class Tuner:
         plan = make_plan(cfg)  # the space is built once, in the plan: components get plan.space
         study = self._open_study(plan)
         summary = RunSummary(plan=plan, study=study, stop_reason="")
-        if kind is HalvingScheduler or (traits(cfg.search.strategy).halves_under_token_budget
-                                        and self._auto_halves(plan, study, priors)):
-            return summary, self._halving(plan, study, priors, t0)
+        if kind is HalvingScheduler:
+            return summary, self._halving(plan, study, priors, t0, self._halving_plan(plan, study))
+        if traits(cfg.search.strategy).halves_under_token_budget:
+            halving = self._auto_halves(plan, study, priors)
+            if halving is not None:
+                return summary, self._halving(plan, study, priors, t0, halving)
         build = {PBTRunner: self._population, SearchScheduler: self._search}[kind]
         return summary, build(plan, study, summary, priors, t0)
 
-    def _auto_halves(self, plan: Plan, study: optuna.Study, priors: list[Prior]) -> bool:
-        """Whether ``strategy: auto`` runs synchronous successive halving (`_halving`) here: under a token budget
-        that trains two or more configurations to their end through the halving, for one objective, from one
-        driver, with no queued configurations (priors, transfers) to serve; a study that ran auto's ASHA before
-        goes on with it. Otherwise auto is TPE + ASHA (`_search`)."""
+    def _auto_halves(self, plan: Plan, study: optuna.Study, priors: list[Prior]) -> HalvingPlan | None:
+        """The successive halving ``strategy: auto`` runs here (`_halving`), or None where it runs TPE + ASHA
+        (`_search`): it halves under a token budget that trains two or more configurations to their end through
+        the halving, for one objective, from one driver, with no queued configurations (priors, transfers) to
+        serve; a study that halved before goes on halving, one that ran auto's ASHA before goes on with it."""
         cfg = self.cfg
         if (plan.paths.root / HALVING_STATE).is_file():
-            return True
+            return self._halving_plan(plan, study)
         if (cfg.budget.max_train_tokens is None or len(cfg.study.objective_list()) > 1 or priors
                 or self.queued_only or isinstance(self.coord, SharedCoordination) or cfg.search.pruner is not None
                 or study.get_trials(deepcopy=False)):
-            return False
+            return None
         halving = self._halving_plan(plan, study)
-        return halving is not None and halving.configurations >= 2
+        return halving if halving is not None and halving.configurations >= 2 else None
 
     def _halving_plan(self, plan: Plan, study: optuna.Study) -> HalvingPlan | None:
         """The halving for the budget left: rungs from search.min_units (else a quarter epoch) by the reduction
@@ -189,10 +192,12 @@ class Tuner:
         return plan_halving(plan.max_units, room, first=first, factor=cfg.search.reduction_factor or 2,
                             most=self.n_trials if room is None else MAX_HALVING_CONFIGS)
 
-    def _halving(self, plan: Plan, study: optuna.Study, priors: list[Prior], t0: float) -> HalvingScheduler:
-        """Synchronous successive halving (`lmtune.schedulers.halving`), sized to the budget; refused before any
-        training when the budget cannot train one configuration to its end, and where it would leave out
-        configurations it was given (warm-start priors, a proxy's transfers)."""
+    def _halving(self, plan: Plan, study: optuna.Study, priors: list[Prior], t0: float,
+                 halving: HalvingPlan | None) -> HalvingScheduler:
+        """Synchronous successive halving (`lmtune.schedulers.halving`) by ``halving``, the plan sized to the
+        budget (`_halving_plan`); refused before any training when the budget cannot train one configuration to
+        its end (``halving`` None), and where it would leave out configurations it was given (warm-start priors,
+        a proxy's transfers)."""
         cfg = self.cfg
         if priors or self.queued_only:
             raise ConfigError("search.strategy halving: draws its own configurations at the start and runs no "
@@ -205,7 +210,6 @@ class Tuner:
             raise ConfigError("search.strategy halving: runs from one driver (its rungs' state is in the study "
                               "directory); run 'lmtune tune' with execution.workers or execution.backend: ray "
                               "instead of 'lmtune worker'")
-        halving = self._halving_plan(plan, study)
         if halving is None:
             per_run = plan.total_examples * plan.tokens_per_example
             raise ConfigError(
