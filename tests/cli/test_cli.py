@@ -161,7 +161,8 @@ def test_sigkill_then_rerun_completes_and_keeps_work(tiny_model: Path, tiny_csv:
     try:
         while time.time() < deadline:
             states = _states(db)
-            # RUNNING shows at ask(), a moment before its parameters are written; kill once they are
+            # RUNNING shows at ask(), a moment before its parameters are written one by one; kill once all
+            # of them are (a kill between two left a trial with part of its configuration, re-run as another)
             if "COMPLETE" in states and _running_with_params(db):
                 break
             time.sleep(0.3)
@@ -202,9 +203,13 @@ def _running_with_params(db: Path) -> bool:
 
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
-            rows = con.execute("SELECT COUNT(*) FROM trials t JOIN trial_params p ON p.trial_id = t.trial_id "
-                               "WHERE t.state = 'RUNNING'").fetchone()
-            return bool(rows and rows[0])
+            def params(state: str) -> list[int]:
+                return [row[0] for row in con.execute(
+                    "SELECT COUNT(p.param_id) FROM trials t LEFT JOIN trial_params p ON p.trial_id = t.trial_id "
+                    "WHERE t.state = ? GROUP BY t.trial_id", (state,))]
+
+            full, running = max(params("COMPLETE"), default=0), params("RUNNING")
+            return full > 0 and any(n >= full for n in running)
     except sqlite3.Error:
         return False
 
