@@ -127,7 +127,10 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
     only where that bracket with every configuration trained to its end would leave budget over (never more than
     ``most``). A larger budget promotes more configurations instead of drawing more for the first rung, where a
     quarter epoch decides: on the recorded tables, drawing as many as the budget paid for at 10x (31) tested
-    worse than 16 with the rest spent on promotions (docs/benchmarks/search-replay.md)."""
+    worse than 16 with the rest spent on promotions (docs/benchmarks/search-replay.md). That evidence is weak:
+    a table holds 16 or fewer configurations at the longest length, so draws beyond them trained recorded runs
+    again, and whether more draws (or a second bracket) help in a live space, where each draw is new, is not
+    measured (docs/search.md, "What these numbers can and cannot say")."""
     rungs = halving_rungs(max_units, min(first, max_units), factor)
     if room_units is None:
         return HalvingPlan(rungs, tuple(_sizes(max(1, most), rungs, factor)))
