@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all lint typecheck docs bench-synetune clean
+.PHONY: setup demo test test-slow test-all lint typecheck docs bench-synetune bench-synetune013 clean
 
 setup: $(STAMP)
 
@@ -44,11 +44,19 @@ docs: $(STAMP)
 
 # Syne Tune, a benchmark peer (benchmarks/tables/synetune_peer.py), in its own environment: its pins are not lmtune's.
 STVENV := benchmarks/.venv-synetune
+ST13VENV := benchmarks/.venv-synetune013
 bench-synetune: $(STVENV)/.installed
 $(STVENV)/.installed: benchmarks/tables/synetune-requirements.txt
 	$(PYTHON) -m venv $(STVENV)
 	$(STVENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/tables/synetune-requirements.txt
 	touch $@
 
+# Syne Tune 0.13: MOBSTER, Hyper-Tune and DyHPO, which later versions no longer ship
+bench-synetune013: $(ST13VENV)/.installed
+$(ST13VENV)/.installed: benchmarks/tables/synetune013-requirements.txt
+	$(PYTHON) -m venv $(ST13VENV)
+	$(ST13VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/tables/synetune013-requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(STVENV) site runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STVENV) $(ST13VENV) site runs .pytest_cache .mypy_cache .ruff_cache

@@ -8,10 +8,18 @@ benchmarks/objectives.py keeps the plain nearest, as its other arms do).
 
 The blackbox: fidelity = evaluation units (8 per epoch for classification, 4 for the LoRA table) of each
 configuration's own run; a trial reports its curve up to its own length (``config_objectives`` below), and
-its elapsed time is its train tokens / 1,000, so Syne Tune's ``StoppingCriterion(max_wallclock_time)`` is
-the token budget. One worker, as every other arm. The selected configuration is Syne Tune's own
-``best_config()`` (the best reported validation value over all results); its score is that configuration's
-final test score in the table.
+its elapsed time is its train tokens, so Syne Tune's ``StoppingCriterion(max_wallclock_time)`` is the token
+budget. (In tokens, not thousands: the simulator also advances its clock by the real seconds its scheduler
+spends deciding and by the tuner's sleep time, which at one unit per thousand tokens cost the model-based
+schedulers 20-40 % of their budget, and ASHA some too; at one per token they cost nothing measurable.) The
+tokens a search spent are counted from the units each trial reached (`spent_tokens`); results reported after
+the budget ran out are dropped (the stopping criterion ends a search at its first result past the budget; every
+other arm stops before crossing it). One worker, as every other arm. The selected configuration is the one
+Syne Tune's ``best_config()`` picks (the best reported validation value over all results, here those within
+the budget); its score is that configuration's final test score in the table.
+
+MOBSTER, Hyper-Tune and DyHPO are not in Syne Tune 0.14 and later; they run from Syne Tune 0.13 in a second
+environment (``make bench-synetune013``; ``--schedulers mobster dyhpo`` with its python).
 
     benchmarks/.venv-synetune/bin/python benchmarks/tables/synetune_peer.py --task rotten_tomatoes \\
         --schedulers asha bohb --budgets 1 2 3 5 10 20 --seeds 100
@@ -62,7 +70,7 @@ def make_backend(table: Table, world: int, mapping: Any, *, error: bool = False)
     per_epoch = int(table.meta["evals_per_epoch"])
     per_unit = math.ceil(table.rows / per_epoch)
     longest = max(int(c["epochs"]) for c in table.configs)
-    names = [table.metric, "tokens_k", table.test_metric, *(["error"] if error else [])]
+    names = [table.metric, "tokens", table.test_metric, *(["error"] if error else [])]
 
     class TableBlackbox(Blackbox):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -82,26 +90,52 @@ def make_backend(table: Table, world: int, mapping: Any, *, error: bool = False)
             rows = []
             for u in self.fidelity_values:
                 p = run.at(min(int(u) * per_unit, table.rows * epochs))
-                rows.append([p.get(table.metric, float("nan")), p.get("tokens", 0.0) / 1000.0,
+                rows.append([p.get(table.metric, float("nan")), p.get("tokens", 0.0),
                              run.final.get(table.test_metric, float("nan")),
                              *([1.0 - p.get(table.metric, float("nan"))] if error else [])])
             return np.array(rows)
 
     class TableBackend(UserBlackboxBackend):  # type: ignore[misc]
-        """A trial's results end with its own run: ``epochs`` x units per epoch."""
+        """A trial's results end with its own run: ``epochs`` x units per epoch. The clock is train tokens:
+        the real seconds the scheduler spends deciding are not added to it (`_advance_by_outside_time`)."""
+
+        def _advance_by_outside_time(self) -> None:
+            pass  # Syne Tune adds the real seconds spent outside the backend (deciding) to the clock
 
         def config_objectives(self, config: dict[str, Any], seed: int) -> list[dict[str, Any]]:
             last = per_epoch * int(config["epochs"])
+            # Syne Tune 0.16 names the fidelity column time_attr, 0.13 resource_attr
+            attr = {"time_attr": self.time_attr} if hasattr(self, "time_attr") else \
+                {"resource_attr": self.resource_attr}
             return metrics_for_configuration(blackbox=self.blackbox, config=self._filter_config(config),
-                                             time_attr=self.time_attr, fidelity_range=(1, last), seed=seed)
+                                             fidelity_range=(1, last), seed=seed, **attr)
 
-    return TableBackend(blackbox=TableBlackbox(), elapsed_time_attr="tokens_k", seed=0)
+    # the tuner's loop steps the clock by tuner_sleep_time: a twentieth of an evaluation unit's tokens, so a
+    # trial starts at most that late after the one before it ended
+    step = table.default_tokens(world) / (float(table.meta["default"]["epochs"]) * per_epoch) / 20
+    return TableBackend(blackbox=TableBlackbox(), elapsed_time_attr="tokens", seed=0, tuner_sleep_time=step)
+
+
+# the model-based multi-fidelity schedulers that Syne Tune 0.14 and later no longer ship: run from Syne Tune 0.13
+# (benchmarks/tables/synetune013-requirements.txt, make bench-synetune013)
+LEGACY = ("mobster", "dyhpo", "hypertune")
 
 
 def scheduler_for(name: str, table: Table, seed: int) -> Any:
     from syne_tune.optimizer import baselines
 
     longest = max(int(c["epochs"]) for c in table.configs) * int(table.meta["evals_per_epoch"])
+    if name in LEGACY:
+        if not hasattr(baselines, "MOBSTER"):
+            raise SystemExit(f"{name} is in Syne Tune 0.13, not in this one: run this script with "
+                             "benchmarks/.venv-synetune013/bin/python (make bench-synetune013)")
+        legacy = {"config_space": config_space(table), "metric": table.metric,
+                  "mode": "max" if table.maximize else "min", "random_seed": seed, "resource_attr": "units",
+                  "max_t": longest}
+        # MOBSTER and Hyper-Tune as their defaults run them (stopping type, rungs by reduction factor 3 from one
+        # unit); DyHPO pauses and resumes trials (rungs every 2 units)
+        return {"mobster": baselines.MOBSTER, "dyhpo": baselines.DyHPO,
+                "hypertune": baselines.HyperTune}[name](**legacy)
     common = {"config_space": config_space(table), "metric": table.metric, "do_minimize": not table.maximize,
               "random_seed": seed}
     if name == "asha":
@@ -129,10 +163,10 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     mapping = table.mapper(distinct=False)
     backend = make_backend(table, world, mapping, error=True)
-    scheduler = MOASHA(config_space=config_space(table), metrics=["error", "tokens_k"], do_minimize=True,
+    scheduler = MOASHA(config_space=config_space(table), metrics=["error", "tokens"], do_minimize=True,
                        time_attr="units", max_t=longest, grace_period=1, reduction_factor=3, random_seed=seed)
     tuner = Tuner(trial_backend=backend, scheduler=scheduler,
-                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens / 1000.0), n_workers=1, sleep_time=0,
+                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens), n_workers=1, sleep_time=0,
                   callbacks=[SimulatorCallback()], tuner_name=f"st-moasha-{seed}", save_tuner=False,
                   suffix_tuner_name=True, print_update_interval=10**9)
     tuner.run()
@@ -143,11 +177,25 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
         config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
         if int(rows["units"].max()) >= per_epoch * int(config["epochs"]):
             completed.append(mapping(config, float(config["epochs"])))
-    spent = float(df["tokens_k"].groupby(df["trial_id"]).max().sum()) * 1000.0
+    spent = spent_tokens(table, world, mapping, df)
     trials = int(df["trial_id"].nunique())
     shutil.rmtree(result.path, ignore_errors=True)
     return {"seed": seed, "world": world, "completed": completed, "spent": spent / tokens, "trials": trials,
             "pruned": trials - len(completed), "seconds": time.perf_counter() - t0}
+
+
+def spent_tokens(table: Table, world: int, mapping: Any, df: Any) -> float:
+    """The train tokens of a search: each trial's run up to the furthest unit it reported. (Its reported
+    ``tokens`` will not do for a trial that paused and resumed: the simulator counts its time from the
+    pause.)"""
+    per_unit = math.ceil(table.rows / int(table.meta["evals_per_epoch"]))
+    total = 0.0
+    for _trial, rows in df.groupby("trial_id"):
+        config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
+        epochs = int(config["epochs"])
+        run = table.run(mapping(config, float(epochs)), world)
+        total += float(run.at(min(int(rows["units"].max()) * per_unit, table.rows * epochs)).get("tokens", 0.0))
+    return total
 
 
 def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
@@ -159,20 +207,27 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     mapping = table.mapper()
     tuner = Tuner(trial_backend=make_backend(table, world, mapping), scheduler=scheduler_for(name, table, seed),
-                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens / 1000.0), n_workers=1, sleep_time=0,
+                  stop_criterion=StoppingCriterion(max_wallclock_time=tokens), n_workers=1, sleep_time=0,
                   callbacks=[SimulatorCallback()], tuner_name=f"st-{name}-{seed}", save_tuner=False,
                   suffix_tuner_name=True, print_update_interval=10**9)
     tuner.run()
     from syne_tune.experiments import load_experiment
 
     result = load_experiment(tuner.name)
-    best = {k.removeprefix("config_"): v for k, v in result.best_config().items() if k.startswith("config_")}
-    selected = mapping(best, float(best["epochs"]))
     shutil.rmtree(result.path, ignore_errors=True)
-    spent = float(result.results["tokens_k"].groupby(result.results["trial_id"]).max().sum()) * 1000.0
+    # what was reported by the end of the budget: the stopping criterion ends the search at the first result
+    # past it, and every other arm stops before crossing the budget (the HF peer at its last report within it)
+    df = result.results[result.results["st_tuner_time"] <= tokens]
+    if df.empty:  # not one evaluation within the budget: the user keeps the default settings
+        selected = table.default_id()
+    else:
+        row = df.loc[df[table.metric].idxmax() if table.maximize else df[table.metric].idxmin()]
+        best = {k.removeprefix("config_"): v for k, v in row.items() if str(k).startswith("config_")}
+        selected = mapping(best, float(best["epochs"]))
+    spent = spent_tokens(table, world, mapping, df)
     test = table.test_score(selected, world)
     return {"seed": seed, "world": world, "selected": selected, "test": test, "regret": table.regret(test, world),
-            "spent": spent / tokens, "trials": int(result.results["trial_id"].nunique()),
+            "spent": spent / tokens, "trials": int(df["trial_id"].nunique()),
             "seconds": time.perf_counter() - t0}
 
 
