@@ -185,6 +185,33 @@ def test_longer_examples_than_planned_promote_fewer_instead_of_overrunning(tiny_
     assert state["sizes"][1:] != list(planned.sizes[1:])  # fewer went on than first planned
 
 
+def test_shorter_examples_than_planned_promote_more_and_spend_the_budget(tiny_model: Path, tiny_csv: Path,
+                                                                       tmp_path: Path) -> None:
+    """A trainer whose examples are 30 % shorter than the train split's mean: the plan under-spends, so at each
+    promotion the rungs ahead are planned again from the tokens left at the rate trained, more go on than first
+    planned, and the budget is spent (>= 95 %) instead of a third of it left over."""
+    from lmtune.execution.simtrainer import simulate
+
+    def shorter(spec: dict[str, Any], emit: Any, receive: Any, **kw: Any) -> int:
+        def scaled(ev: dict[str, Any]) -> None:
+            for k in ("tokens", "train_tokens"):
+                if k in ev:
+                    ev[k] = round(ev[k] * 0.7)
+            emit(ev)
+        return simulate(spec, scaled, receive, **kw)
+
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
+    cap = int(4 * _run_tokens(sets))
+    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
+                    backend=SimulatedExecutor(workers=1, trainer=shorter)).run()
+    recs = record.records(summary.study.trials)
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    assert summary.stop_reason == "successive halving finished", summary.stop_reason
+    spent = sum(r.train_tokens or 0 for r in recs)
+    assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap, state["sizes"])
+    assert state["sizes"][1:] != list(_plan_of(sets, cap).sizes[1:])  # more went on than first planned
+
+
 def _plan_of(sets: list[str], cap: int) -> Any:
     from lmtune.strategies import default_first_rung, plan_halving
 

@@ -88,8 +88,8 @@ class HalvingScheduler(Scheduler):
     ``pinned``: the length fields every configuration is trained with (the longest the space allows);
     ``prune_metric``: what the configurations are ranked by at a rung; ``budget_stop``: the budget's stop reason
     (a safety: the plan is sized to fit it); ``tokens_left``: the token budget left (None: none; the tuner
-    includes the cap's 1 % slack), by which the rungs still ahead are planned again at each promotion
-    (`_fit_rest`); ``include_default``: the first
+    includes the cap's 1 % slack, ``slack`` tokens), by which the rungs still ahead are planned again at each
+    promotion (`_fit_rest`); ``include_default``: the first
     configuration is the default settings at the pinned length (marked as the default-settings trial only where
     that is their own length). In the sweep that chose the halving (benchmarks/tables/halving_sweep.py
     --default-first), that configuration in place of a random one moved the mean regret by -0.5 to +0.5 points
@@ -101,12 +101,13 @@ class HalvingScheduler(Scheduler):
     def __init__(self, plan: Plan, study: optuna.Study, *, halving: HalvingPlan, pinned: dict[str, Any],
                  metric: str, prune_metric: str, direction: Literal["maximize", "minimize"],
                  include_default: bool, reporter: Reporter, budget_stop: Callable[[], str],
-                 tokens_left: Callable[[], float | None] = lambda: None, tracker: Tracker | None = None) -> None:
+                 tokens_left: Callable[[], float | None] = lambda: None, slack: float = 0.0,
+                 tracker: Tracker | None = None) -> None:
         self.plan, self.study, self.halving, self.pinned = plan, study, halving, dict(pinned)
         self.metric, self.prune_metric, self.direction = metric, prune_metric, direction
         self.include_default, self.reporter = include_default, reporter
         self.tracker: Tracker = tracker or NoTracking()
-        self._budget_stop, self._tokens_left = budget_stop, tokens_left
+        self._budget_stop, self._tokens_left, self._slack = budget_stop, tokens_left, slack
         self.lock = threading.Lock()
         self.configs: list[_Config] = []
         self.rung = 0                       # index into halving.rungs of the rung being trained to
@@ -313,7 +314,7 @@ class HalvingScheduler(Scheduler):
             return
         rung = self.halving.rungs[self.rung]
         here = [c for c in self.configs if c.state is Stage.PAUSED]
-        self._fit_rest()
+        self._fit_rest(len(here))
         keep = self.halving.sizes[self.rung + 1]
         ranked = sorted(here, key=lambda c: (-self._value_at(c, rung), c.index))  # ties: the earlier first
         for place, conf in enumerate(ranked[keep:], start=keep + 1):
@@ -336,9 +337,12 @@ class HalvingScheduler(Scheduler):
             conf.state = Stage.WAITING
             self.waiting.append(conf.index)
 
-    def _fit_rest(self) -> None:
+    def _fit_rest(self, paused: int) -> None:
         """Plan the rungs ahead again from the token budget left: where what is planned would not fit, fewer go
-        on, finalists first, at least one per rung. Under the lock.
+        on, finalists first, at least one per rung; where it leaves more than a rung's step of the budget (the
+        configurations trained fewer tokens than planned, or some failed), more go on, as `fill` would promote
+        them (the highest rung first; never more than reached the rung below: ``paused`` at this one), up to
+        the cap itself (not its slack). Under the lock.
 
         The rungs ahead are costed at the train split's mean tokens per example, as the plan was: whole epochs
         train exactly that, while the first fractions of an epoch the configurations trained so far run a few
@@ -365,6 +369,16 @@ class HalvingScheduler(Scheduler):
             if not cut:
                 break
             sizes[cut[-1]] -= 1
+        strict = room - max(0.0, self._slack) / (rate * self.plan.examples_per_unit)
+        grown = True
+        while grown:
+            grown = False
+            for j in range(len(rungs) - 1, k, -1):
+                below = paused if j == k + 1 else sizes[j - 1]
+                if sizes[j] < below and cost() + rungs[j] - rungs[j - 1] <= strict:
+                    sizes[j] += 1
+                    grown = True
+                    break
         if sizes != list(self.halving.sizes):
             log.warning("successive halving: the tokens left pay for %s configurations at the rungs ahead, not %s "
                         "(they trained %.1f tokens per example)", "/".join(map(str, sizes[k + 1:])),

@@ -480,8 +480,8 @@ def auto_pins(strategy: str, plan: Plan) -> dict[str, Any]:
     planned at the longest length, so trials of one study are compared at equal data *and* at the same
     point of their schedules, and a weak configuration is stopped after a third of it. Searched as a
     choice, most of a small budget went to 1-epoch trials that the rungs could not compare with longer
-    ones, and on BBC topics auto tested 2.2 points below the peer (docs/benchmarks/search-small-cells.md); planned at the
-    longest length it tied the peer at a third of its tokens. The default trial and warm-start
+    ones, and on BBC topics auto tested 2.2 points below the peer (docs/benchmarks/search-small-cells.md);
+    planned at the longest length it tied the peer at a third of its tokens. The default trial and warm-start
     configurations keep their own lengths (they are enqueued whole)."""
     if not traits(strategy).pins_length:
         return {}

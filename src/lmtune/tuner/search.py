@@ -227,6 +227,7 @@ class Tuner:
             budget_stop=lambda: budget.reason(study, 0, planned=True),
             tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
                                  cfg.budget.max_train_tokens * (1 + PLANNED_SLACK) - train_tokens_spent(study)),
+            slack=(cfg.budget.max_train_tokens or 0) * PLANNED_SLACK,
             tracker=self._tracker())
         scheduler.start()
         self.reporter.study_started(cfg.study.name, finished(study), halving.configurations, plan.max_units)
