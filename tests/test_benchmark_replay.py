@@ -16,7 +16,7 @@ from conftest import make_rows
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from tables import arms
-from tables.record import configurations
+from tables.record import DESIGN_SEEDS, configurations
 from tables.synthetic import write_synthetic
 from tables.table import Table
 from tables.tasks import split_by_group
@@ -31,6 +31,9 @@ def test_the_design_starts_with_the_default_and_extends_without_changing_its_poi
     a, b = configurations(24), configurations(48)
     assert a[0] == {"learning_rate": 5e-5, "batch_size": 32, "epochs": 2, "weight_decay": 0.0, "warmup_ratio": 0.0}
     assert b[:24] == a
+    # a table recorded with its own design seed shares the default, and no other point, with the first ones
+    own = configurations(48, seed=DESIGN_SEEDS["stsb_pair"])
+    assert own[0] == a[0] and not {str(c) for c in own[1:]} & {str(c) for c in b[1:]}
     assert {c["epochs"] for c in b} == {1, 2, 3} and {c["batch_size"] for c in b} == {8, 16, 32}
 
 

@@ -94,13 +94,21 @@ def spec_of(task: str) -> TableSpec:
     return CHAT_LORA if task == "chat_lora" else CLASSIFICATION
 
 
-def configurations(n: int, spec: TableSpec = CLASSIFICATION) -> list[dict[str, Any]]:
+# The Sobol design's seed. The first three classification tables share one design (20261206), so a strategy
+# whose first configuration is fixed (Syne Tune's mid-point of the space, auto's default settings) meets the
+# same recorded configuration on all three, and its luck there counts three times (docs/benchmarks/
+# search-replay.md, MOBSTER). Tables recorded since have their own design.
+DESIGN_SEEDS = {"stsb_pair": 20261207}
+DESIGN_SEED = 20261206
+
+
+def configurations(n: int, spec: TableSpec = CLASSIFICATION, *, seed: int = DESIGN_SEED) -> list[dict[str, Any]]:
     """The default, then n - 1 points of a seeded scrambled Sobol design over the spec's space (prefix-stable:
     a longer design keeps the points of a shorter one)."""
     from scipy.stats import qmc
 
     dims = list(spec.space.items())
-    points = qmc.Sobol(d=len(dims), scramble=True, seed=20261206).random(max(64, 2 ** math.ceil(math.log2(n))))
+    points = qmc.Sobol(d=len(dims), scramble=True, seed=seed).random(max(64, 2 ** math.ceil(math.log2(n))))
     out = [dict(spec.default)]
     for u in points[:n - 1]:
         config: dict[str, Any] = {}
@@ -229,7 +237,7 @@ def main() -> None:
     args = ap.parse_args()
     spec_ = spec_of(args.task)
     folder = TABLES / args.task
-    configs = configurations(args.configs or spec_.configs, spec_)
+    configs = configurations(args.configs or spec_.configs, spec_, seed=DESIGN_SEEDS.get(args.task, DESIGN_SEED))
     if args.estimate:
         print(estimate(folder, configs, args.seeds))
         return
