@@ -117,6 +117,15 @@ class HalvingScheduler(Scheduler):
         self._removable: list[Path] = []
         self._stop = ""
 
+    @staticmethod
+    def saved_plan(study_root: Path) -> HalvingPlan | None:
+        """The plan of a halving this study directory holds the state of (None: none), to resume it."""
+        path = study_root / HALVING_STATE
+        if not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        return HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"]))
+
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Draw the configurations (first run) or load them (resume); queue those that train to this rung."""

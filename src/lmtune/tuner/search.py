@@ -9,7 +9,6 @@ study's backend. The budget and the failure policy are the tuner's (`lmtune.tune
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -179,10 +178,9 @@ class Tuner:
         (less a 0.5 % margin: examples differ in length) pays for, at most search.n_trials when no token budget
         is set."""
         cfg = self.cfg
-        saved = plan.paths.root / HALVING_STATE
-        if saved.is_file():
-            state = json.loads(saved.read_text())
-            return HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"]))
+        saved = HalvingScheduler.saved_plan(plan.paths.root)
+        if saved is not None:
+            return saved
         room = None
         if cfg.budget.max_train_tokens is not None:
             spent = train_tokens_spent(study)
