@@ -157,59 +157,50 @@ def test_halving_pauses_and_continues_real_trainers_from_their_checkpoints(tiny_
     assert not any(p.is_dir() for r in recs if r.state == "PRUNED" for p in Path(r.trial_dir or "").glob("u?????"))
 
 
-def test_longer_examples_than_planned_promote_fewer_instead_of_overrunning(tiny_model: Path, tiny_csv: Path,
-                                                                          tmp_path: Path) -> None:
-    """A trainer whose examples are 30 % longer than the train split's mean (a script's own data, say): the plan
-    over-promises, the rungs ahead are planned again from the tokens left at the rate trained, fewer go on, and a
-    finalist still completes within the cap's slack."""
+def _halve_with_examples_scaled(tiny_model: Path, tiny_csv: Path, d: Path,
+                                factor: float) -> tuple[Any, int, dict[str, Any], Any]:
+    """A halving under a cap of 4 runs whose trainer reports ``factor`` times the tokens the plan expects (a
+    script's own data, longer or shorter than the train split's mean): the study's summary, the cap, the state
+    file and the plan first made."""
     from lmtune.execution.simtrainer import simulate
 
-    def longer(spec: dict[str, Any], emit: Any, receive: Any, **kw: Any) -> int:
+    def scaled_trainer(spec: dict[str, Any], emit: Any, receive: Any, **kw: Any) -> int:
         def scaled(ev: dict[str, Any]) -> None:
             for k in ("tokens", "train_tokens"):
                 if k in ev:
-                    ev[k] = round(ev[k] * 1.3)
+                    ev[k] = round(ev[k] * factor)
             emit(ev)
         return simulate(spec, scaled, receive, **kw)
 
-    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
+    sets = _sets(tiny_model, tiny_csv, d, "search.strategy=halving")
     cap = int(4 * _run_tokens(sets))
     summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
-                    backend=SimulatedExecutor(workers=1, trainer=longer)).run()
-    recs = record.records(summary.study.trials)
-    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+                    backend=SimulatedExecutor(workers=1, trainer=scaled_trainer)).run()
     assert summary.stop_reason == "successive halving finished", summary.stop_reason
+    return summary, cap, json.loads((d / STATE_FILE).read_text()), _plan_of(sets, cap)
+
+
+def test_longer_examples_than_planned_promote_fewer_instead_of_overrunning(tiny_model: Path, tiny_csv: Path,
+                                                                          tmp_path: Path) -> None:
+    """Examples 30 % longer than the train split's mean: the plan over-promises, the rungs ahead are planned
+    again from the tokens left at the rate trained, fewer go on, and a finalist still completes within the cap's
+    slack."""
+    summary, cap, state, planned = _halve_with_examples_scaled(tiny_model, tiny_csv, tmp_path / "s", 1.3)
+    recs = record.records(summary.study.trials)
     assert "COMPLETE" in [r.state for r in recs]
     assert sum(r.train_tokens or 0 for r in recs) <= 1.01 * cap
-    planned = _plan_of(sets, cap)
     assert state["sizes"][1:] != list(planned.sizes[1:])  # fewer went on than first planned
 
 
 def test_shorter_examples_than_planned_promote_more_and_spend_the_budget(tiny_model: Path, tiny_csv: Path,
                                                                        tmp_path: Path) -> None:
-    """A trainer whose examples are 30 % shorter than the train split's mean: the plan under-spends, so at each
-    promotion the rungs ahead are planned again from the tokens left at the rate trained, more go on than first
-    planned, and the budget is spent (>= 95 %) instead of a third of it left over."""
-    from lmtune.execution.simtrainer import simulate
-
-    def shorter(spec: dict[str, Any], emit: Any, receive: Any, **kw: Any) -> int:
-        def scaled(ev: dict[str, Any]) -> None:
-            for k in ("tokens", "train_tokens"):
-                if k in ev:
-                    ev[k] = round(ev[k] * 0.7)
-            emit(ev)
-        return simulate(spec, scaled, receive, **kw)
-
-    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")
-    cap = int(4 * _run_tokens(sets))
-    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
-                    backend=SimulatedExecutor(workers=1, trainer=shorter)).run()
-    recs = record.records(summary.study.trials)
-    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
-    assert summary.stop_reason == "successive halving finished", summary.stop_reason
-    spent = sum(r.train_tokens or 0 for r in recs)
+    """Examples 30 % shorter than the train split's mean: the plan under-spends, so at each promotion the rungs
+    ahead are planned again from the tokens left at the rate trained, more go on than first planned, and the
+    budget is spent (>= 95 %) instead of a third of it left over (69 % before)."""
+    summary, cap, state, planned = _halve_with_examples_scaled(tiny_model, tiny_csv, tmp_path / "s", 0.7)
+    spent = sum(r.train_tokens or 0 for r in record.records(summary.study.trials))
     assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap, state["sizes"])
-    assert state["sizes"][1:] != list(_plan_of(sets, cap).sizes[1:])  # more went on than first planned
+    assert state["sizes"][1:] != list(planned.sizes[1:])  # more went on than first planned
 
 
 def _plan_of(sets: list[str], cap: int) -> Any:
