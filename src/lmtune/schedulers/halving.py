@@ -38,6 +38,7 @@ from lmtune.execution import TrialHandle
 from lmtune.protocol import Continue, Decision, Ending, Eval, Event, Outcome, Pause, Progress, Start, Stop, ToolArgs
 from lmtune.schedulers.base import Launch, Scheduler, register
 from lmtune.strategies import HalvingPlan, pruning_value
+from lmtune.strategies.halving import fill
 from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import NoTracking, Plan, Reporter, RunRecord, Tracker, trial_spec
 
@@ -378,16 +379,11 @@ class HalvingScheduler(Scheduler):
             if not cut:
                 break
             sizes[cut[-1]] -= 1
+        # more go on where the rest leaves budget: `fill` over the rungs ahead, counted from this one, with at
+        # most the configurations paused here going on to the next
         strict = room - max(0.0, self._slack) / (rate * self.plan.examples_per_unit)
-        grown = True
-        while grown:
-            grown = False
-            for j in range(len(rungs) - 1, k, -1):
-                below = paused if j == k + 1 else sizes[j - 1]
-                if sizes[j] < below and cost() + rungs[j] - rungs[j - 1] <= strict:
-                    sizes[j] += 1
-                    grown = True
-                    break
+        ahead = tuple(r - rungs[k] for r in rungs[k + 1:])
+        sizes[k + 1:] = fill(sizes[k + 1:], ahead, strict, paused)
         if sizes != list(self.halving.sizes):
             log.warning("successive halving: the tokens left pay for %s configurations at the rungs ahead, not %s "
                         "(they trained %.1f tokens per example)", "/".join(map(str, sizes[k + 1:])),
