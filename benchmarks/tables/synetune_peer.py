@@ -148,6 +148,11 @@ def scheduler_for(name: str, table: Table, seed: int) -> Any:
     raise ValueError(f"unknown scheduler {name}")
 
 
+def config_of(row: Any) -> dict[str, Any]:
+    """The configuration of one row of Syne Tune's results (its ``config_*`` columns)."""
+    return {k.removeprefix("config_"): v for k, v in row.items() if str(k).startswith("config_")}
+
+
 def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     """Syne Tune's MOASHA (random configurations, multi-objective successive halving) on validation error and
     train tokens (both minimized; tokens as a trial reports them, cumulative), for ``benchmarks/objectives.py``:
@@ -175,7 +180,7 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     df = result.results
     completed = []
     for _trial, rows in df.groupby("trial_id"):
-        config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
+        config = config_of(rows.iloc[0])
         if int(rows["units"].max()) >= per_epoch * int(config["epochs"]):
             completed.append(mapping(config, float(config["epochs"])))
     spent = spent_tokens(table, world, mapping, df)
@@ -192,7 +197,7 @@ def spent_tokens(table: Table, world: int, mapping: Any, df: Any) -> float:
     per_unit = math.ceil(table.rows / int(table.meta["evals_per_epoch"]))
     total = 0.0
     for _trial, rows in df.groupby("trial_id"):
-        config = {k.removeprefix("config_"): v for k, v in rows.iloc[0].items() if str(k).startswith("config_")}
+        config = config_of(rows.iloc[0])
         epochs = int(config["epochs"])
         run = table.run(mapping(config, float(epochs)), world)
         total += float(run.at(min(int(rows["units"].max()) * per_unit, table.rows * epochs)).get("tokens", 0.0))
@@ -223,7 +228,7 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
         selected = table.default_id()
     else:
         row = df.loc[df[table.metric].idxmax() if table.maximize else df[table.metric].idxmin()]
-        best = {k.removeprefix("config_"): v for k, v in row.items() if str(k).startswith("config_")}
+        best = config_of(row)
         selected = mapping(best, float(best["epochs"]))
     spent = spent_tokens(table, world, mapping, df)
     test = table.test_score(selected, world)
