@@ -88,9 +88,10 @@ class HalvingScheduler(Scheduler):
 
     ``pinned``: the length fields every configuration is trained with (the longest the space allows);
     ``prune_metric``: what the configurations are ranked by at a rung; ``budget_stop``: the budget's stop reason
-    (a safety: the plan is sized to fit it); ``tokens_left``: the token budget left (None: none; the tuner
-    includes the cap's 1 % slack, ``slack`` tokens), by which the rungs still ahead are planned again at each
-    promotion (`_fit_rest`); ``include_default``: the first
+    (a safety: the plan is sized to fit it); ``tokens_left``: the token budget left (None: none), by which the
+    rungs still ahead are planned again at each promotion (`_fit_rest`); ``slack``: the tokens past the cap a
+    planned study may still train (the cap's 1 % slack: it keeps promotions that fit within it);
+    ``include_default``: the first
     configuration is the default settings at the pinned length (marked as the default-settings trial only where
     that is their own length). In the sweep that chose the halving (benchmarks/tables/halving_sweep.py
     --default-first), that configuration in place of a random one moved the mean regret by -0.5 to +0.5 points
@@ -367,7 +368,8 @@ class HalvingScheduler(Scheduler):
         rate, mean = tokens / examples, self.plan.tokens_per_example
         if mean > 0 and abs(rate / mean - 1) <= RATE_TOLERANCE:
             rate = mean
-        room = max(0.0, left) / (rate * self.plan.examples_per_unit)  # units the budget still pays for
+        unit = rate * self.plan.examples_per_unit
+        room = max(0.0, left + self._slack) / unit  # units the budget still pays for, its slack included
         rungs, sizes, k = self.halving.rungs, list(self.halving.sizes), self.rung
 
         def cost() -> int:
@@ -381,7 +383,7 @@ class HalvingScheduler(Scheduler):
             sizes[cut[-1]] -= 1
         # more go on where the rest leaves budget: `fill` over the rungs ahead, counted from this one, with at
         # most the configurations paused here going on to the next
-        strict = room - max(0.0, self._slack) / (rate * self.plan.examples_per_unit)
+        strict = max(0.0, left) / unit
         ahead = tuple(r - rungs[k] for r in rungs[k + 1:])
         sizes[k + 1:] = fill(sizes[k + 1:], ahead, strict, paused)
         if sizes != list(self.halving.sizes):

@@ -224,7 +224,7 @@ class Tuner:
             direction=cfg.study.direction, include_default=cfg.search.include_default, reporter=self.reporter,
             budget_stop=lambda: budget.reason(study, 0, planned=True),
             tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
-                                 cfg.budget.max_train_tokens * (1 + PLANNED_SLACK) - train_tokens_spent(study)),
+                                 cfg.budget.max_train_tokens - train_tokens_spent(study)),
             slack=(cfg.budget.max_train_tokens or 0) * PLANNED_SLACK,
             tracker=self._tracker())
         scheduler.start()
