@@ -37,8 +37,7 @@ from optuna.trial import TrialState
 from lmtune.execution import TrialHandle
 from lmtune.protocol import Continue, Decision, Ending, Eval, Event, Outcome, Pause, Progress, Start, Stop, ToolArgs
 from lmtune.schedulers.base import Launch, Scheduler, register
-from lmtune.strategies import HalvingPlan, pruning_value
-from lmtune.strategies.halving import fill
+from lmtune.strategies import HalvingPlan, fill, pruning_value
 from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import NoTracking, Plan, Reporter, RunRecord, Tracker, trial_spec
 
