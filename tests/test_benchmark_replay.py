@@ -170,6 +170,12 @@ def test_the_summary_has_the_form_the_bench_check_reads(table: Table, tmp_path: 
         assert v["seeds"] == 3 and v["regret_ci95"][0] <= v["regret_mean"] <= v["regret_ci95"][1]
         assert 0 < v["budget_spent"] <= 1 and v["replay_s_per_search"] < 5 and v["regret_mean"] >= 0
     assert s["random_search"]["vs_auto"]["mean"] == 0
+    # with the table, each paired difference also carries the recording's own noise, around the same mean
+    for arm, v in summarize(cells, table).items():
+        if arm != "auto":
+            d = v["vs_auto"]
+            lo, hi = d["ci95_with_recording"]
+            assert lo <= d["ci95"][0] <= d["mean"] <= d["ci95"][1] <= hi
     text = markdown({"tables": {"syn": {"metric": "test_accuracy", "configurations": 24, "seeds": 2,
                                         "recorded_on": "synthetic"}}, "results": {"syn": {"3": s}}})
     assert "| peer_optuna_hyperband |" in text and "3x" in text
@@ -334,3 +340,36 @@ def test_syne_tune_spends_its_budget_in_train_tokens_not_in_its_own_seconds(sche
     for r in rows:
         assert 0.95 <= r["spent"] <= 1.0, r
         assert r["selected"] in table.ids and 0.0 <= r["regret"] <= 1.0, r
+
+
+def test_the_recording_term_is_how_far_another_recording_would_move_the_paired_mean(table: Table) -> None:
+    """``recording_se``: the worlds only resample the runs a table recorded, so a paired difference between two
+    arms that select different configurations is uncertain by the training noise of those runs however many
+    worlds are replayed. Re-record the table many times in simulation (each run's score moved by the table's
+    seed-to-seed noise), keep the selections, and the spread of the paired mean is the term."""
+    import random
+    import statistics
+
+    from tables.replay import recording_se
+
+    ids = table.ids
+    sigma = table.seed_spread()["top_third_sd"]
+    rng = random.Random(7)
+    worlds = range(100)
+    a = [{"seed": w, "world": w, "selected": ids[w % 3]} for w in worlds]
+    b = [{"seed": w, "world": w, "selected": rng.choice(ids[:6])} for w in worlds]
+    assert recording_se(table, a, a) == 0  # the same runs: nothing another recording could move apart
+    means = []
+    for _ in range(4000):
+        noise: dict[tuple[int, int], float] = {}
+
+        def score(r: dict[str, int], noise: dict[tuple[int, int], float] = noise) -> float:
+            key = (r["selected"], table.seed_in(r["selected"], r["world"]))
+            return noise.setdefault(key, rng.gauss(0, sigma))
+
+        means.append(sum(score(x) - score(y) for x, y in zip(a, b, strict=True)) / len(a))
+    assert recording_se(table, a, b) == pytest.approx(statistics.pstdev(means), rel=0.08)
+    # two arms that always select two different configurations: about sigma, however many worlds
+    first = [dict(r, selected=ids[0]) for r in a]
+    second = [dict(r, selected=ids[1]) for r in a]
+    assert recording_se(table, first, second) == pytest.approx(sigma, rel=0.15)

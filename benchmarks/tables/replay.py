@@ -99,7 +99,36 @@ def cell(table: Table, arm: str, budget: int, seeds: list[int], data: Path, work
     return {"arm": arm, "budget": budget, "rows": rows}
 
 
-def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
+def recording_se(table: Table, rows: list[dict[str, Any]], ref: list[dict[str, Any]]) -> float:
+    """The standard error that the recording itself adds to the paired mean difference of two arms' regrets
+    (``rows`` against ``ref``, paired by seed), which the interval over worlds leaves out.
+
+    A world replays each configuration at one of its recorded runs, and the worlds are drawn from those runs:
+    100 worlds sample which run a search meets, not how a configuration trains. Had the table recorded other
+    runs, every run a selection lands on would score differently by the training noise ``sigma`` (the table's
+    seed-to-seed standard deviation among its top third, `Table.seed_spread`: the configurations searches end
+    between). With the selections held fixed, the mean difference is a sum of recorded runs' scores, each with
+    the weight ``g`` = (worlds where this arm selected it - worlds where the other did) / worlds, so the
+    recording adds ``sigma * sqrt(sum g^2)``. Two arms that select the same runs get 0; two that always
+    select two different configurations of a 2-seed table get about ``sigma`` (each configuration's mean over
+    its two runs is off by ``sigma / sqrt(2)``), however many worlds are replayed. It
+    treats the selections as fixed (an arm that selected a run because it was lucky on validation would select
+    another in another recording), so it is an approximation, not a bound."""
+    sigma = table.seed_spread()["top_third_sd"]
+    theirs = {r["seed"]: r for r in ref}
+    pairs = [(r, theirs[r["seed"]]) for r in rows if r["seed"] in theirs]
+    if not pairs or not math.isfinite(sigma):
+        return math.nan
+    g: dict[tuple[int, int], float] = {}
+    for mine, other in pairs:
+        for r, sign in ((mine, 1.0), (other, -1.0)):
+            c = table.default_id() if r["selected"] is None else int(r["selected"])
+            key = (c, table.seed_in(c, int(r["world"])))
+            g[key] = g.get(key, 0.0) + sign / len(pairs)
+    return sigma * math.sqrt(sum(x * x for x in g.values()))
+
+
+def summarize(cells: list[dict[str, Any]], table: Table | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in cells:
         regrets = [r["regret"] for r in c["rows"]]
@@ -116,12 +145,19 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
             d = [ref[r["seed"]] - r["regret"] for r in c["rows"] if r["seed"] in ref]  # > 0: this arm beats auto
             if c["arm"] != "auto" and len(d) > 1:
                 m, lo, hi = interval(d)
-                out[c["arm"]]["vs_auto"] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
-                                            "losses": sum(x < 0 for x in d)}
+                vs: dict[str, Any] = {"mean": m, "ci95": [lo, hi], "wins": sum(x > 0 for x in d),
+                                      "losses": sum(x < 0 for x in d)}
+                if table is not None:
+                    # the interval over worlds widened by what the recording adds (`recording_se`)
+                    rec = recording_se(table, auto["rows"], c["rows"])
+                    h = math.hypot((hi - lo) / 2, 1.96 * rec)
+                    vs |= {"recording_se": rec, "ci95_with_recording": [m - h, m + h]}
+                out[c["arm"]]["vs_auto"] = vs
     return out
 
 
-def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20) -> dict[str, Any]:
+def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20,
+                     table: Table | None = None) -> dict[str, Any]:
     """``auto`` at each budget against the peer as its users run it (16 trials, uncapped: its cell at
     ``peer_budget``, where its trials end before the budget does), paired by seed: the share of the peer's
     train tokens ``auto`` was given, and auto's regret minus the peer's (> 0: auto is worse). Issue 31's live
@@ -143,6 +179,9 @@ def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20) ->
         m, lo, hi = interval(d)
         out[str(budget)] = {"share_of_peer_tokens": budget / peer_x, "auto_minus_peer_regret": m,
                             "ci95": [lo, hi], "auto_worse": sum(x > 0 for x in d), "auto_better": sum(x < 0 for x in d)}
+        if table is not None:
+            h = math.hypot((hi - lo) / 2, 1.96 * recording_se(table, auto["rows"], peer["rows"]))
+            out[str(budget)]["ci95_with_recording"] = [m - h, m + h]
     return out
 
 
@@ -177,6 +216,24 @@ def markdown(summary: dict[str, Any]) -> str:
                              f"{v['regret_ci95'][1]:.4f}] ({v['budget_spent']:.0%})")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
+        if any("vs_auto" in v for bb in by_budget.values() for v in bb.values()):
+            lines += ["Paired with auto (auto's regret minus the arm's; > 0: the arm is better): mean [95 % interval "
+                      "over worlds] {the same with the recording's own noise, `recording_se`}", "",
+                      "| arm | " + " | ".join(f"{b}x" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+            for arm in arms:
+                cells = []
+                for b in budgets:
+                    d = by_budget[b].get(arm, {}).get("vs_auto")
+                    if d is None:
+                        cells.append("–")
+                        continue
+                    c = f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+                    if "ci95_with_recording" in d:
+                        c += " {{{:+.4f}, {:+.4f}}}".format(*d["ci95_with_recording"])
+                    cells.append(c)
+                if any(x != "–" for x in cells):
+                    lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+            lines.append("")
         vs = summary.get("against_the_peer", {}).get(task, {})
         if vs:
             lines += [f"auto against the peer as users run it (16 trials, {vs['peer_spent_default_runs']:.1f} default "
@@ -231,9 +288,9 @@ def main() -> None:
             # Syne Tune's arms run in their own environment (synetune_peer.py) and leave their cells here
             theirs = sorted((args.out / "cells").glob(f"{task}-{budget}x-synetune_*.json"))
             cells += [json.loads(p.read_text()) for p in theirs]
-            summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells)
+            summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells, table)
             by_budget[budget] = {c["arm"]: c for c in cells}
-        summary.setdefault("against_the_peer", {})[task] = against_the_peer(by_budget)
+        summary.setdefault("against_the_peer", {})[task] = against_the_peer(by_budget, table=table)
         # the expected best by number of random configurations, averaged over the search seeds' worlds
         curves = [dodge(table, w) for w in range(args.seeds)]
         summary.setdefault("dodge", {})[task] = [statistics.mean(c[n] for c in curves) for n in range(len(curves[0]))]
