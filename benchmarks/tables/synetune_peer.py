@@ -153,6 +153,19 @@ def config_of(row: Any) -> dict[str, Any]:
     return {k.removeprefix("config_"): v for k, v in row.items() if str(k).startswith("config_")}
 
 
+def seed_globals(seed: int) -> None:
+    """Seed numpy's and Python's global generators for one search. Syne Tune 0.16's random searcher (ASHA's,
+    and BOHB's before its model takes over) samples from numpy's global generator and ignores the scheduler's
+    ``random_seed``, so without this a search seed was not reproducible: two runs of the same seeds selected
+    different configurations."""
+    import random
+
+    import numpy as np
+
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     """Syne Tune's MOASHA (random configurations, multi-objective successive halving) on validation error and
     train tokens (both minimized; tokens as a trial reports them, cumulative), for ``benchmarks/objectives.py``:
@@ -163,6 +176,7 @@ def run_moasha(table: Table, budget: int, seed: int) -> dict[str, Any]:
     from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 
     world = seed  # world k: each configuration at one of its recorded seeds (tables.table)
+    seed_globals(seed)
     tokens = budget * table.default_tokens(world)
     per_epoch = int(table.meta["evals_per_epoch"])
     longest = max(int(c["epochs"]) for c in table.configs) * per_epoch
@@ -209,6 +223,7 @@ def run_one(table: Table, name: str, budget: int, seed: int) -> dict[str, Any]:
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
 
     world = seed  # world k: each configuration at one of its recorded seeds (tables.table)
+    seed_globals(seed)
     tokens = budget * table.default_tokens(world)
     t0 = time.perf_counter()
     mapping = table.mapper()
