@@ -93,16 +93,23 @@ def test_curves_interpolate_between_points_and_end_exactly(table: Table) -> None
     assert run.at(10**9) == run.final and "test_accuracy" in run.final
 
 
-@pytest.mark.parametrize("strategy", ["auto", "asha"])
-def test_lmtune_replays_through_its_own_tuner_within_the_budget(table: Table, strategy: str,
-                                                               tmp_path: Path) -> None:
+def _data_for(table: Table, tmp_path: Path) -> Path:
+    """A data folder for a replayed lmtune study: the table answers every trial; the study sees as many train
+    rows as the table has."""
     data = tmp_path / "data"
-    data.mkdir()
-    for split, n in (("train", table.rows), ("validation", 50), ("test", 50)):  # the table answers every trial;
-        with (data / f"{split}.csv").open("w", newline="") as f:  # the study sees as many train rows as it has
+    data.mkdir(exist_ok=True)
+    for split, n in (("train", table.rows), ("validation", 50), ("test", 50)):
+        with (data / f"{split}.csv").open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["text", "label"])
             w.writeheader()
             w.writerows(make_rows(n))
+    return data
+
+
+@pytest.mark.parametrize("strategy", ["auto", "asha"])
+def test_lmtune_replays_through_its_own_tuner_within_the_budget(table: Table, strategy: str,
+                                                               tmp_path: Path) -> None:
+    data = _data_for(table, tmp_path)
     unit = table.default_tokens(0)
     r = arms.lmtune_arm(table, 0, strategy, 5 * unit, 0, data, tmp_path / "work")
     assert r.selected is not None and r.trials >= 2
@@ -293,6 +300,31 @@ def test_auto_is_set_against_the_uncapped_peer_at_the_share_of_its_tokens_it_was
     assert vs["3"]["auto_minus_peer_regret"] == pytest.approx((0.02 + 0.0 + 0.04) / 3)
     assert vs["3"]["auto_worse"] == 2 and vs["3"]["auto_better"] == 0
     assert against_the_peer({3: cells[3]}) == {}  # no peer cell: nothing to compare
+
+
+def test_auto_is_replayed_at_exactly_a_share_of_each_worlds_peer_tokens(table: Table, tmp_path: Path) -> None:
+    """`replay.auto_at_share`: issue 31's live claim (auto at a third of the uncapped peer's tokens) replayed as
+    stated, per world, instead of read off the whole-number budgets on either side of it. auto spends what the
+    share gives it, so a smaller share trains fewer tokens in every world, and the pairing with the peer carries
+    both intervals."""
+    from tables.replay import at_share_against_the_peer, auto_at_share, cell
+
+    data = _data_for(table, tmp_path)
+    peer = cell(table, "peer_optuna_hyperband", 20, [0, 1], data, tmp_path / "w")
+    spent: dict[float, list[float]] = {}
+    for share in (0.6, 0.45):
+        got = auto_at_share(table, peer, share, data, tmp_path / "w")
+        assert got["budget"] == share and [r["seed"] for r in got["rows"]] == [0, 1]
+        spent[share] = []
+        for a, p in zip(got["rows"], peer["rows"], strict=True):
+            given = p["spent"] * 20 * table.default_tokens(p["world"]) * share
+            assert 0.9 <= a["spent"] <= 1.01, a  # it spends the share (the cap's 1 % slack)
+            spent[share].append(a["spent"] * given)
+        vs = at_share_against_the_peer(table, got, peer)
+        assert vs["share_of_peer_tokens"] == share and vs["seeds"] == 2
+        lo, hi = vs["ci95_with_recording"]
+        assert lo <= vs["ci95"][0] <= vs["auto_minus_peer_regret"] <= vs["ci95"][1] <= hi
+    assert all(small < large for small, large in zip(spent[0.45], spent[0.6], strict=True))
 
 
 def test_the_halving_candidate_stays_in_its_budget_and_trains_one_schedule_length(table: Table) -> None:

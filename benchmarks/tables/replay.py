@@ -185,6 +185,35 @@ def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20,
     return out
 
 
+def auto_at_share(table: Table, peer: dict[str, Any], share: float, data: Path, work: Path,
+                  peer_budget: int = 20) -> dict[str, Any]:
+    """Issue 31's live claim replayed as it is stated: ``auto`` given exactly ``share`` of the train tokens the
+    peer as its users run it (16 trials, uncapped: its cell at ``peer_budget``) spent *in the same world*, not
+    one of the whole-number budgets; a cell of the same form as `cell`'s (``budget``: the share)."""
+    rows = []
+    for r in peer["rows"]:
+        world = seed = int(r["seed"])
+        tokens = int(r["spent"] * peer_budget * table.default_tokens(world) * share)
+        a = arms_module.lmtune_arm(table, world, "auto", tokens, seed, data, work)
+        test = a.test if math.isfinite(a.test) else table.test_score(table.default_id(), world)
+        rows.append({"seed": seed, "world": world, "selected": a.selected, "test": test,
+                     "regret": table.regret(test, world), "spent": a.spent_tokens / tokens if tokens else 0.0,
+                     "trials": a.trials, "pruned": a.pruned, "seconds": a.seconds})
+    return {"arm": "auto", "budget": share, "rows": rows}
+
+
+def at_share_against_the_peer(table: Table, auto: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """``auto_at_share``'s cell paired with the peer's by seed: auto's regret minus the peer's (> 0: auto is
+    worse), with the interval over worlds and the one with the recording (`recording_se`), and the spend."""
+    theirs = {r["seed"]: r for r in peer["rows"]}
+    d = [r["regret"] - theirs[r["seed"]]["regret"] for r in auto["rows"] if r["seed"] in theirs]
+    m, lo, hi = interval(d)
+    h = math.hypot((hi - lo) / 2, 1.96 * recording_se(table, auto["rows"], peer["rows"]))
+    return {"share_of_peer_tokens": auto["budget"], "seeds": len(d), "auto_minus_peer_regret": m, "ci95": [lo, hi],
+            "ci95_with_recording": [m - h, m + h], "auto_worse": sum(x > 0 for x in d),
+            "auto_better": sum(x < 0 for x in d), "auto_spent": statistics.mean(r["spent"] for r in auto["rows"])}
+
+
 def dodge(table: Table, world: int, n_max: int = 64) -> list[float]:
     """Dodge et al. (2019)'s expected best as a function of the number of random configurations trained to
     their end: the expected test score of the validation-best of n draws (with replacement) from the table's
@@ -238,8 +267,10 @@ def markdown(summary: dict[str, Any]) -> str:
         if vs:
             lines += [f"auto against the peer as users run it (16 trials, {vs['peer_spent_default_runs']:.1f} default "
                       "runs of tokens), paired; > 0: auto's regret is higher:", ""]
-            lines += [f"- {b}x ({v['share_of_peer_tokens']:.2f} of the peer's tokens): "
-                      f"{v['auto_minus_peer_regret']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
+            lines += [f"- {f'{b}x' if b.isdigit() else 'exactly'} ({v['share_of_peer_tokens']:.2f} of the peer's "
+                      f"tokens): {v['auto_minus_peer_regret']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]"
+                      + (" {{{:+.4f}, {:+.4f}}}".format(*v["ci95_with_recording"]) if "ci95_with_recording" in v
+                         else "")
                       for b, v in vs.items() if isinstance(v, dict)]
             lines.append("")
     return "\n".join(lines)
@@ -255,6 +286,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/lmtune-tables/data"))
     ap.add_argument("--work", type=Path, default=Path("/dev/shm/lmtune-replay"))
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/search-replay"))
+    ap.add_argument("--share-of-peer", type=float, default=None,
+                    help="also replay auto at exactly this share of each world's uncapped peer tokens (issue 31's "
+                         "live claim: 0.3333); needs the peer's 20x cell")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     (args.out / "cells").mkdir(parents=True, exist_ok=True)
@@ -291,6 +325,15 @@ def main() -> None:
             summary.setdefault("results", {}).setdefault(task, {})[str(budget)] = summarize(cells, table)
             by_budget[budget] = {c["arm"]: c for c in cells}
         summary.setdefault("against_the_peer", {})[task] = against_the_peer(by_budget, table=table)
+        peer = by_budget.get(20, {}).get("peer_optuna_hyperband")
+        if args.share_of_peer and peer is not None:
+            path = args.out / "cells" / f"{task}-share{args.share_of_peer:g}-auto.json"
+            c = json.loads(path.read_text()) if path.exists() else None
+            if c is None or len(c["rows"]) < len(peer["rows"]):
+                c = auto_at_share(table, peer, args.share_of_peer, data, args.work)
+                path.write_text(json.dumps(c))
+            summary["against_the_peer"][task][f"share_{args.share_of_peer:g}"] = at_share_against_the_peer(
+                table, c, peer)
         # the expected best by number of random configurations, averaged over the search seeds' worlds
         curves = [dodge(table, w) for w in range(args.seeds)]
         summary.setdefault("dodge", {})[task] = [statistics.mean(c[n] for c in curves) for n in range(len(curves[0]))]
