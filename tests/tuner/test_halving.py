@@ -192,6 +192,23 @@ def test_longer_examples_than_planned_promote_fewer_instead_of_overrunning(tiny_
     assert state["sizes"][1:] != list(planned.sizes[1:])  # fewer went on than first planned
 
 
+def test_far_longer_examples_than_planned_draw_fewer_so_that_a_finalist_completes(tiny_model: Path, tiny_csv: Path,
+                                                                                  tmp_path: Path) -> None:
+    """Examples 2.5 times longer than the train split's mean (a script that counts its own tokens: a chat
+    template, other truncation): planned at the split's rate, the first rung of every configuration ate most
+    of the budget and the one finalist was stopped by it, so the study ended with nothing trained to its end.
+    Once the first configuration reaches the first rung, the rate it trained at sizes the halving again: the
+    configurations not yet started that the budget cannot carry are left out (recorded, with why), and a
+    finalist completes within the cap."""
+    summary, cap, state, planned = _halve_with_examples_scaled(tiny_model, tiny_csv, tmp_path / "s", 2.5)
+    recs = record.records(summary.study.trials)
+    assert [r.state for r in recs].count("COMPLETE") >= 1, [(r.state, r.stop_reason) for r in recs]
+    assert sum(r.train_tokens or 0 for r in recs) <= 1.01 * cap
+    assert state["sizes"][0] < planned.sizes[0]  # fewer configurations than first planned
+    left_out = [r for r in recs if not r.train_tokens]
+    assert left_out and all(r.state == "PRUNED" and "tokens per example" in (r.stop_reason or "") for r in left_out)
+
+
 def test_shorter_examples_than_planned_promote_more_and_spend_the_budget(tiny_model: Path, tiny_csv: Path,
                                                                        tmp_path: Path) -> None:
     """Examples 30 % shorter than the train split's mean: the plan under-spends, so at each promotion the rungs

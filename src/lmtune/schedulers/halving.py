@@ -37,7 +37,7 @@ from optuna.trial import TrialState
 from lmtune.execution import TrialHandle
 from lmtune.protocol import Continue, Decision, Ending, Eval, Event, Outcome, Pause, Progress, Start, Stop, ToolArgs
 from lmtune.schedulers.base import Launch, Scheduler, register
-from lmtune.strategies import HalvingPlan, fill, pruning_value
+from lmtune.strategies import HalvingPlan, fill, pruning_value, resize
 from lmtune.study import INTERRUPTED, record
 from lmtune.tuner import NoTracking, Plan, Reporter, RunRecord, Tracker, trial_spec
 
@@ -117,6 +117,7 @@ class HalvingScheduler(Scheduler):
         self.every = halving.checkpoint_every()
         self._removable: list[Path] = []
         self._stop = ""
+        self._sized = False  # the plan sized again at the rate the first configuration trained (`_size_by_rate`)
 
     @staticmethod
     def saved_plan(study_root: Path) -> HalvingPlan | None:
@@ -125,7 +126,7 @@ class HalvingScheduler(Scheduler):
         if not path.is_file():
             return None
         state = json.loads(path.read_text())
-        return HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"]))
+        return HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"]), int(state.get("factor", 2)))
 
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,6 +156,7 @@ class HalvingScheduler(Scheduler):
     def _load(self, saved: dict[str, Any]) -> None:
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         self.rung = int(saved["rung"])
+        self._sized = bool(saved.get("sized", False))
         for i, c in enumerate(saved["configs"]):
             frozen = by_number[int(c["trial"])]
             rec = record.read(frozen)
@@ -177,6 +179,7 @@ class HalvingScheduler(Scheduler):
 
     def _save(self) -> None:
         state = {"rung": self.rung, "rungs": list(self.halving.rungs), "sizes": list(self.halving.sizes),
+                 "factor": self.halving.factor, "sized": self._sized,
                  "configs": [{"trial": c.trial.number, "units": c.units, "checkpoint": c.checkpoint,
                               "state": c.state.value} for c in self.configs]}
         tmp = self.state_path.with_suffix(".tmp")
@@ -273,6 +276,8 @@ class HalvingScheduler(Scheduler):
                 conf.state = Stage.PAUSED
                 record.write(conf.trial, **{k: v for k, v in ended.fields.items() if k != "stopped_by"},
                              paused_at_units=conf.units)
+                if self.rung == 0 and not self._sized:
+                    self._size_by_rate(conf)
             else:
                 record.write(conf.trial, **ended.fields)
                 if ended.state == "COMPLETE":
@@ -347,6 +352,43 @@ class HalvingScheduler(Scheduler):
             conf.state = Stage.WAITING
             self.waiting.append(conf.index)
 
+    def _size_by_rate(self, first: _Config) -> None:
+        """The first configuration to reach the first rung measured what a unit costs. Where it trained more
+        than ``RATE_TOLERANCE`` above the tokens per example the plan was costed at (a script that counts its
+        own tokens: a chat template, other truncation), the plan drawn at the start would spend the budget on
+        the first rung and leave too little to bring one configuration to its end: it is sized again for the
+        whole budget at the rate trained (`resize`), and the configurations not yet started that it cannot carry
+        are left out, recorded as pruned with why. (Cheaper than planned needs nothing here: `_fit_rest`
+        promotes more at each rung.) Under the lock."""
+        self._sized = True
+        left = self._tokens_left()
+        examples = int(first.curve[-1].get("examples", 0)) if first.curve else 0
+        if left is None or examples <= 0 or first.tokens <= 0 or self.plan.tokens_per_example <= 0:
+            return
+        rate = first.tokens / examples
+        if rate / self.plan.tokens_per_example - 1 <= RATE_TOLERANCE:
+            return
+        unit = rate * self.plan.examples_per_unit
+        room = (max(0.0, left) + sum(c.tokens for c in self.configs)) / unit  # units in all, trained ones counted
+        unstarted = [c for c in self.configs if c.state is Stage.WAITING and c.units == 0 and c.startup is None]
+        started = len(self.configs) - len(unstarted)
+        sized = resize(self.halving, room, least=started)
+        drop = unstarted[len(unstarted) - (len(self.configs) - sized.configurations):] \
+            if sized.configurations < len(self.configs) else []
+        reason = (f"successive halving: not trained: the first configuration trained {rate:.1f} tokens per "
+                  f"example, not the {self.plan.tokens_per_example:.1f} planned, so the budget carries "
+                  f"{sized.configurations} configurations through the halving, not {len(self.configs)}")
+        for conf in drop:
+            record.write(conf.trial, stopped_by=Ending.PRUNED.wire, pruned_at_units=0, stop_reason=reason)
+            self.study.tell(conf.trial, state=TrialState.PRUNED)
+            conf.state = Stage.PRUNED
+            self.waiting.remove(conf.index)
+            self.reporter.trial_finished(conf.trial.number, "PRUNED", None, reason, None)
+        if drop or sized.sizes != self.halving.sizes:
+            log.warning("%s; per rung: %s", reason.removeprefix("successive halving: not trained: "),
+                        "/".join(map(str, sized.sizes)))
+        self.halving = sized
+
     def _fit_rest(self, paused: int) -> None:
         """Plan the rungs ahead again from the token budget left: where what is planned would not fit, fewer go
         on, finalists first, at least one per rung; where it leaves more than a rung's step of the budget (the
@@ -389,7 +431,7 @@ class HalvingScheduler(Scheduler):
             log.warning("successive halving: the tokens left pay for %s configurations at the rungs ahead, not %s "
                         "(they trained %.1f tokens per example)", "/".join(map(str, sizes[k + 1:])),
                         "/".join(map(str, self.halving.sizes[k + 1:])), tokens / examples)
-            self.halving = HalvingPlan(rungs, tuple(sizes))
+            self.halving = HalvingPlan(rungs, tuple(sizes), self.halving.factor)
 
     def _finished(self, conf: _Config, state: str, value: float | None, reason: str) -> None:
         self.tracker.log_run(RunRecord(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lmtune._faces import lazy
-from lmtune.strategies.halving import HalvingPlan, default_first_rung, fill, plan_halving
+from lmtune.strategies.halving import HalvingPlan, default_first_rung, fill, plan_halving, resize
 from lmtune.strategies.practice import Narrowed, practice_space
 from lmtune.strategies.pruners import (
     LengthOf,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PBT", "HalvingPlan", "LengthOf", "Narrowed", "StrategyTraits", "default_first_rung", "default_min_units",
            "fill", "make_pruner", "make_sampler", "plan_halving", "practice_space", "prune_metric", "pruner_name",
-           "pruning_value", "rungs_from_end", "startup_trials", "traits"]
+           "pruning_value", "resize", "rungs_from_end", "startup_trials", "traits"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["HalvingPlan", "default_first_rung", "fill", "halving_rungs", "plan_halving", "shift"]
+__all__ = ["HalvingPlan", "default_first_rung", "fill", "halving_rungs", "plan_halving", "resize", "shift"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class HalvingPlan:
 
     rungs: tuple[int, ...]
     sizes: tuple[int, ...]
+    factor: int = 2  # the reduction factor the sizes were planned with (`resize` plans again with it)
 
     @property
     def configurations(self) -> int:
@@ -116,6 +117,19 @@ def shift(sizes: list[int], rungs: tuple[int, ...], room: float) -> tuple[int, .
     return tuple(out)
 
 
+def resize(plan: HalvingPlan, room_units: float, *, least: int) -> HalvingPlan:
+    """``plan``'s rungs sized again for ``room_units`` in all (what was trained counted in): the most
+    configurations, at most as many as planned and at least ``least`` (those that started already), whose
+    halving fits, the rest spent by `fill` without drawing more. For a plan whose units turned out dearer than
+    it was costed at."""
+    most = plan.sizes[0]
+    n = max(1, least)
+    while n < most and _cost(_sizes(n + 1, plan.rungs, plan.factor), plan.rungs) <= room_units:
+        n += 1
+    return HalvingPlan(plan.rungs, tuple(fill(_sizes(n, plan.rungs, plan.factor), plan.rungs, room_units, n)),
+                       plan.factor)
+
+
 def plan_halving(max_units: int, room_units: float | None, *, first: int, factor: int,
                  most: int) -> HalvingPlan | None:
     """The plan for a budget of ``room_units`` evaluation units (None: no budget, ``most`` configurations):
@@ -133,7 +147,7 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
     measured (docs/search.md, "What these numbers can and cannot say")."""
     rungs = halving_rungs(max_units, min(first, max_units), factor)
     if room_units is None:
-        return HalvingPlan(rungs, tuple(_sizes(max(1, most), rungs, factor)))
+        return HalvingPlan(rungs, tuple(_sizes(max(1, most), rungs, factor)), factor)
     bracket = factor ** (len(rungs) - 1)
     while bracket * max_units < room_units and bracket < most:
         bracket *= factor
@@ -144,4 +158,4 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
     if n == 0:
         return None
     sizes = fill(_sizes(n, rungs, factor), rungs, room_units, most)
-    return HalvingPlan(shift(sizes, rungs, room_units), tuple(sizes))
+    return HalvingPlan(shift(sizes, rungs, room_units), tuple(sizes), factor)
