@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from lmtune.strategies.halving import HalvingPlan, default_first_rung, fill, halving_rungs, plan_halving, shift
+from lmtune.strategies.halving import (
+    HalvingPlan,
+    default_first_rung,
+    fill,
+    halving_rungs,
+    plan_halving,
+    resize,
+    shift,
+)
 
 
 def test_rungs_grow_by_the_factor_from_the_first_to_the_full_length() -> None:
@@ -74,3 +82,20 @@ def test_shift_moves_the_earliest_rung_it_can_pay_for() -> None:
     # a rung is never moved onto the next one
     assert shift([2, 1], (1, 2), 100) == (1, 2)
     assert math.isclose(HalvingPlan((3, 4, 8, 16, 24), (3, 2, 1, 1, 1)).cost_units, 31)
+
+
+def test_a_plan_sized_again_for_dearer_units_keeps_its_rungs_and_draws_no_more() -> None:
+    """`resize`: the plan's rungs for a smaller room (its units turned out dearer): the most configurations
+    whose halving fits, never more than planned nor fewer than started, the rest spent by promotions."""
+    plan = plan_halving(24, 200, first=2, factor=2, most=256)
+    assert plan.configurations == 16 and plan.factor == 2
+    assert resize(plan, 120, least=1).sizes == (16, 8, 4, 4, 3)  # all 16 still fit: fewer promotions
+    for room in (80, 47, 30):
+        sized = resize(plan, room, least=1)
+        assert sized.rungs == plan.rungs and sized.factor == plan.factor
+        assert 1 <= sized.configurations < plan.configurations
+        assert room - 2 <= sized.cost_units <= room  # spent to within the first rung's step
+        bigger = resize(plan, room, least=sized.configurations + 1)  # one more than fits: over the room
+        assert bigger.cost_units > room or bigger.configurations == plan.configurations
+    assert resize(plan, 10_000, least=1).configurations == plan.configurations  # room to spare: no new draws
+    assert resize(plan, 5, least=3).configurations == 3  # those already started stay
