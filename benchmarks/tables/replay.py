@@ -128,6 +128,14 @@ def recording_se(table: Table, rows: list[dict[str, Any]], ref: list[dict[str, A
     return sigma * math.sqrt(sum(x * x for x in g.values()))
 
 
+def with_recording(table: Table, m: float, lo: float, hi: float, rows: list[dict[str, Any]],
+                   ref: list[dict[str, Any]]) -> list[float]:
+    """The interval over worlds ``[lo, hi]`` around ``m`` widened by the recording's own noise
+    (`recording_se`), the two added in quadrature."""
+    h = math.hypot((hi - lo) / 2, 1.96 * recording_se(table, rows, ref))
+    return [m - h, m + h]
+
+
 def summarize(cells: list[dict[str, Any]], table: Table | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in cells:
@@ -149,9 +157,8 @@ def summarize(cells: list[dict[str, Any]], table: Table | None = None) -> dict[s
                                       "losses": sum(x < 0 for x in d)}
                 if table is not None:
                     # the interval over worlds widened by what the recording adds (`recording_se`)
-                    rec = recording_se(table, auto["rows"], c["rows"])
-                    h = math.hypot((hi - lo) / 2, 1.96 * rec)
-                    vs |= {"recording_se": rec, "ci95_with_recording": [m - h, m + h]}
+                    vs |= {"recording_se": recording_se(table, auto["rows"], c["rows"]),
+                           "ci95_with_recording": with_recording(table, m, lo, hi, auto["rows"], c["rows"])}
                 out[c["arm"]]["vs_auto"] = vs
     return out
 
@@ -180,8 +187,7 @@ def against_the_peer(cells: dict[int, dict[str, Any]], peer_budget: int = 20,
         out[str(budget)] = {"share_of_peer_tokens": budget / peer_x, "auto_minus_peer_regret": m,
                             "ci95": [lo, hi], "auto_worse": sum(x > 0 for x in d), "auto_better": sum(x < 0 for x in d)}
         if table is not None:
-            h = math.hypot((hi - lo) / 2, 1.96 * recording_se(table, auto["rows"], peer["rows"]))
-            out[str(budget)]["ci95_with_recording"] = [m - h, m + h]
+            out[str(budget)]["ci95_with_recording"] = with_recording(table, m, lo, hi, auto["rows"], peer["rows"])
     return out
 
 
@@ -208,10 +214,10 @@ def at_share_against_the_peer(table: Table, auto: dict[str, Any], peer: dict[str
     theirs = {r["seed"]: r for r in peer["rows"]}
     d = [r["regret"] - theirs[r["seed"]]["regret"] for r in auto["rows"] if r["seed"] in theirs]
     m, lo, hi = interval(d)
-    h = math.hypot((hi - lo) / 2, 1.96 * recording_se(table, auto["rows"], peer["rows"]))
     return {"share_of_peer_tokens": auto["budget"], "seeds": len(d), "auto_minus_peer_regret": m, "ci95": [lo, hi],
-            "ci95_with_recording": [m - h, m + h], "auto_worse": sum(x > 0 for x in d),
-            "auto_better": sum(x < 0 for x in d), "auto_spent": statistics.mean(r["spent"] for r in auto["rows"])}
+            "ci95_with_recording": with_recording(table, m, lo, hi, auto["rows"], peer["rows"]),
+            "auto_worse": sum(x > 0 for x in d), "auto_better": sum(x < 0 for x in d),
+            "auto_spent": statistics.mean(r["spent"] for r in auto["rows"])}
 
 
 def dodge(table: Table, world: int, n_max: int = 64) -> list[float]:
