@@ -352,6 +352,16 @@ class HalvingScheduler(Scheduler):
             conf.state = Stage.WAITING
             self.waiting.append(conf.index)
 
+    def _rate(self, confs: list[_Config]) -> float | None:
+        """The tokens per example ``confs`` trained, or the plan's (the train split's mean) where they are within
+        ``RATE_TOLERANCE`` of it (`_fit_rest` says why); None before they trained any."""
+        examples = sum(int(c.curve[-1].get("examples", 0)) for c in confs if c.curve)
+        tokens = sum(c.tokens for c in confs)
+        if examples <= 0 or tokens <= 0:
+            return None
+        rate, mean = tokens / examples, self.plan.tokens_per_example
+        return mean if mean > 0 and abs(rate / mean - 1) <= RATE_TOLERANCE else rate
+
     def _size_by_rate(self, first: _Config) -> None:
         """The first configuration to reach the first rung measured what a unit costs. Where it trained more
         than ``RATE_TOLERANCE`` above the tokens per example the plan was costed at (a script that counts its
@@ -361,12 +371,8 @@ class HalvingScheduler(Scheduler):
         are left out, recorded as pruned with why. (Cheaper than planned needs nothing here: `_fit_rest`
         promotes more at each rung.) Under the lock."""
         self._sized = True
-        left = self._tokens_left()
-        examples = int(first.curve[-1].get("examples", 0)) if first.curve else 0
-        if left is None or examples <= 0 or first.tokens <= 0 or self.plan.tokens_per_example <= 0:
-            return
-        rate = first.tokens / examples
-        if rate / self.plan.tokens_per_example - 1 <= RATE_TOLERANCE:
+        left, rate = self._tokens_left(), self._rate([first])
+        if left is None or rate is None or self.plan.tokens_per_example <= 0 or rate <= self.plan.tokens_per_example:
             return
         unit = rate * self.plan.examples_per_unit
         room = (max(0.0, left) + sum(c.tokens for c in self.configs)) / unit  # units in all, trained ones counted
@@ -401,14 +407,9 @@ class HalvingScheduler(Scheduler):
         percent above it (3-6 % at a quarter epoch on the recorded tables), so their rate would cut promotions
         the budget pays for. Only where the rate they trained differs from the mean by more than
         ``RATE_TOLERANCE`` (a script's data, other data than the plan's) is it used instead."""
-        left = self._tokens_left()
-        examples = sum(int(c.curve[-1].get("examples", 0)) for c in self.configs if c.curve)
-        tokens = sum(c.tokens for c in self.configs)
-        if left is None or examples <= 0 or tokens <= 0:
+        left, rate = self._tokens_left(), self._rate(self.configs)
+        if left is None or rate is None:
             return
-        rate, mean = tokens / examples, self.plan.tokens_per_example
-        if mean > 0 and abs(rate / mean - 1) <= RATE_TOLERANCE:
-            rate = mean
         unit = rate * self.plan.examples_per_unit
         room = max(0.0, left + self._slack) / unit  # units the budget still pays for, its slack included
         rungs, sizes, k = self.halving.rungs, list(self.halving.sizes), self.rung
@@ -429,8 +430,8 @@ class HalvingScheduler(Scheduler):
         sizes[k + 1:] = fill(sizes[k + 1:], ahead, strict, paused)
         if sizes != list(self.halving.sizes):
             log.warning("successive halving: the tokens left pay for %s configurations at the rungs ahead, not %s "
-                        "(they trained %.1f tokens per example)", "/".join(map(str, sizes[k + 1:])),
-                        "/".join(map(str, self.halving.sizes[k + 1:])), tokens / examples)
+                        "(costed at %.1f tokens per example)", "/".join(map(str, sizes[k + 1:])),
+                        "/".join(map(str, self.halving.sizes[k + 1:])), rate)
             self.halving = HalvingPlan(rungs, tuple(sizes), self.halving.factor)
 
     def _finished(self, conf: _Config, state: str, value: float | None, reason: str) -> None:

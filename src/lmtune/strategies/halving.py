@@ -81,6 +81,15 @@ def _cost(sizes: tuple[int, ...] | list[int], rungs: tuple[int, ...]) -> int:
     return total
 
 
+def _most_that_fit(rungs: tuple[int, ...], factor: int, room: float, start: int, most: int) -> int:
+    """From ``start`` up to ``most``: the most configurations whose halving over ``rungs`` costs at most
+    ``room`` units."""
+    n = start
+    while n < most and _cost(_sizes(n + 1, rungs, factor), rungs) <= room:
+        n += 1
+    return n
+
+
 def fill(sizes: list[int], rungs: tuple[int, ...], room: float, most: int) -> list[int]:
     """Spend what a plan leaves: promote one more configuration to the highest rung it can still pay for (more
     finalists first; never more than reached the rung below), and then draw more configurations for the first
@@ -122,10 +131,7 @@ def resize(plan: HalvingPlan, room_units: float, *, least: int) -> HalvingPlan:
     configurations, at most as many as planned and at least ``least`` (those that started already), whose
     halving fits, the rest spent by `fill` without drawing more. For a plan whose units turned out dearer than
     it was costed at."""
-    most = plan.sizes[0]
-    n = max(1, least)
-    while n < most and _cost(_sizes(n + 1, plan.rungs, plan.factor), plan.rungs) <= room_units:
-        n += 1
+    n = _most_that_fit(plan.rungs, plan.factor, room_units, max(1, least), plan.sizes[0])
     return HalvingPlan(plan.rungs, tuple(fill(_sizes(n, plan.rungs, plan.factor), plan.rungs, room_units, n)),
                        plan.factor)
 
@@ -152,9 +158,7 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
     while bracket * max_units < room_units and bracket < most:
         bracket *= factor
     most = min(most, bracket)
-    n = 0
-    while n < most and _cost(_sizes(n + 1, rungs, factor), rungs) <= room_units:
-        n += 1
+    n = _most_that_fit(rungs, factor, room_units, 0, most)
     if n == 0:
         return None
     sizes = fill(_sizes(n, rungs, factor), rungs, room_units, most)
