@@ -9,7 +9,9 @@ import pytest
 
 from lmtune.strategies.halving import (
     HalvingPlan,
+    deciding_rung,
     default_first_rung,
+    earliest_choice,
     fill,
     halving_rungs,
     plan_halving,
@@ -43,7 +45,8 @@ def test_a_budget_is_spent_to_within_five_percent_and_never_overrun(units: int, 
                                                                    budget: int) -> None:
     """The budget in default runs of 2 epochs; every configuration trains ``units`` to its end."""
     room = budget * 2 * per_epoch
-    plan = plan_halving(units, room, first=default_first_rung(per_epoch), factor=2, most=256)
+    plan = plan_halving(units, room, first=default_first_rung(per_epoch), factor=2, most=256,
+                        decide_by=earliest_choice(per_epoch))
     assert plan is not None
     assert plan.cost_units <= room
     assert plan.cost_units >= 0.95 * room, (plan, plan.cost_units, room)
@@ -99,3 +102,46 @@ def test_a_plan_sized_again_for_dearer_units_keeps_its_rungs_and_draws_no_more()
         assert bigger.cost_units > room or bigger.configurations == plan.configurations
     assert resize(plan, 10_000, least=1).configurations == plan.configurations  # room to spare: no new draws
     assert resize(plan, 5, least=3).configurations == 3  # those already started stay
+
+
+def test_where_the_finalist_is_chosen() -> None:
+    assert deciding_rung(HalvingPlan((3, 4, 8, 16, 24), (3, 2, 1, 1, 1))) == 4   # 2 -> 1 at rung 4
+    assert deciding_rung(HalvingPlan((2, 4, 8, 16, 24), (16, 13, 13, 13, 13))) == 24  # 13 finalists: the end
+    assert deciding_rung(HalvingPlan((24,), (1,))) is None
+
+
+@pytest.mark.parametrize("units,per_epoch,default", [(24, 8, 16), (16, 8, 16), (30, 10, 20), (12, 4, 8)])
+def test_a_finalist_chosen_early_in_the_first_epoch_is_chosen_later_from_fewer(units: int, per_epoch: int,
+                                                                               default: int) -> None:
+    """Under about 2 default runs the quarter-epoch plan picks its one finalist at half an epoch, where the
+    highest learning rates lead whatever they end at; ``auto`` draws fewer configurations and chooses at three
+    quarters of an epoch or later, spending as much."""
+    room = 2 * default * 0.995
+    first, by = default_first_rung(per_epoch), earliest_choice(per_epoch)
+    early = plan_halving(units, room, first=first, factor=2, most=256)
+    late = plan_halving(units, room, first=first, factor=2, most=256, decide_by=by)
+    assert early is not None and late is not None
+    assert deciding_rung(early) < by <= deciding_rung(late) and late.rungs[0] > early.rungs[0]
+    assert 2 <= late.configurations < early.configurations
+    assert late.cost_units >= min(early.cost_units, 0.95 * room) and late.cost_units <= room
+    # the 3-epoch space of the recorded tables at 2x: two configurations, the cut at 7 of 8 evaluations
+    if (units, per_epoch) == (24, 8):
+        assert late == HalvingPlan((7, 8, 16, 24), (2, 1, 1, 1))
+
+
+@pytest.mark.parametrize("units,per_epoch,default", [(24, 8, 16), (16, 8, 16), (30, 10, 20), (12, 4, 8), (8, 8, 8)])
+@pytest.mark.parametrize("budget", [1, 3, 5, 10, 20])
+def test_plans_that_choose_their_finalist_late_enough_are_unchanged(units: int, per_epoch: int, default: int,
+                                                                    budget: int) -> None:
+    room = budget * default * 0.995
+    first, by = default_first_rung(per_epoch), earliest_choice(per_epoch)
+    early = plan_halving(units, room, first=first, factor=2, most=256)
+    assert plan_halving(units, room, first=first, factor=2, most=256, decide_by=by) == early
+    assert early is None or early.configurations == 1 or deciding_rung(early) >= by
+
+
+def test_no_later_plan_is_taken_that_spends_less_or_keeps_one_configuration() -> None:
+    # a one-epoch space at 2.5x: the later first rung would choose too early still and spend 90 %
+    room = 2.5 * 8 * 0.995
+    assert plan_halving(8, room, first=2, factor=2, most=256, decide_by=6) == \
+        plan_halving(8, room, first=2, factor=2, most=256)

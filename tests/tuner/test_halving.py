@@ -17,6 +17,7 @@ from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.schedulers import HALVING_STATE as STATE_FILE
+from lmtune.strategies import HalvingPlan
 from lmtune.study import load_study, record
 from lmtune.tuner import Tuner, make_plan
 
@@ -64,6 +65,31 @@ def test_auto_under_a_token_budget_halves_continues_and_spends_the_budget(tiny_m
     assert [r.state for r in recs].count("COMPLETE") == sizes[-1]
     spent = sum(r.train_tokens or 0 for r in recs)
     assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap)  # the plan may end up to 1 % above (PLANNED_SLACK)
+
+
+@pytest.mark.parametrize("min_units", [None, 1])
+def test_under_a_small_budget_auto_chooses_its_finalist_after_most_of_an_epoch(tiny_model: Path, tiny_csv: Path,
+                                                                              tmp_path: Path,
+                                                                              min_units: int | None) -> None:
+    """1.5 runs' tokens (3 evaluation units an epoch, 12 in all): the quarter-epoch plan would cut 5
+    configurations to 2 after one unit and to 1 after two, choosing the finalist a third of an epoch in; auto
+    trains 2 and chooses between them at 5 units, more than an epoch in. A first rung the user set is kept."""
+    more = ["search.strategy=auto"] + ([f"search.min_units={min_units}"] if min_units else [])
+    sets = _sets(tiny_model, tiny_csv, tmp_path / "s", *more)
+    cap = int(1.5 * _run_tokens(sets))
+    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
+                    backend=SimulatedExecutor(workers=1)).run()
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    recs = record.records(summary.study.trials)
+    pruned = [r.pruned_at_units for r in recs if r.state == "PRUNED"]
+    assert [r.state for r in recs].count("COMPLETE") == 1
+    if min_units is None:
+        assert state["rungs"] == [5, 8, 12] and state["sizes"] == [2, 1, 1]
+        assert len(recs) == 2 and pruned == [5]
+    else:
+        assert state["rungs"][0] == 1 and state["sizes"][0] == 5 and min(pruned) == 1
+    # as much of the budget planned as the quarter-epoch plan (17 of the 17.9 units the cap pays for)
+    assert HalvingPlan(tuple(state["rungs"]), tuple(state["sizes"])).cost_units == _plan_of(sets, cap).cost_units
 
 
 def test_auto_without_a_token_budget_stays_tpe_with_asha(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:

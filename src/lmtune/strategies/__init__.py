@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lmtune._faces import lazy
-from lmtune.strategies.halving import HalvingPlan, default_first_rung, fill, plan_halving, resize
+from lmtune.strategies.halving import HalvingPlan, default_first_rung, earliest_choice, fill, plan_halving, resize
 from lmtune.strategies.practice import Narrowed, practice_space
 from lmtune.strategies.pruners import (
     LengthOf,
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
 __all__ = ["PBT", "HalvingPlan", "LengthOf", "Narrowed", "StrategyTraits", "default_first_rung", "default_min_units",
-           "fill", "make_pruner", "make_sampler", "plan_halving", "practice_space", "prune_metric", "pruner_name",
-           "pruning_value", "resize", "rungs_from_end", "startup_trials", "traits"]
+           "earliest_choice", "fill", "make_pruner", "make_sampler", "plan_halving", "practice_space", "prune_metric",
+           "pruner_name", "pruning_value", "resize", "rungs_from_end", "startup_trials", "traits"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {

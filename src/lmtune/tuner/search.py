@@ -28,6 +28,7 @@ from lmtune.schedulers import HALVING_STATE, HalvingScheduler, PBTRunner, Schedu
 from lmtune.strategies import (
     HalvingPlan,
     default_first_rung,
+    earliest_choice,
     make_pruner,
     make_sampler,
     plan_halving,
@@ -173,7 +174,8 @@ class Tuner:
         return halving if halving is not None and halving.configurations >= 2 else None
 
     def _halving_plan(self, plan: Plan, study: optuna.Study) -> HalvingPlan | None:
-        """The halving for the budget left: rungs from search.min_units (else a quarter epoch) by the reduction
+        """The halving for the budget left: rungs from search.min_units (else a quarter epoch, moved later where
+        the finalist would be chosen within three quarters of an epoch: `plan_halving`'s ``decide_by``) by the reduction
         factor (search.reduction_factor, else 2) to the longest length; as many configurations as the token budget
         (less a 0.5 % margin: examples differ in length) pays for, at most search.n_trials when no token budget
         is set."""
@@ -186,9 +188,11 @@ class Tuner:
             spent = train_tokens_spent(study)
             room = max(0.0, cfg.budget.max_train_tokens - spent) / (plan.examples_per_unit * plan.tokens_per_example)
             room *= 1 - HALVING_MARGIN
-        first = cfg.search.min_units or default_first_rung(plan.train_rows / plan.examples_per_unit)
+        per_epoch = plan.train_rows / plan.examples_per_unit
+        first = cfg.search.min_units or default_first_rung(per_epoch)
         return plan_halving(plan.max_units, room, first=first, factor=cfg.search.reduction_factor or 2,
-                            most=self.n_trials if room is None else MAX_HALVING_CONFIGS)
+                            most=self.n_trials if room is None else MAX_HALVING_CONFIGS,
+                            decide_by=None if cfg.search.min_units else earliest_choice(per_epoch))
 
     def _halving(self, plan: Plan, study: optuna.Study, priors: list[Prior], t0: float,
                  halving: HalvingPlan | None) -> HalvingScheduler:
