@@ -374,7 +374,7 @@ class SearchSection(_Section):
     # (a quarter of them, at least 2, at most 10; strategies.samplers.startup_trials)
     n_startup_trials: int | None = Field(default=None, ge=0)
     # first rung of asha/hyperband/halving (None: asha, hyperband: see pruners.py; halving: a quarter epoch, moved
-    # later where the finalist would be chosen before one epoch; set, it is kept as given)
+    # later where the finalist would be chosen within three quarters of an epoch; set, it is kept as given)
     min_units: int | None = Field(default=None, ge=1)
     # what the pruner compares at each rung (None: study.metric). eval_loss separates configurations
     # early, while accuracy still sits at the majority class for good and bad ones alike.
