@@ -9,6 +9,7 @@ import pytest
 
 from lmtune.strategies.halving import (
     HalvingPlan,
+    _plan_halving,
     deciding_rung,
     default_first_rung,
     earliest_choice,
@@ -118,7 +119,7 @@ def test_a_finalist_chosen_early_in_the_first_epoch_is_chosen_later_from_fewer(u
     quarters of an epoch or later, spending as much."""
     room = 2 * default * 0.995
     first, by = default_first_rung(per_epoch), earliest_choice(per_epoch)
-    early = plan_halving(units, room, first=first, factor=2, most=256)
+    early = _plan_halving(units, room, first=first, factor=2, most=256)  # the quarter-epoch plan as sized
     late = plan_halving(units, room, first=first, factor=2, most=256, decide_by=by)
     assert early is not None and late is not None
     assert deciding_rung(early) < by <= deciding_rung(late) and late.rungs[0] > early.rungs[0]
@@ -145,3 +146,30 @@ def test_no_later_plan_is_taken_that_spends_less_or_keeps_one_configuration() ->
     room = 2.5 * 8 * 0.995
     assert plan_halving(8, room, first=2, factor=2, most=256, decide_by=6) == \
         plan_halving(8, room, first=2, factor=2, most=256)
+
+
+def test_a_plan_that_leaves_more_than_five_percent_takes_a_later_first_rung_that_spends_it() -> None:
+    """A coarse grid (8 evaluations a run, 1.7 runs' budget): the quarter-epoch plan trains 3 configurations and
+    leaves 12 % (1.6 units, less than any rung's step); a first rung at 5 spends 96 % with 2, chosen later."""
+    room = 1.7 * 8
+    raw = _plan_halving(8, room, first=2, factor=2, most=64)
+    assert raw == HalvingPlan((2, 4, 8), (3, 1, 1)) and raw.cost_units < 0.95 * room
+    plan = plan_halving(8, room, first=2, factor=2, most=64)
+    assert plan == HalvingPlan((5, 6, 8), (2, 1, 1))
+    assert 0.95 * room <= plan.cost_units <= room
+    assert (deciding_rung(plan) or 0) >= (deciding_rung(raw) or 0)
+
+
+@pytest.mark.parametrize("units", [4, 6, 8, 12, 16, 24])
+@pytest.mark.parametrize("runs", [1.3, 1.5, 1.7, 2.0, 2.5, 2.7, 3.2, 4.5])
+def test_a_plan_never_spends_less_chooses_earlier_or_keeps_fewer_than_two_for_spending(units: int,
+                                                                                      runs: float) -> None:
+    room = runs * units * 0.995
+    raw = _plan_halving(units, room, first=max(1, units // 8), factor=2, most=64)
+    plan = plan_halving(units, room, first=max(1, units // 8), factor=2, most=64)
+    if raw is None or raw.configurations < 2:
+        assert plan == raw
+        return
+    assert plan is not None and raw.cost_units <= plan.cost_units <= room
+    assert plan.configurations >= 2 and (deciding_rung(plan) or 0) >= (deciding_rung(raw) or 0)
+    assert plan == raw or raw.cost_units < 0.95 * room  # a plan that spends 95 % is kept as it is

@@ -168,7 +168,7 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
     plan = _plan_halving(max_units, room_units, first=first, factor=factor, most=most)
     now = None if plan is None else deciding_rung(plan)
     if decide_by is None or room_units is None or plan is None or now is None or now >= decide_by:
-        return plan
+        return _spend_more(plan, max_units, room_units, factor=factor, most=most)
     while first * factor < max_units:
         first *= factor
         later = _plan_halving(max_units, room_units, first=first, factor=factor, most=most)
@@ -176,8 +176,27 @@ def plan_halving(max_units: int, room_units: float | None, *, first: int, factor
             break
         if (deciding_rung(later) or 0) >= decide_by and later.cost_units >= min(plan.cost_units,
                                                                                  SPEND * room_units):
-            return later
-    return plan
+            return _spend_more(later, max_units, room_units, factor=factor, most=most)
+    return _spend_more(plan, max_units, room_units, factor=factor, most=most)
+
+
+def _spend_more(plan: HalvingPlan | None, max_units: int, room_units: float | None, *, factor: int,
+                most: int) -> HalvingPlan | None:
+    """``plan``, or where it leaves more than ``1 - SPEND`` of the budget (a coarse evaluation grid: a run of
+    a few evaluation units, where no rung can move one unit later for what is left) the plan with a later first
+    rung, up to one rung at the end (every configuration trained to its end), that spends the most, chooses its
+    finalist no earlier and keeps at least two configurations; e.g. one evaluation per half epoch, a one-epoch
+    space and a budget of 2 default runs: two configurations to the end (4 of 4 units) instead of two cut at
+    the first evaluation (3 of 4)."""
+    if plan is None or room_units is None or plan.configurations < 2 or plan.cost_units >= SPEND * room_units:
+        return plan
+    best, decides = plan, deciding_rung(plan) or 0
+    for first in range(plan.rungs[0] + 1, max_units + 1):
+        later = _plan_halving(max_units, room_units, first=first, factor=factor, most=most)
+        if later is not None and later.configurations >= 2 and (deciding_rung(later) or 0) >= decides \
+                and later.cost_units > best.cost_units:
+            best = later
+    return best
 
 
 def earliest_choice(units_per_epoch: float) -> int:
