@@ -59,6 +59,10 @@ class TrialSpec:
     save_model: bool = False        # final runs: save the trained model to output_dir/model
     checkpoint_every: int = 0       # PBT: save an exact checkpoint at every multiple of this many units
                                     # (and at the end) before the evaluation is reported; 0 = never
+    # the units a scheduler needs evaluated (halving: its rungs); a trainer may skip the evaluations between
+    # them (lmtune's own does, unless early stopping counts evaluations), the end is always evaluated; an
+    # evaluation past a skipped unit stands for it. Empty: every unit
+    eval_units: list[int] = field(default_factory=list)
     save_adapter: bool = False      # LoRA studies: save the trained adapter to output_dir/adapter at the end
     measure_serving: bool = False   # report serve_params, serve_trainable_params (every evaluation) and
                                     # serve_latency_ms (lmtune.training.serving): a study objective needs them

@@ -441,6 +441,7 @@ def _standalone(defaults: Mapping[str, Any], train_rows: int | None) -> Trial:
     from pydantic import ValidationError
 
     from lmtune.config import TrainingSection
+    from lmtune.config.schema import DEFAULT_EVAL_EVERY
 
     try:
         hparams = TrainingSection(**dict(defaults)).model_dump()
@@ -454,6 +455,7 @@ def _standalone(defaults: Mapping[str, Any], train_rows: int | None) -> Trial:
         raise LmtuneError("lmtune.trial(defaults=...): give max_steps in defaults, or train_rows= (the examples in "
                           "one epoch), so the trial's length is known")
     spec = TrialSpec(trial=0, model="", task_type="script", data_cache="", hparams=hparams,
-                     examples_per_unit=hparams["eval_every"] * hparams["batch_size"], total_examples=total,
+                     examples_per_unit=(hparams["eval_every"] or DEFAULT_EVAL_EVERY) * hparams["batch_size"],
+                     total_examples=total,
                      output_dir=str(Path("lmtune-standalone").resolve()), interactive=False)
     return Trial(spec, None, rank=_rank())

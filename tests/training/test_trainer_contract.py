@@ -8,6 +8,7 @@ one ``eval`` per evaluation unit and ``end``, and obeys the driver's answer to e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from conftest import tiny_overrides
 from lmtune.config import load_config
 from lmtune.execution import TRAINER
-from lmtune.protocol import Continue, Progress, TrialSpec
+from lmtune.protocol import Continue, Eval, Progress, TrialSpec
 from lmtune.testing import TRAINER_CHECKS, check_trainer, sim_spec
 from lmtune.testing.trainers import run_trainer
 from lmtune.tuner import make_plan, trial_spec
@@ -68,3 +69,24 @@ def test_the_contract_names_what_a_broken_trainer_does(tmp_path: Path, monkeypat
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT / 'src'}")
     with pytest.raises(AssertionError, match="exit 0, events"):
         check_trainer("deaf_trainer", sim_spec(0, tmp_path), folder=tmp_path / "checks")
+
+
+def test_lmtune_trainer_evaluates_only_the_units_its_scheduler_needs(trainer: tuple[str, TrialSpec],
+                                                                     tmp_path: Path) -> None:
+    """``eval_units`` (a halving's rungs): lmtune's trainer skips the evaluations between them and always
+    evaluates the end; under early stopping, whose patience counts evaluations, it evaluates every unit. A
+    trainer that evaluates every unit anyway (the stand-in) keeps the protocol too."""
+    module, spec = trainer
+    if module != TRAINER:
+        pytest.skip("the stand-in evaluates every unit, which the protocol allows")
+
+    def units(s: TrialSpec, name: str) -> list[int]:
+        events, code, log = run_trainer(module, s, tmp_path / name, lambda ev: Continue())
+        assert code == 0, log
+        return [e.units for e in events if isinstance(e, Eval)]
+
+    assert units(replace(spec, eval_units=[2]), "rung") == [2, 4]
+    assert units(replace(spec, eval_units=[1, 3]), "rungs") == [1, 3, 4]
+    assert units(spec, "every") == [1, 2, 3, 4]
+    patient = replace(spec, eval_units=[2], hparams={**spec.hparams, "early_stopping_patience": 3})
+    assert units(patient, "patience") == [1, 2, 3, 4]

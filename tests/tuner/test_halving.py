@@ -183,6 +183,29 @@ def test_halving_pauses_and_continues_real_trainers_from_their_checkpoints(tiny_
     assert not any(p.is_dir() for r in recs if r.state == "PRUNED" for p in Path(r.trial_dir or "").glob("u?????"))
 
 
+
+@pytest.mark.slow  # real trainer processes: the slow tier
+def test_halving_on_its_own_grid_evaluates_real_trainers_only_at_its_rungs(tiny_model: Path, tiny_csv: Path,
+                                                                           tmp_path: Path) -> None:
+    """training.eval_every unset: 12 units of one step each; lmtune's trainer evaluates where a run passes a
+    rung (and at its end), not at the 12 units, and the halving still pauses and promotes there."""
+    d = tmp_path / "s"
+    sets = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=12", "training.eval_every=null",
+            "search.strategy=halving", "execution.workers=1"]
+    out = run_lmtune("tune", QUICKSTART, *set_args(sets), "--n-trials", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    from lmtune.study import load_study
+
+    rungs = json.loads((d / STATE_FILE).read_text())["rungs"]
+    assert rungs[-1] == 12 and len(rungs) >= 3
+    recs = record.records(load_study(d)[0].trials)
+    assert sorted(r.state for r in recs).count("COMPLETE") == 1
+    for r in recs:  # each evaluation is the first past a rung (a batch of 64 passes 4 units a step)
+        units = [int(p["units"]) for p in r.curve]
+        assert all(any(a < u <= b for u in rungs) for a, b in zip([0, *units], units, strict=False)), (units, rungs)
+    finalist = next(r for r in recs if r.state == "COMPLETE")
+    assert int(finalist.curve[-1]["units"]) == 12 and len(finalist.curve) <= len(rungs)
+
 def _halve_with_examples_scaled(tiny_model: Path, tiny_csv: Path, d: Path,
                                 factor: float) -> tuple[Any, int, dict[str, Any], Any]:
     """A halving under a cap of 4 runs whose trainer reports ``factor`` times the tokens the plan expects (a
@@ -253,3 +276,39 @@ def _plan_of(sets: list[str], cap: int) -> Any:
     room = cap * 0.995 / (plan.examples_per_unit * plan.tokens_per_example)
     return plan_halving(plan.max_units, room, first=default_first_rung(plan.train_rows / plan.examples_per_unit),
                         factor=2, most=256)
+
+
+def test_auto_evaluates_often_enough_for_its_rungs_unless_eval_every_is_set(tiny_model: Path, tiny_csv: Path,
+                                                                              tmp_path: Path) -> None:
+    """training.eval_every unset: 50 steps of 16 is more than the whole run (24 steps), so every trial would be
+    evaluated once, at its end, and halving would have no rung; where the study halves (halving, auto under a
+    token budget) it evaluates about 8 times an epoch instead (96 rows: one step of 16, 6 an epoch); other
+    strategies, auto without a token budget (TPE + ASHA) and a value the user set keep their grid."""
+    base = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null"]
+    budget = "budget.max_train_tokens=100000"
+
+    def unit(*more: str) -> int:
+        return make_plan(load_config(QUICKSTART, [*base, *more])).examples_per_unit
+
+    assert unit("search.strategy=auto", budget) == unit("search.strategy=halving") == 16
+    run = 24 * 16  # 50 steps, capped at the run's length
+    assert unit("search.strategy=random") == unit("search.strategy=asha", budget) == run
+    assert unit("search.strategy=auto") == unit("search.strategy=auto", budget, "search.pruner=asha") == run
+    assert unit("search.strategy=auto", budget, "training.eval_every=3") == 48
+    assert unit("search.strategy=auto", budget, "training.eval_every=50") == run  # the user's grid, however coarse
+    assert unit("search.strategy=halving", "training.batch_size=8", "training.max_steps=48") == 16  # 2 steps of 8
+
+
+def test_auto_with_eval_every_unset_halves_on_its_own_grid_and_spends_the_budget(tiny_model: Path, tiny_csv: Path,
+                                                                                  tmp_path: Path) -> None:
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null",
+            "execution.workers=1", "search.strategy=auto"]
+    cap = int(2 * _run_tokens(sets))
+    summary = Tuner(load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"]),
+                    backend=SimulatedExecutor(workers=1)).run()
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    assert state["rungs"][-1] == 24 and state["sizes"][0] >= 2  # 24 units of one step: rungs within an epoch
+    recs = record.records(summary.study.trials)
+    assert all(int(p["examples"]) == 16 * int(p["units"]) for r in recs for p in r.curve)
+    spent = sum(r.train_tokens or 0 for r in recs)
+    assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap, state)

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
+from lmtune.errors import ConfigError
 from lmtune.execution.simulated import SimulatedExecutor
 from lmtune.tuner.search import Tuner
 
@@ -43,3 +44,20 @@ def test_changing_the_metric_of_an_existing_study_is_refused(tiny_model: Path, t
     assert "Traceback" not in out.stderr
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
     assert len(study.trials) == 1 and study.user_attrs["lmtune.metric"] == "eval_accuracy"
+
+
+def test_going_on_with_a_study_on_another_evaluation_grid_is_refused(tiny_model: Path, tiny_csv: Path,
+                                                                     tmp_path: Path) -> None:
+    """A study evaluated every 3 steps of 16 cannot go on every 2 (its rungs and curves would mix two units): the
+    error names the eval_every that goes on with it, before anything trains; with it the study goes on."""
+    d = tmp_path / "grid"
+    base = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=6", "search.strategy=random"]
+    Tuner(load_config(QUICKSTART, base), n_trials=1, backend=SimulatedExecutor(workers=1)).run()
+    with pytest.raises(ConfigError, match=r"every 48 training examples, this config every 32.*training.eval_every=3"):
+        Tuner(load_config(QUICKSTART, [*base, "training.eval_every=2"]), n_trials=2,
+              backend=SimulatedExecutor(workers=1)).run()
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}")
+    assert len(study.trials) == 1 and study.user_attrs["lmtune.examples_per_unit"] == 48
+    Tuner(load_config(QUICKSTART, [*base, "training.eval_every=3"]), n_trials=2,
+          backend=SimulatedExecutor(workers=1)).run()
+    assert len(optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials) == 2

@@ -277,6 +277,13 @@ def known_direction(metric: str) -> str | None:
     return "maximize" if words & HIGHER_IS_BETTER else None
 
 
+# training.eval_every when unset: steps at the default batch size between evaluations; a study that halves
+# (halving, auto under a token budget: tuner/plan.py `halves`) evaluates as often as HALVING_EVALS_PER_EPOCH
+# times an epoch where that is more often (tuner/plan.py, `unit_examples`)
+DEFAULT_EVAL_EVERY = 50
+HALVING_EVALS_PER_EPOCH = 8
+
+
 class TrainingSection(_Section):
     """The default training settings: the "default" row of every comparison. The search overrides
     whatever its space names; every field here may also appear in ``search.space``."""
@@ -285,7 +292,9 @@ class TrainingSection(_Section):
     batch_size: int = Field(default=32, ge=1)  # the effective batch (micro_batch_size accumulates to it)
     epochs: float = Field(default=2, gt=0)  # passes over the train split (fractions allowed)
     max_steps: int | None = Field(default=None, ge=1)  # at the default batch size; wins over epochs
-    eval_every: int = Field(default=50, ge=1)  # steps at the default batch size
+    # steps at the default batch size; None: 50, or for halving and auto under a token budget, where that is more
+    # often, about 8 evaluations an epoch, so that their rungs can fall within the first epoch (tuner/plan.py)
+    eval_every: int | None = Field(default=None, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)  # evaluation batch (no gradients: larger is faster)
     weight_decay: float = Field(default=0.0, ge=0)
     dropout: float | None = Field(default=0.1, ge=0, lt=1)  # None keeps the model's own value

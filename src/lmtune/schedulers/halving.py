@@ -90,7 +90,9 @@ class HalvingScheduler(Scheduler):
     (a safety: the plan is sized to fit it); ``tokens_left``: the token budget left (None: none), by which the
     rungs still ahead are planned again at each promotion (`_fit_rest`); ``slack``: the tokens past the cap a
     planned study may still train (the cap's 1 % slack: it keeps promotions that fit within it);
-    ``include_default``: the first
+    ``rungs_only``: trials need evaluating only at the rungs (`TrialSpec.eval_units`: the grid is ``auto``'s own,
+    training.eval_every unset, so that rungs can fall within the first epoch; evaluating at each of its 8 units
+    an epoch would cost more than the training on small data); ``include_default``: the first
     configuration is the default settings at the pinned length (marked as the default-settings trial only where
     that is their own length). In the sweep that chose the halving (benchmarks/tables/halving_sweep.py
     --default-first), that configuration in place of a random one moved the mean regret by -0.5 to +0.5 points
@@ -103,12 +105,13 @@ class HalvingScheduler(Scheduler):
                  metric: str, prune_metric: str, direction: Literal["maximize", "minimize"],
                  include_default: bool, reporter: Reporter, budget_stop: Callable[[], str],
                  tokens_left: Callable[[], float | None] = lambda: None, slack: float = 0.0,
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, rungs_only: bool = False) -> None:
         self.plan, self.study, self.halving, self.pinned = plan, study, halving, dict(pinned)
         self.metric, self.prune_metric, self.direction = metric, prune_metric, direction
         self.include_default, self.reporter = include_default, reporter
         self.tracker: Tracker = tracker or NoTracking()
         self._budget_stop, self._tokens_left, self._slack = budget_stop, tokens_left, slack
+        self.rungs_only = rungs_only
         self.lock = threading.Lock()
         self.configs: list[_Config] = []
         self.rung = 0                       # index into halving.rungs of the rung being trained to
@@ -208,7 +211,8 @@ class HalvingScheduler(Scheduler):
             self._save()
         hparams = {**self.plan.defaults, **conf.params}
         spec = trial_spec(self.plan, number=conf.trial.number, hparams=hparams, device=device, threads=threads,
-                          checkpoint_every=self.every, resume_from=resume)
+                          checkpoint_every=self.every, resume_from=resume,
+                          eval_units=list(self.halving.rungs) if self.rungs_only else [])
         conf.started = time.monotonic()
         if conf.startup is None:
             with self.lock:

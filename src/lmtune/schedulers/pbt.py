@@ -75,12 +75,12 @@ class _Member:
     restarts: list[dict[str, Any]] | None = None  # checkpoints found gone: [{"units": u, "missing": path}]
 
 
-def make_pbt(p: PBTSection, plan: Plan, population: int, *, seed: int, eval_every: int) -> PBT:
+def make_pbt(p: PBTSection, plan: Plan, population: int, *, seed: int, eval_every: int | None) -> PBT:
     """The strategy from its own section (``search.pbt``): ready points every ``p.ready_every`` steps at
-    the default batch size (``eval_every`` when unset), in the plan's units."""
+    the default batch size (``eval_every`` when unset; every evaluation when both are), in the plan's units."""
     ready_steps = p.ready_every or eval_every
     _, _, batch_size = plan.trial.length
-    ready_units = max(1, round(ready_steps * batch_size / plan.examples_per_unit))
+    ready_units = max(1, round(ready_steps * batch_size / plan.examples_per_unit)) if ready_steps else 1
     return PBT(space=plan.space, population_size=population, ready_units=ready_units, max_units=plan.max_units,
                seed=seed, direction=plan.trial.direction, quantile=p.quantile,
                resample_probability=p.resample_probability, perturb_factors=p.perturb_factors,
@@ -101,7 +101,7 @@ class PBTRunner(Scheduler):
     finished_reason = "population finished"
 
     def __init__(self, plan: Plan, study: optuna.Study, *, pbt: PBTSection, population: int, metric: str,
-                 seed: int, eval_every: int, include_default: bool, reporter: Reporter,
+                 seed: int, eval_every: int | None, include_default: bool, reporter: Reporter,
                  budget_stop: Callable[[], str], tracker: Tracker | None = None) -> None:
         self.plan, self.study, self.reporter = plan, study, reporter
         self.metric, self.include_default = metric, include_default

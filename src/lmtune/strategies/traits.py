@@ -8,6 +8,7 @@ instead of comparing strategy names.
   processes (its population state is the one driver's);
 - ``pins_length``: every drawn configuration is planned at the longest training length the space allows,
   the length being the resource its pruner allocates (`auto`, `halving`; `lmtune.schedulers.search.auto_pins`);
+- ``halves``: it runs synchronous successive halving whatever the budget (`halving`);
 - ``halves_under_token_budget``: under ``budget.max_train_tokens`` it runs synchronous successive halving sized
   to the budget (`lmtune.schedulers.halving`) where that trains two or more configurations to their end (`auto`;
   `lmtune.tuner.search.Tuner`).
@@ -25,6 +26,7 @@ class StrategyTraits:
     points: bool = False
     changes_settings: bool = False
     pins_length: bool = False
+    halves: bool = False
     halves_under_token_budget: bool = False
 
     @property
@@ -40,7 +42,7 @@ _TRAITS = {
     "bayes": StrategyTraits(),
     "asha": StrategyTraits(),
     "hyperband": StrategyTraits(),
-    "halving": StrategyTraits(pins_length=True),
+    "halving": StrategyTraits(pins_length=True, halves=True),
     "pbt": StrategyTraits(changes_settings=True),
 }
 

@@ -102,6 +102,8 @@ def train(spec: TrialSpec, emit: Emit, decide: Decide) -> dict[str, Any]:
             emit(progress_event(examples=prog.examples, tokens=prog.tokens, total_examples=spec.total_examples))
         if prog.examples < (prog.units + 1) * spec.examples_per_unit and not s.done(prog.examples):
             continue
+        if _skipped(spec, s, prog):  # no unit the scheduler needs lies in this interval: train on to the next
+            continue
         times["train"] += time.perf_counter() - tick
         tick = time.perf_counter()
         metrics = _evaluate(s, prog, float(loss_sum) / max(loss_n, 1))
@@ -154,6 +156,24 @@ def _held(model: torch.nn.Module) -> dict[str, int]:
     params = list(model.parameters())
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params)
     return {"parameters_on_rank": int(local), "parameters": int(sum(p.numel() for p in params))}
+
+
+def _skipped(spec: TrialSpec, s: Session, prog: Progress) -> bool:
+    """Whether the evaluation at this unit boundary is skipped (``spec.eval_units``: the scheduler needs none
+    of the units it passes; never the end, nor under early stopping, whose patience counts evaluations). A
+    skipped boundary still counts its unit, as `_evaluate` would."""
+    if not spec.eval_units or s.done(prog.examples) or s.hp.early_stopping_patience:
+        return False
+    reached = _unit_reached(prog, s)
+    if any(prog.units < u <= reached for u in spec.eval_units):
+        return False
+    prog.units = reached
+    return True
+
+
+def _unit_reached(prog: Progress, s: Session) -> int:
+    """The unit an evaluation here is counted at (not the end: that is ``max_units``)."""
+    return min(max(prog.units + 1, prog.examples // s.spec.examples_per_unit), s.max_units - 1)
 
 
 def _scheduled(spec: TrialSpec, units: int) -> dict[str, Any]:
@@ -252,7 +272,7 @@ def _evaluate(s: Session, prog: Progress, train_loss: float) -> dict[str, float]
     if s.done(prog.examples):
         prog.units = s.max_units
     else:
-        prog.units = min(max(prog.units + 1, prog.examples // s.spec.examples_per_unit), s.max_units - 1)
+        prog.units = _unit_reached(prog, s)
     return metrics
 
 

@@ -15,16 +15,18 @@ from typing import Any, Literal
 from lmtune.config import (
     CLASSIFICATION_METRICS,
     SERVE_METRICS,
+    SearchSection,
     StudyConfig,
     TaskSection,
     TrainingSection,
     resolved_space,
 )
+from lmtune.config.schema import DEFAULT_EVAL_EVERY, HALVING_EVALS_PER_EPOCH
 from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
 from lmtune.space import FloatParam, Space
-from lmtune.strategies import Narrowed, practice_space
+from lmtune.strategies import Narrowed, practice_space, traits
 from lmtune.study import StudyPaths, prepare_folder
 from lmtune.training import MetricFunctionError, check_model_folder, load_tokenizer, metric_names, resolve_model
 
@@ -116,8 +118,8 @@ def task_data_spec(task: TaskSection, *, seed: int) -> DataSpec:
 def make_plan(cfg: StudyConfig) -> Plan:
     """Resolve the model, tokenize the data once (cached), and fix the units of fidelity.
 
-    One evaluation unit is ``eval_every`` steps at the *default* batch size, in examples; the
-    training length is ``max_steps`` at the default batch size (or ``epochs`` of the train split).
+    One evaluation unit is ``eval_every`` steps at the *default* batch size, in examples (`unit_examples`);
+    the training length is ``max_steps`` at the default batch size (or ``epochs`` of the train split).
 
     This is the recipes' set-up step (`Tuner`, `TwoStageTuner`, `FinalRunner`, `train_one`): the one
     place below them that reads the whole config, once per study, into the `Plan` that components read;
@@ -138,14 +140,42 @@ def make_plan(cfg: StudyConfig) -> Plan:
     if cfg.search.uses_practice_prior and space.get("lora_enabled") is None:  # (LoRA on and off: no one prior)
         space, narrowed = practice_space(space, defaults, lora=tr.lora_enabled)
     total = longest_examples(space, defaults, train_rows=train_rows)
+    halving = halves(cfg.search, token_budget=cfg.budget.max_train_tokens is not None,
+                     objectives=len(cfg.study.objective_list()))
     trial = TrialBase.of(task, tr, space, metric=cfg.study.metric, direction=cfg.study.direction, data=data,
                          world_size=cfg.execution.trial_processes, shard_model=cfg.execution.shard_model,
                          count_tokens=cfg.budget.max_train_tokens is not None,
                          measure_serving=any(m in SERVE_METRICS for m, _ in cfg.study.objective_list()))
     return Plan(paths=paths, storage=cfg.study.storage or paths.default_storage(), model=model,
                 data_cache=cache, train_rows=train_rows, train_tokens=train_tokens,
-                examples_per_unit=min(tr.eval_every * tr.batch_size, total), total_examples=total, space=space,
+                examples_per_unit=unit_examples(tr, halves=halving, train_rows=train_rows, total=total),
+                total_examples=total, space=space,
                 defaults=defaults, trial=trial, narrowed=narrowed)
+
+
+def halves(search: SearchSection, *, token_budget: bool, objectives: int) -> bool:
+    """Whether the study's strategy is successive halving: ``halving``, or ``auto`` under a token budget for one
+    objective with no pruner named (`Tuner._auto_halves` may still fall back to ASHA where the budget is too
+    small for two configurations); read from the config alone, so every run of a study agrees."""
+    t = traits(search.strategy)
+    return t.halves or (t.halves_under_token_budget and token_budget and search.pruner is None and objectives == 1)
+
+
+def unit_examples(training: TrainingSection, *, halves: bool, train_rows: int, total: int) -> int:
+    """Training examples between two evaluations (one evaluation unit): ``training.eval_every`` steps at the
+    default batch size; when it is unset, ``DEFAULT_EVAL_EVERY`` steps, or where the study ``halves``, if that
+    is more often, the whole number of default-batch steps nearest ``HALVING_EVALS_PER_EPOCH`` evaluations an
+    epoch (lmtune's trainer then evaluates only at the rungs). The halving places its rungs in these units (a
+    quarter epoch, three quarters, one, ...): with 50 steps of 32 on 1,500 train rows a unit is more than an epoch,
+    every rung a whole epoch, and on the recorded tables (docs/benchmarks/search-replay.md) ``auto`` at 2x left
+    15-23 % of its budget unspent and ended 0.6-2.3 points further from the best configuration than on the
+    8-an-epoch grid. At most ``total``."""
+    steps = training.eval_every or DEFAULT_EVAL_EVERY
+    per_unit = steps * training.batch_size
+    if training.eval_every is None and halves and train_rows > 0:
+        steps_per_eval = int(train_rows / (HALVING_EVALS_PER_EPOCH * training.batch_size) + 0.5)  # the nearest
+        per_unit = min(per_unit, max(1, steps_per_eval) * training.batch_size)
+    return max(1, min(per_unit, total))
 
 
 def _tokenized_data(task: TaskSection, data: DataSpec, paths: StudyPaths) -> tuple[str, Path, int, int]:

@@ -9,6 +9,7 @@ study's backend. The budget and the failure policy are the tuner's (`lmtune.tune
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -230,7 +231,7 @@ class Tuner:
             tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
                                  cfg.budget.max_train_tokens - train_tokens_spent(study)),
             slack=(cfg.budget.max_train_tokens or 0) * PLANNED_SLACK,
-            tracker=self._tracker())
+            tracker=self._tracker(), rungs_only=cfg.training.eval_every is None)
         scheduler.start()
         self.reporter.study_started(cfg.study.name, finished(study), halving.configurations, plan.max_units)
         log.warning("strategy %s: successive halving of %d configurations at the longest length (%s), rungs at %s "
@@ -368,6 +369,7 @@ class Tuner:
             raise ConfigError(f"study.objectives: study '{cfg.study.name}' in {plan.storage} has the objectives "
                               f"{study.metric_names}, this config {names}; its trials were told other values: use "
                               "the study's objectives, or a new study.name / study.dir")
+        self._check_grid(study, plan)
         study.set_user_attr("lmtune.direction", cfg.study.direction)  # first: the check above keys on the metric
         study.set_user_attr("lmtune.metric", cfg.study.metric)
         name_objective(study, names)
@@ -382,6 +384,28 @@ class Tuner:
                                 "examples_per_unit": plan.examples_per_unit,
                                 "total_examples": plan.total_examples, **self.meta})
         return study
+
+    def _check_grid(self, study: optuna.Study, plan: Plan) -> None:
+        """Refuse to go on with a study whose trials were evaluated on another grid (training.eval_every, or its
+        default, which depends on the strategy and the budget: `lmtune.tuner.plan.unit_examples`): curves, rungs and
+        pruning would mix two units. Studies recorded before the unit was kept in the study read it from
+        study.json."""
+        was = study.user_attrs.get("lmtune.examples_per_unit")
+        if was is None and plan.paths.meta.is_file():
+            try:
+                was = json.loads(plan.paths.meta.read_text(encoding="utf-8")).get("examples_per_unit")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                was = None
+        if isinstance(was, int) and was != plan.examples_per_unit and study.get_trials(deepcopy=False):
+            batch = int(self.cfg.training.batch_size)
+            steps = f"training.eval_every={was // batch}" if was % batch == 0 else \
+                f"training.eval_every so that it evaluates every {was} examples"
+            raise ConfigError(f"training.eval_every: study '{self.cfg.study.name}' in {plan.storage} evaluated its "
+                              f"trials every {was} training examples, this config every {plan.examples_per_unit} "
+                              "(eval_every unset is 50 steps, or about 8 evaluations an epoch where the study "
+                              f"halves); its rungs and curves would mix the two: set {steps} to go on with it, "
+                              "or a new study.name / study.dir")
+        study.set_user_attr("lmtune.examples_per_unit", plan.examples_per_unit)
 
     def _sampler_seed(self, study: optuna.Study) -> int:
         """``study.seed`` for a new study (reproducible); for a resumed one a seed derived from it and the
