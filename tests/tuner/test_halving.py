@@ -312,3 +312,25 @@ def test_auto_with_eval_every_unset_halves_on_its_own_grid_and_spends_the_budget
     assert all(int(p["examples"]) == 16 * int(p["units"]) for r in recs for p in r.curve)
     spent = sum(r.train_tokens or 0 for r in recs)
     assert 0.95 * cap <= spent <= 1.01 * cap, (spent, cap, state)
+
+
+@pytest.mark.parametrize("more,rungs_only", [((), True), (("budget.max_wall_time=3600",), False),
+                                             (("budget.max_cost=10", "budget.prices={cpu: 1.0, cuda: 2.0}"), False),
+                                             (("training.eval_every=2",), False)])
+def test_trials_are_evaluated_only_at_the_rungs_unless_something_stops_them_at_any_evaluation(
+        tiny_model: Path, tiny_csv: Path, tmp_path: Path, more: tuple[str, ...], rungs_only: bool) -> None:
+    """On the halving's own grid the trial spec names the rungs (the trainer may skip the rest); a deadline or a
+    cost cap stops a trial at an evaluation, so there, as on a grid the user set, every unit is evaluated."""
+    import time
+
+    from lmtune.schedulers import HalvingScheduler
+
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null",
+            "search.strategy=halving", "execution.workers=1", *more]
+    _, scheduler = Tuner(load_config(QUICKSTART, sets), n_trials=4, backend=SimulatedExecutor(workers=1)).prepare(
+        time.time())
+    assert isinstance(scheduler, HalvingScheduler)
+    scheduler.start()
+    launch = scheduler.suggest("cpu", 1)
+    assert launch is not None
+    assert launch.spec.eval_units == (list(scheduler.halving.rungs) if rungs_only else [])

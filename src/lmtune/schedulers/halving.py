@@ -90,9 +90,10 @@ class HalvingScheduler(Scheduler):
     (a safety: the plan is sized to fit it); ``tokens_left``: the token budget left (None: none), by which the
     rungs still ahead are planned again at each promotion (`_fit_rest`); ``slack``: the tokens past the cap a
     planned study may still train (the cap's 1 % slack: it keeps promotions that fit within it);
-    ``rungs_only``: trials need evaluating only at the rungs (`TrialSpec.eval_units`: the grid is ``auto``'s own,
-    training.eval_every unset, so that rungs can fall within the first epoch; evaluating at each of its 8 units
-    an epoch would cost more than the training on small data); ``include_default``: the first
+    ``rungs_only``: trials need evaluating only at the rungs (`TrialSpec.eval_units`: the grid is the halving's
+    own, training.eval_every unset, so that rungs can fall within the first epoch; evaluating at each of its 8
+    units an epoch would cost more than the training on small data; not under a deadline or cost cap, which
+    stop a trial at an evaluation); ``include_default``: the first
     configuration is the default settings at the pinned length (marked as the default-settings trial only where
     that is their own length). In the sweep that chose the halving (benchmarks/tables/halving_sweep.py
     --default-first), that configuration in place of a random one moved the mean regret by -0.5 to +0.5 points

@@ -231,7 +231,10 @@ class Tuner:
             tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
                                  cfg.budget.max_train_tokens - train_tokens_spent(study)),
             slack=(cfg.budget.max_train_tokens or 0) * PLANNED_SLACK,
-            tracker=self._tracker(), rungs_only=cfg.training.eval_every is None)
+            tracker=self._tracker(),
+            # a deadline or cost cap stops trials at evaluations: there every unit is evaluated
+            rungs_only=cfg.training.eval_every is None and not (cfg.budget.max_wall_time or cfg.budget.max_gpu_hours
+                                                               or cfg.budget.max_cost))
         scheduler.start()
         self.reporter.study_started(cfg.study.name, finished(study), halving.configurations, plan.max_units)
         log.warning("strategy %s: successive halving of %d configurations at the longest length (%s), rungs at %s "
