@@ -440,8 +440,7 @@ def trial(*, defaults: Mapping[str, Any] | None = None, train_rows: int | None =
 def _standalone(defaults: Mapping[str, Any], train_rows: int | None) -> Trial:
     from pydantic import ValidationError
 
-    from lmtune.config import TrainingSection
-    from lmtune.config.schema import DEFAULT_EVAL_EVERY
+    from lmtune.config import DEFAULT_EVAL_EVERY, TrainingSection
 
     try:
         hparams = TrainingSection(**dict(defaults)).model_dump()

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from lmtune._faces import lazy
 from lmtune.config.loader import apply_overrides, load_config, parse_value, resolved_space, validate
 from lmtune.config.schema import (
+    DEFAULT_EVAL_EVERY,
+    HALVING_EVALS_PER_EPOCH,
     TRAINING_FIELDS,
     BudgetSection,
     ExecutionSection,
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
     )
     from lmtune.config.writer import best_config_yaml, config_yaml
 
-__all__ = ["CLASSIFICATION_METRICS", "COST_METRICS", "SERVE_METRICS", "SHARDED_4BIT", "SHARDED_FP16", "TRAINING_FIELDS",
+__all__ = ["CLASSIFICATION_METRICS", "COST_METRICS", "DEFAULT_EVAL_EVERY", "HALVING_EVALS_PER_EPOCH", "SERVE_METRICS",
+           "SHARDED_4BIT", "SHARDED_FP16", "TRAINING_FIELDS",
            "BudgetSection", "ExecutionSection", "Objective", "PBTSection", "ProxySection", "SearchSection",
            "StudyConfig", "StudySection", "TaskSection", "TrackingSection", "TrainingSection", "applies",
            "apply_overrides", "best_config_yaml", "check_tracking", "config_yaml", "load_config", "lower_is_better",

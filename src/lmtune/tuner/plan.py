@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from lmtune.config import (
     CLASSIFICATION_METRICS,
+    DEFAULT_EVAL_EVERY,
+    HALVING_EVALS_PER_EPOCH,
     SERVE_METRICS,
     SearchSection,
     StudyConfig,
@@ -21,7 +23,6 @@ from lmtune.config import (
     TrainingSection,
     resolved_space,
 )
-from lmtune.config.schema import DEFAULT_EVAL_EVERY, HALVING_EVALS_PER_EPOCH
 from lmtune.data import DataSpec, build_cache, load_meta, load_splits
 from lmtune.errors import ConfigError
 from lmtune.protocol import TrialSpec
