@@ -63,10 +63,13 @@ def test_auto_plans_its_last_trial_from_the_seconds_left_and_ends_by_the_deadlin
             "search.strategy=auto", "search.include_default=false", "execution.workers=1", "execution.device=cpu",
             "search.space={epochs: {type: int, low: 1, high: 3}, learning_rate: {type: float, low: 1e-5, "
             "high: 1e-2, log: true}}"]
-    cfg = load_config(QUICKSTART, sets)
-    t0 = time.monotonic()
-    probe = Tuner(cfg, n_trials=1, backend=SimulatedExecutor(workers=1, unit_s=0.4)).run()
-    one = time.monotonic() - t0  # set-up and one 3-epoch trial, as the capped study will see them
+    ones = []
+    for k in range(2):  # the first run in a process pays one-time costs (imports, the tokenizer) the rest do not
+        probe_cfg = load_config(QUICKSTART, [*sets, f"study.dir={tmp_path / f'probe{k}'}"])
+        t0 = time.monotonic()
+        probe = Tuner(probe_cfg, n_trials=1, backend=SimulatedExecutor(workers=1, unit_s=0.4)).run()
+        ones.append(time.monotonic() - t0)  # set-up and one 3-epoch trial, as the capped study will see them
+    one = ones[-1]
     trial_s = record.records(probe.study.trials)[0].wall_time_s or 0.0
     cap = one + 0.6 * trial_s
     capped = load_config(QUICKSTART, [*sets, f"study.dir={tmp_path / 'capped'}", f"budget.max_wall_time={cap:.3f}"])
@@ -74,10 +77,12 @@ def test_auto_plans_its_last_trial_from_the_seconds_left_and_ends_by_the_deadlin
     summary = Tuner(capped, n_trials=8, backend=SimulatedExecutor(workers=1, unit_s=0.4)).run()
     wall = time.monotonic() - t0
     recs = record.records(summary.study.trials)
-    assert recs[0].config["epochs"] == 3 and recs[0].state == "COMPLETE"
-    assert len(recs) == 2, [(r.state, r.config.get("epochs"), r.stop_reason) for r in recs]
+    # the set-up's seconds differ between the probe and this run (on a loaded machine by more than a trial), so
+    # the deadline may leave room for a second whole trial: every trial before the last trains 3 epochs
+    shown = [(r.state, r.config.get("epochs"), r.stop_reason) for r in recs]
+    assert len(recs) >= 2 and all(r.config["epochs"] == 3 and r.state == "COMPLETE" for r in recs[:-1]), shown
     last = recs[-1]
     assert last.state == "COMPLETE" and last.value is not None, (last.state, last.stop_reason)
-    assert 1 <= last.config["epochs"] < 3 and last.config["epochs"] != int(last.config["epochs"])
+    assert 0.9 <= last.config["epochs"] < 3, shown  # planned from the seconds left (a whole length if that is it)
     assert wall <= cap + 0.3, (wall, cap)  # not a whole trial (~2.4 s) past the deadline
     assert wall >= 0.8 * cap, (wall, cap)  # and the time given was used
