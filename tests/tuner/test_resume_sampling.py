@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -11,6 +12,7 @@ from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
 from lmtune.errors import ConfigError
 from lmtune.execution.simulated import SimulatedExecutor
+from lmtune.study import META_FILE
 from lmtune.tuner.search import Tuner
 
 ROOT = Path(__file__).parents[2]
@@ -61,3 +63,24 @@ def test_going_on_with_a_study_on_another_evaluation_grid_is_refused(tiny_model:
     Tuner(load_config(QUICKSTART, [*base, "training.eval_every=3"]), n_trials=2,
           backend=SimulatedExecutor(workers=1)).run()
     assert len(optuna.load_study(study_name=None, storage=f"sqlite:///{d / 'study.db'}").trials) == 2
+
+
+def test_a_study_recorded_before_the_unit_was_kept_reads_it_from_study_json(tiny_model: Path, tiny_csv: Path,
+                                                                           tmp_path: Path) -> None:
+    """Older studies kept the unit only in study.json: it is read from there (and a damaged study.json, which the
+    run rewrites, names no grid rather than stopping the study)."""
+    d = tmp_path / "old"
+    base = [*tiny_overrides(tiny_model, tiny_csv, d), "training.max_steps=6", "search.strategy=random"]
+    Tuner(load_config(QUICKSTART, base), n_trials=1, backend=SimulatedExecutor(workers=1)).run()
+    url = f"sqlite:///{d / 'study.db'}"
+    optuna.load_study(study_name=None, storage=url).set_user_attr("lmtune.examples_per_unit", None)  # as before
+    assert json.loads((d / META_FILE).read_text())["examples_per_unit"] == 48
+    with pytest.raises(ConfigError, match=r"every 48 training examples, this config every 32"):
+        Tuner(load_config(QUICKSTART, [*base, "training.eval_every=2"]), n_trials=2,
+              backend=SimulatedExecutor(workers=1)).run()
+    (d / META_FILE).write_text("{not json")
+    Tuner(load_config(QUICKSTART, [*base, "training.eval_every=2"]), n_trials=2,
+          backend=SimulatedExecutor(workers=1)).run()
+    study = optuna.load_study(study_name=None, storage=url)
+    assert len(study.trials) == 2 and study.user_attrs["lmtune.examples_per_unit"] == 32
+    assert json.loads((d / META_FILE).read_text())["examples_per_unit"] == 32  # rewritten

@@ -9,7 +9,6 @@ study's backend. The budget and the failure policy are the tuner's (`lmtune.tune
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmtune.config import StudyConfig, lower_is_better
-from lmtune.errors import ConfigError, LmtuneError, StudyFault
+from lmtune.errors import ConfigError, LmtuneError, StudyError, StudyFault
 from lmtune.execution import Executor, LocalExecutor, make_executor
 from lmtune.schedulers import HALVING_STATE, HalvingScheduler, PBTRunner, Scheduler, SearchScheduler, scheduler_for
 from lmtune.strategies import (
@@ -43,6 +42,7 @@ from lmtune.study import (
     check_not_lost,
     fault_message,
     finished,
+    read_meta,
     record,
     storage_fault,
     train_tokens_spent,
@@ -394,10 +394,10 @@ class Tuner:
         pruning would mix two units. Studies recorded before the unit was kept in the study read it from
         study.json."""
         was = study.user_attrs.get("lmtune.examples_per_unit")
-        if was is None and plan.paths.meta.is_file():
-            try:
-                was = json.loads(plan.paths.meta.read_text(encoding="utf-8")).get("examples_per_unit")
-            except (ValueError, UnicodeDecodeError, AttributeError):
+        if was is None:
+            try:  # a missing or damaged study.json is rewritten further on; it names no grid then
+                was = read_meta(plan.paths.root).get("examples_per_unit")
+            except StudyError:
                 was = None
         if isinstance(was, int) and was != plan.examples_per_unit and study.get_trials(deepcopy=False):
             batch = int(self.cfg.training.batch_size)
