@@ -334,3 +334,31 @@ def test_trials_are_evaluated_only_at_the_rungs_unless_something_stops_them_at_a
     launch = scheduler.suggest("cpu", 1)
     assert launch is not None
     assert launch.spec.eval_units == (list(scheduler.halving.rungs) if rungs_only else [])
+
+
+@pytest.mark.parametrize("more,rungs_only", [((), True), (("training.eval_every=2",), False),
+                                             (("budget.max_wall_time=3600",), False)])
+def test_autos_asha_on_the_fine_grid_evaluates_only_at_its_rungs(tiny_model: Path, tiny_csv: Path, tmp_path: Path,
+                                                                 more: tuple[str, ...], rungs_only: bool) -> None:
+    """Where auto does not halve (here a budget for fewer than two configurations through the halving) it runs
+    TPE + ASHA on the grid it chose for halving, an eighth of an epoch: ASHA decides only at its rungs, so the spec
+    names them and lmtune's trainer skips the evaluations between (they cost time and decide nothing). A grid the
+    user set, or a deadline, keeps every evaluation."""
+    import time
+
+    from lmtune.schedulers import SearchScheduler
+    from lmtune.strategies import asha_rungs
+
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null",
+            "execution.workers=1", "search.strategy=auto"]
+    cap = int(1.05 * _run_tokens(sets))
+    cfg = load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}", *more])
+    _, scheduler = Tuner(cfg, n_trials=4, backend=SimulatedExecutor(workers=1)).prepare(time.time())
+    assert isinstance(scheduler, SearchScheduler)  # auto's ASHA, not the halving
+    plan = scheduler.plan
+    launch = scheduler.suggest("cpu", 1)
+    assert launch is not None
+    rungs = asha_rungs("asha", max_units=plan.max_units, reduction_factor=cfg.search.factor)
+    assert rungs and rungs[-1] < plan.max_units
+    assert launch.spec.eval_units == (rungs if rungs_only else [])
+    scheduler.abandon([launch.key])

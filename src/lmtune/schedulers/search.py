@@ -111,12 +111,13 @@ class SearchScheduler(Scheduler):
                  direction: Literal["maximize", "minimize"], trial_timeout: float | None, coord: Coordination,
                  reporter: Reporter, budget: Budget, target: int, summary: RunSummary,
                  spec_extra: Mapping[str, Any], tracker: Tracker | None = None, queued_only: bool = False,
-                 objectives: Sequence[tuple[str, str]] = ()) -> None:
+                 objectives: Sequence[tuple[str, str]] = (), eval_units: Sequence[int] = ()) -> None:
         self.plan, self.study, self.coord, self.reporter = plan, study, coord, reporter
         self.search, self.metric, self.direction, self.trial_timeout = search, metric, direction, trial_timeout
         self.tracker: Tracker = tracker or NoTracking()
         self.budget, self.target, self.summary, self.spec_extra = budget, target, summary, dict(spec_extra)
         self.poll_s = coord.poll_s
+        self.eval_units = list(eval_units)  # the pruner's rungs, where trials need evaluating only there
         self._lock = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._stop = ""
@@ -269,7 +270,7 @@ class SearchScheduler(Scheduler):
         beat = self.coord.heartbeat(study, trial, on_lost)
         item = self._running[trial.number] = _Running(trial, params, is_default, beat, lost, handles)
         spec = trial_spec(plan, number=trial.number, hparams=hparams, device=device, threads=threads,
-                          extra=dict(self.spec_extra))
+                          extra=dict(self.spec_extra), eval_units=list(self.eval_units))
         trial_dir = plan.paths.trial_dir(trial.number)
         with self._lock:
             # planned_examples: the pruner compares a trial only with trials of its length; device and devices:

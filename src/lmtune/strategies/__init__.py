@@ -12,6 +12,7 @@ from lmtune.strategies.halving import HalvingPlan, default_first_rung, earliest_
 from lmtune.strategies.practice import Narrowed, practice_space
 from lmtune.strategies.pruners import (
     LengthOf,
+    asha_rungs,
     default_min_units,
     make_pruner,
     prune_metric,
@@ -25,7 +26,8 @@ from lmtune.strategies.traits import StrategyTraits, traits
 if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
-__all__ = ["PBT", "HalvingPlan", "LengthOf", "Narrowed", "StrategyTraits", "default_first_rung", "default_min_units",
+__all__ = ["PBT", "HalvingPlan", "LengthOf", "Narrowed", "StrategyTraits", "asha_rungs", "default_first_rung",
+           "default_min_units",
            "earliest_choice", "fill", "make_pruner", "make_sampler", "plan_halving", "practice_space", "prune_metric",
            "pruner_name", "pruning_value", "resize", "rungs_from_end", "startup_trials", "traits"]
 

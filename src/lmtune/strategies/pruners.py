@@ -121,6 +121,17 @@ def _asha(rungs: list[int], reduction_factor: int) -> optuna.pruners.BasePruner:
     return RungHalving()
 
 
+def asha_rungs(name: str, *, max_units: int, reduction_factor: int = 3,
+               min_units: int | None = None) -> list[int] | None:
+    """The units at which pruner ``name`` decides, where it decides only at fixed rungs (``asha``: the rungs
+    `make_pruner` lays); None for a pruner that may decide at any evaluation (median, hyperband's brackets,
+    none). A trainer need evaluate only there and at the end (`lmtune.protocol.TrialSpec.eval_units`)."""
+    if name != "asha":
+        return None
+    return rungs_from_end(max_units, min_units or default_min_units(name, max_units, reduction_factor),
+                          reduction_factor)
+
+
 def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3, min_units: int | None = None,
                 length_of: LengthOf | None = None) -> optuna.pruners.BasePruner:
     """An Optuna pruner over rungs 1..max_units (units are reported as the trial's step). With
@@ -135,7 +146,8 @@ def make_pruner(name: str, *, max_units: int, reduction_factor: int = 3, min_uni
     if name == "median":
         inner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(0, first - 1))
     elif name == "asha":  # rungs laid from the end (`rungs_from_end`), not Optuna's first x factor^k
-        inner = _asha(rungs_from_end(max_units, first, reduction_factor), reduction_factor)
+        inner = _asha(asha_rungs(name, max_units=max_units, reduction_factor=reduction_factor, min_units=first) or [],
+                      reduction_factor)
     elif name == "hyperband":
         inner = _hyperband_per_length()(min_resource=first, max_resource=max(max_units, first),
                                         reduction_factor=reduction_factor)

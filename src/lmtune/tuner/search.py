@@ -27,6 +27,7 @@ from lmtune.execution import Executor, LocalExecutor, make_executor
 from lmtune.schedulers import HALVING_STATE, HalvingScheduler, PBTRunner, Scheduler, SearchScheduler, scheduler_for
 from lmtune.strategies import (
     HalvingPlan,
+    asha_rungs,
     default_first_rung,
     earliest_choice,
     make_pruner,
@@ -54,6 +55,7 @@ from lmtune.tuner.coordination import Coordination, LocalCoordination, SharedCoo
 from lmtune.tuner.drive import drive
 from lmtune.tuner.plan import (
     Plan,
+    halves,
     longest_length,
     make_plan,
 )
@@ -231,10 +233,7 @@ class Tuner:
             tokens_left=lambda: (None if cfg.budget.max_train_tokens is None else
                                  cfg.budget.max_train_tokens - train_tokens_spent(study)),
             slack=(cfg.budget.max_train_tokens or 0) * PLANNED_SLACK,
-            tracker=self._tracker(),
-            # a deadline or cost cap stops trials at evaluations: there every unit is evaluated
-            rungs_only=cfg.training.eval_every is None and not (cfg.budget.max_wall_time or cfg.budget.max_gpu_hours
-                                                               or cfg.budget.max_cost))
+            tracker=self._tracker(), rungs_only=self._rungs_only())
         scheduler.start()
         self.reporter.study_started(cfg.study.name, finished(study), halving.configurations, plan.max_units)
         log.warning("strategy %s: successive halving of %d configurations at the longest length (%s), rungs at %s "
@@ -277,6 +276,16 @@ class Tuner:
         self.reporter.study_started(cfg.study.name, population - len(runner.waiting), population, plan.max_units)
         return runner
 
+    def _rungs_only(self) -> bool:
+        """Whether trials need evaluating only where the study decides (its rungs, `TrialSpec.eval_units`): where
+        the study halves on the grid it chose itself (`lmtune.tuner.plan.halves`, eval_every unset). A grid the
+        user set is kept; a deadline or cost cap stops trials at evaluations, so there every unit is evaluated."""
+        cfg = self.cfg
+        b = cfg.budget
+        return (cfg.training.eval_every is None and not (b.max_wall_time or b.max_gpu_hours or b.max_cost)
+                and halves(cfg.search, token_budget=b.max_train_tokens is not None,
+                           objectives=len(cfg.study.objective_list())))
+
     def _search(self, plan: Plan, study: optuna.Study, summary: RunSummary, priors: list[Prior],
                 t0: float) -> SearchScheduler:
         """The search scheduler, the study's queue filled first (default trial, grid points, priors)."""
@@ -295,11 +304,18 @@ class Tuner:
         # trial, or launches none, when the next interval would cross it
         budget = self._budget = Budget(cfg.budget, max_failures=cfg.search.max_failures, t0=t0,
                                        unit_tokens=plan.examples_per_unit * plan.tokens_per_example)
+        # auto's ASHA (where it does not halve: priors, shared workers, a budget for fewer than two configurations)
+        # on the halving's fine grid: ASHA decides only at its rungs; evaluating every eighth of an epoch costs
+        # time and decides nothing
+        rungs = asha_rungs(pruner_name(cfg.search.strategy, cfg.search.pruner), max_units=plan.max_units,
+                           reduction_factor=cfg.search.factor, min_units=cfg.search.min_units) \
+            if self._rungs_only() else None
         scheduler = SearchScheduler(plan, study, search=cfg.search, metric=cfg.study.metric,
                                     direction=cfg.study.direction, trial_timeout=cfg.execution.trial_timeout,
                                     coord=self.coord, reporter=self.reporter, budget=budget, target=target,
                                     summary=summary, spec_extra=self.spec_extra, tracker=self._tracker(),
-                                    queued_only=self.queued_only, objectives=cfg.study.objective_list())
+                                    queued_only=self.queued_only, objectives=cfg.study.objective_list(),
+                                    eval_units=rungs or ())
         if plan.narrowed is not None:
             n = plan.narrowed
             study.set_user_attr("lmtune.practice_prior", {"name": n.name, "written": list(n.written),
