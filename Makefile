@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(VENV)/bin/lmtune tune examples/quickstart.yaml
 
 # Two tiers (docs/development.md): `make test` is the everyday one (the docs build, ruff and every test but
-# the long end-to-end ones marked `slow`, under 15 minutes on 2 cores); `make test-slow` runs those; CI
-# (.ci/run) runs both, so the whole suite is still run on every change.
+# the long end-to-end ones marked `slow`, under 15 minutes on 2 cores: about 11 on 2026-12-07); `make test-slow`
+# runs those; CI (.ci/run) runs both, so the whole suite is still run on every change.
 test: $(STAMP)
 	$(MAKE) docs  # the site builds with warnings as errors, so a broken docs page fails CI
 	$(VENV)/bin/ruff check src tests benchmarks scripts

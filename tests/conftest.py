@@ -188,8 +188,30 @@ def study_name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+# Cases of parametrized tests that take more than about 8 s on 2 cores (docs/development.md) while the test's
+# other cases are quick: marked `slow` here, by the start of their id, since a decorator marks every case
+SLOW_CASES = (
+    "tests/test_imports.py::test_the_transitive_check_fails_on_a_module_that_breaks_a_rule[training-",
+    "tests/execution/test_backend_contract.py::test_the_backend_keeps_the_contract[local-warm-check_runs_to_its_end]",
+    "tests/execution/test_backend_contract.py::test_the_backend_keeps_the_contract[local-warm-check_kill]",
+    "tests/execution/test_backend_contract.py::test_the_backend_keeps_the_contract[local-warm-check_checkpoints]",
+    "tests/cli/test_cli.py::test_bad_input_exits_2_with_one_message[task.dataset=/nowhere/",
+    "tests/cli/test_cli.py::test_bad_input_exits_2_with_one_message[task.label_column=sentiment-",
+    "tests/cli/test_no_tracebacks.py::test_broken_arguments_are_one_message[args9]",
+    "tests/cli/test_no_tracebacks.py::test_broken_arguments_are_one_message[args11]",
+    "tests/training/test_trainer_contract.py::test_every_trainer_keeps_the_contract[real-check_pauses_and_resumes]",
+    "tests/training/test_trainer_contract.py::test_lmtune_trainer_shows_progress_after_its_first_step[real]",
+    "tests/training/test_trainer_contract.py::test_lmtune_trainer_evaluates_only_the_units_its_scheduler_needs[real]",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `gpu` need a CUDA GPU: skipped where none is visible (CI has none)."""
+    """The `SLOW_CASES` are marked `slow`; tests marked `gpu` need a CUDA GPU: skipped where none is visible (CI
+    has none)."""
+    for item in items:
+        if item.nodeid.startswith(SLOW_CASES):
+            item.add_marker(pytest.mark.slow)
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return

@@ -18,6 +18,7 @@ ROOT = Path(__file__).parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
 
 
+@pytest.mark.slow
 def test_tune_returns_the_study_and_load_reads_it_back(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "api"
     result = lmtune.tune(QUICKSTART, overrides=[*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=random"],
@@ -38,6 +39,7 @@ def test_tune_returns_the_study_and_load_reads_it_back(tiny_model: Path, tiny_cs
     assert len(more.trials) == 4 and more.trials[:3] == result.trials
 
 
+@pytest.mark.slow
 def test_a_mapping_config_and_mapping_overrides_take_effect(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     raw = load_config(QUICKSTART, tiny_overrides(tiny_model, tiny_csv, tmp_path / "dict")).model_dump()
     result = lmtune.tune(raw, overrides={"training.max_steps": 3, "search.include_default": False,
@@ -48,6 +50,7 @@ def test_a_mapping_config_and_mapping_overrides_take_effect(tiny_model: Path, ti
     assert result.default is None
 
 
+@pytest.mark.slow
 def test_a_study_config_object_is_taken_as_is(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     cfg = load_config(QUICKSTART, [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "cfg"), "search.strategy=random"])
     result = lmtune.tune(cfg, n_trials=1, progress=False)
@@ -85,6 +88,7 @@ def test_final_compares_default_and_best_over_seeds(tiny_model: Path, tiny_csv: 
         lmtune.final(d, seeds=0)
 
 
+@pytest.mark.slow
 def test_train_keeps_one_model_and_its_metrics(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     result = lmtune.train(QUICKSTART, overrides=[*tiny_overrides(tiny_model, tiny_csv, tmp_path / "study"),
                                                  "training.learning_rate=2e-3"], out=tmp_path / "one")

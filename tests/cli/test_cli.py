@@ -55,6 +55,7 @@ def test_tune_records_trials_readable_by_plain_optuna(study_dir: Path) -> None:
         assert t.user_attrs["wall_time_s"] > 0 and "overhead_s" in t.user_attrs
 
 
+@pytest.mark.slow
 def test_best_json_status_and_exports(study_dir: Path, tmp_path: Path) -> None:
     best = json.loads(lmtune("best", str(study_dir), "--json").stdout)
     values = [t.value for t in complete(study_dir / "study.db")]
@@ -107,6 +108,7 @@ def test_train_runs_the_exported_best_once_and_keeps_its_model(study_dir: Path, 
     assert again.returncode == 2 and "already holds a trained model" in again.stderr
 
 
+@pytest.mark.slow
 def test_resume_keeps_completed_trials(study_dir: Path, tiny_model: Path, tiny_csv: Path) -> None:
     before = {t.number: t.value for t in complete(study_dir / "study.db")}
     out = lmtune("tune", QUICKSTART, *sets(tiny_overrides(tiny_model, tiny_csv, study_dir)), "--n-trials", "4")
@@ -136,6 +138,7 @@ def test_missing_study_dir_exits_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and "lmtune tune" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_failing_trial_is_recorded_and_study_goes_on(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "run"
     args = sets([*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=grid", "search.space={}",

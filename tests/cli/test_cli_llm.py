@@ -61,6 +61,7 @@ def test_export_adapter_and_merged_load(lora_study: Path, tiny_llama: Path, tmp_
         torch.testing.assert_close(merged(ids).logits, tuned.eval()(ids).logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_layer_decay_and_precision_are_searchable_and_recorded(tiny_model: Path, tiny_csv: Path,
                                                                tmp_path: Path) -> None:
     d = tmp_path / "llrd"
@@ -76,6 +77,7 @@ def test_layer_decay_and_precision_are_searchable_and_recorded(tiny_model: Path,
     assert export.returncode == 2 and "trained without LoRA" in export.stderr and "lmtune final" in export.stderr
 
 
+@pytest.mark.slow
 def test_layer_decay_on_an_unmappable_model_is_a_recorded_reason(tiny_csv: Path, tiny_model: Path,
                                                                  tmp_path: Path) -> None:
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification

@@ -72,6 +72,7 @@ def _told(study: lmtune.StudyResult, number: int) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_a_script_trial_is_pruned_at_equal_data_and_trains_its_own_settings(tmp_path: Path) -> None:
     result = lmtune.tune(_study(tmp_path), n_trials=8, progress=False)
     states = [t.state for t in result.trials]
@@ -353,6 +354,7 @@ def _launches(study: lmtune.StudyResult, number: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_pbt_runs_a_script_restarting_it_from_the_donors_checkpoint_with_explored_settings(tmp_path: Path) -> None:
     result = lmtune.tune(_pbt_study(tmp_path), progress=False)  # one worker: members take turns (pauses)
     assert [t.state for t in result.trials] == ["COMPLETE"] * 3

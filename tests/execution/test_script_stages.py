@@ -128,6 +128,7 @@ def test_a_script_proxy_lmtune_cannot_run_is_refused_saying_why(tmp_path: Path, 
     assert not (tmp_path / "two").exists()
 
 
+@pytest.mark.slow
 def test_a_script_study_warm_starts_from_an_earlier_script_studys_best(tmp_path: Path) -> None:
     earlier = lmtune.tune(_study(tmp_path, "a"), n_trials=4, progress=False)
     top2 = sorted((t for t in earlier.trials if not t.is_default), key=lambda t: (t.value or 0.0, t.number))[:2]

@@ -40,6 +40,7 @@ def drive(proc: Any, stop_at: int | None = None) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.slow
 def test_warm_trials_are_forked_children_that_speak_the_protocol(spec: TrialSpec, tmp_path: Path) -> None:
     ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
     try:
@@ -58,6 +59,7 @@ def test_warm_trials_are_forked_children_that_speak_the_protocol(spec: TrialSpec
         ex.close()
 
 
+@pytest.mark.slow
 def test_a_killed_warm_trial_reports_a_signal_exit(spec: TrialSpec, tmp_path: Path) -> None:
     ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
     try:
@@ -95,6 +97,7 @@ def _kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events if e["event"] != "progress"]  # progress: display only
 
 
+@pytest.mark.slow
 def test_a_prestarted_parent_serves_the_first_trial(spec: TrialSpec, tmp_path: Path) -> None:
     ex = LocalExecutor(workers=1, device="cpu", threads=1, warm_start=True)
     try:
@@ -108,6 +111,7 @@ def test_a_prestarted_parent_serves_the_first_trial(spec: TrialSpec, tmp_path: P
         ex.close()
 
 
+@pytest.mark.slow
 def test_the_tuner_starts_the_warm_parent_before_it_tokenizes(tiny_model: Path, tiny_csv: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Trial 0 need not wait for the parent's imports: they overlap the driver's own start-up."""

@@ -121,6 +121,7 @@ def test_a_searched_script_parameter_reaches_a_tool_through_its_mapping(tmp_path
          "task.defaults={my_knob: 1}", "search.space={my_knob: {type: int, low: 1, high: 3}}")
 
 
+@pytest.mark.slow
 def test_lmtune_attaches_to_every_trainer_a_tool_builds_without_the_tool_knowing(tmp_path: Path) -> None:
     """In a process started as a tool trial's (its sitecustomize first on PYTHONPATH), a Trainer that the
     'tool' builds carries lmtune's callback; outside a trial nothing is patched."""

@@ -89,6 +89,7 @@ def _grown(tmp: Path, extra: int) -> tuple[int, int]:
     return html.stat().st_size, data
 
 
+@pytest.mark.slow
 def test_report_size_grows_no_faster_than_the_data(tmp_path: Path) -> None:
     (s0, _), (s1, d1), (s2, d2) = (_grown(tmp_path / str(n), n) for n in (0, 60, 120))
     assert s1 - s0 <= d1 and s2 - s1 <= d2 - d1  # each added trial adds fewer bytes than its own data

@@ -79,6 +79,7 @@ def test_auto_draws_learning_rates_only_where_practice_puts_them_unless_turned_o
     assert any(x < 1e-5 for x in off)
 
 
+@pytest.mark.slow
 def test_auto_says_what_it_narrowed_and_records_it(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     out = run_lmtune("tune", QUICKSTART, *set_args([*tiny_overrides(tiny_model, tiny_csv, tmp_path),
                                                     "search.strategy=auto"]), "--n-trials", "1")

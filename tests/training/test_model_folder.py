@@ -74,6 +74,7 @@ def test_shards_named_by_an_index_pass(tiny_model: Path, tmp_path: Path) -> None
     check_model_folder("some-org/some-hub-model")  # not a folder: the tokenizer's load checks hub ids
 
 
+@pytest.mark.slow
 def test_tune_refuses_a_truncated_model_before_any_trial(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)

@@ -44,6 +44,7 @@ def test_a_study_ranks_trials_by_the_users_metric(tiny_model: Path, tiny_csv: Pa
     assert "test_mcc" in out.stdout
 
 
+@pytest.mark.slow
 def test_wrong_metric_or_broken_function_exits_2_before_training(tiny_model: Path, tiny_csv: Path,
                                                                   tmp_path: Path) -> None:
     (tmp_path / "metrics.py").write_text(MCC + "\ndef broken(p):\n    raise RuntimeError('no labels here')\n")

@@ -97,6 +97,7 @@ def _varying(spec: dict[str, Any], emit: Any, receive: Any, *, unit_s: float, sl
     return simulate(spec, emit, receive, unit_s=unit_s * factor, sleep=lambda s: sleep(s * rng.uniform(0.7, 1.3)))
 
 
+@pytest.mark.slow
 def test_a_study_of_trials_of_varying_speed_ends_at_or_under_its_cost_cap(tiny_model: Path, tiny_csv: Path,
                                                                          tmp_path: Path) -> None:
     # device-seconds (price 3600 per device-hour): about 4 trials' worth at this speed. Evaluation intervals of

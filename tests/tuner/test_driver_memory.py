@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 
 
+@pytest.mark.slow
 def test_driver_peak_memory_over_50_trials_stays_within_3_percent_of_trial_5(tiny_model: Path) -> None:
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "driver_memory.py"), "--backend", "simulated",
                           "--trials", "50", "--model", str(tiny_model), "--json"],

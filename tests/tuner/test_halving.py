@@ -109,6 +109,7 @@ def test_halving_without_a_budget_halves_n_trials_configurations(tiny_model: Pat
     assert [r.state for r in record.records(summary.study.trials)].count("COMPLETE") == 1
 
 
+@pytest.mark.slow
 def test_a_budget_too_small_for_one_configuration_is_refused_before_training(tiny_model: Path, tiny_csv: Path,
                                                                              tmp_path: Path) -> None:
     sets = _sets(tiny_model, tiny_csv, tmp_path / "s", "search.strategy=halving")

@@ -143,6 +143,7 @@ def test_without_pruning_nothing_is_pruned_and_costs_are_told_as_measured(tiny_m
         assert t.values[2] == pytest.approx((r.wall_time_s or 0) / 3600, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_the_front_is_listed_and_any_front_trial_exports(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     cfg = load_config(QUICKSTART, _study(tiny_model, tiny_csv, tmp_path / "s"))
     Tuner(cfg, n_trials=10, backend=SimulatedExecutor(workers=1)).run()

@@ -23,6 +23,7 @@ def _base(tiny_model: Path, tiny_csv: Path, d: Path) -> list[str]:
             "training.max_steps=12", "execution.workers=1"]
 
 
+@pytest.mark.slow
 def test_a_population_the_token_cap_cannot_finish_is_refused_before_training(tiny_model: Path, tiny_csv: Path,
                                                                             tmp_path: Path) -> None:
     base = _base(tiny_model, tiny_csv, tmp_path / "free")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config import load_config
@@ -43,6 +44,7 @@ def test_prior_studies_best_configurations_run_first_once(tiny_model: Path, tiny
     assert len(trials) == 4 and "prior_trial" not in trials[3].user_attrs
 
 
+@pytest.mark.slow
 def test_a_prior_that_ranks_by_another_metric_or_is_missing_is_refused(tiny_model: Path, tiny_csv: Path,
                                                                        tmp_path: Path) -> None:
     a = tmp_path / "a"

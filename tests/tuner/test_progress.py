@@ -50,6 +50,7 @@ def test_the_live_display_draws_bars_from_the_first_step_and_keeps_the_study_bar
     assert "trial 7 COMPLETE" in out and "study 1/2 trials" in out
 
 
+@pytest.mark.slow
 def test_a_study_feeds_the_display_from_each_trials_first_step(tiny_model: Path, tiny_csv: Path,
                                                                tmp_path: Path) -> None:
     """The real loop and trainer: each trial's first progress event (examples of its planned total, train

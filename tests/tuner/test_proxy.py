@@ -215,6 +215,7 @@ def test_report_shows_transfer_and_the_target_only_estimate(two_stage: Path) -> 
     assert "Warning: only 2 proxy/target pairs" in text
 
 
+@pytest.mark.slow
 def test_rerun_skips_the_finished_proxy_stage_and_refines(two_stage: Path, tiny_model: Path,
                                                           tiny_csv: Path) -> None:
     before = {t.number: (t.datetime_complete, t.value) for t in _trials(two_stage, "quickstart-proxy")}

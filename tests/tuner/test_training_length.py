@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.space import build_space
@@ -51,6 +52,7 @@ def test_start_up_trials_are_sized_to_the_budget() -> None:
     assert startup_trials(5, 4) == 4  # what the user asked for
 
 
+@pytest.mark.slow
 def test_a_study_over_epochs_trains_each_trial_its_own_length(tiny_model: Path, tiny_csv: Path,
                                                               tmp_path: Path) -> None:
     d = tmp_path / "len"
@@ -74,6 +76,7 @@ def test_a_study_over_epochs_trains_each_trial_its_own_length(tiny_model: Path, 
     assert meta["total_examples"] == 288  # the longest length is the pruners' maximum resource
 
 
+@pytest.mark.slow
 def test_strategy_auto_runs_tpe_with_asha_on_eval_loss(tiny_model: Path, tiny_csv: Path, tmp_path: Path) -> None:
     d = tmp_path / "auto"
     over = [*tiny_overrides(tiny_model, tiny_csv, d), "search.strategy=auto"]
@@ -95,6 +98,7 @@ def test_the_longest_length_values() -> None:
     assert longest_length(space, DEFAULTS, train_rows=100) == {"epochs": 1, "max_steps": 50}  # 50 × 16 > 200
 
 
+@pytest.mark.slow
 def test_strategy_auto_plans_drawn_trials_at_the_longest_length(tiny_model: Path, tiny_csv: Path,
                                                                 tmp_path: Path) -> None:
     """auto's length is ASHA's resource: every drawn configuration trains the longest length the space
