@@ -73,8 +73,9 @@ def test_auto_plans_its_last_trial_from_the_seconds_left_and_ends_by_the_deadlin
     cap = 1.6 * trial_s
     capped = load_config(QUICKSTART, [*sets, f"study.dir={tmp_path / 'capped'}", f"budget.max_wall_time={cap:.3f}"])
     tuner = Tuner(capped, n_trials=8, backend=SimulatedExecutor(workers=1, unit_s=0.6))
-    summary, scheduler = tuner.prepare(time.monotonic())
-    assert tuner._budget is not None
+    start = time.monotonic()
+    summary, scheduler = tuner.prepare(start)
+    assert tuner._budget is not None and tuner._budget.t0 == start  # `run` counts from its start, set-up included
     t0 = tuner._budget.t0 = time.monotonic()
     summary.stop_reason = drive(scheduler, tuner.backend) or scheduler.finished_reason
     wall = time.monotonic() - t0
