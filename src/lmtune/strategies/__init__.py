@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from lmtune.strategies.pbt import PBT
 
 __all__ = ["PBT", "HalvingPlan", "LengthOf", "Narrowed", "StrategyTraits", "asha_rungs", "default_first_rung",
-           "default_min_units",
-           "earliest_choice", "fill", "make_pruner", "make_sampler", "plan_halving", "practice_space", "prune_metric",
-           "pruner_name", "pruning_value", "resize", "rungs_from_end", "startup_trials", "traits"]
+           "default_min_units", "earliest_choice", "fill", "make_pruner", "make_sampler", "plan_halving",
+           "practice_space", "prune_metric", "pruner_name", "pruning_value", "resize", "rungs_from_end",
+           "startup_trials", "traits"]
 
 # the rest of the face, each name imported from its module when first named (lmtune._faces)
 _FACE = {
