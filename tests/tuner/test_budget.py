@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_lmtune, set_args, tiny_overrides
 from lmtune.config.schema import BudgetSection
+from lmtune.schedulers.search import units_ahead
 from lmtune.tuner.budget import Budget
 
 ROOT = Path(__file__).parents[2]
@@ -52,6 +53,24 @@ def test_a_running_trial_stops_at_the_evaluation_before_the_cap() -> None:
     assert budget.running_at(study, 1, 350)      # 400 + 350 + 200 + 100 > 1000: stop trial 1 now
     budget.ended(1)
     assert budget.reason(study, failures=0) == ""  # 400 + 200 + 100 <= 1000 (trial 1's record not counted here)
+
+
+def test_a_trial_evaluated_only_at_rungs_stops_where_the_stretch_to_its_next_rung_would_cross_the_cap() -> None:
+    """Evaluated only at the rungs (`TrialSpec.eval_units`), a trial meets the cap only there: at rung 1 with the
+    next at 3, two units must fit, not one, or it trains past the cap before anything can stop it."""
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"train_tokens": 700}))
+    budget = Budget(BudgetSection(max_train_tokens=1000), max_failures=3, t0=time.monotonic(), unit_tokens=100)
+    assert not budget.running_at(study, 1, 100, units_ahead=1)  # 700 + 100 + 100 <= 1000
+    assert not budget.running_at(study, 1, 100, units_ahead=2)  # 700 + 100 + 200 = 1000
+    assert budget.running_at(study, 1, 100, units_ahead=3)      # 700 + 100 + 300 > 1000: stop at this rung
+    assert "max_train_tokens 1000 reached" in budget.why[1]
+
+
+def test_the_budget_is_asked_about_the_stretch_to_a_trials_next_rung() -> None:
+    rungs = [8]  # ASHA's one rung of a 3-epoch run on an eighth-epoch grid
+    assert [units_ahead(rungs, u, 24) for u in (0, 7, 8, 9)] == [8, 1, 16, 15]  # to the rung, then to the end
+    assert [units_ahead([], u, 24) for u in (0, 8)] == [1, 1]  # every unit evaluated
 
 
 def test_a_trial_planned_to_end_at_the_cap_is_not_stopped_before_its_last_shorter_interval() -> None:

@@ -363,3 +363,36 @@ def test_autos_asha_on_the_fine_grid_evaluates_only_at_its_rungs(tiny_model: Pat
     assert rungs and rungs[-1] < plan.max_units
     assert launch.spec.eval_units == (rungs if rungs_only else [])
     scheduler.abandon([launch.key])
+
+
+def test_autos_asha_stops_a_trial_at_the_rung_past_which_the_cap_would_be_crossed(tiny_model: Path, tiny_csv: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Evaluated only at its rungs, a trial meets the token cap only there: at a rung where one more unit fits
+    under the cap but the stretch to its end does not, it is stopped there, not trained past the cap (before:
+    the cap counted one unit ahead, as if the trial were evaluated at every unit)."""
+    import time
+
+    import optuna
+
+    from lmtune.protocol import Eval, Stop
+
+    sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null",
+            "execution.workers=1", "search.strategy=auto"]
+    cap = int(1.05 * _run_tokens(sets))
+    cfg = load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"])
+    _, scheduler = Tuner(cfg, n_trials=4, backend=SimulatedExecutor(workers=1)).prepare(time.time())
+    plan = scheduler.plan
+    launch = scheduler.suggest("cpu", 1)
+    assert launch is not None and launch.spec.eval_units
+    rung = launch.spec.eval_units[0]
+    unit = plan.examples_per_unit * plan.tokens_per_example
+    assert plan.max_units - rung > 2  # the stretch from the rung to the end is more than two units
+    # what other trials spent leaves this one its rung and two more units
+    spent = int(cap - (rung + 2) * unit)
+    scheduler.study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"train_tokens": spent}))
+    at_rung = Eval(units=rung, metrics={"eval_loss": 1.0, cfg.study.metric: 0.5}, step=rung,
+                   examples=rung * plan.examples_per_unit, tokens=int(rung * unit))
+    curve = [{"step": rung, "units": rung, "examples": at_rung.examples, "tokens": at_rung.tokens,
+              "metrics": dict(at_rung.metrics)}]
+    assert isinstance(scheduler.on_eval(launch.key, at_rung, curve), Stop)
+    scheduler.abandon([launch.key])

@@ -93,9 +93,12 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
     def seen(u: int) -> int:  # examples after u units: the last, shorter interval ends at the planned length
         return min(u * per_unit, int(spec["total_examples"]))
 
+    needed = {int(x) for x in spec.get("eval_units") or ()}  # as lmtune's trainer: evaluated only there, and at the end
     for u in range(start + 1, units + 1):
         sleep(unit_s * (seen(u) - seen(u - 1)) / per_unit)  # a shorter last interval takes its share of a unit
         done = u
+        if needed and u not in needed and u < units:
+            continue
         q = quality_after(u, float(hp.get("learning_rate", 1e-3)), float(hp.get("weight_decay", 0.0)))
         serve = serving(hp) if spec.get("measure_serving") else {}
         if serve and hp.get("lora_enabled"):  # the serving trade-off: a larger adapter fits a little better

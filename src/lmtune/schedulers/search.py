@@ -327,7 +327,8 @@ class SearchScheduler(Scheduler):
         prune = self._report_several(item.trial, curve) if self.objectives else \
             self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, ev.tokens, ev.examples,
-                                                    self.plan.examples_per_unit, ev.units)
+                                                    self.plan.examples_per_unit, ev.units,
+                                                    units_ahead(self.eval_units, ev.units, self.plan.max_units))
         item.budget_stopped = item.budget_stopped or over
         self.reporter.trial_advanced(item.trial.number, ev.examples, ev.tokens, 0)
         self.reporter.trial_progress(item.trial.number, ev.units, self.plan.max_units, ev.metrics.get(metric))
@@ -492,6 +493,15 @@ def auto_pins(strategy: str, plan: Plan) -> dict[str, Any]:
 def waiting(study: optuna.Study) -> bool:
     """The study has queued configurations (WAITING trials) not yet run."""
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def units_ahead(eval_units: Sequence[int], units: int, max_units: int) -> int:
+    """Units from ``units`` to a trial's next evaluation: one, or, where it is evaluated only at ``eval_units``
+    (`lmtune.protocol.TrialSpec.eval_units`), to the next of them or its end ``max_units`` (a budget cap can stop
+    a trial only at an evaluation)."""
+    if not eval_units:
+        return 1
+    return max(1, next((u for u in sorted(eval_units) if u > units), max_units) - units)
 
 
 def halving_of(search: SearchSection, max_units: int) -> tuple[list[int], int] | None:

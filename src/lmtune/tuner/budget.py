@@ -104,11 +104,13 @@ class Budget:
         return cap - ((time.monotonic() if now is None else now) - self.t0)
 
     def running_at(self, study: optuna.Study, number: int, tokens: int, examples: int = 0,
-                   examples_per_unit: int = 0, units: int = 0) -> bool:
+                   examples_per_unit: int = 0, units: int = 0, units_ahead: int = 1) -> bool:
         """A running trial reached ``tokens`` (``examples``, ``units``): True when it must stop now for the token
         cap, a cost cap, or ``max_wall_time`` (its next evaluation, at its own pace so far, would end after the
         deadline). Without a tokenized split to estimate one interval from (a script trial's data is its
-        own), the interval is taken from the tokens per example the trials report."""
+        own), the interval is taken from the tokens per example the trials report. ``units_ahead``: the units
+        to the trial's next evaluation (more than one where it is evaluated only at rungs,
+        `lmtune.protocol.TrialSpec.eval_units`: the cap can stop it only there, so the whole stretch must fit)."""
         now = time.monotonic()
         left, wait = self.time_left(now), self.cost.seconds_to_next_eval(number, examples=examples, units=units,
                                                                          now=now)
@@ -126,9 +128,9 @@ class Budget:
             if self.learn_unit and tokens and examples:
                 self._seen = (self._seen[0] + tokens, self._seen[1] + examples)
                 self.unit_tokens = self._seen[0] / self._seen[1] * examples_per_unit
-        # its next interval: one evaluation unit, or what is left of its planned length when that is less (a trial
-        # planned to end exactly at the cap is not stopped before its last, shorter interval)
-        interval = self.unit_tokens
+        # its next interval: to its next evaluation, or what is left of its planned length when that is less (a
+        # trial planned to end exactly at the cap is not stopped before its last, shorter interval)
+        interval = self.unit_tokens * max(1, units_ahead)
         planned = self.planned.get(number)
         if planned and examples_per_unit > 0:
             interval = min(interval, self.unit_tokens / examples_per_unit * max(0, planned - examples))
