@@ -365,11 +365,14 @@ def test_autos_asha_on_the_fine_grid_evaluates_only_at_its_rungs(tiny_model: Pat
     scheduler.abandon([launch.key])
 
 
+@pytest.mark.parametrize("patience", [None, 2])
 def test_autos_asha_stops_a_trial_at_the_rung_past_which_the_cap_would_be_crossed(tiny_model: Path, tiny_csv: Path,
-                                                                                 tmp_path: Path) -> None:
+                                                                                 tmp_path: Path,
+                                                                                 patience: int | None) -> None:
     """Evaluated only at its rungs, a trial meets the token cap only there: at a rung where one more unit fits
     under the cap but the stretch to its end does not, it is stopped there, not trained past the cap (before:
-    the cap counted one unit ahead, as if the trial were evaluated at every unit)."""
+    the cap counted one unit ahead, as if the trial were evaluated at every unit). Under early stopping the
+    trainer evaluates every unit, so there the cap waits for the next one."""
     import time
 
     import optuna
@@ -377,7 +380,8 @@ def test_autos_asha_stops_a_trial_at_the_rung_past_which_the_cap_would_be_crosse
     from lmtune.protocol import Eval, Stop
 
     sets = [*tiny_overrides(tiny_model, tiny_csv, tmp_path / "s"), "training.max_steps=24", "training.eval_every=null",
-            "execution.workers=1", "search.strategy=auto"]
+            "execution.workers=1", "search.strategy=auto",
+            *([f"training.early_stopping_patience={patience}"] if patience else [])]
     cap = int(1.05 * _run_tokens(sets))
     cfg = load_config(QUICKSTART, [*sets, f"budget.max_train_tokens={cap}"])
     _, scheduler = Tuner(cfg, n_trials=4, backend=SimulatedExecutor(workers=1)).prepare(time.time())
@@ -394,5 +398,6 @@ def test_autos_asha_stops_a_trial_at_the_rung_past_which_the_cap_would_be_crosse
                    examples=rung * plan.examples_per_unit, tokens=int(rung * unit))
     curve = [{"step": rung, "units": rung, "examples": at_rung.examples, "tokens": at_rung.tokens,
               "metrics": dict(at_rung.metrics)}]
-    assert isinstance(scheduler.on_eval(launch.key, at_rung, curve), Stop)
+    decision = scheduler.on_eval(launch.key, at_rung, curve)
+    assert isinstance(decision, Stop) == (patience is None)
     scheduler.abandon([launch.key])

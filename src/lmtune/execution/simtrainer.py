@@ -93,7 +93,8 @@ def simulate(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None], recei
     def seen(u: int) -> int:  # examples after u units: the last, shorter interval ends at the planned length
         return min(u * per_unit, int(spec["total_examples"]))
 
-    needed = {int(x) for x in spec.get("eval_units") or ()}  # as lmtune's trainer: evaluated only there, and at the end
+    # as lmtune's trainer: evaluated only there and at the end (every unit under early stopping)
+    needed = set() if hp.get("early_stopping_patience") else {int(x) for x in spec.get("eval_units") or ()}
     for u in range(start + 1, units + 1):
         sleep(unit_s * (seen(u) - seen(u - 1)) / per_unit)  # a shorter last interval takes its share of a unit
         done = u

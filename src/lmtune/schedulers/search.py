@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,6 +94,7 @@ class _Running:
     budget_stopped: bool = False
     devices: int = 1                 # processes it holds (its device-hours: wall time x devices)
     planned: int | None = None       # its planned length in train examples (the rungs compare equal lengths)
+    eval_units: list[int] = field(default_factory=list)  # where alone its trainer evaluates (none: every unit)
 
 
 @register("auto", "grid", "random", "bayes", "asha", "hyperband")
@@ -278,6 +279,8 @@ class SearchScheduler(Scheduler):
             record.write(trial, trial_dir=str(trial_dir), planned_examples=spec.total_examples, device=device,
                          devices=max(1, spec.world_size))
         item.devices, item.planned = max(1, spec.world_size), spec.total_examples
+        # under early stopping the trainer evaluates every unit (its patience counts evaluations)
+        item.eval_units = [] if hparams.get("early_stopping_patience") else list(spec.eval_units)
         item.started = time.monotonic()  # before launch: a warm start's wait for its parent counts too
         self.budget.started(trial.number, device=device, devices=max(1, spec.world_size),
                             examples=spec.total_examples, at=item.started)
@@ -328,7 +331,7 @@ class SearchScheduler(Scheduler):
             self._report(item.trial, ev, metric, curve)
         over = not prune and self.budget.running_at(self.study, item.trial.number, ev.tokens, ev.examples,
                                                     self.plan.examples_per_unit, ev.units,
-                                                    units_ahead(self.eval_units, ev.units, self.plan.max_units))
+                                                    units_ahead(item.eval_units, ev.units, self.plan.max_units))
         item.budget_stopped = item.budget_stopped or over
         self.reporter.trial_advanced(item.trial.number, ev.examples, ev.tokens, 0)
         self.reporter.trial_progress(item.trial.number, ev.units, self.plan.max_units, ev.metrics.get(metric))
