@@ -108,7 +108,7 @@ def regret_svg(summary: dict[str, Any], task: str) -> str:
                         f'{100 * c["budget_spent"]:.0f} % spent, {c["seeds"]} seeds</title></circle>')
         body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{colour}" '
                     f'stroke-width="{3 if thick else 1.4}"/>')
-    seeds = min(by_budget[str(b)][a]["seeds"] for b in budgets for a in arms)
+    seeds = min((by_budget[str(b)][a]["seeds"] for b in budgets for a in arms), default=0)  # no arm at every budget
     return _frame(f"{task}: regret against budget",
                   [f"mean over {seeds} search seeds or more, with its 95 % interval; lower is better",
                    f"table: {meta['configurations']} configurations × {meta['seeds']} recorded seeds"],
