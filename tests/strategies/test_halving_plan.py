@@ -173,3 +173,19 @@ def test_a_plan_never_spends_less_chooses_earlier_or_keeps_fewer_than_two_for_sp
     assert plan is not None and raw.cost_units <= plan.cost_units <= room
     assert plan.configurations >= 2 and (deciding_rung(plan) or 0) >= (deciding_rung(raw) or 0)
     assert plan == raw or raw.cost_units < 0.95 * room  # a plan that spends 95 % is kept as it is
+
+
+def test_a_plan_that_chooses_early_and_leaves_three_percent_takes_one_that_chooses_later_and_spends_it() -> None:
+    """The recorded tables' geometry (24 units a run, 8 an epoch) at 1.83 default runs (29.25 units): three
+    configurations cut to one at a quarter epoch spend 28 units, 95.7 %, which a live search of the same plan
+    turned into 93.7 % of its tokens (units of the split's mean tokens are not the tokens trials train). No plan
+    choosing at three quarters of an epoch fits; two configurations cut at 5 units spend 29, choosing later."""
+    room, by = 29.25, earliest_choice(8)
+    early = _plan_halving(24, room, first=2, factor=2, most=64)
+    assert early == HalvingPlan((2, 4, 8, 16, 24), (3, 1, 1, 1, 1)) and 0.95 * room < early.cost_units < 0.97 * room
+    plan = plan_halving(24, room, first=2, factor=2, most=64, decide_by=by)
+    assert plan == HalvingPlan((5, 6, 12, 24), (2, 1, 1, 1))
+    assert 0.97 * room <= plan.cost_units <= room and (deciding_rung(plan) or 0) > (deciding_rung(early) or 0)
+    # a plan that chooses late enough is held to 95 % only, as before (a later one would draw fewer)
+    assert plan_halving(24, 3 * 16 * 0.995, first=2, factor=2, most=64, decide_by=by) == \
+        plan_halving(24, 3 * 16 * 0.995, first=2, factor=2, most=64)
